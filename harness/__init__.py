@@ -1,0 +1,25 @@
+"""torchparity's engine: cases, matrix, backends, timing, drift, runner, results, reports.
+
+The public registration API for user cases and backends is re-exported here.
+"""
+
+from harness.backends import register_backend
+from harness.backends.base import Backend, PrepareContext
+from harness.cases import Case, KnownFailure, register_case, register_model
+from harness.devices import Device, register_device
+from harness.inputs import InputGen
+from harness.precision import Tolerance
+
+__all__ = [
+    "Backend",
+    "Case",
+    "Device",
+    "InputGen",
+    "KnownFailure",
+    "PrepareContext",
+    "Tolerance",
+    "register_backend",
+    "register_case",
+    "register_device",
+    "register_model",
+]

@@ -1,0 +1,56 @@
+"""The backend interface: how a module becomes a callable for a device and precision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.devices import Device
+from harness.matrix import Cell
+from harness.precision import Precision
+
+
+@dataclass
+class PrepareContext:
+    """What a backend may need while preparing one cell.
+
+    ``cache_dir`` is a directory the backend may keep artifacts in (None when
+    caching is off); ``cache_key`` identifies the case, precision, input
+    signature and library versions, and a backend adds its own options to it.
+    """
+
+    cell: Cell
+    device: Device
+    precision: Precision
+    cache_dir: Path | None = None
+    cache_key: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
+
+
+class Backend:
+    """Base class of every backend. Subclasses set ``name`` and override
+    ``prepare``; ``supports`` says up front which cells they cannot serve."""
+
+    name: str = ""
+    description: str = ""
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        """None when the cell can run, else the reason it is skipped."""
+        return None
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """Turn ``module`` (already on the device, in the precision) into a
+        callable taking the inputs and returning eager's output structure.
+        Timed as ``prepare_s``."""
+        raise NotImplementedError
+
+    def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:
+        """One call: the timed region."""
+        return prepared(*inputs)

@@ -1,0 +1,149 @@
+"""The environment a run executed in (env.json), and a fingerprint of the parts
+that make two runs' timings comparable."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    system = platform.system()
+    try:
+        if system == "Linux":
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        elif system == "Darwin":
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        pass
+    if platform.system() == "Windows":
+        import ctypes
+
+        class MemoryStatus(ctypes.Structure):
+            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong)] + [
+                (n, ctypes.c_ulonglong)
+                for n in (
+                    "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
+                    "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual",
+                )
+            ]  # fmt: skip
+
+        status = MemoryStatus()
+        status.dwLength = ctypes.sizeof(MemoryStatus)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+            return int(status.ullTotalPhys)
+    return None
+
+
+def git_sha(where: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=where or Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def short_host() -> str:
+    return socket.gethostname().split(".")[0] or "host"
+
+
+def collect() -> dict[str, Any]:
+    """Everything env.json records (DESIGN.md's run-directory contract)."""
+    cuda_available = torch.cuda.is_available()
+    env: dict[str, Any] = {
+        "os": platform.system(),
+        "os_release": platform.release(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "torch": torch.__version__,
+        "numpy": _version("numpy"),
+        "pandas": _version("pandas"),
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "onnxscript": _version("onnxscript"),
+        "torchparity": _version("torchparity"),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda_available
+        else [],
+        "mps": bool(torch.backends.mps.is_available()),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "host": short_host(),
+        "git_sha": git_sha(),
+        "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    env["fingerprint"] = fingerprint(env)
+    return env
+
+
+# The fields that change what a timing means; host names and times do not.
+_FINGERPRINT_FIELDS = (
+    "os", "machine", "cpu", "cores", "python", "torch", "onnxruntime", "cuda", "gpu",
+    "torch_threads", "torch_interop_threads",
+)  # fmt: skip
+
+
+def fingerprint(env: dict[str, Any]) -> str:
+    """Two runs whose fingerprints match ran on comparable machines and software."""
+    picked = {k: env.get(k) for k in _FINGERPRINT_FIELDS}
+    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def row_fields(env: dict[str, Any]) -> dict[str, Any]:
+    """The environment fields repeated on every row so merged CSVs stay self-describing."""
+    return {k: env.get(k) for k in ("os", "torch", "onnxruntime", "host")}
+
+
+def write(env: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,185 @@
+"""One cell, start to finish: build, reference, prepare, run, drift, timing -> row.
+
+This is what a worker process runs; it never raises for a cell's own failure
+(those become ``error``/``fail`` rows), so a worker survives bad cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import drift as drift_mod
+from harness.backends import get_backend
+from harness.backends.base import PrepareContext
+from harness.cases import CASES, Case
+from harness.devices import get_device
+from harness.inputs import cast_inputs, tensor_digest
+from harness.matrix import Cell
+from harness.outputs import flatten_outputs
+from harness.precision import Precision, default_tolerance, get_precision
+from harness.reference import build_inputs, build_module, get_reference
+from harness.timing import TimingConfig, measure
+
+
+@dataclass
+class RunSettings:
+    """Settings shared by every cell of a run (picklable: sent to workers)."""
+
+    seed: int = 0
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    cache_dir: Path | None = None  # reference files and backend artifacts
+    use_artifact_cache: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def precheck(cell: Cell) -> str | None:
+    """Why the cell cannot run here (device absent, backend cannot serve it), or None.
+    Cheap: the runner calls it before sending a cell to a worker."""
+    reason = get_device(cell.device).unavailable()
+    if reason:
+        return f"{cell.device}: {reason}"
+    return get_backend(cell.backend).supports(cell, get_precision(cell.precision))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return f"{type(exc).__name__}: {line}"[:400]
+    return type(exc).__name__
+
+
+def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "reason": f"{stage}: {_first_line(exc)}",
+        "error_type": type(exc).__name__,
+        "error_stage": stage,
+        "traceback": traceback.format_exc(),
+    }
+
+
+def output_digest(leaves: list[torch.Tensor]) -> str:
+    return tensor_digest(leaves)
+
+
+def _tolerance(case: Case, precision: Precision):
+    dtype = precision.compute_dtype
+    return case.tolerances.get(dtype) or default_tolerance(dtype)
+
+
+def _policy(case: Case) -> str:
+    return "model" if case.kind == "model" else "elementwise"
+
+
+def _cast_module(module: torch.nn.Module, precision: Precision, device: torch.device):
+    return copy.deepcopy(module).to(device=device, dtype=precision.dtype)
+
+
+def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
+    """Run one cell and return its row (without the environment fields)."""
+    row: dict[str, Any] = {"status": "pass", "reason": ""}
+    stage = "precheck"
+    try:
+        skip = precheck(cell)
+        if skip:
+            return {"status": "skip", "reason": skip}
+        case = CASES[cell.case]
+        precision = get_precision(cell.precision)
+        device = get_device(cell.device)
+        backend = get_backend(cell.backend)
+        row["batch"] = case.batch
+
+        stage = "build"
+        module = build_module(case, settings.seed)
+        inputs = build_inputs(case, settings.seed)
+        stage = "reference"
+        ref = get_reference(case, module, inputs, settings.cache_dir)
+        row["input_digest"] = ref.input_digest
+
+        stage = "cast"
+        tdev = device.torch_device()
+        cell_module = _cast_module(module, precision, tdev)
+        cell_inputs = cast_inputs(inputs, precision.dtype, tdev)
+
+        stage = "prepare"
+        key = hashlib.sha256(
+            f"{cell.case}|{cell.precision}|{cell.device}|{ref.input_digest}|{settings.seed}|"
+            f"{torch.__version__}".encode()
+        ).hexdigest()[:20]
+        ctx = PrepareContext(
+            cell=cell,
+            device=device,
+            precision=precision,
+            cache_dir=(settings.cache_dir / "artifacts" / cell.backend)
+            if settings.cache_dir and settings.use_artifact_cache
+            else None,
+            cache_key=key,
+            options=settings.backend_options.get(cell.backend, {}),
+        )
+        device.synchronize()
+        began = time.perf_counter()
+        prepared = backend.prepare(cell_module, cell_inputs, ctx)
+        device.synchronize()
+        row["prepare_s"] = time.perf_counter() - began
+        row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
+
+        stage = "run"
+        outputs = backend.run(prepared, cell_inputs)
+        device.synchronize()
+        names, leaves = flatten_outputs(outputs)
+        row["output_digest"] = output_digest(leaves)
+        row["leaf_names"] = names
+
+        stage = "drift"
+        tolerance = _tolerance(case, precision)
+        drift = drift_mod.compare(
+            names, leaves, ref.outputs, precision.compute_dtype, tolerance, _policy(case)
+        )
+        if names != ref.names and len(names) == len(ref.names):
+            row["leaf_names_reference"] = ref.names
+        row.update(drift.columns())
+        row["leaves"] = drift.leaf_records()
+        if cell.backend != "eager":
+            eager = get_backend("eager").prepare(
+                _cast_module(module, precision, tdev), cell_inputs, ctx
+            )
+            _, eager_leaves = flatten_outputs(eager(*cell_inputs))
+            row["eager_max_abs_diff"] = drift_mod.max_abs_diff(leaves, eager_leaves)
+        else:
+            row["eager_max_abs_diff"] = 0.0
+        if not drift.passed:
+            row["status"] = "fail"
+            row["reason"] = drift.reason
+
+        stage = "timing"
+        measurement = measure(
+            lambda: backend.run(prepared, cell_inputs), device.synchronize, settings.timing
+        )
+        row.update(measurement.columns(case.batch))
+        row["samples_ms"] = [s * 1e3 for s in measurement.samples_s]
+    except Exception as exc:  # a cell's failure is a finding, not a crash
+        row.update(error_fields(exc, stage))
+    return row
+
+
+def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
+    """A fail or error matching a known-failure mark of the case becomes xfail."""
+    case = CASES.get(cell.case)
+    if case is None or row.get("status") not in ("fail", "error", "crash", "timeout"):
+        return row
+    mark = case.known_failure(cell.backend, cell.device, cell.precision)
+    if mark is not None:
+        row["xfail_of"] = row["status"]
+        row["status"] = "xfail"
+        row["reason"] = f"{mark.describe()}; was {row['xfail_of']}: {row.get('reason', '')}"
+    return row

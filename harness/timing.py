@@ -1,0 +1,89 @@
+"""The timing loop: warm-up, blocked autorange, repeats (after torch.utils.benchmark).
+
+Only the callable is timed; the device is synchronised before each clock read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.measurement import Measurement
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """``min_time``: measured seconds to collect (blocks excluded from warm-up);
+    ``min_repeats``: at least this many blocks; ``max_time``: hard cap on the
+    measured part; ``warmup_time``: the least warm-up, in seconds."""
+
+    min_time: float = 0.1
+    min_repeats: int = 7
+    max_repeats: int = 1000
+    max_time: float = 5.0
+    warmup_time: float = 0.02
+    max_warmup_time: float = 2.0
+
+
+def _noop() -> None:
+    pass
+
+
+def _time_block(fn: Callable[[], object], number: int, sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def warm_up(fn: Callable[[], object], sync: Callable[[], None], config: TimingConfig) -> int:
+    """Call ``fn`` until at least ``warmup_time`` has passed and the last call
+    is no slower than 1.2x the fastest seen (timings settled), within
+    ``max_warmup_time``. Returns the number of calls made."""
+    calls = 0
+    fastest = math.inf
+    began = time.perf_counter()
+    while True:
+        t = _time_block(fn, 1, sync)
+        calls += 1
+        fastest = min(fastest, t)
+        elapsed = time.perf_counter() - began
+        settled = calls >= 2 and t <= 1.2 * fastest
+        if (elapsed >= config.warmup_time and settled) or elapsed >= config.max_warmup_time:
+            return calls
+
+
+def measure(
+    fn: Callable[[], object],
+    sync: Callable[[], None] = _noop,
+    config: TimingConfig | None = None,
+) -> Measurement:
+    """Warm up, then pick a block size (calls per block) so that one block
+    lasts about ``min_time / min_repeats``, then time blocks until both
+    ``min_time`` and ``min_repeats`` are reached."""
+    config = config or TimingConfig()
+    warmup_calls = warm_up(fn, sync, config)
+    block_target = config.min_time / config.min_repeats
+
+    number = 1
+    while True:
+        t = _time_block(fn, number, sync)
+        if t >= block_target or number >= 10**7:
+            break
+        # Jump towards the target, at most x100 per step, at least x2.
+        grow = block_target / max(t, 1e-9) * 1.2
+        number = int(min(max(number * 2, math.ceil(number * grow)), number * 100))
+
+    samples = [t / number]
+    total = t
+    while (total < config.min_time or len(samples) < config.min_repeats) and (
+        len(samples) < config.max_repeats and total < config.max_time
+    ):
+        t = _time_block(fn, number, sync)
+        samples.append(t / number)
+        total += t
+    return Measurement(samples_s=samples, number=number, warmup_calls=warmup_calls)

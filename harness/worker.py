@@ -1,0 +1,131 @@
+"""Executors: where cells run. ``IsolatedExecutor`` runs each cell in a worker
+process (spawn start method, the same on Linux, macOS and Windows) so a
+segfault, abort or hang costs one row, not the run; ``InProcessExecutor``
+runs them here (debugging, fuzzing)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import warnings
+from multiprocessing.connection import Connection
+from typing import Any
+
+from harness.cases import PluginSpec, load_all
+from harness.execute import RunSettings, execute_cell
+from harness.matrix import Cell
+
+
+def quiet_warnings() -> None:
+    """TorchScript and exporter deprecation chatter would drown the output."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TorchScript.*")
+    warnings.filterwarnings("ignore", message=".*torch.jit.*")
+
+
+def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
+    quiet_warnings()
+    load_all(plugins)
+    conn.send("ready")
+    while True:
+        try:
+            cell = conn.recv()
+        except EOFError:
+            return
+        if cell is None:
+            return
+        conn.send(execute_cell(cell, settings))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "worker did not exit"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker killed by {name} (exit code {code})"
+    if code > 0xFFFF:  # Windows NTSTATUS, e.g. 0xC0000005 access violation
+        return f"worker crashed with status 0x{code:08X}"
+    return f"worker exited with code {code}"
+
+
+class InProcessExecutor:
+    """Runs cells in this process: no isolation, no timeout."""
+
+    def __init__(self, plugins: list[PluginSpec], settings: RunSettings) -> None:
+        load_all(plugins)
+        self.settings = settings
+
+    def run(self, cell: Cell) -> dict[str, Any]:
+        return execute_cell(cell, self.settings)
+
+    def close(self) -> None:
+        pass
+
+
+class IsolatedExecutor:
+    """One worker process at a time (cells are timed alone); replaced after a
+    crash or timeout."""
+
+    def __init__(self, plugins: list[PluginSpec], settings: RunSettings, timeout: float) -> None:
+        self.plugins = plugins
+        self.settings = settings
+        self.timeout = timeout
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_worker_main, args=(child, self.plugins, self.settings), daemon=True
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        # Start-up (importing torch, loading plugins) is not the cell's time.
+        if not parent.poll(max(self.timeout, 120.0)) or parent.recv() != "ready":
+            raise RuntimeError("worker process failed to start")
+
+    def _discard(self, kill: bool) -> int | None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is None:
+            return None
+        if kill and proc.is_alive():
+            proc.kill()
+        proc.join(10)
+        if conn is not None:
+            conn.close()
+        return proc.exitcode
+
+    def run(self, cell: Cell) -> dict[str, Any]:
+        try:
+            if self._proc is None or not self._proc.is_alive():
+                self._discard(kill=True)
+                self._start()
+            assert self._conn is not None
+            self._conn.send(cell)
+            if self._conn.poll(self.timeout):
+                return self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError, RuntimeError):
+            code = self._discard(kill=False)
+            return {"status": "crash", "reason": _describe_exit(code), "exit_code": code}
+        self._discard(kill=True)
+        return {
+            "status": "timeout",
+            "reason": f"no result within {self.timeout:g}s; worker killed and replaced",
+        }
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        if self._proc is not None:
+            self._proc.join(5)
+        self._discard(kill=True)

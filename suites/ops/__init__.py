@@ -1,0 +1,1 @@
+"""Op conformance catalog (see issue 5). Empty until the catalog lands."""

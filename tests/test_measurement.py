@@ -1,0 +1,29 @@
+import pytest
+
+from harness.measurement import Measurement
+from harness.timing import TimingConfig, measure
+
+
+def test_statistics_derive_from_samples():
+    m = Measurement(samples_s=[1.0, 2.0, 3.0, 4.0, 100.0], number=10)
+    assert m.median == 3.0
+    assert m.q1 == 2.0 and m.q3 == 4.0 and m.iqr == 2.0
+    assert m.outliers == 1
+    assert m.iterations == 50
+    cols = m.columns(batch=6)
+    assert cols["latency_ms_median"] == 3000.0
+    assert cols["throughput_items_s"] == 2.0
+    assert m.p90 == pytest.approx(61.6)
+
+
+def test_measure_collects_blocks_and_syncs():
+    calls, syncs = [], []
+    config = TimingConfig(min_time=0.01, min_repeats=5, warmup_time=0.0)
+    m = measure(lambda: calls.append(1), lambda: syncs.append(1), config)
+    assert len(m.samples_s) >= 5
+    assert m.number > 1  # a no-op is far below the block target: calls are batched
+    assert m.warmup_calls >= 2
+    # every timed call happened (calibration blocks come on top)
+    assert len(calls) >= m.warmup_calls + m.iterations
+    # the device is synchronised before and after every block
+    assert len(syncs) >= 2 * len(m.samples_s)
