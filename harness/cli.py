@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=None, help="seconds measured per cell (default 0.1)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell before it is killed (default 300)")
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads in workers (default: torch's default)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (no crash isolation)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse prepared backend artifacts")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
@@ -170,6 +172,7 @@ def _selection(args: argparse.Namespace) -> dict:
         "min_time": pick("min_time", 0.1),
         "timeout": pick("timeout", 300.0),
         "seed": pick("seed", 0),
+        "threads": pick("threads", None),
         "isolate": not args.no_isolate if not args.resume else stored.get("isolate", not args.no_isolate),
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
         "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
@@ -189,6 +192,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     precisions = _choose(sel["precision"], list(PRECISIONS), "precision")
     if sel["min_time"] <= 0 or sel["timeout"] <= 0:
         raise UsageError("--min-time and --timeout must be positive")
+    if sel["threads"] is not None and sel["threads"] < 1:
+        raise UsageError("--threads must be at least 1")
     cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
     if sel["shard"]:
         try:
@@ -202,6 +207,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         timing=TimingConfig(min_time=sel["min_time"]),
         cache_dir=run_dir / "cache",
         use_artifact_cache=not sel["no_cache"],
+        threads=sel["threads"],
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 

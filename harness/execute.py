@@ -23,6 +23,7 @@ from harness.cases import CASES, Case
 from harness.devices import get_device
 from harness.inputs import cast_inputs, tensor_digest
 from harness.matrix import Cell
+from harness.memory import PeakMemory
 from harness.outputs import flatten_outputs
 from harness.precision import Precision, default_tolerance, get_precision
 from harness.reference import build_inputs, build_module, get_reference
@@ -38,6 +39,20 @@ class RunSettings:
     cache_dir: Path | None = None  # reference files and backend artifacts
     use_artifact_cache: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    interop_threads: int | None = None
+
+
+def apply_thread_settings(settings: RunSettings) -> None:
+    """Pin torch's thread pools so every backend runs under the same threads.
+    Inter-op threads can only be set before first use; a failure keeps the default."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    if settings.interop_threads:
+        try:
+            torch.set_num_interop_threads(settings.interop_threads)
+        except RuntimeError:
+            pass
 
 
 def precheck(cell: Cell) -> str | None:
@@ -106,6 +121,8 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         ref = get_reference(case, module, inputs, settings.cache_dir)
         row["input_digest"] = ref.input_digest
 
+        memory = PeakMemory(cuda=device.name == "cuda")
+        memory.start()
         stage = "cast"
         tdev = device.torch_device()
         cell_module = _cast_module(module, precision, tdev)
@@ -162,11 +179,15 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
             row["reason"] = drift.reason
 
         stage = "timing"
+        memory.pause()
         measurement = measure(
             lambda: backend.run(prepared, cell_inputs), device.synchronize, settings.timing
         )
+        row.update(memory.stop())
         row.update(measurement.columns(case.batch))
         row["samples_ms"] = [s * 1e3 for s in measurement.samples_s]
+        row["torch_threads"] = torch.get_num_threads()
+        row["torch_interop_threads"] = torch.get_num_interop_threads()
     except Exception as exc:  # a cell's failure is a finding, not a crash
         row.update(error_fields(exc, stage))
     return row

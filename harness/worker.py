@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from harness.cases import PluginSpec, load_all
-from harness.execute import RunSettings, execute_cell
+from harness.execute import RunSettings, apply_thread_settings, execute_cell
 from harness.matrix import Cell
 
 
@@ -26,6 +26,7 @@ def quiet_warnings() -> None:
 
 def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
     quiet_warnings()
+    apply_thread_settings(settings)
     load_all(plugins)
     conn.send("ready")
     while True:
@@ -56,6 +57,7 @@ class InProcessExecutor:
     """Runs cells in this process: no isolation, no timeout."""
 
     def __init__(self, plugins: list[PluginSpec], settings: RunSettings) -> None:
+        apply_thread_settings(settings)
         load_all(plugins)
         self.settings = settings
 

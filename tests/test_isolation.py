@@ -1,0 +1,85 @@
+"""Isolation, streaming and resume, through the real command line."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import DATA
+
+
+def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
+    out = tmp_path / "faults"
+    proc = cli("run", "--case-file", str(DATA / "fault_cases.py"), "--suite", "faults",
+               "--device", "cpu", "--precision", "fp32", "--timeout", "5", "--out", str(out),
+               "--min-time", "0.01")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out / "results.csv").set_index("case")
+    assert len(frame) == 5
+    assert frame.loc["fault_abort", "status"] == "crash"
+    assert frame.loc["fault_segfault", "status"] == "crash"
+    if sys.platform != "win32":
+        assert "SIGABRT" in frame.loc["fault_abort", "reason"]
+        assert "SIGSEGV" in frame.loc["fault_segfault", "reason"]
+    assert frame.loc["fault_hang", "status"] == "timeout"
+    assert "5s" in frame.loc["fault_hang", "reason"]
+    assert frame.loc["fault_constructor", "status"] == "error"
+    assert "cannot build this model" in frame.loc["fault_constructor", "reason"]
+    assert frame.loc["fault_healthy", "status"] == "pass"  # a replaced worker carries on
+
+
+def _lines(path):
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "harness", "run", "--case-file", str(tiny_cases), "--suite", "tiny",
+           "--out", str(out), "--min-time", "0.3", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while len(_lines(results)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed; make it longer")
+    proc.send_signal(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+    proc.wait(30)
+    partial = _lines(results)
+    assert 3 <= len(partial) < 24
+    with open(results, "a", encoding="utf-8") as fh:
+        fh.write('{"cell_id": "torn')  # as if killed mid-write
+    resumed = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", "--out", str(out),
+                              "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [json.loads(line)["cell_id"] for line in _lines(results)]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert ids[: len(partial)] == [json.loads(line)["cell_id"] for line in partial]
+    assert len(pd.read_csv(out / "results.csv")) == 24
+    again = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", "--out", str(out),
+                            "--quiet"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0 and len(_lines(results)) == 24  # nothing left to do
+
+
+def test_run_refuses_to_overwrite_results(cli, tiny_cases, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
+            "--precision", "fp32", "--out", str(out), "--no-isolate", "--quiet", "--min-time", "0.01"]  # fmt: skip
+    assert cli(*args).returncode == 0
+    second = cli(*args)
+    assert second.returncode == 2 and "use --resume" in second.stderr
+
+
+def test_peak_memory_and_threads_are_recorded(cli, tiny_cases, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
+               "--precision", "fp32", "--out", str(out), "--threads", "1", "--quiet",
+               "--min-time", "0.01")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out / "results.csv")
+    assert (frame.torch_threads == 1).all()
+    assert frame.peak_mem_mb.notna().all() and (frame.peak_mem_mb >= 0).all()
