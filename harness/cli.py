@@ -16,7 +16,7 @@ from harness import environment
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
-from harness.devices import DEVICES
+from harness.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.execute import RunSettings
 from harness.matrix import Cell, expand, parse_shard, shard
 from harness.precision import DEFAULT_PRECISIONS, PRECISIONS
@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads in workers (default: torch's default)")
+    p.add_argument("--tf32", action="store_true",
+                   help="cuda: allow TF32 matmuls/convolutions (off by default for conformance)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="cuda: enable cuDNN autotuning")
+    p.add_argument("--mps-fallback", action="store_true",
+                   help="mps: let unsupported ops fall back to the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (no crash isolation)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse prepared backend artifacts")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
@@ -173,10 +178,22 @@ def _selection(args: argparse.Namespace) -> dict:
         "timeout": pick("timeout", 300.0),
         "seed": pick("seed", 0),
         "threads": pick("threads", None),
+        "tf32": pick("tf32", False),
+        "cudnn_benchmark": pick("cudnn_benchmark", False),
+        "mps_fallback": pick("mps_fallback", False),
         "isolate": not args.no_isolate if not args.resume else stored.get("isolate", not args.no_isolate),
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
         "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
     }
+
+
+def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:
+    """Device flags, refused when the device they apply to is not selected."""
+    for flag, device in (("tf32", "cuda"), ("cudnn_benchmark", "cuda"), ("mps_fallback", "mps")):
+        if sel[flag] and device not in devices:
+            option = "--" + flag.replace("_", "-")
+            raise UsageError(f"{option} applies to the {device} device; add --device {device}")
+    return DeviceOptions(sel["tf32"], sel["cudnn_benchmark"], sel["mps_fallback"])
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
@@ -194,6 +211,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise UsageError("--min-time and --timeout must be positive")
     if sel["threads"] is not None and sel["threads"] < 1:
         raise UsageError("--threads must be at least 1")
+    device_options = device_options_for(sel, devices)
+    prepare_environment(device_options)  # before any worker starts torch
     cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
     if sel["shard"]:
         try:
@@ -208,6 +227,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         cache_dir=run_dir / "cache",
         use_artifact_cache=not sel["no_cache"],
         threads=sel["threads"],
+        device_options=device_options,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 

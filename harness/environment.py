@@ -111,6 +111,9 @@ def collect() -> dict[str, Any]:
         if cuda_available
         else [],
         "mps": bool(torch.backends.mps.is_available()),
+        "mps_fallback": os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK", "0") == "1",
+        "cuda_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

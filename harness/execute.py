@@ -20,7 +20,7 @@ from harness import drift as drift_mod
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
 from harness.cases import CASES, Case
-from harness.devices import get_device
+from harness.devices import DeviceOptions, get_device
 from harness.inputs import cast_inputs, tensor_digest
 from harness.matrix import Cell
 from harness.memory import PeakMemory
@@ -39,6 +39,7 @@ class RunSettings:
     cache_dir: Path | None = None  # reference files and backend artifacts
     use_artifact_cache: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
+    device_options: DeviceOptions = field(default_factory=DeviceOptions)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     interop_threads: int | None = None
 
@@ -61,7 +62,11 @@ def precheck(cell: Cell) -> str | None:
     reason = get_device(cell.device).unavailable()
     if reason:
         return f"{cell.device}: {reason}"
-    return get_backend(cell.backend).supports(cell, get_precision(cell.precision))
+    backend = get_backend(cell.backend)
+    precision = get_precision(cell.precision)
+    if precision.autocast is not None and not backend.supports_autocast:
+        return f"{cell.backend} does not run under autocast ({cell.precision})"
+    return backend.supports(cell, precision)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -113,6 +118,7 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         device = get_device(cell.device)
         backend = get_backend(cell.backend)
         row["batch"] = case.batch
+        row.update(device.configure(settings.device_options))
 
         stage = "build"
         module = build_module(case, settings.seed)
@@ -121,7 +127,7 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         ref = get_reference(case, module, inputs, settings.cache_dir)
         row["input_digest"] = ref.input_digest
 
-        memory = PeakMemory(cuda=device.name == "cuda")
+        memory = PeakMemory(device)
         memory.start()
         stage = "cast"
         tdev = device.torch_device()
@@ -181,7 +187,7 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         stage = "timing"
         memory.pause()
         measurement = measure(
-            lambda: backend.run(prepared, cell_inputs), device.synchronize, settings.timing
+            lambda: backend.run(prepared, cell_inputs), device.time_block, settings.timing
         )
         row.update(memory.stop())
         row.update(measurement.columns(case.batch))

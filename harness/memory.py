@@ -5,7 +5,7 @@ started. On Linux the kernel's high-water mark (VmHWM) is reset per cell
 through /proc/self/clear_refs, which is exact and costs nothing while timing.
 Elsewhere a sampling thread (psutil, 1 ms) watches RSS; it is paused during the
 timed region so it cannot steal time from the measurement. CUDA: the
-allocator's max_memory_allocated, reset per cell.
+allocator's max_memory_allocated (the device's own counter), reset per cell.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-import torch
+from harness.devices import Device
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -53,8 +53,8 @@ class PeakMemory:
     """Tracks one cell's peak memory. Call ``start()`` before the cell,
     ``pause()``/``resume()`` around timed regions, ``stop()`` at the end."""
 
-    def __init__(self, cuda: bool = False) -> None:
-        self.cuda = cuda
+    def __init__(self, device: Device) -> None:
+        self.device = device
         self.method = "none"
         self._baseline = 0
         self._peak = 0
@@ -65,8 +65,7 @@ class PeakMemory:
     def start(self) -> None:
         self._baseline = current_rss() or 0
         self._peak = self._baseline
-        if self.cuda and torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
+        self.device.reset_peak_memory()
         if sys.platform.startswith("linux") and _reset_linux_peak():
             self.method = "linux-vmhwm"
         elif current_rss() is not None:
@@ -104,6 +103,7 @@ class PeakMemory:
             "peak_mem_mb": growth / 2**20 if growth is not None else None,
             "peak_mem_method": self.method,
         }
-        if self.cuda and torch.cuda.is_available():
-            out["cuda_peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        device_peak = self.device.peak_memory_mb()
+        if device_peak is not None:
+            out[f"{self.device.name}_peak_mem_mb"] = device_peak
         return out

@@ -1,6 +1,7 @@
 """The timing loop: warm-up, blocked autorange, repeats (after torch.utils.benchmark).
 
-Only the callable is timed; the device is synchronised before each clock read.
+Only the callable is timed; the device's block timer drains the device before
+each clock read (host clock plus synchronize, or CUDA events).
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ class TimingConfig:
     max_warmup_time: float = 2.0
 
 
+# Times ``number`` back-to-back calls of a callable, in seconds (a device's clock).
+BlockTimer = Callable[[Callable[[], object], int], float]
+
+
 def _noop() -> None:
     pass
 
 
-def _time_block(fn: Callable[[], object], number: int, sync: Callable[[], None]) -> float:
+def synced_time_block(
+    fn: Callable[[], object], number: int, sync: Callable[[], None] = _noop
+) -> float:
+    """Host clock around ``number`` calls, ``sync`` draining the device before each read."""
     sync()
     start = time.perf_counter()
     for _ in range(number):
@@ -40,7 +48,7 @@ def _time_block(fn: Callable[[], object], number: int, sync: Callable[[], None])
     return time.perf_counter() - start
 
 
-def warm_up(fn: Callable[[], object], sync: Callable[[], None], config: TimingConfig) -> int:
+def warm_up(fn: Callable[[], object], time_block: BlockTimer, config: TimingConfig) -> int:
     """Call ``fn`` until at least ``warmup_time`` has passed and the last call
     is no slower than 1.2x the fastest seen (timings settled), within
     ``max_warmup_time``. Returns the number of calls made."""
@@ -48,7 +56,7 @@ def warm_up(fn: Callable[[], object], sync: Callable[[], None], config: TimingCo
     fastest = math.inf
     began = time.perf_counter()
     while True:
-        t = _time_block(fn, 1, sync)
+        t = time_block(fn, 1)
         calls += 1
         fastest = min(fastest, t)
         elapsed = time.perf_counter() - began
@@ -59,19 +67,19 @@ def warm_up(fn: Callable[[], object], sync: Callable[[], None], config: TimingCo
 
 def measure(
     fn: Callable[[], object],
-    sync: Callable[[], None] = _noop,
+    time_block: BlockTimer = synced_time_block,
     config: TimingConfig | None = None,
 ) -> Measurement:
     """Warm up, then pick a block size (calls per block) so that one block
     lasts about ``min_time / min_repeats``, then time blocks until both
     ``min_time`` and ``min_repeats`` are reached."""
     config = config or TimingConfig()
-    warmup_calls = warm_up(fn, sync, config)
+    warmup_calls = warm_up(fn, time_block, config)
     block_target = config.min_time / config.min_repeats
 
     number = 1
     while True:
-        t = _time_block(fn, number, sync)
+        t = time_block(fn, number)
         if t >= block_target or number >= 10**7:
             break
         # Jump towards the target, at most x100 per step, at least x2.
@@ -83,7 +91,7 @@ def measure(
     while (total < config.min_time or len(samples) < config.min_repeats) and (
         len(samples) < config.max_repeats and total < config.max_time
     ):
-        t = _time_block(fn, number, sync)
+        t = time_block(fn, number)
         samples.append(t / number)
         total += t
     return Measurement(samples_s=samples, number=number, warmup_calls=warmup_calls)

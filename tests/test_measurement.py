@@ -1,7 +1,7 @@
 import pytest
 
 from harness.measurement import Measurement
-from harness.timing import TimingConfig, measure
+from harness.timing import TimingConfig, measure, synced_time_block
 
 
 def test_statistics_derive_from_samples():
@@ -19,7 +19,10 @@ def test_statistics_derive_from_samples():
 def test_measure_collects_blocks_and_syncs():
     calls, syncs = [], []
     config = TimingConfig(min_time=0.01, min_repeats=5, warmup_time=0.0)
-    m = measure(lambda: calls.append(1), lambda: syncs.append(1), config)
+    def time_block(fn, number):
+        return synced_time_block(fn, number, lambda: syncs.append(1))
+
+    m = measure(lambda: calls.append(1), time_block, config)
     assert len(m.samples_s) >= 5
     assert m.number > 1  # a no-op is far below the block target: calls are batched
     assert m.warmup_calls >= 2

@@ -38,6 +38,9 @@ class Backend:
 
     name: str = ""
     description: str = ""
+    # Whether prepare() honours ``ctx.precision.autocast`` (amp-fp16, amp-bf16);
+    # other backends get a skip row for autocast precisions.
+    supports_autocast: bool = False
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         """None when the cell can run, else the reason it is skipped."""

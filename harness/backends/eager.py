@@ -14,6 +14,7 @@ from harness.backends.base import Backend, PrepareContext
 class EagerBackend(Backend):
     name = "eager"
     description = "the module called directly (torch.inference_mode)"
+    supports_autocast = True
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
