@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -49,13 +50,28 @@ def precheck(cell: Cell) -> str | None:
     return get_backend(cell.backend).supports(cell, get_precision(cell.precision))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _message_line(exc: BaseException) -> str:
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return f"{type(exc).__name__}: {line}"[:400]
-    return type(exc).__name__
+    """The first meaningful line of ``exc``: wrappers (the ONNX exporter's
+    "Failed to export the model ... step 1/3", dynamo's "backend raised:")
+    chain the real error as ``__cause__``, so the root cause speaks first."""
+    root, seen = exc, {id(exc)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
+        root = root.__cause__
+        seen.add(id(root))
+    text = f"{type(root).__name__}: {_message_line(root)}".rstrip(": ")
+    if root is not exc:
+        text += f" (raised as {type(exc).__name__})"
+    return text[:400]
 
 
 def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
@@ -167,6 +183,8 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         )
         row.update(measurement.columns(case.batch))
         row["samples_ms"] = [s * 1e3 for s in measurement.samples_s]
+        backend.finalize(prepared, ctx)  # facts known only after the calls (recompilations)
+        row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
     except Exception as exc:  # a cell's failure is a finding, not a crash
         row.update(error_fields(exc, stage))
     return row
