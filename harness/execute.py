@@ -61,17 +61,21 @@ def _message_line(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first meaningful line of ``exc``: wrappers (the ONNX exporter's
-    "Failed to export the model ... step 1/3", dynamo's "backend raised:")
-    chain the real error as ``__cause__``, so the root cause speaks first."""
+    """The first meaningful line of ``exc`` and of its root cause. A wrapper
+    whose line only introduces details (ends with ":", like the ONNX exporter's
+    "... step 1/3 ... Next steps:" or dynamo's "backend='inductor' raised:")
+    gives way to the root cause it chains as ``__cause__``."""
     root, seen = exc, {id(exc)}
     while root.__cause__ is not None and id(root.__cause__) not in seen:
         root = root.__cause__
         seen.add(id(root))
-    text = f"{type(root).__name__}: {_message_line(root)}".rstrip(": ")
-    if root is not exc:
-        text += f" (raised as {type(exc).__name__})"
-    return text[:400]
+    outer = f"{type(exc).__name__}: {_message_line(exc)}".rstrip(": ")
+    if root is exc:
+        return outer[:400]
+    cause = f"{type(root).__name__}: {_message_line(root)}".rstrip(": ")
+    if _message_line(exc).endswith(":") or not _message_line(exc):
+        return f"{cause} (raised as {type(exc).__name__})"[:400]
+    return f"{outer[:240]} (cause: {cause})"[:400]
 
 
 def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:

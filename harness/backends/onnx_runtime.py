@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -84,7 +85,9 @@ class OnnxRuntimeBackend(Backend):
                 path: Path) -> None:
         import onnx
 
-        # The exporters narrate each step on stdout; the row says what matters.
+        # The exporters narrate each step on stdout and log missing optional
+        # libraries (torchvision) on every export; the row says what matters.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
                 FlatOutputs(module).eval(), example_inputs, str(path), dynamo=self.dynamo,
