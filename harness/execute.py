@@ -19,7 +19,7 @@ import torch
 from harness import drift as drift_mod
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
-from harness.cases import CASES, Case
+from harness.cases import CASES, Case, precision_unsupported
 from harness.devices import get_device
 from harness.inputs import cast_inputs, tensor_digest
 from harness.matrix import Cell
@@ -46,6 +46,10 @@ def precheck(cell: Cell) -> str | None:
     reason = get_device(cell.device).unavailable()
     if reason:
         return f"{cell.device}: {reason}"
+    case = CASES.get(cell.case)
+    reason = precision_unsupported(case, cell.precision) if case is not None else None
+    if reason:
+        return reason
     return get_backend(cell.backend).supports(cell, get_precision(cell.precision))
 
 
