@@ -4,7 +4,17 @@ ops (cat, stack, reshape, permute, pad, flip, roll, tril, ...)."""
 import torch
 import torch.nn.functional as F
 
-from harness.strategies import ALL, FLOAT, FLOATS, composite, draw_choice, draw_tensor, elementwise, fixed, single
+from harness.strategies import (
+    ALL,
+    FLOAT,
+    FLOATS,
+    composite,
+    draw_choice,
+    draw_tensor,
+    elementwise,
+    fixed,
+    single,
+)
 from suites.ops.common import chain, ints, normal, op
 
 

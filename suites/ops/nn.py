@@ -1,9 +1,17 @@
 """Neural-network ops: pooling, normalisations, activations, embedding, dropout in eval."""
 
-import torch
 import torch.nn.functional as F
 
-from harness.strategies import FLOAT, FLOATS, composite, draw_choice, draw_tensor, elementwise, fixed, single
+from harness.strategies import (
+    FLOAT,
+    FLOATS,
+    composite,
+    draw_choice,
+    draw_tensor,
+    elementwise,
+    fixed,
+    single,
+)
 from suites.ops.common import ACCUMULATE, FEW_ULP, chain, normal, op, positive
 
 ACT = elementwise(1, FLOATS)
@@ -82,7 +90,7 @@ def adaptive_max_pool2d(x):
 
 # --- normalisation -----------------------------------------------------------------
 
-N = "moderate"
+N = "unit"  # |x| <= 1: a near-constant row divides rounding error by sqrt(eps)
 
 
 def _bn_args(draw, shapes):
