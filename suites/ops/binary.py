@@ -14,7 +14,7 @@ DIVISION = elementwise(2, REALS, nonzero_last=True)  # integer x / 0 raises in e
 INT_ONLY = ("int64", "int32", "int16", "int8", "uint8", "bool")
 
 
-@op(normal(X, X), REAL2, dtypes=REALS)
+@op(normal(X, X), REAL2, dtypes=REALS, exact=True)
 def add(a, b):
     return torch.add(a, b)
 
@@ -25,17 +25,17 @@ def add_alpha(a, b):
 
 
 @op(normal(X, X), elementwise(2, ("float", "int64", "int32", "int16", "int8")),
-    dtypes=("float", "int64", "int32", "int16", "int8"))
+    dtypes=("float", "int64", "int32", "int16", "int8"), exact=True)
 def sub(a, b):
     return torch.sub(a, b)
 
 
-@op(normal(X, X), ALL2, dtypes=ALL)
+@op(normal(X, X), ALL2, dtypes=ALL, exact=True)
 def mul(a, b):
     return torch.mul(a, b)
 
 
-@op(normal(X, X), REAL2, dtypes=REALS)
+@op(normal(X, X), REAL2, dtypes=REALS, exact=True)
 def div(a, b):
     """true division"""
     return torch.div(a, b)
@@ -63,7 +63,7 @@ def remainder(a, b):
     return torch.remainder(a, b)
 
 
-@op(chain(normal(X, std=5.0), nonzero_ints(X, low=-4, high=5)), DIVISION, dtypes=REALS)
+@op(chain(normal(X, std=5.0), nonzero_ints(X, low=-4, high=5)), DIVISION, dtypes=REALS, exact=True)
 def fmod(a, b):
     """C-style modulo (sign of the dividend)"""
     return torch.fmod(a, b)
@@ -97,7 +97,7 @@ def hypot(a, b):
     return torch.hypot(a, b)
 
 
-@op(normal(X, X), FLOAT2)
+@op(normal(X, X), FLOAT2, exact=True)
 def copysign(a, b):
     return torch.copysign(a, b)
 
@@ -107,24 +107,24 @@ def logaddexp(a, b):
     return torch.logaddexp(a, b)
 
 
-@op(normal(X, X), REAL2, dtypes=REALS)
+@op(normal(X, X), REAL2, dtypes=REALS, exact=True)
 def maximum(a, b):
     """NaN-propagating maximum"""
     return torch.maximum(a, b)
 
 
-@op(normal(X, X), REAL2, dtypes=REALS)
+@op(normal(X, X), REAL2, dtypes=REALS, exact=True)
 def minimum(a, b):
     return torch.minimum(a, b)
 
 
-@op(normal(X, X), FLOAT2)
+@op(normal(X, X), FLOAT2, exact=True)
 def fmax(a, b):
     """NaN-ignoring maximum"""
     return torch.fmax(a, b)
 
 
-@op(normal(X, X), FLOAT2)
+@op(normal(X, X), FLOAT2, exact=True)
 def fmin(a, b):
     return torch.fmin(a, b)
 
@@ -144,7 +144,7 @@ def addcdiv(a, b, c):
     return torch.addcdiv(a, b, c, value=0.5)
 
 
-@op(normal(X, X, X), elementwise(3, REALS), dtypes=REALS)
+@op(normal(X, X, X), elementwise(3, REALS), dtypes=REALS, exact=True)
 def clamp_tensor(x, lo, hi):
     return torch.clamp(x, lo, hi)
 
@@ -249,17 +249,17 @@ def to_bool(x):
     return x.to(torch.bool)
 
 
-@op(normal(X), elementwise(1, FLOATS))
+@op(normal(X), elementwise(1, FLOATS), exact=True)
 def to_float16(x):
     return x.to(torch.float16)
 
 
-@op(normal(X), elementwise(1, FLOATS))
+@op(normal(X), elementwise(1, FLOATS), exact=True)
 def to_bfloat16(x):
     return x.to(torch.bfloat16)
 
 
-@op(ints(X), elementwise(1, ALL), dtypes=ALL)
+@op(ints(X), elementwise(1, ALL), dtypes=ALL, exact=True)
 def to_float32(x):
     return x.to(torch.float32)
 

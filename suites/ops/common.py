@@ -22,6 +22,11 @@ ACCUMULATE = {
     torch.float16: Tolerance(atol=5e-2, rtol=1e-2),
     torch.bfloat16: Tolerance(atol=5e-1, rtol=5e-2),
 }
+# Ops whose IEEE result is defined exactly (sign/abs/selection/copies, and
+# single correctly rounded operations: + - * / sqrt): a backend must be
+# bit-exact, so even one ULP is a divergence.
+EXACT = {dtype: Tolerance(atol=0.0, rtol=0.0)
+         for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16)}
 # Transcendentals implemented by vector libraries (SLEEF, MLAS) are a few ULP off.
 FEW_ULP = {torch.float32: Tolerance(atol=1e-5, rtol=1e-5)}
 
@@ -36,9 +41,13 @@ def op(
     tolerances: dict | None = None,
     known: Iterable[KnownFailure] = (),
     tags: Iterable[str] = (),
+    exact: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function as an op of the ``ops`` suite, named
-    after the function unless ``name`` is given."""
+    after the function unless ``name`` is given; ``exact`` asks for bit-exact
+    float outputs (``EXACT``)."""
+    if exact:
+        tolerances = EXACT
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         register_op(

@@ -11,6 +11,7 @@ from harness.strategies import (
     composite,
     draw_choice,
     draw_tensor,
+    dtype_choice,
     elementwise,
     fixed,
     single,
@@ -20,7 +21,7 @@ from suites.ops.common import chain, ints, normal, op
 
 def _index_args(draw, shapes, dim_size_of=lambda s: s[-1], index_shape_of=None):
     shape = draw_choice(draw, ((3, 4), (2, 5), (4, 1)), shapes)
-    dtype = draw_choice(draw, ALL)
+    dtype = draw(dtype_choice(ALL))
     x = draw_tensor(draw, shape, dtype)
     index_shape = index_shape_of(shape) if index_shape_of else (shape[0], 2)
     index = draw_tensor(draw, index_shape, "int64", low=0, high=dim_size_of(shape) - 1)
@@ -31,12 +32,12 @@ def _gather_samples(gen, batch):
     return (gen.normal(3, 4), gen.integers(0, 4, 3, 2))
 
 
-@op(_gather_samples, composite(_index_args), dtypes=ALL)
+@op(_gather_samples, composite(_index_args), dtypes=ALL, exact=True)
 def gather(x, index):
     return torch.gather(x, 1, index)
 
 
-@op(_gather_samples, composite(_index_args), dtypes=ALL)
+@op(_gather_samples, composite(_index_args), dtypes=ALL, exact=True)
 def take_along_dim(x, index):
     return torch.take_along_dim(x, index, dim=1)
 
@@ -51,7 +52,7 @@ def _scatter_samples(gen, batch):
     return (gen.normal(3, 4), torch.tensor([[0, 1], [2, 3], [3, 0]]), gen.normal(3, 2))
 
 
-@op(_scatter_samples, composite(_scatter_args), dtypes=ALL)
+@op(_scatter_samples, composite(_scatter_args), dtypes=ALL, exact=True)
 def scatter(x, index, src):
     """rows with distinct indices; a duplicate index is unspecified"""
     return torch.scatter(x, 1, index[:, :1], src[:, :1])
@@ -63,7 +64,7 @@ def scatter_add(x, index, src):
     return torch.scatter_add(x, 1, index, src)
 
 
-@op(_scatter_samples, composite(_scatter_args), dtypes=ALL)
+@op(_scatter_samples, composite(_scatter_args), dtypes=ALL, exact=True)
 def scatter_reduce_amax(x, index, src):
     return torch.scatter_reduce(x, 1, index, src, reduce="amax", include_self=True)
 
@@ -73,13 +74,13 @@ def _select_args(draw, shapes):
 
 
 @op(lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)), composite(_select_args),
-    dtypes=ALL)
+    dtypes=ALL, exact=True)
 def index_select(x, index):
     return torch.index_select(x, 0, index)
 
 
 @op(lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)), composite(_select_args),
-    dtypes=ALL)
+    dtypes=ALL, exact=True)
 def advanced_index(x, index):
     """x[index] with a tensor index"""
     return x[index]
@@ -92,7 +93,7 @@ def _take_args(draw, shapes):
 
 
 @op(lambda gen, b: (gen.normal(3, 4), gen.integers(-12, 12, 4)), composite(_take_args),
-    dtypes=ALL)
+    dtypes=ALL, exact=True)
 def take(x, index):
     """flat indices, negatives included"""
     return torch.take(x, index)
@@ -107,12 +108,12 @@ def _mask_samples(gen, batch):
     return (gen.normal(3, 4), gen.integers(0, 2, 3, 4).bool())
 
 
-@op(_mask_samples, composite(_mask_args))
+@op(_mask_samples, composite(_mask_args), exact=True)
 def masked_fill(x, mask):
     return x.masked_fill(mask, -1.5)
 
 
-@op(_mask_samples, composite(_mask_args))
+@op(_mask_samples, composite(_mask_args), exact=True)
 def masked_fill_neg_inf(x, mask):
     """the attention-mask idiom"""
     return x.masked_fill(mask, float("-inf"))
@@ -126,7 +127,7 @@ def _where_args(draw, shapes):
 
 
 @op(lambda gen, b: (gen.integers(0, 2, 3, 4).bool(), gen.normal(3, 4), gen.normal(3, 4)),
-    composite(_where_args), dtypes=ALL)
+    composite(_where_args), dtypes=ALL, exact=True)
 def where(cond, a, b):
     return torch.where(cond, a, b)
 
@@ -137,79 +138,79 @@ SH = single(ALL, "any", ((2, 3, 4), (1, 6, 2), (3, 2, 2)))
 
 
 @op(normal((2, 3), (4, 3)), fixed((((2, 3), (0, 3), (1, 2)), ALL, "any"),
-                                  (((4, 3), (2, 3), (3, 2)), "same", "any")), dtypes=ALL)
+                                  (((4, 3), (2, 3), (3, 2)), "same", "any")), dtypes=ALL, exact=True)
 def cat(a, b):
     return torch.cat([a, b], dim=0)
 
 
 @op(normal((2, 3), (2, 3)), elementwise(2, ALL, shape_pool=(((2, 3), (2, 3)), ((0,), (0,)),
-                                                            ((), ()))), dtypes=ALL)
+                                                            ((), ()))), dtypes=ALL, exact=True)
 def stack(a, b):
     return torch.stack([a, b], dim=-1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def reshape(x):
     return x.reshape(x.shape[0], -1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def permute(x):
     return x.permute(2, 0, 1).contiguous()
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def transpose(x):
     return x.transpose(0, 1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def flatten(x):
     return torch.flatten(x, 1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def unsqueeze_squeeze(x):
     return x.unsqueeze(1).squeeze(0)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def flip(x):
     return torch.flip(x, dims=[0, 2])
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def roll(x):
     return torch.roll(x, shifts=(1, -2), dims=(1, 2))
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def tril(x):
     return torch.tril(x, diagonal=-1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def triu(x):
     return torch.triu(x, diagonal=1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def repeat(x):
     return x.repeat(1, 2, 1)
 
 
-@op(normal((2, 1, 4)), single(ALL, "any", ((2, 1, 4), (1, 1, 2), (3, 1, 1))), dtypes=ALL)
+@op(normal((2, 1, 4)), single(ALL, "any", ((2, 1, 4), (1, 1, 2), (3, 1, 1))), dtypes=ALL, exact=True)
 def expand(x):
     return x.expand(-1, 3, -1).contiguous()
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def chunk(x):
     """tuple output"""
     return torch.chunk(x, 2, dim=-1)
 
 
-@op(normal((2, 3, 4)), SH, dtypes=ALL)
+@op(normal((2, 3, 4)), SH, dtypes=ALL, exact=True)
 def narrow(x):
     return torch.narrow(x, 2, 1, 1)
 
@@ -217,28 +218,28 @@ def narrow(x):
 PAD = single(FLOATS, "any", ((1, 2, 4, 5), (2, 1, 3, 3), (1, 1, 4, 2)))
 
 
-@op(normal((1, 2, 4, 5)), single(ALL, "any", ((1, 2, 4, 5), (2, 3), (0, 3))), dtypes=ALL)
+@op(normal((1, 2, 4, 5)), single(ALL, "any", ((1, 2, 4, 5), (2, 3), (0, 3))), dtypes=ALL, exact=True)
 def pad_constant(x):
     return F.pad(x, (1, 2), mode="constant", value=0)
 
 
-@op(normal((1, 2, 4, 5)), PAD)
+@op(normal((1, 2, 4, 5)), PAD, exact=True)
 def pad_reflect(x):
     return F.pad(x, (1, 1, 2, 1), mode="reflect")
 
 
-@op(normal((1, 2, 4, 5)), PAD)
+@op(normal((1, 2, 4, 5)), PAD, exact=True)
 def pad_replicate(x):
     return F.pad(x, (2, 1, 1, 0), mode="replicate")
 
 
-@op(normal((1, 2, 4, 5)), PAD)
+@op(normal((1, 2, 4, 5)), PAD, exact=True)
 def pad_circular(x):
     return F.pad(x, (1, 1, 1, 1), mode="circular")
 
 
 @op(chain(normal((3, 4)), ints((3, 4), low=0, high=2)),
-    fixed((((3, 4), (2, 2)), FLOATS, "any"), (((3, 4), (2, 2)), ("bool",), "any")))
+    fixed((((3, 4), (2, 2)), FLOATS, "any"), (((3, 4), (2, 2)), ("bool",), "any")), exact=True)
 def where_scalar(x, mask):
     """torch.where with a Python-scalar branch"""
     return torch.where(mask.bool(), x, 0.0)

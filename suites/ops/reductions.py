@@ -43,23 +43,23 @@ def prod(x):
     return torch.prod(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS)
+@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
 def max_dim(x):
     """values and indices"""
     return torch.max(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS)
+@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
 def min_dim(x):
     return torch.min(x, dim=0)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS)
+@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
 def amax(x):
     return torch.amax(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS)
+@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
 def amin(x):
     return torch.amin(x, dim=0)
 
@@ -75,7 +75,7 @@ def argmin(x):
     return torch.argmin(x, dim=-1)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def argmax_nan(x):
     """argmax over inputs with NaN (NaN counts as the maximum)"""
     return torch.argmax(x, dim=-1)
@@ -111,7 +111,7 @@ def norm_l1(x):
     return torch.linalg.vector_norm(x, ord=1, dim=-1)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def norm_inf(x):
     return torch.linalg.vector_norm(x, ord=float("inf"), dim=-1)
 
@@ -149,31 +149,31 @@ def count_nonzero(x):
 # --- sorting -----------------------------------------------------------------------
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS)
+@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
 def sort_values(x):
     """sorted values (NaN sorts last)"""
     return torch.sort(x, dim=-1).values
 
 
-@op(normal(X), single(REALS, "moderate"), dtypes=REALS)
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def sort_stable(x):
     """values and indices of a stable descending sort (ties keep order)"""
     return torch.sort(x, dim=-1, descending=True, stable=True)
 
 
-@op(normal(X), single(REALS, "moderate"), dtypes=REALS)
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def argsort_stable(x):
     return torch.argsort(x, dim=0, stable=True)
 
 
 @op(normal(X), single(REALS, "moderate", shape_pool=((3, 4), (2, 5), (1, 3), (4, 2))),
-    dtypes=REALS)
+    dtypes=REALS, exact=True)
 def topk(x):
     """top-2 values and indices along the last dim"""
     return torch.topk(x, 2, dim=-1)
 
 
-@op(normal(X), single(FLOATS, "any", shape_pool=((3, 4), (2, 5), (6,))))
+@op(normal(X), single(FLOATS, "any", shape_pool=((3, 4), (2, 5), (6,))), exact=True)
 def topk_values_nan(x):
     """top-3 values with NaN and inf in the input"""
     return torch.topk(x, 3, dim=-1).values
@@ -181,7 +181,7 @@ def topk_values_nan(x):
 
 @op(ints(X, low=-3, high=3), single(("int64", "int32", "float"), "moderate",
                                       shape_pool=((12,), (3, 4), (0,), (5,))),
-    dtypes=("int64", "int32", "float"))
+    dtypes=("int64", "int32", "float"), exact=True)
 def unique(x):
     """sorted unique values with inverse indices and counts"""
     return torch.unique(x, sorted=True, return_inverse=True, return_counts=True)

@@ -11,18 +11,18 @@ S3 = single(FLOATS, "moderate", ((1, 1, 3, 4, 2), (1, 2, 2, 2, 2)))
 X1, X2, X3 = normal((1, 2, 5)), normal((1, 2, 5, 4)), normal((1, 1, 3, 4, 2))
 
 
-@op(X2, S2)
+@op(X2, S2, exact=True)
 def interp_nearest(x):
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
-@op(X2, S2)
+@op(X2, S2, exact=True)
 def interp_nearest_size(x):
     """non-integer ratio: the floor rule picks source pixels"""
     return F.interpolate(x, size=(7, 3), mode="nearest")
 
 
-@op(X2, S2)
+@op(X2, S2, exact=True)
 def interp_nearest_exact(x):
     return F.interpolate(x, size=(7, 3), mode="nearest-exact")
 

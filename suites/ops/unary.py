@@ -3,30 +3,30 @@
 import torch
 
 from harness.strategies import FLOATS, REALS, elementwise
-from suites.ops.common import FEW_ULP, ints, normal, op, positive
+from suites.ops.common import FEW_ULP, ints, known, normal, op, positive
 
 X = (3, 4)
 ANY = elementwise(1, FLOATS)
 REAL_ANY = elementwise(1, REALS)
 
 
-@op(normal(X), REAL_ANY, dtypes=REALS)
+@op(normal(X), REAL_ANY, dtypes=REALS, exact=True)
 def abs(x):
     return torch.abs(x)
 
 
 @op(normal(X), elementwise(1, ("float", "int64", "int32", "int16", "int8")),
-    dtypes=("float", "int64", "int32", "int16", "int8"))
+    dtypes=("float", "int64", "int32", "int16", "int8"), exact=True)
 def neg(x):
     return torch.neg(x)
 
 
-@op(normal(X), REAL_ANY, dtypes=REALS)
+@op(normal(X), REAL_ANY, dtypes=REALS, exact=True)
 def sign(x):
     return torch.sign(x)
 
 
-@op(normal(X), REAL_ANY, dtypes=REALS)
+@op(normal(X), REAL_ANY, dtypes=REALS, exact=True)
 def square(x):
     return torch.square(x)
 
@@ -66,7 +66,9 @@ def log1p(x):
     return torch.log1p(x)
 
 
-@op(positive(X), ANY, tolerances=FEW_ULP)
+@op(positive(X), ANY, exact=True, known=[known(
+    "CPU fp32 sqrt goes through MKL VML (1 ULP bound), not correctly rounded",
+    "https://github.com/pytorch/pytorch/issues/31250", backend="eager", precision="fp32")])
 def sqrt(x):
     return torch.sqrt(x)
 
@@ -76,7 +78,7 @@ def rsqrt(x):
     return torch.rsqrt(x)
 
 
-@op(normal(X), ANY, tolerances=FEW_ULP)
+@op(normal(X), ANY, exact=True)
 def reciprocal(x):
     return torch.reciprocal(x)
 
@@ -166,22 +168,22 @@ def lgamma(x):
     return torch.lgamma(x)
 
 
-@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS)
+@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS, exact=True)
 def floor(x):
     return torch.floor(x)
 
 
-@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS)
+@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS, exact=True)
 def ceil(x):
     return torch.ceil(x)
 
 
-@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS)
+@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS, exact=True)
 def trunc(x):
     return torch.trunc(x)
 
 
-@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS)
+@op(normal(X, std=3.0), REAL_ANY, dtypes=REALS, exact=True)
 def round(x):
     """round half to even"""
     return torch.round(x)
@@ -198,32 +200,32 @@ def frac(x):
     return torch.frac(x)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def isnan(x):
     return torch.isnan(x)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def isinf(x):
     return torch.isinf(x)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def isfinite(x):
     return torch.isfinite(x)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def signbit(x):
     return torch.signbit(x)
 
 
-@op(normal(X), ANY)
+@op(normal(X), ANY, exact=True)
 def nan_to_num(x):
     return torch.nan_to_num(x, nan=0.0, posinf=100.0, neginf=-100.0)
 
 
-@op(normal(X), REAL_ANY, dtypes=REALS)
+@op(normal(X), REAL_ANY, dtypes=REALS, exact=True)
 def clamp(x):
     return torch.clamp(x, min=-2, max=3)
 
