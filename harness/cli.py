@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (no crash isolation)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse prepared backend artifacts")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="reference and backend-artifact cache, shareable between runs "
+                        "(default: RUN_DIR/cache)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="BACKEND.KEY=VALUE",
+                   help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any cell fails, errors, crashes or times out")
@@ -152,6 +157,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_backend_options(texts: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["onnxruntime.opset=18", ...]`` -> ``{"onnxruntime": {"opset": "18"}}``,
+    checked against the registered backends and the keys each one reads."""
+    options: dict[str, dict[str, str]] = {}
+    for text in texts:
+        target, sep, value = text.partition("=")
+        backend, dot, key = target.rpartition(".")
+        if not sep or not dot or not backend or not key:
+            raise UsageError(f"malformed --backend-option {text!r}; expected BACKEND.KEY=VALUE")
+        _choose([backend], backend_names(), "backend")
+        known = get_backend(backend).options
+        if known is not None and key not in known:
+            raise UsageError(
+                f"unknown option {key!r} for backend {backend!r}; valid: {', '.join(known) or 'none'}"
+            )
+        options.setdefault(backend, {})[key] = value.strip()
+    return options
+
+
 def _selection(args: argparse.Namespace) -> dict:
     """The run's selection as stored in run.json; --resume reads it back."""
     out = args.out
@@ -187,6 +211,8 @@ def _selection(args: argparse.Namespace) -> dict:
         "seed": pick("seed", 0),
         "isolate": not args.no_isolate if not args.resume else stored.get("isolate", not args.no_isolate),
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
+        "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
+        "backend_option": pick("backend_option", []),
         "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
     }
 
@@ -211,12 +237,14 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard(cells, index, count)
+    backend_options = parse_backend_options(sel["backend_option"])
     run_dir = args.out or Path("reports") / new_run_id()
     settings = RunSettings(
         seed=sel["seed"],
         timing=TimingConfig(min_time=sel["min_time"]),
-        cache_dir=run_dir / "cache",
+        cache_dir=Path(sel["cache_dir"]).resolve() if sel["cache_dir"] else run_dir / "cache",
         use_artifact_cache=not sel["no_cache"],
+        backend_options=backend_options,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -53,13 +54,32 @@ def precheck(cell: Cell) -> str | None:
     return get_backend(cell.backend).supports(cell, get_precision(cell.precision))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _message_line(exc: BaseException) -> str:
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return f"{type(exc).__name__}: {line}"[:400]
-    return type(exc).__name__
+    """The first meaningful line of ``exc`` and of its root cause. A wrapper
+    whose line only introduces details (ends with ":", like the ONNX exporter's
+    "... step 1/3 ... Next steps:" or dynamo's "backend='inductor' raised:")
+    gives way to the root cause it chains as ``__cause__``."""
+    root, seen = exc, {id(exc)}
+    while root.__cause__ is not None and id(root.__cause__) not in seen:
+        root = root.__cause__
+        seen.add(id(root))
+    outer = f"{type(exc).__name__}: {_message_line(exc)}".rstrip(": ")
+    if root is exc:
+        return outer[:400]
+    cause = f"{type(root).__name__}: {_message_line(root)}".rstrip(": ")
+    if _message_line(exc).endswith(":") or not _message_line(exc):
+        return f"{cause} (raised as {type(exc).__name__})"[:400]
+    return f"{outer[:240]} (cause: {cause})"[:400]
 
 
 def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
@@ -171,6 +191,8 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         )
         row.update(measurement.columns(case.batch))
         row["samples_ms"] = [s * 1e3 for s in measurement.samples_s]
+        backend.finalize(prepared, ctx)  # facts known only after the calls (recompilations)
+        row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
     except Exception as exc:  # a cell's failure is a finding, not a crash
         row.update(error_fields(exc, stage))
     return row

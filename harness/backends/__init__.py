@@ -10,6 +10,13 @@ from harness.backends.base import Backend, PrepareContext
 # name -> module defining BACKEND (a Backend instance)
 BUILTIN_BACKENDS: dict[str, str] = {
     "eager": "harness.backends.eager",
+    "torchscript": "harness.backends.torchscript",
+    "torchscript-trace": "harness.backends.torchscript_trace",
+    "onnxruntime": "harness.backends.onnx_runtime",
+    "onnxruntime-legacy": "harness.backends.onnx_runtime_legacy",
+    "compile": "harness.backends.torch_compile",
+    "export": "harness.backends.torch_export",
+    "aoti": "harness.backends.aoti",
 }
 
 _REGISTERED: dict[str, Backend] = {}

@@ -34,10 +34,13 @@ class PrepareContext:
 
 class Backend:
     """Base class of every backend. Subclasses set ``name`` and override
-    ``prepare``; ``supports`` says up front which cells they cannot serve."""
+    ``prepare``; ``supports`` says up front which cells they cannot serve.
+    ``options`` names the ``--backend-option NAME.KEY=VALUE`` keys the backend
+    reads (key -> help); None accepts any key."""
 
     name: str = ""
     description: str = ""
+    options: dict[str, str] | None = None
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         """None when the cell can run, else the reason it is skipped."""
@@ -54,3 +57,7 @@ class Backend:
     def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:
         """One call: the timed region."""
         return prepared(*inputs)
+
+    def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
+        """Called after the cell's calls (run and timing): add to ``ctx.notes``
+        what is known only then, e.g. recompilations. Default: nothing."""

@@ -1,0 +1,67 @@
+"""AOTInductor: the exported program compiled ahead of time into a .pt2
+package (torch._inductor.aoti_compile_and_package), loaded back
+(aoti_load_package) and run; the package is the artifact a C++ application
+would load. Needs a C++ compiler where it compiles."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.backends.artifacts import artifact_key, load_or_build
+from harness.backends.base import Backend, PrepareContext
+from harness.backends.flat import eager_structure, restructured
+from harness.backends.torch_export import autocast_unsupported, export_program
+from harness.matrix import Cell
+from harness.precision import Precision
+
+# What inductor's cpp builder looks for (CXX first); MSVC on Windows.
+_COMPILERS = ("cl",) if sys.platform == "win32" else ("g++", "clang++", "c++")
+
+
+def _compiler_missing() -> str | None:
+    import os
+
+    if os.environ.get("CXX") and shutil.which(os.environ["CXX"]):
+        return None
+    if any(shutil.which(c) for c in _COMPILERS):
+        return None
+    return f"AOTInductor needs a C++ compiler; none of {', '.join(_COMPILERS)} is on PATH"
+
+
+class AotiBackend(Backend):
+    name = "aoti"
+    description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            return f"torch {torch.__version__} has no torch._inductor.aoti_compile_and_package"
+        return autocast_unsupported(precision) or _compiler_missing()
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        spec = eager_structure(module, example_inputs)
+
+        def build(path: Path) -> None:
+            program = export_program(module, example_inputs)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+        def load(path: Path) -> Callable[..., Any]:
+            return torch._inductor.aoti_load_package(str(path))
+
+        runner = load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
+
+        def call(*inputs: Any) -> Any:
+            with torch.no_grad():
+                return runner(*inputs)
+
+        return restructured(call, spec)
+
+
+BACKEND = AotiBackend()

@@ -1,0 +1,184 @@
+"""ONNX Runtime: torch.onnx.export to an .onnx file (the dynamo-based exporter
+by default; the TorchScript-based one for ``onnxruntime-legacy``), checked with
+onnx.checker, run in an onnxruntime.InferenceSession whose execution provider
+follows the device.
+
+Options (``--backend-option onnxruntime.KEY=VALUE``): ``opset`` (the exporter's
+default when unset), ``graph_optimization`` (disable, basic, extended, all;
+default all), ``intra_op_threads`` / ``inter_op_threads`` (default: torch's
+thread counts, so ORT and eager use the same cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.backends.artifacts import artifact_key, library_version, load_or_build
+from harness.backends.base import Backend, PrepareContext
+from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.matrix import Cell
+from harness.precision import Precision
+
+# The execution provider for each device kind.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "mps": "CoreMLExecutionProvider"}  # fmt: skip
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+OPTIONS = {
+    "opset": "ONNX opset to export (default: the exporter's)",
+    "graph_optimization": "ORT graph optimization level: " + ", ".join(GRAPH_OPTIMIZATION),
+    "intra_op_threads": "ORT intra-op threads (default: torch.get_num_threads())",
+    "inter_op_threads": "ORT inter-op threads (default: torch.get_num_interop_threads())",
+}
+_ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
+
+
+def _available_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def _ort_value(x: torch.Tensor) -> Any:
+    """A CPU tensor as an OrtValue; bf16 goes in as its bits (numpy has no bf16)."""
+    import onnxruntime
+
+    if x.dtype == torch.bfloat16:
+        bits = x.view(torch.int16).numpy()
+        return onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, _ONNX_BFLOAT16)
+    return onnxruntime.OrtValue.ortvalue_from_numpy(x.numpy())
+
+
+class OnnxRuntimeBackend(Backend):
+    """Export with torch.onnx (``dynamo`` selects the exporter), run with ONNX Runtime."""
+
+    options = OPTIONS
+
+    def __init__(self, name: str, dynamo: bool, description: str) -> None:
+        self.name = name
+        self.dynamo = dynamo
+        self.description = description
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if precision.autocast is not None:
+            return "autocast has no ONNX equivalent; export a half model (fp16/bf16) instead"
+        provider = PROVIDERS.get(cell.device)
+        if provider is None:
+            return f"no ONNX Runtime execution provider known for device {cell.device!r}"
+        try:
+            available = _available_providers()
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc})"
+        if provider not in available:
+            return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
+        return None
+
+    def _export(self, module: torch.nn.Module, example_inputs: tuple, opset: int | None,
+                path: Path) -> None:
+        import onnx
+
+        # The exporters narrate each step on stdout and log missing optional
+        # libraries (torchvision) on every export; the row says what matters.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(
+                FlatOutputs(module).eval(), example_inputs, str(path), dynamo=self.dynamo,
+                opset_version=opset, external_data=False, verbose=False,
+            )  # fmt: skip
+        onnx.checker.check_model(str(path), full_check=True)
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        import onnx
+        import onnxruntime as ort
+
+        opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
+        level_name = str(ctx.options.get("graph_optimization", "all"))
+        if level_name not in GRAPH_OPTIMIZATION:
+            raise ValueError(
+                f"graph_optimization={level_name!r}; valid: {', '.join(GRAPH_OPTIMIZATION)}"
+            )
+        intra = int(ctx.options.get("intra_op_threads", torch.get_num_threads()))
+        inter = int(ctx.options.get("inter_op_threads", torch.get_num_interop_threads()))
+        provider = PROVIDERS[ctx.cell.device]
+        ctx.notes.update(
+            exporter="dynamo" if self.dynamo else "torchscript", ort_provider=provider,
+            ort_graph_optimization=level_name, ort_intra_op_threads=intra,
+            ort_inter_op_threads=inter,
+        )  # fmt: skip
+        spec = eager_structure(module, example_inputs)
+
+        def load(path: Path) -> ort.InferenceSession:
+            model = onnx.load(str(path))  # a torn file fails here and is rebuilt
+            onnx.checker.check_model(model)
+            ctx.notes["opset"] = next(
+                (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+            )
+            options = ort.SessionOptions()
+            options.graph_optimization_level = {
+                "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            }[level_name]
+            options.intra_op_num_threads = intra
+            options.inter_op_num_threads = inter
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            try:
+                return ort.InferenceSession(str(path), options, providers=[provider])
+            except Exception as exc:
+                missing = re.search(r"Could not find an implementation for .*", str(exc))
+                if missing:  # say which dtype lacks kernels, not only which node
+                    raise NotImplementedError(
+                        f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
+                    ) from exc
+                raise
+
+        key = artifact_key(
+            ctx, module,
+            [f"dynamo={self.dynamo}", f"opset={opset}", f"onnx={library_version('onnx')}",
+             f"onnxscript={library_version('onnxscript')}",
+             f"onnxruntime={library_version('onnxruntime')}"],
+        )  # fmt: skip
+        session = load_or_build(
+            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+        )
+        names = [i.name for i in session.get_inputs()]
+        tensor_inputs = [x for x in example_inputs if isinstance(x, torch.Tensor)]
+        if len(names) != len(tensor_inputs):
+            raise RuntimeError(
+                f"the ONNX graph takes {len(names)} inputs where the model takes {len(tensor_inputs)}"
+            )
+        device = ctx.device.torch_device()
+
+        bf16_outputs = {i for i, o in enumerate(session.get_outputs()) if o.type == "tensor(bfloat16)"}
+
+        def call(*inputs: Any) -> list[torch.Tensor]:
+            host = [x.detach().cpu().contiguous() for x in inputs]
+            if any(x.dtype == torch.bfloat16 for x in host):
+                feed = {n: _ort_value(x) for n, x in zip(names, host, strict=True)}
+                raw = [v.numpy() for v in session.run_with_ort_values(None, feed)]
+            else:
+                raw = session.run(None, {n: x.numpy() for n, x in zip(names, host, strict=True)})
+            return [
+                torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
+                if i in bf16_outputs else torch.from_numpy(a).to(device)
+                for i, a in enumerate(raw)
+            ]  # fmt: skip
+
+        return restructured(call, spec)
+
+
+BACKEND = OnnxRuntimeBackend(
+    "onnxruntime", dynamo=True,
+    description="torch.onnx.export(dynamo=True) -> onnx.checker -> onnxruntime.InferenceSession",
+)  # fmt: skip

@@ -1,0 +1,115 @@
+"""torch.compile: the module compiled (inductor by default) inside ``prepare``
+with the example inputs, so compile time lands in ``prepare_s`` and never in
+latency. Recompilations and graph breaks are counted and reported.
+
+Options: ``backend`` (the torch.compile backend, default inductor), ``mode``
+(default, reduce-overhead, max-autotune, ...), ``dynamic`` (true/false; default
+unset = torch's automatic dynamic shapes), ``fullgraph`` (true/false).
+
+Caching: torch.compile has no artifact to save here; inductor's own on-disk
+caches (FX graph and AOTAutograd caches) are pointed at the run's cache
+directory, so a later run with the same ``--cache-dir`` skips code generation
+and C++ compilation (dynamo still traces). ``--no-cache`` turns them off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from harness.backends.base import Backend, PrepareContext
+from harness.backends.torchscript import truthy
+
+OPTIONS = {
+    "backend": "torch.compile backend (default inductor)",
+    "mode": "torch.compile mode (default: torch's default)",
+    "dynamic": "true/false: dynamic shapes (default: automatic)",
+    "fullgraph": "true/false: a graph break is an error",
+}
+
+
+def _counter(group: str, name: str | None = None) -> int:
+    from torch._dynamo.utils import counters
+
+    values = counters.get(group, {})
+    return int(values.get(name, 0)) if name else int(sum(values.values()))
+
+
+class CompileBackend(Backend):
+    name = "compile"
+    description = "torch.compile (inductor by default); compile time in prepare_s"
+    options = OPTIONS
+
+    def _configure_caches(self, ctx: PrepareContext) -> None:
+        import torch._functorch.config as functorch_config
+        import torch._inductor.config as inductor_config
+
+        enabled = ctx.cache_dir is not None
+        inductor_config.fx_graph_cache = enabled
+        functorch_config.enable_autograd_cache = enabled
+        if enabled:
+            # Read by inductor whenever it opens its cache: set before compiling.
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(ctx.cache_dir / "inductor")
+        ctx.notes["cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "") if enabled else ""
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        import torch._dynamo
+
+        self._configure_caches(ctx)
+        # Each cell starts from a clean dynamo state: earlier cells' guards and
+        # the per-code cache limit must not decide this cell's compilations.
+        torch._dynamo.reset()
+        compiler = str(ctx.options.get("backend", "inductor"))
+        mode = ctx.options.get("mode") or None
+        kwargs: dict[str, Any] = {"backend": compiler, "mode": mode}
+        if "dynamic" in ctx.options:
+            kwargs["dynamic"] = truthy(ctx.options["dynamic"])
+        if "fullgraph" in ctx.options:
+            kwargs["fullgraph"] = truthy(ctx.options["fullgraph"])
+        ctx.notes.update(compiler=compiler, mode=mode or "default")
+        compiled = torch.compile(module, **kwargs)
+        autocast = ctx.precision.autocast
+        device_type = ctx.device.torch_device().type
+
+        def call(*inputs: Any) -> Any:
+            amp = (
+                torch.autocast(device_type=device_type, dtype=autocast)
+                if autocast is not None
+                else contextlib.nullcontext()
+            )
+            with torch.no_grad(), amp:
+                return compiled(*inputs)
+
+        before = {k: _counter("inductor", k) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")}
+        frames_before, breaks_before = _counter("frames", "total"), _counter("graph_break")
+        call(*example_inputs)  # compiles: this is what prepare_s times
+        # Counters are process-wide: keep this cell's baselines on its callable.
+        call.frames_after_compile = _counter("frames", "total")  # type: ignore[attr-defined]
+        call.breaks_before = breaks_before  # type: ignore[attr-defined]
+        ctx.notes["frames_compiled"] = call.frames_after_compile - frames_before  # type: ignore[attr-defined]
+        hits = _counter("inductor", "fxgraph_cache_hit") - before["fxgraph_cache_hit"]
+        misses = _counter("inductor", "fxgraph_cache_miss") - before["fxgraph_cache_miss"]
+        ctx.notes["cache"] = (
+            "off" if ctx.cache_dir is None
+            else "hit" if hits and not misses
+            else "miss" if misses and not hits
+            else f"{hits} hit, {misses} miss"
+        )  # fmt: skip
+        ctx.notes["graph_breaks"] = _counter("graph_break") - breaks_before
+        ctx.notes["recompilations"] = 0
+        return call
+
+    def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
+        """Frames compiled after the first call are recompilations (guard failures)."""
+        frames_after_compile = getattr(prepared, "frames_after_compile", None)
+        if frames_after_compile is not None:
+            ctx.notes["recompilations"] = _counter("frames", "total") - frames_after_compile
+
+
+BACKEND = CompileBackend()

@@ -1,0 +1,94 @@
+"""TorchScript, the ``script`` route: torch.jit.script, then the deployed form
+(torch.jit.save to a file, torch.jit.load back) is what runs, since that file
+is what a C++ or mobile application executes.
+
+Options: ``freeze=true`` (torch.jit.freeze), ``optimize=true``
+(torch.jit.optimize_for_inference, which freezes too).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.backends.artifacts import artifact_key, load_or_build
+from harness.backends.base import Backend, PrepareContext
+from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.matrix import Cell
+from harness.precision import Precision
+
+OPTIONS = {"freeze": "torch.jit.freeze the module", "optimize": "torch.jit.optimize_for_inference"}
+
+
+def truthy(value: Any) -> bool:
+    """An option value as a bool (``--backend-option B.freeze=true``)."""
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class TorchScriptBackend(Backend):
+    """Scripted (``route="script"``) or traced (``route="trace"``) TorchScript."""
+
+    options = OPTIONS
+
+    def __init__(self, name: str, route: str, description: str) -> None:
+        self.name = name
+        self.route = route
+        self.description = description
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if precision.autocast is not None:
+            return "autocast is not applied inside a TorchScript artifact; use fp16/bf16"
+        return None
+
+    def _convert(self, module: torch.nn.Module, example_inputs: tuple) -> torch.jit.ScriptModule:
+        if self.route == "script":
+            # The model itself is scripted; its dict output comes back as a dict.
+            return torch.jit.script(module)
+        # Tracing records Python, so the flattening wrapper traces away.
+        return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        freeze, optimize = truthy(ctx.options.get("freeze")), truthy(ctx.options.get("optimize"))
+        ctx.notes["route"] = self.route
+        ctx.notes["frozen"] = freeze or optimize
+        ctx.notes["optimized_for_inference"] = optimize
+        spec = eager_structure(module, example_inputs)
+        device = ctx.device.torch_device()
+
+        def build(path: Path) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                converted = self._convert(module, example_inputs)
+                if optimize:
+                    converted = torch.jit.optimize_for_inference(converted.eval())
+                elif freeze:
+                    converted = torch.jit.freeze(converted.eval())
+                torch.jit.save(converted, str(path))
+
+        def load(path: Path) -> torch.jit.ScriptModule:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded = torch.jit.load(str(path), map_location=device)
+                with torch.no_grad():
+                    loaded(*example_inputs)  # a bad artifact fails here, not in the timed call
+            return loaded
+
+        key = artifact_key(ctx, module, [self.route, f"freeze={freeze}", f"optimize={optimize}"])
+        loaded = load_or_build(ctx, key, ".pt", build, load)
+
+        def call(*inputs: Any) -> Any:
+            with torch.no_grad():
+                return loaded(*inputs)
+
+        return restructured(call, spec)
+
+
+BACKEND = TorchScriptBackend(
+    "torchscript", "script", "torch.jit.script, saved and loaded back (torch.jit.save/load)"
+)
