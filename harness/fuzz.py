@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,7 +352,10 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
                 raise
             steer(metric, label="max_ulp")
 
-        prop()
+        with warnings.catch_warnings():
+            # Exporters warn per example (deprecations, tracer notes): noise at fuzzing volume.
+            warnings.simplefilter("ignore")
+            prop()
     except Finding:
         pass
     except StrategyError as exc:
