@@ -74,5 +74,6 @@ def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
                               fuzz.PROFILES["ci"], out_dir=tmp_path)
     assert result.row["status"] == "pass", result.row
     assert result.row["examples"] >= fuzz.PROFILES["ci"].max_examples
-    assert len(calls) == result.row["signatures"] < result.row["examples"]
+    assert len(calls) == result.row["prepared"] == result.row["signatures"]
+    assert len(calls) <= fuzz.PROFILES["ci"].max_signatures < result.row["examples"]
     assert len(calls) == len(set(calls))  # never prepared twice for one signature
