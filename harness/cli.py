@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=None, help="examples per property (default: the profile's)")
     p.add_argument("--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="backend artifacts kept between fuzz runs (default: none; within a run "
+                        "each input signature is prepared once)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
@@ -312,7 +315,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
               file=sys.stderr)
     try:
-        rows, found = fuzz.fuzz_run(targets, profile, run_dir, args.examples, plugins, progress)
+        rows, found = fuzz.fuzz_run(targets, profile, run_dir, args.examples, plugins, progress,
+                                    args.cache_dir.resolve() if args.cache_dir else None)
     except KeyboardInterrupt:
         print(f"\ninterrupted; properties so far are in {run_dir / RESULTS_JSONL}", file=sys.stderr)
         return EXIT_INTERRUPTED

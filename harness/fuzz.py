@@ -19,6 +19,8 @@ per (dtype, shape) signature, not once per example.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import time
@@ -127,9 +129,11 @@ class Checker:
 
     target: Target
     max_signatures: int = 0
+    cache_dir: Path | None = None  # backend artifacts shared between runs (None: this run only)
     seen: set[tuple] = field(default_factory=set)  # input signatures checked so far
     prepared: dict[tuple, Any] = field(default_factory=dict)  # signature -> callable or Exception
     prepare_s: float = 0.0
+    cache_hits: int = 0  # signatures served from --cache-dir
     examples: int = 0
     worst: float = 0.0
 
@@ -146,17 +150,26 @@ class Checker:
         dtype = self.precision.compute_dtype
         self.tolerance = t.case.tolerances.get(dtype) or default_tolerance(dtype)
 
-    def _ctx(self, key: str) -> PrepareContext:
-        return PrepareContext(cell=self.target.cell, device=self.device, precision=self.precision,
-                              cache_dir=None, cache_key=key)
+    def _ctx(self, signature: str) -> PrepareContext:
+        t = self.target
+        try:
+            source = inspect.getsource(t.case.extra.get("fn"))
+        except (OSError, TypeError):  # builtin or interactively defined callable
+            source = repr(t.case.extra.get("fn"))
+        key = hashlib.sha256(f"{t.case.name}|{source}|{t.precision}|{t.device}|{signature}|"
+                             f"{torch.__version__}".encode()).hexdigest()[:20]
+        cache_dir = self.cache_dir / "artifacts" / t.backend if self.cache_dir else None
+        return PrepareContext(cell=t.cell, device=self.device, precision=self.precision,
+                              cache_dir=cache_dir, cache_key=key)
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)
         if signature not in self.prepared:
             began = time.perf_counter()
+            ctx = self._ctx(repr(signature))
             try:
-                self.prepared[signature] = self.backend.prepare(
-                    self.module, inputs, self._ctx(repr(signature)))
+                self.prepared[signature] = self.backend.prepare(self.module, inputs, ctx)
+                self.cache_hits += ctx.notes.get("cache") == "hit"
             except Exception as exc:  # an export failure is a finding, remembered per signature
                 self.prepared[signature] = exc
             self.prepare_s += time.perf_counter() - began
@@ -337,7 +350,8 @@ class TargetResult:
 
 
 def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = None,
-                out_dir: Path | None = None, plugins: list[tuple[str, str]] = ()) -> TargetResult:
+                out_dir: Path | None = None, plugins: list[tuple[str, str]] = (),
+                cache_dir: Path | None = None) -> TargetResult:
     """Fuzz one (op, backend, device, precision); never raises for the op's own failures."""
     from hypothesis import given, reject
     from hypothesis import target as steer
@@ -353,7 +367,7 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
     checker: Checker | None = None
     found: list[dict[str, Any]] = []
     try:
-        checker = Checker(target, profile.max_signatures)
+        checker = Checker(target, profile.max_signatures, cache_dir)
         strategy = strategy_factory(profile.shapes)  # type: ignore[misc]
 
         @hypothesis_settings(profile, examples)
@@ -393,7 +407,8 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
         row["reason"] = "known failure mark did not reproduce (xpass)"
     if checker is not None:
         row.update(examples=checker.examples, max_ulp=checker.worst, signatures=len(checker.seen),
-                   prepared=len(checker.prepared), prepare_s=checker.prepare_s)
+                   prepared=len(checker.prepared), prepare_s=checker.prepare_s,
+                   cache_hits=checker.cache_hits)
     row.update(profile=profile.name, wall_s=time.perf_counter() - began,
                check="vs fp64 reference" if target.backend == "eager" else "vs eager")
     return TargetResult(row, divergence)
@@ -441,7 +456,8 @@ ProgressFn = Callable[[int, int, Cell, float], None]
 
 def fuzz_run(targets: list[Target], profile: FuzzProfile, run_dir: Path,
              examples: int | None = None, plugins: list[tuple[str, str]] = (),
-             progress: ProgressFn | None = None) -> tuple[list[dict], list[dict]]:
+             progress: ProgressFn | None = None,
+             cache_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
     """Fuzz every target in turn; stream rows to results.jsonl and divergences
     to divergences.jsonl; return (rows, divergences)."""
     from harness import environment
@@ -460,7 +476,7 @@ def fuzz_run(targets: list[Target], profile: FuzzProfile, run_dir: Path,
         for i, target in enumerate(targets):
             if progress:
                 progress(i, len(targets), target.cell, time.perf_counter() - started)
-            outcome = fuzz_target(target, profile, examples, run_dir, plugins)
+            outcome = fuzz_target(target, profile, examples, run_dir, plugins, cache_dir)
             row = outcome.row
             cell = target.cell
             for key in cell.as_dict():

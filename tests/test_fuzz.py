@@ -77,3 +77,12 @@ def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
     assert len(calls) == result.row["prepared"] == result.row["signatures"]
     assert len(calls) <= fuzz.PROFILES["ci"].max_signatures < result.row["examples"]
     assert len(calls) == len(set(calls))  # never prepared twice for one signature
+
+
+def test_cache_dir_reuses_artifacts_between_runs(tmp_path: Path) -> None:
+    load_all([])
+    target = fuzz.Target(CASES["neg"], "torchscript", "cpu", "fp32")
+    first = fuzz.fuzz_target(target, fuzz.PROFILES["ci"], out_dir=tmp_path, cache_dir=tmp_path / "c")
+    second = fuzz.fuzz_target(target, fuzz.PROFILES["ci"], out_dir=tmp_path, cache_dir=tmp_path / "c")
+    assert first.row["status"] == second.row["status"] == "pass"
+    assert first.row["cache_hits"] == 0 and second.row["cache_hits"] == second.row["prepared"] > 0
