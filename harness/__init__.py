@@ -5,7 +5,7 @@ The public registration API for user cases and backends is re-exported here.
 
 from harness.backends import register_backend
 from harness.backends.base import Backend, PrepareContext
-from harness.cases import Case, KnownFailure, register_case, register_model
+from harness.cases import Case, KnownFailure, register_case, register_model, register_op
 from harness.devices import Device, register_device
 from harness.inputs import InputGen
 from harness.precision import Tolerance
@@ -22,4 +22,5 @@ __all__ = [
     "register_case",
     "register_device",
     "register_model",
+    "register_op",
 ]

@@ -3,7 +3,9 @@
 Built-in suites and user code register through the same functions
 (:func:`register_model`, :func:`register_case`); the engine finds built-in
 suites through the ``torchparity.plugins`` entry point, and user code through
-``--case-file PATH`` or ``--plugin MODULE``.
+``--case-file PATH`` or ``--plugin MODULE``. Ops register with
+:func:`register_op`: the callable is wrapped in a module (:func:`op_module`)
+so ops run through the same matrix, backends and reports as models.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import fnmatch
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -128,6 +131,143 @@ def register_model(
         source=_caller_module(),
     )
     return register_case(case, suites)
+
+
+# An op's fuzzing strategy: called with ``shapes`` (how many entries of each
+# shape and dtype pool to use; small in the ci profile so a backend exports
+# few signatures), it returns a hypothesis strategy of argument tuples. Kept
+# as a factory so the catalog imports without hypothesis installed.
+OpStrategy = Callable[[int], Any]
+
+
+def op_module(fn: Callable[..., Any], arity: int | None = None, name: str = "op") -> torch.nn.Module:
+    """A module whose ``forward(a0, ..., a{n-1})`` returns ``fn(a0, ...)``.
+
+    The forward takes tensors only and calls ``fn`` through a closure, so the
+    module traces, exports, and scripts whenever ``fn`` itself is scriptable
+    (a ``def`` or a torch function; constant keyword arguments go inside it).
+    """
+    n = _arity(fn) if arity is None else arity
+    forward = _FORWARDS[n](fn)
+    cls = type(f"Op_{name}", (torch.nn.Module,), {"forward": forward, "__module__": __name__})
+    return cls()
+
+
+def _arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: say arity=
+        raise RegistryError(f"cannot read the signature of {fn!r}; pass arity=") from None
+    return sum(
+        1 for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
+
+
+# TorchScript needs a fixed, annotated signature: one forward per arity.
+def _forward1(fn):
+    def forward(self, a0: torch.Tensor):
+        return fn(a0)
+    return forward
+
+
+def _forward2(fn):
+    def forward(self, a0: torch.Tensor, a1: torch.Tensor):
+        return fn(a0, a1)
+    return forward
+
+
+def _forward3(fn):
+    def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor):
+        return fn(a0, a1, a2)
+    return forward
+
+
+def _forward4(fn):
+    def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, a3: torch.Tensor):
+        return fn(a0, a1, a2, a3)
+    return forward
+
+
+def _forward5(fn):
+    def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, a3: torch.Tensor,
+                a4: torch.Tensor):
+        return fn(a0, a1, a2, a3, a4)
+    return forward
+
+
+_FORWARDS = {1: _forward1, 2: _forward2, 3: _forward3, 4: _forward4, 5: _forward5}
+
+
+def exact_in_every_precision(inputs: tuple) -> tuple:
+    """Float inputs rounded to values that fp16, bf16, fp32 and fp64 all hold
+    exactly (bf16's grid, within fp16's normal range), so every precision cell
+    computes on the very inputs the fp64 reference saw."""
+
+    def snap(x: object) -> object:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            y = x.to(torch.bfloat16).to(torch.float64).clamp(-65280.0, 65280.0)
+            return torch.where(y.abs() < 2.0**-14, y * 0.0, y)  # keeps -0.0 and NaN
+        return x
+
+    return tuple(snap(x) for x in inputs)
+
+
+def register_op(
+    name: str,
+    fn: Callable[..., Any],
+    samples: Callable[[InputGen, int], tuple],
+    strategy: OpStrategy | None = None,
+    *,
+    arity: int | None = None,
+    suites: Iterable[str] = (),
+    dtypes: Iterable[str] = (),
+    precisions: Iterable[str] | None = None,
+    tolerances: Mapping[torch.dtype, Tolerance] | None = None,
+    known_failures: Iterable[KnownFailure] = (),
+    tags: Iterable[str] = (),
+    description: str = "",
+) -> Case:
+    """Register an op case.
+
+    ``samples(gen, batch)`` gives the fixed inputs of ``torchparity run``
+    (floats are snapped with :func:`exact_in_every_precision`); ``strategy``
+    (see ``OpStrategy``) the inputs of ``torchparity fuzz``. ``dtypes`` names
+    the input dtypes the op accepts (documentation and listing);
+    ``precisions`` limits the precision axis (e.g. ``["fp32"]`` for an op
+    without float inputs): other precisions become ``skip`` rows.
+    """
+    n = _arity(fn) if arity is None else arity
+    if n not in _FORWARDS:
+        raise RegistryError(f"op {name!r}: arity {n} not supported (1..{max(_FORWARDS)})")
+    case = Case(
+        name=name,
+        kind="op",
+        make_module=lambda: op_module(fn, n, name),
+        make_inputs=lambda gen, batch: exact_in_every_precision(tuple(samples(gen, batch))),
+        tolerances=dict(tolerances or {}),
+        known_failures=tuple(known_failures),
+        tags=frozenset(tags),
+        reinit_weights=False,
+        description=description,
+        source=_caller_module(),
+        extra={
+            "fn": fn,
+            "arity": n,
+            "strategy": strategy,
+            "dtypes": tuple(dtypes),
+            "precisions": tuple(precisions) if precisions is not None else None,
+        },
+    )
+    return register_case(case, suites)
+
+
+def precision_unsupported(case: Case, precision: str) -> str | None:
+    """Why ``case`` does not run at ``precision`` (an op limited to some), or None."""
+    allowed = case.extra.get("precisions")
+    if allowed is not None and precision not in allowed:
+        return f"{case.name} runs at {', '.join(allowed)} only (no float inputs or no {precision} kernel)"
+    return None
 
 
 def _caller_module() -> str:

@@ -8,6 +8,7 @@ becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any cell fails, errors, crashes or times out")
+    _add_plugin_options(p)
+
+    p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
+    p.add_argument("--op", action="append", default=[], metavar="GLOB",
+                   help="only ops matching GLOB (repeatable; default: every op)")
+    p.add_argument("--backend", type=_csv_list, default=["eager"], help="comma list (default: eager)")
+    p.add_argument("--device", type=_csv_list, default=["cpu"], help="comma list (default: cpu)")
+    p.add_argument("--precision", type=_csv_list, default=["fp32"], help="comma list (default: fp32)")
+    p.add_argument("--examples", type=int, default=None, help="examples per property (default: the profile's)")
+    p.add_argument("--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="backend artifacts kept between fuzz runs (default: none; within a run "
+                        "each input signature is prepared once)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
     _add_plugin_options(p)
 
     p = sub.add_parser("report", help="render the reports of a run directory")
@@ -284,6 +302,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
+def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[PluginSpec]]:
+    """Check the fuzz options; return (targets, profile, run dir, plugins)."""
+    from harness import fuzz
+    from harness.cases import CASES
+
+    plugins = _plugins(args)
+    _load(plugins)
+    if args.profile not in fuzz.PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; valid: {', '.join(fuzz.PROFILES)}")
+    if args.examples is not None and args.examples < 1:
+        raise UsageError("--examples must be at least 1")
+    ops = [c for c in CASES.values() if c.kind == "op"]
+    if args.op:
+        names = [c.name for c in ops]
+        for pattern in args.op:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise UsageError(f"no op matches {pattern!r}; valid: {', '.join(names) or 'none'}")
+        ops = [c for c in ops if any(fnmatch.fnmatchcase(c.name, p) for p in args.op)]
+    backends = _choose(args.backend, backend_names(), "backend")
+    devices = _choose(args.device, list(DEVICES), "device")
+    precisions = _choose(args.precision, list(PRECISIONS), "precision")
+    if args.out is not None and (args.out / RESULTS_JSONL).exists():
+        raise UsageError(f"{args.out} already holds results; choose another --out")
+    targets = [fuzz.Target(c, b, d, p) for c in ops for d in devices for b in backends
+               for p in precisions]
+    run_dir = args.out or Path("reports") / new_run_id()
+    return targets, fuzz.PROFILES[args.profile], run_dir, plugins
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from harness import fuzz
+
+    targets, profile, run_dir, plugins = plan_fuzz(args)
+    show = not args.quiet
+    progress = terminal_progress() if show and sys.stderr.isatty() else None
+    if show:
+        print(f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
+              file=sys.stderr)
+    try:
+        rows, found = fuzz.fuzz_run(targets, profile, run_dir, args.examples, plugins, progress,
+                                    args.cache_dir.resolve() if args.cache_dir else None)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; properties so far are in {run_dir / RESULTS_JSONL}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    env = environment.read(run_dir / ENV_JSON)
+    paths = report_mod.render(rows, run_dir, env)
+    if show:
+        print(report_mod.frame_counts_line(rows))
+        if found:
+            table = fuzz.divergences_frame(found)[["op", "backend", "precision", "status", "reason"]]
+            print(report_mod.markdown_table(table))
+        print(f"divergences: {run_dir / fuzz.DIVERGENCES_CSV} ({len(found)})\nreport:      {paths['html']}")
+    findings = any(r.get("status") in ("fail", "error") for r in rows)
+    return EXIT_FINDINGS if args.strict and findings else EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     all_rows: list[dict] = []
     env: dict = {}
@@ -300,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "fuzz": cmd_fuzz, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

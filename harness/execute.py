@@ -20,7 +20,7 @@ import torch
 from harness import drift as drift_mod
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
-from harness.cases import CASES, Case
+from harness.cases import CASES, Case, precision_unsupported
 from harness.devices import DeviceOptions, get_device
 from harness.inputs import cast_inputs, tensor_digest
 from harness.matrix import Cell
@@ -63,6 +63,10 @@ def precheck(cell: Cell) -> str | None:
     reason = get_device(cell.device).unavailable()
     if reason:
         return f"{cell.device}: {reason}"
+    case = CASES.get(cell.case)
+    reason = precision_unsupported(case, cell.precision) if case is not None else None
+    if reason:
+        return reason
     backend = get_backend(cell.backend)
     precision = get_precision(cell.precision)
     if precision.autocast is not None and not backend.supports_autocast:

@@ -1,1 +1,6 @@
-"""Op conformance catalog (see issue 5). Empty until the catalog lands."""
+"""The op conformance catalog: every op registered once in the ``ops`` suite,
+one module per family (see docs/fuzzing.md)."""
+
+from suites.ops import binary, indexing, linalg, nn, reductions, resample, unary
+
+__all__ = ["binary", "indexing", "linalg", "nn", "reductions", "resample", "unary"]
