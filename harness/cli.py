@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import environment
+from harness import environment, output_store
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
@@ -202,6 +202,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         timing=TimingConfig(min_time=sel["min_time"]),
         cache_dir=run_dir / "cache",
         use_artifact_cache=not sel["no_cache"],
+        output_dir=run_dir / output_store.OUTPUTS_DIR,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
