@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import environment, output_store
+from harness import environment, merge, output_store
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
@@ -20,7 +20,7 @@ from harness.devices import DEVICES
 from harness.execute import RunSettings
 from harness.matrix import Cell, expand, parse_shard, shard
 from harness.precision import DEFAULT_PRECISIONS, PRECISIONS
-from harness.results import RESULTS_JSONL, read_rows
+from harness.results import RESULTS_JSONL
 from harness.runner import ENV_JSON, RUN_JSON, RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.timing import TimingConfig
 
@@ -232,17 +232,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    all_rows: list[dict] = []
-    env: dict = {}
-    for run_dir in args.run_dirs:
-        path = run_dir / RESULTS_JSONL
-        if not path.is_file():
-            raise UsageError(f"{run_dir} is not a run directory (no {RESULTS_JSONL})")
-        all_rows += read_rows(path)
-        if (run_dir / ENV_JSON).is_file():
-            env = environment.read(run_dir / ENV_JSON)
+    try:
+        runs = merge.load_runs(args.run_dirs)
+    except merge.RunDirError as exc:
+        raise UsageError(str(exc)) from None
     out = args.out or args.run_dirs[0]
-    paths = report_mod.render(all_rows, out, env)
+    paths = report_mod.render_runs(runs, out)
     print(f"report: {paths['html']}")
     return EXIT_OK
 
