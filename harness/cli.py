@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import compare as compare_mod
 from harness import environment, merge, output_store
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
@@ -89,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
+
+    p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
+    p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
+    p.add_argument("current", type=Path, metavar="CURRENT_DIR")
+    p.add_argument("--fail-on", default=None, metavar="throughput=N%,drift,status",
+                   help="exit 1 when a cell regresses in any of these (the CI gate)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="directory for compare.md and compare.html (default: CURRENT_DIR)")
+    p.add_argument("--noise-floor", type=float, default=None, metavar="PERCENT",
+                   help=f"throughput changes below this are noise (default {compare_mod.NOISE_FLOOR:.0%})")
     return parser
 
 
@@ -242,7 +253,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+def cmd_compare(args: argparse.Namespace) -> int:
+    gate = None
+    if args.fail_on is not None:
+        try:
+            gate = compare_mod.parse_fail_on(args.fail_on)
+        except compare_mod.FailOnError as exc:
+            raise UsageError(str(exc)) from None
+    noise = compare_mod.NOISE_FLOOR
+    if args.noise_floor is not None:
+        if not 0 <= args.noise_floor < 100:
+            raise UsageError("--noise-floor must be a percentage in [0, 100)")
+        noise = args.noise_floor / 100.0
+    try:
+        base, cur = merge.load_run(args.baseline), merge.load_run(args.current)
+    except merge.RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise)
+    title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
+    out = args.out or args.current
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(compare_mod.markdown(comparison, title, gate), encoding="utf-8")
+    (out / "compare.html").write_text(compare_mod.html_page(comparison, title, gate), encoding="utf-8")
+    for warning in comparison.warnings:
+        print(f"torchparity: warning: {warning}", file=sys.stderr)
+    print(compare_mod.markdown(comparison, title, gate))
+    print(f"compare: {out / 'compare.md'}, {out / 'compare.html'}", file=sys.stderr)
+    return EXIT_FINDINGS if gate is not None and comparison.regressions(gate) else EXIT_OK
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
     def text(v: Any) -> str:
         if isinstance(v, float):
             return "" if pd.isna(v) else format(v, floatfmt)
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        # Markup in a reason must show as text in a rendered job summary too.
+        text = html.escape(str(v), quote=False)
+        return text.replace("|", "\\|").replace("\n", " ")
 
     head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
@@ -87,8 +90,8 @@ def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
     for case, group in measured.groupby("case", sort=True):
         hi = group.loc[group["throughput_items_s"].idxmax()]
         lo = group.loc[group["throughput_items_s"].idxmin()]
-        records.append({"case": case, "fastest": hi["cell"], "items/s": hi["throughput_items_s"],
-                        "slowest": lo["cell"], "items/s ": lo["throughput_items_s"]})  # fmt: skip
+        records.append({"case": case, "fastest": hi["cell"], "fastest items/s": hi["throughput_items_s"],
+                        "slowest": lo["cell"], "slowest items/s": lo["throughput_items_s"]})  # fmt: skip
     return pd.DataFrame(records)
 
 

@@ -27,3 +27,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+REPORT_CASES = DATA / "report_cases.py"
+# report_demo: 3 cases x 3 devices (cpu runs; cuda and mps skip here) x 2 precisions.
+SAMPLE_RUN_CELLS = 3 * 3 * 2
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> Path:
+    """One real run of the report_demo suite, shared by the report tests
+    (read-only: tests that change it work on a copy)."""
+    out = tmp_path_factory.mktemp("sample") / "run"
+    proc = run_cli("run", "--case-file", str(REPORT_CASES), "--suite", "report_demo",
+                   "--precision", "fp32,fp16", "--min-time", "0.02", "--out", str(out), "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
