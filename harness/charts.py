@@ -43,10 +43,14 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def cell_column(frame: pd.DataFrame, with_device: bool = True) -> pd.Series:
-    """``backend/precision`` (with ``device/`` in front when asked): one chart column."""
-    parts = frame["backend"].astype(str) + "/" + frame["precision"].astype(str)
-    return frame["device"].astype(str) + "/" + parts if with_device else parts
+def cell_column(frame: pd.DataFrame) -> pd.Series:
+    """``device/backend/precision``, plus `` @ platform`` when the rows come
+    from several platforms (a merged report): one chart or matrix column."""
+    parts = (frame["device"].astype(str) + "/" + frame["backend"].astype(str) + "/"
+             + frame["precision"].astype(str))  # fmt: skip
+    if "platform" in frame.columns and frame["platform"].nunique() > 1:
+        parts = parts + " @ " + frame["platform"].astype(str)
+    return parts
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +95,7 @@ def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Throughput of each non-eager backend over eager's at the same case,
     device and precision (rows: case; columns: device/backend/precision)."""
     measured = _measured(frame)
-    keys = ["case", "device", "precision"]
+    keys = ["case", "device", "precision", *(["platform"] if "platform" in measured.columns else [])]
     eager = measured[measured["backend"] == "eager"].groupby(keys)["throughput_items_s"].median()
     others = measured[measured["backend"] != "eager"]
     if others.empty or eager.empty:
@@ -147,11 +151,13 @@ def drift_heatmap(frame: pd.DataFrame) -> str | None:
 
 def latency_distributions(rows: list[dict[str, Any]]) -> str | None:
     """Box plots of the per-call latency samples of each measured cell (log scale)."""
+    several = len({r.get("platform") for r in rows}) > 1
     series = [
-        (f"{r.get('case')} {r.get('device')}/{r.get('backend')}/{r.get('precision')}", r["samples_ms"])
+        (f"{r.get('case')} {r.get('device')}/{r.get('backend')}/{r.get('precision')}"
+         + (f" @ {r.get('platform')}" if several else ""), r["samples_ms"])
         for r in rows
         if isinstance(r.get("samples_ms"), list) and r["samples_ms"]
-    ][:MAX_LATENCY_BOXES]
+    ][:MAX_LATENCY_BOXES]  # fmt: skip
     if not series:
         return None
     fig = _figure(7.5, 0.8 + 0.2 * len(series))

@@ -167,8 +167,6 @@ def report_html(
     sections = [_header(rows, env, runs)]
 
     column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
-    if where:
-        column = column + " @ " + frame["platform"].astype(str)
     sections.append(h.section(
         "Status matrix",
         "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
@@ -183,10 +181,10 @@ def report_html(
     speed_note = "Speedup needs a backend besides eager at the same case, device and precision."
     sections.append(h.section(
         "Throughput",
-        h.table(throughput, "throughput")
-        + "<h3>Speedup over eager</h3>" + h.chart(charts.speedup_chart(frame), speed_note)
+        "<h3>Speedup over eager</h3>" + h.chart(charts.speedup_chart(frame), speed_note)
         + ("" if speed.empty else h.table(speed.reset_index(), "speedup"))
-        + "<h3>Throughput per case</h3>" + h.chart(charts.throughput_chart(frame), "Nothing was measured."),
+        + "<h3>Throughput per case</h3>" + h.chart(charts.throughput_chart(frame), "Nothing was measured.")
+        + h.table(throughput, "throughput"),
         "throughput",
     ))  # fmt: skip
     sections.append(h.section(

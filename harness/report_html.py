@@ -22,7 +22,7 @@ STATUS_COLORS = {
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;color:#222;max-width:1400px}
-h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+h1{font-size:1.5em;margin:.2em 0}h3{font-size:1em;margin:1em 0 .3em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12px;margin:.4em 0}
 td,th{border:1px solid #d0d0d0;padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}table.sortable th{cursor:pointer;user-select:none}
@@ -34,7 +34,7 @@ input.filter{margin:.3em 0;padding:2px 6px;width:22em}
 .legend span{display:inline-block;padding:1px 6px;margin-right:4px;color:#fff;border-radius:3px;font-size:12px}
 .chart svg{max-width:100%;height:auto}
 details pre{white-space:pre-wrap;font-size:11px;background:#f7f7f7;padding:.4em}
-dl.env{display:grid;grid-template-columns:max-content 1fr;gap:1px 12px;font-size:12px}dl.env dt{font-weight:600}dl.env dd{margin:0}
+dl.env{display:grid;grid-template-columns:repeat(3,max-content minmax(0,1fr));gap:1px 14px;font-size:12px}dl.env dt{font-weight:600}dl.env dd{margin:0;overflow-wrap:anywhere}
 """
 
 # Sorting: click a header (numbers compare as numbers via data-v); filtering:
