@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    p.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write (default: the run directory; reports/merged-<id> for several)")
 
     p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
@@ -247,8 +248,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs = merge.load_runs(args.run_dirs)
     except merge.RunDirError as exc:
         raise UsageError(str(exc)) from None
-    out = args.out or args.run_dirs[0]
-    paths = report_mod.render_runs(runs, out)
+    # Merged rows must not overwrite one run's own results.csv: a new directory.
+    default = args.run_dirs[0] if len(runs) == 1 else Path("reports") / f"merged-{new_run_id()}"
+    paths = report_mod.render_runs(runs, args.out or default)
     print(f"report: {paths['html']}")
     return EXIT_OK
 

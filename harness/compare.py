@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
 from harness import report_html as h
 from harness.report import BAD_STATUSES, CELL_KEYS, markdown_table
@@ -78,6 +77,8 @@ def u_test(baseline: list[float], current: list[float]) -> float | None:
         return None
     if set(baseline) == set(current) and len(set(baseline)) == 1:
         return 1.0  # identical constants: scipy would warn and return nan
+    from scipy.stats import mannwhitneyu  # here, not at the top: scipy.stats takes ~1 s to import
+
     return float(mannwhitneyu(baseline, current, alternative="two-sided").pvalue)
 
 

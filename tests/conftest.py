@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +13,20 @@ def tiny_cases() -> Path:
     return DATA / "tiny_cases.py"
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real command line in a real subprocess (``python -m harness``)."""
+    """The real command line in a real subprocess (``python -m harness``), of
+    this checkout even when ``cwd`` is elsewhere (an installed copy may differ)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
         cwd=cwd,
+        env=env,
         timeout=timeout,
     )
 

@@ -72,6 +72,18 @@ def test_merge_reports_the_perturbed_output(cli, sample_run, tmp_path):
 
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "Cross-platform" in page and "mac-runner Darwin" in page and "0.125" in page
+    assert page.count("<td class='cell ") == 2 * len(rows)  # one matrix cell per row of each run
+
+
+def test_merge_without_out_leaves_the_runs_alone(cli, sample_run, tmp_path):
+    other = tmp_path / "other"
+    _write_rows(other, _as_other_machine(sample_run, other))
+    before = (sample_run / "results.csv").read_bytes()
+    proc = cli("report", str(sample_run), str(other), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (sample_run / "results.csv").read_bytes() == before
+    merged = list((tmp_path / "reports").glob("merged-*/report.html"))
+    assert len(merged) == 1 and f"report: {merged[0].relative_to(tmp_path)}" in proc.stdout
 
 
 def test_same_machine_twice_keeps_both_runs_apart(sample_run, tmp_path):

@@ -139,3 +139,19 @@ def test_console_table_and_render_keep_working(tmp_path):
     paths = report.render(rows, tmp_path, {"host": "h"})
     page = paths["html"].read_text(encoding="utf-8")
     assert "cpu/my_backend/fp32" in page and "Speedup needs" not in page  # any backend name works
+
+
+def test_sorting_and_filtering_script_in_chromium(tmp_path):
+    frame = pd.DataFrame({"name": ["a", "b", "c", "bb"], "value": [10.0, 9.0, 100.0, 0.5]})
+    page = report_html.page("t", [report_html.table(frame, "t")])
+    # Click the "value" header (ascending numeric sort), then filter on "b".
+    driver = ("<script>document.querySelectorAll('#t th')[1].click();"
+              "var f=document.querySelector('input.filter');f.value='b';"
+              "f.dispatchEvent(new Event('input'));</script>")  # fmt: skip
+    path = tmp_path / "sort.html"
+    path.write_text(page.replace("</body>", driver + "</body>"), encoding="utf-8")
+    dom, console = open_headless(path, tmp_path)
+    assert console == []
+    rows = re.findall(r"<tr(?: style=\"([^\"]*)\")?><td>(\w+)</td>", dom)
+    assert [name for _, name in rows] == ["bb", "b", "a", "c"]  # numeric, not text, order
+    assert [name for style, name in rows if "none" not in style] == ["bb", "b"]
