@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import environment
+from harness import compare as compare_mod
+from harness import environment, merge, output_store
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
@@ -21,7 +22,7 @@ from harness.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.execute import RunSettings
 from harness.matrix import Cell, expand, parse_shard, shard
 from harness.precision import DEFAULT_PRECISIONS, PRECISIONS
-from harness.results import RESULTS_JSONL, read_rows
+from harness.results import RESULTS_JSONL
 from harness.runner import ENV_JSON, RUN_JSON, RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.timing import TimingConfig
 
@@ -118,7 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    p.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write (default: the run directory; reports/merged-<id> for several)")
+
+    p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
+    p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
+    p.add_argument("current", type=Path, metavar="CURRENT_DIR")
+    p.add_argument("--fail-on", default=None, metavar="throughput=N%,drift,status",
+                   help="exit 1 when a cell regresses in any of these (the CI gate)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="directory for compare.md and compare.html (default: CURRENT_DIR)")
+    p.add_argument("--noise-floor", type=float, default=None, metavar="PERCENT",
+                   help=f"throughput changes below this are noise (default {compare_mod.NOISE_FLOOR:.0%})")
     return parser
 
 
@@ -274,6 +286,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         threads=sel["threads"],
         device_options=device_options,
         backend_options=backend_options,
+        output_dir=run_dir / output_store.OUTPUTS_DIR,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
@@ -359,22 +372,53 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    all_rows: list[dict] = []
-    env: dict = {}
-    for run_dir in args.run_dirs:
-        path = run_dir / RESULTS_JSONL
-        if not path.is_file():
-            raise UsageError(f"{run_dir} is not a run directory (no {RESULTS_JSONL})")
-        all_rows += read_rows(path)
-        if (run_dir / ENV_JSON).is_file():
-            env = environment.read(run_dir / ENV_JSON)
-    out = args.out or args.run_dirs[0]
-    paths = report_mod.render(all_rows, out, env)
+    try:
+        runs = merge.load_runs(args.run_dirs)
+    except merge.RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    # Merged rows must not overwrite one run's own results.csv: a new directory.
+    default = args.run_dirs[0] if len(runs) == 1 else Path("reports") / f"merged-{new_run_id()}"
+    paths = report_mod.render_runs(runs, args.out or default)
     print(f"report: {paths['html']}")
     return EXIT_OK
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "fuzz": cmd_fuzz, "report": cmd_report}
+def cmd_compare(args: argparse.Namespace) -> int:
+    gate = None
+    if args.fail_on is not None:
+        try:
+            gate = compare_mod.parse_fail_on(args.fail_on)
+        except compare_mod.FailOnError as exc:
+            raise UsageError(str(exc)) from None
+    noise = compare_mod.NOISE_FLOOR
+    if args.noise_floor is not None:
+        if not 0 <= args.noise_floor < 100:
+            raise UsageError("--noise-floor must be a percentage in [0, 100)")
+        noise = args.noise_floor / 100.0
+    try:
+        base, cur = merge.load_run(args.baseline), merge.load_run(args.current)
+    except merge.RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise)
+    title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
+    out = args.out or args.current
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(compare_mod.markdown(comparison, title, gate), encoding="utf-8")
+    (out / "compare.html").write_text(compare_mod.html_page(comparison, title, gate), encoding="utf-8")
+    for warning in comparison.warnings:
+        print(f"torchparity: warning: {warning}", file=sys.stderr)
+    print(compare_mod.markdown(comparison, title, gate))
+    print(f"compare: {out / 'compare.md'}, {out / 'compare.html'}", file=sys.stderr)
+    return EXIT_FINDINGS if gate is not None and comparison.regressions(gate) else EXIT_OK
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "fuzz": cmd_fuzz,
+    "report": cmd_report,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from harness import drift as drift_mod
+from harness import output_store
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
 from harness.cases import CASES, Case, precision_unsupported
@@ -40,6 +41,7 @@ class RunSettings:
     cache_dir: Path | None = None  # reference files and backend artifacts
     use_artifact_cache: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path | None = None  # where output_store keeps each cell's outputs
     device_options: DeviceOptions = field(default_factory=DeviceOptions)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     interop_threads: int | None = None
@@ -186,6 +188,7 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         names, leaves = flatten_outputs(outputs)
         row["output_digest"] = output_digest(leaves)
         row["leaf_names"] = names
+        row.update(output_store.save_quietly(settings.output_dir, cell.id, names, leaves))
 
         stage = "drift"
         tolerance = _tolerance(case, precision)
