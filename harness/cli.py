@@ -16,6 +16,7 @@ from harness import environment
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.console import robust_standard_streams
 from harness.devices import DEVICES
 from harness.execute import RunSettings
 from harness.matrix import Cell, expand, parse_shard, shard
@@ -250,6 +251,7 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    robust_standard_streams()  # a cp1252 console must not crash the run on a name or reason
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -109,6 +109,6 @@ def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None
         "summary": out_dir / "summary.md",
         "html": out_dir / "report.html",
     }
-    paths["summary"].write_text(summary_markdown(rows), encoding="utf-8")
-    paths["html"].write_text(report_html(rows, env), encoding="utf-8")
+    paths["summary"].write_text(summary_markdown(rows), encoding="utf-8", newline="\n")
+    paths["html"].write_text(report_html(rows, env), encoding="utf-8", newline="\n")
     return paths
