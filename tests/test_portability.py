@@ -77,6 +77,36 @@ def test_cli_prints_non_ascii_on_a_cp1252_console(tmp_path):
     assert "no case matches 'ß" in lines[0]  # stderr backslash-escapes the rest
 
 
+CHATTY_CASE_FILE = '''
+import torch
+from harness import register_model
+
+
+class Chatty(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        print("forward ≈ →")  # user code printing non-ASCII
+        return self.lin(x)
+
+
+register_model("chatty", Chatty, lambda gen, batch: (gen.normal(batch, 4),), suites=["chatty"])
+'''
+
+
+def test_a_model_printing_non_ascii_in_a_spawned_worker_on_cp1252_passes(tmp_path):
+    case_file = tmp_path / "chatty_cases.py"
+    case_file.write_text(CHATTY_CASE_FILE, encoding="utf-8")
+    out = tmp_path / "run"
+    proc = _cli_cp1252("run", "--case-file", str(case_file), "--suite", "chatty", "--device", "cpu",
+                       "--precision", "fp32", "--out", str(out), "--quiet", "--min-time", "0.01")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode("cp1252", "replace")
+    row = read_rows(out / "results.jsonl")[0]
+    assert row["status"] == "pass", row["reason"]  # was: error, UnicodeEncodeError
+
+
 # --- process start method ------------------------------------------------------------
 
 
