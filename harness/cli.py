@@ -18,6 +18,7 @@ from harness import environment, merge, output_store
 from harness import report as report_mod
 from harness.backends import backend_names, get_backend
 from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.console import robust_standard_streams
 from harness.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.execute import RunSettings
 from harness.matrix import Cell, expand, parse_shard, shard
@@ -422,6 +423,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    robust_standard_streams()  # a cp1252 console must not crash the run on a name or reason
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -3,6 +3,7 @@ that make two runs' timings comparable."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import hashlib
 import json
@@ -10,6 +11,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,15 +26,16 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    system = platform.system()
+def _cpu_model(system: str | None = None, run: Callable[..., Any] = subprocess.run) -> str:
+    # system/run are parameters so each OS branch can be exercised on any OS.
+    system = system or platform.system()
     try:
         if system == "Linux":
             for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
         elif system == "Darwin":
-            out = subprocess.run(
+            out = run(
                 ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
             )
             if out.returncode == 0 and out.stdout.strip():
@@ -42,28 +45,40 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _memory_bytes() -> int | None:
+class MemoryStatusEx(ctypes.Structure):
+    """Win32 MEMORYSTATUSEX (64 bytes), filled by kernel32.GlobalMemoryStatusEx.
+    DWORD is c_uint32, not c_ulong (8 bytes on Linux/macOS), so the layout is
+    the same, and testable, on every OS."""
+
+    _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32)] + [
+        (n, ctypes.c_ulonglong)
+        for n in (
+            "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
+            "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual",
+        )
+    ]  # fmt: skip
+
+
+def _windows_memory_bytes(kernel32: Any = None) -> int | None:
+    """Total physical memory from GlobalMemoryStatusEx (``kernel32`` injectable for tests)."""
+    if kernel32 is None:
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    status = MemoryStatusEx()
+    status.dwLength = ctypes.sizeof(MemoryStatusEx)
+    if kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+        return int(status.ullTotalPhys)
+    return None
+
+
+def _memory_bytes(system: str | None = None) -> int | None:
+    system = system or platform.system()
     try:
-        if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        if system != "Windows" and "SC_PHYS_PAGES" in getattr(os, "sysconf_names", {}):
             return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (OSError, ValueError):
         pass
-    if platform.system() == "Windows":
-        import ctypes
-
-        class MemoryStatus(ctypes.Structure):
-            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong)] + [
-                (n, ctypes.c_ulonglong)
-                for n in (
-                    "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
-                    "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual",
-                )
-            ]  # fmt: skip
-
-        status = MemoryStatus()
-        status.dwLength = ctypes.sizeof(MemoryStatus)
-        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
-            return int(status.ullTotalPhys)
+    if system == "Windows":
+        return _windows_memory_bytes()
     return None
 
 
@@ -144,7 +159,7 @@ def row_fields(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(env: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8", newline="\n")
     return path
 
 

@@ -7,6 +7,7 @@ the run's cache so other worker processes load it instead of recomputing.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,10 @@ def get_reference(
 ) -> Reference:
     """The reference for ``case`` on ``inputs``, from memory, the file cache, or computed."""
     digest = input_digest(inputs)
-    key = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', case.name)}-{digest}"
+    # The readable part alone collides ("a/b" vs "a_b"; "MLP" vs "mlp" on the
+    # case-insensitive file systems of macOS and Windows): a hash of the exact name keeps keys apart.
+    name_hash = hashlib.sha256(case.name.encode("utf-8")).hexdigest()[:8]
+    key = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', case.name)}-{name_hash}-{digest}"
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir / "reference" / f"{key}.pt" if cache_dir else None

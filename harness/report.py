@@ -239,8 +239,8 @@ def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str)
         "summary": out_dir / "summary.md",
         "html": out_dir / "report.html",
     }
-    paths["summary"].write_text(summary_markdown(rows, title), encoding="utf-8")
-    paths["html"].write_text(page, encoding="utf-8")
+    paths["summary"].write_text(summary_markdown(rows, title), encoding="utf-8", newline="\n")
+    paths["html"].write_text(page, encoding="utf-8", newline="\n")
     return paths
 
 

@@ -66,7 +66,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict
     env.setdefault("run_id", plan.run_dir.name)
     environment.write(env, env_path)
     (plan.run_dir / RUN_JSON).write_text(
-        json.dumps(plan.selection, indent=2) + "\n", encoding="utf-8"
+        json.dumps(plan.selection, indent=2) + "\n", encoding="utf-8", newline="\n"
     )
 
     done = {row.get("cell_id") for row in read_rows(results_path)}

@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from harness.cases import PluginSpec, load_all
+from harness.console import robust_standard_streams
 from harness.execute import RunSettings, apply_thread_settings, execute_cell
 from harness.matrix import Cell
 
@@ -26,6 +27,7 @@ def quiet_warnings() -> None:
 
 def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
     quiet_warnings()
+    robust_standard_streams()  # a model printing non-ASCII on a cp1252 console is not an error
     apply_thread_settings(settings)
     load_all(plugins)
     conn.send("ready")
