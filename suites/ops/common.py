@@ -108,3 +108,27 @@ def chain(*parts: Callable[[InputGen, int], tuple]) -> Callable[[InputGen, int],
 
 def known(reason: str, link: str = "", **where: str) -> KnownFailure:
     return KnownFailure(reason=reason, link=link, **where)
+
+
+# Known upstream divergences, shared by the ops they affect. Each was found by
+# `torchparity fuzz` and matched to the upstream report linked.
+EAGER_SQRT = known(
+    "CPU fp32 torch.sqrt goes through MKL VML (1 ULP bound), not correctly rounded",
+    "https://github.com/pytorch/pytorch/issues/31250", backend="eager", precision="fp32")
+ORT_VS_EAGER_SQRT = known(
+    "eager's fp32 sqrt is 1 ULP off (MKL VML); ONNX Runtime's is correctly rounded",
+    "https://github.com/pytorch/pytorch/issues/31250", backend="onnxruntime", precision="fp32")
+GELU_INF = known("eager gelu(+inf) is NaN on CPU (vectorised erf path)",
+                 "https://github.com/pytorch/pytorch/issues/185770", backend="eager")
+ORT_VS_EAGER_GELU = known("eager gelu(+inf) is NaN on CPU; ONNX Runtime gives inf",
+                          "https://github.com/pytorch/pytorch/issues/185770", backend="onnxruntime")
+SIGN_NAN = known("eager torch.sign(NaN) is 0, ONNX Sign propagates NaN",
+                 "https://github.com/pytorch/pytorch/issues/41245", backend="onnxruntime")
+ORT_REDUCE_NAN = known("ONNX Runtime ReduceMax/ReduceMin drop NaN depending on its position",
+                       "https://github.com/microsoft/onnxruntime/issues/10514",
+                       backend="onnxruntime")
+ORT_MAXPOOL_NAN = known("ONNX Runtime MaxPool ignores NaN (an all-NaN window gives -FLT_MAX)",
+                        "https://github.com/microsoft/onnxruntime/issues/24819",
+                        backend="onnxruntime")
+ORT_SIGMOID = known("ONNX Runtime's fp32 Sigmoid loses relative precision for small outputs",
+                    "https://github.com/pytorch/pytorch/issues/147508", backend="onnxruntime")
