@@ -133,6 +133,7 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = intra
             options.inter_op_num_threads = inter
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.log_severity_level = 3  # errors only: warnings would flood the console
             try:
                 return ort.InferenceSession(str(path), options, providers=[provider])
             except Exception as exc:

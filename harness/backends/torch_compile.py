@@ -39,6 +39,12 @@ def _counter(group: str, name: str | None = None) -> int:
     return int(values.get(name, 0)) if name else int(sum(values.values()))
 
 
+def _counters_of(group: str) -> set[str]:
+    from torch._dynamo.utils import counters
+
+    return set(counters.get(group, {}))
+
+
 class CompileBackend(Backend):
     name = "compile"
     description = "torch.compile (inductor by default); compile time in prepare_s"
@@ -87,18 +93,29 @@ class CompileBackend(Backend):
                 return compiled(*inputs)
 
         before = {k: _counter("inductor", k) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")}
-        frames_before, breaks_before = _counter("frames", "total"), _counter("graph_break")
+        frames_before, ok_before = _counter("frames", "total"), _counter("frames", "ok")
+        graphs_before, breaks_before = _counter("stats", "unique_graphs"), _counter("graph_break")
+        unsupported_before = _counters_of("unimplemented")
         call(*example_inputs)  # compiles: this is what prepare_s times
         # Counters are process-wide: keep this cell's baselines on its callable.
         call.frames_after_compile = _counter("frames", "total")  # type: ignore[attr-defined]
-        call.breaks_before = breaks_before  # type: ignore[attr-defined]
-        ctx.notes["frames_compiled"] = call.frames_after_compile - frames_before  # type: ignore[attr-defined]
+        ctx.notes["frames_compiled"] = _counter("frames", "ok") - ok_before
+        ctx.notes["frames_skipped"] = (
+            call.frames_after_compile - frames_before - ctx.notes["frames_compiled"]  # type: ignore[attr-defined]
+        )
+        ctx.notes["graphs"] = _counter("stats", "unique_graphs") - graphs_before
+        if ctx.notes["graphs"] == 0:
+            # Dynamo gave up on the whole forward: the "compiled" model runs eagerly.
+            new = [k for k in _counters_of("unimplemented") if k not in unsupported_before]
+            reason = (new[0].strip().splitlines()[0] if new else "no graph captured")
+            ctx.notes["fallback"] = f"ran eagerly: {reason}"
         hits = _counter("inductor", "fxgraph_cache_hit") - before["fxgraph_cache_hit"]
         misses = _counter("inductor", "fxgraph_cache_miss") - before["fxgraph_cache_miss"]
         ctx.notes["cache"] = (
             "off" if ctx.cache_dir is None
             else "hit" if hits and not misses
             else "miss" if misses and not hits
+            else "n/a (no inductor graph)" if not hits and not misses
             else f"{hits} hit, {misses} miss"
         )  # fmt: skip
         ctx.notes["graph_breaks"] = _counter("graph_break") - breaks_before
