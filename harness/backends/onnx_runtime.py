@@ -144,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
                 if missing:  # say which dtype lacks kernels, not only which node
                     raise NotImplementedError(
                         f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
-                    ) from exc
+                    ) from None  # the message carries ORT's line; the chain would repeat it
                 raise
 
         key = artifact_key(
