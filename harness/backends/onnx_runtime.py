@@ -88,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
 
         # The exporters narrate each step on stdout and log missing optional
         # libraries (torchvision) on every export; the row says what matters.
-        for name in ("torch.onnx", "onnxscript"):
+        for name in ("torch.onnx", "onnxscript", "onnx_ir"):
             logging.getLogger(name).setLevel(logging.ERROR)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
