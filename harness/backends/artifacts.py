@@ -52,7 +52,8 @@ def _class_source(cls: type) -> str:
         source = inspect.getsourcefile(cls)
     except TypeError:  # built-in class
         source = None
-    return f"{cls.__module__}.{cls.__qualname__}:{_file_digest(source) if source else '-'}"
+    # Not __module__: a --case-file module gets a new name in every process.
+    return f"{cls.__qualname__}:{_file_digest(source) if source else '-'}"
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:

@@ -47,7 +47,14 @@ class TorchScriptBackend(Backend):
     def _convert(self, module: torch.nn.Module, example_inputs: tuple) -> torch.jit.ScriptModule:
         if self.route == "script":
             # The model itself is scripted; its dict output comes back as a dict.
-            return torch.jit.script(module)
+            try:
+                return torch.jit.script(module)
+            except Exception:
+                # A failed script leaves half-compiled types behind, and the next
+                # cell of the same class would fail with "Can't redefine method".
+                torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
+                torch.jit._state._clear_class_state()
+                raise
         # Tracing records Python, so the flattening wrapper traces away.
         return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
 
