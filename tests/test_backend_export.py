@@ -46,6 +46,9 @@ def test_second_run_hits_the_cache(tmp_path):
     assert (first["backend_cache"], second["backend_cache"]) == ("miss", "hit")
     assert second["output_digest"] == first["output_digest"]
     assert len(list(Path(cache, "artifacts", "export").glob("*.pt2"))) == 1
+    (uncached,) = run_rows(tmp_path / "uncached", *args, "--no-cache")
+    assert uncached["status"] == "pass" and uncached["backend_cache"] == "off"
+    assert uncached["output_digest"] == first["output_digest"]
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ changes it, written atomically and rebuilt (never trusted) when it fails to load
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -33,15 +34,33 @@ def library_version(dist: str) -> str:
         return "-"
 
 
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "-"
+
+
+def _class_source(cls: type) -> str:
+    """Where ``cls`` is defined, as a digest of its source file (cheaper than
+    inspect.getsource and stricter: any edit to the file counts). torch's own
+    classes are covered by the torch version in the key."""
+    if cls.__module__.split(".")[0] == "torch":
+        return cls.__qualname__
+    try:
+        source = inspect.getsourcefile(cls)
+    except TypeError:  # built-in class
+        source = None
+    # Not __module__: a --case-file module gets a new name in every process.
+    return f"{cls.__qualname__}:{_file_digest(source) if source else '-'}"
+
+
 def module_fingerprint(module: torch.nn.Module) -> str:
-    """Weights, structure and forward source of ``module``: an edited model
-    must not be served a stale artifact."""
+    """Weights, structure and code of ``module``: an edited model must not be
+    served a stale artifact."""
     parts = [repr(module), tensor_digest(list(module.state_dict().values()))]
-    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: c.__qualname__):
-        try:
-            parts.append(inspect.getsource(cls))
-        except (OSError, TypeError):  # built-in or interactively defined class
-            parts.append(cls.__qualname__)
+    parts += sorted({_class_source(type(m)) for m in module.modules()})
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

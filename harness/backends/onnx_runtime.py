@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,10 @@ class OnnxRuntimeBackend(Backend):
 
         # The exporters narrate each step on stdout and log missing optional
         # libraries (torchvision) on every export; the row says what matters.
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        with contextlib.redirect_stdout(io.StringIO()):
+        for name in ("torch.onnx", "onnxscript", "onnx_ir"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 FlatOutputs(module).eval(), example_inputs, str(path), dynamo=self.dynamo,
                 opset_version=opset, external_data=False, verbose=False,
@@ -141,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
                 if missing:  # say which dtype lacks kernels, not only which node
                     raise NotImplementedError(
                         f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
-                    ) from exc
+                    ) from None  # the message carries ORT's line; the chain would repeat it
                 raise
 
         key = artifact_key(

@@ -39,10 +39,10 @@ def _counter(group: str, name: str | None = None) -> int:
     return int(values.get(name, 0)) if name else int(sum(values.values()))
 
 
-def _counters_of(group: str) -> set[str]:
+def _counters_of(group: str) -> dict[str, int]:
     from torch._dynamo.utils import counters
 
-    return set(counters.get(group, {}))
+    return dict(counters.get(group, {}))
 
 
 class CompileBackend(Backend):
@@ -107,7 +107,8 @@ class CompileBackend(Backend):
         ctx.notes["graphs"] = _counter("stats", "unique_graphs") - graphs_before
         if ctx.notes["graphs"] == 0:
             # Dynamo gave up on the whole forward: the "compiled" model runs eagerly.
-            new = [k for k in _counters_of("unimplemented") if k not in unsupported_before]
+            new = [k for k, n in _counters_of("unimplemented").items()
+                   if n > unsupported_before.get(k, 0)]  # fmt: skip
             reason = (new[0].strip().splitlines()[0] if new else "no graph captured")
             ctx.notes["fallback"] = f"ran eagerly: {reason}"
         hits = _counter("inductor", "fxgraph_cache_hit") - before["fxgraph_cache_hit"]

@@ -4,6 +4,7 @@ program loaded back with torch.export.load (the deployable artifact)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from harness.precision import Precision
 
 def export_program(module: torch.nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
     """The module, wrapped to return flat tensor leaves, exported on the example inputs."""
-    return torch.export.export(FlatOutputs(module).eval(), tuple(example_inputs))
+    with warnings.catch_warnings():  # advice about the model's code, once per export
+        warnings.simplefilter("ignore")
+        return torch.export.export(FlatOutputs(module).eval(), tuple(example_inputs))
 
 
 def autocast_unsupported(precision: Precision) -> str | None:

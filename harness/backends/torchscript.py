@@ -47,7 +47,14 @@ class TorchScriptBackend(Backend):
     def _convert(self, module: torch.nn.Module, example_inputs: tuple) -> torch.jit.ScriptModule:
         if self.route == "script":
             # The model itself is scripted; its dict output comes back as a dict.
-            return torch.jit.script(module)
+            try:
+                return torch.jit.script(module)
+            except Exception:
+                # A failed script leaves half-compiled types behind, and the next
+                # cell of the same class would fail with "Can't redefine method".
+                torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
+                torch.jit._state._clear_class_state()
+                raise
         # Tracing records Python, so the flattening wrapper traces away.
         return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
 
@@ -74,10 +81,8 @@ class TorchScriptBackend(Backend):
         def load(path: Path) -> torch.jit.ScriptModule:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                loaded = torch.jit.load(str(path), map_location=device)
-                with torch.no_grad():
-                    loaded(*example_inputs)  # a bad artifact fails here, not in the timed call
-            return loaded
+                # A torn or foreign file fails to load here and is rebuilt.
+                return torch.jit.load(str(path), map_location=device)
 
         key = artifact_key(ctx, module, [self.route, f"freeze={freeze}", f"optimize={optimize}"])
         loaded = load_or_build(ctx, key, ".pt", build, load)

@@ -16,7 +16,7 @@ from harness.strategies import (
     fixed,
     single,
 )
-from suites.ops.common import chain, ints, normal, op
+from suites.ops.common import normal, op
 
 
 def _index_args(draw, shapes, dim_size_of=lambda s: s[-1], index_shape_of=None):
@@ -220,7 +220,7 @@ PAD = single(FLOATS, "any", ((1, 2, 4, 5), (2, 1, 3, 3), (1, 1, 4, 2)))
 
 @op(normal((1, 2, 4, 5)), single(ALL, "any", ((1, 2, 4, 5), (2, 3), (0, 3))), dtypes=ALL, exact=True)
 def pad_constant(x):
-    return F.pad(x, (1, 2), mode="constant", value=0)
+    return F.pad(x, (1, 2), mode="constant", value=0.0)  # TorchScript wants a float value
 
 
 @op(normal((1, 2, 4, 5)), PAD, exact=True)
@@ -238,8 +238,12 @@ def pad_circular(x):
     return F.pad(x, (1, 1, 1, 1), mode="circular")
 
 
-@op(chain(normal((3, 4)), ints((3, 4), low=0, high=2)),
+def _where_scalar_samples(gen, batch):
+    return (gen.normal(3, 4), gen.integers(0, 2, 3, 4).to(torch.bool))
+
+
+@op(_where_scalar_samples,
     fixed((((3, 4), (2, 2)), FLOATS, "any"), (((3, 4), (2, 2)), ("bool",), "any")), exact=True)
 def where_scalar(x, mask):
     """torch.where with a Python-scalar branch"""
-    return torch.where(mask.bool(), x, 0.0)
+    return torch.where(mask, x, 0.0)

@@ -4,7 +4,7 @@ norms, cumulative ops) and sorting (sort, topk, unique)."""
 import torch
 
 from harness.strategies import ALL, FLOATS, REALS, single
-from suites.ops.common import ACCUMULATE, ints, normal, op
+from suites.ops.common import ACCUMULATE, ORT_REDUCE_NAN, ints, normal, op
 
 X = (4, 6)
 MOD = single(FLOATS, "moderate")  # accumulation error stays inside ACCUMULATE
@@ -43,24 +43,42 @@ def prod(x):
     return torch.prod(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
+# max/min over every real dtype with finite values; the NaN semantics (NaN
+# wins) get their own float-only ops, so a known NaN mark hides nothing else.
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def max_dim(x):
     """values and indices"""
     return torch.max(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def min_dim(x):
     return torch.min(x, dim=0)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def amax(x):
     return torch.amax(x, dim=-1)
 
 
-@op(normal(X), single(REALS, "any"), dtypes=REALS, exact=True)
+@op(normal(X), single(REALS, "moderate"), dtypes=REALS, exact=True)
 def amin(x):
+    return torch.amin(x, dim=0)
+
+
+@op(normal(X), ANY, exact=True, known=[ORT_REDUCE_NAN])
+def max_dim_nan(x):
+    """max with indices over inputs with NaN and inf (NaN wins)"""
+    return torch.max(x, dim=-1)
+
+
+@op(normal(X), ANY, exact=True, known=[ORT_REDUCE_NAN])
+def amax_nan(x):
+    return torch.amax(x, dim=-1)
+
+
+@op(normal(X), ANY, exact=True, known=[ORT_REDUCE_NAN])
+def amin_nan(x):
     return torch.amin(x, dim=0)
 
 
@@ -111,7 +129,7 @@ def norm_l1(x):
     return torch.linalg.vector_norm(x, ord=1, dim=-1)
 
 
-@op(normal(X), ANY, exact=True)
+@op(normal(X), ANY, exact=True, known=[ORT_REDUCE_NAN])
 def norm_inf(x):
     return torch.linalg.vector_norm(x, ord=float("inf"), dim=-1)
 

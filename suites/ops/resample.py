@@ -3,7 +3,7 @@
 import torch.nn.functional as F
 
 from harness.strategies import FLOATS, single
-from suites.ops.common import ACCUMULATE, normal, op
+from suites.ops.common import ACCUMULATE, NO_HALF_KERNEL, normal, op
 
 S1 = single(FLOATS, "moderate", ((1, 2, 5), (2, 1, 3), (1, 1, 1)))
 S2 = single(FLOATS, "moderate", ((1, 2, 5, 4), (2, 1, 3, 3), (1, 1, 1, 2)))
@@ -47,7 +47,7 @@ def interp_bilinear_align(x):
     return F.interpolate(x, size=(7, 6), mode="bilinear", align_corners=True)
 
 
-@op(X2, S2, tolerances=ACCUMULATE)
+@op(X2, S2, tolerances=ACCUMULATE, precisions=NO_HALF_KERNEL)
 def interp_bilinear_antialias(x):
     """downsampling with antialias=True"""
     return F.interpolate(x, size=(3, 2), mode="bilinear", antialias=True)
@@ -63,7 +63,7 @@ def interp_bicubic_align(x):
     return F.interpolate(x, size=(7, 6), mode="bicubic", align_corners=True)
 
 
-@op(X2, S2, tolerances=ACCUMULATE)
+@op(X2, S2, tolerances=ACCUMULATE, precisions=NO_HALF_KERNEL)
 def interp_bicubic_antialias(x):
     return F.interpolate(x, size=(3, 2), mode="bicubic", antialias=True)
 

@@ -3,7 +3,16 @@
 import torch
 
 from harness.strategies import FLOATS, REALS, elementwise
-from suites.ops.common import FEW_ULP, ints, known, normal, op, positive
+from suites.ops.common import (
+    EAGER_SQRT,
+    FEW_ULP,
+    ORT_VS_EAGER_SQRT,
+    SIGN_NAN,
+    ints,
+    normal,
+    op,
+    positive,
+)
 
 X = (3, 4)
 ANY = elementwise(1, FLOATS)
@@ -21,7 +30,7 @@ def neg(x):
     return torch.neg(x)
 
 
-@op(normal(X), REAL_ANY, dtypes=REALS, exact=True)
+@op(normal(X), REAL_ANY, dtypes=REALS, exact=True, known=[SIGN_NAN])
 def sign(x):
     return torch.sign(x)
 
@@ -66,9 +75,7 @@ def log1p(x):
     return torch.log1p(x)
 
 
-@op(positive(X), ANY, exact=True, known=[known(
-    "CPU fp32 sqrt goes through MKL VML (1 ULP bound), not correctly rounded",
-    "https://github.com/pytorch/pytorch/issues/31250", backend="eager", precision="fp32")])
+@op(positive(X), ANY, exact=True, known=[EAGER_SQRT, ORT_VS_EAGER_SQRT])
 def sqrt(x):
     return torch.sqrt(x)
 
