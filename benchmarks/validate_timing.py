@@ -123,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-repeatability", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print every cell's ratio")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for the accuracy part (default: torch's)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or Path("reports") / f"validate-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
 
     acc = accuracy(args.min_time, args.rounds)
