@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,14 @@ class PrepareContext:
     cache_key: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
+
+
+def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for the cell's autocast precision (amp-fp16, amp-bf16),
+    else a no-op context."""
+    if ctx.precision.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=ctx.device.torch_device().type, dtype=ctx.precision.autocast)
 
 
 class Backend:

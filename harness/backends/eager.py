@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from harness.backends.base import Backend, PrepareContext
+from harness.backends.base import Backend, PrepareContext, autocast_context
 
 
 class EagerBackend(Backend):
@@ -19,16 +18,8 @@ class EagerBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        autocast = ctx.precision.autocast
-        device_type = ctx.device.torch_device().type
-
         def call(*inputs: Any) -> Any:
-            amp = (
-                torch.autocast(device_type=device_type, dtype=autocast)
-                if autocast is not None
-                else contextlib.nullcontext()
-            )
-            with torch.inference_mode(), amp:
+            with torch.inference_mode(), autocast_context(ctx):
                 return module(*inputs)
 
         return call

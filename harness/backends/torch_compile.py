@@ -14,14 +14,13 @@ and C++ compilation (dynamo still traces). ``--no-cache`` turns them off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from harness.backends.base import Backend, PrepareContext
+from harness.backends.base import Backend, PrepareContext, autocast_context
 from harness.backends.torchscript import truthy
 
 OPTIONS = {
@@ -81,16 +80,8 @@ class CompileBackend(Backend):
             kwargs["fullgraph"] = truthy(ctx.options["fullgraph"])
         ctx.notes.update(compiler=compiler, mode=mode or "default")
         compiled = torch.compile(module, **kwargs)
-        autocast = ctx.precision.autocast
-        device_type = ctx.device.torch_device().type
-
         def call(*inputs: Any) -> Any:
-            amp = (
-                torch.autocast(device_type=device_type, dtype=autocast)
-                if autocast is not None
-                else contextlib.nullcontext()
-            )
-            with torch.no_grad(), amp:
+            with torch.no_grad(), autocast_context(ctx):
                 return compiled(*inputs)
 
         before = {k: _counter("inductor", k) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")}
