@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,8 +210,6 @@ def _selection(args: argparse.Namespace) -> dict:
         run_json = out / RUN_JSON
         if not run_json.is_file():
             raise UsageError(f"{out} is not a run directory (no {RUN_JSON}); nothing to resume")
-        import json
-
         try:
             stored = json.loads(run_json.read_text(encoding="utf-8"))
         except ValueError:

@@ -114,10 +114,6 @@ def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
     }
 
 
-def output_digest(leaves: list[torch.Tensor]) -> str:
-    return tensor_digest(leaves)
-
-
 def _tolerance(case: Case, precision: Precision):
     dtype = precision.compute_dtype
     return case.tolerances.get(dtype) or default_tolerance(dtype)
@@ -186,7 +182,7 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         outputs = backend.run(prepared, cell_inputs)
         device.synchronize()
         names, leaves = flatten_outputs(outputs)
-        row["output_digest"] = output_digest(leaves)
+        row["output_digest"] = tensor_digest(leaves)
         row["leaf_names"] = names
         row.update(output_store.save_quietly(settings.output_dir, cell.id, names, leaves))
 
