@@ -3,7 +3,7 @@
     python benchmarks/validate_timing.py [--min-time 0.2] [--rounds 3] [--skip-repeatability]
 
 Part 1 (accuracy): for a ladder of workloads from ~1 us to ~100 ms, the
-harness's median (harness.timing.measure) against torch.utils.benchmark.Timer's
+harness's median (harness.engine.timing.measure) against torch.utils.benchmark.Timer's
 blocked_autorange median, measured in this process, alternating A/B for
 ``--rounds`` rounds; the ratio is median(harness) / median(Timer).
 Targets: |ratio - 1| <= 5% for workloads of 10 us and more.
@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 import torch.utils.benchmark as tub
 
-from harness.timing import TimingConfig, measure
+from harness.engine.timing import TimingConfig, measure
 
 
 def ladder() -> list[tuple[str, Callable[[], object]]]:

@@ -5,10 +5,10 @@ The public registration API for user cases and backends is re-exported here.
 
 from harness.backends import register_backend
 from harness.backends.base import Backend, PrepareContext
-from harness.cases import Case, KnownFailure, register_case, register_model, register_op
-from harness.devices import Device, register_device
-from harness.inputs import InputGen
-from harness.precision import Tolerance
+from harness.engine.cases import Case, KnownFailure, register_case, register_model, register_op
+from harness.engine.devices import Device, register_device
+from harness.engine.inputs import InputGen
+from harness.engine.precision import Tolerance
 
 __all__ = [
     "Backend",

@@ -14,19 +14,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import compare as compare_mod
-from harness import environment, merge, output_store
-from harness import report as report_mod
+from harness.reporting import compare as compare_mod
+from harness import environment, output_store
+from harness.reporting import merge
+from harness.reporting import report as report_mod
 from harness.backends import backend_names, get_backend
-from harness.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
 from harness.console import robust_standard_streams
-from harness.devices import DEVICES, DeviceOptions, prepare_environment
-from harness.execute import RunSettings
-from harness.matrix import Cell, expand, parse_shard, shard
-from harness.precision import DEFAULT_PRECISIONS, PRECISIONS
+from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
+from harness.engine.pipeline import RunSettings
+from harness.engine.matrix import Cell, expand, parse_shard, shard
+from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.results import RESULTS_JSONL
-from harness.runner import ENV_JSON, RUN_JSON, RunPlan, execute_plan, new_run_id, terminal_progress
-from harness.timing import TimingConfig
+from harness.engine.runner import ENV_JSON, RUN_JSON, RunPlan, execute_plan, new_run_id, terminal_progress
+from harness.engine.timing import TimingConfig
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -317,8 +318,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[PluginSpec]]:
     """Check the fuzz options; return (targets, profile, run dir, plugins)."""
-    from harness import fuzz
-    from harness.cases import CASES
+    from harness.fuzzing import properties as fuzz
+    from harness.engine.cases import CASES
 
     plugins = _plugins(args)
     _load(plugins)
@@ -345,7 +346,7 @@ def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[Plugin
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from harness import fuzz
+    from harness.fuzzing import properties as fuzz
 
     targets, profile, run_dir, plugins = plan_fuzz(args)
     show = not args.quiet

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from harness.cases import (
+from harness.engine.cases import (
     CASES,
     SUITES,
     KnownFailure,
@@ -12,7 +12,7 @@ from harness.cases import (
     register_model,
     select_cases,
 )
-from harness.outputs import flatten_outputs
+from harness.engine.outputs import flatten_outputs
 
 
 def test_case_file_registers_through_the_public_api(tiny_cases):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from harness import compare
+from harness.reporting import compare
 
 
 def _rows(run_dir):

@@ -9,9 +9,9 @@ import torch
 
 from harness.backends import register_backend
 from harness.backends.base import Backend
-from harness.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevice, get_device
-from harness.execute import precheck
-from harness.matrix import Cell
+from harness.engine.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevice, get_device
+from harness.engine.pipeline import precheck
+from harness.engine.matrix import Cell
 from tests.conftest import DATA
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -1,6 +1,6 @@
 """The `reason` of an error row: the first meaningful line, through wrappers."""
 
-from harness.execute import _first_line
+from harness.engine.pipeline import _first_line
 
 
 def _chained(outer: Exception, inner: Exception) -> Exception:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import fuzz
-from harness.cases import CASES, load_all
+from harness.fuzzing import properties as fuzz
+from harness.engine.cases import CASES, load_all
 
 PLUGIN = Path(__file__).parent / "data" / "fuzz_backends.py"
 
@@ -38,7 +38,7 @@ def test_wrong_backend_is_caught_in_ci_profile(backend: str, op: str, tmp_path: 
     d = result.divergence
     assert d is not None and d["kind"] == "mismatch" and d["status"] == "new"
     assert d["inputs"] and d["actual"] and d["expected"]
-    assert d["reproducer"].startswith("import torch; from harness.fuzz import replay;")
+    assert d["reproducer"].startswith("import torch; from harness.fuzzing.properties import replay;")
     assert result.row["examples"] <= fuzz.PROFILES["ci"].max_examples * 4  # bounded, with shrinking
 
 

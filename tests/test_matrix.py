@@ -1,7 +1,7 @@
 import pytest
 
-from harness.cases import Case
-from harness.matrix import expand, parse_shard, shard
+from harness.engine.cases import Case
+from harness.engine.matrix import expand, parse_shard, shard
 
 
 def _cases(n):

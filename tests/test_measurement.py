@@ -1,7 +1,7 @@
 import pytest
 
-from harness.measurement import Measurement
-from harness.timing import TimingConfig, measure, synced_time_block
+from harness.engine.measurement import Measurement
+from harness.engine.timing import TimingConfig, measure, synced_time_block
 
 
 def test_statistics_derive_from_samples():

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from harness import merge, output_store
+from harness import output_store
+from harness.reporting import merge
 
 
 def _as_other_machine(sample_run, dest):

@@ -22,14 +22,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import environment, reference
+from harness import environment
+from harness.engine import reference
 from harness.console import make_robust
-from harness.execute import RunSettings
-from harness.matrix import Cell
-from harness.report import render
+from harness.engine.pipeline import RunSettings
+from harness.engine.matrix import Cell
+from harness.reporting.report import render
 from harness.results import ResultsWriter, read_rows
-from harness.runner import new_run_id
-from harness.worker import IsolatedExecutor, _describe_exit
+from harness.engine.runner import new_run_id
+from harness.engine.worker import IsolatedExecutor, _describe_exit
 
 # --- console encoding (a Windows console or pipe is often cp1252) -------------------
 

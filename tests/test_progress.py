@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from harness.matrix import Cell
-from harness.runner import terminal_progress
+from harness.engine.matrix import Cell
+from harness.engine.runner import terminal_progress
 
 
 def test_progress_line_shows_count_eta_and_current_cell():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import report, report_html
+from harness.reporting import html as report_html
+from harness.reporting import report
 from tests.conftest import SAMPLE_RUN_CELLS
 
 PLANTED = "<script>document.title='PWNED'</script><b>bold</b>"  # as in data/report_cases.py

@@ -17,8 +17,8 @@ from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
 from harness.backends.flat import eager_structure, restructured
 from harness.backends.torch_export import autocast_unsupported, export_program
-from harness.matrix import Cell
-from harness.precision import Precision
+from harness.engine.matrix import Cell
+from harness.engine.precision import Precision
 
 # What inductor's cpp builder looks for (CXX first); MSVC on Windows.
 _COMPILERS = ("cl",) if sys.platform == "win32" else ("g++", "clang++", "c++")

@@ -19,7 +19,7 @@ from typing import TypeVar
 import torch
 
 from harness.backends.base import PrepareContext
-from harness.inputs import tensor_digest
+from harness.engine.inputs import tensor_digest
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from harness.devices import Device
-from harness.matrix import Cell
-from harness.precision import Precision
+from harness.engine.devices import Device
+from harness.engine.matrix import Cell
+from harness.engine.precision import Precision
 
 
 @dataclass

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from harness.outputs import flatten_outputs, output_structure, unflatten_outputs
+from harness.engine.outputs import flatten_outputs, output_structure, unflatten_outputs
 
 
 class FlatOutputs(torch.nn.Module):
     """``module`` whose forward returns the tuple of its output's tensor leaves
-    (in :func:`harness.outputs.flatten_outputs` order)."""
+    (in :func:`harness.engine.outputs.flatten_outputs` order)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()

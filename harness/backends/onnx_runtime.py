@@ -26,8 +26,8 @@ import torch
 from harness.backends.artifacts import artifact_key, library_version, load_or_build
 from harness.backends.base import Backend, PrepareContext
 from harness.backends.flat import FlatOutputs, eager_structure, restructured
-from harness.matrix import Cell
-from harness.precision import Precision
+from harness.engine.matrix import Cell
+from harness.engine.precision import Precision
 
 # The execution provider for each device kind.
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",

@@ -14,8 +14,8 @@ import torch
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
 from harness.backends.flat import FlatOutputs, eager_structure, restructured
-from harness.matrix import Cell
-from harness.precision import Precision
+from harness.engine.matrix import Cell
+from harness.engine.precision import Precision
 
 
 def export_program(module: torch.nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:

@@ -18,8 +18,8 @@ import torch
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
 from harness.backends.flat import FlatOutputs, eager_structure, restructured
-from harness.matrix import Cell
-from harness.precision import Precision
+from harness.engine.matrix import Cell
+from harness.engine.precision import Precision
 
 OPTIONS = {"freeze": "torch.jit.freeze the module", "optimize": "torch.jit.optimize_for_inference"}
 

@@ -3,7 +3,7 @@ mode), comparisons, logical ops and casts."""
 
 import torch
 
-from harness.strategies import ALL, FLOATS, INTS, REALS, elementwise
+from harness.fuzzing.strategies import ALL, FLOATS, INTS, REALS, elementwise
 from suites.ops.common import FEW_ULP, chain, ints, nonzero_ints, normal, op, positive
 
 X = (3, 4)

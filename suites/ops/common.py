@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from harness import InputGen, KnownFailure, Tolerance, register_op
-from harness.strategies import OpStrategy, elementwise
+from harness.fuzzing.strategies import OpStrategy, elementwise
 
 SUITE = "ops"
 

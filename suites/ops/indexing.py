@@ -4,7 +4,7 @@ ops (cat, stack, reshape, permute, pad, flip, roll, tril, ...)."""
 import torch
 import torch.nn.functional as F
 
-from harness.strategies import (
+from harness.fuzzing.strategies import (
     ALL,
     FLOAT,
     FLOATS,

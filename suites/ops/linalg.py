@@ -4,7 +4,7 @@
 import torch
 import torch.nn.functional as F
 
-from harness.strategies import FLOATS, fixed
+from harness.fuzzing.strategies import FLOATS, fixed
 from suites.ops.common import ACCUMULATE, normal, op
 
 U = "unit"  # |x| <= 1 keeps accumulated error inside ACCUMULATE

@@ -2,7 +2,7 @@
 
 import torch.nn.functional as F
 
-from harness.strategies import (
+from harness.fuzzing.strategies import (
     FLOAT,
     FLOATS,
     composite,

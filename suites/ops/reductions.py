@@ -3,7 +3,7 @@ norms, cumulative ops) and sorting (sort, topk, unique)."""
 
 import torch
 
-from harness.strategies import ALL, FLOATS, REALS, single
+from harness.fuzzing.strategies import ALL, FLOATS, REALS, single
 from suites.ops.common import ACCUMULATE, ORT_REDUCE_NAN, ints, normal, op
 
 X = (4, 6)

@@ -2,7 +2,7 @@
 
 import torch.nn.functional as F
 
-from harness.strategies import FLOATS, single
+from harness.fuzzing.strategies import FLOATS, single
 from suites.ops.common import ACCUMULATE, NO_HALF_KERNEL, normal, op
 
 S1 = single(FLOATS, "moderate", ((1, 2, 5), (2, 1, 3), (1, 1, 1)))

@@ -2,7 +2,7 @@
 
 import torch
 
-from harness.strategies import FLOATS, REALS, elementwise
+from harness.fuzzing.strategies import FLOATS, REALS, elementwise
 from suites.ops.common import (
     EAGER_SQRT,
     FEW_ULP,

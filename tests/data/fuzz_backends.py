@@ -14,7 +14,7 @@ import torch
 import torch.fx
 
 from harness import Backend, KnownFailure, register_backend, register_op
-from harness.strategies import elementwise
+from harness.fuzzing.strategies import elementwise
 
 
 def _eager_call(module: torch.nn.Module):

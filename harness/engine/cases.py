@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from harness.inputs import InputGen
-from harness.precision import Tolerance
+from harness.engine.inputs import InputGen
+from harness.engine.precision import Tolerance
 
 ENTRY_POINT_GROUP = "torchparity.plugins"
 

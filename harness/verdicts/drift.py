@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.precision import MODEL_REL_L2, Tolerance
+from harness.engine.precision import MODEL_REL_L2, Tolerance
 
 
 def ulp(reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

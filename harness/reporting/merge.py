@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness import environment, output_store
 from harness.results import RESULTS_JSONL, read_rows
-from harness.runner import ENV_JSON
+from harness.engine.runner import ENV_JSON
 
 
 class RunDirError(Exception):

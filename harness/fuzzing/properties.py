@@ -34,16 +34,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import drift as drift_mod
+from harness.verdicts import drift as drift_mod
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
-from harness.cases import CASES, Case, load_entry_point_plugins, precision_unsupported
-from harness.devices import get_device
-from harness.inputs import cast_inputs
-from harness.matrix import Cell
-from harness.outputs import flatten_outputs
-from harness.precision import Precision, default_tolerance, get_precision
-from harness.reference import build_module
+from harness.engine.cases import CASES, Case, load_entry_point_plugins, precision_unsupported
+from harness.engine.devices import get_device
+from harness.engine.inputs import cast_inputs
+from harness.engine.matrix import Cell
+from harness.engine.outputs import flatten_outputs
+from harness.engine.precision import Precision, default_tolerance, get_precision
+from harness.engine.reference import build_module
 
 DIVERGENCES_JSONL = "divergences.jsonl"
 DIVERGENCES_CSV = "divergences.csv"
@@ -317,7 +317,7 @@ def reproducer(record: dict[str, Any], plugins: list[tuple[str, str]] = ()) -> s
     """A one-line Python command that replays the example and prints both outputs."""
     args = ", ".join(item["expr"] for item in record["inputs"])
     plug = f", plugins={[list(p) for p in plugins]!r}" if plugins else ""
-    return (f"import torch; from harness.fuzz import replay; replay({record['op']!r}, "
+    return (f"import torch; from harness.fuzzing.properties import replay; replay({record['op']!r}, "
             f"{record['backend']!r}, {record['precision']!r}, {record['device']!r}, "
             f"[{args}]{plug})")
 
@@ -325,7 +325,7 @@ def reproducer(record: dict[str, Any], plugins: list[tuple[str, str]] = ()) -> s
 def replay(op: str, backend: str, precision: str, device: str, inputs: list[torch.Tensor],
            plugins: list | None = None) -> dict[str, Any] | None:
     """Run one recorded example again; print and return the divergence (None if it agrees)."""
-    from harness.cases import load_plugin
+    from harness.engine.cases import load_plugin
 
     load_entry_point_plugins()
     for spec in plugins or []:
@@ -462,7 +462,7 @@ def fuzz_run(targets: list[Target], profile: FuzzProfile, run_dir: Path,
     to divergences.jsonl; return (rows, divergences)."""
     from harness import environment
     from harness.results import RESULTS_JSONL, ResultsWriter
-    from harness.runner import ENV_JSON, finish_row
+    from harness.engine.runner import ENV_JSON, finish_row
 
     run_dir.mkdir(parents=True, exist_ok=True)
     env = environment.collect()

@@ -11,10 +11,10 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
-from harness.cases import PluginSpec, load_all
+from harness.engine.cases import PluginSpec, load_all
 from harness.console import robust_standard_streams
-from harness.execute import RunSettings, apply_thread_settings, execute_cell
-from harness.matrix import Cell
+from harness.engine.pipeline import RunSettings, apply_thread_settings, execute_cell
+from harness.engine.matrix import Cell
 
 
 def quiet_warnings() -> None:

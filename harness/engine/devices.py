@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from harness.timing import synced_time_block
+from harness.engine.timing import synced_time_block
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness import report_html as h
-from harness.report import BAD_STATUSES, CELL_KEYS, markdown_table
+from harness.reporting import html as h
+from harness.reporting.report import BAD_STATUSES, CELL_KEYS, markdown_table
 
 ALPHA = 0.01  # significance level of the U test
 NOISE_FLOOR = 0.05  # relative throughput changes below this are noise

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness import charts, merge
-from harness import report_html as h
+from harness.reporting import charts, merge
+from harness.reporting import html as h
 from harness.results import RESULTS_CSV, rows_frame, write_csv
 
 STATUSES = ["pass", "fail", "error", "skip", "crash", "timeout", "xfail"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from harness.cases import Case
+from harness.engine.cases import Case
 
 
 @dataclass(frozen=True)

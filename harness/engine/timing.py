@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.measurement import Measurement
+from harness.engine.measurement import Measurement
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import environment
-from harness.cases import PluginSpec
-from harness.execute import RunSettings, apply_known_failures, error_fields, precheck
-from harness.matrix import Cell
+from harness.engine.cases import PluginSpec
+from harness.engine.pipeline import RunSettings, apply_known_failures, error_fields, precheck
+from harness.engine.matrix import Cell
 from harness.results import RESULTS_JSONL, ResultsWriter, read_rows
-from harness.worker import InProcessExecutor, IsolatedExecutor
+from harness.engine.worker import InProcessExecutor, IsolatedExecutor
 
 RUN_JSON = "run.json"
 ENV_JSON = "env.json"

@@ -17,19 +17,19 @@ from typing import Any
 
 import torch
 
-from harness import drift as drift_mod
+from harness.verdicts import drift as drift_mod
 from harness import output_store
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
-from harness.cases import CASES, Case, precision_unsupported
-from harness.devices import DeviceOptions, get_device
-from harness.inputs import cast_inputs, tensor_digest
-from harness.matrix import Cell
-from harness.memory import PeakMemory
-from harness.outputs import flatten_outputs
-from harness.precision import Precision, default_tolerance, get_precision
-from harness.reference import build_inputs, build_module, get_reference
-from harness.timing import TimingConfig, measure
+from harness.engine.cases import CASES, Case, precision_unsupported
+from harness.engine.devices import DeviceOptions, get_device
+from harness.engine.inputs import cast_inputs, tensor_digest
+from harness.engine.matrix import Cell
+from harness.engine.memory import PeakMemory
+from harness.engine.outputs import flatten_outputs
+from harness.engine.precision import Precision, default_tolerance, get_precision
+from harness.engine.reference import build_inputs, build_module, get_reference
+from harness.engine.timing import TimingConfig, measure
 
 
 @dataclass

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from harness.devices import Device
+from harness.engine.devices import Device
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")

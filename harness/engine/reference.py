@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from harness.cases import Case
-from harness.inputs import InputGen, init_weights, seed_from, tensor_digest
-from harness.outputs import flatten_outputs
+from harness.engine.cases import Case
+from harness.engine.inputs import InputGen, init_weights, seed_from, tensor_digest
+from harness.engine.outputs import flatten_outputs
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Fuzzing op parity with hypothesis: strategies and properties."""

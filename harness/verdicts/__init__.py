@@ -1,0 +1,1 @@
+"""Verdicts: drift metrics and tolerance policies, known failures."""
