@@ -12,7 +12,9 @@ import torch
 
 from harness.engine.devices import Device
 from harness.engine.matrix import Cell
+from harness.engine.measurement import Measurement
 from harness.engine.precision import Precision
+from harness.engine.timing import TimingConfig
 
 
 @dataclass
@@ -69,6 +71,15 @@ class Backend:
     def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:
         """One call: the timed region."""
         return prepared(*inputs)
+
+    def measure(
+        self, prepared: Callable[..., Any], inputs: tuple, config: TimingConfig, device: Device
+    ) -> Measurement | None:
+        """Time the calls itself (a backend whose calls happen outside this
+        process, e.g. the native runner), following ``config`` as
+        harness/engine/timing.py does; None (the default): the pipeline times
+        ``run``."""
+        return None
 
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """Called after the cell's calls (run and timing): add to ``ctx.notes``
