@@ -1,4 +1,4 @@
-"""nox sessions: tests, bench, fuzz, report, validate, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, bench, fuzz, native, report, validate, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
@@ -30,6 +30,8 @@ TORCH_INDEX_ENV = "TORCHPARITY_TORCH_INDEX"
 # torch releases compared by bench_torch (pip index versions torch shows more).
 TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
 FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
+# The same artifacts from Python and from C++ (the native runner).
+NATIVE_BACKENDS = "torchscript,torchscript-cpp,aoti,aoti-cpp"
 
 
 def _index_args() -> list[str]:
@@ -86,6 +88,14 @@ def fuzz(session: nox.Session) -> None:
     install(session, "dev")  # hypothesis drives the fuzzer
     session.run("torchparity", "fuzz", "--profile", "ci", "--backend", FUZZ_BACKENDS,
                 *session.posargs)  # fmt: skip
+
+
+@nox.session
+def native(session: nox.Session) -> None:
+    """Build the C++ runner with the system compiler and run the smoke suite through Python and C++ (args after -- go to `torchparity run`)."""
+    install(session)
+    session.run("torchparity", "run", "--suite", "smoke", "--device", "cpu", "--precision", "fp32",
+                "--backend", NATIVE_BACKENDS, "--strict", *session.posargs)  # fmt: skip
 
 
 @nox.session

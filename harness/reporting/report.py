@@ -95,6 +95,30 @@ def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per cell of a C++ backend (its rows name the Python backend whose
+    artifact it ran, ``backend_artifact_of``): the same artifact's median
+    latency from Python and from C++, their ratio and the difference (the
+    cost of the Python front end per call)."""
+    if frame.empty or "backend_artifact_of" not in frame.columns:
+        return pd.DataFrame()
+    keys = [k for k in ("case", "device", "precision", "mode", "platform") if k in frame.columns]
+    measured = frame[_numeric(frame, "latency_ms_median").notna()]
+    python = measured.set_index([*keys, "backend"])["latency_ms_median"].astype(float)
+    python = python[~python.index.duplicated(keep="last")]
+    records = []
+    for _, row in measured[measured["backend_artifact_of"].notna()].iterrows():
+        key = (*[row[k] for k in keys], row["backend_artifact_of"])
+        if key not in python.index:
+            continue
+        py_ms, cpp_ms = float(python[key]), float(row["latency_ms_median"])
+        records.append({**{k: row[k] for k in keys}, "artifact": row["backend_artifact_of"],
+                        "python_ms": py_ms, "cpp_ms": cpp_ms, "cpp/python": cpp_ms / py_ms,
+                        "python_overhead_ms": py_ms - cpp_ms,
+                        "cpp_vs_python_max_abs_diff": row.get("backend_python_max_abs_diff")})  # fmt: skip
+    return pd.DataFrame(records)
+
+
 def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run") -> str:
     """Short Markdown for CI job summaries: counts by status, failures not
     marked known, worst drifts, fastest and slowest cell per case."""
@@ -121,6 +145,9 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run")
     speed = fastest_and_slowest(frame)
     if not speed.empty:
         lines += ["## Fastest and slowest cell per case", "", markdown_table(speed), ""]
+    native = native_vs_python(frame)
+    if not native.empty:
+        lines += ["## Same artifact, Python vs C++ (median latency)", "", markdown_table(native), ""]
     return "\n".join(lines)
 
 
@@ -187,6 +214,15 @@ def report_html(
         + h.table(throughput, "throughput"),
         "throughput",
     ))  # fmt: skip
+    native = native_vs_python(frame)
+    if not native.empty:
+        sections.append(h.section(
+            "Python vs C++",
+            "<p class='muted'>the same artifact run from Python and by the C++ runner: median "
+            "latency per call, the ratio C++/Python, and the Python front end's cost per call.</p>"
+            + h.table(native, "native"),
+            "native",
+        ))  # fmt: skip
     sections.append(h.section(
         "Latency distributions",
         "<p class='muted'>per-call latency of each timed block (box: quartiles).</p>"
