@@ -212,3 +212,18 @@ def test_runner_crash_is_an_error_row_and_the_run_goes_on(native_runner, tmp_pat
     assert "NativeRunnerCrash" in row["reason"] and f"during {where}" in row["reason"]
     assert ("SIGABRT" in row["reason"]) if sys.platform != "win32" else ("code" in row["reason"])
     assert cells[("native_tagger", "fp32", "torchscript")]["status"] == "pass"
+
+
+@pytest.mark.slow
+def test_cpp_backends_pass_where_python_passes(native_runner, tmp_path):
+    """The smoke models in fp32 and bf16: every cell the Python backend passes,
+    its C++ counterpart passes too, on the same numbers as the Python run."""
+    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--precision", "fp32,bf16",
+                    "--backend", "torchscript,torchscript-cpp,aoti,aoti-cpp", timeout=1800)  # fmt: skip
+    cells = by_cell(rows)
+    for (case, precision, backend), row in cells.items():
+        if backend.endswith("-cpp") or row["status"] != "pass":
+            continue
+        cpp = cells[(case, precision, f"{backend}-cpp")]
+        assert cpp["status"] == "pass", explain([cpp])
+        assert cpp["backend_python_max_abs_diff"] == 0.0, explain([cpp])
