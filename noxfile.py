@@ -90,12 +90,32 @@ def fuzz(session: nox.Session) -> None:
                 *session.posargs)  # fmt: skip
 
 
+# Fails when a C++ cell does not pass where its Python counterpart passes.
+_PARITY_CHECK = """
+import sys
+from pathlib import Path
+from harness.results import read_rows
+rows = {(r["case"], r["device"], r["precision"], r["backend"]): r
+        for r in read_rows(Path(sys.argv[1]) / "results.jsonl")}
+bad = [k for k, r in rows.items() if not k[3].endswith("-cpp") and r["status"] == "pass"
+       and rows.get((*k[:3], k[3] + "-cpp"), {}).get("status") != "pass"]
+cpp = sum(r["status"] == "pass" for k, r in rows.items() if k[3].endswith("-cpp"))
+print(f"C++ cells passing: {cpp}; not passing where Python passes: {bad}")
+sys.exit(1 if bad or not cpp else 0)
+"""
+
+
 @nox.session
 def native(session: nox.Session) -> None:
-    """Build the C++ runner with the system compiler and run the smoke suite through Python and C++ (args after -- go to `torchparity run`)."""
+    """Build the C++ runner with the system compiler, run the smoke suite from Python and C++, check C++ passes wherever Python does (args after -- go to `torchparity run`)."""
     install(session)
+    args = list(session.posargs)
+    if "--out" not in args:
+        args += ["--out", str(ROOT / "reports" / "native")]
+    out = args[args.index("--out") + 1]
     session.run("torchparity", "run", "--suite", "smoke", "--device", "cpu", "--precision", "fp32",
-                "--backend", NATIVE_BACKENDS, "--strict", *session.posargs)  # fmt: skip
+                "--backend", NATIVE_BACKENDS, *args)  # fmt: skip
+    session.run("python", "-c", _PARITY_CHECK, out)
 
 
 @nox.session

@@ -227,3 +227,21 @@ def test_cpp_backends_pass_where_python_passes(native_runner, tmp_path):
         cpp = cells[(case, precision, f"{backend}-cpp")]
         assert cpp["status"] == "pass", explain([cpp])
         assert cpp["backend_python_max_abs_diff"] == 0.0, explain([cpp])
+
+
+def test_runner_error_names_the_libtorch_error(native_runner, tmp_path):
+    """An artifact that fails inside libtorch: the runner answers with the
+    line that says why (not TorchScript's "The following operation failed")
+    and keeps serving."""
+    from harness.backends.native_client import NativeRunner, NativeRunnerError
+
+    path = tmp_path / "linear.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(path))
+    runner = NativeRunner(native_runner.binary, "torchscript", path, torch.device("cpu"), 1, 1)
+    try:
+        with pytest.raises(NativeRunnerError, match=r"^RuntimeError: .*"):
+            runner.call((torch.ones(4, 5),))  # wrong width
+        _, (out,) = runner.call((torch.ones(4, 3),))
+        assert out.shape == (4, 2)
+    finally:
+        runner.close()

@@ -41,6 +41,8 @@
 #include <vector>
 
 #ifdef _WIN32
+#define NOMINMAX  // windows.h's min/max macros would break std::min/std::max
+#define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 #else
 #include <unistd.h>
@@ -327,14 +329,25 @@ std::string json_string(const std::string& s) {
   return out.str();
 }
 
+// The line that says what went wrong: TorchScript's "The following operation
+// failed in the TorchScript interpreter." is followed by a traceback and the
+// real "RuntimeError: ..." last, so an "...Error: " line wins over the first.
 std::string one_line(const std::string& text) {
   std::istringstream in(text);
-  std::string line;
+  std::string line, first, error;
   while (std::getline(in, line)) {
     const auto begin = line.find_first_not_of(" \t\r");
-    if (begin != std::string::npos) return line.substr(begin);
+    if (begin == std::string::npos) continue;
+    line = line.substr(begin);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (first.empty()) first = line;
+    const auto colon = line.find(": ");
+    if (colon != std::string::npos && colon >= 5 && line.compare(colon - 5, 5, "Error") == 0 &&
+        line.find(' ') >= colon)
+      error = line;
   }
-  return "(no message)";
+  if (!error.empty()) return error;
+  return first.empty() ? "(no message)" : first;
 }
 
 void reply(const std::string& status, const std::string& payload) {
