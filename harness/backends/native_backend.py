@@ -140,9 +140,14 @@ class NativeBackend(Backend):
         if prepared.first is None:
             return
         inputs, leaves = prepared.first
-        loaded = self._python().load_file(prepared.artifact, prepared.device)
-        with torch.no_grad():
-            python_leaves = pytree.tree_leaves(loaded(*inputs))
+        try:
+            loaded = self._python().load_file(prepared.artifact, prepared.device)
+            with torch.no_grad():
+                python_leaves = pytree.tree_leaves(loaded(*inputs))
+        except Exception as exc:  # the C++ row stands; say why Python could not compare
+            ctx.notes["python_max_abs_diff"] = None
+            ctx.notes["python_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            return
         if len(python_leaves) != len(leaves):
             ctx.notes["python_max_abs_diff"] = None
             ctx.notes["python_leaves"] = len(python_leaves)
