@@ -15,7 +15,6 @@ import torch
 
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import eager_structure, restructured
 from harness.backends.torch_export import autocast_unsupported, export_program
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
@@ -35,6 +34,7 @@ def _compiler_missing() -> str | None:
 
 
 class AotiBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
     name = "aoti"
     description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
 
@@ -46,7 +46,6 @@ class AotiBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        spec = eager_structure(module, example_inputs)
 
         def build(path: Path) -> None:
             program = export_program(module, example_inputs)
@@ -58,10 +57,9 @@ class AotiBackend(Backend):
         runner = load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
 
         def call(*inputs: Any) -> Any:
-            with torch.no_grad():
-                return runner(*inputs)
+            return runner(*inputs)
 
-        return restructured(call, spec)
+        return call
 
 
 BACKEND = AotiBackend()

@@ -25,7 +25,7 @@ import torch
 
 from harness.backends.artifacts import artifact_key, library_version, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.backends.flat import FlatOutputs
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
 
@@ -60,6 +60,7 @@ def _ort_value(x: torch.Tensor) -> Any:
 
 class OnnxRuntimeBackend(Backend):
     """Export with torch.onnx (``dynamo`` selects the exporter), run with ONNX Runtime."""
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
 
@@ -118,7 +119,6 @@ class OnnxRuntimeBackend(Backend):
             ort_graph_optimization=level_name, ort_intra_op_threads=intra,
             ort_inter_op_threads=inter,
         )  # fmt: skip
-        spec = eager_structure(module, example_inputs)
 
         def load(path: Path) -> ort.InferenceSession:
             model = onnx.load(str(path))  # a torn file fails here and is rebuilt
@@ -184,7 +184,7 @@ class OnnxRuntimeBackend(Backend):
         ):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
-        return restructured(call, spec)
+        return call
 
 
 def _io_bound(session: Any, names: list[str], probe: list[torch.Tensor]) -> Callable[..., Any]:

@@ -17,7 +17,7 @@ import torch
 
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.backends.flat import FlatOutputs
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
 
@@ -31,6 +31,7 @@ def truthy(value: Any) -> bool:
 
 class TorchScriptBackend(Backend):
     """Scripted (``route="script"``) or traced (``route="trace"``) TorchScript."""
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
 
@@ -65,7 +66,6 @@ class TorchScriptBackend(Backend):
         ctx.notes["route"] = self.route
         ctx.notes["frozen"] = freeze or optimize
         ctx.notes["optimized_for_inference"] = optimize
-        spec = eager_structure(module, example_inputs)
         device = ctx.device.torch_device()
 
         def build(path: Path) -> None:
@@ -88,10 +88,9 @@ class TorchScriptBackend(Backend):
         loaded = load_or_build(ctx, key, ".pt", build, load)
 
         def call(*inputs: Any) -> Any:
-            with torch.no_grad():
-                return loaded(*inputs)
+            return loaded(*inputs)
 
-        return restructured(call, spec)
+        return call
 
 
 BACKEND = TorchScriptBackend(
