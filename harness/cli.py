@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.backends import backend_names, get_backend
+from harness.console import robust_standard_streams
+from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
+from harness.engine.matrix import Cell, expand, parse_shard, shard
+from harness.engine.pipeline import RunSettings
+from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
+from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
+from harness.engine.timing import TimingConfig
 from harness.reporting import compare as compare_mod
-from harness import environment, output_store
 from harness.reporting import merge
 from harness.reporting import report as report_mod
-from harness.backends import backend_names, get_backend
-from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
-from harness.console import robust_standard_streams
-from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
-from harness.engine.pipeline import RunSettings
-from harness.engine.matrix import Cell, expand, parse_shard, shard
-from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
-from harness.results import RESULTS_JSONL
-from harness.engine.runner import ENV_JSON, RUN_JSON, RunPlan, execute_plan, new_run_id, terminal_progress
-from harness.engine.timing import TimingConfig
+from harness.rundir import RunDir, RunDirError
+from harness.status import BAD_STATUSES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -208,14 +207,11 @@ def _selection(args: argparse.Namespace) -> dict:
     if args.resume:
         if out is None:
             raise UsageError("--resume needs --out RUN_DIR")
-        run_json = out / RUN_JSON
-        if not run_json.is_file():
-            raise UsageError(f"{out} is not a run directory (no {RUN_JSON}); nothing to resume")
         try:
-            stored = json.loads(run_json.read_text(encoding="utf-8"))
-        except ValueError:
-            raise UsageError(f"{run_json} is corrupt; cannot resume") from None
-    elif out is not None and (out / RESULTS_JSONL).exists():
+            stored = RunDir(out).read_selection()
+        except RunDirError as exc:
+            raise UsageError(f"{exc}; nothing to resume") from None
+    elif out is not None and RunDir(out).has_results():
         raise UsageError(f"{out} already holds results; use --resume or another --out")
 
     def pick(name: str, default):
@@ -282,12 +278,12 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     settings = RunSettings(
         seed=sel["seed"],
         timing=TimingConfig(min_time=sel["min_time"]),
-        cache_dir=Path(sel["cache_dir"]).resolve() if sel["cache_dir"] else run_dir / "cache",
+        cache_dir=Path(sel["cache_dir"]).resolve() if sel["cache_dir"] else RunDir(run_dir).default_cache,
         use_artifact_cache=not sel["no_cache"],
         threads=sel["threads"],
         device_options=device_options,
         backend_options=backend_options,
-        output_dir=run_dir / output_store.OUTPUTS_DIR,
+        output_dir=run_dir,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
@@ -302,24 +298,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = execute_plan(plan, progress)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted; rows so far are in {plan.run_dir / RESULTS_JSONL}; "
+            f"\ninterrupted; rows so far are in {RunDir(plan.run_dir).results_jsonl}; "
             f"finish with: torchparity run --resume --out {plan.run_dir}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    env = environment.read(plan.run_dir / ENV_JSON)
-    paths = report_mod.render(rows, plan.run_dir, env)
+    paths = report_mod.render(rows, plan.run_dir, RunDir(plan.run_dir).read_env())
     if show:
         print(report_mod.console_table(rows))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
-    findings = any(r.get("status") in ("fail", "error", "crash", "timeout") for r in rows)
+    findings = any(r.get("status") in BAD_STATUSES for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
 def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[PluginSpec]]:
     """Check the fuzz options; return (targets, profile, run dir, plugins)."""
-    from harness.fuzzing import properties as fuzz
     from harness.engine.cases import CASES
+    from harness.fuzzing import properties as fuzz
 
     plugins = _plugins(args)
     _load(plugins)
@@ -337,7 +332,7 @@ def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[Plugin
     backends = _choose(args.backend, backend_names(), "backend")
     devices = _choose(args.device, list(DEVICES), "device")
     precisions = _choose(args.precision, list(PRECISIONS), "precision")
-    if args.out is not None and (args.out / RESULTS_JSONL).exists():
+    if args.out is not None and RunDir(args.out).has_results():
         raise UsageError(f"{args.out} already holds results; choose another --out")
     targets = [fuzz.Target(c, b, d, p) for c in ops for d in devices for b in backends
                for p in precisions]
@@ -358,16 +353,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         rows, found = fuzz.fuzz_run(targets, profile, run_dir, args.examples, plugins, progress,
                                     args.cache_dir.resolve() if args.cache_dir else None)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; properties so far are in {run_dir / RESULTS_JSONL}", file=sys.stderr)
+        print(f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    env = environment.read(run_dir / ENV_JSON)
-    paths = report_mod.render(rows, run_dir, env)
+    paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
     if show:
         print(report_mod.frame_counts_line(rows))
         if found:
             table = fuzz.divergences_frame(found)[["op", "backend", "precision", "status", "reason"]]
             print(report_mod.markdown_table(table))
-        print(f"divergences: {run_dir / fuzz.DIVERGENCES_CSV} ({len(found)})\nreport:      {paths['html']}")
+        print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {paths['html']}")
     findings = any(r.get("status") in ("fail", "error") for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
@@ -375,7 +369,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         runs = merge.load_runs(args.run_dirs)
-    except merge.RunDirError as exc:
+    except RunDirError as exc:
         raise UsageError(str(exc)) from None
     # Merged rows must not overwrite one run's own results.csv: a new directory.
     default = args.run_dirs[0] if len(runs) == 1 else Path("reports") / f"merged-{new_run_id()}"
@@ -398,18 +392,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         noise = args.noise_floor / 100.0
     try:
         base, cur = merge.load_run(args.baseline), merge.load_run(args.current)
-    except merge.RunDirError as exc:
+    except RunDirError as exc:
         raise UsageError(str(exc)) from None
     comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise)
     title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
-    out = args.out or args.current
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(compare_mod.markdown(comparison, title, gate), encoding="utf-8")
-    (out / "compare.html").write_text(compare_mod.html_page(comparison, title, gate), encoding="utf-8")
+    out = RunDir(args.out or args.current).create()
+    out.write_text(out.compare_md.name, compare_mod.markdown(comparison, title, gate))
+    out.write_text(out.compare_html.name, compare_mod.html_page(comparison, title, gate))
     for warning in comparison.warnings:
         print(f"torchparity: warning: {warning}", file=sys.stderr)
     print(compare_mod.markdown(comparison, title, gate))
-    print(f"compare: {out / 'compare.md'}, {out / 'compare.html'}", file=sys.stderr)
+    print(f"compare: {out.compare_md}, {out.compare_html}", file=sys.stderr)
     return EXIT_FINDINGS if gate is not None and comparison.regressions(gate) else EXIT_OK
 
 

@@ -156,12 +156,3 @@ def fingerprint(env: dict[str, Any]) -> str:
 def row_fields(env: dict[str, Any]) -> dict[str, Any]:
     """The environment fields repeated on every row so merged CSVs stay self-describing."""
     return {k: env.get(k) for k in ("os", "torch", "onnxruntime", "host")}
-
-
-def write(env: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8", newline="\n")
-    return path
-
-
-def read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))

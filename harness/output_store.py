@@ -12,10 +12,10 @@ numpy's format is portable across OSes and loads without pickle.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-OUTPUTS_DIR = "outputs"
 FULL_LIMIT = 4096  # elements: store the whole leaf up to this size
 SAMPLE_SIZE = 4096  # positions sampled from a larger leaf
-
-
-def file_name(cell_id: str) -> str:
-    """A file name for ``cell_id`` that is valid on every OS (ids hold ``|``)
-    and unique (a short hash of the exact id)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", cell_id)[:120]
-    return f"{safe}-{hashlib.sha256(cell_id.encode()).hexdigest()[:8]}.npz"
 
 
 def sample_positions(numel: int) -> np.ndarray:
@@ -61,9 +53,10 @@ def _stats(flat: np.ndarray) -> dict[str, Any]:
     }
 
 
-def save(out_dir: Path, cell_id: str, names: list[str], leaves: list[torch.Tensor]) -> Path:
-    """Write the cell's leaves to ``out_dir/<file_name(cell_id)>``; returns the path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def save(path: Path, cell_id: str, names: list[str], leaves: list[torch.Tensor]) -> Path:
+    """Write the cell's leaves to ``path`` (an .npz); a uniquely named temp file
+    and an atomic rename, so a killed worker never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     meta: list[dict[str, Any]] = []
     for i, (name, leaf) in enumerate(zip(names, leaves, strict=True)):
@@ -76,22 +69,15 @@ def save(out_dir: Path, cell_id: str, names: list[str], leaves: list[torch.Tenso
             "numel": int(flat.size), "whole": bool(flat.size <= FULL_LIMIT), **_stats(flat),
         })  # fmt: skip
     arrays["meta"] = np.array(json.dumps({"cell_id": cell_id, "leaves": meta}))
-    path = out_dir / file_name(cell_id)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # atomic: a killed worker never leaves half a file under the real name
-    return path
-
-
-def save_quietly(out_dir: Path | None, cell_id: str, names: list[str], leaves: list[torch.Tensor]) -> dict[str, Any]:
-    """``save`` for the executor: row fields saying where the outputs went, or why
-    they were not stored. Never raises: storing is a convenience, never a verdict."""
-    if out_dir is None:
-        return {}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
     try:
-        return {"output_file": save(out_dir, cell_id, names, leaves).name}
-    except Exception as exc:  # noqa: BLE001 - any failure here must not touch the cell's status
-        return {"output_store_error": f"{type(exc).__name__}: {exc}"[:200]}
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 @dataclass

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.results import read_rows
-from tests.conftest import DATA, run_cli
+from tests.helpers import DATA, read_rows, run_cli
 
 TINY = DATA / "tiny_cases.py"
 UNEXPORTABLE = DATA / "unexportable_cases.py"
@@ -18,7 +17,7 @@ def run_rows(out: Path, *args: str, timeout: float = 600) -> list[dict[str, Any]
     proc = run_cli("run", "--device", "cpu", "--min-time", "0.01", "--no-isolate", "--quiet",
                    "--out", str(out), *args, timeout=timeout)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    return read_rows(out / "results.jsonl")
+    return read_rows(out)
 
 
 def by_cell(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:

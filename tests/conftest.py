@@ -1,34 +1,13 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-DATA = Path(__file__).parent / "data"
+from tests.helpers import DATA, ROOT, run_cli
+
+__all__ = ["DATA", "ROOT", "run_cli"]
 
 
 @pytest.fixture
-def tiny_cases() -> Path:
+def tiny_cases():
     return DATA / "tiny_cases.py"
-
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real command line in a real subprocess (``python -m harness``), of
-    this checkout even when ``cwd`` is elsewhere (an installed copy may differ)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -42,7 +21,7 @@ SAMPLE_RUN_CELLS = 3 * 3 * 2
 
 
 @pytest.fixture(scope="session")
-def sample_run(tmp_path_factory) -> Path:
+def sample_run(tmp_path_factory):
     """One real run of the report_demo suite, shared by the report tests
     (read-only: tests that change it work on a copy)."""
     out = tmp_path_factory.mktemp("sample") / "run"

@@ -22,4 +22,3 @@ def test_package_runs_and_is_cached(tmp_path):
     assert {r["status"] for r in first} == {"pass"}, explain(first)
     second = run_rows(tmp_path / "second", *args)
     assert {r["backend_cache"] for r in second} == {"hit"}, explain(second)
-    assert sum(r["prepare_s"] for r in second) < 0.2 * sum(r["prepare_s"] for r in first)

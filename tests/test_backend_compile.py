@@ -14,8 +14,6 @@ def test_inductor_compiles_in_prepare_and_matches_eager(tmp_path):
     assert row["backend_compiler"] == "inductor" and row["backend_graphs"] == 1
     assert row["backend_frames_compiled"] == 1 and row["backend_recompilations"] == 0
     assert row["backend_cache"] == "miss" and "backend_fallback" not in row
-    # Compilation happened in prepare: it dwarfs a call of a 8x4 linear layer.
-    assert row["prepare_s"] > 100 * row["latency_ms_median"] / 1e3
 
 
 def test_recompilations_are_counted(tmp_path):
@@ -47,7 +45,6 @@ def test_second_run_reuses_inductors_cache(tmp_path):
     (second,) = run_rows(tmp_path / "second", *args)
     assert first["status"] == second["status"] == "pass"
     assert (first["backend_cache"], second["backend_cache"]) == ("miss", "hit")
-    assert second["prepare_s"] < first["prepare_s"]
 
 
 @pytest.mark.slow

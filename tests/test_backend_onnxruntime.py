@@ -66,7 +66,6 @@ def test_second_run_hits_the_cache_and_corrupt_entries_are_rebuilt(tmp_path):
     (second,) = run_rows(tmp_path / "second", *args)
     assert first["status"] == second["status"] == "pass"
     assert (first["backend_cache"], second["backend_cache"]) == ("miss", "hit")
-    assert second["prepare_s"] < 0.5 * first["prepare_s"]
     assert second["output_digest"] == first["output_digest"]
     (entry,) = Path(cache, "artifacts", "onnxruntime").glob("*.onnx")
     entry.write_bytes(b"not an onnx model")  # a torn write or disk corruption

@@ -12,7 +12,7 @@ from harness.engine.cases import (
     register_model,
     select_cases,
 )
-from harness.engine.outputs import flatten_outputs
+from harness.engine.outputs import flatten
 
 
 def test_case_file_registers_through_the_public_api(tiny_cases):
@@ -58,7 +58,8 @@ class Out:
 
 def test_flatten_nested_outputs_with_names():
     tree = Out(torch.zeros(2), (torch.ones(1), {"k": [torch.ones(3)], "none": None}, 3))
-    names, leaves = flatten_outputs(tree)
-    assert names == [".logits", ".extra[0]", ".extra[1]['k'][0]", ".extra[2]"]
-    assert leaves[3].item() == 3
-    assert flatten_outputs(torch.ones(2))[0] == ["out"]
+    flat = flatten(tree)
+    assert flat.names == [".logits", ".extra[0]", ".extra[1]['k'][0]", ".extra[2]"]
+    assert flat.tensors[3].item() == 3
+    assert flat.dropped == [".extra[1]['none']: NoneType"]  # named, not lost without a word
+    assert flatten(torch.ones(2)).names == ["out"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, write_env, write_rows
+
 SESSIONS = ["tests", "bench", "fuzz", "native", "report", "validate", "bench_torch", "lint"]
 
 
@@ -73,16 +74,11 @@ def _workflow_step_script(step_name: str) -> str:
 
 
 def _fake_run_dir(path: Path, os_name: str, cases: list[str]) -> None:
-    from harness import environment
-    from harness.results import ResultsWriter
-
     path.mkdir(parents=True)
-    environment.write({"os": os_name, "host": os_name.lower()}, path / "env.json")
-    with ResultsWriter(path / "results.jsonl") as writer:
-        for case in cases:
-            writer.append({"case": case, "kind": "model", "suite": "smoke", "device": "cpu",
-                           "precision": "fp32", "backend": "eager", "status": "pass",
-                           "os": os_name, "cell_id": f"{case}|cpu|fp32|eager"})  # fmt: skip
+    write_env(path, {"os": os_name, "host": os_name.lower()})
+    write_rows(path, [{"case": case, "kind": "model", "suite": "smoke", "device": "cpu",
+                       "precision": "fp32", "backend": "eager", "status": "pass",
+                       "os": os_name, "cell_id": f"{case}|cpu|fp32|eager"} for case in cases])  # fmt: skip
 
 
 @pytest.mark.skipif(os.name == "nt" or not (shutil.which("bash") and shutil.which("find")),

@@ -1,9 +1,9 @@
 """The command line end to end, in real subprocesses."""
 
-import json
-
 import pandas as pd
 import pytest
+
+from tests.helpers import read_env, read_rows
 
 
 def test_run_tiny_suite_end_to_end(cli, tiny_cases, tmp_path):
@@ -20,9 +20,9 @@ def test_run_tiny_suite_end_to_end(cli, tiny_cases, tmp_path):
     assert set(others.status) == {"skip"} and others.reason.str.len().min() > 10
     assert cpu.latency_ms_median.gt(0).all() and cpu.throughput_items_s.gt(0).all()
     assert cpu.output_digest.notna().all()
-    env = json.loads((out / "env.json").read_text(encoding="utf-8"))
+    env = read_env(out)
     assert env["torch"] and env["fingerprint"] and env["cores"]
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = read_rows(out)
     heads = next(r for r in rows if r["case"] == "tiny_heads" and r["device"] == "cpu")
     assert heads["leaf_names"] == [".first", ".second['b']", ".second['argmax']"]
     assert (out / "summary.md").exists() and (out / "report.html").exists()

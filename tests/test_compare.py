@@ -1,20 +1,14 @@
 """compare: throughput with a U test and a noise floor, drift, status, the gate."""
 
-import json
 import shutil
 
 import pytest
 
 from harness.reporting import compare
+from tests.helpers import read_env, read_rows, write_env, write_rows
 
-
-def _rows(run_dir):
-    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def _write_rows(run_dir, rows):
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    (run_dir / "results.jsonl").write_text(text, encoding="utf-8")
+_rows = read_rows
+_write_rows = write_rows
 
 
 def _copy(sample_run, tmp_path, name="current"):
@@ -113,9 +107,9 @@ def test_drift_regression_is_flagged(sample_run, tmp_path):
 
 def test_different_fingerprints_warn(cli, sample_run, tmp_path):
     current = _copy(sample_run, tmp_path)
-    env = json.loads((current / "env.json").read_text(encoding="utf-8"))
+    env = read_env(current)
     env.update(torch="9.9.9", fingerprint="0123456789abcdef")
-    (current / "env.json").write_text(json.dumps(env), encoding="utf-8")
+    write_env(current, env)
     proc = cli("compare", str(sample_run), str(current))
     assert proc.returncode == 0
     assert "fingerprints differ" in proc.stderr and "torch:" in proc.stderr

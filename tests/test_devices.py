@@ -1,7 +1,6 @@
 """The device axis: detection, skip reasons and option handling. The CUDA/MPS
 measurements themselves run only where such a device exists."""
 
-import json
 
 import pandas as pd
 import pytest
@@ -10,9 +9,10 @@ import torch
 from harness.backends import register_backend
 from harness.backends.base import Backend
 from harness.engine.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevice, get_device
-from harness.engine.pipeline import precheck
 from harness.engine.matrix import Cell
-from tests.conftest import DATA
+from harness.engine.pipeline import precheck
+from harness.rundir import RunDir
+from tests.helpers import DATA, read_env
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 needs_mps = pytest.mark.skipif(not torch.backends.mps.is_available(), reason="no MPS device here")
@@ -78,11 +78,11 @@ def test_device_flags_are_stored_for_resume(cli, tiny_cases, tmp_path):
                "--device", "cpu,cuda,mps", "--precision", "fp32", "--tf32", "--mps-fallback",
                "--out", str(out), "--quiet", "--no-isolate", "--min-time", "0.01")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    stored = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    stored = RunDir(out).read_selection()
     assert stored["tf32"] is True and stored["mps_fallback"] is True
     frame = pd.read_csv(out / "results.csv").set_index("device")
     assert frame.loc["cpu", "status"] == "pass"
-    env = json.loads((out / "env.json").read_text(encoding="utf-8"))
+    env = read_env(out)
     assert "mps_fallback" in env and "cuda_tf32_matmul" in env
 
 

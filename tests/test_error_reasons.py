@@ -1,6 +1,6 @@
 """The `reason` of an error row: the first meaningful line, through wrappers."""
 
-from harness.engine.pipeline import _first_line
+from harness.engine.pipeline import first_line
 
 
 def _chained(outer: Exception, inner: Exception) -> Exception:
@@ -14,22 +14,22 @@ def _chained(outer: Exception, inner: Exception) -> Exception:
 
 
 def test_plain_exception_gives_its_first_non_blank_line():
-    assert _first_line(RuntimeError("\n\n  first\nsecond")) == "RuntimeError: first"
-    assert _first_line(ValueError()) == "ValueError"
+    assert first_line(RuntimeError("\n\n  first\nsecond")) == "RuntimeError: first"
+    assert first_line(ValueError()) == "ValueError"
 
 
 def test_wrapper_that_only_introduces_details_gives_way_to_the_root_cause():
     wrapper = RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m. Next steps:\n- fix it")
     exc = _chained(wrapper, ValueError("Could not guard on data-dependent expression\nmore"))
-    assert _first_line(exc) == (
+    assert first_line(exc) == (
         "ValueError: Could not guard on data-dependent expression (raised as RuntimeError)"
     )
 
 
 def test_informative_wrapper_keeps_its_line_and_names_the_cause():
     exc = _chained(OSError("Failed to get source for Pair.__init__"), OSError("no source"))
-    assert _first_line(exc) == "OSError: Failed to get source for Pair.__init__ (cause: OSError: no source)"
+    assert first_line(exc) == "OSError: Failed to get source for Pair.__init__ (cause: OSError: no source)"
 
 
 def test_reason_is_bounded():
-    assert len(_first_line(RuntimeError("x" * 5000))) <= 400
+    assert len(first_line(RuntimeError("x" * 5000))) <= 400

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.fuzzing import properties as fuzz
 from harness.engine.cases import CASES, load_all
+from harness.fuzzing import properties as fuzz
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,15 @@ reproducer that replays; honest ones are not flagged."""
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.fuzzing import properties as fuzz
 from harness.engine.cases import CASES, load_all
+from harness.fuzzing import properties as fuzz
+from tests.helpers import read_rows
 
 PLUGIN = Path(__file__).parent / "data" / "fuzz_backends.py"
 
@@ -80,7 +80,7 @@ def test_cli_records_divergences_and_strict(cli, tmp_path: Path) -> None:
     proc = cli("fuzz", "--case-file", str(PLUGIN), "--backend", "test-round-away",
                "--op", "round", "--op", "round_known", "--strict", "--out", str(out))
     assert proc.returncode == 1, proc.stderr
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text("utf-8").splitlines()]
+    rows = read_rows(out)
     status = {r["case"]: r["status"] for r in rows}
     assert status == {"round": "fail", "round_known": "xfail"}
     with open(out / "divergences.csv", encoding="utf-8") as fh:

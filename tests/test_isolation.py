@@ -2,14 +2,13 @@
 
 import json
 import signal
-import subprocess
 import sys
 import time
 
 import pandas as pd
 import pytest
 
-from tests.conftest import DATA
+from tests.helpers import DATA, read_rows, run_cli, start_cli
 
 
 def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
@@ -38,9 +37,8 @@ def _lines(path):
 
 def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "harness", "run", "--case-file", str(tiny_cases), "--suite", "tiny",
-           "--out", str(out), "--min-time", "0.3", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli("run", "--case-file", str(tiny_cases), "--suite", "tiny",
+                     "--out", str(out), "--min-time", "0.3", "--quiet")  # fmt: skip
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while len(_lines(results)) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -53,15 +51,13 @@ def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     assert 3 <= len(partial) < 24
     with open(results, "a", encoding="utf-8") as fh:
         fh.write('{"cell_id": "torn')  # as if killed mid-write
-    resumed = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", "--out", str(out),
-                              "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    resumed = run_cli("run", "--resume", "--out", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    ids = [json.loads(line)["cell_id"] for line in _lines(results)]
+    ids = [r["cell_id"] for r in read_rows(out)]
     assert len(ids) == 24 and len(set(ids)) == 24
     assert ids[: len(partial)] == [json.loads(line)["cell_id"] for line in partial]
     assert len(pd.read_csv(out / "results.csv")) == 24
-    again = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", "--out", str(out),
-                            "--quiet"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    again = run_cli("run", "--resume", "--out", str(out), "--quiet")
     assert again.returncode == 0 and len(_lines(results)) == 24  # nothing left to do
 
 

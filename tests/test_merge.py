@@ -1,7 +1,6 @@
 """Merging runs of different machines: the cross-platform view finds a
 perturbed output, and every row of every run is in the merged report."""
 
-import json
 import shutil
 
 import numpy as np
@@ -9,28 +8,30 @@ import pandas as pd
 
 from harness import output_store
 from harness.reporting import merge
+from harness.rundir import RunDir
+from tests.helpers import read_env, read_rows, write_env, write_rows
 
 
 def _as_other_machine(sample_run, dest):
     """A copy of the run that says it ran on another machine."""
     shutil.copytree(sample_run, dest)
-    env = json.loads((dest / "env.json").read_text(encoding="utf-8"))
+    env = read_env(dest)
     env.update(host="mac-runner", os="Darwin", run_id="other")
-    (dest / "env.json").write_text(json.dumps(env), encoding="utf-8")
-    rows = [json.loads(x) for x in (dest / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_env(dest, env)
+    rows = read_rows(dest)
     for r in rows:
         r.update(host="mac-runner", os="Darwin", run_id="other")
     return rows
 
 
 def _write_rows(run_dir, rows):
-    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_rows(run_dir, rows)
 
 
 def _perturb(run_dir, row, leaf, position, delta):
     """Move one stored element of ``row``'s output by ``delta`` (as the other
     machine would have computed it) and change the row's digest accordingly."""
-    path = run_dir / output_store.OUTPUTS_DIR / row["output_file"]
+    path = RunDir(run_dir).stored_output(row["output_file"])
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     arrays[f"values_{leaf}"][position] += delta
@@ -39,7 +40,7 @@ def _perturb(run_dir, row, leaf, position, delta):
 
 
 def test_rows_point_at_their_stored_outputs(sample_run):
-    rows = [json.loads(x) for x in (sample_run / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = read_rows(sample_run)
     ran = [r for r in rows if r["status"] == "pass"]
     assert ran and all((sample_run / "outputs" / r["output_file"]).is_file() for r in ran)
     wide = next(r for r in ran if r["case"] == "rep_wide")
@@ -90,9 +91,9 @@ def test_merge_without_out_leaves_the_runs_alone(cli, sample_run, tmp_path):
 def test_same_machine_twice_keeps_both_runs_apart(sample_run, tmp_path):
     again = tmp_path / "again"
     shutil.copytree(sample_run, again)
-    env = json.loads((again / "env.json").read_text(encoding="utf-8"))
+    env = read_env(again)
     env["run_id"] = "second"
-    (again / "env.json").write_text(json.dumps(env), encoding="utf-8")
+    write_env(again, env)
     runs = merge.load_runs([sample_run, again])
     assert runs[0].platform != runs[1].platform and runs[1].platform.endswith("[second]")
     cross = merge.cross_platform(runs)

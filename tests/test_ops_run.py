@@ -3,12 +3,12 @@ cells; ops limited to some precisions give skip rows with the reason."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from harness.engine.cases import CASES, exact_in_every_precision, load_all, op_module
+from tests.helpers import read_rows
 
 
 def test_run_suite_ops_lands_op_rows(cli, tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_run_suite_ops_lands_op_rows(cli, tmp_path: Path) -> None:
                "--precision", "fp32,fp16", "--backend", "eager", "--min-time", "0.01",
                "--no-isolate", "--quiet", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text("utf-8").splitlines()]
+    rows = read_rows(out)
     assert len(rows) == 8
     by = {(r["case"], r["precision"]): r for r in rows}
     assert all(r["kind"] == "op" and r["suite"] == "ops" for r in rows)

@@ -23,14 +23,14 @@ import pytest
 import torch
 
 from harness import environment
-from harness.engine import reference
 from harness.console import make_robust
-from harness.engine.pipeline import RunSettings
+from harness.engine import reference
 from harness.engine.matrix import Cell
-from harness.reporting.report import render
-from harness.results import ResultsWriter, read_rows
+from harness.engine.pipeline import RunSettings
 from harness.engine.runner import new_run_id
 from harness.engine.worker import IsolatedExecutor, _describe_exit
+from harness.reporting.report import render
+from tests.helpers import read_rows, write_env, write_rows
 
 # --- console encoding (a Windows console or pipe is often cp1252) -------------------
 
@@ -104,7 +104,7 @@ def test_a_model_printing_non_ascii_in_a_spawned_worker_on_cp1252_passes(tmp_pat
     proc = _cli_cp1252("run", "--case-file", str(case_file), "--suite", "chatty", "--device", "cpu",
                        "--precision", "fp32", "--out", str(out), "--quiet", "--min-time", "0.01")  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode("cp1252", "replace")
-    row = read_rows(out / "results.jsonl")[0]
+    row = read_rows(out)[0]
     assert row["status"] == "pass", row["reason"]  # was: error, UnicodeEncodeError
 
 
@@ -146,10 +146,9 @@ def test_run_files_are_utf8_with_lf_line_endings(tmp_path):
     row = {"case": "tiny_ü", "kind": "model", "suite": "s", "device": "cpu", "precision": "fp32",
            "backend": "eager", "status": "fail", "reason": "drift ≈ 1e-3 → over tolerance",
            "cell_id": "tiny_ü|cpu|fp32|eager", "max_rel_err": 1e-3}  # fmt: skip
-    with ResultsWriter(tmp_path / "results.jsonl") as writer:
-        writer.append(row)
-    environment.write({"os": platform.system(), "note": "µ"}, tmp_path / "env.json")
-    render(read_rows(tmp_path / "results.jsonl"), tmp_path, {"note": "µ"})
+    write_rows(tmp_path, [row])
+    write_env(tmp_path, {"os": platform.system(), "note": "µ"})
+    render(read_rows(tmp_path), tmp_path, {"note": "µ"})
     written = sorted(p.name for p in tmp_path.iterdir())
     assert {"env.json", "results.jsonl", "results.csv", "summary.md", "report.html"} <= set(written)
     for name in written:
@@ -172,12 +171,13 @@ def test_reference_cache_keys_never_collide(tmp_path):
     expected = {}
     for name, module in modules.items():
         expected[name] = reference.get_reference(SimpleNamespace(name=name), module, inputs,
-                                                 tmp_path).outputs[0]  # fmt: skip
+                                                 tmp_path, case_print=name).outputs[0]  # fmt: skip
     files = [p.name.lower() for p in (tmp_path / "reference").iterdir()]
     assert len(set(files)) == 4, files  # distinct even ignoring case
     reference._MEMORY.clear()  # now read back from the files
     for name, module in modules.items():
-        loaded = reference.get_reference(SimpleNamespace(name=name), module, inputs, tmp_path)
+        loaded = reference.get_reference(SimpleNamespace(name=name), module, inputs, tmp_path,
+                                         case_print=name)  # fmt: skip
         assert torch.equal(loaded.outputs[0], expected[name]), name
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from harness.engine.matrix import Cell
 from harness.engine.runner import terminal_progress
+from tests.helpers import start_cli
 
 
 def test_progress_line_shows_count_eta_and_current_cell():
@@ -24,13 +25,11 @@ def test_progress_line_shows_count_eta_and_current_cell():
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 def test_progress_bar_on_a_terminal_and_not_elsewhere(tiny_cases, tmp_path, cli):
     import pty
-    import subprocess
 
-    args = [sys.executable, "-m", "harness", "run", "--case-file", str(tiny_cases), "--suite", "tiny",
+    args = ["run", "--case-file", str(tiny_cases), "--suite", "tiny",
             "--device", "cpu", "--precision", "fp32", "--no-isolate", "--min-time", "0.01"]  # fmt: skip
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([*args, "--out", str(tmp_path / "tty")], stdout=subprocess.DEVNULL,
-                            stderr=follower)  # fmt: skip
+    proc = start_cli(*args, "--out", str(tmp_path / "tty"), stderr=follower)
     os.close(follower)
     chunks = []
     while True:
@@ -45,5 +44,5 @@ def test_progress_bar_on_a_terminal_and_not_elsewhere(tiny_cases, tmp_path, cli)
     os.close(leader)
     on_tty = b"".join(chunks).decode("utf-8", "replace")
     assert "2/2" in on_tty and "eta" in on_tty
-    piped = cli(*args[3:], "--out", str(tmp_path / "pipe"))
+    piped = cli(*args, "--out", str(tmp_path / "pipe"))
     assert piped.returncode == 0 and "eta" not in piped.stderr

@@ -10,10 +10,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from harness.fuzzing import strategies
 from harness.engine.cases import SUITES, load_all, suite_cases
 from harness.engine.inputs import cast_inputs
 from harness.engine.reference import build_module
+from harness.fuzzing import strategies
 
 load_all([])
 OPS = [c for c in suite_cases("ops")]

@@ -15,7 +15,6 @@ import torch
 
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import eager_structure, restructured
 from harness.backends.torch_export import autocast_unsupported, export_program
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
@@ -37,6 +36,7 @@ def _compiler_missing() -> str | None:
 
 
 class AotiBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
     name = "aoti"
     description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
 
@@ -66,15 +66,13 @@ class AotiBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        spec = eager_structure(module, example_inputs)
         device = ctx.device.torch_device()
         runner = self.artifact(module, example_inputs, ctx, lambda p: self.load_file(p, device))
 
         def call(*inputs: Any) -> Any:
-            with torch.no_grad():
-                return runner(*inputs)
+            return runner(*inputs)
 
-        return restructured(call, spec)
+        return call
 
 
 BACKEND = AotiBackend()

@@ -5,10 +5,7 @@ changes it, written atomically and rebuilt (never trusted) when it fails to load
 from __future__ import annotations
 
 import atexit
-import functools
 import hashlib
-import importlib.metadata
-import inspect
 import os
 import shutil
 import tempfile
@@ -19,59 +16,22 @@ from typing import TypeVar
 import torch
 
 from harness.backends.base import PrepareContext
-from harness.engine.inputs import tensor_digest
+from harness.engine.cache_keys import library_version, module_fingerprint
+from harness.rundir import safe_file_stem
+
+__all__ = ["artifact_key", "library_version", "load_or_build"]
 
 T = TypeVar("T")
 
 _SCRATCH: list[str] = []  # temporary directories of --no-cache runs, removed at exit
 
 
-def library_version(dist: str) -> str:
-    """The installed version of ``dist`` ("-" when absent): part of cache keys."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "-"
-
-
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
-        return "-"
-
-
-def _class_source(cls: type) -> str:
-    """Where ``cls`` is defined, as a digest of its source file (cheaper than
-    inspect.getsource and stricter: any edit to the file counts). torch's own
-    classes are covered by the torch version in the key."""
-    if cls.__module__.split(".")[0] == "torch":
-        return cls.__qualname__
-    try:
-        source = inspect.getsourcefile(cls)
-    except TypeError:  # built-in class
-        source = None
-    # Not __module__: a --case-file module gets a new name in every process.
-    return f"{cls.__qualname__}:{_file_digest(source) if source else '-'}"
-
-
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """Weights, structure and code of ``module``: an edited model must not be
-    served a stale artifact."""
-    parts = [repr(module), tensor_digest(list(module.state_dict().values()))]
-    parts += sorted({_class_source(type(m)) for m in module.modules()})
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
 def artifact_key(ctx: PrepareContext, module: torch.nn.Module, extra: Iterable[str] = ()) -> str:
-    """The cache key: the harness's key (case, precision, device, inputs, seed,
-    torch), the backend and its options, the module's fingerprint and ``extra``
-    (e.g. onnx/onnxruntime versions)."""
-    options = ",".join(f"{k}={ctx.options[k]}" for k in sorted(ctx.options))
-    text = "|".join(
-        [ctx.cache_key, ctx.cell.backend, options, module_fingerprint(module), *extra]
-    )
+    """The artifact's key: the pipeline's cell key (case code and weights,
+    inputs, precision, device, backend, options, library versions; see
+    engine/cache_keys.py), the module as the backend receives it, and the
+    backend's own ``extra`` facts (route, exporter)."""
+    text = "|".join([ctx.cache_key, module_fingerprint(module), *extra])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -104,7 +64,7 @@ def load_or_build(
         ctx.notes["cache"] = "off"
         return load(path)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-    path = ctx.cache_dir / f"{ctx.cell.case}-{key}{suffix}"
+    path = ctx.cache_dir / f"{safe_file_stem(ctx.cell.case, 60)}-{key}{suffix}"
     state = "miss"
     if path.is_file():
         try:

@@ -54,6 +54,13 @@ class Backend:
     # Whether prepare() honours ``ctx.precision.autocast`` (amp-fp16, amp-bf16);
     # other backends get a skip row for autocast precisions.
     supports_autocast: bool = False
+    # True when the prepared callable returns the flat tuple of the module's
+    # tensor leaves (see backends/flat.py) rather than eager's structure; the
+    # pipeline then names them with eager's leaf names.
+    returns_flat_leaves: bool = False
+    # The backend whose artifacts (cache key and directory) this one runs, e.g.
+    # "torchscript" for torchscript-cpp: both then share one file. None: its own.
+    artifact_backend: str | None = None
     options: dict[str, str] | None = None
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
@@ -64,8 +71,10 @@ class Backend:
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
         """Turn ``module`` (already on the device, in the precision) into a
-        callable taking the inputs and returning eager's output structure.
-        Timed as ``prepare_s``."""
+        callable taking the inputs and returning the module's outputs (eager's
+        structure, or the flat tensor leaves when ``returns_flat_leaves``).
+        Called, like every call of the prepared callable, under the pipeline's
+        ``torch.no_grad()``; timed as ``prepare_s``."""
         raise NotImplementedError
 
     def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:

@@ -12,14 +12,14 @@ from harness.backends.base import Backend, PrepareContext, autocast_context
 
 class EagerBackend(Backend):
     name = "eager"
-    description = "the module called directly (torch.inference_mode)"
+    description = "the module called directly (under the pipeline's torch.no_grad)"
     supports_autocast = True
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
         def call(*inputs: Any) -> Any:
-            with torch.inference_mode(), autocast_context(ctx):
+            with autocast_context(ctx):
                 return module(*inputs)
 
         return call

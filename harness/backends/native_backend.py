@@ -12,23 +12,20 @@ outputs and the same artifact run from Python on the same inputs.
 
 from __future__ import annotations
 
-import dataclasses
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.utils._pytree as pytree
 
 from harness.backends import native_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import eager_structure
 from harness.backends.native_client import NativeRunner
 from harness.engine.devices import Device
 from harness.engine.matrix import Cell
 from harness.engine.measurement import Measurement
-from harness.engine.outputs import unflatten_outputs
+from harness.engine.outputs import flat_leaves
 from harness.engine.precision import Precision
 from harness.engine.timing import TimingConfig
 from harness.verdicts.drift import max_abs_diff
@@ -64,28 +61,32 @@ def runner_build(notes: dict[str, Any]) -> native_build.RunnerBuild:
 
 
 class NativeCall:
-    """The prepared callable: inputs to the runner, outputs back in eager's structure."""
+    """The prepared callable: inputs to the runner, its flat output leaves back
+    on the cell's device (the pipeline names them after eager's)."""
 
-    def __init__(self, runner: NativeRunner, spec: pytree.TreeSpec, device: torch.device,
-                 artifact: Path) -> None:  # fmt: skip
-        self.runner, self.spec, self.device, self.artifact = runner, spec, device, artifact
+    def __init__(self, runner: NativeRunner, device: torch.device, artifact: Path) -> None:
+        self.runner, self.device, self.artifact = runner, device, artifact
         self.first: tuple[tuple, list[torch.Tensor]] | None = None  # inputs, leaves of a call
 
-    def __call__(self, *inputs: Any) -> Any:
+    def __call__(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
         _, leaves = self.runner.call(inputs)
-        if len(leaves) != self.spec.num_leaves:
-            raise RuntimeError(f"the native runner returned {len(leaves)} output tensors "
-                               f"where eager returns {self.spec.num_leaves}")  # fmt: skip
         leaves = [leaf.to(self.device) for leaf in leaves]
         if self.first is None:
-            self.first = (inputs, leaves)
-        return unflatten_outputs(leaves, self.spec)
+            self.first = (tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in inputs), leaves)
+        return tuple(leaves)
 
 
 class NativeBackend(Backend):
     """Base of the C++ backends; ``python`` is the Python backend whose artifact runs."""
 
     kind = ""  # the runner's --kind
+    returns_flat_leaves = True  # the runner flattens outputs as pytree does
+
+    @property
+    def artifact_backend(self) -> str:  # type: ignore[override]
+        """The Python counterpart: its cache key and directory are ours."""
+        return self.python_backend
+
     python_backend = ""  # name of the Python counterpart
 
     def _python(self) -> Backend:
@@ -102,22 +103,13 @@ class NativeBackend(Backend):
             return f"the native runner runs on cpu and cuda, not {cell.device}"
         return self._python().supports(cell, precision) or native_build.toolchain_missing()
 
-    def _shared_context(self, ctx: PrepareContext) -> PrepareContext:
-        """``ctx`` as the Python backend sees it: same cache directory and key,
-        so both backends run one file, built once."""
-        cache_dir = ctx.cache_dir.parent / self.python_backend if ctx.cache_dir else None
-        return dataclasses.replace(ctx, cell=dataclasses.replace(ctx.cell, backend=self.python_backend),
-                                   cache_dir=cache_dir, notes={})  # fmt: skip
-
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
         build = runner_build(ctx.notes)
-        shared = self._shared_context(ctx)
-        artifact = self._python().artifact(module, example_inputs, shared, _checked_zip)
-        ctx.notes.update(shared.notes)
+        # ctx carries the Python backend's cache key and directory (artifact_backend).
+        artifact = self._python().artifact(module, example_inputs, ctx, _checked_zip)
         ctx.notes["artifact_of"] = self.python_backend
-        spec = eager_structure(module, example_inputs)
         device = ctx.device.torch_device()
         runner = NativeRunner(build.binary, self.kind, artifact, device,
                               torch.get_num_threads(), torch.get_num_interop_threads())  # fmt: skip
@@ -125,7 +117,7 @@ class NativeBackend(Backend):
         ctx.notes["libtorch"] = runner.info.get("libtorch", "")
         ctx.notes["runner_load_s"] = runner.info.get("load_s")
         ctx.notes["runner_threads"] = runner.info.get("threads")
-        return NativeCall(runner, spec, device, artifact)
+        return NativeCall(runner, device, artifact)
 
     def measure(
         self, prepared: Callable[..., Any], inputs: tuple, config: TimingConfig, device: Device
@@ -143,7 +135,7 @@ class NativeBackend(Backend):
         try:
             loaded = self._python().load_file(prepared.artifact, prepared.device)
             with torch.no_grad():
-                python_leaves = pytree.tree_leaves(loaded(*inputs))
+                python_leaves = [x for x in flat_leaves(loaded(*inputs)) if isinstance(x, torch.Tensor)]
         except Exception as exc:  # the C++ row stands; say why Python could not compare
             ctx.notes["python_max_abs_diff"] = None
             ctx.notes["python_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"

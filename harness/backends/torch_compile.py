@@ -81,7 +81,7 @@ class CompileBackend(Backend):
         ctx.notes.update(compiler=compiler, mode=mode or "default")
         compiled = torch.compile(module, **kwargs)
         def call(*inputs: Any) -> Any:
-            with torch.no_grad(), autocast_context(ctx):
+            with autocast_context(ctx):
                 return compiled(*inputs)
 
         before = {k: _counter("inductor", k) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")}

@@ -13,7 +13,7 @@ import torch
 
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.backends.flat import FlatOutputs
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
 
@@ -32,6 +32,7 @@ def autocast_unsupported(precision: Precision) -> str | None:
 
 
 class ExportBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
     name = "export"
     description = "torch.export.export -> torch.export.save/load -> ExportedProgram.module()"
 
@@ -41,7 +42,6 @@ class ExportBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        spec = eager_structure(module, example_inputs)
 
         def build(path: Path) -> None:
             torch.export.save(export_program(module, example_inputs), str(path))
@@ -52,10 +52,9 @@ class ExportBackend(Backend):
         program = load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
 
         def call(*inputs: Any) -> Any:
-            with torch.no_grad():
-                return program(*inputs)
+            return program(*inputs)
 
-        return restructured(call, spec)
+        return call
 
 
 BACKEND = ExportBackend()

@@ -17,7 +17,7 @@ import torch
 
 from harness.backends.artifacts import artifact_key, load_or_build
 from harness.backends.base import Backend, PrepareContext
-from harness.backends.flat import FlatOutputs, eager_structure, restructured
+from harness.backends.flat import FlatOutputs
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
 
@@ -33,6 +33,7 @@ def truthy(value: Any) -> bool:
 
 class TorchScriptBackend(Backend):
     """Scripted (``route="script"``) or traced (``route="trace"``) TorchScript."""
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
 
@@ -95,15 +96,13 @@ class TorchScriptBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        spec = eager_structure(module, example_inputs)
         device = ctx.device.torch_device()
         loaded = self.artifact(module, example_inputs, ctx, lambda p: self.load_file(p, device))
 
         def call(*inputs: Any) -> Any:
-            with torch.no_grad():
-                return loaded(*inputs)
+            return loaded(*inputs)
 
-        return restructured(call, spec)
+        return call
 
 
 BACKEND = TorchScriptBackend(

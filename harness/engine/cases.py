@@ -72,6 +72,9 @@ class Case:
     description: str = ""
     source: str = ""  # where it was registered (module or file), for messages
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific data (e.g. op strategies)
+    # An output with no tensor elements is an error (nothing would be compared)
+    # unless the case says that empty output is what it expects.
+    empty_output_ok: bool = False
 
     def known_failure(self, backend: str, device: str, precision: str) -> KnownFailure | None:
         for mark in self.known_failures:
@@ -115,8 +118,11 @@ def register_model(
     tags: Iterable[str] = (),
     reinit_weights: bool = True,
     description: str = "",
+    empty_output_ok: bool = False,
 ) -> Case:
-    """Register a model case: a module factory plus a deterministic input factory."""
+    """Register a model case: a module factory plus a deterministic input factory.
+    ``empty_output_ok`` declares that an output without tensor elements is
+    expected (otherwise such a cell is an ``error``: nothing was compared)."""
     case = Case(
         name=name,
         kind="model",
@@ -129,6 +135,7 @@ def register_model(
         reinit_weights=reinit_weights,
         description=description,
         source=_caller_module(),
+        empty_output_ok=empty_output_ok,
     )
     return register_case(case, suites)
 

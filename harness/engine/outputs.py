@@ -1,13 +1,33 @@
-"""Flattening of model outputs (tensor, tuple, list, dict, dataclass, any nested
-mix) into named tensor leaves, with torch's pytree utility."""
+"""The one output flattening, used for the reference, eager and every backend:
+nested outputs (tensor, tuple, list, dict, dataclass, any mix) become named
+tensor leaves with torch's pytree, and every leaf that is not a tensor (None,
+a string, a library's cache object) is named in ``dropped`` rather than lost
+without a word."""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
+
+
+@dataclass
+class Flattened:
+    """A model output as named tensor leaves, plus the non-tensor leaves left out."""
+
+    names: list[str]
+    tensors: list[torch.Tensor]
+    dropped: list[str] = field(default_factory=list)  # "name: type" of non-tensor leaves
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel() for t in self.tensors)
+
+    def by_name(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.tensors, strict=True))
 
 
 def _register_dataclasses(tree: Any) -> None:
@@ -19,7 +39,7 @@ def _register_dataclasses(tree: Any) -> None:
             pytree.register_dataclass(cls)
         for f in dataclasses.fields(tree):
             _register_dataclasses(getattr(tree, f.name))
-    elif isinstance(tree, (list, tuple)):
+    elif isinstance(tree, list | tuple):
         for item in tree:
             _register_dataclasses(item)
     elif isinstance(tree, dict):
@@ -27,28 +47,31 @@ def _register_dataclasses(tree: Any) -> None:
             _register_dataclasses(item)
 
 
-def flatten_outputs(tree: Any) -> tuple[list[str], list[torch.Tensor]]:
+def flatten(tree: Any) -> Flattened:
     """Named tensor leaves of ``tree``: names like ``out``, ``[0]``, ``['logits']``,
-    ``.hidden[1]``. Python numbers become 0-d tensors; None and strings are dropped."""
+    ``.hidden[1]``. Python numbers become 0-d tensors; other leaves are dropped
+    and named."""
     _register_dataclasses(tree)
     leaves, _ = pytree.tree_flatten_with_path(tree)
-    names: list[str] = []
-    tensors: list[torch.Tensor] = []
+    out = Flattened([], [])
     for path, leaf in leaves:
+        name = pytree.keystr(path) or "out"
         if isinstance(leaf, bool | int | float):
             leaf = torch.tensor(leaf)
-        if not isinstance(leaf, torch.Tensor):
-            continue
-        names.append(pytree.keystr(path) or "out")
-        tensors.append(leaf)
-    return names, tensors
+        if isinstance(leaf, torch.Tensor):
+            out.names.append(name)
+            out.tensors.append(leaf)
+        else:
+            out.dropped.append(f"{name}: {type(leaf).__name__}")
+    return out
 
 
-def output_structure(tree: Any) -> pytree.TreeSpec:
-    """The pytree spec of ``tree``, so a backend can rebuild eager's structure from leaves."""
-    _register_dataclasses(tree)
-    return pytree.tree_structure(tree)
+def tensor_leaves(tree: Any) -> tuple[torch.Tensor, ...]:
+    """The tensor leaves of ``tree`` in :func:`flatten` order (what graph backends return)."""
+    return tuple(flatten(tree).tensors)
 
 
-def unflatten_outputs(leaves: list[Any], spec: pytree.TreeSpec) -> Any:
-    return pytree.tree_unflatten(leaves, spec)
+def flat_leaves(value: Any) -> list[Any]:
+    """The leaves of a graph backend's flat output (a tuple or list of tensors,
+    possibly nested one level by a runtime), in order."""
+    return list(pytree.tree_leaves(value))

@@ -1,35 +1,55 @@
-"""One cell, start to finish: build, reference, prepare, run, drift, timing -> row.
+"""One cell, start to finish, as a short list of named stages:
 
-This is what a worker process runs; it never raises for a cell's own failure
-(those become ``error``/``fail`` rows), so a worker survives bad cells.
+    precheck -> build -> reference -> prepare -> call -> compare -> eager -> timing
+
+``execute_cell`` runs them for ``torchparity run`` inside a worker; ``fuzz``
+uses the same rules (precheck, tolerance, cache keys, output naming, exception
+summaries) on many inputs per cell. It never raises for a cell's own failure:
+a stage's exception becomes an ``error`` row naming the stage, so a worker
+survives bad cells.
+
+Rules kept here once:
+- every consumer (reference, eager, the backend's prepare, call and timing)
+  gets its own copy of the inputs; the row says when a call modified them;
+- every call runs under ``torch.no_grad()`` (the one grad mode), and a graph
+  backend's flat leaves are named after eager's outside the timed call;
+- an output with nothing to compare is an ``error`` with a reason, never a pass.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness.verdicts import drift as drift_mod
-from harness import output_store
 from harness.backends import get_backend
-from harness.backends.base import PrepareContext
+from harness.backends.base import Backend, PrepareContext
+from harness.engine.cache_keys import case_fingerprint, cell_key
 from harness.engine.cases import CASES, Case, precision_unsupported
-from harness.engine.devices import DeviceOptions, get_device
+from harness.engine.devices import Device, DeviceOptions, get_device
 from harness.engine.inputs import cast_inputs, tensor_digest
 from harness.engine.matrix import Cell
 from harness.engine.memory import PeakMemory
-from harness.engine.outputs import flatten_outputs
-from harness.engine.precision import Precision, default_tolerance, get_precision
-from harness.engine.reference import build_inputs, build_module, get_reference
+from harness.engine.outputs import Flattened, flat_leaves, flatten
+from harness.engine.precision import Precision, Tolerance, default_tolerance, get_precision
+from harness.engine.reference import (
+    Reference,
+    build_inputs,
+    build_module,
+    clone_inputs,
+    get_reference,
+)
 from harness.engine.timing import TimingConfig, measure
+from harness.row import Row
+from harness.status import BAD_STATUSES, Status
+from harness.verdicts import drift as drift_mod
 
 
 @dataclass
@@ -41,7 +61,7 @@ class RunSettings:
     cache_dir: Path | None = None  # reference files and backend artifacts
     use_artifact_cache: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
-    output_dir: Path | None = None  # where output_store keeps each cell's outputs
+    output_dir: Path | None = None  # the run directory: each cell's outputs go to its outputs/
     device_options: DeviceOptions = field(default_factory=DeviceOptions)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     interop_threads: int | None = None
@@ -59,9 +79,13 @@ def apply_thread_settings(settings: RunSettings) -> None:
             pass
 
 
+# -- rules shared by run and fuzz ---------------------------------------------------
+
+
 def precheck(cell: Cell) -> str | None:
-    """Why the cell cannot run here (device absent, backend cannot serve it), or None.
-    Cheap: the runner calls it before sending a cell to a worker."""
+    """Why the cell cannot run here (device absent, precision or autocast not
+    served by the backend), or None. Cheap: the runner calls it before sending
+    a cell to a worker, fuzz before building a property."""
     reason = get_device(cell.device).unavailable()
     if reason:
         return f"{cell.device}: {reason}"
@@ -76,6 +100,27 @@ def precheck(cell: Cell) -> str | None:
     return backend.supports(cell, precision)
 
 
+def tolerance_for(case: Case, precision: Precision) -> Tolerance:
+    dtype = precision.compute_dtype
+    return case.tolerances.get(dtype) or default_tolerance(dtype)
+
+
+def policy_for(case: Case) -> str:
+    return "model" if case.kind == "model" else "elementwise"
+
+
+def prepare_context(cell: Cell, device: Device, precision: Precision, cache_dir: Path | None,
+                    case_print: str, input_digest: str, options: dict[str, Any],
+                    seed: int = 0) -> PrepareContext:  # fmt: skip
+    """The backend's context: its artifact directory and the cell's cache key
+    (those of the backend whose artifacts it runs, e.g. torchscript for torchscript-cpp)."""
+    owner = get_backend(cell.backend).artifact_backend or cell.backend
+    key = cell_key(case_print, input_digest, cell.precision, cell.device, owner, options, seed)
+    return PrepareContext(cell=cell, device=device, precision=precision, cache_key=key,
+                          cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
+                          options=options)  # fmt: skip
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -86,7 +131,7 @@ def _message_line(exc: BaseException) -> str:
     return ""
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first meaningful line of ``exc`` and of its root cause. A wrapper
     whose line only introduces details (ends with ":", like the ONNX exporter's
     "... step 1/3 ... Next steps:" or dynamo's "backend='inductor' raised:")
@@ -106,134 +151,268 @@ def _first_line(exc: BaseException) -> str:
 
 def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
     return {
-        "status": "error",
-        "reason": f"{stage}: {_first_line(exc)}",
+        "status": Status.ERROR.value,
+        "reason": f"{stage}: {first_line(exc)}",
         "error_type": type(exc).__name__,
         "error_stage": stage,
-        "traceback": traceback.format_exc(),
+        "traceback": traceback.format_exc()[-20000:],
     }
 
 
-def _tolerance(case: Case, precision: Precision):
-    dtype = precision.compute_dtype
-    return case.tolerances.get(dtype) or default_tolerance(dtype)
+class NothingToCompare(Exception):
+    """The outputs hold nothing a verdict could rest on."""
 
 
-def _policy(case: Case) -> str:
-    return "model" if case.kind == "model" else "elementwise"
+def name_outputs(backend: Backend, output: Any, reference: Reference) -> Flattened:
+    """The backend's output as named tensor leaves. A graph backend's flat
+    leaves take eager's names; a count that differs is an error that says what
+    the deployed graph lacks and the usual fix."""
+    if not backend.returns_flat_leaves:
+        return flatten(output)
+    leaves = [x for x in flat_leaves(output) if isinstance(x, torch.Tensor)]
+    if len(leaves) != len(reference.names):
+        dropped = f"; not tensors, so not in any graph: {', '.join(reference.dropped)}" \
+            if reference.dropped else ""
+        raise NothingToCompare(
+            f"{backend.name} returned {len(leaves)} output tensors where the model's output has "
+            f"{len(reference.names)} tensor leaves ({', '.join(reference.names) or 'none'}){dropped}; "
+            "return only the tensors you deploy from forward (e.g. use_cache=False, return_dict=False)"
+        )
+    return Flattened(list(reference.names), leaves, list(reference.dropped))
 
 
-def _cast_module(module: torch.nn.Module, precision: Precision, device: torch.device):
-    return copy.deepcopy(module).to(device=device, dtype=precision.dtype)
+def check_comparable(case: Case, output: Flattened, reference: Reference) -> list[str]:
+    """The reference leaf names both sides have; ``NothingToCompare`` when a
+    verdict would be vacuous (no tensor leaves, or no elements)."""
+    if not reference.names and not output.names:
+        what = ", ".join(reference.dropped or output.dropped) or "an empty container"
+        raise NothingToCompare(f"no output tensors to compare: the module's output is {what}")
+    common = [n for n in reference.names if n in set(output.names)]
+    if not common:
+        raise NothingToCompare(
+            f"no output leaf in common: the reference has {', '.join(reference.names) or 'none'}, "
+            f"the backend {', '.join(output.names) or 'none'}"
+        )
+    numel = sum(t.numel() for n, t in zip(output.names, output.tensors, strict=True) if n in common)
+    if numel == 0 and not case.empty_output_ok:
+        shapes = ", ".join(f"{n}{tuple(t.shape)}" for n, t in zip(output.names, output.tensors,
+                                                                  strict=True))  # fmt: skip
+        raise NothingToCompare(
+            f"outputs have no elements ({shapes}): nothing to compare (a batch of 0 or a zero-size "
+            "input?); a case that expects empty output says so with empty_output_ok=True"
+        )
+    return common
 
 
-def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
-    """Run one cell and return its row (without the environment fields)."""
-    row: dict[str, Any] = {"status": "pass", "reason": ""}
-    stage = "precheck"
+def mutated_inputs(before: tuple, after: tuple) -> list[int]:
+    """Indices of tensor inputs a call changed in place."""
+    changed = []
+    for i, (a, b) in enumerate(zip(before, after, strict=True)):
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            if a.shape != b.shape or not torch.equal(a.cpu(), b.cpu()):
+                changed.append(i)
+    return changed
+
+
+# -- the stages of one cell ---------------------------------------------------------
+
+
+@dataclass
+class CellState:
+    """What the stages hand each other for one cell."""
+
+    cell: Cell
+    settings: RunSettings
+    row: dict[str, Any] = field(default_factory=lambda: {"status": "pass", "reason": ""})
+    case: Case = None  # type: ignore[assignment]
+    precision: Precision = None  # type: ignore[assignment]
+    device: Device = None  # type: ignore[assignment]
+    backend: Backend = None  # type: ignore[assignment]
+    module: torch.nn.Module = None  # type: ignore[assignment]
+    inputs: tuple = ()  # pristine, float64/int64 on CPU
+    cell_inputs: tuple = ()  # pristine, cast to the cell's precision and device
+    case_print: str = ""
+    reference: Reference = None  # type: ignore[assignment]
+    ctx: PrepareContext = None  # type: ignore[assignment]
+    prepared: Callable[..., Any] = None  # type: ignore[assignment]
+    output: Flattened = None  # type: ignore[assignment]
+    memory: PeakMemory = None  # type: ignore[assignment]
+
+    def fresh_inputs(self) -> tuple:
+        return clone_inputs(self.cell_inputs)
+
+    def cast_module(self) -> torch.nn.Module:
+        tdev = self.device.torch_device()
+        return copy.deepcopy(self.module).to(device=tdev, dtype=self.precision.dtype)
+
+
+def stage_precheck(s: CellState) -> bool:
+    reason = precheck(s.cell)
+    if reason:
+        s.row.update(status=Status.SKIP.value, reason=reason)
+        return False
+    s.case, s.precision = CASES[s.cell.case], get_precision(s.cell.precision)
+    s.device, s.backend = get_device(s.cell.device), get_backend(s.cell.backend)
+    s.row["batch"] = s.case.batch
+    s.row.update(s.device.configure(s.settings.device_options))
+    return True
+
+
+def stage_build(s: CellState) -> bool:
+    s.module = build_module(s.case, s.settings.seed)
+    s.inputs = build_inputs(s.case, s.settings.seed)
+    s.case_print = case_fingerprint(s.case, s.module)
+    return True
+
+
+def stage_reference(s: CellState) -> bool:
+    s.reference = get_reference(s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print,
+                                s.settings.seed)  # fmt: skip
+    s.row["input_digest"] = s.reference.input_digest
+    return True
+
+
+def stage_prepare(s: CellState) -> bool:
+    s.memory = PeakMemory(s.device)
+    s.memory.start()
+    s.cell_inputs = cast_inputs(clone_inputs(s.inputs), s.precision.dtype, s.device.torch_device())
+    cache = s.settings.cache_dir if s.settings.use_artifact_cache else None
+    options = s.settings.backend_options.get(s.cell.backend, {})
+    s.ctx = prepare_context(s.cell, s.device, s.precision, cache, s.case_print,
+                            s.reference.input_digest, options, s.settings.seed)  # fmt: skip
+    module = s.cast_module()
+    s.device.synchronize()
+    began = time.perf_counter()
+    with torch.no_grad():
+        s.prepared = s.backend.prepare(module, s.fresh_inputs(), s.ctx)
+    s.device.synchronize()
+    s.row["prepare_s"] = time.perf_counter() - began
+    s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
+    return True
+
+
+def stage_call(s: CellState) -> bool:
+    inputs = s.fresh_inputs()
+    with torch.no_grad():
+        output = s.backend.run(s.prepared, inputs)
+    s.device.synchronize()
+    s.memory.pause()  # peak memory: cast, prepare and call; not eager's copy below
+    changed = mutated_inputs(s.cell_inputs, inputs)
+    if changed:
+        s.row["mutates_inputs"] = changed
+    s.output = name_outputs(s.backend, output, s.reference)
+    s.row["output_digest"] = tensor_digest(s.output.tensors)
+    s.row["leaf_names"] = s.output.names
+    if s.output.dropped:
+        s.row["dropped_leaves"] = s.output.dropped
+    return True
+
+
+def _save_outputs(s: CellState) -> None:
+    """Outputs into the run directory's outputs/: a convenience, never a verdict."""
+    if s.settings.output_dir is None:
+        return
+    from harness.rundir import RunDir
+
     try:
-        skip = precheck(cell)
-        if skip:
-            return {"status": "skip", "reason": skip}
-        case = CASES[cell.case]
-        precision = get_precision(cell.precision)
-        device = get_device(cell.device)
-        backend = get_backend(cell.backend)
-        row["batch"] = case.batch
-        row.update(device.configure(settings.device_options))
+        path = RunDir(s.settings.output_dir).save_outputs(s.cell.id, s.output.names, s.output.tensors)
+        s.row["output_file"] = path.name
+    except Exception as exc:  # noqa: BLE001 - storing must not touch the cell's status
+        s.row["output_store_error"] = f"{type(exc).__name__}: {exc}"[:200]
 
-        stage = "build"
-        module = build_module(case, settings.seed)
-        inputs = build_inputs(case, settings.seed)
-        stage = "reference"
-        ref = get_reference(case, module, inputs, settings.cache_dir)
-        row["input_digest"] = ref.input_digest
 
-        memory = PeakMemory(device)
-        memory.start()
-        stage = "cast"
-        tdev = device.torch_device()
-        cell_module = _cast_module(module, precision, tdev)
-        cell_inputs = cast_inputs(inputs, precision.dtype, tdev)
+def stage_compare(s: CellState) -> bool:
+    common = check_comparable(s.case, s.output, s.reference)
+    missing = [n for n in s.reference.names if n not in common]
+    if missing:
+        s.row["missing_leaves"] = missing
+    actual = s.output.by_name()
+    expected = dict(zip(s.reference.names, s.reference.outputs, strict=True))
+    _save_outputs(s)
+    tolerance = tolerance_for(s.case, s.precision)
+    drift = drift_mod.compare(common, [actual[n] for n in common], [expected[n] for n in common],
+                              s.precision.compute_dtype, tolerance, policy_for(s.case))  # fmt: skip
+    s.row.update(drift.columns())
+    s.row["leaves"] = drift.leaf_records()
+    if not drift.passed:
+        s.row.update(status=Status.FAIL.value, reason=drift.reason)
+    return True
 
-        stage = "prepare"
-        key = hashlib.sha256(
-            f"{cell.case}|{cell.precision}|{cell.device}|{ref.input_digest}|{settings.seed}|"
-            f"{torch.__version__}".encode()
-        ).hexdigest()[:20]
-        ctx = PrepareContext(
-            cell=cell,
-            device=device,
-            precision=precision,
-            cache_dir=(settings.cache_dir / "artifacts" / cell.backend)
-            if settings.cache_dir and settings.use_artifact_cache
-            else None,
-            cache_key=key,
-            options=settings.backend_options.get(cell.backend, {}),
-        )
-        device.synchronize()
-        began = time.perf_counter()
-        prepared = backend.prepare(cell_module, cell_inputs, ctx)
-        device.synchronize()
-        row["prepare_s"] = time.perf_counter() - began
-        row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
 
-        stage = "run"
-        outputs = backend.run(prepared, cell_inputs)
-        device.synchronize()
-        names, leaves = flatten_outputs(outputs)
-        row["output_digest"] = tensor_digest(leaves)
-        row["leaf_names"] = names
-        row.update(output_store.save_quietly(settings.output_dir, cell.id, names, leaves))
+def stage_eager(s: CellState) -> bool:
+    if s.cell.backend == "eager":
+        s.row["eager_max_abs_diff"] = 0.0
+        return True
+    eager = get_backend("eager")
+    with torch.no_grad():
+        out = flatten(eager.prepare(s.cast_module(), (), s.ctx)(*s.fresh_inputs()))
+    theirs = out.by_name()
+    common = [n for n in s.output.names if n in theirs]
+    s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
+        [s.output.by_name()[n] for n in common], [theirs[n] for n in common])
+    return True
 
-        stage = "drift"
-        tolerance = _tolerance(case, precision)
-        drift = drift_mod.compare(
-            names, leaves, ref.outputs, precision.compute_dtype, tolerance, _policy(case)
-        )
-        if names != ref.names and len(names) == len(ref.names):
-            row["leaf_names_reference"] = ref.names
-        row.update(drift.columns())
-        row["leaves"] = drift.leaf_records()
-        if cell.backend != "eager":
-            eager = get_backend("eager").prepare(
-                _cast_module(module, precision, tdev), cell_inputs, ctx
-            )
-            _, eager_leaves = flatten_outputs(eager(*cell_inputs))
-            row["eager_max_abs_diff"] = drift_mod.max_abs_diff(leaves, eager_leaves)
-        else:
-            row["eager_max_abs_diff"] = 0.0
-        if not drift.passed:
-            row["status"] = "fail"
-            row["reason"] = drift.reason
 
-        stage = "timing"
-        memory.pause()
-        measurement = backend.measure(prepared, cell_inputs, settings.timing, device)
-        if measurement is None:  # the usual case: time backend.run here
-            measurement = measure(
-                lambda: backend.run(prepared, cell_inputs), device.time_block, settings.timing
-            )
-        row.update(memory.stop())
-        row.update(measurement.columns(case.batch))
-        row["samples_ms"] = [s * 1e3 for s in measurement.samples_s]
-        row["torch_threads"] = torch.get_num_threads()
-        row["torch_interop_threads"] = torch.get_num_interop_threads()
-        backend.finalize(prepared, ctx)  # facts known only after the calls (recompilations)
-        row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
-    except Exception as exc:  # a cell's failure is a finding, not a crash
-        row.update(error_fields(exc, stage))
-    return row
+def stage_timing(s: CellState) -> bool:
+    inputs = s.fresh_inputs()
+    backend, prepared = s.backend, s.prepared
+
+    def call() -> Any:
+        with torch.no_grad():
+            return backend.run(prepared, inputs)
+
+    # A backend whose calls run outside this process (the C++ runner) times itself.
+    measurement = backend.measure(prepared, inputs, s.settings.timing, s.device)
+    if measurement is None:
+        measurement = measure(call, s.device.time_block, s.settings.timing)
+    s.row.update(s.memory.stop())
+    s.row.update(measurement.columns(s.case.batch))
+    s.row["samples_ms"] = [x * 1e3 for x in measurement.samples_s]
+    s.row["torch_threads"] = torch.get_num_threads()
+    s.row["torch_interop_threads"] = torch.get_num_interop_threads()
+    s.backend.finalize(s.prepared, s.ctx)  # facts known only after the calls (recompilations)
+    s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
+    return True
+
+
+STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
+    ("precheck", stage_precheck),
+    ("build", stage_build),
+    ("reference", stage_reference),
+    ("prepare", stage_prepare),
+    ("call", stage_call),
+    ("compare", stage_compare),
+    ("eager", stage_eager),
+    ("timing", stage_timing),
+)
+
+
+def execute_cell(cell: Cell, settings: RunSettings) -> Row:
+    """Run one cell through the stages and return its row (without the
+    environment fields). A stage returning False ends the cell (a skip)."""
+    state = CellState(cell, settings)
+    for name, stage in STAGES:
+        try:
+            if not stage(state):
+                break
+        except NothingToCompare as exc:
+            state.row.update(status=Status.ERROR.value, reason=f"{name}: {exc}",
+                             error_stage=name, error_type="NothingToCompare")  # fmt: skip
+            break
+        except Exception as exc:  # a cell's failure is a finding, not a crash
+            state.row.update(error_fields(exc, name))
+            break
+    return state.row  # type: ignore[return-value]
 
 
 def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
     """A fail or error matching a known-failure mark of the case becomes xfail."""
     case = CASES.get(cell.case)
-    if case is None or row.get("status") not in ("fail", "error", "crash", "timeout"):
+    if case is None or row.get("status") not in BAD_STATUSES:
         return row
     mark = case.known_failure(cell.backend, cell.device, cell.precision)
     if mark is not None:
         row["xfail_of"] = row["status"]
-        row["status"] = "xfail"
+        row["status"] = Status.XFAIL.value
         row["reason"] = f"{mark.describe()}; was {row['xfail_of']}: {row.get('reason', '')}"
     return row

@@ -1,22 +1,26 @@
 """The reference: the case in eager, fp64, on CPU, on the same inputs.
 
-Computed once per case and input digest, kept in memory and in a file under
-the run's cache so other worker processes load it instead of recomputing.
+Computed once per cache key (engine/cache_keys.py: the case's code and
+weights, the inputs, the library versions), kept in memory and in a file under
+the cache directory so other worker processes load it instead of recomputing.
+The reference runs on its own copy of the inputs: a model that modifies its
+inputs in place cannot change what later consumers see.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import re
-from dataclasses import dataclass
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from harness.engine.cache_keys import cell_key
 from harness.engine.cases import Case
 from harness.engine.inputs import InputGen, init_weights, seed_from, tensor_digest
-from harness.engine.outputs import flatten_outputs
+from harness.engine.outputs import flatten
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Reference:
     names: list[str]
     outputs: list[torch.Tensor]
     input_digest: str
+    dropped: list[str] = field(default_factory=list)  # non-tensor output leaves
 
 
 def build_module(case: Case, seed: int) -> torch.nn.Module:
@@ -41,55 +46,69 @@ def build_inputs(case: Case, seed: int, batch: int | None = None) -> tuple:
     return inputs if isinstance(inputs, tuple) else tuple(inputs)
 
 
-def _as_reference_dtype(x: object) -> object:
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
-        return x.to(torch.float64)
-    return x
+def clone_inputs(inputs: tuple) -> tuple:
+    """A private copy of ``inputs`` for one consumer (reference, eager, a backend)."""
+    return tuple(x.detach().clone() if isinstance(x, torch.Tensor) else copy.deepcopy(x)
+                 for x in inputs)  # fmt: skip
 
 
 def input_digest(inputs: tuple) -> str:
     return tensor_digest([x for x in inputs if isinstance(x, torch.Tensor)])
 
 
+def reference_key(case: Case, case_print: str, digest: str, seed: int) -> str:
+    return cell_key(case_print, digest, "fp64", "cpu", "reference", seed=seed)
+
+
 _MEMORY: dict[str, Reference] = {}
 
 
-def compute_reference(module: torch.nn.Module, inputs: tuple, input_digest: str) -> Reference:
+def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Reference:
     ref_module = copy.deepcopy(module).to(torch.float64)
-    ref_inputs = tuple(_as_reference_dtype(x) for x in inputs)
-    with torch.inference_mode():
-        out = ref_module(*ref_inputs)
-    names, leaves = flatten_outputs(out)
-    return Reference(names, [t.detach().clone() for t in leaves], input_digest)
+    ref_inputs = tuple(x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point()
+                       else x for x in clone_inputs(inputs))  # fmt: skip
+    with torch.no_grad():
+        out = flatten(ref_module(*ref_inputs))
+    return Reference(out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped)
+
+
+def _load(path: Path) -> Reference | None:
+    try:
+        data = torch.load(path, weights_only=True)  # tensors and plain containers only
+        return Reference(list(data["names"]), list(data["outputs"]), data["input_digest"],
+                         list(data.get("dropped", [])))  # fmt: skip
+    except Exception:  # a torn or corrupt file is recomputed, never trusted
+        return None
+
+
+def _save(ref: Reference, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temp name: two runs sharing a cache never write the same file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"names": ref.names, "outputs": ref.outputs,
+                        "input_digest": ref.input_digest, "dropped": ref.dropped}, fh)  # fmt: skip
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def get_reference(
-    case: Case, module: torch.nn.Module, inputs: tuple, cache_dir: Path | None
+    case: Case, module: torch.nn.Module, inputs: tuple, cache_dir: Path | None,
+    case_print: str, seed: int = 0,
 ) -> Reference:
     """The reference for ``case`` on ``inputs``, from memory, the file cache, or computed."""
     digest = input_digest(inputs)
-    # The readable part alone collides ("a/b" vs "a_b"; "MLP" vs "mlp" on the
-    # case-insensitive file systems of macOS and Windows): a hash of the exact name keeps keys apart.
-    name_hash = hashlib.sha256(case.name.encode("utf-8")).hexdigest()[:8]
-    key = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', case.name)}-{name_hash}-{digest}"
+    key = reference_key(case, case_print, digest, seed)
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir / "reference" / f"{key}.pt" if cache_dir else None
-    ref = None
-    if path is not None and path.is_file():
-        try:
-            data = torch.load(path, weights_only=True)
-            ref = Reference(list(data["names"]), list(data["outputs"]), data["input_digest"])
-        except Exception:  # a torn or corrupt file is recomputed, never trusted
-            ref = None
+    ref = _load(path) if path is not None and path.is_file() else None
     if ref is None:
         ref = compute_reference(module, inputs, digest)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(
-                {"names": ref.names, "outputs": ref.outputs, "input_digest": ref.input_digest}, tmp
-            )
-            tmp.replace(path)  # atomic: a reader never sees half a file
+            _save(ref, path)
     _MEMORY[key] = ref
     return ref

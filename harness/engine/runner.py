@@ -4,7 +4,6 @@ completes, with the environment recorded beside them; resumable."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -14,13 +13,12 @@ from typing import Any
 
 from harness import environment
 from harness.engine.cases import PluginSpec
-from harness.engine.pipeline import RunSettings, apply_known_failures, error_fields, precheck
 from harness.engine.matrix import Cell
-from harness.results import RESULTS_JSONL, ResultsWriter, read_rows
+from harness.engine.pipeline import RunSettings, apply_known_failures, error_fields, precheck
 from harness.engine.worker import InProcessExecutor, IsolatedExecutor
-
-RUN_JSON = "run.json"
-ENV_JSON = "env.json"
+from harness.row import Row
+from harness.rundir import RunDir
+from harness.status import Status
 
 
 @dataclass
@@ -44,36 +42,33 @@ def new_run_id() -> str:
 ProgressFn = Callable[[int, int, Cell, float], None]
 
 
-def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     """The row in contract order: the cell, the verdict, the measurements, the environment."""
     row = apply_known_failures(cell, row)
-    out: dict[str, Any] = {**cell.as_dict(), "status": row.pop("status"), "reason": row.pop("reason", "")}
+    out: dict[str, Any] = {**cell.as_dict(), "mode": row.pop("mode", "infer"),
+                           "status": str(row.pop("status")), "reason": row.pop("reason", "")}
     out.update(row)
     out.update(environment.row_fields(env))
     out["cell_id"] = cell.id
     out["run_id"] = env.get("run_id")
     out["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return out
+    return out  # type: ignore[return-value]
 
 
-def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]:
     """Run the plan's cells that the run directory does not hold yet and
     return all rows of the run directory."""
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    results_path = plan.run_dir / RESULTS_JSONL
-    env_path = plan.run_dir / ENV_JSON
-    env = environment.read(env_path) if env_path.exists() else environment.collect()
+    run_dir = RunDir(plan.run_dir).create()
+    env = run_dir.read_env() or environment.collect()
     env.setdefault("run_id", plan.run_dir.name)
-    environment.write(env, env_path)
-    (plan.run_dir / RUN_JSON).write_text(
-        json.dumps(plan.selection, indent=2) + "\n", encoding="utf-8", newline="\n"
-    )
+    run_dir.write_env(env)
+    run_dir.write_selection(plan.selection)
 
-    done = {row.get("cell_id") for row in read_rows(results_path)}
+    done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
     executor: InProcessExecutor | IsolatedExecutor | None = None
     started = time.perf_counter()
-    with ResultsWriter(results_path) as writer:
+    with run_dir.results_writer() as writer:
         try:
             for i, cell in enumerate(todo):
                 if progress:
@@ -84,7 +79,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict
                     row: dict[str, Any] = error_fields(exc, "precheck")
                 else:
                     if reason:
-                        row = {"status": "skip", "reason": reason}
+                        row = {"status": Status.SKIP.value, "reason": reason}
                     else:
                         if executor is None:
                             executor = (
@@ -99,7 +94,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict
         finally:
             if executor is not None:
                 executor.close()
-    return read_rows(results_path)
+    return run_dir.rows()
 
 
 def terminal_progress(stream: Any = None) -> ProgressFn:

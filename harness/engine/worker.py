@@ -11,10 +11,10 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
-from harness.engine.cases import PluginSpec, load_all
 from harness.console import robust_standard_streams
-from harness.engine.pipeline import RunSettings, apply_thread_settings, execute_cell
+from harness.engine.cases import PluginSpec, load_all
 from harness.engine.matrix import Cell
+from harness.engine.pipeline import RunSettings, apply_thread_settings, execute_cell
 
 
 def quiet_warnings() -> None:

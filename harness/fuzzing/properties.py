@@ -19,8 +19,7 @@ per (dtype, shape) signature, not once per example.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
+import copy
 import json
 import math
 import time
@@ -34,19 +33,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.verdicts import drift as drift_mod
 from harness.backends import get_backend
 from harness.backends.base import PrepareContext
-from harness.engine.cases import CASES, Case, load_entry_point_plugins, precision_unsupported
+from harness.engine.cache_keys import case_fingerprint
+from harness.engine.cases import CASES, Case, load_entry_point_plugins
 from harness.engine.devices import get_device
 from harness.engine.inputs import cast_inputs
 from harness.engine.matrix import Cell
-from harness.engine.outputs import flatten_outputs
-from harness.engine.precision import Precision, default_tolerance, get_precision
-from harness.engine.reference import build_module
+from harness.engine.outputs import flatten
+from harness.engine.pipeline import (
+    NothingToCompare,
+    first_line,
+    name_outputs,
+    policy_for,
+    precheck,
+    prepare_context,
+    tolerance_for,
+)
+from harness.engine.precision import Precision, get_precision
+from harness.engine.reference import Reference, build_module, clone_inputs
+from harness.rundir import DIVERGENCES_CSV, RunDir, safe_file_stem
+from harness.verdicts import drift as drift_mod
 
-DIVERGENCES_JSONL = "divergences.jsonl"
-DIVERGENCES_CSV = "divergences.csv"
 INLINE_VALUES = 32  # inputs with more elements go to an .npy file beside the tables
 
 
@@ -143,24 +151,18 @@ class Checker:
         self.device = get_device(t.device)
         self.tdev = self.device.torch_device()
         module = build_module(t.case, 0)
+        self.case_print = case_fingerprint(t.case, module)
+        self.reference_module = copy.deepcopy(module).to(torch.float64)
         self.module = module.to(device=self.tdev, dtype=self.precision.dtype)
-        self.reference_module = build_module(t.case, 0).to(torch.float64)
         self.backend = get_backend(t.backend)
         self.eager = get_backend("eager").prepare(self.module, (), self._ctx(""))
-        dtype = self.precision.compute_dtype
-        self.tolerance = t.case.tolerances.get(dtype) or default_tolerance(dtype)
+        self.tolerance = tolerance_for(t.case, self.precision)
 
     def _ctx(self, signature: str) -> PrepareContext:
+        """The pipeline's context and cache key, with the input signature as the inputs."""
         t = self.target
-        try:
-            source = inspect.getsource(t.case.extra.get("fn"))
-        except (OSError, TypeError):  # builtin or interactively defined callable
-            source = repr(t.case.extra.get("fn"))
-        key = hashlib.sha256(f"{t.case.name}|{source}|{t.precision}|{t.device}|{signature}|"
-                             f"{torch.__version__}".encode()).hexdigest()[:20]
-        cache_dir = self.cache_dir / "artifacts" / t.backend if self.cache_dir else None
-        return PrepareContext(cell=t.cell, device=self.device, precision=self.precision,
-                              cache_dir=cache_dir, cache_key=key)
+        return prepare_context(t.cell, self.device, self.precision, self.cache_dir,
+                               self.case_print, signature, {})  # fmt: skip
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)
@@ -168,7 +170,9 @@ class Checker:
             began = time.perf_counter()
             ctx = self._ctx(repr(signature))
             try:
-                self.prepared[signature] = self.backend.prepare(self.module, inputs, ctx)
+                with torch.no_grad():
+                    module = copy.deepcopy(self.module)  # the backend's own copy, as in run
+                    self.prepared[signature] = self.backend.prepare(module, clone_inputs(inputs), ctx)
                 self.cache_hits += ctx.notes.get("cache") == "hit"
             except Exception as exc:  # an export failure is a finding, remembered per signature
                 self.prepared[signature] = exc
@@ -186,15 +190,16 @@ class Checker:
             self.seen.add(signature)
         self.examples += 1
         try:
-            expected_out = self.eager(*inputs)
+            with torch.no_grad():
+                expected_out = self.eager(*clone_inputs(inputs))
         except Exception as exc:
-            raise StrategyError(f"eager rejected a drawn example: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+            raise StrategyError(f"eager rejected a drawn example: {first_line(exc)}") from exc
         if self.target.backend == "eager":
             # Eager at this precision against the fp64 reference on the same values.
             actual_out = expected_out
-            ref_inputs = tuple(x.cpu().double() if x.is_floating_point() else x.cpu() for x in inputs)
-            with torch.inference_mode():
+            ref_inputs = tuple(x.cpu().double() if x.is_floating_point() else x.cpu()
+                               for x in clone_inputs(inputs))  # fmt: skip
+            with torch.no_grad():
                 expected_out = self.reference_module(*ref_inputs)
             against = "fp64 reference"
         else:
@@ -202,19 +207,25 @@ class Checker:
             if isinstance(prepared, Exception):
                 raise Finding(self._record("prepare", inputs, None, None, prepared))
             try:
-                actual_out = self.backend.run(prepared, inputs)
+                with torch.no_grad():
+                    actual_out = self.backend.run(prepared, clone_inputs(inputs))
             except Exception as exc:
                 raise Finding(self._record("run", inputs, None, expected_out, exc)) from exc
             against = "eager"
-        names, actual = flatten_outputs(actual_out)
-        _, expected = flatten_outputs(expected_out)
+        expected_flat = flatten(expected_out)
+        eager_side = Reference(expected_flat.names, expected_flat.tensors, "", expected_flat.dropped)
+        try:
+            actual_flat = name_outputs(self.backend, actual_out, eager_side)
+        except NothingToCompare as exc:
+            raise Finding(self._record("run", inputs, None, expected_out, exc)) from exc
+        names, actual, expected = actual_flat.names, actual_flat.tensors, expected_flat.tensors
         if against == "fp64 reference":
             # The best a dtype can do is the reference rounded to it (an fp64
             # result beyond fp32's range *is* inf in fp32), so compare to that.
             expected = [e.to(a.dtype) if e.is_floating_point() and a.is_floating_point() else e
                         for a, e in zip(actual, expected, strict=False)]
         result = drift_mod.compare(names, actual, expected, self.precision.compute_dtype,
-                                   self.tolerance, "elementwise")
+                                   self.tolerance, policy_for(self.target.case))
         metric = max((lf.max_ulp if lf.max_ulp else float(lf.mismatches)) for lf in result.leaves) \
             if result.leaves else 0.0
         metric = metric if math.isfinite(metric) else 1e30
@@ -230,8 +241,7 @@ class Checker:
                 exc: BaseException | None, reason: str = "", metric: float | None = None) -> dict:
         t = self.target
         if exc is not None:
-            text = str(exc).strip().splitlines()
-            reason = f"{kind}: {type(exc).__name__}: {text[0] if text else ''}"[:400]
+            reason = f"{kind}: {first_line(exc)}"
         return {
             "op": t.case.name, "backend": t.backend, "device": t.device, "precision": t.precision,
             "kind": kind, "reason": reason, "metric": "max_ulp", "metric_value": metric,
@@ -264,7 +274,8 @@ def summarize(tree: Any) -> list[dict[str, Any]] | None:
     """Output leaves summarised: shape, dtype, values when small, else statistics."""
     if tree is None:
         return None
-    names, leaves = flatten_outputs(tree)
+    flat = flatten(tree)
+    names, leaves = flat.names, flat.tensors
     out = []
     for name, t in zip(names, leaves, strict=True):
         t = t.detach().cpu()
@@ -286,7 +297,7 @@ def _input_expr(x: torch.Tensor, npy: Path | None) -> str:
     holds every fp16/bf16/fp32 value)."""
     dtype = f"torch.{str(x.dtype).removeprefix('torch.')}"
     if npy is not None:
-        return f"torch.from_numpy(__import__('numpy').load(r'{npy}')).to({dtype})"
+        return f"torch.from_numpy(__import__('numpy').load({str(npy)!r})).to({dtype})"
     values = x.double().tolist() if x.is_floating_point() else x.tolist()
     wide = "torch.float64" if x.is_floating_point() else dtype
     expr = f"torch.tensor({_list_text(values)}, dtype={wide})"
@@ -302,7 +313,7 @@ def _save_inputs(record: dict[str, Any], directory: Path, stem: str) -> list[dic
         npy = None
         if x.numel() > INLINE_VALUES:
             directory.mkdir(parents=True, exist_ok=True)
-            npy = (directory / f"{stem}-arg{i}.npy").resolve()
+            npy = (directory / f"{safe_file_stem(stem)}-arg{i}.npy").resolve()
             wide = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
             np.save(npy, wide.numpy())
             item["npy"] = str(npy)
@@ -391,8 +402,7 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
     except StrategyError as exc:
         row.update(status="error", reason=f"strategy: {exc}")
     except Exception as exc:  # hypothesis errors (unsatisfiable), harness bugs: a row, not a crash
-        text = str(exc).strip().splitlines()
-        row.update(status="error", reason=f"{type(exc).__name__}: {text[0] if text else ''}"[:400])
+        row.update(status="error", reason=first_line(exc))
     divergence = None
     if found:
         divergence = found[-1]
@@ -400,7 +410,7 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
         divergence["status"] = "xfail" if mark else "new"
         divergence["known"] = mark.describe() if mark else ""
         stem = f"{case.name}-{target.backend}-{target.device}-{target.precision}"
-        divergence["inputs"] = _save_inputs(divergence, (out_dir or Path(".")) / "divergences", stem)
+        divergence["inputs"] = _save_inputs(divergence, RunDir(out_dir or Path(".")).divergence_inputs, stem)
         divergence["reproducer"] = reproducer(divergence, plugins)
         row.update(status="fail", reason=divergence["reason"])  # finish_row applies the mark
     elif case.known_failure(target.backend, target.device, target.precision) and row["status"] == "pass":
@@ -415,16 +425,11 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
 
 
 def _skip_reason(target: Target) -> str | None:
-    case = target.case
-    if case.extra.get("strategy") is None:
-        return f"{case.name} has no fuzzing strategy"
-    reason = get_device(target.device).unavailable()
-    if reason:
-        return f"{target.device}: {reason}"
-    reason = precision_unsupported(case, target.precision)
-    if reason:
-        return reason
-    return get_backend(target.backend).supports(target.cell, get_precision(target.precision))
+    """The pipeline's precheck (device, precision, autocast, backend), after the
+    fuzz-only rule that an op needs a strategy."""
+    if target.case.extra.get("strategy") is None:
+        return f"{target.case.name} has no fuzzing strategy"
+    return precheck(target.cell)
 
 
 DIVERGENCE_COLUMNS = [
@@ -446,9 +451,7 @@ def divergences_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_divergences_csv(records: list[dict[str, Any]], run_dir: Path) -> Path:
     """divergences.csv from the records (divergences.jsonl is streamed as they are found)."""
-    path = run_dir / DIVERGENCES_CSV
-    divergences_frame(records).to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
-    return path
+    return RunDir(run_dir).write_csv(divergences_frame(records), DIVERGENCES_CSV)
 
 
 ProgressFn = Callable[[int, int, Cell, float], None]
@@ -461,18 +464,16 @@ def fuzz_run(targets: list[Target], profile: FuzzProfile, run_dir: Path,
     """Fuzz every target in turn; stream rows to results.jsonl and divergences
     to divergences.jsonl; return (rows, divergences)."""
     from harness import environment
-    from harness.results import RESULTS_JSONL, ResultsWriter
-    from harness.engine.runner import ENV_JSON, finish_row
+    from harness.engine.runner import finish_row
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rd = RunDir(run_dir).create()
     env = environment.collect()
     env.setdefault("run_id", run_dir.name)
-    environment.write(env, run_dir / ENV_JSON)
+    rd.write_env(env)
     rows: list[dict] = []
     found: list[dict] = []
     started = time.perf_counter()
-    with ResultsWriter(run_dir / RESULTS_JSONL) as results, \
-            ResultsWriter(run_dir / DIVERGENCES_JSONL) as divergences:
+    with rd.results_writer() as results, rd.divergences_writer() as divergences:
         for i, target in enumerate(targets):
             if progress:
                 progress(i, len(targets), target.cell, time.perf_counter() - started)

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from harness.status import MEASURED_STATUSES
+
 _STYLE = {
     "svg.fonttype": "none",  # text as <text>, not paths: smaller and selectable
     "svg.hashsalt": "torchparity",  # deterministic ids: same input, same page
@@ -54,7 +56,7 @@ def cell_column(frame: pd.DataFrame) -> pd.Series:
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
-    ok = frame["status"].isin(["pass", "fail", "xfail"]) & frame["throughput_items_s"].notna()
+    ok = frame["status"].isin(list(MEASURED_STATUSES)) & frame["throughput_items_s"].notna()
     return frame[ok]
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from harness.reporting import html as h
-from harness.reporting.report import BAD_STATUSES, CELL_KEYS, markdown_table
+from harness.reporting.report import CELL_KEYS, markdown_table
+from harness.status import BAD_STATUSES
 
 ALPHA = 0.01  # significance level of the U test
 NOISE_FLOOR = 0.05  # relative throughput changes below this are noise

@@ -7,7 +7,6 @@ between platforms from the stored outputs, throughput side by side).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness import environment, output_store
-from harness.results import RESULTS_JSONL, read_rows
-from harness.engine.runner import ENV_JSON
+from harness import output_store
+from harness.rundir import RESULTS_JSONL, RunDir, RunDirError
 
-
-class RunDirError(Exception):
-    """A path that is not a readable run directory."""
+__all__ = ["LoadedRun", "RunDirError", "load_run", "load_runs", "merged_rows", "cross_platform"]
 
 
 @dataclass
@@ -36,16 +32,10 @@ class LoadedRun:
 
 def load_run(run_dir: Path) -> LoadedRun:
     """Rows and env.json of ``run_dir``; ``RunDirError`` when it is not a run directory."""
-    path = run_dir / RESULTS_JSONL
-    if not path.is_file():
+    rd = RunDir(run_dir)
+    if not rd.has_results():
         raise RunDirError(f"{run_dir} is not a run directory (no {RESULTS_JSONL})")
-    env: dict[str, Any] = {}
-    if (run_dir / ENV_JSON).is_file():
-        try:
-            env = environment.read(run_dir / ENV_JSON)
-        except (ValueError, OSError):
-            raise RunDirError(f"{run_dir / ENV_JSON} is corrupt") from None
-    return LoadedRun(run_dir, env, read_rows(path))
+    return LoadedRun(run_dir, rd.read_env(), rd.rows())
 
 
 def _base_label(run: LoadedRun) -> str:
@@ -79,14 +69,7 @@ def merged_rows(runs: list[LoadedRun]) -> list[dict[str, Any]]:
 
 
 def _stored(run: LoadedRun, row: dict[str, Any]) -> list[output_store.StoredLeaf] | None:
-    name = row.get("output_file")
-    if not name:
-        return None
-    path = run.run_dir / output_store.OUTPUTS_DIR / str(name)
-    try:
-        return output_store.load(path)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
+    return RunDir(run.run_dir).load_outputs(row.get("output_file"))
 
 
 def cross_platform(runs: list[LoadedRun]) -> pd.DataFrame:

@@ -16,11 +16,11 @@ import pandas as pd
 
 from harness.reporting import charts, merge
 from harness.reporting import html as h
-from harness.results import RESULTS_CSV, rows_frame, write_csv
+from harness.row import CELL_COLUMNS, rows_frame
+from harness.rundir import RunDir
+from harness.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
 
-STATUSES = ["pass", "fail", "error", "skip", "crash", "timeout", "xfail"]
-BAD_STATUSES = ["fail", "error", "crash", "timeout"]
-CELL_KEYS = ["case", "device", "precision", "backend"]
+CELL_KEYS = CELL_COLUMNS
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3g") -> str:
@@ -57,7 +57,7 @@ def console_table(rows: list[dict[str, Any]]) -> str:
     frame = frame[frame["status"] != "skip"] if (frame["status"] != "skip").any() else frame
 
     def cell_text(r: pd.Series) -> str:
-        if pd.notna(r["latency_ms_median"]) and r["status"] in ("pass", "fail", "xfail"):
+        if pd.notna(r["latency_ms_median"]) and r["status"] in MEASURED_STATUSES:
             return f"{r['status']} {r['latency_ms_median']:.3g}ms"
         return str(r["status"])
 
@@ -127,7 +127,7 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run")
     counts = status_counts(frame)
     if not counts.empty:
         lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
-    bad = frame[frame["status"].isin(BAD_STATUSES)]
+    bad = frame[frame["status"].isin(list(BAD_STATUSES))]
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
         lines += ["None.", ""]
@@ -254,7 +254,7 @@ def report_html(
 
 
 def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
-    bad = [r for r in rows if r.get("status") in (*BAD_STATUSES, "xfail")]
+    bad = [r for r in rows if r.get("status") in BAD_STATUSES | {"xfail"}]
     if not bad:
         return "<p>No failures, errors, crashes or timeouts.</p>"
     frame = pd.DataFrame([{**{k: r.get(k) for k in [*CELL_KEYS, *where, "status", "reason"]},
@@ -269,15 +269,12 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
 
 
 def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "csv": write_csv(rows, out_dir / RESULTS_CSV),
-        "summary": out_dir / "summary.md",
-        "html": out_dir / "report.html",
+    run_dir = RunDir(out_dir).create()
+    return {
+        "csv": run_dir.write_csv(rows_frame(rows)),
+        "summary": run_dir.write_text(run_dir.summary_md.name, summary_markdown(rows, title)),
+        "html": run_dir.write_text(run_dir.report_html.name, page),
     }
-    paths["summary"].write_text(summary_markdown(rows, title), encoding="utf-8", newline="\n")
-    paths["html"].write_text(page, encoding="utf-8", newline="\n")
-    return paths
 
 
 def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None = None) -> dict[str, Path]:

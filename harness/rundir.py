@@ -1,0 +1,280 @@
+"""The run directory: every file name in it, and every read and write of it.
+
+```
+<run-dir>/
+  env.json          the environment (harness.environment)
+  run.json          the selection, for --resume
+  results.jsonl     one row per cell, appended and fsynced as each completes
+  results.csv       summary.md  report.html      rendered (atomically replaced)
+  outputs/          each cell's output leaves (.npz, no pickle)
+  divergences.jsonl divergences.csv divergences/  fuzz findings (large inputs as .npy)
+  compare.md  compare.html                        after `compare`
+  cache/            default reference and artifact cache
+```
+
+Other modules name none of these files: they ask a ``RunDir``. Reading is
+lenient where a crash can leave damage (a torn last line is skipped and cut
+before the next append) and strict about shape (``RunDirError``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import row as row_mod
+from harness.row import Row
+
+ENV_JSON = "env.json"
+RUN_JSON = "run.json"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+SUMMARY_MD = "summary.md"
+REPORT_HTML = "report.html"
+OUTPUTS_DIR = "outputs"
+DIVERGENCES_JSONL = "divergences.jsonl"
+DIVERGENCES_CSV = "divergences.csv"
+DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
+COMPARE_MD = "compare.md"
+COMPARE_HTML = "compare.html"
+CACHE_DIR = "cache"
+
+
+class RunDirError(Exception):
+    """A path that is not a readable run directory, or a file in it of the wrong shape."""
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, LF) to ``path`` through a uniquely named temp file
+    and an atomic rename: readers never see half a file, and two writers never
+    share a temp name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_file_stem(name: str, limit: int = 120) -> str:
+    """A file name stem for any text (case names, cell ids): only characters valid
+    on every OS, no path separators or dots-only names, and a short hash of the
+    exact text so distinct names stay distinct (also on case-insensitive disks)."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:limit] or "x"
+    return f"{readable}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a partial last line (a write interrupted by a kill). Returns bytes removed."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+    return len(data) - keep
+
+
+class JsonlWriter:
+    """Appends records to a JSONL file, one flushed and fsynced line each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(path)
+        self._fh = open(path, "a", encoding="utf-8", newline="\n")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._fh.write(row_mod.encode(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class JsonlContents:
+    """The readable records of a JSONL file, and what could not be read."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)  # 1-based line numbers
+    torn_tail: bool = False
+
+
+def read_jsonl(path: Path) -> JsonlContents:
+    """Records of ``path``; a torn last line (no newline) and lines that are not
+    UTF-8 JSON objects are set aside, never raised."""
+    out = JsonlContents()
+    if not path.is_file():
+        return out
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        out.torn_tail = True
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            out.bad_lines.append(number)
+            continue
+        if isinstance(record, dict):
+            out.records.append(record)
+        else:
+            out.bad_lines.append(number)
+    return out
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows of a results.jsonl (later row of a cell wins); ``RunDirError`` on a
+    row of the wrong shape."""
+    rows: dict[str, Row] = {}
+    for index, record in enumerate(read_jsonl(path).records):
+        try:
+            row = row_mod.decode(record)
+        except row_mod.RowError as exc:
+            raise RunDirError(f"{path}: row {index + 1}: {exc}") from None
+        rows[str(row.get("cell_id") or f"#{index}")] = row
+    return list(rows.values())
+
+
+class RunDir:
+    """One run directory. Paths are properties; reads and writes are methods."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths -----------------------------------------------------------------
+    env_json = property(lambda self: self.path / ENV_JSON)
+    run_json = property(lambda self: self.path / RUN_JSON)
+    results_jsonl = property(lambda self: self.path / RESULTS_JSONL)
+    results_csv = property(lambda self: self.path / RESULTS_CSV)
+    summary_md = property(lambda self: self.path / SUMMARY_MD)
+    report_html = property(lambda self: self.path / REPORT_HTML)
+    outputs_dir = property(lambda self: self.path / OUTPUTS_DIR)
+    divergences_jsonl = property(lambda self: self.path / DIVERGENCES_JSONL)
+    divergences_csv = property(lambda self: self.path / DIVERGENCES_CSV)
+    divergence_inputs = property(lambda self: self.path / DIVERGENCE_INPUTS_DIR)
+    compare_md = property(lambda self: self.path / COMPARE_MD)
+    compare_html = property(lambda self: self.path / COMPARE_HTML)
+    default_cache = property(lambda self: self.path / CACHE_DIR)
+
+    def has_results(self) -> bool:
+        return self.results_jsonl.is_file()
+
+    def create(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- env.json and run.json -------------------------------------------------
+    def _read_object(self, path: Path) -> dict[str, Any]:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDirError(f"{path} is unreadable: {type(exc).__name__}") from None
+        if not isinstance(value, dict):
+            raise RunDirError(f"{path} must hold a JSON object, not {type(value).__name__}")
+        return value
+
+    def read_env(self) -> dict[str, Any]:
+        """env.json, or {} when the run has none."""
+        return self._read_object(self.env_json) if self.env_json.is_file() else {}
+
+    def write_env(self, env: dict[str, Any]) -> Path:
+        return atomic_write_text(self.env_json, json.dumps(env, indent=2, sort_keys=True) + "\n")
+
+    def read_selection(self) -> dict[str, Any]:
+        if not self.run_json.is_file():
+            raise RunDirError(f"{self.path} is not a run directory (no {RUN_JSON})")
+        return self._read_object(self.run_json)
+
+    def write_selection(self, selection: dict[str, Any]) -> Path:
+        return atomic_write_text(self.run_json, json.dumps(selection, indent=2) + "\n")
+
+    # -- results ---------------------------------------------------------------
+    def rows(self) -> list[Row]:
+        return read_rows(self.results_jsonl)
+
+    def done_cell_ids(self) -> set[str]:
+        return {str(r.get("cell_id")) for r in self.rows()}
+
+    @contextmanager
+    def results_writer(self) -> Iterator[JsonlWriter]:
+        with JsonlWriter(self.results_jsonl) as writer:
+            yield writer
+
+    @contextmanager
+    def divergences_writer(self) -> Iterator[JsonlWriter]:
+        with JsonlWriter(self.divergences_jsonl) as writer:
+            yield writer
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A rendered file (summary.md, report.html, compare.md, ...), atomically."""
+        if Path(name).name != name:
+            raise ValueError(f"not a plain file name: {name!r}")
+        return atomic_write_text(self.path / name, text)
+
+    def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
+        return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- outputs/ --------------------------------------------------------------
+    def output_file(self, cell_id: str) -> Path:
+        return self.outputs_dir / f"{safe_file_stem(cell_id)}.npz"
+
+    def stored_output(self, file_name: Any) -> Path | None:
+        """The regular file ``outputs/<file_name>`` of a row's ``output_file``, or
+        None when the name is not a plain file name there (a row read from disk is
+        data: it never steers a read outside the run directory, or into a FIFO)."""
+        if not isinstance(file_name, str) or not file_name or Path(file_name).name != file_name:
+            return None
+        if file_name in (".", "..") or "\\" in file_name:
+            return None
+        path = self.outputs_dir / file_name
+        return path if path.is_file() and not path.is_symlink() else None
+
+    def save_outputs(self, cell_id: str, names: list[str], leaves: list[Any]) -> Path:
+        """A cell's output leaves into outputs/ (see output_store.py for the format)."""
+        from harness import output_store  # numpy and torch: only where outputs are touched
+
+        return output_store.save(self.output_file(cell_id), cell_id, names, leaves)
+
+    def load_outputs(self, file_name: Any) -> list[Any] | None:
+        """The stored leaves a row's ``output_file`` names, or None when it names
+        no regular file in outputs/ or the file is unreadable (truncated, foreign)."""
+        from harness import output_store
+
+        path = self.stored_output(file_name)
+        if path is None:
+            return None
+        try:
+            return output_store.load(path)
+        except Exception:  # noqa: BLE001 - a damaged file is missing data, not a crash
+            return None

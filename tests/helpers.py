@@ -1,0 +1,63 @@
+"""What the tests share: one launcher of the real command line and one reader
+(and writer) of run directories, both through the product's own contracts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.rundir import JsonlWriter, RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a CLI subprocess: this checkout first on the path
+    (an installed copy may differ), even when the test runs elsewhere."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real command line in a real subprocess, to completion."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, encoding="utf-8",
+                          cwd=cwd, env=cli_env(env), timeout=timeout)  # fmt: skip
+
+
+def start_cli(*args: str, **popen: Any) -> subprocess.Popen:
+    """The real command line started in the background (kill and resume tests)."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(cli_command(*args), env=cli_env(popen.pop("env", None)), **popen)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run directory, as every reader of the product reads them."""
+    return RunDir(run_dir).rows()
+
+
+def read_env(run_dir: Path) -> dict[str, Any]:
+    return RunDir(run_dir).read_env()
+
+
+def write_env(run_dir: Path, env: dict[str, Any]) -> None:
+    RunDir(run_dir).create().write_env(env)
+
+
+def write_rows(run_dir: Path, rows: list[dict[str, Any]], append: bool = False) -> None:
+    """Rows into ``run_dir``'s results.jsonl (replacing it unless ``append``)."""
+    rd = RunDir(run_dir).create()
+    if not append:
+        rd.results_jsonl.unlink(missing_ok=True)
+    with JsonlWriter(rd.results_jsonl) as writer:
+        for row in rows:
+            writer.append(row)

@@ -1,0 +1,85 @@
+"""The run-directory and row contracts: streamed rows survive kills, the reader
+rejects rows of the wrong shape, names never become paths unescaped."""
+
+import json
+
+import pytest
+
+from harness import row as row_mod
+from harness.rundir import (
+    JsonlWriter,
+    RunDir,
+    RunDirError,
+    read_rows,
+    repair_torn_tail,
+    safe_file_stem,
+)
+from harness.status import BAD_STATUSES, STATUSES, Status
+
+
+def test_torn_last_line_is_tolerated_and_repaired(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with JsonlWriter(path) as w:
+        w.append({"cell_id": "a", "status": "pass", "max_ulp": float("inf")})
+        w.append({"cell_id": "b", "status": "fail"})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"cell_id": "c", "sta')  # killed mid-write
+    rows = read_rows(path)
+    assert [r["cell_id"] for r in rows] == ["a", "b"]
+    assert rows[0]["max_ulp"] == float("inf")
+    with JsonlWriter(path) as w:  # appending again cuts the torn tail first
+        w.append({"cell_id": "c", "status": "pass"})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["cell_id"] for line in lines] == ["a", "b", "c"]
+    assert repair_torn_tail(path) == 0
+
+
+def test_later_row_of_a_cell_wins_and_frame_is_flat(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with JsonlWriter(path) as w:
+        w.append({"cell_id": "a", "status": "crash", "samples_ms": [1, 2]})
+        w.append({"cell_id": "a", "status": "pass", "samples_ms": [1, 2], "traceback": "x"})
+    rows = read_rows(path)
+    assert len(rows) == 1 and rows[0]["status"] == "pass"
+    frame = row_mod.rows_frame(rows)
+    assert "samples_ms" not in frame.columns and "traceback" not in frame.columns
+    assert list(frame.columns[:3]) == ["case", "kind", "suite"]
+
+
+def test_a_case_named_nan_stays_a_name(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with JsonlWriter(path) as w:
+        w.append({"cell_id": "nan|cpu", "case": "nan", "status": "pass", "max_rel_err": float("nan")})
+    row = read_rows(path)[0]
+    assert row["case"] == "nan" and row["max_rel_err"] != row["max_rel_err"]
+
+
+@pytest.mark.parametrize("bad, column", [({"status": "great"}, "status"), ({"case": 3}, "case"),
+                                         ({"latency_ms_median": "fast"}, "latency_ms_median")])
+def test_rows_of_the_wrong_shape_are_refused_with_the_column(tmp_path, bad, column):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"cell_id": "x", **bad}) + "\n", encoding="utf-8")
+    with pytest.raises(RunDirError, match=column):
+        read_rows(path)
+
+
+def test_status_vocabulary_is_the_contract():
+    assert STATUSES == ("pass", "fail", "error", "skip", "crash", "timeout", "xfail")
+    assert BAD_STATUSES == {"fail", "error", "crash", "timeout"}
+    assert json.dumps({"s": Status.FAIL}) == '{"s": "fail"}'
+
+
+def test_stored_output_names_cannot_leave_the_outputs_directory(tmp_path):
+    rd = RunDir(tmp_path).create()
+    rd.outputs_dir.mkdir()
+    (tmp_path / "secret.npz").write_text("x")
+    for name in ("../secret.npz", str(tmp_path / "secret.npz"), "..", "", None, 3):
+        assert rd.stored_output(name) is None
+    assert rd.load_outputs("../secret.npz") is None
+
+
+def test_safe_file_stems_are_plain_and_distinct():
+    names = ["../../../../evil", "/abs/path", "a/b", "a_b", "MLP", "mlp", "..", "nan"]
+    stems = [safe_file_stem(n) for n in names]
+    assert all("/" not in s and "\\" not in s and not s.startswith(".") for s in stems)
+    assert len({s.lower() for s in stems}) == len(names)
