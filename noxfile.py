@@ -93,10 +93,8 @@ def fuzz(session: nox.Session) -> None:
 # Fails when a C++ cell does not pass where its Python counterpart passes.
 _PARITY_CHECK = """
 import sys
-from pathlib import Path
-from harness.results import read_rows
-rows = {(r["case"], r["device"], r["precision"], r["backend"]): r
-        for r in read_rows(Path(sys.argv[1]) / "results.jsonl")}
+from harness.rundir import RunDir
+rows = {(r["case"], r["device"], r["precision"], r["backend"]): r for r in RunDir(sys.argv[1]).rows()}
 bad = [k for k, r in rows.items() if not k[3].endswith("-cpp") and r["status"] == "pass"
        and rows.get((*k[:3], k[3] + "-cpp"), {}).get("status") != "pass"]
 cpp = sum(r["status"] == "pass" for k, r in rows.items() if k[3].endswith("-cpp"))

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from harness.backends import native_build, tensor_io
 from tests.backend_runs import by_cell, explain, run_rows
-from tests.conftest import DATA
+from tests.helpers import DATA, read_rows, run_cli
 
 NATIVE = DATA / "native_cases.py"
 CASES = ("--case-file", str(NATIVE), "--suite", "native", "--precision", "fp32")
@@ -167,21 +166,14 @@ def test_aoti_cpp_runs_the_aoti_package(native_runner, tmp_path):
     assert len(list((tmp_path / "cache" / "artifacts" / "aoti").glob("*.pt2"))) == 1
 
 
-def test_missing_toolchain_is_a_skip_naming_it(tmp_path, cli):
+def test_missing_toolchain_is_a_skip_naming_it(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("CXX", native_build.ENV_BINARY)}
-    env["PATH"] = str(empty)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                         os.environ.get("PYTHONPATH", "")])  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", *CASES, "--device", "cpu",
-                           "--backend", "torchscript-cpp", "--no-isolate", "--quiet",
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
-                          env=env, timeout=300)  # fmt: skip
+    proc = run_cli("run", *CASES, "--device", "cpu", "--backend", "torchscript-cpp", "--no-isolate",
+                   "--quiet", "--out", str(tmp_path / "run"),
+                   env={"PATH": str(empty), "CXX": "", native_build.ENV_BINARY: ""})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    from harness.results import read_rows
-
-    (row,) = read_rows(tmp_path / "run" / "results.jsonl")
+    (row,) = read_rows(tmp_path / "run")
     assert row["status"] == "skip"
     assert "cmake" in row["reason"], row["reason"]
     if sys.platform != "win32":  # Windows finds Visual Studio without PATH (vswhere)
@@ -201,7 +193,7 @@ def test_build_failure_is_an_error_with_the_compilers_line(native_runner, tmp_pa
     assert row["error_stage"] == "prepare"
 
 
-@pytest.mark.parametrize("where, stage", [("run", "run"), ("load", "prepare")])
+@pytest.mark.parametrize("where, stage", [("run", "call"), ("load", "prepare")])
 def test_runner_crash_is_an_error_row_and_the_run_goes_on(native_runner, tmp_path, monkeypatch,
                                                           where, stage):  # fmt: skip
     monkeypatch.setenv("TORCHPARITY_RUNNER_FAULT", f"abort-on-{where}")  # the real binary aborts
