@@ -10,21 +10,23 @@
 - with pytest-benchmark installed, every timed cell is also a pytest-benchmark
   benchmark (its samples as rounds), so ``--benchmark-autosave``,
   ``--benchmark-json`` and ``pytest-benchmark compare`` see the checks.
+
+A test's checks get its name and marks when the test file imports
+``torchparity.testing`` (or ``harness.testing``) at the top, uses the fixture
+or a mark, or the session has ``--parity-out``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import environment
-from harness.engine.cases import KnownFailure
-from harness.reporting import export
-from harness.rundir import RunDir
-from harness.testing import CONTEXT, CheckContext, ParityResult, assert_parity
+# Every pytest run in an environment with torchparity loads this plugin, so
+# torch and the harness are imported only when a session uses them.
 
 MARK = "parity_known_failure"
 _SESSION = pytest.StashKey["ParitySession"]()
@@ -64,8 +66,11 @@ class ParitySession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         out = config.getoption("parity_out")
-        self.run_dir = RunDir(Path(out)) if out else None
-        if self.run_dir is not None:
+        self.run_dir = None
+        if out:
+            from harness.rundir import RunDir
+
+            self.run_dir = RunDir(Path(out))
             if hasattr(config, "workerinput"):
                 raise pytest.UsageError("--parity-out does not combine with pytest-xdist workers (-n)")
             if self.run_dir.has_results():
@@ -75,7 +80,15 @@ class ParitySession:
         self.checks = 0
         self.cells = 0
 
-    def context(self, item: pytest.Item) -> CheckContext:
+    def wants(self, item: pytest.Item) -> bool:
+        """Whether ``item`` may run checks (see the module's docstring)."""
+        return (self.run_dir is not None or "harness.testing" in sys.modules
+                or "parity" in getattr(item, "fixturenames", ()) or bool(item.stash.get(_MARKS, ())))  # fmt: skip
+
+    def context(self, item: pytest.Item) -> Any:
+        from harness import environment
+        from harness.testing import CheckContext
+
         if not self.env:
             run_id = self.run_dir.path.name if self.run_dir else "pytest"
             self.env = {**environment.collect(), "run_id": run_id}
@@ -85,7 +98,7 @@ class ParitySession:
             record=self.record, taken=self.taken,
         )  # fmt: skip
 
-    def record(self, result: ParityResult) -> None:
+    def record(self, result: Any) -> None:
         self.checks += 1
         self.cells += len(result.rows)
         if self.run_dir is not None:
@@ -96,11 +109,13 @@ class ParitySession:
                     writer.append(row)
         self._benchmarks(result)
 
-    def _benchmarks(self, result: ParityResult) -> None:
+    def _benchmarks(self, result: Any) -> None:
         bs = getattr(self.config, "_benchmarksession", None)
         if bs is None or bs.disabled or bs.skip:
             return
         from pytest_benchmark.stats import Metadata
+
+        from harness.reporting import export
 
         for row in result.rows:
             timing = export.timing_samples(row)
@@ -121,9 +136,14 @@ class ParitySession:
         report.render(self.run_dir.rows(), self.run_dir.path, self.run_dir.read_env())
 
 
-def _marks(item: pytest.Item) -> tuple[KnownFailure, ...]:
+def _marks(item: pytest.Item) -> tuple:
+    found = list(item.iter_markers(MARK))
+    if not found:
+        return ()
+    from harness.engine.cases import KnownFailure
+
     marks = []
-    for mark in item.iter_markers(MARK):
+    for mark in found:
         try:
             marks.append(KnownFailure(*mark.args, **mark.kwargs))
         except TypeError as exc:
@@ -138,7 +158,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
-    token = CONTEXT.set(item.config.stash[_SESSION].context(item))
+    session = item.config.stash[_SESSION]
+    if not session.wants(item):
+        yield
+        return
+    from harness.testing import CONTEXT
+
+    token = CONTEXT.set(session.context(item))
     try:
         yield
     finally:
@@ -159,4 +185,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture
 def parity() -> Any:
     """``assert_parity`` for this test: ``parity(model, inputs, backends=[...])``."""
+    from harness.testing import assert_parity
+
     return assert_parity
