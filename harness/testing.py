@@ -156,7 +156,8 @@ def _transient_case(name: str, model: Any, inputs: Any, *, batch: int | None, po
         raise ValueError(f"unknown policy {policy!r}; valid: model, elementwise")
     fixed = pipeline_inputs(inputs)
     if isinstance(model, torch.nn.Module):
-        factory: Callable[[], torch.nn.Module] = lambda: copy.deepcopy(model)  # noqa: E731
+        # a copy on the CPU: the reference runs there, each cell moves its own copy
+        factory: Callable[[], torch.nn.Module] = lambda: copy.deepcopy(model).cpu()  # noqa: E731
     elif callable(model):
         factory = model
     else:
