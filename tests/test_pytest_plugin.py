@@ -143,9 +143,11 @@ def test_user_session_outcomes_and_the_failure_table(user_session):
     assert "no cell runs here: cuda:" in text  # the skip says why
 
 
-def test_user_session_run_directory_is_read_by_report(user_session):
+def test_user_session_run_directory_is_read_by_report_and_compare(user_session, tmp_path):
     out = user_session["out"]
     assert main(["report", str(out)]) == 0
+    assert main(["compare", str(out), str(out), "--fail-on", "status", "--out", str(tmp_path)]) == 0
+    assert "\n8 cells\n" in (tmp_path / "compare.md").read_text(encoding="utf-8")  # every cell matched
     rows = {(r["case"], r["backend"], r["device"]): r for r in read_rows(out)}
     assert rows["test_linear_passes", "torchscript", "cpu"]["status"] == "pass"
     assert rows["test_planted_divergence", "torchscript", "cpu"]["status"] == "fail"
