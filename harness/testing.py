@@ -258,20 +258,14 @@ def assert_parity(
     settings = RunSettings(seed=seed, timing=TimingConfig(min_time=min_time), cache_dir=cache_dir,
                            backend_options={k: dict(v) for k, v in (backend_options or {}).items()},
                            output_dir=ctx.output_dir if ctx else None)  # fmt: skip
-    env = ctx.env if ctx and ctx.env else _environment()
-    cells = expand([case], list(devices), list(precisions), list(backends), suite="assert_parity")
-    rows: list[Row] = []
     if isinstance(model, str):  # a registered case's own marks stay; these add to them
         marks = tuple(known_failures) + marks
+    cells = expand([case], list(devices), list(precisions), list(backends), suite="assert_parity")
     with _registered(case, marks), torch.random.fork_rng(devices=[]):
         executor = IsolatedExecutor(plugins, settings, timeout) if isolate \
             else InProcessExecutor(plugins, settings)
         try:
-            for cell in cells:
-                row = finish_row(cell, executor.run(cell), env)
-                if ctx and ctx.test:
-                    row["test"] = ctx.test
-                rows.append(row)
+            rows = _run_cells(cells, executor, ctx)
         finally:
             executor.close()
     result = ParityResult(case.name, rows)
@@ -279,6 +273,20 @@ def assert_parity(
         ctx.record(result)
     _verdict(result)
     return result
+
+
+def _run_cells(cells: list, executor: InProcessExecutor | IsolatedExecutor,
+               ctx: CheckContext | None) -> list[Row]:  # fmt: skip
+    """Each cell through the executor, then ``finish_row`` (known failures,
+    environment fields), as the runner does; the test's id in ``test``."""
+    env = ctx.env if ctx and ctx.env else _environment()
+    rows: list[Row] = []
+    for cell in cells:
+        row = finish_row(cell, executor.run(cell), env)
+        if ctx and ctx.test:
+            row["test"] = ctx.test  # type: ignore[typeddict-unknown-key]
+        rows.append(row)
+    return rows
 
 
 def _verdict(result: ParityResult) -> None:

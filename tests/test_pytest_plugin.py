@@ -161,8 +161,9 @@ def test_user_session_run_directory_is_read_by_report_and_compare(user_session, 
 
 
 def _bench_compare(*files: Path, cwd: Path) -> subprocess.CompletedProcess:
+    # the console script where it is (bin/), else its module (Windows' Scripts/*.exe)
     cli = Path(sys.executable).parent / "pytest-benchmark"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "pytest_benchmark.cli"]
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "pytest_benchmark"]
     return subprocess.run([*command, "compare", "--columns=min,median,max,rounds", *map(str, files)],
                           cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=120)  # fmt: skip
 
