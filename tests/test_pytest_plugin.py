@@ -34,12 +34,16 @@ def readme_pytest_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_pytest_example_passes_and_its_run_directory_reports(pytester, tmp_path):
+def test_readme_pytest_example_passes_and_its_run_directory_reports(pytester, tmp_path, monkeypatch):
     code = readme_pytest_example()
     assert len(code.strip().splitlines()) <= 10
     pytester.makepyfile(test_readme_example=code)
     out = tmp_path / "parity"
-    result = pytester.runpytest_inprocess(*plugin_args(), "--parity-out", str(out), "-p", "no:cacheprovider")
+    # A subprocess: an in-process run would drop the modules it imported (numpy.fft,
+    # torch's exporter) from sys.modules, and extension modules cannot load twice.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    result = pytester.runpytest_subprocess(*plugin_args(), "--parity-out", str(out), "-p", "no:cacheprovider",
+                                           timeout=600)  # fmt: skip
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["torchparity: 1 parity checks, 6 cells -> *"])
 
