@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +23,13 @@ from harness.engine.matrix import Cell, expand, parse_shard, shard
 from harness.engine.pipeline import RunSettings
 from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
+from harness.engine.scheduler_env import shard_from_env
 from harness.engine.timing import TimingConfig
 from harness.reporting import compare as compare_mod
+from harness.reporting import export as export_mod
 from harness.reporting import merge
 from harness.reporting import report as report_mod
-from harness.rundir import RunDir, RunDirError
+from harness.rundir import RunDir, RunDirError, atomic_write_text
 from harness.status import BAD_STATUSES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -79,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list (default: {','.join(DEFAULT_PRECISIONS)})")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
     p.add_argument("--resume", action="store_true", help="finish the missing cells of --out")
-    p.add_argument("--shard", default=None, metavar="i/n", help="run only shard i of n")
+    p.add_argument("--shard", default=None, metavar="i/n|auto",
+                   help="run only shard i of n; auto: from a Slurm array or Kubernetes Indexed Job "
+                        "(docs/scale-out.md)")
     p.add_argument("--min-time", type=float, default=None, help="seconds measured per cell (default 0.1)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell before it is killed (default 300)")
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
@@ -123,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None,
                    help="where to write (default: the run directory; reports/merged-<id> for several)")
+
+    p = sub.add_parser("export", help="write a run directory in another tool's format")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--format", required=True, choices=export_mod.FORMATS)
+    p.add_argument("--out", type=Path, default=None,
+                   help="file to write (default: standard output)")
 
     p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
@@ -249,6 +261,21 @@ def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:
     return DeviceOptions(sel["tf32"], sel["cudnn_benchmark"], sel["mps_fallback"])
 
 
+def resolve_shard(sel: dict) -> tuple[int, int]:
+    """``--shard i/n``, or ``auto``/``auto:N`` from the scheduler's variables; an
+    auto shard is stored resolved in ``sel`` so --resume on another node keeps it."""
+    text = sel["shard"]
+    try:
+        if text.startswith("auto"):
+            index, count, where = shard_from_env(text, os.environ)
+            print(f"torchparity: --shard {text}: {index}/{count} ({where})", file=sys.stderr)
+            sel["shard"] = f"{index}/{count}"
+            return index, count
+        return parse_shard(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def plan_run(args: argparse.Namespace) -> RunPlan:
     sel = _selection(args)
     plugins: list[PluginSpec] = [tuple(p) for p in sel["plugins"]]  # type: ignore[misc]
@@ -268,10 +295,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     prepare_environment(device_options)  # before any worker starts torch
     cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
     if sel["shard"]:
-        try:
-            index, count = parse_shard(sel["shard"])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
     backend_options = parse_backend_options(sel["backend_option"])
     run_dir = args.out or Path("reports") / new_run_id()
@@ -406,12 +430,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if gate is not None and comparison.regressions(gate) else EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        run = merge.load_run(args.run_dir)
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    data = export_mod.pytest_benchmark_json(run.rows, run.env)
+    text = json.dumps(data, indent=4, ensure_ascii=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.out, text)
+        print(f"export: {len(data['benchmarks'])} benchmarks -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "fuzz": cmd_fuzz,
     "report": cmd_report,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 
