@@ -97,9 +97,12 @@ def register_case(case: Case, suites: Iterable[str] = ()) -> Case:
     """Register ``case`` and add it to each named suite (created on first use)."""
     existing = CASES.get(case.name)
     if existing is not None:
-        where = "" if existing.source != case.source else " in the same file"
-        raise RegistryError(f"case {case.name!r} is registered twice{where}: by "
-                            f"{existing.source or 'another module'} and {case.source or 'another module'}")
+        if existing.source == case.source:
+            raise RegistryError(f"case {case.name!r} is registered twice in the same file "
+                                f"{case.source or '(unknown)'}")
+        raise RegistryError(f"case {case.name!r} is already registered by "
+                            f"{existing.source or 'another module'}; {case.source or 'another module'} "
+                            "registers it again")
     CASES[case.name] = case
     for suite in suites:
         members = SUITES.setdefault(suite, [])

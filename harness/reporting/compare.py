@@ -11,7 +11,6 @@ samples finds such moves "significant".
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from dataclasses import dataclass, field
@@ -282,14 +281,11 @@ def _criteria(comparison: Comparison) -> str:
             f"(noise floor); drift counts when max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~#>])")
-
-
 def md_text(value: object) -> str:
     """Text from a run (a case name, a reason, an env value) as inert Markdown on
-    one line: no HTML (``<img>``, an unclosed ``<!--``), links, images or emphasis."""
-    text = html.escape(" ".join(str(value).split()), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    one line: no HTML (``<img>``, an unclosed ``<!--``), links or images."""
+    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
+    return re.sub(r"([\\`\[\]])", r"\\\1", text)
 
 
 def markdown(comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None) -> str:
