@@ -70,11 +70,15 @@ def config_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / APP
 
 
-def check_writable(path: Path) -> str | None:
-    """Why ``path`` cannot serve as a cache directory, or None (created if missing)."""
+def check_writable(path: Path, private: bool = False) -> str | None:
+    """Why ``path`` cannot serve as a directory to write in, or None. A missing
+    one is created (mode 0700 when ``private``: the per-user cache)."""
     if path.exists() and not path.is_dir():
         return f"{path} is not a directory"
     try:
+        if private and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-")
         os.close(fd)
@@ -93,7 +97,7 @@ def user_key() -> bytes:
     if _KEY is not None:
         return _KEY
     path = config_dir() / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

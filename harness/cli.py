@@ -336,7 +336,7 @@ def run_cache_dir(given: str | None, no_cache: bool, run_dir: Path) -> Path:
         return RunDir(run_dir).default_cache.resolve()
     else:
         path, what = cache_mod.default_cache_dir(), f"the cache directory (set ${cache_mod.CACHE_ENV} or --cache-dir)"
-    why = cache_mod.check_writable(path)
+    why = cache_mod.check_writable(path, private=not given)
     if why:
         raise UsageError(f"{what}: {why}")
     return path.resolve()
