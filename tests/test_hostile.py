@@ -227,7 +227,8 @@ def test_timeout_kills_the_processes_a_case_started(tmp_path):
     pid_file = tmp_path / "child.pid"
     proc = run_cli("run", "--case-file", str(HOSTILE), "--suite", "spawner", "--device", "cpu",
                    "--precision", "fp32", "--timeout", "5", "--quiet", "--out", str(tmp_path / "run"),
-                   env={"TORCHPARITY_TEST_CHILD_PID": str(pid_file)})  # fmt: skip
+                   env={"TORCHPARITY_TEST_CHILD_PID": str(pid_file)}, timeout=240)  # fmt: skip
+    # (a surviving child holds the CLI's stdout open: run_cli would wait for it, and time out)
     assert proc.returncode == 0, proc.stderr
     assert read_rows(tmp_path / "run")[0]["status"] == "timeout"
     child = int(pid_file.read_text())

@@ -36,7 +36,7 @@ class Spawner(torch.nn.Module):
     """Starts a child process (as a server or a compiler would), then hangs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         Path(os.environ["TORCHPARITY_TEST_CHILD_PID"]).write_text(str(child.pid))
         time.sleep(120)
         return x
