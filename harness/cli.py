@@ -405,6 +405,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
     with locked(plan.run_dir):
         if args.resume:
+            try:  # what resume reads back, checked before any cell runs
+                RunDir(plan.run_dir).read_env()
+                RunDir(plan.run_dir).rows()
+            except RunDirError as exc:
+                raise UsageError(f"{exc}; cannot resume") from None
             _warn_damage([plan.run_dir])
         elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
             raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")

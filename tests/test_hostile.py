@@ -317,6 +317,8 @@ def test_damaged_run_directories_are_one_line(tmp_path, capsys):
     write_env(run, {})
     (run / "env.json").write_text('["not", "an", "object"]', encoding="utf-8")
     assert "JSON object" in usage_error(capsys, "report", run)
+    RunDir(run).write_selection({"suite": "smoke", "backend": ["eager"], "device": ["cpu"]})
+    assert "JSON object" in usage_error(capsys, "run", "--resume", "--out", run)
 
 
 def test_a_huge_exception_message_is_bounded(tmp_path):
