@@ -59,9 +59,11 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     """Run the plan's cells that the run directory does not hold yet and
     return all rows of the run directory."""
     run_dir = RunDir(plan.run_dir).create()
-    env = run_dir.read_env() or environment.collect()
+    current = environment.collect()
+    env = run_dir.read_env() or current
     env.setdefault("run_id", plan.run_dir.name)
     run_dir.write_env(env)
+    env = {**current, "run_id": env["run_id"]}  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
 
     done = run_dir.done_cell_ids()
