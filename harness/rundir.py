@@ -9,6 +9,8 @@
   outputs/          each cell's output leaves (.npz, no pickle)
   divergences.jsonl divergences.csv divergences/  fuzz findings (large inputs as .npy)
   compare.md  compare.html                        after `compare`
+  localization/     per-layer tables of localized cells (.csv, .json) and their
+                    minimal reproducers (-repro.py, -inputs.npz)
   cache/            default reference and artifact cache
 ```
 
@@ -45,6 +47,7 @@ DIVERGENCES_CSV = "divergences.csv"
 DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
+LOCALIZATION_DIR = "localization"
 CACHE_DIR = "cache"
 
 
@@ -186,6 +189,7 @@ class RunDir:
     compare_md = property(lambda self: self.path / COMPARE_MD)
     compare_html = property(lambda self: self.path / COMPARE_HTML)
     default_cache = property(lambda self: self.path / CACHE_DIR)
+    localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
 
     def has_results(self) -> bool:
         return self.results_jsonl.is_file()
@@ -244,6 +248,38 @@ class RunDir:
 
     def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
         return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- localization/ ---------------------------------------------------------
+    def localization_file(self, cell_id: str, suffix: str) -> Path:
+        """``localization/<safe stem of the cell>{suffix}`` (".csv", ".json",
+        "-repro.py", "-inputs.npz")."""
+        return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
+
+    def write_localization(self, cell_id: str, table: Any, record: dict[str, Any]) -> dict[str, Path]:
+        """A cell's layer table (a DataFrame) as CSV, and the whole record
+        (summary and layers) as JSON, atomically."""
+        csv_text = table.to_csv(index=False, lineterminator="\n")
+        return {
+            "csv": atomic_write_text(self.localization_file(cell_id, ".csv"), csv_text),
+            "json": atomic_write_text(self.localization_file(cell_id, ".json"),
+                                      row_mod.encode(record) + "\n"),
+        }
+
+    def localizations(self) -> list[dict[str, Any]]:
+        """Every readable localization record, by cell id; unreadable files skipped."""
+        records = []
+        if not self.localization_dir.is_dir():
+            return records
+        for path in sorted(self.localization_dir.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("layers"), list):
+                records.append(record)
+        return records
 
     # -- outputs/ --------------------------------------------------------------
     def output_file(self, cell_id: str) -> Path:
