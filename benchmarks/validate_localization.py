@@ -7,13 +7,14 @@ Three groups of cells (the models and the ``perturb`` backend are in
 benchmarks/planted_cases.py):
 
 - **real**: an fp16 overflow planted in ``pool`` (eager, torch.export,
-  TorchScript scripted and traced, AOTInductor when a compiler is present, at
-  fp16) and the ONNX exporter's logaddexp overflow planted in ``gate``
+  TorchScript scripted and traced, at fp16) and the ONNX exporter's logaddexp overflow planted in ``gate``
   (onnxruntime at fp32); the culprit must be the planted layer;
 - **perturbed**: every built-in model with one submodule's output moved by 5 %
   of its RMS (the ``perturb`` backend), three targets per model (the first,
   middle and last layer with parameters); the culprit must be the target;
-- **honest**: built-in models at eager fp16, which pass: no culprit may be named.
+- **honest**: built-in models at eager fp16, and the overflow model on
+  torch.compile and AOTInductor (which compute fp16 exp in fp32), all of which
+  pass: no culprit may be named.
 
 Prints one line per localization and a summary: the hit rate (target >= 95 %)
 and the seconds per localization. Exit 1 when the hit rate misses the target
@@ -75,9 +76,11 @@ def perturb_targets(case: str, seed: int = 0) -> list[str]:
 def trials(quick: bool) -> list[Trial]:
     out = []
     real = ["eager", "export", "torchscript", "torchscript-trace"]
-    if not quick and (shutil.which("g++") or shutil.which("clang++")):
-        real.append("aoti")
     out += [Trial("real", "planted_overflow", b, "fp16", "pool", {}) for b in real]
+    # torch.compile and AOTInductor compute fp16 exp in fp32: the planted
+    # overflow does not happen there, and no layer may be blamed.
+    absorbed = [] if quick else ["compile"] + (["aoti"] if shutil.which("g++") or shutil.which("clang++") else [])
+    out += [Trial("honest", "planted_overflow", b, "fp16", None, {}) for b in absorbed]
     out.append(Trial("real", "planted_logaddexp", "onnxruntime", "fp32", "gate", {}))
     models = [c.name for c in suite_cases("models")]
     for case in models[:4] if quick else models:
