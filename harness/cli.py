@@ -466,7 +466,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     saved = loc_mod.save(rd.path, loc, setup, layers)
     if rd.has_results():
-        report_mod.render(rd.rows(), rd.path, rd.read_env())
+        try:
+            report_mod.render(rd.rows(), rd.path, rd.read_env())
+        except RunDirError as exc:
+            raise UsageError(f"{exc}; the table is in {saved['csv']}") from None
     print(report_mod.markdown_table(loc.table()))
     print(report_mod.localization_summary(saved["record"]))
     print(f"table: {saved['csv']}")

@@ -250,6 +250,11 @@ def localization_summary(record: dict[str, Any]) -> str:
     lines = [f"{cell}: culprit {culprit} ({record.get('culprit_op')})" if culprit
              else f"{cell}: no single layer exceeds its bound"]  # fmt: skip
     lines += [f"note: {n}" for n in record.get("notes") or []]
+    share = record.get("tapped_share")
+    if isinstance(share, int | float) or share == "inf":
+        hint = (" (if the cell failed, it diverges only untapped, e.g. when layers fuse: trust the "
+                "isolated column)") if float(share) <= 1 else ""
+        lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
     repro = record.get("reproducer")
     if isinstance(repro, dict):
         lines.append(f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}")

@@ -29,7 +29,6 @@ import copy
 import math
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -300,12 +299,14 @@ class Localization:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tapped_rel_l2: float | None = None  # the tapped model's output error (accumulated run)
+    tapped_share: float | None = None
     backend_notes: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {**self.cell.as_dict(), "cell_id": self.cell.id, "culprit": self.culprit,
                 "culprit_op": self.culprit_op, "bound": self.bound, "notes": self.notes,
                 "seconds": self.seconds, "tapped_rel_l2": self.tapped_rel_l2,
+                "tapped_share": self.tapped_share,
                 "backend_notes": self.backend_notes, "layers": self.layers}  # fmt: skip
 
     def table(self) -> Any:
@@ -338,7 +339,7 @@ def accumulated(s: CellSetup, layers: list[LayerCall], ref_out: Flattened,
                          f"need {expected}; isolated errors only")  # fmt: skip
         return {}
     model_err = layer_error(flat[:n_out], ref_out, s.bound)
-    loc.tapped_rel_l2 = model_err.rel_l2
+    loc.tapped_rel_l2, loc.tapped_share = model_err.rel_l2, model_err.share
     out: dict[str, LayerError] = {}
     at = n_out
     for call in layers:
@@ -482,5 +483,3 @@ def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall])
     paths = rd.write_localization(loc.cell.id, loc.table(), record)
     return {**paths, "record": record}
 
-
-ProgressFn = Callable[[str], None]
