@@ -7,7 +7,7 @@ Three groups of cells (the models and the ``perturb`` backend are in
 benchmarks/planted_cases.py):
 
 - **real**: an fp16 overflow planted in ``pool`` (eager, torch.export,
-  TorchScript scripted and traced, at fp16) and the ONNX exporter's logaddexp overflow planted in ``gate``
+  TorchScript scripted and traced, at fp16; eager under amp-fp16 autocast) and the ONNX exporter's logaddexp overflow planted in ``gate``
   (onnxruntime at fp32); the culprit must be the planted layer;
 - **perturbed**: every built-in model with one submodule's output moved by 5 %
   of its RMS (the ``perturb`` backend), three targets per model (the first,
@@ -77,6 +77,7 @@ def trials(quick: bool) -> list[Trial]:
     out = []
     real = ["eager", "export", "torchscript", "torchscript-trace"]
     out += [Trial("real", "planted_overflow", b, "fp16", "pool", {}) for b in real]
+    out.append(Trial("real", "planted_overflow", "eager", "amp-fp16", "pool", {}))  # autocast
     # torch.compile and AOTInductor compute fp16 exp in fp32: the planted
     # overflow does not happen there, and no layer may be blamed.
     absorbed = [] if quick else ["compile"] + (["aoti"] if shutil.which("g++") or shutil.which("clang++") else [])

@@ -258,13 +258,22 @@ class CellSetup:
     def cast(self, inputs: tuple) -> tuple:
         return cast_inputs(clone_inputs(inputs), self.precision.dtype, self.device.torch_device())
 
-    def run(self, module: nn.Module, inputs: tuple, path: str) -> tuple[list[torch.Tensor], PrepareContext]:
-        """``module`` prepared and called by the cell's backend; its tensor leaves."""
+    def run(self, module: nn.Module, inputs: tuple, path: str,
+            dtypes: list[torch.dtype] | None = None) -> tuple[list[torch.Tensor], PrepareContext]:  # fmt: skip
+        """``module`` prepared and called by the cell's backend; its tensor
+        leaves. Float inputs are cast to the cell's dtype, or one by one to
+        ``dtypes`` (what the layer receives under autocast)."""
         ctx = self.context(path)
+
+        def fresh() -> tuple:
+            if dtypes is None:
+                return self.cast(inputs)
+            return tuple(x.to(self.device.torch_device(), d) if x.is_floating_point() else
+                         x.to(self.device.torch_device()) for x, d in zip(inputs, dtypes, strict=True))
+
         with torch.no_grad():
-            prepared = self.backend.prepare(cast_module(module, self.device, self.precision),
-                                            self.cast(inputs), ctx)  # fmt: skip
-            out = self.backend.run(prepared, self.cast(inputs))
+            prepared = self.backend.prepare(cast_module(module, self.device, self.precision), fresh(), ctx)
+            out = self.backend.run(prepared, fresh())
         self.device.synchronize()
         return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
 
@@ -352,13 +361,34 @@ def accumulated(s: CellSetup, layers: list[LayerCall], ref_out: Flattened,
     return out
 
 
-def isolated_one(s: CellSetup, call: LayerCall) -> LayerError:
+def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[torch.dtype]]:
+    """Under autocast a layer receives what upstream ops produced (fp16 from a
+    matmul, fp32 from a norm), not the cell's parameter dtype: the dtypes of
+    each layer's tensor inputs in an eager forward under the cell's autocast."""
+    if s.precision.autocast is None:
+        return {}
+    seen: dict[str, list[torch.dtype]] = {}
+    model = cast_module(s.module, s.device, s.precision)
+    modules = dict(model.named_modules())
+
+    def pre(path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        leaves = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        seen.setdefault(path, [x.dtype for x in leaves])
+
+    for call in layers:
+        modules[call.path].register_forward_pre_hook(partial(pre, call.path), with_kwargs=True)
+    with torch.no_grad(), torch.autocast(s.device.torch_device().type, dtype=s.precision.autocast):
+        model(*s.cast(s.inputs))
+    return seen
+
+
+def isolated_one(s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None = None) -> LayerError:
     """The layer alone, prepared by the backend, on the reference's inputs to it."""
     sub = s.module.get_submodule(call.path)
     module, tensors = callable_layer(sub, call.args, call.kwargs)
-    # Captured inputs are fp64 (the reference): cast_inputs brings them to the cell's dtype.
+    # Captured inputs are fp64 (the reference): cast to the cell's dtype (or autocast's).
     try:
-        flat, _ = s.run(module, tensors, call.path)
+        flat, _ = s.run(module, tensors, call.path, dtypes)
     except Exception as exc:  # noqa: BLE001
         return LayerError(math.nan, math.nan, f"{s.cell.backend} failed on the layer alone: {first_line(exc)}")
     return layer_error(flat, call.outputs, s.bound)  # type: ignore[arg-type]
@@ -371,7 +401,8 @@ def isolation_order(layers: list[LayerCall], acc: dict[str, LayerError],
     layers before it, then the rest; so the culprit comes early in the budget."""
     first = next((i for i, c in enumerate(layers) if c.path in acc and acc[c.path].share > 1), 0)
     found = any(e.share > 1 for e in iso.values())
-    order = range(first, len(layers)) if not found else [*range(first), *range(first, len(layers))]
+    later, earlier = list(range(first, len(layers))), list(range(first))
+    order = earlier + later if found else later + earlier
     return next((i for i in order if layers[i].path not in iso), None)
 
 
@@ -392,12 +423,13 @@ def localize(cell: Cell, settings: RunSettings, budget_s: float = DEFAULT_BUDGET
         loc.notes.append("no submodule produced a tensor: nothing to localize below the model")
     acc = accumulated(s, layers, ref_out, loc)
     iso: dict[str, LayerError] = {}
+    dtypes = autocast_dtypes(s, layers)
     isolating = time.perf_counter()  # the budget is for isolating layers, after the tapped run
     while time.perf_counter() - isolating < budget_s:
         i = isolation_order(layers, acc, iso)
         if i is None:
             break
-        iso[layers[i].path] = isolated_one(s, layers[i])
+        iso[layers[i].path] = isolated_one(s, layers[i], dtypes.get(layers[i].path))
     loc.culprit = _culprit(layers, iso)
     loc.layers = _rows(layers, acc, iso, loc.culprit, s.bound)
     skipped = [c.path for c in layers if c.path not in iso]
