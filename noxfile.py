@@ -1,4 +1,4 @@
-"""nox sessions: tests, bench, fuzz, native, report, validate, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, bench, fuzz, native, report, validate, localize, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
@@ -130,6 +130,13 @@ def validate(session: nox.Session) -> None:
     """Check the timing method against known workloads (benchmarks/validate_timing.py; args after --)."""
     install(session, "dev")
     session.run("python", "benchmarks/validate_timing.py", *session.posargs)
+
+
+@nox.session
+def localize(session: nox.Session) -> None:
+    """Check localization names planted layers, with its time (benchmarks/validate_localization.py; args after --)."""
+    install(session, "dev")
+    session.run("python", "benchmarks/validate_localization.py", *session.posargs)
 
 
 @nox.session

@@ -24,7 +24,7 @@ from harness.console import robust_standard_streams
 from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
 from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.engine.matrix import Cell, expand, parse_shard, shard
-from harness.engine.pipeline import RunSettings
+from harness.engine.pipeline import RunSettings, apply_thread_settings
 from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.engine.scheduler_env import shard_from_env
@@ -138,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any cell fails, errors, crashes or times out")
+    p.add_argument("--localize", action="store_true",
+                   help="localize every model cell (default: failing model cells only)")
+    p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
+    _add_plugin_options(p)
+
+    p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--case", required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--precision", required=True)
+    p.add_argument("--device", default="cpu", help="default cpu")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="time for isolating layers one by one (default 60)")
     _add_plugin_options(p)
 
     p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
@@ -282,6 +295,9 @@ def _selection(args: argparse.Namespace) -> dict:
         "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
         "backend_option": pick("backend_option", []),
         "plugins": [list(p) for p in _resume_plugins(args, stored)],
+        "localize": ("off" if args.no_localize else "all" if args.localize
+                     else stored.get("localize") if stored.get("localize") in ("auto", "all", "off")
+                     else "auto"),
     }
 
 
@@ -398,6 +414,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     backends = _choose(sel["backend"], backend_names(), "backend")
     devices = _choose(sel["device"], list(DEVICES), "device")
     precisions = _choose(sel["precision"], list(PRECISIONS), "precision")
+    if args.localize and args.no_localize:
+        raise UsageError("--localize and --no-localize contradict each other")
     if sel["min_time"] <= 0 or sel["timeout"] <= 0:
         raise UsageError("--min-time and --timeout must be positive")
     if sel["threads"] is not None and sel["threads"] < 1:
@@ -419,6 +437,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         device_options=device_options,
         backend_options=backend_options,
         output_dir=run_dir,
+        localize=sel["localize"],
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
@@ -590,9 +609,61 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Localize one model cell of a run directory (docs/localization.md). The
+    run's selection gives the seed and backend options; its plugins and case
+    files are never loaded from run.json: they must be given again."""
+    from harness.verdicts import localize as loc_mod
+
+    rd = RunDir(args.run_dir)
+    try:
+        sel = rd.read_selection()
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    _load(_plugins(args))
+    from harness.engine.cases import CASES
+
+    case = CASES.get(args.case)
+    if case is None:
+        stored = ", ".join(str(p[1]) for p in sel.get("plugins", []) if isinstance(p, list) and len(p) == 2)
+        hint = f"; the run loaded {stored}: pass them again with --case-file/--plugin" if stored else ""
+        raise UsageError(f"unknown case {args.case!r}{hint}")
+    if case.kind != "model":
+        raise UsageError(f"{args.case} is an op; explain localizes model cells")
+    _choose([args.backend], backend_names(), "backend")
+    _choose([args.precision], list(PRECISIONS), "precision")
+    _choose([args.device], list(DEVICES), "device")
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError("--budget must be positive")
+    seed = sel.get("seed", 0)
+    if not isinstance(seed, int):
+        raise UsageError(f"{rd.run_json} holds a seed that is not an integer")
+    threads = sel.get("threads")
+    settings = RunSettings(seed=seed, backend_options=parse_backend_options(sel.get("backend_option", [])),
+                           output_dir=rd.path, localize="off",
+                           threads=threads if isinstance(threads, int) and threads > 0 else None)  # fmt: skip
+    apply_thread_settings(settings)
+    cell = Cell(case.name, case.kind, str(sel.get("suite") or ""), args.device, args.precision, args.backend)
+    try:
+        loc, setup, layers = loc_mod.localize(cell, settings, args.budget or loc_mod.DEFAULT_BUDGET_S)
+    except loc_mod.LocalizeError as exc:
+        raise UsageError(str(exc)) from None
+    saved = loc_mod.save(rd.path, loc, setup, layers)
+    if rd.has_results():
+        try:
+            report_mod.render(rd.rows(), rd.path, rd.read_env())
+        except RunDirError as exc:
+            raise UsageError(f"{exc}; the table is in {saved['csv']}") from None
+    print(report_mod.markdown_table(loc.table()))
+    print(report_mod.localization_summary(saved["record"]))
+    print(f"table: {saved['csv']}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
+    "explain": cmd_explain,
     "fuzz": cmd_fuzz,
     "report": cmd_report,
     "compare": cmd_compare,

@@ -12,6 +12,8 @@
   cache/            the run's own references under --no-cache
   errors/           full text of error messages too long for a row
   run.lock          held while a run writes here (pid, host, start time)
+  localization/     per-layer tables of localized cells (.csv, .json) and their
+                    minimal reproducers (-repro.py, -inputs.npz)
 ```
 
 Other modules name none of these files: they ask a ``RunDir``. Reading is
@@ -49,6 +51,7 @@ DIVERGENCES_CSV = "divergences.csv"
 DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
+LOCALIZATION_DIR = "localization"
 CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
@@ -240,6 +243,7 @@ class RunDir:
     default_cache = property(lambda self: self.path / CACHE_DIR)
     errors_dir = property(lambda self: self.path / ERRORS_DIR)
     lock_file = property(lambda self: self.path / LOCK_FILE)
+    localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
 
     def has_results(self) -> bool:
         return self.results_jsonl.is_file()
@@ -365,6 +369,38 @@ class RunDir:
 
     def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
         return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- localization/ ---------------------------------------------------------
+    def localization_file(self, cell_id: str, suffix: str) -> Path:
+        """``localization/<safe stem of the cell>{suffix}`` (".csv", ".json",
+        "-repro.py", "-inputs.npz")."""
+        return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
+
+    def write_localization(self, cell_id: str, table: Any, record: dict[str, Any]) -> dict[str, Path]:
+        """A cell's layer table (a DataFrame) as CSV, and the whole record
+        (summary and layers) as JSON, atomically."""
+        csv_text = table.to_csv(index=False, lineterminator="\n")
+        return {
+            "csv": atomic_write_text(self.localization_file(cell_id, ".csv"), csv_text),
+            "json": atomic_write_text(self.localization_file(cell_id, ".json"),
+                                      row_mod.encode(record) + "\n"),
+        }
+
+    def localizations(self) -> list[dict[str, Any]]:
+        """Every readable localization record, by cell id; unreadable files skipped."""
+        records = []
+        if not self.localization_dir.is_dir():
+            return records
+        for path in sorted(self.localization_dir.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("layers"), list):
+                records.append(record)
+        return records
 
     # -- outputs/ --------------------------------------------------------------
     def output_file(self, cell_id: str) -> Path:

@@ -33,6 +33,10 @@ class PrepareContext:
     cache_key: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
+    # The submodule's path in the case's model when localization prepares one
+    # layer alone ("" for the whole model): lets a backend that treats layers
+    # differently (a plugin that perturbs one) recognise it.
+    module_path: str = ""
 
 
 def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:

@@ -64,6 +64,9 @@ class RunSettings:
     output_dir: Path | None = None  # the run directory: each cell's outputs go to its outputs/
     device_options: DeviceOptions = field(default_factory=DeviceOptions)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
+    # Localization after a cell (verdicts/localize.py): "auto" for failing model
+    # cells, "all" for every model cell, "off".
+    localize: str = "auto"
     interop_threads: int | None = None
 
 
@@ -98,6 +101,11 @@ def precheck(cell: Cell) -> str | None:
     if precision.autocast is not None and not backend.supports_autocast:
         return f"{cell.backend} does not run under autocast ({cell.precision})"
     return backend.supports(cell, precision)
+
+
+def cast_module(module: torch.nn.Module, device: Device, precision: Precision) -> torch.nn.Module:
+    """A private copy of ``module`` on the cell's device, in the cell's precision."""
+    return copy.deepcopy(module).to(device=device.torch_device(), dtype=precision.dtype)
 
 
 def tolerance_for(case: Case, precision: Precision) -> Tolerance:
@@ -242,8 +250,7 @@ class CellState:
         return clone_inputs(self.cell_inputs)
 
     def cast_module(self) -> torch.nn.Module:
-        tdev = self.device.torch_device()
-        return copy.deepcopy(self.module).to(device=tdev, dtype=self.precision.dtype)
+        return cast_module(self.module, self.device, self.precision)
 
 
 def stage_precheck(s: CellState) -> bool:
@@ -402,6 +409,10 @@ def execute_cell(cell: Cell, settings: RunSettings) -> Row:
         except Exception as exc:  # a cell's failure is a finding, not a crash
             state.row.update(error_fields(exc, name))
             break
+    if settings.localize != "off" and cell.kind == "model":
+        from harness.verdicts.localize import localize_after_cell  # torch-heavy, only when asked
+
+        localize_after_cell(cell, settings, state.row)
     return state.row  # type: ignore[return-value]
 
 

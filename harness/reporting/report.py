@@ -184,6 +184,7 @@ def report_html(
     rows: list[dict[str, Any]],
     env: dict[str, Any] | None = None,
     runs: list[merge.LoadedRun] | None = None,
+    localizations: list[dict[str, Any]] | None = None,
 ) -> str:
     """The self-contained page (no network): header, status matrix, throughput,
     latency, drift, prepare times, errors, cross-platform view (when ``runs``
@@ -243,6 +244,8 @@ def report_html(
     sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
                                                        "prepare"), "prepare"))  # fmt: skip
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
+    if localizations:
+        sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
     if merged and runs:
         cross = merge.cross_platform(runs)
         note = ("<p class='muted'>per cell: the output digest on each platform and the largest "
@@ -268,6 +271,44 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
     return h.table(frame, "problems") + traces
 
 
+_LOCALIZATION_NOTE = (
+    "<p class='muted'>per layer (completion order): relative L2 error vs the fp64 reference "
+    "<b>accumulated</b> (fed by the backend's own upstream values) and <b>isolated</b> (the layer "
+    "alone, fed the reference's inputs cast to the cell's precision), as a share of the bound; "
+    "the culprit is the first layer whose isolated error exceeds it. See docs/localization.md.</p>"
+)
+
+
+def localization_summary(record: dict[str, Any]) -> str:
+    """One paragraph: the culprit (or why none), notes, reproducer, time."""
+    cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
+    culprit = record.get("culprit")
+    lines = [f"{cell}: culprit {culprit} ({record.get('culprit_op')})" if culprit
+             else f"{cell}: no single layer exceeds its bound"]  # fmt: skip
+    lines += [f"note: {n}" for n in record.get("notes") or []]
+    share = record.get("tapped_share")
+    if isinstance(share, int | float) or share == "inf":
+        hint = (" (if the cell failed, it diverges only untapped, e.g. when layers fuse: trust the "
+                "isolated column)") if float(share) <= 1 else ""
+        lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
+    repro = record.get("reproducer")
+    if isinstance(repro, dict):
+        lines.append(f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}")
+    if isinstance(record.get("seconds"), int | float):
+        lines.append(f"localized in {record['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _localization_section(records: list[dict[str, Any]]) -> str:
+    parts = [_LOCALIZATION_NOTE]
+    for record in records:
+        layers = pd.DataFrame([r for r in record.get("layers", []) if isinstance(r, dict)])
+        summary = "".join(f"<p>{h.esc(line)}</p>" for line in localization_summary(record).splitlines())
+        parts.append(f"<h3>{h.esc(record.get('cell_id'))}</h3>{summary}"
+                     + h.table(layers, f"localization-{len(parts)}"))  # fmt: skip
+    return "".join(parts)
+
+
 def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str) -> dict[str, Path]:
     run_dir = RunDir(out_dir).create()
     return {
@@ -278,8 +319,10 @@ def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str)
 
 
 def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write results.csv, summary.md and report.html for one run into ``out_dir``."""
-    return _write_all(rows, out_dir, report_html(rows, env), "torchparity run")
+    """Write results.csv, summary.md and report.html for one run into ``out_dir``
+    (with the localization tables the run directory holds)."""
+    page = report_html(rows, env, localizations=RunDir(out_dir).localizations())
+    return _write_all(rows, out_dir, page, "torchparity run")
 
 
 def render_runs(runs: list[merge.LoadedRun], out_dir: Path) -> dict[str, Path]:
