@@ -51,6 +51,8 @@ def _inputs_npz(path: Path, tensors: list[torch.Tensor]) -> None:
 def _origin(case: Any) -> str:
     """The options that register ``case`` again: its case file or plugin module
     (nothing for a built-in case, which comes through the entry point)."""
+    if case.source.endswith(".py") and Path(case.source).is_file():  # a --case-file's path
+        return f"--case-file {shlex.quote(case.source)} "
     module = sys.modules.get(case.source)
     if case.source.startswith("suites.") or module is None:
         return ""
