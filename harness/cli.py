@@ -22,6 +22,7 @@ from harness.engine.pipeline import RunSettings
 from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.engine.timing import TimingConfig
+from harness.engine.training import OPTIMIZERS, TrainSettings
 from harness.reporting import compare as compare_mod
 from harness.reporting import merge
 from harness.reporting import report as report_mod
@@ -56,6 +57,16 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> None:
                    help="a Python file that registers cases or backends (repeatable)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="an importable module that registers cases or backends (repeatable)")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", type=_csv_list, default=None,
+                   help="infer, train or infer,train (default infer; see docs/training.md)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="optimizer steps a train cell compares (default 3)")
+    p.add_argument("--optimizer", default=None,
+                   help="train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, "
+                        "adamw-fused (default sgd)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any cell fails, errors, crashes or times out")
+    _add_train_options(p)
     _add_plugin_options(p)
 
     p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
@@ -236,6 +248,9 @@ def _selection(args: argparse.Namespace) -> dict:
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
         "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
         "backend_option": pick("backend_option", []),
+        "mode": pick("mode", ["infer"]),
+        "train_steps": pick("train_steps", 3),
+        "optimizer": pick("optimizer", "sgd"),
         "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
     }
 
@@ -247,6 +262,14 @@ def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:
             option = "--" + flag.replace("_", "-")
             raise UsageError(f"{option} applies to the {device} device; add --device {device}")
     return DeviceOptions(sel["tf32"], sel["cudnn_benchmark"], sel["mps_fallback"])
+
+
+def train_settings(sel: dict) -> TrainSettings:
+    """``--train-steps`` and ``--optimizer``, checked."""
+    if sel["train_steps"] < 1:
+        raise UsageError("--train-steps must be at least 1")
+    _choose([sel["optimizer"]], list(OPTIMIZERS), "optimizer")
+    return TrainSettings(steps=sel["train_steps"], optimizer=sel["optimizer"])
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
@@ -266,7 +289,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise UsageError("--threads must be at least 1")
     device_options = device_options_for(sel, devices)
     prepare_environment(device_options)  # before any worker starts torch
-    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
+    modes = _choose(sel["mode"], ["infer", "train"], "mode")
+    train = train_settings(sel)
+    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"], modes=modes)
     if sel["shard"]:
         try:
             index, count = parse_shard(sel["shard"])
@@ -284,6 +309,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         device_options=device_options,
         backend_options=backend_options,
         output_dir=run_dir,
+        train=train,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
