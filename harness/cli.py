@@ -131,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
     _add_plugin_options(p)
 
+    p = sub.add_parser("data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default: reports/<run-id>); an existing run gets the rows added")
+    p.add_argument("--workers", type=_csv_list, default=["0", "1", "2"], help="num_workers values (default 0,1,2)")
+    p.add_argument("--start-method", type=_csv_list, default=None,
+                   help="multiprocessing start methods, or all (default: the OS's default one)")
+    p.add_argument("--samples", type=int, default=512, help="dataset size (default 512)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no table")
+
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None,
@@ -249,7 +260,7 @@ def _selection(args: argparse.Namespace) -> dict:
         "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
         "backend_option": pick("backend_option", []),
         "mode": pick("mode", ["infer"]),
-        "train_steps": pick("train_steps", 3),
+        "train_steps": args.train_steps if args.train_steps is not None else stored.get("train_steps", 3),
         "optimizer": pick("optimizer", "sgd"),
         "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
     }
@@ -392,6 +403,41 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    import multiprocessing as mp
+
+    from harness import environment
+    from harness.engine import data_throughput as data
+
+    try:
+        workers = [int(w) for w in args.workers]
+    except ValueError:
+        raise UsageError(f"--workers takes whole numbers, not {','.join(args.workers)!r}") from None
+    if any(w < 0 for w in workers) or min(args.samples, args.batch, args.epochs) < 1:
+        raise UsageError("--workers must be >= 0; --samples, --batch and --epochs at least 1")
+    if args.start_method == ["all"]:
+        args.start_method = mp.get_all_start_methods()
+    methods = _choose(args.start_method, mp.get_all_start_methods(), "start method") \
+        if args.start_method else None
+    run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
+    env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
+    env.setdefault("run_id", run_dir.path.name)
+    run_dir.write_env(env)
+    done = run_dir.done_cell_ids() if run_dir.has_results() else set()
+    with run_dir.results_writer() as writer:
+        for config in data.default_grid(workers, methods):
+            row = data.data_row(config, args.samples, args.batch, args.epochs)
+            if row["cell_id"] in done:
+                continue
+            writer.append({**row, **environment.row_fields(env), "run_id": env.get("run_id")})
+    rows = run_dir.rows()
+    paths = report_mod.render(rows, run_dir.path, env)
+    if not args.quiet:
+        print(report_mod.markdown_table(report_mod.dataloader_table(rows)))
+        print(f"results: {paths['csv']}\nreport:  {paths['html']}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         runs = merge.load_runs(args.run_dirs)
@@ -436,6 +482,7 @@ COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "fuzz": cmd_fuzz,
+    "data": cmd_data,
     "report": cmd_report,
     "compare": cmd_compare,
 }

@@ -17,6 +17,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "compile": "harness.backends.torch_compile",
     "export": "harness.backends.torch_export",
     "aoti": "harness.backends.aoti",
+    "ddp": "harness.backends.ddp",
 }
 
 _REGISTERED: dict[str, Backend] = {}

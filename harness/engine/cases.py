@@ -119,10 +119,13 @@ def register_model(
     reinit_weights: bool = True,
     description: str = "",
     empty_output_ok: bool = False,
+    train: Any = None,
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
-    expected (otherwise such a cell is an ``error``: nothing was compared)."""
+    expected (otherwise such a cell is an ``error``: nothing was compared).
+    ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
+    or optimizer for train cells."""
     case = Case(
         name=name,
         kind="model",
@@ -136,6 +139,7 @@ def register_model(
         description=description,
         source=_caller_module(),
         empty_output_ok=empty_output_ok,
+        extra={"train": train} if train is not None else {},
     )
     return register_case(case, suites)
 
@@ -342,6 +346,11 @@ def load_plugin(spec: PluginSpec) -> None:
     else:
         raise RegistryError(f"unknown plugin kind {kind!r}")
     _LOADED.add(spec)
+
+
+def loaded_plugins() -> list[PluginSpec]:
+    """The plugins and case files this process loaded (for processes it starts)."""
+    return sorted(_LOADED)
 
 
 def load_all(plugins: Iterable[PluginSpec]) -> None:

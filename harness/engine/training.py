@@ -419,14 +419,18 @@ def _settings_train(settings: Any) -> TrainSettings:
     return settings.train if isinstance(settings.train, TrainSettings) else TrainSettings()
 
 
-def train_in_process(job: TrainJob, backend: Backend) -> TrainTrace:
-    """The in-process loop over the backend's differentiable forward."""
+def train_in_process(job: TrainJob, backend: Backend,
+                     configure: Callable[[Trainer], None] | None = None) -> TrainTrace:  # fmt: skip
+    """The in-process loop over the backend's differentiable forward;
+    ``configure`` may adjust the trainer (its optimizer) before the first step."""
     tdev = job.device.torch_device()
     module = trainable_module(job.case, job.seed).to(device=tdev, dtype=job.precision.dtype)
     began = time.perf_counter()
     forward = backend.train_forward(module, (), job.ctx)
     prepare_s = time.perf_counter() - began
     trainer = Trainer(job.case, module, forward, job.precision, job.device, job.seed, job.optimizer)
+    if configure is not None:
+        configure(trainer)
     trace = trainer.run(job.steps)
     trace.timing_s = trainer.time_steps(job.min_time, job.steps)
     # A lazily compiling backend compiles in the first step: its excess over a
@@ -472,6 +476,7 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
     trace = backend.run_training(job) or train_in_process(job, backend)
     row["_stage"] = "compare"
     row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
+    problems, known = trace.columns.pop("_problems", []), trace.columns.pop("_known", None)
     row.update(trace.columns)
     row.update(losses=trace.losses, reference_losses=ref.losses, loss_first=trace.losses[0],
                loss_last=trace.losses[-1], reference_loss_last=ref.losses[-1])  # fmt: skip
@@ -479,10 +484,14 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
                              trace.params0, trace.params, ref.params0, ref.params,
                              precision.compute_dtype, kappa, precision.dtype)  # fmt: skip
     row.update(drift.columns())
+    drift.problems.extend(problems)
     if not drift.passed:
         skipped = trace.columns.get("amp_skipped_steps")
         note = f" ({skipped} of {train.steps} steps skipped by the GradScaler)" if skipped else ""
         row.update(status=Status.FAIL.value, reason=drift.reason + note)
+        if known:  # a divergence the backend explains (ddp with BatchNorm on CPU)
+            row.update(status=Status.XFAIL.value, xfail_of=Status.FAIL.value,
+                       reason=f"known: {known}; was fail: {row['reason']}")  # fmt: skip
     row["_stage"] = "timing"
     row.update(_timing_columns(trace, case.batch))
 
