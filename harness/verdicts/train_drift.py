@@ -35,6 +35,10 @@ TINY = 1e-30  # below this a norm is zero
 # A bound of 1 would pass a cell that did not train at all: bounds are capped,
 # and a cell whose dtype cannot resolve its quantity fails, saying so.
 MAX_BOUND = 0.5
+# A parameter whose gradient holds at least this share of the reference
+# gradient's norm must not be off by more than MAX_BOUND on its own: the global
+# norm would hide a layer whose gradients are zero under a loose bf16 bound.
+TENSOR_SHARE = 0.01
 
 
 def unit_roundoff(dtype: torch.dtype) -> float:
@@ -59,6 +63,13 @@ def worst_tensor(names: list[str], actual: list[torch.Tensor], expected: list[to
             for a, e in zip(actual, expected, strict=False)]  # fmt: skip
     errs = [math.inf if not math.isfinite(x) else x for x in errs]
     return names[max(range(len(errs)), key=errs.__getitem__)] if errs else ""
+
+
+def wrong_tensors(names: list[str], actual: list[torch.Tensor], expected: list[torch.Tensor]) -> list[str]:
+    """Parameters (with a TENSOR_SHARE of the reference norm) off by more than MAX_BOUND."""
+    total = max(_norm2(expected), TINY)
+    return [n for n, a, e in zip(names, actual, expected, strict=True)
+            if _norm2([e]) >= TENSOR_SHARE * total and not rel_l2([a], [e]) <= MAX_BOUND]  # fmt: skip
 
 
 def updates(params: list[torch.Tensor], params0: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -165,6 +176,10 @@ def compare_training(
     if not drift.grad_rel_err <= grad_bound:
         drift.problems.append(f"first-step gradients off by {drift.grad_rel_err:.3g} relative L2 "
                               f"(bound {grad_bound:.3g}; most in {drift.worst_grad})")  # fmt: skip
+    wrong = wrong_tensors(names, grads, ref_grads)
+    if wrong:
+        drift.problems.append(f"first-step gradients of {', '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''} "
+                              f"are off by more than {MAX_BOUND:g} relative (zero or wrong)")  # fmt: skip
     if not drift.update_rel_err <= update_bound:
         drift.problems.append(f"parameter update after {steps} steps off by {drift.update_rel_err:.3g} "
                               f"relative L2 (bound {update_bound:.3g}; most in {drift.worst_update})")  # fmt: skip
