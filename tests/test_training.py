@@ -78,6 +78,16 @@ def test_ddp_two_ranks_match_single_process_reference(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ddp_rank_without_all_reduced_gradients_fails(tmp_path: Path) -> None:
+    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--case-file", str(BUGS), "--suite", "tiny",
+                    "--case", "tiny_linear", "--mode", "train", "--backend", "buggy-ddp-unsynced-rank",
+                    "--precision", "fp32")  # fmt: skip
+    row = train_rows(rows)[("tiny_linear", "fp32", "buggy-ddp-unsynced-rank")]
+    assert row["status"] == "fail" and row["ddp_ranks_agree"] is False, explain([row])
+    assert "not all-reduced alike" in row["reason"]
+
+
+@pytest.mark.slow
 def test_run_killed_mid_training_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--case-file", str(TINY), "--suite", "tiny", "--mode", "train", "--backend", "eager",

@@ -78,6 +78,10 @@ class DDPBackend(Backend):
     def prepare(self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext) -> Callable[..., Any]:
         raise RuntimeError("ddp serves train cells only")
 
+    def configure_ddp(self, ddp: Any, rank: int) -> None:
+        """Called in each rank on the wrapped model before training: a plugin
+        subclass may register a communication hook (compression, a planted bug)."""
+
     def run_training(self, job: Any) -> Any:
         from harness.engine.cases import loaded_plugins
 
@@ -87,7 +91,7 @@ class DDPBackend(Backend):
                 "case": job.case.name, "seed": job.seed, "steps": job.steps, "optimizer": job.optimizer,
                 "precision": job.precision.name, "device": job.device.name, "world_size": WORLD_SIZE,
                 "port": free_port(), "plugins": [list(p) for p in loaded_plugins()],
-                "timed_steps": TIMED_STEPS, "out": str(out),
+                "timed_steps": TIMED_STEPS, "out": str(out), "backend": self.name,
             }  # fmt: skip
             (out / "job.json").write_text(json.dumps(spec), encoding="utf-8")
             began = time.perf_counter()

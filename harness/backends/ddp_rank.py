@@ -43,6 +43,9 @@ def main(job_path: str, rank_text: str) -> int:
             torch.cuda.set_device(tdev)
         module = trainable_module(case, int(job["seed"])).to(device=tdev, dtype=precision.dtype)
         ddp = DistributedDataParallel(module, device_ids=[tdev.index] if tdev.type == "cuda" else None)
+        from harness.backends import get_backend
+
+        get_backend(job.get("backend", "ddp")).configure_ddp(ddp, rank)
         half = case.batch // world
         trainer = Trainer(case, module, ddp, precision, device, int(job["seed"]), job["optimizer"],
                           part=slice(rank * half, (rank + 1) * half))  # fmt: skip

@@ -1,7 +1,10 @@
 """Plugin backends with planted training bugs (loaded with --case-file): the
 train verdict must catch them."""
 
+import torch
+
 from harness import Backend, register_backend
+from harness.backends.ddp import DDPBackend
 from harness.engine.training import train_in_process
 
 
@@ -44,3 +47,24 @@ class HalfGradients(Backend):
 
 register_backend(IgnoresWeightDecay())
 register_backend(HalfGradients())
+
+
+class UnsyncedRank(DDPBackend):
+    """DDP whose rank 1 takes part in the all-reduce but keeps its own local
+    gradients: the ranks drift apart while rank 0 still matches the reference."""
+
+    name = "buggy-ddp-unsynced-rank"
+
+    def configure_ddp(self, ddp, rank):
+        if rank != 1:
+            return
+
+        def keep_local(state, bucket):
+            local = bucket.buffer().clone()
+            work = torch.distributed.all_reduce(bucket.buffer(), async_op=True)
+            return work.get_future().then(lambda fut: local)
+
+        ddp.register_comm_hook(None, keep_local)
+
+
+register_backend(UnsyncedRank())
