@@ -29,6 +29,7 @@ from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.engine.scheduler_env import shard_from_env
 from harness.engine.timing import TimingConfig
+from harness.engine.training import OPTIMIZERS, TrainSettings
 from harness.reporting import compare as compare_mod
 from harness.reporting import export as export_mod
 from harness.reporting import merge
@@ -88,6 +89,16 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> None:
                    help="an importable module that registers cases or backends (repeatable)")
 
 
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", type=_csv_list, default=None,
+                   help="infer, train or infer,train (default infer; see docs/training.md)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="optimizer steps a train cell compares (default 3)")
+    p.add_argument("--optimizer", default=None,
+                   help="train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, "
+                        "adamw-fused (default sgd)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchparity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -141,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--localize", action="store_true",
                    help="localize every model cell (default: failing model cells only)")
     p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
+    _add_train_options(p)
     _add_plugin_options(p)
 
     p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
@@ -169,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
     _add_plugin_options(p)
+
+    p = sub.add_parser("data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default: reports/<run-id>); an existing run gets the rows added")
+    p.add_argument("--workers", type=_csv_list, default=["0", "1", "2"], help="num_workers values (default 0,1,2)")
+    p.add_argument("--start-method", type=_csv_list, default=None,
+                   help="multiprocessing start methods, or all (default: the OS's default one)")
+    p.add_argument("--samples", type=int, default=512, help="dataset size (default 512)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no table")
 
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -298,6 +321,9 @@ def _selection(args: argparse.Namespace) -> dict:
         "localize": ("off" if args.no_localize else "all" if args.localize
                      else stored.get("localize") if stored.get("localize") in ("auto", "all", "off")
                      else "auto"),
+        "mode": pick("mode", ["infer"]),
+        "train_steps": args.train_steps if args.train_steps is not None else stored.get("train_steps", 3),
+        "optimizer": pick("optimizer", "sgd"),
     }
 
 
@@ -403,6 +429,14 @@ def locked(run_dir: Path):
         raise UsageError(str(exc)) from None
 
 
+def train_settings(sel: dict) -> TrainSettings:
+    """``--train-steps`` and ``--optimizer``, checked."""
+    if sel["train_steps"] < 1:
+        raise UsageError("--train-steps must be at least 1")
+    _choose([sel["optimizer"]], list(OPTIMIZERS), "optimizer")
+    return TrainSettings(steps=sel["train_steps"], optimizer=sel["optimizer"])
+
+
 def plan_run(args: argparse.Namespace) -> RunPlan:
     sel = _selection(args)
     plugins: list[PluginSpec] = [tuple(p) for p in sel["plugins"]]  # type: ignore[misc]
@@ -422,7 +456,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise UsageError("--threads must be at least 1")
     device_options = device_options_for(sel, devices)
     prepare_environment(device_options)  # before any worker starts torch
-    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
+    modes = _choose(sel["mode"], ["infer", "train"], "mode")
+    train = train_settings(sel)
+    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"], modes=modes)
     if sel["shard"]:
         index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
@@ -438,6 +474,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         backend_options=backend_options,
         output_dir=run_dir,
         localize=sel["localize"],
+        train=train,
     )
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
@@ -550,6 +587,41 @@ def _warn_damage(run_dirs: Sequence[Path]) -> None:
         note = RunDir(path).damage_note()
         if note:
             print(f"torchparity: warning: {note}", file=sys.stderr)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import multiprocessing as mp
+
+    from harness import environment
+    from harness.engine import data_throughput as data
+
+    try:
+        workers = [int(w) for w in args.workers]
+    except ValueError:
+        raise UsageError(f"--workers takes whole numbers, not {','.join(args.workers)!r}") from None
+    if any(w < 0 for w in workers) or min(args.samples, args.batch, args.epochs) < 1:
+        raise UsageError("--workers must be >= 0; --samples, --batch and --epochs at least 1")
+    if args.start_method == ["all"]:
+        args.start_method = mp.get_all_start_methods()
+    methods = _choose(args.start_method, mp.get_all_start_methods(), "start method") \
+        if args.start_method else None
+    run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
+    env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
+    env.setdefault("run_id", run_dir.path.name)
+    run_dir.write_env(env)
+    done = run_dir.done_cell_ids() if run_dir.has_results() else set()
+    with run_dir.results_writer() as writer:
+        for config in data.default_grid(workers, methods):
+            row = data.data_row(config, args.samples, args.batch, args.epochs)
+            if row["cell_id"] in done:
+                continue
+            writer.append({**row, **environment.row_fields(env), "run_id": env.get("run_id")})
+    rows = run_dir.rows()
+    paths = report_mod.render(rows, run_dir.path, env)
+    if not args.quiet:
+        print(report_mod.markdown_table(report_mod.dataloader_table(rows)))
+        print(f"results: {paths['csv']}\nreport:  {paths['html']}")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -665,6 +737,7 @@ COMMANDS = {
     "run": cmd_run,
     "explain": cmd_explain,
     "fuzz": cmd_fuzz,
+    "data": cmd_data,
     "report": cmd_report,
     "compare": cmd_compare,
     "export": cmd_export,

@@ -124,10 +124,13 @@ def register_model(
     reinit_weights: bool = True,
     description: str = "",
     empty_output_ok: bool = False,
+    train: Any = None,
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
-    expected (otherwise such a cell is an ``error``: nothing was compared)."""
+    expected (otherwise such a cell is an ``error``: nothing was compared).
+    ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
+    or optimizer for train cells."""
     case = Case(
         name=name,
         kind="model",
@@ -141,6 +144,7 @@ def register_model(
         description=description,
         source=_caller_module(),
         empty_output_ok=empty_output_ok,
+        extra={"train": train} if train is not None else {},
     )
     return register_case(case, suites)
 
@@ -380,6 +384,9 @@ def _exec_case_file(path: Path) -> None:
         where = f", line {line}" if line else ""
         message = (str(exc).splitlines() or [""])[0][:300]
         raise RegistryError(f"case file {path}{where}: {type(exc).__name__}: {message}") from None
+def loaded_plugins() -> list[PluginSpec]:
+    """The plugins and case files this process loaded (for processes it starts)."""
+    return sorted(_LOADED)
 
 
 def load_all(plugins: Iterable[PluginSpec]) -> None:

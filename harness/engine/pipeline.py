@@ -68,6 +68,7 @@ class RunSettings:
     # cells, "all" for every model cell, "off".
     localize: str = "auto"
     interop_threads: int | None = None
+    train: Any = None  # engine/training.TrainSettings for train cells (None: its defaults)
 
 
 def apply_thread_settings(settings: RunSettings) -> None:
@@ -100,6 +101,10 @@ def precheck(cell: Cell) -> str | None:
     precision = get_precision(cell.precision)
     if precision.autocast is not None and not backend.supports_autocast:
         return f"{cell.backend} does not run under autocast ({cell.precision})"
+    if cell.mode == "train":
+        from harness.engine.training import train_unsupported
+
+        return train_unsupported(cell, backend, precision)
     return backend.supports(cell, precision)
 
 
@@ -397,6 +402,10 @@ STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
 def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     """Run one cell through the stages and return its row (without the
     environment fields). A stage returning False ends the cell (a skip)."""
+    if cell.mode == "train":  # the train cell's own stages (engine/training.py)
+        from harness.engine.training import execute_train_cell
+
+        return execute_train_cell(cell, settings)
     state = CellState(cell, settings)
     for name, stage in STAGES:
         try:

@@ -42,10 +42,12 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
 
 
 def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts of each status per backend and precision."""
+    """Counts of each status per mode, backend and precision."""
     if frame.empty:
         return pd.DataFrame()
-    counts = frame.groupby(["backend", "precision", "status"]).size().unstack(fill_value=0)
+    frame = frame.assign(mode=frame["mode"].fillna("infer")) if "mode" in frame.columns else \
+        frame.assign(mode="infer")
+    counts = frame.groupby(["mode", "backend", "precision", "status"]).size().unstack(fill_value=0)
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
 
@@ -61,9 +63,10 @@ def console_table(rows: list[dict[str, Any]]) -> str:
             return f"{r['status']} {r['latency_ms_median']:.3g}ms"
         return str(r["status"])
 
+    mode = frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
     frame = frame.assign(
         text=frame.apply(cell_text, axis=1),
-        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"],
+        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode,
     )
     table = frame.pivot_table(index="case", columns="column", values="text", aggfunc="first")
     counts = frame_counts_line(rows)
@@ -77,6 +80,45 @@ def frame_counts_line(rows: list[dict[str, Any]]) -> str:
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
+
+
+TRAINING_COLUMNS = [
+    "case", "device", "backend", "precision", "optimizer", "steps", "status", "loss_max_rel_err",
+    "loss_bound", "grad_rel_err", "grad_bound", "update_rel_err", "update_bound", "steps_per_s",
+    "throughput_items_s", "prepare_s", "allreduce_overhead_ms", "amp_scale_final", "amp_skipped_steps",
+    "reason",
+]  # fmt: skip
+DATALOADER_COLUMNS = [
+    "num_workers", "start_method", "persistent_workers", "pin_memory", "status", "samples_s",
+    "first_batch_s", "peak_rss_mb", "batch", "samples", "epochs", "reason",
+]  # fmt: skip
+
+
+def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Train cells: the three drift metrics beside their bounds, steps/s, compile and all-reduce cost."""
+    frame = rows_frame(rows)
+    train = frame[frame["mode"] == "train"]
+    return _cols(train, TRAINING_COLUMNS)
+
+
+def dataloader_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """DataLoader configurations (rows of kind ``data``), fastest first."""
+    frame = rows_frame(rows)
+    data = frame[frame["kind"] == "data"]
+    if data.empty:
+        return _cols(data, DATALOADER_COLUMNS)
+    data = data.assign(samples_s=_numeric(data, "samples_s")).sort_values("samples_s", ascending=False)
+    return _cols(data, DATALOADER_COLUMNS)
+
+
+def _training_sections(rows: list[dict[str, Any]]) -> list[str]:
+    """The summary's Training and DataLoader tables (when the run has such rows)."""
+    lines: list[str] = []
+    for title, table in (("Training (train cells vs the fp64 reference run)", training_table(rows)),
+                         ("DataLoader", dataloader_table(rows))):  # fmt: skip
+        if not table.empty:
+            lines += [f"## {title}", "", markdown_table(table), ""]
+    return lines
 
 
 def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +184,7 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run")
             "max_rel_err", ascending=False).head(10)  # fmt: skip
         lines += ["## Largest drift (max relative error vs fp64 reference)", ""]
         lines += [markdown_table(worst[[*CELL_KEYS, "max_rel_err", "max_ulp", "cosine"]]), ""]
+    lines += _training_sections(rows)
     speed = fastest_and_slowest(frame)
     if not speed.empty:
         lines += ["## Fastest and slowest cell per case", "", markdown_table(speed), ""]
@@ -243,6 +286,16 @@ def report_html(
     prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values("prepare_s", ascending=False)
     sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
                                                        "prepare"), "prepare"))  # fmt: skip
+    train, data = training_table(rows), dataloader_table(rows)
+    if not train.empty:
+        sections.append(h.section(
+            "Training", "<p class='muted'>train cells: relative errors vs the fp64 reference training "
+            "run beside their bounds (docs/training.md); step throughput; compile time in prepare_s.</p>"
+            + h.table(train, "training"), "training"))  # fmt: skip
+    if not data.empty:
+        sections.append(h.section(
+            "DataLoader", "<p class='muted'>synthetic CIFAR-10 through torch.utils.data.DataLoader; peak "
+            "memory includes the worker processes.</p>" + h.table(data, "dataloader"), "dataloader"))  # fmt: skip
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
         sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
