@@ -136,6 +136,10 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
         if skip:
             return {"status": "skip", "reason": skip}
         case = CASES[cell.case]
+        if case.extra.get("samples") is not None:  # several samples per cell (issue 17)
+            from harness.engine.multisample import execute_multisample
+
+            return execute_multisample(cell, case, settings)
         precision = get_precision(cell.precision)
         device = get_device(cell.device)
         backend = get_backend(cell.backend)
@@ -225,13 +229,8 @@ def execute_cell(cell: Cell, settings: RunSettings) -> dict[str, Any]:
 
 
 def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
-    """A fail or error matching a known-failure mark of the case becomes xfail."""
-    case = CASES.get(cell.case)
-    if case is None or row.get("status") not in ("fail", "error", "crash", "timeout"):
-        return row
-    mark = case.known_failure(cell.backend, cell.device, cell.precision)
-    if mark is not None:
-        row["xfail_of"] = row["status"]
-        row["status"] = "xfail"
-        row["reason"] = f"{mark.describe()}; was {row['xfail_of']}: {row.get('reason', '')}"
-    return row
+    """A fail or error matching a known-failure mark of the case becomes xfail;
+    expectations and blame columns (harness/verdicts/expectations.py)."""
+    from harness.verdicts import expectations
+
+    return expectations.apply(CASES.get(cell.case), cell.backend, cell.device, cell.precision, row)
