@@ -1,4 +1,4 @@
-"""nox sessions: tests, bench, fuzz, report, validate, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, bench, fuzz, opinfo, report, validate, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
@@ -30,6 +30,10 @@ TORCH_INDEX_ENV = "TORCHPARITY_TORCH_INDEX"
 # torch releases compared by bench_torch (pip index versions torch shows more).
 TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
 FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
+# The OpInfo ci selection: under 15 minutes on 2 cores (docs/opinfo.md).
+OPINFO_CI = ["--suite", "opinfo-ci", "--device", "cpu", "--precision", "fp32",
+             "--backend", "eager,torchscript,onnxruntime,compile", "--min-time", "0.005",
+             "--strict", "--quiet"]  # fmt: skip
 
 
 def _index_args() -> list[str]:
@@ -86,6 +90,14 @@ def fuzz(session: nox.Session) -> None:
     install(session, "dev")  # hypothesis drives the fuzzer
     session.run("torchparity", "fuzz", "--profile", "ci", "--backend", FUZZ_BACKENDS,
                 *session.posargs)  # fmt: skip
+
+
+@nox.session
+def opinfo(session: nox.Session) -> None:
+    """The OpInfo ci selection (suite opinfo-ci) on eager, TorchScript, ONNX Runtime and compile
+    at fp32 on the CPU, judged against suites/opinfo/expectations-ci.json (--strict); args after -- go to `torchparity run`."""
+    install(session, "opinfo")  # expecttest: OpInfo's import needs it
+    session.run("torchparity", "run", *OPINFO_CI, *session.posargs)
 
 
 @nox.session

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SESSIONS = ["tests", "bench", "fuzz", "report", "validate", "bench_torch", "lint"]
+SESSIONS = ["tests", "bench", "fuzz", "opinfo", "report", "validate", "bench_torch", "lint"]
 
 
 def test_nox_lists_every_session_with_a_one_line_description():

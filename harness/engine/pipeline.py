@@ -233,4 +233,4 @@ def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
     expectations and blame columns (harness/verdicts/expectations.py)."""
     from harness.verdicts import expectations
 
-    return expectations.apply(CASES.get(cell.case), cell.backend, cell.device, cell.precision, row)
+    return expectations.apply(CASES.get(cell.case), cell, row)

@@ -6,7 +6,8 @@ Format: JSON (the standard library reads it on every Python):
 ``{"torch": "2.13.0", "entries": [{"case", "backend", "precision", "device",
 "status", "blame", "reason", "link"}, ...]}``; cells absent from the file are
 expected to pass. A suite registers its file with :func:`register_file`;
-its entries become the cases' :class:`KnownFailure` marks (:func:`known_failures`).
+a cell of that suite is judged against it (:func:`lookup`); other suites'
+cases keep their :class:`KnownFailure` marks.
 
 On each row (:func:`apply`, through the pipeline's known-failure step):
 - a non-pass row matching an entry becomes ``xfail`` (``expectation``:
@@ -33,6 +34,7 @@ from harness.verdicts import blame as blame_mod
 BAD = ("fail", "error", "crash", "timeout")
 STRICT_FINDINGS = ("new failure", "changed", "unexpected pass")
 FILES: dict[str, Path] = {}  # suite -> its expectations file
+_LOADED: dict[str, dict[tuple[str, str, str, str], KnownFailure]] = {}  # suite -> key -> mark
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,22 @@ class ExpectationsError(ValueError):
 
 
 def register_file(suite: str, path: Path) -> None:
-    """``suite``'s expectations live in ``path`` (read by --update-expectations)."""
+    """``suite``'s expectations live in ``path``: its cells are judged against
+    them, and --update-expectations rewrites it. Each suite has its own file,
+    since a selection that caps samples per cell may pass where the full one fails."""
     FILES[suite] = Path(path)
+    _LOADED.pop(suite, None)
+
+
+def lookup(suite: str, case: str, backend: str, device: str, precision: str) -> KnownFailure | None:
+    """The expectation of a cell of ``suite`` as a mark (None: expected to pass)."""
+    if suite not in FILES:
+        return None
+    if suite not in _LOADED:
+        _LOADED[suite] = {e.key(): mark for e in load(FILES[suite])
+                          for mark in known_failures([e])[e.case]}  # fmt: skip
+    marks = _LOADED[suite]
+    return marks.get((case, backend, precision, device)) or marks.get((case, backend, precision, "*"))
 
 
 def load(path: Path) -> list[Expectation]:
@@ -93,10 +109,14 @@ def known_failures(entries: Iterable[Expectation]) -> dict[str, list[KnownFailur
     return marks
 
 
-def apply(case: Case | None, backend: str, device: str, precision: str,
-          row: dict[str, Any]) -> dict[str, Any]:
-    """Mark ``row`` against the case's expectations and give it a blame (see module doc)."""
-    mark = case.known_failure(backend, device, precision) if case is not None else None
+def apply(case: Case | None, cell: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """Mark ``row`` against the suite's expectations file (else the case's
+    known-failure marks) and give it a blame (see the module doc)."""
+    backend, device, precision = cell.backend, cell.device, cell.precision
+    if cell.suite in FILES:
+        mark = lookup(cell.suite, cell.case, backend, device, precision)
+    else:
+        mark = case.known_failure(backend, device, precision) if case is not None else None
     status = row.get("status")
     if status in BAD and mark is not None:
         row["xfail_of"] = status

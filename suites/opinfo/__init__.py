@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 
 from harness.engine.cases import Case, register_case
+from harness.fuzzing.seeds import register_seed_source
 from suites.opinfo import expectations_file, guard, manifest
+from suites.opinfo.seeds import opinfo_seeds
 from suites.opinfo.source import OpInfoSamples, sample_dtype
 
 SUITE, CI_SUITE = "opinfo", "opinfo-ci"
@@ -23,13 +25,13 @@ def _not_a_module() -> torch.nn.Module:
     raise RuntimeError("an OpInfo case runs through its samples (harness.engine.multisample)")
 
 
-def _register(entry: dict, known: dict, ci: bool) -> None:
+def _register(entry: dict, ci: bool) -> None:
     name = f"opinfo.{entry['name']}"
     cpu = entry["dtypes"].get("cpu", [])
     precisions = tuple(p for p in PRECISIONS if sample_dtype(cpu, p) is not None)
     case = Case(
         name=name, kind="op", make_module=_not_a_module, make_inputs=lambda gen, batch: (),
-        known_failures=tuple(known.get(name, ())), tags=frozenset({"opinfo"}), reinit_weights=False,
+        tags=frozenset({"opinfo"}), reinit_weights=False,
         description=f"OpInfo {entry['name']} ({', '.join(precisions) or 'no float dtype'})",
         extra={"samples": OpInfoSamples(entry["name"], entry["dtypes"], entry["nondeterministic"]),
                "precisions": precisions or ("none",), "opinfo": entry["name"]},
@@ -47,6 +49,7 @@ def _register_unavailable(reason: str) -> None:
 
 
 def _load() -> None:
+    expectations_file.register()
     reason = guard.cheap_check()
     data = None
     if reason is None:
@@ -57,9 +60,9 @@ def _load() -> None:
     if data is None:
         _register_unavailable(reason or "no manifest")
         return
-    known = expectations_file.known_failures()
     for entry in data["entries"]:
-        _register(entry, known, expectations_file.in_ci_selection(entry["name"]))
+        _register(entry, expectations_file.in_ci_selection(entry["name"]))
 
 
 _load()
+register_seed_source(opinfo_seeds)  # OpInfo samples seed `torchparity fuzz` for catalog ops

@@ -49,7 +49,7 @@ def _literal(value: Any, tensors: list[torch.Tensor]) -> str:
         if value.layout != torch.strided or value.is_complex() or value.is_quantized:
             raise Unrepresentable(f"{value.layout} {value.dtype} tensor")
         tensors.append(value)
-        return "{%d}" % (len(tensors) - 1)
+        return f"{{{len(tensors) - 1}}}"
     if value is None or isinstance(value, (bool, str)):
         return repr(value)
     if isinstance(value, int):

@@ -19,7 +19,6 @@ from harness.verdicts import expectations
 SUITE = "expect_demo"
 PATH = Path(os.environ["TORCHPARITY_TEST_EXPECTATIONS"])
 expectations.register_file(SUITE, PATH)
-MARKS = expectations.known_failures(expectations.load(PATH))
 
 
 def good(x):
@@ -32,8 +31,7 @@ def off_by_one_in_fp32(x):
 
 
 for name, fn in (("good", good), ("bad", off_by_one_in_fp32)):
-    register_op(name, fn, samples=lambda gen, batch: (gen.normal(4),), suites=[SUITE],
-                known_failures=MARKS.get(name, ()))
+    register_op(name, fn, samples=lambda gen, batch: (gen.normal(4),), suites=[SUITE])
 
 
 class TwoSamples:
@@ -55,5 +53,4 @@ class TwoSamples:
 
 register_case(Case("two_samples", "op", make_module=torch.nn.Identity,
                    make_inputs=lambda gen, batch: (), reinit_weights=False,
-                   known_failures=tuple(MARKS.get("two_samples", ())),
                    extra={"samples": TwoSamples()}), [SUITE])  # fmt: skip
