@@ -44,6 +44,9 @@ from harness.verdicts import drift as drift_mod
 SAMPLES_DIR = "samples"
 SAME_ERROR_LIMIT = 3  # samples failing alike before the rest are not retried
 FALLBACK_BUDGET_S = 30.0  # seconds of one-by-one retries after a batch fails
+# Samples per prepared module: OpInfo entries have up to ~1200 samples, and an
+# export or compile of one graph that size costs more than its chunks together.
+MAX_BATCH = 64
 
 
 class SamplesUnavailable(Exception):
@@ -98,6 +101,7 @@ class _Batch:
     prepared: Any = None  # the batch callable when the whole batch prepared and ran
     prepare_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
+    retries_began: float | None = None
 
 
 def _line(exc: BaseException) -> str:
@@ -139,22 +143,28 @@ def _key(cell: Cell, samples: Sequence[Sample]) -> str:
 
 def _prepare_batch(source: SampleSource, samples: list[Sample], cell: Cell,
                    precision: Precision, settings: Any) -> _Batch:
-    """Prepare and run all samples as one module; on failure, one by one."""
+    """Prepare and run the samples as one module per chunk of ``MAX_BATCH``;
+    a chunk that fails is retried one sample at a time."""
     backend = get_backend(cell.backend)
     tdev = get_device(cell.device).torch_device()
     batch = _Batch()
-    inputs = tuple(x.to(tdev) for x in _flat_inputs(samples))
-    ctx = _context(cell, precision, settings, _key(cell, samples))
     began = time.perf_counter()
-    try:
-        prepared = backend.prepare(source.module(samples), inputs, ctx)
-        outputs = backend.run(prepared, inputs)
-        batch.prepared = (prepared, inputs)
-        batch.outputs = {s.index: out for s, out in zip(samples, outputs, strict=True)}
-        batch.notes = dict(ctx.notes)
-    except Exception as exc:  # find the samples that fail, within a budget of retries
-        batch.notes = {"batch_error": _line(exc)}
-        _prepare_each(source, samples, cell, precision, settings, batch)
+    chunks = [samples[i:i + MAX_BATCH] for i in range(0, len(samples), MAX_BATCH)]
+    batch.notes["batches"] = len(chunks)
+    for chunk in chunks:
+        inputs = tuple(x.to(tdev) for x in _flat_inputs(chunk))
+        ctx = _context(cell, precision, settings, _key(cell, chunk))
+        try:
+            prepared = backend.prepare(source.module(chunk), inputs, ctx)
+            outputs = backend.run(prepared, inputs)
+        except Exception as exc:  # find the samples that fail, within a budget of retries
+            batch.notes.setdefault("batch_error", _line(exc))
+            _prepare_each(source, chunk, cell, precision, settings, batch)
+            continue
+        if len(chunks) == 1:  # the one callable of the cell: timed below
+            batch.prepared = (prepared, inputs)
+        batch.outputs.update({s.index: out for s, out in zip(chunk, outputs, strict=True)})
+        batch.notes.update(ctx.notes)
     batch.prepare_s = time.perf_counter() - began
     return batch
 
@@ -164,7 +174,9 @@ def _prepare_each(source: SampleSource, samples: list[Sample], cell: Cell,
     backend = get_backend(cell.backend)
     tdev = get_device(cell.device).torch_device()
     last, repeats = "", 0
-    began = time.perf_counter()
+    if batch.retries_began is None:  # one budget for all of a cell's retries
+        batch.retries_began = time.perf_counter()
+    began = batch.retries_began
     for s in samples:
         if repeats >= SAME_ERROR_LIMIT:
             batch.errors[s.index] = f"{last} (as the {repeats} samples before; not retried)"

@@ -68,14 +68,28 @@ def _literal(value: Any, tensors: list[torch.Tensor]) -> str:
     raise Unrepresentable(type(value).__name__)
 
 
-def sample_call(callee: str, sample: Any) -> Call:
-    """The call expression of one ``SampleInput`` (``input``, ``args``, ``kwargs``)."""
+def sample_call(callee: str, sample: Any, method: str | None = None) -> Call:
+    """The call expression of one ``SampleInput`` (``input``, ``args``, ``kwargs``):
+    ``callee(input, *args, **kwargs)``, or ``input.method(*args, **kwargs)``
+    when ``method`` is given and the input is a tensor."""
     tensors: list[torch.Tensor] = []
     parts = [_literal(sample.input, tensors)]
     parts += [_literal(a, tensors) for a in sample.args]
     parts += [f"{k}={_literal(v, tensors)}" for k, v in sample.kwargs.items()]
-    expr = f"{callee}({', '.join(parts)})"
+    if method and isinstance(sample.input, torch.Tensor):
+        expr = f"{parts[0]}.{method}({', '.join(parts[1:])})"
+    else:
+        expr = f"{callee}({', '.join(parts)})"
     return Call(expr, tuple(tensors), describe(sample, expr, tensors))
+
+
+def method_for(op: Callable[..., Any], method_variant: Any) -> str | None:
+    """The Tensor method to call when ``op`` has no public torch path (OpInfo
+    wraps many methods in lambdas, which TorchScript cannot script)."""
+    if callee_for(op)[0] != "_op" or method_variant is None:
+        return None
+    name = getattr(method_variant, "__name__", None)
+    return name if name and getattr(torch.Tensor, name, None) is method_variant else None
 
 
 def describe(sample: Any, expr: str, tensors: Sequence[torch.Tensor]) -> str:

@@ -83,10 +83,11 @@ class OpInfoSamples:
             raise SamplesUnavailable(str(exc)) from None
         cap = SAMPLE_CAPS.get(suite)
         callee, self.namespace = calls_mod.callee_for(entry.op)
+        method = calls_mod.method_for(entry.op, getattr(entry, "method_variant", None))
         out = []
         for i, raw_sample in enumerate(raw[:cap] if cap else raw):
             try:
-                call = calls_mod.sample_call(callee, raw_sample)
+                call = calls_mod.sample_call(callee, raw_sample, method)
             except calls_mod.Unrepresentable as exc:
                 out.append(Sample(i, f"sample {i}", (), invalid=f"argument with no literal form: {exc}"))
                 continue
