@@ -168,9 +168,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{c.name:<28} {c.kind:<6} {c.description}")
     elif args.what == "suites":
         for name, members in sorted(SUITES.items()):
-            # A suite that cannot load here holds one placeholder case saying why.
+            # A suite that cannot load here holds only placeholder cases saying why.
             unavailable = [CASES[m].extra.get("unavailable") for m in members if m in CASES]
-            why = next((u for u in unavailable if u), None)
+            why = unavailable[0] if unavailable and all(unavailable) else None
             print(f"{name:<12} unavailable: {why}" if why else f"{name:<12} {len(members)} cases")
     elif args.what == "backends":
         for name in backend_names():

@@ -24,7 +24,7 @@ _ORT = re.compile(r"onnxruntime|\bort\b|could not find an implementation|not_imp
                   r"has no \S+ kernel", re.I)  # fmt: skip
 _INDUCTOR = re.compile(r"inductor|cppcompileerror|c\+\+ compile|lowering|codegen|triton", re.I)
 _HARNESS = re.compile(r"no literal form|private api|expecttest|not in torch|op_db|opinfo suite "
-                      r"unavailable|the onnx graph takes \d+ inputs", re.I)  # fmt: skip
+                      r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs", re.I)  # fmt: skip
 _SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
 
 
@@ -47,7 +47,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
     if backend in ("compile", "aoti"):
-        if status == "fail" or _INDUCTOR.search(reason):
-            return "inductor"
+        if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
+            return "inductor"  # wrong values, or code generation and C++ compilation running away
         return "pytorch"  # dynamo tracing, fake tensors, decompositions
     return "pytorch"  # eager, TorchScript, torch.export

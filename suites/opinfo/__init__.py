@@ -29,12 +29,15 @@ def _register(entry: dict, ci: bool) -> None:
     name = f"opinfo.{entry['name']}"
     cpu = entry["dtypes"].get("cpu", [])
     precisions = tuple(p for p in PRECISIONS if sample_dtype(cpu, p) is not None)
+    extra_unavailable = {} if precisions else {
+        "unavailable": f"OpInfo {entry['name']} has no float or integer dtype this suite runs on "
+                       f"cpu (it has: {', '.join(cpu) or 'none'})"}  # fmt: skip
     case = Case(
         name=name, kind="op", make_module=_not_a_module, make_inputs=lambda gen, batch: (),
         tags=frozenset({"opinfo"}), reinit_weights=False,
         description=f"OpInfo {entry['name']} ({', '.join(precisions) or 'no float dtype'})",
         extra={"samples": OpInfoSamples(entry["name"], entry["dtypes"], entry["nondeterministic"]),
-               "precisions": precisions or ("none",), "opinfo": entry["name"]},
+               "precisions": precisions, "opinfo": entry["name"], **extra_unavailable},
     )  # fmt: skip
     register_case(case, [SUITE, CI_SUITE] if ci else [SUITE])
 

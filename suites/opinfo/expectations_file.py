@@ -13,7 +13,7 @@ CI_PATH = Path(__file__).with_name("expectations-ci.json")  # the ci selection (
 # The ci selection: a fixed fraction of the entries, chosen by a hash of the
 # name (stable across runs and machines), sized to run eager, torchscript,
 # onnxruntime and compile at fp32 on 2 cores in under 15 minutes.
-CI_FRACTION = 0.5
+CI_FRACTION = 0.25
 
 
 def register() -> None:
