@@ -46,6 +46,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert rows["good"]["status"] == "pass" and "blame" not in rows["good"]
     assert rows["bad"]["status"] == "fail" and rows["bad"]["expectation"] == "new failure"
     assert rows["bad"]["blame"] == "pytorch" and rows["bad"]["blame_source"] == "rule"
+    _check_multisample_row(rows["two_samples"], tmp_path / "r1", path)
 
     proc = _run(path, tmp_path / "r2", "--update-expectations")
     assert proc.returncode == 0, proc.stderr
@@ -72,27 +73,6 @@ def test_round_trip(tmp_path: Path) -> None:
     assert set(_entries(path)) == {"bad", "two_samples"}
 
 
-def test_multisample_cell_reports_worst_sample_and_replays(tmp_path: Path) -> None:
-    path = tmp_path / "expectations.json"
-    proc = _run(path, tmp_path / "run", "--case", "two_samples")
-    assert proc.returncode == 0, proc.stderr
-    row = _rows(tmp_path / "run")["two_samples"]
-    assert row["status"] == "fail" and row["samples"] == 2 and row["samples_fail"] == 1
-    assert row["worst_sample"] == 1 and "linspace(3)" in row["reason"]
-    assert "Non-pass cells by blame" in (tmp_path / "run" / "summary.md").read_text("utf-8")
-    command = row["reproducer"].split()
-    assert command[:3] == ["python", "-m", "harness.engine.multisample"]
-    env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path), "PYTHONPATH": str(ROOT)}
-    code = ("import sys; from harness.engine.multisample import main; "
-            f"sys.exit(main([{command[3]!r}]))")  # the case file is a plugin: load it first
-    replay = subprocess.run(
-        [sys.executable, "-c", "import runpy; from harness.engine.cases import load_plugin; "
-         f"load_plugin(('file', {str(CASES)!r})); " + code],
-        capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert replay.returncode == 1, replay.stderr
-    assert "sample #1" in replay.stdout and "fail" in replay.stdout
-
-
 def test_malformed_blame_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
     path.write_text(json.dumps({"entries": [{"case": "a", "backend": "eager", "precision": "fp32",
@@ -111,3 +91,20 @@ def test_malformed_blame_is_refused(tmp_path: Path) -> None:
 ])  # fmt: skip
 def test_blame_rules(backend: str, reason: str, expected: str) -> None:
     assert blame.classify(backend, {"status": "fail", "reason": reason}) == expected
+
+
+def _check_multisample_row(row: dict, run_dir: Path, path: Path) -> None:
+    """A multi-sample cell reports its worst sample, saves it and replays it."""
+    assert row["status"] == "fail" and row["samples"] == 2 and row["samples_fail"] == 1
+    assert row["worst_sample"] == 1 and "linspace(3)" in row["reason"]
+    assert "Non-pass cells by blame" in (run_dir / "summary.md").read_text("utf-8")
+    command = row["reproducer"].split()
+    assert command[:3] == ["python", "-m", "harness.engine.multisample"]
+    env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path), "PYTHONPATH": str(ROOT)}
+    code = ("import sys; from harness.engine.cases import load_plugin; "  # the case file is a plugin
+            f"load_plugin(('file', {str(CASES)!r})); from harness.engine.multisample import main; "
+            f"sys.exit(main([{command[3]!r}]))")
+    replay = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=120)  # fmt: skip
+    assert replay.returncode == 1, replay.stderr
+    assert "sample #1" in replay.stdout and "fail" in replay.stdout
