@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -384,8 +384,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = replay(Path(args[0]))
     return 0 if outcome.status in ("pass", "invalid") else 1
 
-
-ReplayFn = Callable[[Path], Outcome]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -403,15 +403,9 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
         with warnings.catch_warnings():
             # Exporters warn per example (deprecations, tracer notes): noise at fuzzing volume.
             warnings.simplefilter("ignore")
-            budgeted = examples is None and profile.time_budget_s > 0  # --examples: exactly that many
-            if budgeted:
-                checker.allow_new_signature = signature_admission(profile, checker, began)
-            hypothesis_settings(profile, examples)(given(strategy)(prop))()
-            rounds = 1
-            checker.first_round = False
-            _check_seeds(checker, case, target, found)
-            if budgeted:
-                rounds += budget_rounds(profile, checker, strategy, prop, began)
+            # A fresh hypothesis test per round: settings decorate a function once.
+            rounds = _search(target, profile, examples, checker, lambda: given(strategy)(prop),
+                             found, began)
     except Finding:
         pass
     except StrategyError as exc:
@@ -441,6 +435,19 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
     return TargetResult(row, divergence)
 
 
+def _search(target: Target, profile: FuzzProfile, examples: int | None, checker: Checker,
+            make_test: Callable[[], Any], found: list[dict[str, Any]], began: float) -> int:
+    """The first round (``examples`` or the profile's), the seeds, then the
+    time budget's rounds; returns the number of rounds."""
+    budgeted = examples is None and profile.time_budget_s > 0  # --examples: exactly that many
+    if budgeted:
+        checker.allow_new_signature = signature_admission(profile, checker, began)
+    hypothesis_settings(profile, examples)(make_test())()
+    checker.first_round = False
+    _check_seeds(checker, target.case, target, found)
+    return 1 + (budget_rounds(profile, checker, make_test, began) if budgeted else 0)
+
+
 def signature_admission(profile: FuzzProfile, checker: Checker, began: float) -> Callable[[], bool]:
     """Whether a property under a time budget may prepare a new input signature:
     the first always; in the first round no more than ``max_signatures``; and
@@ -461,13 +468,13 @@ def signature_admission(profile: FuzzProfile, checker: Checker, began: float) ->
     return admit
 
 
-def budget_rounds(profile: FuzzProfile, checker: Checker, strategy: Any,
-                  prop: Callable[[tuple], None], began: float) -> int:
+def budget_rounds(profile: FuzzProfile, checker: Checker, make_test: Callable[[], Any],
+                  began: float) -> int:
     """More rounds of examples while the property's time budget lasts; returns
     how many ran. Each round is sized from the time an example has cost so
     far (preparing excluded) and seeded by its number, so a machine as fast
     runs the same examples; new signatures follow :func:`signature_admission`."""
-    from hypothesis import given, seed
+    from hypothesis import seed
     from hypothesis.errors import Unsatisfiable
 
     deadline = began + profile.time_budget_s
@@ -481,7 +488,7 @@ def budget_rounds(profile: FuzzProfile, checker: Checker, strategy: Any,
             break
         rounds += 1
         try:
-            hypothesis_settings(profile, size, derandomize=False)(seed(rounds)(given(strategy)(prop)))()
+            hypothesis_settings(profile, size, derandomize=False)(seed(rounds)(make_test()))()
         except Unsatisfiable:  # nearly every draw needs a signature the budget denies
             break
         spent += size
