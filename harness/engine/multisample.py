@@ -200,19 +200,39 @@ def _prepare_each(source: SampleSource, samples: list[Sample], cell: Cell,
             batch.errors[s.index] = message
 
 
+def _comparable(t: torch.Tensor) -> torch.Tensor:
+    """A leaf the drift metrics can read: dense, with conjugation resolved."""
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    return t.resolve_conj().resolve_neg() if t.is_complex() else t.resolve_neg()
+
+
+def _leaves(tree: Any, like: list[torch.Tensor] | None = None) -> tuple[list[str], list[torch.Tensor]]:
+    """Flattened comparable leaves; a real leaf of shape ``(*s, 2)`` where ``like``
+    holds a complex one of shape ``s`` is read as complex (ONNX graphs carry
+    complex tensors as real and imaginary parts in a last dimension)."""
+    names, leaves = flatten_outputs(tree)
+    leaves = [_comparable(t) for t in leaves]
+    for i, (t, ref) in enumerate(zip(leaves, like or [], strict=False)):
+        if ref.is_complex() and not t.is_complex() and tuple(t.shape) == (*ref.shape, 2) \
+                and t.dtype in (torch.float32, torch.float64):
+            leaves[i] = torch.view_as_complex(t.contiguous())
+    return names, leaves
+
+
 def _judge(sample: Sample, actual: Any, eager: Any, reference: Any, backend: str,
            precision: Precision, tolerance: Tolerance) -> Outcome:
     """One sample's verdict (see the module docstring)."""
     outcome = Outcome(sample)
-    names, got = flatten_outputs(actual)
-    _, want = flatten_outputs(eager)
+    _, want = _leaves(eager)
+    names, got = _leaves(actual, want)
     if not sample.compare_values:
         shapes = [(tuple(t.shape), t.dtype) for t in got] == [(tuple(t.shape), t.dtype) for t in want]
         if not shapes:
             outcome.status, outcome.reason = "fail", "output shapes or dtypes differ from eager's"
         return outcome
     if reference is not None:
-        _, ref = flatten_outputs(reference)
+        _, ref = _leaves(reference)
         ref = [r.to(a.dtype) if r.is_floating_point() and a.is_floating_point() else r
                for a, r in zip(got, ref, strict=False)]  # fmt: skip
         outcome.drift = drift_mod.compare(names, got, ref, precision.compute_dtype, tolerance)
