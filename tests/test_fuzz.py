@@ -114,7 +114,7 @@ def test_time_budget_reuses_costly_signatures(tmp_path: Path) -> None:
 
         def prepare(self, module, example_inputs, ctx):
             prepared.append(tuple((x.dtype, tuple(x.shape)) for x in example_inputs))
-            _time.sleep(0.4)  # half the ci budget per signature: an export's cost, scaled down
+            _time.sleep(1.2)  # over half the budget: an export's cost, scaled down
             return module
 
     register_backend(Costly())
@@ -123,5 +123,7 @@ def test_time_budget_reuses_costly_signatures(tmp_path: Path) -> None:
     result = fuzz.fuzz_target(fuzz.Target(CASES["neg"], "test-costly", "cpu", "fp32"), profile,
                               out_dir=tmp_path)
     assert result.row["status"] == "pass", result.row
-    assert len(prepared) <= profile.max_signatures + 1  # reuses what it prepared
-    assert result.row["examples"] > profile.max_examples
+    # One prepare took over half the budget: every later example reuses it
+    # (on a slow machine too: slowness only makes a second prepare fit less).
+    assert len(prepared) == 1 == result.row["signatures"]
+    assert result.row["examples"] >= 1
