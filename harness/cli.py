@@ -21,7 +21,7 @@ from typing import Any
 from harness import cache as cache_mod
 from harness.backends import backend_names, get_backend
 from harness.console import robust_standard_streams
-from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.engine.cases import CASES, SUITES, PluginSpec, RegistryError, load_all, select_cases
 from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.engine.matrix import Cell, expand, parse_shard, shard
 from harness.engine.pipeline import RunSettings, apply_thread_settings
@@ -35,7 +35,7 @@ from harness.reporting import export as export_mod
 from harness.reporting import merge
 from harness.reporting import report as report_mod
 from harness.rundir import RunDir, RunDirError, RunDirLocked, atomic_write_text
-from harness.status import BAD_STATUSES
+from harness.verdicts import expectations
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -148,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
-                   help="exit 1 when any cell fails, errors, crashes or times out")
+                   help="exit 1 when any cell fails, errors, crashes or times out, or differs "
+                        "from the suite's expectations (an unexpected pass, a changed status)")
+    p.add_argument("--update-expectations", action="store_true",
+                   help="rewrite the suite's expectations file from this run (for review)")
     p.add_argument("--localize", action="store_true",
                    help="localize every model cell (default: failing model cells only)")
     p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
@@ -243,7 +246,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{c.name:<28} {c.kind:<6} {c.description}")
     elif args.what == "suites":
         for name, members in sorted(SUITES.items()):
-            print(f"{name:<12} {len(members)} cases")
+            # A suite that cannot load here holds only placeholder cases saying why.
+            unavailable = [CASES[m].extra.get("unavailable") for m in members if m in CASES]
+            why = unavailable[0] if unavailable and all(unavailable) else None
+            print(f"{name:<12} unavailable: {why}" if why else f"{name:<12} {len(members)} cases")
     elif args.what == "backends":
         for name in backend_names():
             try:
@@ -479,6 +485,32 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
 
 
+def _expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
+    """The suite's expectations file when --update-expectations asks for it."""
+    if not args.update_expectations:
+        return None
+    suite = plan.selection.get("suite")
+    path = expectations.FILES.get(suite)
+    if path is None:
+        with_files = ", ".join(sorted(expectations.FILES)) or "none"
+        raise UsageError(f"suite {suite!r} has no expectations file; suites with one: {with_files}")
+    return path
+
+
+def update_expectations(path: Path, rows: list[dict]) -> str:
+    """Rewrite ``path`` from ``rows``; return a one-line account."""
+    try:
+        before = expectations.load(path)
+    except expectations.ExpectationsError as exc:
+        raise UsageError(str(exc)) from None
+    after = expectations.updated(before, rows)
+    torch_version = next((r.get("torch") for r in rows if r.get("torch")), "")
+    expectations.save(path, after, str(torch_version))
+    old, new = set(before), set(after)
+    return (f"expectations: {len(after)} entries ({len(new - old)} new or changed, "
+            f"{len(old - new)} removed) -> {path}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
     with locked(plan.run_dir):
@@ -495,6 +527,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
+    expectations_path = _expectations_file(args, plan)
     show = not args.quiet
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
@@ -512,7 +545,13 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
     if show:
         print(report_mod.console_table(rows))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
-    findings = any(r.get("status") in BAD_STATUSES for r in rows)
+    if expectations_path is not None:
+        print(update_expectations(expectations_path, rows), file=sys.stderr)
+    findings = expectations.strict_findings(rows)
+    if args.strict and findings and not args.quiet:
+        kinds = sorted({str(r.get("expectation") or r.get("status")) for r in findings})
+        print(f"strict: {len(findings)} cells differ from expectations ({', '.join(kinds)})",
+              file=sys.stderr)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 

@@ -41,6 +41,8 @@ class KnownFailure:
     device: str = "*"
     precision: str = "*"
     link: str = ""
+    status: str = ""  # the expected status (fail, error, ...) when an expectations file says
+    blame: str = ""  # harness.verdicts.blame category, when known
 
     def matches(self, backend: str, device: str, precision: str) -> bool:
         return (
@@ -279,7 +281,10 @@ def register_op(
 
 
 def precision_unsupported(case: Case, precision: str) -> str | None:
-    """Why ``case`` does not run at ``precision`` (an op limited to some), or None."""
+    """Why ``case`` does not run at ``precision`` (an op limited to some, or a
+    case standing for a suite that cannot load here), or None."""
+    if case.extra.get("unavailable"):
+        return str(case.extra["unavailable"])
     allowed = case.extra.get("precisions")
     if allowed is not None and precision not in allowed:
         return f"{case.name} runs at {', '.join(allowed)} only (no float inputs or no {precision} kernel)"

@@ -51,6 +51,26 @@ def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
 
+def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Non-pass cells per backend and blame category (harness/verdicts/blame.py)."""
+    if frame.empty or "blame" not in frame.columns:
+        return pd.DataFrame()
+    blamed = frame[(frame["status"] != "pass") & frame["blame"].notna() & (frame["blame"] != "")]
+    if blamed.empty:
+        return pd.DataFrame()
+    counts = blamed.groupby(["backend", "blame"]).size().unstack(fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts
+
+
+def blame_line(rows: list[dict[str, Any]]) -> str:
+    """``blame: 12 exporter, 3 pytorch`` over the non-pass cells ('' when none carry one)."""
+    counts = pd.Series([r.get("blame") for r in rows if r.get("status") != "pass" and r.get("blame")])
+    if counts.empty:
+        return ""
+    return "blame: " + ", ".join(f"{n} {b}" for b, n in counts.value_counts().items())
+
+
 def console_table(rows: list[dict[str, Any]]) -> str:
     """Case x (backend, precision) with status and median latency, for the terminal."""
     frame = rows_frame(rows)
@@ -70,7 +90,8 @@ def console_table(rows: list[dict[str, Any]]) -> str:
     )
     table = frame.pivot_table(index="case", columns="column", values="text", aggfunc="first")
     counts = frame_counts_line(rows)
-    return table.fillna("").to_string() + "\n\n" + counts
+    blame = blame_line(rows)
+    return table.fillna("").to_string() + "\n\n" + counts + (f"\n{blame}" if blame else "")
 
 
 def frame_counts_line(rows: list[dict[str, Any]]) -> str:
@@ -169,6 +190,14 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run")
     counts = status_counts(frame)
     if not counts.empty:
         lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
+    blame = blame_counts(frame)
+    if not blame.empty:
+        lines += ["## Non-pass cells by blame", "", markdown_table(blame, index=True), ""]
+    surprises = frame[frame["expectation"].isin(["unexpected pass", "changed"])] \
+        if "expectation" in frame.columns else frame.iloc[0:0]
+    if not surprises.empty:
+        lines += ["## Differs from expectations (unexpected passes, changed statuses)", "",
+                  markdown_table(surprises[[*CELL_KEYS, "status", "expectation", "reason"]].head(50)), ""]
     bad = frame[frame["status"].isin(list(BAD_STATUSES))]
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
@@ -296,6 +325,15 @@ def report_html(
         sections.append(h.section(
             "DataLoader", "<p class='muted'>synthetic CIFAR-10 through torch.utils.data.DataLoader; peak "
             "memory includes the worker processes.</p>" + h.table(data, "dataloader"), "dataloader"))  # fmt: skip
+    blame = blame_counts(frame)
+    if not blame.empty:
+        sections.append(h.section(
+            "Blame",
+            "<p class='muted'>non-pass cells per backend and blamed component "
+            "(from the expectations file, else guessed by rule: column blame_source).</p>"
+            + h.table(blame.reset_index(), "blame"),
+            "blame",
+        ))  # fmt: skip
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
         sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
@@ -314,7 +352,8 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
     if not bad:
         return "<p>No failures, errors, crashes or timeouts.</p>"
     frame = pd.DataFrame([{**{k: r.get(k) for k in [*CELL_KEYS, *where, "status", "reason"]},
-                           "stage": r.get("error_stage")} for r in bad])  # fmt: skip
+                           "stage": r.get("error_stage"), "blame": r.get("blame"),
+                           "reproducer": r.get("reproducer")} for r in bad])  # fmt: skip
     traces = "".join(
         f"<details><summary>{h.esc(r.get('case'))} {h.esc(r.get('device'))}/{h.esc(r.get('backend'))}/"
         f"{h.esc(r.get('precision'))}: traceback</summary><pre>{h.esc(r['traceback'])}</pre></details>"
