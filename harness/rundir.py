@@ -48,6 +48,7 @@ REPORT_HTML = "report.html"
 OUTPUTS_DIR = "outputs"
 DIVERGENCES_JSONL = "divergences.jsonl"
 DIVERGENCES_CSV = "divergences.csv"
+SAMPLES_DIR = "samples"  # worst samples of multi-sample (OpInfo) cells, for replay
 DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
@@ -238,6 +239,7 @@ class RunDir:
     divergences_jsonl = property(lambda self: self.path / DIVERGENCES_JSONL)
     divergences_csv = property(lambda self: self.path / DIVERGENCES_CSV)
     divergence_inputs = property(lambda self: self.path / DIVERGENCE_INPUTS_DIR)
+    samples_dir = property(lambda self: self.path / SAMPLES_DIR)
     compare_md = property(lambda self: self.path / COMPARE_MD)
     compare_html = property(lambda self: self.path / COMPARE_HTML)
     default_cache = property(lambda self: self.path / CACHE_DIR)

@@ -43,7 +43,6 @@ from harness.engine.outputs import flatten
 from harness.engine.precision import Precision, Tolerance, get_precision
 from harness.verdicts import drift as drift_mod
 
-SAMPLES_DIR = "samples"
 SAME_ERROR_LIMIT = 3  # samples failing alike before the rest are not retried
 FALLBACK_BUDGET_S = 30.0  # seconds of one-by-one retries after a batch fails
 # Samples per prepared module: OpInfo entries have up to ~1200 samples, and an
@@ -369,9 +368,9 @@ def _save_worst(cell: Cell, settings: Any, worst: Outcome) -> dict[str, Any]:
     """The worst sample's inputs in ``RUN_DIR/samples/`` and the command replaying it."""
     if settings.output_dir is None or worst.status == "pass":
         return {}
-    from harness.output_store import file_name
+    from harness.rundir import RunDir, safe_file_stem
 
-    path = Path(settings.output_dir).parent / SAMPLES_DIR / file_name(cell.id).replace(".npz", ".pt")
+    path = RunDir(settings.output_dir).samples_dir / f"{safe_file_stem(cell.id)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"cell": cell.as_dict(), "index": worst.sample.index, "label": worst.sample.label,
               "inputs": list(worst.sample.inputs)}  # fmt: skip
