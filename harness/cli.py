@@ -227,7 +227,8 @@ def _selection(args: argparse.Namespace) -> dict:
 
     def pick(name: str, default):
         value = getattr(args, name)
-        return value if value not in (None, [], False) else stored.get(name, default)
+        given = value is not None and value is not False and value != []  # 0 is a value (--rounds 0)
+        return value if given else stored.get(name, default)
 
     return {
         "suite": pick("suite", "models"),

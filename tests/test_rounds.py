@@ -41,7 +41,7 @@ def test_round_timing_splits_the_cells_time_over_rounds():
     config = TimingConfig(min_time=0.3, min_repeats=7, max_time=6.0)
     one = round_timing(config, 3)
     assert one.min_time == pytest.approx(0.1) and one.max_time == pytest.approx(2.0)
-    assert one.min_repeats >= 3
+    assert one.min_repeats >= 5
     assert round_timing(config, 1) == config
 
 
@@ -201,3 +201,58 @@ def test_interleaved_blocks_alternate_and_every_callable_gets_the_same_count():
     timed = order[-2 * len(found[0].samples_s):]
     assert timed == ["a", "b"] * len(found[0].samples_s)  # a b a b ...: block k of each side by side
     assert found[0].median == pytest.approx(1e-3)
+
+
+# -- end to end through the command line -------------------------------------------------
+
+
+def test_a_run_in_rounds_gives_one_row_per_cell_with_rounds_and_paired_speedups(tmp_path):
+    from harness.engine.devices import DEVICES
+    from tests.backend_runs import TINY, run_rows
+
+    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear",
+                    "--precision", "fp32", "--backend", "eager,torchscript", "--rounds", "2",
+                    "--time-budget", "0", "--device", "present")  # fmt: skip
+    absent = [d for d, dev in DEVICES.items() if dev.unavailable()]
+    assert not [r for r in rows if r["device"] in absent]
+    rows = [r for r in rows if r["device"] == "cpu"]
+    summary = (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
+    if absent:  # absent devices: one line, not rows
+        assert f"absent devices (not run): {absent[0]}:" in summary
+    by = {r["backend"]: r for r in rows}
+    assert sorted(by) == ["eager", "torchscript"] and len(rows) == 2
+    for r in rows:
+        assert r["status"] == "pass" and r["rounds"] == 2 and len(r["round_medians_ms"]) == 2
+        assert sum(r["samples_per_round"]) == len(r["samples_ms"])
+        assert len(r["calibration_round_ms"]) == 2 and r["latency_round_spread"] >= 0
+    ts = by["torchscript"]
+    assert ts["speedup_ci_low"] <= ts["speedup_vs_eager"] <= ts["speedup_ci_high"]
+    assert ts["speedup_pairs"] == sum(min(a, b) for a, b in zip(
+        by["eager"]["samples_per_round"], ts["samples_per_round"], strict=True))  # fmt: skip
+
+
+def test_bad_rounds_options_are_one_line_exit_2(capsys, tmp_path):
+    from harness.cli import main
+
+    for args in (["--rounds", "0"], ["--time-budget", "-1"]):
+        assert main(["run", "--suite", "smoke", "--out", str(tmp_path / "x"), *args]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "--rounds must be at least 1" in err
+
+
+def test_instruction_counts_skip_with_a_reason_off_cpu():
+    from harness.engine import instructions
+
+    assert "CPU cells" in instructions.unavailable("cuda")
+
+
+@pytest.mark.slow
+def test_instruction_counts_of_a_cpu_cell_under_callgrind(tmp_path):
+    from harness.engine import instructions
+    from tests.backend_runs import TINY, run_rows
+
+    if instructions.unavailable("cpu"):
+        pytest.skip(instructions.unavailable("cpu"))
+    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear",
+                    "--precision", "fp32", "--rounds", "1", "--count-instructions", timeout=3000)  # fmt: skip
+    assert rows[0]["instructions_per_call"] > 1000, rows[0].get("instructions_skip_reason")

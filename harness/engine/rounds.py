@@ -30,7 +30,7 @@ from harness.engine.timing import TimingConfig
 
 DEFAULT_ROUNDS = 3
 DEFAULT_TIME_BUDGET = 300.0  # seconds for the whole run; a later round starts only within it
-MIN_REPEATS_PER_ROUND = 3
+MIN_REPEATS_PER_ROUND = 5  # more, shorter blocks: one preemption spoils less of a round
 
 
 @dataclass(frozen=True)
