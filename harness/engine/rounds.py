@@ -44,13 +44,17 @@ class RoundsConfig:
 
 
 def round_timing(config: TimingConfig, rounds: int) -> TimingConfig:
-    """One round's share of the per-cell timing: ``min_time`` and ``max_time``
-    divided over the rounds, at least ``MIN_REPEATS_PER_ROUND`` blocks each."""
+    """One round's share of the per-cell timing: ``min_time``, ``max_time``
+    and the warm-up cap divided over the rounds, at least
+    ``MIN_REPEATS_PER_ROUND`` blocks each."""
     if rounds <= 1:
         return config
     repeats = max(MIN_REPEATS_PER_ROUND, math.ceil(config.min_repeats / rounds))
+    # Warm-up too: a cell is warm after its first round; a loaded machine must
+    # not turn N rounds of warm-up into N times the cell's time.
     return replace(config, min_time=config.min_time / rounds, min_repeats=repeats,
-                   max_time=config.max_time / rounds)  # fmt: skip
+                   max_time=config.max_time / rounds,
+                   max_warmup_time=max(config.warmup_time, config.max_warmup_time / rounds))  # fmt: skip
 
 
 def group_key(cell: Cell) -> tuple[str, ...]:
@@ -190,9 +194,14 @@ class Schedule:
         for cell in group:
             self.pending.pop(cell.id, None)
 
+    @property
+    def total_steps(self) -> int:
+        """Tasks the schedule plans: each group's verdict and each further round."""
+        return len(self.groups) * max(1, self.config.rounds)
+
     def run(self, verdict: VerdictFn, time_round: RoundFn, emit: EmitFn, step: StepFn | None = None) -> None:
         started = self.clock()
-        total = len(self.groups) * max(1, self.config.rounds)
+        total = self.total_steps
         done = 0
         first_measured = 0.0
         for group in self.groups:

@@ -144,8 +144,9 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 )  # fmt: skip
             finally:
                 executor.close()
-        if progress and todo:
-            progress(1, 1, todo[-1], time.perf_counter() - started)
+        if progress and todo:  # in tasks: each group's verdict and timing rounds
+            steps = Schedule(group_cells(runnable), plan.rounds).total_steps or 1
+            progress(steps, steps, todo[-1], time.perf_counter() - started)
     return run_dir.rows()
 
 

@@ -32,7 +32,7 @@ from harness.status import BAD_STATUSES
 ALPHA = 0.01  # significance level of the U test (single-window rows)
 ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
 NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
-NOISE_K = 3.0  # the derived floor: this many typical round-to-round spreads
+NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
 MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
 DRIFT_FACTOR = 2.0  # max_rel_err must grow by more than this factor to count
 DRIFT_ABS_FLOOR = 1e-12  # ... and by more than this much (0 -> 1e-16 is not drift)
@@ -163,6 +163,7 @@ class CellChange:
     throughput_verdict: str = ""  # slower, faster, unchanged, noisy, untested, or ""
     throughput_basis: str = ""  # rounds, rounds/calibration, samples (one window), or ""
     round_spread: float | None = None  # pooled sd of log round medians, both runs
+    rounds: int | None = None  # the fewer rounds of the two sides
     base_instructions: float | None = None  # instructions per call (--count-instructions)
     instructions: float | None = None
     instructions_change: float | None = None  # current / baseline - 1
@@ -234,6 +235,7 @@ def _round_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any],
     change.throughput_change = math.exp(-diff) - 1.0
     change.p_value = welch_p(lb, lc)
     change.round_spread = pooled_sd(lb, lc)
+    change.rounds = min(len(lb), len(lc))
     change.throughput_basis = "rounds/calibration" if normalize else "rounds"
     return True
 
@@ -285,7 +287,8 @@ def judge(change: CellChange, noise_floor: float, alpha: float = ALPHA) -> None:
     big = abs(change.throughput_change) >= noise_floor
     if change.p_value is None:
         change.throughput_verdict = "untested"
-    elif rounds and big and (change.round_spread or 0.0) * NOISE_K > abs(math.log1p(change.throughput_change)):
+    elif rounds and big and (change.round_spread or 0.0) * noise_multiple(change.rounds or MIN_ROUNDS) \
+            > abs(math.log1p(change.throughput_change)):
         change.throughput_verdict = "noisy"  # its rounds spread more than the change
     elif big and change.p_value < level:
         change.throughput_verdict = "slower" if change.throughput_change < 0 else "faster"
@@ -293,16 +296,24 @@ def judge(change: CellChange, noise_floor: float, alpha: float = ALPHA) -> None:
         change.throughput_verdict = "unchanged"
 
 
+def noise_multiple(rounds: int) -> float:
+    """How many round-to-round spreads a change must exceed with ``rounds``
+    rounds a side: ``NOISE_K`` standard errors of the difference of two
+    means of ``rounds`` values (3 rounds: 2.9 spreads; 9 rounds: 1.65)."""
+    return NOISE_K * math.sqrt(2.0 / max(rounds, 2))
+
+
 def derived_noise_floor(changes: list[CellChange], minimum: float = NOISE_FLOOR) -> tuple[float, float | None]:
-    """(floor, typical spread): ``NOISE_K`` times the median round-to-round
-    spread over the cells judged on rounds, never below ``minimum``."""
+    """(floor, typical spread): ``noise_multiple`` times the median
+    round-to-round spread over the cells judged on rounds, never below ``minimum``."""
     import numpy as np
 
-    spreads = [c.round_spread for c in changes if c.round_spread is not None]
-    if not spreads:
+    judged = [c for c in changes if c.round_spread is not None]
+    if not judged:
         return minimum, None
-    typical = float(np.median(spreads))
-    return max(minimum, math.expm1(NOISE_K * typical)), typical
+    typical = float(np.median([c.round_spread for c in judged]))
+    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
 
 
 @dataclass
@@ -432,8 +443,9 @@ def _counts(comparison: Comparison) -> str:
 def _criteria(comparison: Comparison) -> str:
     return (f"A throughput change counts when it is significant and at least the noise floor: for cells "
             f"timed in rounds, Welch's t-test on log round medians (p < {ROUND_ALPHA:g}) and a floor of "
-            f"{NOISE_K:g}x the typical round-to-round spread (here {comparison.noise_floor:.1%}); a cell "
-            f"whose own rounds spread more than the change is 'noisy'; cells timed in one window, a "
+            f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
+            f"{comparison.noise_floor:.1%}); a cell whose own rounds spread too much for its change is "
+            f"'noisy'; cells timed in one window, a "
             f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
             f"max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
 
