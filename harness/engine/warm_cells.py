@@ -25,8 +25,8 @@ from harness.engine.pipeline import (
     run_stages,
     timed_call,
 )
-from harness.engine.rounds import RoundResult, round_timing
-from harness.engine.timing import measure_interleaved
+from harness.engine.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
+from harness.engine.timing import block_size, measure_interleaved, synced_time_block, warm_up
 
 MAX_KEPT = 64  # prepared cells a worker keeps warm; older ones are prepared again when needed
 
@@ -57,6 +57,11 @@ class WarmCells:
         self.states: OrderedDict[str, CellState] = OrderedDict()
         self.numbers: dict[str, int] = {}  # calls per block, fixed in round 1
         self._calibration = calibration_workload()
+        # Warm the calibration and fix its block size now: worker start-up is not any cell's time.
+        config = round_timing(settings.timing, DEFAULT_ROUNDS)
+        warm_up(self._calibration, synced_time_block, config)
+        target = config.min_time / config.min_repeats * BLOCK_SCALE
+        self.numbers[""] = block_size(self._calibration, synced_time_block, target)[0]
 
     def _hold(self, state: CellState) -> None:
         self.states[state.cell.id] = state
