@@ -3,7 +3,7 @@
     python benchmarks/validate_gate.py [--rounds 3] [--threads 1] [--case GLOB ...] [--out DIR]
 
 Three runs of the same selection (a few models-suite cases plus the cases of
-benchmarks/planted_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
+benchmarks/slowdown_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
 artifact cache:
   A1, A2  identical code;
   B       TORCHPARITY_PLANTED_SLOWDOWN=1.2: the planted_* cases do 20% more work.
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from harness.reporting import compare  # noqa: E402
 from harness.rundir import RunDir  # noqa: E402
 
-PLANTED = ROOT / "benchmarks" / "planted_cases.py"
+PLANTED = ROOT / "benchmarks" / "slowdown_cases.py"
 DEFAULT_CASES = ["mlp", "lenet", "cifar_cnn", "resnet_small", "mobile_cnn", "attention_block",
                  "planted_*", "steady_*"]  # fmt: skip
 GATE = compare.Gate(throughput=0.10)
