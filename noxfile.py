@@ -1,4 +1,4 @@
-"""nox sessions: tests, bench, fuzz, report, validate, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, bench, fuzz, native, report, validate, localize, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
@@ -30,6 +30,8 @@ TORCH_INDEX_ENV = "TORCHPARITY_TORCH_INDEX"
 # torch releases compared by bench_torch (pip index versions torch shows more).
 TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
 FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
+# The same artifacts from Python and from C++ (the native runner).
+NATIVE_BACKENDS = "torchscript,torchscript-cpp,aoti,aoti-cpp"
 
 
 def _index_args() -> list[str]:
@@ -95,6 +97,32 @@ def fuzz(session: nox.Session) -> None:
                 *session.posargs)  # fmt: skip
 
 
+# Fails when a C++ cell does not pass where its Python counterpart passes.
+_PARITY_CHECK = """
+import sys
+from harness.rundir import RunDir
+rows = {(r["case"], r["device"], r["precision"], r["backend"]): r for r in RunDir(sys.argv[1]).rows()}
+bad = [k for k, r in rows.items() if not k[3].endswith("-cpp") and r["status"] == "pass"
+       and rows.get((*k[:3], k[3] + "-cpp"), {}).get("status") != "pass"]
+cpp = sum(r["status"] == "pass" for k, r in rows.items() if k[3].endswith("-cpp"))
+print(f"C++ cells passing: {cpp}; not passing where Python passes: {bad}")
+sys.exit(1 if bad or not cpp else 0)
+"""
+
+
+@nox.session
+def native(session: nox.Session) -> None:
+    """Build the C++ runner with the system compiler, run the smoke suite from Python and C++, check C++ passes wherever Python does (args after -- go to `torchparity run`)."""
+    install(session)
+    args = list(session.posargs)
+    if "--out" not in args:
+        args += ["--out", str(ROOT / "reports" / "native")]
+    out = args[args.index("--out") + 1]
+    session.run("torchparity", "run", "--suite", "smoke", "--device", "cpu", "--precision", "fp32",
+                "--backend", NATIVE_BACKENDS, *args)  # fmt: skip
+    session.run("python", "-c", _PARITY_CHECK, out)
+
+
 @nox.session
 def report(session: nox.Session) -> None:
     """Render or merge run directories: `nox -s report -- RUN_DIR ... --out DIR`."""
@@ -111,6 +139,13 @@ def validate(session: nox.Session) -> None:
     install(session, "dev")
     session.run("python", "benchmarks/validate_timing.py", *session.posargs)
     session.run("python", "benchmarks/validate_gate.py")
+
+
+@nox.session
+def localize(session: nox.Session) -> None:
+    """Check localization names planted layers, with its time (benchmarks/validate_localization.py; args after --)."""
+    install(session, "dev")
+    session.run("python", "benchmarks/validate_localization.py", *session.posargs)
 
 
 @nox.session

@@ -8,25 +8,33 @@ becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from harness import cache as cache_mod
 from harness.backends import backend_names, get_backend
 from harness.console import robust_standard_streams
 from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
 from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.engine.matrix import Cell, expand, parse_shard, shard
-from harness.engine.pipeline import RunSettings
+from harness.engine.pipeline import RunSettings, apply_thread_settings
 from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
 from harness.engine.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET, RoundsConfig
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
+from harness.engine.scheduler_env import shard_from_env
 from harness.engine.timing import TimingConfig
 from harness.reporting import compare as compare_mod
+from harness.reporting import export as export_mod
 from harness.reporting import merge
 from harness.reporting import report as report_mod
-from harness.rundir import RunDir, RunDirError
+from harness.rundir import RunDir, RunDirError, RunDirLocked, atomic_write_text
 from harness.status import BAD_STATUSES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -42,7 +50,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """A comma list, each value once (``eager,eager`` runs eager once)."""
+    return list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above zero (0, nan and inf are refused, never defaulted)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def _choose(values: list[str], valid: Sequence[str], what: str) -> list[str]:
@@ -81,9 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list (default: {','.join(DEFAULT_PRECISIONS)})")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
     p.add_argument("--resume", action="store_true", help="finish the missing cells of --out")
-    p.add_argument("--shard", default=None, metavar="i/n", help="run only shard i of n")
-    p.add_argument("--min-time", type=float, default=None, help="seconds measured per cell (default 0.1)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per cell before it is killed (default 300)")
+    p.add_argument("--shard", default=None, metavar="i/n|auto",
+                   help="run only shard i of n; auto: from a Slurm array or Kubernetes Indexed Job "
+                        "(docs/scale-out.md)")
+    p.add_argument("--min-time", type=_positive_float, default=None,
+                   help="seconds measured per cell (default 0.1)")
+    p.add_argument("--timeout", type=_positive_float, default=None,
+                   help="seconds per cell before it (and every process it started) is killed (default 300)")
     p.add_argument("--rounds", type=int, default=None,
                    help=f"timing rounds per cell, interleaved over the run (default {DEFAULT_ROUNDS}; 1: one window)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -91,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count-instructions", action="store_true",
                    help="cpu cells: also count user-space instructions per call under valgrind (slow)")
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch intra-op threads in workers (default: torch's default)")
     p.add_argument("--tf32", action="store_true",
                    help="cuda: allow TF32 matmuls/convolutions (off by default for conformance)")
@@ -99,15 +133,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mps-fallback", action="store_true",
                    help="mps: let unsupported ops fall back to the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)")
     p.add_argument("--no-isolate", action="store_true", help="run cells in this process (no crash isolation)")
-    p.add_argument("--no-cache", action="store_true", help="do not reuse prepared backend artifacts")
+    p.add_argument("--no-cache", action="store_true",
+                   help="no shared cache: artifacts rebuilt, references kept in RUN_DIR/cache")
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="reference and backend-artifact cache, shareable between runs "
-                        "(default: RUN_DIR/cache)")
+                   help="reference and backend-artifact cache, shared between runs (default: "
+                        f"${cache_mod.CACHE_ENV} or the per-user cache directory, see docs/security.md)")
+    p.add_argument("--trust-run-plugins", action="store_true",
+                   help="with --resume: load the case files and plugins run.json names "
+                        "(they run as code; default: only those given again)")
     p.add_argument("--backend-option", action="append", default=[], metavar="BACKEND.KEY=VALUE",
                    help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any cell fails, errors, crashes or times out")
+    p.add_argument("--localize", action="store_true",
+                   help="localize every model cell (default: failing model cells only)")
+    p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
+    _add_plugin_options(p)
+
+    p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--case", required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--precision", required=True)
+    p.add_argument("--device", default="cpu", help="default cpu")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="time for isolating layers one by one (default 60)")
     _add_plugin_options(p)
 
     p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
@@ -116,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", type=_csv_list, default=["eager"], help="comma list (default: eager)")
     p.add_argument("--device", type=_csv_list, default=["cpu"], help="comma list (default: cpu)")
     p.add_argument("--precision", type=_csv_list, default=["fp32"], help="comma list (default: fp32)")
-    p.add_argument("--examples", type=int, default=None, help="examples per property (default: the profile's)")
+    p.add_argument("--examples", type=_positive_int, default=None, help="examples per property (default: the profile's)")
     p.add_argument("--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -131,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None,
                    help="where to write (default: the run directory; reports/merged-<id> for several)")
+
+    p = sub.add_parser("export", help="write a run directory in another tool's format")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--format", required=True, choices=export_mod.FORMATS)
+    p.add_argument("--out", type=Path, default=None,
+                   help="file to write (default: standard output)")
 
     p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
@@ -222,6 +279,7 @@ def _selection(args: argparse.Namespace) -> dict:
             stored = RunDir(out).read_selection()
         except RunDirError as exc:
             raise UsageError(f"{exc}; nothing to resume") from None
+        check_stored_selection(stored, RunDir(out).run_json)
     elif out is not None and RunDir(out).has_results():
         raise UsageError(f"{out} already holds results; use --resume or another --out")
 
@@ -251,7 +309,10 @@ def _selection(args: argparse.Namespace) -> dict:
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
         "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
         "backend_option": pick("backend_option", []),
-        "plugins": [list(p) for p in _plugins(args)] or stored.get("plugins", []),
+        "plugins": [list(p) for p in _resume_plugins(args, stored)],
+        "localize": ("off" if args.no_localize else "all" if args.localize
+                     else stored.get("localize") if stored.get("localize") in ("auto", "all", "off")
+                     else "auto"),
     }
 
 
@@ -263,6 +324,48 @@ def present_devices(devices: list[str]) -> tuple[list[str], dict[str, str]]:
     return [n for n, r in reasons.items() if r is None], {n: r for n, r in reasons.items() if r}
 
 
+# What run.json may hold, per key: the types its value may have (JSON read back is data).
+_STORED_TYPES: dict[str, tuple[type, ...]] = {
+    "suite": (str,), "case": (list,), "backend": (list,), "device": (list,), "precision": (list,),
+    "shard": (str, type(None)), "min_time": (int, float), "timeout": (int, float),
+    "seed": (int,), "threads": (int, type(None)), "tf32": (bool,), "cudnn_benchmark": (bool,),
+    "mps_fallback": (bool,), "isolate": (bool,), "no_cache": (bool,),
+    "cache_dir": (str, type(None)), "backend_option": (list,), "plugins": (list,),
+}
+
+
+def check_stored_selection(stored: dict, path: Path) -> None:
+    """run.json read back for --resume: every known key of the right type."""
+    for key, types in _STORED_TYPES.items():
+        if key not in stored:
+            continue
+        value = stored[key]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if ok and isinstance(value, list):
+            items_ok = (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)) \
+                if key == "plugins" else (lambda v: isinstance(v, str))
+            ok = all(items_ok(v) for v in value)
+        if ok and key in ("min_time", "timeout"):
+            ok = math.isfinite(value) and value > 0
+        if not ok:
+            raise UsageError(f"{path}: {key!r} has the wrong shape ({json.dumps(value)[:60]}); "
+                             "not a run.json this program wrote")
+
+
+def _resume_plugins(args: argparse.Namespace, stored: dict) -> list[PluginSpec]:
+    """The plugins a run loads: those on the command line. On --resume the ones
+    run.json names must be given again (a run directory is data: what it names
+    is not executed) unless --trust-run-plugins says to load them."""
+    given = _plugins(args)
+    named = [(str(k), str(t)) for k, t in stored.get("plugins", [])]
+    missing = [p for p in named if p not in given]
+    if missing and not getattr(args, "trust_run_plugins", False):
+        flags = " ".join(f"--{'case-file' if k == 'file' else 'plugin'} {t}" for k, t in missing)
+        raise UsageError(f"the run resumed used {flags}; pass them again (they run as code), "
+                         "or --trust-run-plugins to load what run.json names")
+    return given + missing
+
+
 def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:
     """Device flags, refused when the device they apply to is not selected."""
     for flag, device in (("tf32", "cuda"), ("cudnn_benchmark", "cuda"), ("mps_fallback", "mps")):
@@ -270,6 +373,57 @@ def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:
             option = "--" + flag.replace("_", "-")
             raise UsageError(f"{option} applies to the {device} device; add --device {device}")
     return DeviceOptions(sel["tf32"], sel["cudnn_benchmark"], sel["mps_fallback"])
+
+
+def resolve_shard(sel: dict) -> tuple[int, int]:
+    """``--shard i/n``, or ``auto``/``auto:N`` from the scheduler's variables; an
+    auto shard is stored resolved in ``sel`` so --resume on another node keeps it."""
+    text = sel["shard"]
+    try:
+        if text.startswith("auto"):
+            index, count, where = shard_from_env(text, os.environ)
+            print(f"torchparity: --shard {text}: {index}/{count} ({where})", file=sys.stderr)
+            sel["shard"] = f"{index}/{count}"
+            return index, count
+        return parse_shard(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_cache_dir(given: str | None, no_cache: bool, run_dir: Path) -> Path:
+    """The cache directory of a run: --cache-dir, else the per-user one
+    (``$TORCHPARITY_CACHE_DIR`` overrides); with --no-cache only the run's own
+    references, in the run directory. Refused (one line) when unwritable."""
+    if given:
+        path, what = Path(given), "--cache-dir"
+    elif no_cache:
+        return RunDir(run_dir).default_cache.resolve()
+    else:
+        path, what = cache_mod.default_cache_dir(), f"the cache directory (set ${cache_mod.CACHE_ENV} or --cache-dir)"
+    why = cache_mod.check_writable(path, private=not given)
+    if why:
+        raise UsageError(f"{what}: {why}")
+    return path.resolve()
+
+
+def check_out_dir(path: Path) -> None:
+    """--out must be a directory this process can write (created if missing)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} is not a directory")
+    why = cache_mod.check_writable(path)
+    if why:
+        raise UsageError(f"--out: {why}")
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path):
+    """The run directory's lock for the duration of a run (a second run: exit 2)."""
+    check_out_dir(run_dir)
+    try:
+        with RunDir(run_dir).lock():
+            yield
+    except RunDirLocked as exc:
+        raise UsageError(str(exc)) from None
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
@@ -284,6 +438,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     devices, sel["absent_devices"] = present_devices(sel["device"])
     devices = _choose(devices, list(DEVICES), "device")
     precisions = _choose(sel["precision"], list(PRECISIONS), "precision")
+    if args.localize and args.no_localize:
+        raise UsageError("--localize and --no-localize contradict each other")
     if sel["min_time"] <= 0 or sel["timeout"] <= 0:
         raise UsageError("--min-time and --timeout must be positive")
     if sel["rounds"] < 1 or sel["time_budget"] < 0:
@@ -294,22 +450,20 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     prepare_environment(device_options)  # before any worker starts torch
     cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
     if sel["shard"]:
-        try:
-            index, count = parse_shard(sel["shard"])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
     backend_options = parse_backend_options(sel["backend_option"])
     run_dir = args.out or Path("reports") / new_run_id()
     settings = RunSettings(
         seed=sel["seed"],
         timing=TimingConfig(min_time=sel["min_time"]),
-        cache_dir=Path(sel["cache_dir"]).resolve() if sel["cache_dir"] else RunDir(run_dir).default_cache,
+        cache_dir=run_cache_dir(sel["cache_dir"], sel["no_cache"], run_dir),
         use_artifact_cache=not sel["no_cache"],
         threads=sel["threads"],
         device_options=device_options,
         backend_options=backend_options,
         output_dir=run_dir,
+        localize=sel["localize"],
     )
     rounds = RoundsConfig(sel["rounds"], sel["time_budget"] or None)
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel, rounds,
@@ -318,6 +472,20 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
 
 def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
+    with locked(plan.run_dir):
+        if args.resume:
+            try:  # what resume reads back, checked before any cell runs
+                RunDir(plan.run_dir).read_env()
+                RunDir(plan.run_dir).rows()
+            except RunDirError as exc:
+                raise UsageError(f"{exc}; cannot resume") from None
+            _warn_damage([plan.run_dir])
+        elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
+            raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
+        return _execute(args, plan)
+
+
+def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
     show = not args.quiet
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
@@ -373,9 +541,19 @@ def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[Plugin
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    targets, profile, run_dir, plugins = plan_fuzz(args)
+    if args.cache_dir is not None and (why := cache_mod.check_writable(args.cache_dir)):
+        raise UsageError(f"--cache-dir: {why}")
+    with locked(run_dir):
+        if RunDir(run_dir).has_results():
+            raise UsageError(f"{run_dir} already holds results; choose another --out")
+        return _fuzz(args, targets, profile, run_dir, plugins)
+
+
+def _fuzz(args: argparse.Namespace, targets: list, profile: Any, run_dir: Path,
+          plugins: list[PluginSpec]) -> int:
     from harness.fuzzing import properties as fuzz
 
-    targets, profile, run_dir, plugins = plan_fuzz(args)
     show = not args.quiet
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
@@ -398,11 +576,20 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
+def _warn_damage(run_dirs: Sequence[Path]) -> None:
+    """One warning line per run whose results.jsonl has lines no reader could use."""
+    for path in run_dirs:
+        note = RunDir(path).damage_note()
+        if note:
+            print(f"torchparity: warning: {note}", file=sys.stderr)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         runs = merge.load_runs(args.run_dirs)
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
+    _warn_damage(args.run_dirs)
     # Merged rows must not overwrite one run's own results.csv: a new directory.
     default = args.run_dirs[0] if len(runs) == 1 else Path("reports") / f"merged-{new_run_id()}"
     paths = report_mod.render_runs(runs, args.out or default)
@@ -426,6 +613,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base, cur = merge.load_run(args.baseline), merge.load_run(args.current)
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
+    _warn_damage([args.baseline, args.current])
     comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise,
                                           normalize=args.normalize)  # fmt: skip
     title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
@@ -439,12 +627,80 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if gate is not None and comparison.failed(gate) else EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        run = merge.load_run(args.run_dir)
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    data = export_mod.pytest_benchmark_json(run.rows, run.env)
+    text = json.dumps(data, indent=4, ensure_ascii=True) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.out, text)
+        print(f"export: {len(data['benchmarks'])} benchmarks -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Localize one model cell of a run directory (docs/localization.md). The
+    run's selection gives the seed and backend options; its plugins and case
+    files are never loaded from run.json: they must be given again."""
+    from harness.verdicts import localize as loc_mod
+
+    rd = RunDir(args.run_dir)
+    try:
+        sel = rd.read_selection()
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    _load(_plugins(args))
+    from harness.engine.cases import CASES
+
+    case = CASES.get(args.case)
+    if case is None:
+        stored = ", ".join(str(p[1]) for p in sel.get("plugins", []) if isinstance(p, list) and len(p) == 2)
+        hint = f"; the run loaded {stored}: pass them again with --case-file/--plugin" if stored else ""
+        raise UsageError(f"unknown case {args.case!r}{hint}")
+    if case.kind != "model":
+        raise UsageError(f"{args.case} is an op; explain localizes model cells")
+    _choose([args.backend], backend_names(), "backend")
+    _choose([args.precision], list(PRECISIONS), "precision")
+    _choose([args.device], list(DEVICES), "device")
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError("--budget must be positive")
+    seed = sel.get("seed", 0)
+    if not isinstance(seed, int):
+        raise UsageError(f"{rd.run_json} holds a seed that is not an integer")
+    threads = sel.get("threads")
+    settings = RunSettings(seed=seed, backend_options=parse_backend_options(sel.get("backend_option", [])),
+                           output_dir=rd.path, localize="off",
+                           threads=threads if isinstance(threads, int) and threads > 0 else None)  # fmt: skip
+    apply_thread_settings(settings)
+    cell = Cell(case.name, case.kind, str(sel.get("suite") or ""), args.device, args.precision, args.backend)
+    try:
+        loc, setup, layers = loc_mod.localize(cell, settings, args.budget or loc_mod.DEFAULT_BUDGET_S)
+    except loc_mod.LocalizeError as exc:
+        raise UsageError(str(exc)) from None
+    saved = loc_mod.save(rd.path, loc, setup, layers)
+    if rd.has_results():
+        try:
+            report_mod.render(rd.rows(), rd.path, rd.read_env())
+        except RunDirError as exc:
+            raise UsageError(f"{exc}; the table is in {saved['csv']}") from None
+    print(report_mod.markdown_table(loc.table()))
+    print(report_mod.localization_summary(saved["record"]))
+    print(f"table: {saved['csv']}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
+    "explain": cmd_explain,
     "fuzz": cmd_fuzz,
     "report": cmd_report,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 
@@ -458,3 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped reading (`torchparity list | head`): not an error.
+        # Point stdout at devnull so the interpreter's final flush stays quiet.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

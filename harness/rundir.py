@@ -9,7 +9,11 @@
   outputs/          each cell's output leaves (.npz, no pickle)
   divergences.jsonl divergences.csv divergences/  fuzz findings (large inputs as .npy)
   compare.md  compare.html                        after `compare`
-  cache/            default reference and artifact cache
+  cache/            the run's own references under --no-cache
+  errors/           full text of error messages too long for a row
+  run.lock          held while a run writes here (pid, host, start time)
+  localization/     per-layer tables of localized cells (.csv, .json) and their
+                    minimal reproducers (-repro.py, -inputs.npz)
 ```
 
 Other modules name none of these files: they ask a ``RunDir``. Reading is
@@ -19,10 +23,12 @@ before the next append) and strict about shape (``RunDirError``).
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,11 +51,18 @@ DIVERGENCES_CSV = "divergences.csv"
 DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
+LOCALIZATION_DIR = "localization"
 CACHE_DIR = "cache"
+ERRORS_DIR = "errors"
+LOCK_FILE = "run.lock"
 
 
 class RunDirError(Exception):
     """A path that is not a readable run directory, or a file in it of the wrong shape."""
+
+
+class RunDirLocked(RunDirError):
+    """Another live process is writing into the run directory."""
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -163,6 +176,48 @@ def read_rows(path: Path) -> list[Row]:
     return list(rows.values())
 
 
+REASON_LIMIT = 500  # characters of a row's reason
+TEXT_LIMIT = 20_000  # characters of any other text field (traceback)
+
+
+class BoundedWriter:
+    """The results writer: every row bounded (``RunDir.bounded``) before it is appended."""
+
+    def __init__(self, writer: JsonlWriter, run_dir: RunDir) -> None:
+        self._writer, self._run_dir = writer, run_dir
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._writer.append(self._run_dir.bounded(record))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        import psutil
+    except ImportError:  # psutil is a dependency; this is the POSIX fallback
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    return bool(psutil.pid_exists(pid))
+
+
+def _stale(holder: dict[str, Any], path: Path) -> bool:
+    """A lock whose holder is a dead process on this host, or an unreadable one
+    older than a minute (a holder is killed between creating and writing it)."""
+    if not holder:
+        try:
+            return _dt.datetime.now().timestamp() - path.stat().st_mtime > 60
+        except OSError:
+            return True
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
 class RunDir:
     """One run directory. Paths are properties; reads and writes are methods."""
 
@@ -186,6 +241,9 @@ class RunDir:
     compare_md = property(lambda self: self.path / COMPARE_MD)
     compare_html = property(lambda self: self.path / COMPARE_HTML)
     default_cache = property(lambda self: self.path / CACHE_DIR)
+    errors_dir = property(lambda self: self.path / ERRORS_DIR)
+    lock_file = property(lambda self: self.path / LOCK_FILE)
+    localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
 
     def has_results(self) -> bool:
         return self.results_jsonl.is_file()
@@ -226,10 +284,77 @@ class RunDir:
     def done_cell_ids(self) -> set[str]:
         return {str(r.get("cell_id")) for r in self.rows()}
 
+    def damage_note(self) -> str | None:
+        """One line naming the lines of results.jsonl that could not be read
+        (skipped by every reader), or None when there are none."""
+        contents = read_jsonl(self.results_jsonl)
+        parts = []
+        if contents.bad_lines:
+            shown = ", ".join(str(n) for n in contents.bad_lines[:10])
+            more = f" and {len(contents.bad_lines) - 10} more" if len(contents.bad_lines) > 10 else ""
+            parts.append(f"skipped unreadable line(s) {shown}{more}")
+        if contents.torn_tail:
+            parts.append("skipped an incomplete last line (an interrupted write)")
+        return f"{self.results_jsonl}: {'; '.join(parts)}" if parts else None
+
     @contextmanager
-    def results_writer(self) -> Iterator[JsonlWriter]:
+    def results_writer(self) -> Iterator[BoundedWriter]:
         with JsonlWriter(self.results_jsonl) as writer:
-            yield writer
+            yield BoundedWriter(writer, self)
+
+    def bounded(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with over-long text fields cut (a 5 MiB exception message must
+        not make a 10 MB results file); the full text goes to ``errors/``."""
+        long = {k: v for k, v in record.items()
+                if isinstance(v, str) and len(v) > (REASON_LIMIT if k == "reason" else TEXT_LIMIT)}
+        if not long:
+            return record
+        stem = safe_file_stem(str(record.get("cell_id") or record.get("case") or "row"))
+        path = atomic_write_text(self.errors_dir / f"{stem}.txt",
+                                 "".join(f"--- {k} ---\n{v}\n" for k, v in long.items()))
+        out = dict(record)
+        for key, value in long.items():
+            keep = REASON_LIMIT if key == "reason" else TEXT_LIMIT
+            out[key] = f"{value[:keep]} [... {len(value) - keep} more characters in {ERRORS_DIR}/{path.name}]"
+        out["error_file"] = f"{ERRORS_DIR}/{path.name}"
+        return out
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``run.lock`` while writing here: a second run into the same
+        directory raises ``RunDirLocked`` naming the holder. A lock left by a
+        dead process on this host is taken over."""
+        self.create()
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        for attempt in (1, 2):
+            try:
+                fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder()
+                if attempt == 1 and _stale(holder, self.lock_file):
+                    self.lock_file.unlink(missing_ok=True)
+                    continue
+                raise RunDirLocked(
+                    f"{self.path} is in use by process {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} since {holder.get('started', '?')}; wait for it, "
+                    f"choose another --out, or delete {self.lock_file} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(mine, fh)
+            break
+        try:
+            yield
+        finally:
+            if self._lock_holder().get("pid") == mine["pid"]:
+                self.lock_file.unlink(missing_ok=True)
+
+    def _lock_holder(self) -> dict[str, Any]:
+        try:
+            holder = json.loads(self.lock_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
 
     @contextmanager
     def divergences_writer(self) -> Iterator[JsonlWriter]:
@@ -244,6 +369,38 @@ class RunDir:
 
     def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
         return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- localization/ ---------------------------------------------------------
+    def localization_file(self, cell_id: str, suffix: str) -> Path:
+        """``localization/<safe stem of the cell>{suffix}`` (".csv", ".json",
+        "-repro.py", "-inputs.npz")."""
+        return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
+
+    def write_localization(self, cell_id: str, table: Any, record: dict[str, Any]) -> dict[str, Path]:
+        """A cell's layer table (a DataFrame) as CSV, and the whole record
+        (summary and layers) as JSON, atomically."""
+        csv_text = table.to_csv(index=False, lineterminator="\n")
+        return {
+            "csv": atomic_write_text(self.localization_file(cell_id, ".csv"), csv_text),
+            "json": atomic_write_text(self.localization_file(cell_id, ".json"),
+                                      row_mod.encode(record) + "\n"),
+        }
+
+    def localizations(self) -> list[dict[str, Any]]:
+        """Every readable localization record, by cell id; unreadable files skipped."""
+        records = []
+        if not self.localization_dir.is_dir():
+            return records
+        for path in sorted(self.localization_dir.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("layers"), list):
+                records.append(record)
+        return records
 
     # -- outputs/ --------------------------------------------------------------
     def output_file(self, cell_id: str) -> Path:

@@ -1,6 +1,25 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from tests.helpers import DATA, ROOT, run_cli
+
+# The suite never writes to the user's cache or config directory: a session-wide
+# default here (session fixtures and subprocesses inherit it), a fresh cache per test below.
+_SESSION_HOME = tempfile.mkdtemp(prefix="torchparity-tests-")
+os.environ["TORCHPARITY_CACHE_DIR"] = os.path.join(_SESSION_HOME, "cache")
+os.environ["TORCHPARITY_CONFIG_DIR"] = os.path.join(_SESSION_HOME, "config")
+atexit.register(shutil.rmtree, _SESSION_HOME, True)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty default cache (a hit is never another test's)."""
+    monkeypatch.setenv("TORCHPARITY_CACHE_DIR", str(tmp_path / "user-cache"))
+
 
 __all__ = ["DATA", "ROOT", "run_cli"]
 

@@ -67,7 +67,7 @@ def test_shards_union_is_the_whole_matrix(cli, tiny_cases, tmp_path):
         (["run", "--case-file", "/no/such.py"], "case file '/no/such.py' does not exist"),
         (["run", "--suite", "nope"], "unknown suite 'nope'; valid: "),
         (["run", "--plugin", "no_such_mod"], "plugin module 'no_such_mod' not found"),
-        (["run", "--min-time", "abc"], "invalid float value"),
+        (["run", "--min-time", "abc"], "'abc' is not a number"),
         (["run", "--resume"], "--resume needs --out"),
         (["report", "/no/such/run"], "is not a run directory"),
         (["list", "widgets"], "invalid choice"),

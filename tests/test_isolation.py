@@ -51,13 +51,13 @@ def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     assert 3 <= len(partial) < 24
     with open(results, "a", encoding="utf-8") as fh:
         fh.write('{"cell_id": "torn')  # as if killed mid-write
-    resumed = run_cli("run", "--resume", "--out", str(out), "--quiet")
+    resumed = run_cli("run", "--resume", "--out", str(out), "--case-file", str(tiny_cases), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     ids = [r["cell_id"] for r in read_rows(out)]
     assert len(ids) == 24 and len(set(ids)) == 24
     assert ids[: len(partial)] == [json.loads(line)["cell_id"] for line in partial]
     assert len(pd.read_csv(out / "results.csv")) == 24
-    again = run_cli("run", "--resume", "--out", str(out), "--quiet")
+    again = run_cli("run", "--resume", "--out", str(out), "--case-file", str(tiny_cases), "--quiet")
     assert again.returncode == 0 and len(_lines(results)) == 24  # nothing left to do
 
 

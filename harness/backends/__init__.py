@@ -17,6 +17,9 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "compile": "harness.backends.torch_compile",
     "export": "harness.backends.torch_export",
     "aoti": "harness.backends.aoti",
+    # C++ (the native runner) on the artifacts of torchscript and aoti
+    "torchscript-cpp": "harness.backends.torchscript_cpp",
+    "aoti-cpp": "harness.backends.aoti_cpp",
 }
 
 _REGISTERED: dict[str, Backend] = {}

@@ -9,7 +9,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -18,6 +18,8 @@ from harness.backends.base import Backend, PrepareContext
 from harness.backends.torch_export import autocast_unsupported, export_program
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
+
+T = TypeVar("T")
 
 # What inductor's cpp builder looks for (CXX first); MSVC on Windows.
 _COMPILERS = ("cl",) if sys.platform == "win32" else ("g++", "clang++", "c++")
@@ -43,18 +45,29 @@ class AotiBackend(Backend):
             return f"torch {torch.__version__} has no torch._inductor.aoti_compile_and_package"
         return autocast_unsupported(precision) or _compiler_missing()
 
-    def prepare(
-        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
-    ) -> Callable[..., Any]:
+    def artifact(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext,
+        load: Callable[[Path], T],
+    ) -> T:  # fmt: skip
+        """The cell's .pt2 package, from the cache or built, passed through
+        ``load`` (which must fail on a torn file). Shared with aoti-cpp, which
+        hands the same package to the native runner."""
 
         def build(path: Path) -> None:
             program = export_program(module, example_inputs)
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
 
-        def load(path: Path) -> Callable[..., Any]:
-            return torch._inductor.aoti_load_package(str(path))
+        return load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
 
-        runner = load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
+    @staticmethod
+    def load_file(path: Path, device: torch.device) -> Callable[..., Any]:
+        return torch._inductor.aoti_load_package(str(path))
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        device = ctx.device.torch_device()
+        runner = self.artifact(module, example_inputs, ctx, lambda p: self.load_file(p, device))
 
         def call(*inputs: Any) -> Any:
             return runner(*inputs)

@@ -1,6 +1,7 @@
 """The on-disk artifact cache of the backends: a TorchScript file, an .onnx
 model, an exported program or an AOTInductor package, keyed by everything that
-changes it, written atomically and rebuilt (never trusted) when it fails to load."""
+changes it, written atomically and sealed; an entry is loaded only when its seal matches
+(harness/cache.py), else rebuilt."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 import torch
 
+from harness import cache
 from harness.backends.base import PrepareContext
 from harness.engine.cache_keys import library_version, module_fingerprint
 from harness.rundir import safe_file_stem
@@ -52,11 +54,14 @@ def load_or_build(
 ) -> T:
     """The artifact for ``key``: loaded from the cache, or built with
     ``build(path)`` and then loaded, so the deployed form (the file) is always
-    what runs. Records ``cache`` (hit / miss / rebuilt / off) in ``ctx.notes``.
+    what runs. Records ``cache`` (hit / miss / rebuilt (why) / off) in ``ctx.notes``.
 
-    A cached file that fails to load is deleted and rebuilt. Writes go to a
-    temporary name in the same directory and are renamed into place, so a
-    reader (another worker, a later run) never sees half a file.
+    Loading runs code, so a cached entry is loaded only when its seal (written
+    by this user's run that built it, see harness/cache.py) matches its bytes,
+    and then from a private copy of the bytes checked. An entry without a
+    valid seal is deleted and rebuilt without being loaded; so is one that
+    fails to load. Writes go to a temporary name in the same directory and are
+    renamed into place, so a reader never sees half a file.
     """
     if ctx.cache_dir is None:
         path = _scratch_dir() / f"artifact{suffix}"
@@ -66,22 +71,30 @@ def load_or_build(
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.cache_dir / f"{safe_file_stem(ctx.cell.case, 60)}-{key}{suffix}"
     state = "miss"
-    if path.is_file():
-        try:
-            artifact = load(path)
-        except Exception as exc:  # torn, truncated or foreign file: rebuild it
-            state = f"rebuilt ({type(exc).__name__} loading the cached entry)"
-            path.unlink(missing_ok=True)
+    if path.exists() or path.is_symlink():
+        data, why = cache.verified_bytes(path)
+        if data is None:
+            state = f"rebuilt ({why})"
         else:
-            ctx.notes["cache"] = "hit"
-            return artifact
-    # The suffix stays last: some savers insist on it (.pt2).
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
+            try:
+                artifact = load(cache.private_copy(data, suffix))
+            except Exception as exc:  # torn or broken though sealed: rebuild it
+                state = f"rebuilt ({type(exc).__name__} loading the cached entry)"
+            else:
+                ctx.notes["cache"] = "hit"
+                return artifact
+        cache.discard(path)
+    # The suffix stays last: some savers insist on it (.pt2). A unique name per writer.
+    fd, tmp_name = tempfile.mkstemp(dir=ctx.cache_dir, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
+        tmp.unlink()  # some savers refuse an existing file; the unique name is ours
         build(tmp)
+        data = tmp.read_bytes()
         os.replace(tmp, path)
+        cache.seal(path, data)
     finally:
         tmp.unlink(missing_ok=True)
     ctx.notes["cache"] = state
-    return load(path)
-
+    return load(cache.private_copy(data, suffix))

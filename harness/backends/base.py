@@ -12,7 +12,9 @@ import torch
 
 from harness.engine.devices import Device
 from harness.engine.matrix import Cell
+from harness.engine.measurement import Measurement
 from harness.engine.precision import Precision
+from harness.engine.timing import TimingConfig
 
 
 @dataclass
@@ -31,6 +33,10 @@ class PrepareContext:
     cache_key: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
+    # The submodule's path in the case's model when localization prepares one
+    # layer alone ("" for the whole model): lets a backend that treats layers
+    # differently (a plugin that perturbs one) recognise it.
+    module_path: str = ""
 
 
 def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:
@@ -56,6 +62,9 @@ class Backend:
     # tensor leaves (see backends/flat.py) rather than eager's structure; the
     # pipeline then names them with eager's leaf names.
     returns_flat_leaves: bool = False
+    # The backend whose artifacts (cache key and directory) this one runs, e.g.
+    # "torchscript" for torchscript-cpp: both then share one file. None: its own.
+    artifact_backend: str | None = None
     options: dict[str, str] | None = None
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
@@ -75,6 +84,15 @@ class Backend:
     def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:
         """One call: the timed region."""
         return prepared(*inputs)
+
+    def measure(
+        self, prepared: Callable[..., Any], inputs: tuple, config: TimingConfig, device: Device
+    ) -> Measurement | None:
+        """Time the calls itself (a backend whose calls happen outside this
+        process, e.g. the native runner), following ``config`` as
+        harness/engine/timing.py does; None (the default): the pipeline times
+        ``run``."""
+        return None
 
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """Called after the cell's calls (run and timing): add to ``ctx.notes``

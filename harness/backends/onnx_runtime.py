@@ -102,8 +102,6 @@ class OnnxRuntimeBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        import onnx
-        import onnxruntime as ort
 
         opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
         level_name = str(ctx.options.get("graph_optimization", "all"))
@@ -120,33 +118,7 @@ class OnnxRuntimeBackend(Backend):
             ort_inter_op_threads=inter,
         )  # fmt: skip
 
-        def load(path: Path) -> ort.InferenceSession:
-            model = onnx.load(str(path))  # a torn file fails here and is rebuilt
-            onnx.checker.check_model(model)
-            ctx.notes["opset"] = next(
-                (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
-            )
-            options = ort.SessionOptions()
-            options.graph_optimization_level = {
-                "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            }[level_name]
-            options.intra_op_num_threads = intra
-            options.inter_op_num_threads = inter
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.log_severity_level = 3  # errors only: warnings would flood the console
-            try:
-                return ort.InferenceSession(str(path), options, providers=[provider])
-            except Exception as exc:
-                missing = re.search(r"Could not find an implementation for .*", str(exc))
-                if missing:  # say which dtype lacks kernels, not only which node
-                    raise NotImplementedError(
-                        f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
-                    ) from None  # the message carries ORT's line; the chain would repeat it
-                raise
-
+        load = _session_loader(ctx, level_name, intra, inter, provider)
         key = artifact_key(
             ctx, module,
             [f"dynamo={self.dynamo}", f"opset={opset}", f"onnx={library_version('onnx')}",
@@ -165,26 +137,70 @@ class OnnxRuntimeBackend(Backend):
         device = ctx.device.torch_device()
 
         bf16_outputs = {i for i, o in enumerate(session.get_outputs()) if o.type == "tensor(bfloat16)"}
-
-        def call(*inputs: Any) -> list[torch.Tensor]:
-            host = [x.detach().cpu().contiguous() for x in inputs]
-            if any(x.dtype == torch.bfloat16 for x in host):
-                feed = {n: _ort_value(x) for n, x in zip(names, host, strict=True)}
-                raw = [v.numpy() for v in session.run_with_ort_values(None, feed)]
-            else:
-                raw = session.run(None, {n: x.numpy() for n, x in zip(names, host, strict=True)})
-            return [
-                torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
-                if i in bf16_outputs else torch.from_numpy(a).to(device)
-                for i, a in enumerate(raw)
-            ]  # fmt: skip
-
+        call = _host_call(session, names, bf16_outputs, device)
         if ctx.cell.device == "cuda" and not bf16_outputs and not any(
             x.dtype == torch.bfloat16 for x in tensor_inputs
         ):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
         return call
+
+
+def _session_loader(ctx: PrepareContext, level_name: str, intra: int, inter: int,
+                    provider: str) -> Callable[[Path], Any]:  # fmt: skip
+    """``load(path)``: check the .onnx file and open an InferenceSession on it."""
+    import onnx
+    import onnxruntime as ort
+
+    def load(path: Path) -> ort.InferenceSession:
+        model = onnx.load(str(path))  # a torn file fails here and is rebuilt
+        onnx.checker.check_model(model)
+        ctx.notes["opset"] = next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+        )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level_name]
+        options.intra_op_num_threads = intra
+        options.inter_op_num_threads = inter
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: warnings would flood the console
+        try:
+            return ort.InferenceSession(str(path), options, providers=[provider])
+        except Exception as exc:
+            missing = re.search(r"Could not find an implementation for .*", str(exc))
+            if missing:  # say which dtype lacks kernels, not only which node
+                raise NotImplementedError(
+                    f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
+                ) from None  # the message carries ORT's line; the chain would repeat it
+            raise
+
+    return load
+
+
+def _host_call(session: Any, names: list[str], bf16_outputs: set[int],
+               device: torch.device) -> Callable[..., list[torch.Tensor]]:  # fmt: skip
+    """A call through host memory: inputs to numpy (bf16 as OrtValues of its
+    bits), outputs back to torch tensors on ``device``."""
+
+    def call(*inputs: Any) -> list[torch.Tensor]:
+        host = [x.detach().cpu().contiguous() for x in inputs]
+        if any(x.dtype == torch.bfloat16 for x in host):
+            feed = {n: _ort_value(x) for n, x in zip(names, host, strict=True)}
+            raw = [v.numpy() for v in session.run_with_ort_values(None, feed)]
+        else:
+            raw = session.run(None, {n: x.numpy() for n, x in zip(names, host, strict=True)})
+        return [
+            torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
+            if i in bf16_outputs else torch.from_numpy(a).to(device)
+            for i, a in enumerate(raw)
+        ]  # fmt: skip
+
+    return call
 
 
 def _io_bound(session: Any, names: list[str], probe: list[torch.Tensor]) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -20,6 +20,8 @@ from harness.backends.base import Backend, PrepareContext
 from harness.backends.flat import FlatOutputs
 from harness.engine.matrix import Cell
 from harness.engine.precision import Precision
+
+T = TypeVar("T")
 
 OPTIONS = {"freeze": "torch.jit.freeze the module", "optimize": "torch.jit.optimize_for_inference"}
 
@@ -59,14 +61,17 @@ class TorchScriptBackend(Backend):
         # Tracing records Python, so the flattening wrapper traces away.
         return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
 
-    def prepare(
-        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
-    ) -> Callable[..., Any]:
+    def artifact(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext,
+        load: Callable[[Path], T],
+    ) -> T:  # fmt: skip
+        """The saved TorchScript file for the cell, from the cache or built,
+        passed through ``load`` (which must fail on a torn file). Shared with
+        torchscript-cpp, which hands the same file to the native runner."""
         freeze, optimize = truthy(ctx.options.get("freeze")), truthy(ctx.options.get("optimize"))
         ctx.notes["route"] = self.route
         ctx.notes["frozen"] = freeze or optimize
         ctx.notes["optimized_for_inference"] = optimize
-        device = ctx.device.torch_device()
 
         def build(path: Path) -> None:
             with warnings.catch_warnings():
@@ -78,14 +83,21 @@ class TorchScriptBackend(Backend):
                     converted = torch.jit.freeze(converted.eval())
                 torch.jit.save(converted, str(path))
 
-        def load(path: Path) -> torch.jit.ScriptModule:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # A torn or foreign file fails to load here and is rebuilt.
-                return torch.jit.load(str(path), map_location=device)
-
         key = artifact_key(ctx, module, [self.route, f"freeze={freeze}", f"optimize={optimize}"])
-        loaded = load_or_build(ctx, key, ".pt", build, load)
+        return load_or_build(ctx, key, ".pt", build, load)
+
+    @staticmethod
+    def load_file(path: Path, device: torch.device) -> torch.jit.ScriptModule:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # A torn or foreign file fails to load here and is rebuilt.
+            return torch.jit.load(str(path), map_location=device)
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        device = ctx.device.torch_device()
+        loaded = self.artifact(module, example_inputs, ctx, lambda p: self.load_file(p, device))
 
         def call(*inputs: Any) -> Any:
             return loaded(*inputs)

@@ -52,6 +52,8 @@ def code_fingerprint(obj: Any) -> str:
         source = inspect.getsourcefile(obj)
     except TypeError:  # built-in
         source = None
+    except OSError:  # defined in a REPL or `python -c`: no file, so this object only
+        return f"{name}:unsourced-{id(obj):x}"
     return f"{name}:{_file_digest(source) if source else repr(obj)}"
 
 

@@ -11,11 +11,13 @@ so ops run through the same matrix, backends and reports as models.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +96,13 @@ class RegistryError(ValueError):
 def register_case(case: Case, suites: Iterable[str] = ()) -> Case:
     """Register ``case`` and add it to each named suite (created on first use)."""
     existing = CASES.get(case.name)
-    if existing is not None and existing.source != case.source:
-        raise RegistryError(
-            f"case {case.name!r} is already registered by {existing.source or 'another module'}"
-        )
+    if existing is not None:
+        if existing.source == case.source:
+            raise RegistryError(f"case {case.name!r} is registered twice in the same file "
+                                f"{case.source or '(unknown)'}")
+        raise RegistryError(f"case {case.name!r} is already registered by "
+                            f"{existing.source or 'another module'}; {case.source or 'another module'} "
+                            "registers it again")
     CASES[case.name] = case
     for suite in suites:
         members = SUITES.setdefault(suite, [])
@@ -278,8 +283,10 @@ def precision_unsupported(case: Case, precision: str) -> str | None:
 
 
 def _caller_module() -> str:
+    """Who registers: a module's name, or a case file's path (its module name is internal)."""
     frame = sys._getframe(2)
-    return str(frame.f_globals.get("__name__", ""))
+    name = str(frame.f_globals.get("__name__", ""))
+    return str(frame.f_globals.get("__file__") or name) if name.startswith(_USER_PREFIX) else name
 
 
 def suite_cases(suite: str) -> list[Case]:
@@ -327,21 +334,52 @@ def load_plugin(spec: PluginSpec) -> None:
         except ModuleNotFoundError as exc:
             if exc.name and target.startswith(exc.name):
                 raise RegistryError(f"plugin module {target!r} not found") from None
-            raise
+            raise RegistryError(f"plugin module {target!r}: {type(exc).__name__}: {exc}") from None
+        except RegistryError as exc:
+            raise RegistryError(f"plugin module {target!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
+            message = (str(exc).splitlines() or [""])[0][:300]
+            raise RegistryError(f"plugin module {target!r}: {type(exc).__name__}: {message}") from None
     elif kind == "file":
         path = Path(target)
         if not path.is_file():
             raise RegistryError(f"case file {target!r} does not exist")
-        mod_name = f"torchparity_user_{abs(hash(str(path.resolve())))}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise RegistryError(f"case file {target!r} is not a Python file")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        module_spec.loader.exec_module(module)
+        spec = ("file", str(path.resolve()))
+        if spec in _LOADED:
+            return
+        _exec_case_file(path)
     else:
         raise RegistryError(f"unknown plugin kind {kind!r}")
     _LOADED.add(spec)
+
+
+_USER_PREFIX = "torchparity_user_"
+
+
+def _exec_case_file(path: Path) -> None:
+    """Execute a user's case file as a module; what goes wrong in it (a syntax
+    error, an exception at import) is one ``RegistryError`` naming the file and line."""
+    mod_name = f"{_USER_PREFIX}{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise RegistryError(f"case file {str(path)!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except RegistryError as exc:
+        sys.modules.pop(mod_name, None)
+        raise RegistryError(f"case file {path}: {exc}") from None
+    except SyntaxError as exc:
+        sys.modules.pop(mod_name, None)
+        raise RegistryError(f"case file {path}, line {exc.lineno}: SyntaxError: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
+        sys.modules.pop(mod_name, None)
+        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                     if Path(f.filename).resolve() == path.resolve()), None)  # fmt: skip
+        where = f", line {line}" if line else ""
+        message = (str(exc).splitlines() or [""])[0][:300]
+        raise RegistryError(f"case file {path}{where}: {type(exc).__name__}: {message}") from None
 
 
 def load_all(plugins: Iterable[PluginSpec]) -> None:

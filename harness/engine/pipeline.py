@@ -36,6 +36,7 @@ from harness.engine.cases import CASES, Case, precision_unsupported
 from harness.engine.devices import Device, DeviceOptions, get_device
 from harness.engine.inputs import cast_inputs, tensor_digest
 from harness.engine.matrix import Cell
+from harness.engine.measurement import Measurement
 from harness.engine.memory import PeakMemory
 from harness.engine.outputs import Flattened, flat_leaves, flatten
 from harness.engine.precision import Precision, Tolerance, default_tolerance, get_precision
@@ -64,6 +65,9 @@ class RunSettings:
     output_dir: Path | None = None  # the run directory: each cell's outputs go to its outputs/
     device_options: DeviceOptions = field(default_factory=DeviceOptions)
     threads: int | None = None  # torch intra-op threads (None: torch's default)
+    # Localization after a cell (verdicts/localize.py): "auto" for failing model
+    # cells, "all" for every model cell, "off".
+    localize: str = "auto"
     interop_threads: int | None = None
 
 
@@ -100,6 +104,11 @@ def precheck(cell: Cell) -> str | None:
     return backend.supports(cell, precision)
 
 
+def cast_module(module: torch.nn.Module, device: Device, precision: Precision) -> torch.nn.Module:
+    """A private copy of ``module`` on the cell's device, in the cell's precision."""
+    return copy.deepcopy(module).to(device=device.torch_device(), dtype=precision.dtype)
+
+
 def tolerance_for(case: Case, precision: Precision) -> Tolerance:
     dtype = precision.compute_dtype
     return case.tolerances.get(dtype) or default_tolerance(dtype)
@@ -112,10 +121,12 @@ def policy_for(case: Case) -> str:
 def prepare_context(cell: Cell, device: Device, precision: Precision, cache_dir: Path | None,
                     case_print: str, input_digest: str, options: dict[str, Any],
                     seed: int = 0) -> PrepareContext:  # fmt: skip
-    """The backend's context: its artifact directory and the cell's cache key."""
-    key = cell_key(case_print, input_digest, cell.precision, cell.device, cell.backend, options, seed)
+    """The backend's context: its artifact directory and the cell's cache key
+    (those of the backend whose artifacts it runs, e.g. torchscript for torchscript-cpp)."""
+    owner = get_backend(cell.backend).artifact_backend or cell.backend
+    key = cell_key(case_print, input_digest, cell.precision, cell.device, owner, options, seed)
     return PrepareContext(cell=cell, device=device, precision=precision, cache_key=key,
-                          cache_dir=cache_dir / "artifacts" / cell.backend if cache_dir else None,
+                          cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
                           options=options)  # fmt: skip
 
 
@@ -240,8 +251,7 @@ class CellState:
         return clone_inputs(self.cell_inputs)
 
     def cast_module(self) -> torch.nn.Module:
-        tdev = self.device.torch_device()
-        return copy.deepcopy(self.module).to(device=tdev, dtype=self.precision.dtype)
+        return cast_module(self.module, self.device, self.precision)
 
 
 def stage_precheck(s: CellState) -> bool:
@@ -363,6 +373,12 @@ def timed_call(s: CellState) -> Callable[[], Any]:
     return call
 
 
+def self_timed(s: CellState, config: TimingConfig) -> Measurement | None:
+    """A backend whose calls run outside this process (the C++ runner) times
+    itself; None for every other backend (the pipeline times ``run``)."""
+    return s.backend.measure(s.prepared, s.fresh_inputs(), config, s.device)
+
+
 def record_timing(s: CellState, columns: dict[str, Any]) -> None:
     """The timing columns, and what is known once the calls are done: peak
     memory, threads, the backend's notes (recompilations)."""
@@ -376,7 +392,8 @@ def record_timing(s: CellState, columns: dict[str, Any]) -> None:
 
 def stage_timing(s: CellState) -> bool:
     """One window of timing (``--rounds 1``; rounds are ``rounds``/``warm_cells``)."""
-    measurement = measure(timed_call(s), s.device.time_block, s.settings.timing)
+    measurement = self_timed(s, s.settings.timing) or measure(timed_call(s), s.device.time_block,
+                                                              s.settings.timing)  # fmt: skip
     record_timing(s, {**measurement.columns(s.case.batch),
                       "samples_ms": [x * 1e3 for x in measurement.samples_s]})  # fmt: skip
     return True
@@ -415,11 +432,20 @@ def run_stages(state: CellState, stages: tuple[tuple[str, Callable[[CellState], 
     return True
 
 
+def after_cell(state: CellState) -> None:
+    """What follows a cell's stages: localization of a model cell when asked."""
+    if state.settings.localize != "off" and state.cell.kind == "model":
+        from harness.verdicts.localize import localize_after_cell  # torch-heavy, only when asked
+
+        localize_after_cell(state.cell, state.settings, state.row)
+
+
 def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     """Run one cell through the stages and return its row (without the
     environment fields). A stage returning False ends the cell (a skip)."""
     state = CellState(cell, settings)
     run_stages(state)
+    after_cell(state)
     return state.row  # type: ignore[return-value]
 
 

@@ -1,8 +1,9 @@
 """The reference: the case in eager, fp64, on CPU, on the same inputs.
 
 Computed once per cache key (engine/cache_keys.py: the case's code and
-weights, the inputs, the library versions), kept in memory and in a file under
-the cache directory so other worker processes load it instead of recomputing.
+weights, the inputs, the library versions), kept in memory and in a sealed file under
+the cache directory so other worker processes load it instead of recomputing
+(a file without this user's seal is recomputed: harness/cache.py).
 The reference runs on its own copy of the inputs: a model that modifies its
 inputs in place cannot change what later consumers see.
 """
@@ -10,6 +11,7 @@ inputs in place cannot change what later consumers see.
 from __future__ import annotations
 
 import copy
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from harness import cache
 from harness.engine.cache_keys import cell_key
 from harness.engine.cases import Case
 from harness.engine.inputs import InputGen, init_weights, seed_from, tensor_digest
@@ -73,23 +76,33 @@ def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Re
 
 
 def _load(path: Path) -> Reference | None:
+    """The sealed reference file at ``path``, or None (absent, unsealed, changed,
+    torn): a file this user's runs did not write is never believed."""
+    data, _why = cache.verified_bytes(path)
+    if data is None:
+        cache.discard(path)
+        return None
     try:
-        data = torch.load(path, weights_only=True)  # tensors and plain containers only
+        data = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
         return Reference(list(data["names"]), list(data["outputs"]), data["input_digest"],
                          list(data.get("dropped", [])))  # fmt: skip
-    except Exception:  # a torn or corrupt file is recomputed, never trusted
+    except Exception:  # a corrupt file is recomputed, never trusted
         return None
 
 
 def _save(ref: Reference, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"names": ref.names, "outputs": ref.outputs,
+                "input_digest": ref.input_digest, "dropped": ref.dropped}, buffer)  # fmt: skip
+    data = buffer.getvalue()
     # A unique temp name: two runs sharing a cache never write the same file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save({"names": ref.names, "outputs": ref.outputs,
-                        "input_digest": ref.input_digest, "dropped": ref.dropped}, fh)  # fmt: skip
+            fh.write(data)
         os.replace(tmp, path)
+        cache.seal(path, data)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -105,7 +118,7 @@ def get_reference(
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir / "reference" / f"{key}.pt" if cache_dir else None
-    ref = _load(path) if path is not None and path.is_file() else None
+    ref = _load(path) if path is not None and (path.exists() or path.is_symlink()) else None
     if ref is None:
         ref = compute_reference(module, inputs, digest)
         if path is not None:

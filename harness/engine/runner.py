@@ -108,11 +108,13 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     """Run the plan's cells that the run directory does not hold yet and
     return all rows of the run directory."""
     run_dir = RunDir(plan.run_dir).create()
-    env = run_dir.read_env() or environment.collect()
+    current = environment.collect()
+    env = run_dir.read_env() or current
     env.setdefault("run_id", plan.run_dir.name)
     if plan.selection.get("absent_devices"):  # `--device present`: one line in the report, no rows
         env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
+    env = {**current, "run_id": env["run_id"]}  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
 
     done = run_dir.done_cell_ids()

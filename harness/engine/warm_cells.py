@@ -20,9 +20,11 @@ from harness.engine.pipeline import (
     VERDICT_STAGES,
     CellState,
     RunSettings,
+    after_cell,
     execute_cell,
     record_timing,
     run_stages,
+    self_timed,
     timed_call,
 )
 from harness.engine.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
@@ -73,16 +75,23 @@ class WarmCells:
     def _time(self, states: list[CellState], rounds: int, index: int) -> dict[str, RoundResult]:
         if not states:
             return {}
+        config = round_timing(self.settings.timing, rounds)
+        out: dict[str, RoundResult] = {}
+        for state in states:  # a backend that times itself (the C++ runner): its own window
+            own = self_timed(state, config)
+            if own is not None:
+                out[state.cell.id] = RoundResult(index, own.samples_s, own.number, own.warmup_calls)
+        states = [s for s in states if s.cell.id not in out]
+        if not states:
+            return out
         fns = [timed_call(s) for s in states] + [self._calibration]
         numbers = [self.numbers.get(s.cell.id) for s in states] + [self.numbers.get("")]
-        config = round_timing(self.settings.timing, rounds)
         # Cells of a group share a device: its timer drains it (the calibration is CPU work).
         timer = states[0].device.time_block
         scale = [1.0] * len(states) + [BLOCK_SCALE]
         found = measure_interleaved(fns, timer, config, numbers, scale)
         calibration = found[-1]
         self.numbers[""] = calibration.number
-        out = {}
         for state, m in zip(states, found, strict=False):
             self.numbers[state.cell.id] = m.number
             out[state.cell.id] = RoundResult(index, m.samples_s, m.number, m.warmup_calls,
@@ -91,16 +100,19 @@ class WarmCells:
 
     def verdict(self, task: VerdictTask) -> dict[str, dict[str, Any]]:
         """Each cell's row (verdict, no timing columns) and round 1."""
-        states, rows = [], {}
+        states, every, rows = [], [], {}
         for cell in task.cells:
             state = CellState(cell, self.settings)
             if run_stages(state, VERDICT_STAGES):
                 states.append(state)
                 self._hold(state)
+            every.append(state)
             rows[cell.id] = state.row
         first = self._time(states, task.rounds, 0)
         for state in states:
             record_timing(state, {})  # peak memory, threads, backend notes after round 1
+        for state in every:
+            after_cell(state)  # localization, as execute_cell does
         return {cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}
 
     def time_round(self, task: RoundTask) -> dict[str, RoundResult | str]:

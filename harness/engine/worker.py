@@ -7,7 +7,9 @@ between tasks."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import signal
 import warnings
 from multiprocessing.connection import Connection
@@ -28,6 +30,8 @@ def quiet_warnings() -> None:
 
 
 def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
+    if hasattr(os, "setsid"):  # POSIX: a process group of its own, killed whole on timeout
+        os.setsid()
     quiet_warnings()
     robust_standard_streams()  # a model printing non-ASCII on a cp1252 console is not an error
     apply_thread_settings(settings)
@@ -56,6 +60,14 @@ def _describe_exit(code: int | None) -> str:
     if code > 0xFFFF:  # Windows NTSTATUS, e.g. 0xC0000005 access violation
         return f"worker crashed with status 0x{code:08X}"
     return f"worker exited with code {code}"
+
+
+def _kill_group(pid: int | None) -> None:
+    """Kill the worker's process group (POSIX; on Windows the worker's children
+    outlive it: docs/security.md)."""
+    if pid is not None and hasattr(os, "killpg"):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 class InProcessExecutor:
@@ -106,6 +118,7 @@ class IsolatedExecutor:
         if kill and proc.is_alive():
             proc.kill()
         proc.join(10)
+        _kill_group(proc.pid)  # what the cell started (a subprocess, a server) goes too
         if conn is not None:
             conn.close()
         return proc.exitcode

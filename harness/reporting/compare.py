@@ -20,6 +20,7 @@ fall back to a Mann-Whitney U test on the samples, with a warning.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -450,10 +451,17 @@ def _criteria(comparison: Comparison) -> str:
             f"max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
 
 
+def md_text(value: object) -> str:
+    """Text from a run (a case name, a reason, an env value) as inert Markdown on
+    one line: no HTML (``<img>``, an unclosed ``<!--``), links or images."""
+    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
+    return re.sub(r"([\\`\[\]])", r"\\\1", text)
+
+
 def markdown(comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None) -> str:
     """The comparison as Markdown (for a CI job summary or a PR comment)."""
-    lines = [f"# {title}", "", _counts(comparison), ""]
-    lines += [f"> **warning:** {w}" for w in comparison.warnings]
+    lines = [f"# {md_text(title)}", "", _counts(comparison), ""]
+    lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
     if comparison.warnings:
         lines.append("")
     noise = comparison.noise_line(gate)
@@ -464,7 +472,7 @@ def markdown(comparison: Comparison, title: str = "torchparity compare", gate: G
         verdict = "FAILED" if comparison.failed(gate) else "passed"
         noisy = ", too noisy to judge throughput" if comparison.too_noisy(gate) else ""
         lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
-        lines += [f"- {c.label}: {'; '.join(why)}" for c, why in failing[:50]]
+        lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
         lines.append("")
     for which, heading in (("status", "Status changes"), ("throughput", "Throughput changes"),
                            ("drift", "Drift changes")):  # fmt: skip

@@ -133,6 +133,30 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per cell of a C++ backend (its rows name the Python backend whose
+    artifact it ran, ``backend_artifact_of``): the same artifact's median
+    latency from Python and from C++, their ratio and the difference (the
+    cost of the Python front end per call)."""
+    if frame.empty or "backend_artifact_of" not in frame.columns:
+        return pd.DataFrame()
+    keys = [k for k in ("case", "device", "precision", "mode", "platform") if k in frame.columns]
+    measured = frame[_numeric(frame, "latency_ms_median").notna()]
+    python = measured.set_index([*keys, "backend"])["latency_ms_median"].astype(float)
+    python = python[~python.index.duplicated(keep="last")]
+    records = []
+    for _, row in measured[measured["backend_artifact_of"].notna()].iterrows():
+        key = (*[row[k] for k in keys], row["backend_artifact_of"])
+        if key not in python.index:
+            continue
+        py_ms, cpp_ms = float(python[key]), float(row["latency_ms_median"])
+        records.append({**{k: row[k] for k in keys}, "artifact": row["backend_artifact_of"],
+                        "python_ms": py_ms, "cpp_ms": cpp_ms, "cpp/python": cpp_ms / py_ms,
+                        "python_overhead_ms": py_ms - cpp_ms,
+                        "cpp_vs_python_max_abs_diff": row.get("backend_python_max_abs_diff")})  # fmt: skip
+    return pd.DataFrame(records)
+
+
 def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
                      env: dict[str, Any] | None = None) -> str:  # fmt: skip
     """Short Markdown for CI job summaries: counts by status, failures not
@@ -165,6 +189,9 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
     speed = fastest_and_slowest(frame)
     if not speed.empty:
         lines += ["## Fastest and slowest cell per case", "", markdown_table(speed), ""]
+    native = native_vs_python(frame)
+    if not native.empty:
+        lines += ["## Same artifact, Python vs C++ (median latency)", "", markdown_table(native), ""]
     return "\n".join(lines)
 
 
@@ -203,6 +230,7 @@ def report_html(
     rows: list[dict[str, Any]],
     env: dict[str, Any] | None = None,
     runs: list[merge.LoadedRun] | None = None,
+    localizations: list[dict[str, Any]] | None = None,
 ) -> str:
     """The self-contained page (no network): header, status matrix, throughput,
     latency, drift, prepare times, errors, cross-platform view (when ``runs``
@@ -233,6 +261,15 @@ def report_html(
         + h.table(throughput, "throughput"),
         "throughput",
     ))  # fmt: skip
+    native = native_vs_python(frame)
+    if not native.empty:
+        sections.append(h.section(
+            "Python vs C++",
+            "<p class='muted'>the same artifact run from Python and by the C++ runner: median "
+            "latency per call, the ratio C++/Python, and the Python front end's cost per call.</p>"
+            + h.table(native, "native"),
+            "native",
+        ))  # fmt: skip
     sections.append(h.section(
         "Latency distributions",
         "<p class='muted'>per-call latency of each timed block (box: quartiles).</p>"
@@ -254,6 +291,8 @@ def report_html(
     sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
                                                        "prepare"), "prepare"))  # fmt: skip
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
+    if localizations:
+        sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
     if merged and runs:
         cross = merge.cross_platform(runs)
         note = ("<p class='muted'>per cell: the output digest on each platform and the largest "
@@ -279,6 +318,44 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
     return h.table(frame, "problems") + traces
 
 
+_LOCALIZATION_NOTE = (
+    "<p class='muted'>per layer (completion order): relative L2 error vs the fp64 reference "
+    "<b>accumulated</b> (fed by the backend's own upstream values) and <b>isolated</b> (the layer "
+    "alone, fed the reference's inputs cast to the cell's precision), as a share of the bound; "
+    "the culprit is the first layer whose isolated error exceeds it. See docs/localization.md.</p>"
+)
+
+
+def localization_summary(record: dict[str, Any]) -> str:
+    """One paragraph: the culprit (or why none), notes, reproducer, time."""
+    cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
+    culprit = record.get("culprit")
+    lines = [f"{cell}: culprit {culprit} ({record.get('culprit_op')})" if culprit
+             else f"{cell}: no single layer exceeds its bound"]  # fmt: skip
+    lines += [f"note: {n}" for n in record.get("notes") or []]
+    share = record.get("tapped_share")
+    if isinstance(share, int | float) or share == "inf":
+        hint = (" (if the cell failed, it diverges only untapped, e.g. when layers fuse: trust the "
+                "isolated column)") if float(share) <= 1 else ""
+        lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
+    repro = record.get("reproducer")
+    if isinstance(repro, dict):
+        lines.append(f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}")
+    if isinstance(record.get("seconds"), int | float):
+        lines.append(f"localized in {record['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _localization_section(records: list[dict[str, Any]]) -> str:
+    parts = [_LOCALIZATION_NOTE]
+    for record in records:
+        layers = pd.DataFrame([r for r in record.get("layers", []) if isinstance(r, dict)])
+        summary = "".join(f"<p>{h.esc(line)}</p>" for line in localization_summary(record).splitlines())
+        parts.append(f"<h3>{h.esc(record.get('cell_id'))}</h3>{summary}"
+                     + h.table(layers, f"localization-{len(parts)}"))  # fmt: skip
+    return "".join(parts)
+
+
 def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str,
                env: dict[str, Any] | None = None) -> dict[str, Path]:  # fmt: skip
     run_dir = RunDir(out_dir).create()
@@ -290,8 +367,10 @@ def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str,
 
 
 def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write results.csv, summary.md and report.html for one run into ``out_dir``."""
-    return _write_all(rows, out_dir, report_html(rows, env), "torchparity run", env)
+    """Write results.csv, summary.md and report.html for one run into ``out_dir``
+    (with the localization tables the run directory holds)."""
+    page = report_html(rows, env, localizations=RunDir(out_dir).localizations())
+    return _write_all(rows, out_dir, page, "torchparity run", env)
 
 
 def render_runs(runs: list[merge.LoadedRun], out_dir: Path) -> dict[str, Path]:

@@ -56,6 +56,11 @@ class LeafDrift:
     reason: str = ""
 
 
+def model_limit(tolerance: Tolerance, dtype: torch.dtype) -> float:
+    """The model policy's bound on a leaf's relative L2 error."""
+    return tolerance.rel_l2 if tolerance.rel_l2 is not None else MODEL_REL_L2.get(dtype, tolerance.rtol)
+
+
 def _finite_max(t: torch.Tensor) -> float:
     return float(t.max()) if t.numel() else 0.0
 
@@ -130,7 +135,7 @@ def compare_leaf(
             f"{name}: NaN/inf at {drift.nonfinite_mismatches} position(s) where the reference differs"
         )
     elif policy == "model":
-        limit = tolerance.rel_l2 if tolerance.rel_l2 is not None else MODEL_REL_L2.get(dtype, tolerance.rtol)
+        limit = model_limit(tolerance, dtype)
         drift.tolerance_used = drift.rel_l2 / limit if limit > 0 else (0.0 if drift.rel_l2 == 0 else math.inf)
         drift.passed = drift.rel_l2 <= limit
         if not drift.passed:

@@ -1,0 +1,45 @@
+"""Cases a hostile (or careless) user could write: names that look like paths or
+numbers, a 5 MiB exception message, a model that starts a process and hangs."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness import register_model
+
+
+def _linear() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh())
+
+
+def _inputs(gen, batch):
+    return (gen.normal(batch, 8),)
+
+
+for name in ("../../../../evil", "/tmp/torchparity-abs-evil", "nan", "a/b"):
+    register_model(name, _linear, _inputs, batch=2, suites=["names"])
+
+
+class Loud(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("x" * (5 << 20))
+
+
+register_model("loud", Loud, _inputs, suites=["loud"])
+
+
+class Spawner(torch.nn.Module):
+    """Starts a child process (as a server or a compiler would), then hangs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        Path(os.environ["TORCHPARITY_TEST_CHILD_PID"]).write_text(str(child.pid))
+        time.sleep(120)
+        return x
+
+
+register_model("spawner", Spawner, _inputs, suites=["spawner"])
