@@ -30,6 +30,7 @@ from harness.engine.timing import TimingConfig
 
 DEFAULT_ROUNDS = 3
 DEFAULT_TIME_BUDGET = 300.0  # seconds for the whole run; a later round starts only within it
+SELF_TIMED = "self-timed"  # a round answer: the cell's backend timed itself in round 1; nothing more
 MIN_REPEATS_PER_ROUND = 5  # more, shorter blocks: one preemption spoils less of a round
 
 
@@ -247,6 +248,8 @@ class Schedule:
                 p = self.pending[cell.id]
                 if isinstance(answer, RoundResult):
                     p.rounds.add(answer)
+                elif answer == SELF_TIMED:
+                    continue
                 elif isinstance(answer, dict):  # the worker crashed or hung on this cell
                     p.row.update(status=answer.get("status", "crash"),
                                  reason=f"timing round {index + 1}: {answer.get('reason', '')}")

@@ -27,7 +27,7 @@ from harness.engine.pipeline import (
     self_timed,
     timed_call,
 )
-from harness.engine.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
+from harness.engine.rounds import DEFAULT_ROUNDS, SELF_TIMED, RoundResult, round_timing
 from harness.engine.timing import block_size, measure_interleaved, synced_time_block, warm_up
 
 MAX_KEPT = 64  # prepared cells a worker keeps warm; older ones are prepared again when needed
@@ -58,6 +58,7 @@ class WarmCells:
         self.keep = keep
         self.states: OrderedDict[str, CellState] = OrderedDict()
         self.numbers: dict[str, int] = {}  # calls per block, fixed in round 1
+        self.self_timed: set[str] = set()  # cells whose backend timed itself in round 1
         self._calibration = calibration_workload()
         # Warm the calibration and fix its block size now: worker start-up is not any cell's time.
         config = round_timing(settings.timing, DEFAULT_ROUNDS)
@@ -72,15 +73,21 @@ class WarmCells:
             evicted, _ = self.states.popitem(last=False)
             self.numbers.pop(evicted, None)
 
-    def _time(self, states: list[CellState], rounds: int, index: int) -> dict[str, RoundResult]:
+    def _time(self, states: list[CellState], rounds: int, index: int) -> dict[str, RoundResult | str]:
         if not states:
             return {}
         config = round_timing(self.settings.timing, rounds)
-        out: dict[str, RoundResult] = {}
-        for state in states:  # a backend that times itself (the C++ runner): its own window
-            own = self_timed(state, config)
+        out: dict[str, RoundResult | str] = {}
+        for state in states:
+            if state.cell.id in self.self_timed:
+                out[state.cell.id] = SELF_TIMED
+                continue
+            # A backend that times itself (the C++ runner, in its own process) gets its
+            # whole window in round 1 and is finalized then (which may close its runner).
+            own = self_timed(state, self.settings.timing) if index == 0 else None
             if own is not None:
                 out[state.cell.id] = RoundResult(index, own.samples_s, own.number, own.warmup_calls)
+                self.self_timed.add(state.cell.id)
         states = [s for s in states if s.cell.id not in out]
         if not states:
             return out
