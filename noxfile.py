@@ -1,4 +1,4 @@
-"""nox sessions: tests, bench, fuzz, native, report, validate, localize, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, bench, fuzz, opinfo, native, report, validate, localize, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments pin torch through constraints/ci.txt (a CPU build, fast to
@@ -32,6 +32,10 @@ TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
 FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
 # The same artifacts from Python and from C++ (the native runner).
 NATIVE_BACKENDS = "torchscript,torchscript-cpp,aoti,aoti-cpp"
+# The OpInfo ci selection: under 15 minutes on 2 cores (docs/opinfo.md).
+OPINFO_CI = ["--suite", "opinfo-ci", "--device", "cpu", "--precision", "fp32",
+             "--backend", "eager,torchscript,onnxruntime,compile", "--min-time", "0.005",
+             "--strict", "--quiet"]  # fmt: skip
 
 
 def _index_args() -> list[str]:
@@ -121,6 +125,14 @@ def native(session: nox.Session) -> None:
     session.run("torchparity", "run", "--suite", "smoke", "--device", "cpu", "--precision", "fp32",
                 "--backend", NATIVE_BACKENDS, *args)  # fmt: skip
     session.run("python", "-c", _PARITY_CHECK, out)
+
+
+@nox.session
+def opinfo(session: nox.Session) -> None:
+    """The OpInfo ci selection (suite opinfo-ci) on eager, TorchScript, ONNX Runtime and compile
+    at fp32 on the CPU, judged against suites/opinfo/expectations-ci.json (--strict); args after -- go to `torchparity run`."""
+    install(session, "opinfo")  # expecttest: OpInfo's import needs it
+    session.run("torchparity", "run", *OPINFO_CI, *session.posargs)
 
 
 @nox.session

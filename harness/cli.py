@@ -21,7 +21,7 @@ from typing import Any
 from harness import cache as cache_mod
 from harness.backends import backend_names, get_backend
 from harness.console import robust_standard_streams
-from harness.engine.cases import SUITES, PluginSpec, RegistryError, load_all, select_cases
+from harness.engine.cases import CASES, SUITES, PluginSpec, RegistryError, load_all, select_cases
 from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.engine.matrix import Cell, expand, parse_shard, shard
 from harness.engine.pipeline import RunSettings, apply_thread_settings
@@ -30,12 +30,13 @@ from harness.engine.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET, RoundsCon
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.engine.scheduler_env import shard_from_env
 from harness.engine.timing import TimingConfig
+from harness.engine.training import OPTIMIZERS, TrainSettings
 from harness.reporting import compare as compare_mod
 from harness.reporting import export as export_mod
 from harness.reporting import merge
 from harness.reporting import report as report_mod
 from harness.rundir import RunDir, RunDirError, RunDirLocked, atomic_write_text
-from harness.status import BAD_STATUSES
+from harness.verdicts import expectations
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -87,6 +88,16 @@ def _add_plugin_options(p: argparse.ArgumentParser) -> None:
                    help="a Python file that registers cases or backends (repeatable)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="an importable module that registers cases or backends (repeatable)")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", type=_csv_list, default=None,
+                   help="infer, train or infer,train (default infer; see docs/training.md)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="optimizer steps a train cell compares (default 3)")
+    p.add_argument("--optimizer", default=None,
+                   help="train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, "
+                        "adamw-fused (default sgd)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,10 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--strict", action="store_true",
-                   help="exit 1 when any cell fails, errors, crashes or times out")
+                   help="exit 1 when any cell fails, errors, crashes or times out, or differs "
+                        "from the suite's expectations (an unexpected pass, a changed status)")
+    p.add_argument("--update-expectations", action="store_true",
+                   help="rewrite the suite's expectations file from this run (for review)")
     p.add_argument("--localize", action="store_true",
                    help="localize every model cell (default: failing model cells only)")
     p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
+    _add_train_options(p)
     _add_plugin_options(p)
 
     p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
@@ -177,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
     _add_plugin_options(p)
+
+    p = sub.add_parser("data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default: reports/<run-id>); an existing run gets the rows added")
+    p.add_argument("--workers", type=_csv_list, default=["0", "1", "2"], help="num_workers values (default 0,1,2)")
+    p.add_argument("--start-method", type=_csv_list, default=None,
+                   help="multiprocessing start methods, or all (default: the OS's default one)")
+    p.add_argument("--samples", type=int, default=512, help="dataset size (default 512)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no table")
 
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -231,7 +257,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{c.name:<28} {c.kind:<6} {c.description}")
     elif args.what == "suites":
         for name, members in sorted(SUITES.items()):
-            print(f"{name:<12} {len(members)} cases")
+            # A suite that cannot load here holds only placeholder cases saying why.
+            unavailable = [CASES[m].extra.get("unavailable") for m in members if m in CASES]
+            why = unavailable[0] if unavailable and all(unavailable) else None
+            print(f"{name:<12} unavailable: {why}" if why else f"{name:<12} {len(members)} cases")
     elif args.what == "backends":
         for name in backend_names():
             try:
@@ -313,6 +342,9 @@ def _selection(args: argparse.Namespace) -> dict:
         "localize": ("off" if args.no_localize else "all" if args.localize
                      else stored.get("localize") if stored.get("localize") in ("auto", "all", "off")
                      else "auto"),
+        "mode": pick("mode", ["infer"]),
+        "train_steps": args.train_steps if args.train_steps is not None else stored.get("train_steps", 3),
+        "optimizer": pick("optimizer", "sgd"),
     }
 
 
@@ -426,6 +458,14 @@ def locked(run_dir: Path):
         raise UsageError(str(exc)) from None
 
 
+def train_settings(sel: dict) -> TrainSettings:
+    """``--train-steps`` and ``--optimizer``, checked."""
+    if sel["train_steps"] < 1:
+        raise UsageError("--train-steps must be at least 1")
+    _choose([sel["optimizer"]], list(OPTIMIZERS), "optimizer")
+    return TrainSettings(steps=sel["train_steps"], optimizer=sel["optimizer"])
+
+
 def plan_run(args: argparse.Namespace) -> RunPlan:
     sel = _selection(args)
     plugins: list[PluginSpec] = [tuple(p) for p in sel["plugins"]]  # type: ignore[misc]
@@ -448,7 +488,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise UsageError("--threads must be at least 1")
     device_options = device_options_for(sel, devices)
     prepare_environment(device_options)  # before any worker starts torch
-    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"])
+    modes = _choose(sel["mode"], ["infer", "train"], "mode")
+    train = train_settings(sel)
+    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"], modes=modes)
     if sel["shard"]:
         index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
@@ -464,10 +506,37 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         backend_options=backend_options,
         output_dir=run_dir,
         localize=sel["localize"],
+        train=train,
     )
     rounds = RoundsConfig(sel["rounds"], sel["time_budget"] or None)
     return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel, rounds,
                    sel["count_instructions"])  # fmt: skip
+
+
+def _expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
+    """The suite's expectations file when --update-expectations asks for it."""
+    if not args.update_expectations:
+        return None
+    suite = plan.selection.get("suite")
+    path = expectations.FILES.get(suite)
+    if path is None:
+        with_files = ", ".join(sorted(expectations.FILES)) or "none"
+        raise UsageError(f"suite {suite!r} has no expectations file; suites with one: {with_files}")
+    return path
+
+
+def update_expectations(path: Path, rows: list[dict]) -> str:
+    """Rewrite ``path`` from ``rows``; return a one-line account."""
+    try:
+        before = expectations.load(path)
+    except expectations.ExpectationsError as exc:
+        raise UsageError(str(exc)) from None
+    after = expectations.updated(before, rows)
+    torch_version = next((r.get("torch") for r in rows if r.get("torch")), "")
+    expectations.save(path, after, str(torch_version))
+    old, new = set(before), set(after)
+    return (f"expectations: {len(after)} entries ({len(new - old)} new or changed, "
+            f"{len(old - new)} removed) -> {path}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -486,6 +555,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
+    expectations_path = _expectations_file(args, plan)
     show = not args.quiet
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
@@ -507,7 +577,13 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
     if show:
         print(report_mod.console_table(rows))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
-    findings = any(r.get("status") in BAD_STATUSES for r in rows)
+    if expectations_path is not None:
+        print(update_expectations(expectations_path, rows), file=sys.stderr)
+    findings = expectations.strict_findings(rows)
+    if args.strict and findings and not args.quiet:
+        kinds = sorted({str(r.get("expectation") or r.get("status")) for r in findings})
+        print(f"strict: {len(findings)} cells differ from expectations ({', '.join(kinds)})",
+              file=sys.stderr)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
@@ -582,6 +658,41 @@ def _warn_damage(run_dirs: Sequence[Path]) -> None:
         note = RunDir(path).damage_note()
         if note:
             print(f"torchparity: warning: {note}", file=sys.stderr)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import multiprocessing as mp
+
+    from harness import environment
+    from harness.engine import data_throughput as data
+
+    try:
+        workers = [int(w) for w in args.workers]
+    except ValueError:
+        raise UsageError(f"--workers takes whole numbers, not {','.join(args.workers)!r}") from None
+    if any(w < 0 for w in workers) or min(args.samples, args.batch, args.epochs) < 1:
+        raise UsageError("--workers must be >= 0; --samples, --batch and --epochs at least 1")
+    if args.start_method == ["all"]:
+        args.start_method = mp.get_all_start_methods()
+    methods = _choose(args.start_method, mp.get_all_start_methods(), "start method") \
+        if args.start_method else None
+    run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
+    env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
+    env.setdefault("run_id", run_dir.path.name)
+    run_dir.write_env(env)
+    done = run_dir.done_cell_ids() if run_dir.has_results() else set()
+    with run_dir.results_writer() as writer:
+        for config in data.default_grid(workers, methods):
+            row = data.data_row(config, args.samples, args.batch, args.epochs)
+            if row["cell_id"] in done:
+                continue
+            writer.append({**row, **environment.row_fields(env), "run_id": env.get("run_id")})
+    rows = run_dir.rows()
+    paths = report_mod.render(rows, run_dir.path, env)
+    if not args.quiet:
+        print(report_mod.markdown_table(report_mod.dataloader_table(rows)))
+        print(f"results: {paths['csv']}\nreport:  {paths['html']}")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -698,6 +809,7 @@ COMMANDS = {
     "run": cmd_run,
     "explain": cmd_explain,
     "fuzz": cmd_fuzz,
+    "data": cmd_data,
     "report": cmd_report,
     "compare": cmd_compare,
     "export": cmd_export,

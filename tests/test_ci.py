@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT, write_env, write_rows
 
-SESSIONS = ["tests", "bench", "fuzz", "native", "report", "validate", "localize", "bench_torch", "lint"]
+SESSIONS = ["tests", "bench", "fuzz", "opinfo", "native", "report", "validate", "localize", "bench_torch", "lint"]
 
 
 def test_nox_lists_every_session_with_a_one_line_description():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,10 @@ def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
 
     register_backend(Counting())
     load_all([])
+    # The first round's signature rule (budget rounds add signatures by time).
+    first_round = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=0)
     result = fuzz.fuzz_target(fuzz.Target(CASES["add"], "test-counting", "cpu", "fp32"),
-                              fuzz.PROFILES["ci"], out_dir=tmp_path)
+                              first_round, out_dir=tmp_path)
     assert result.row["status"] == "pass", result.row
     assert result.row["examples"] >= fuzz.PROFILES["ci"].max_examples
     assert len(calls) == result.row["prepared"] == result.row["signatures"]
@@ -82,7 +85,45 @@ def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
 def test_cache_dir_reuses_artifacts_between_runs(tmp_path: Path) -> None:
     load_all([])
     target = fuzz.Target(CASES["neg"], "torchscript", "cpu", "fp32")
-    first = fuzz.fuzz_target(target, fuzz.PROFILES["ci"], out_dir=tmp_path, cache_dir=tmp_path / "c")
-    second = fuzz.fuzz_target(target, fuzz.PROFILES["ci"], out_dir=tmp_path, cache_dir=tmp_path / "c")
+    first_round = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=0)  # same signatures twice
+    first = fuzz.fuzz_target(target, first_round, out_dir=tmp_path, cache_dir=tmp_path / "c")
+    second = fuzz.fuzz_target(target, first_round, out_dir=tmp_path, cache_dir=tmp_path / "c")
     assert first.row["status"] == second.row["status"] == "pass"
     assert first.row["cache_hits"] == 0 and second.row["cache_hits"] == second.row["prepared"] > 0
+
+
+def test_time_budget_gives_cheap_backends_many_examples(tmp_path: Path) -> None:
+    load_all([])
+    # A budget far beyond what 12 eager examples cost, even on a loaded machine.
+    profile = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=6.0)
+    result = fuzz.fuzz_target(fuzz.Target(CASES["neg"], "eager", "cpu", "fp32"), profile,
+                              out_dir=tmp_path)
+    assert result.row["status"] == "pass", result.row
+    assert result.row["rounds"] > 1 and result.row["examples"] > profile.max_examples
+
+
+def test_time_budget_reuses_costly_signatures(tmp_path: Path) -> None:
+    import time as _time
+
+    from harness import Backend, register_backend
+
+    prepared: list[tuple] = []
+
+    class Costly(Backend):
+        name = "test-costly"
+
+        def prepare(self, module, example_inputs, ctx):
+            prepared.append(tuple((x.dtype, tuple(x.shape)) for x in example_inputs))
+            _time.sleep(1.2)  # over half the budget: an export's cost, scaled down
+            return module
+
+    register_backend(Costly())
+    load_all([])
+    profile = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=2.0)
+    result = fuzz.fuzz_target(fuzz.Target(CASES["neg"], "test-costly", "cpu", "fp32"), profile,
+                              out_dir=tmp_path)
+    assert result.row["status"] == "pass", result.row
+    # One prepare took over half the budget: every later example reuses it
+    # (on a slow machine too: slowness only makes a second prepare fit less).
+    assert len(prepared) == 1 == result.row["signatures"]
+    assert result.row["examples"] >= 1

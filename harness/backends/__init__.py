@@ -20,6 +20,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     # C++ (the native runner) on the artifacts of torchscript and aoti
     "torchscript-cpp": "harness.backends.torchscript_cpp",
     "aoti-cpp": "harness.backends.aoti_cpp",
+    "ddp": "harness.backends.ddp",
 }
 
 _REGISTERED: dict[str, Backend] = {}

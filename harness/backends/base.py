@@ -94,6 +94,29 @@ class Backend:
         ``run``."""
         return None
 
+    # -- training (engine/training.py; docs/training.md) ------------------------------
+    # Whether train cells run on this backend; the others get a skip row.
+    trains: bool = False
+
+    def train_unsupported(self, cell: Cell, precision: Precision) -> str | None:
+        """None when the backend can run ``cell`` as a train cell, else the reason."""
+        return None if self.trains else f"{self.name} serves inference only (no train cells)"
+
+    def train_forward(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """For a train cell: a differentiable callable computing ``module``'s
+        forward with ``module``'s own parameters (the optimizer steps those).
+        A lazily compiling backend compiles on the first step; that time is
+        counted in ``prepare_s``, not in the step time."""
+        raise NotImplementedError
+
+    def run_training(self, job: Any) -> Any:
+        """A backend that runs the whole training loop itself (ddp: several
+        processes) returns engine/training.TrainTrace here; None (the default)
+        runs the in-process loop over :meth:`train_forward`."""
+        return None
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """Called after the cell's calls (run and timing): add to ``ctx.notes``
         what is known only then, e.g. recompilations. Default: nothing."""

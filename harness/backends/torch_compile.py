@@ -115,6 +115,26 @@ class CompileBackend(Backend):
         ctx.notes["recompilations"] = 0
         return call
 
+    trains = True
+
+    def train_forward(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """torch.compile of the module; AOTAutograd compiles the backward on the
+        first backward. Compilation happens in the first step (its excess time
+        goes to prepare_s)."""
+        import torch._dynamo
+
+        self._configure_caches(ctx)
+        torch._dynamo.reset()
+        compiler = str(ctx.options.get("backend", "inductor"))
+        kwargs: dict[str, Any] = {"backend": compiler, "mode": ctx.options.get("mode") or None}
+        for key in ("dynamic", "fullgraph"):
+            if key in ctx.options:
+                kwargs[key] = truthy(ctx.options[key])
+        ctx.notes.update(compiler=compiler, mode=kwargs["mode"] or "default")
+        return torch.compile(module, **kwargs)
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """Frames compiled after the first call are recompilations (guard failures)."""
         frames_after_compile = getattr(prepared, "frames_after_compile", None)

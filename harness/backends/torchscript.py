@@ -47,6 +47,25 @@ class TorchScriptBackend(Backend):
             return "autocast is not applied inside a TorchScript artifact; use fp16/bf16"
         return None
 
+    def train_unsupported(self, cell: Cell, precision: Precision) -> str | None:
+        if self.route != "script":
+            return "a traced graph is inference only here; train through torchscript (script)"
+        return self.supports(cell, precision)
+
+    trains = True
+
+    def train_forward(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """torch.jit.script of the module, kept in memory (training runs in
+        Python; the saved artifact is an inference concern). Autograd runs
+        through the scripted graph; the scripted module shares the module's
+        parameter tensors, so the optimizer trains it."""
+        ctx.notes["route"] = self.route
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._convert(module, example_inputs)
+
     def _convert(self, module: torch.nn.Module, example_inputs: tuple) -> torch.jit.ScriptModule:
         if self.route == "script":
             # The model itself is scripted; its dict output comes back as a dict.

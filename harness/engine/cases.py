@@ -41,6 +41,8 @@ class KnownFailure:
     device: str = "*"
     precision: str = "*"
     link: str = ""
+    status: str = ""  # the expected status (fail, error, ...) when an expectations file says
+    blame: str = ""  # harness.verdicts.blame category, when known
 
     def matches(self, backend: str, device: str, precision: str) -> bool:
         return (
@@ -124,10 +126,13 @@ def register_model(
     reinit_weights: bool = True,
     description: str = "",
     empty_output_ok: bool = False,
+    train: Any = None,
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
-    expected (otherwise such a cell is an ``error``: nothing was compared)."""
+    expected (otherwise such a cell is an ``error``: nothing was compared).
+    ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
+    or optimizer for train cells."""
     case = Case(
         name=name,
         kind="model",
@@ -141,6 +146,7 @@ def register_model(
         description=description,
         source=_caller_module(),
         empty_output_ok=empty_output_ok,
+        extra={"train": train} if train is not None else {},
     )
     return register_case(case, suites)
 
@@ -275,7 +281,10 @@ def register_op(
 
 
 def precision_unsupported(case: Case, precision: str) -> str | None:
-    """Why ``case`` does not run at ``precision`` (an op limited to some), or None."""
+    """Why ``case`` does not run at ``precision`` (an op limited to some, or a
+    case standing for a suite that cannot load here), or None."""
+    if case.extra.get("unavailable"):
+        return str(case.extra["unavailable"])
     allowed = case.extra.get("precisions")
     if allowed is not None and precision not in allowed:
         return f"{case.name} runs at {', '.join(allowed)} only (no float inputs or no {precision} kernel)"
@@ -380,6 +389,9 @@ def _exec_case_file(path: Path) -> None:
         where = f", line {line}" if line else ""
         message = (str(exc).splitlines() or [""])[0][:300]
         raise RegistryError(f"case file {path}{where}: {type(exc).__name__}: {message}") from None
+def loaded_plugins() -> list[PluginSpec]:
+    """The plugins and case files this process loaded (for processes it starts)."""
+    return sorted(_LOADED)
 
 
 def load_all(plugins: Iterable[PluginSpec]) -> None:

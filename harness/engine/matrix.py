@@ -1,4 +1,4 @@
-"""Matrix expansion: cases x devices x precisions x backends -> cells, and sharding."""
+"""Matrix expansion: cases x modes x devices x precisions x backends -> cells, and sharding."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ class Cell:
     device: str
     precision: str
     backend: str
+    mode: str = "infer"  # "infer" or "train" (engine/training.py)
 
     @property
     def id(self) -> str:
-        return f"{self.case}|{self.device}|{self.precision}|{self.backend}"
+        # Infer ids carry no mode, so run directories written before the mode
+        # axis resume as they are; a train cell's id ends in "|train".
+        base = f"{self.case}|{self.device}|{self.precision}|{self.backend}"
+        return base if self.mode == "infer" else f"{base}|{self.mode}"
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -33,12 +37,14 @@ def expand(
     precisions: Sequence[str],
     backends: Sequence[str],
     suite: str = "",
+    modes: Sequence[str] = ("infer",),
 ) -> list[Cell]:
     """Every combination, ordered case-major so per-case work (the reference)
     is reused by consecutive cells."""
     return [
-        Cell(case.name, case.kind, suite, device, precision, backend)
+        Cell(case.name, case.kind, suite, device, precision, backend, mode)
         for case in cases
+        for mode in modes
         for device in devices
         for backend in backends
         for precision in precisions

@@ -49,7 +49,7 @@ from harness.engine.reference import (
 )
 from harness.engine.timing import TimingConfig, measure
 from harness.row import Row
-from harness.status import BAD_STATUSES, Status
+from harness.status import Status
 from harness.verdicts import drift as drift_mod
 
 
@@ -69,6 +69,7 @@ class RunSettings:
     # cells, "all" for every model cell, "off".
     localize: str = "auto"
     interop_threads: int | None = None
+    train: Any = None  # engine/training.TrainSettings for train cells (None: its defaults)
 
 
 def apply_thread_settings(settings: RunSettings) -> None:
@@ -101,6 +102,10 @@ def precheck(cell: Cell) -> str | None:
     precision = get_precision(cell.precision)
     if precision.autocast is not None and not backend.supports_autocast:
         return f"{cell.backend} does not run under autocast ({cell.precision})"
+    if cell.mode == "train":
+        from harness.engine.training import train_unsupported
+
+        return train_unsupported(cell, backend, precision)
     return backend.supports(cell, precision)
 
 
@@ -443,20 +448,36 @@ def after_cell(state: CellState) -> None:
 def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     """Run one cell through the stages and return its row (without the
     environment fields). A stage returning False ends the cell (a skip)."""
+    if cell.mode == "train":  # the train cell's own stages (engine/training.py)
+        from harness.engine.training import execute_train_cell
+
+        return execute_train_cell(cell, settings)
+    case = CASES.get(cell.case)
+    if case is not None and case.extra.get("samples") is not None:  # several samples per cell
+        return _execute_multisample(cell, case, settings)
     state = CellState(cell, settings)
     run_stages(state)
     after_cell(state)
     return state.row  # type: ignore[return-value]
 
 
+def _execute_multisample(cell: Cell, case: Case, settings: RunSettings) -> Row:
+    """A case with a sample source (the OpInfo suites): the same precheck, then
+    every sample through the backend (engine/multisample.py)."""
+    from harness.engine.multisample import execute_multisample
+
+    try:
+        reason = precheck(cell)
+    except Exception as exc:  # noqa: BLE001 - a finding, not a crash
+        return error_fields(exc, "precheck")  # type: ignore[return-value]
+    if reason:
+        return {"status": Status.SKIP.value, "reason": reason}  # type: ignore[return-value]
+    return execute_multisample(cell, case, settings)  # type: ignore[return-value]
+
+
 def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
-    """A fail or error matching a known-failure mark of the case becomes xfail."""
-    case = CASES.get(cell.case)
-    if case is None or row.get("status") not in BAD_STATUSES:
-        return row
-    mark = case.known_failure(cell.backend, cell.device, cell.precision)
-    if mark is not None:
-        row["xfail_of"] = row["status"]
-        row["status"] = Status.XFAIL.value
-        row["reason"] = f"{mark.describe()}; was {row['xfail_of']}: {row.get('reason', '')}"
-    return row
+    """A fail or error matching a known-failure mark of the case becomes xfail;
+    expectations and blame columns (harness/verdicts/expectations.py)."""
+    from harness.verdicts import expectations
+
+    return expectations.apply(CASES.get(cell.case), cell, row)

@@ -52,7 +52,7 @@ ProgressFn = Callable[[int, int, Cell, float], None]
 def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     """The row in contract order: the cell, the verdict, the measurements, the environment."""
     row = apply_known_failures(cell, row)
-    out: dict[str, Any] = {**cell.as_dict(), "mode": row.pop("mode", "infer"),
+    out: dict[str, Any] = {**cell.as_dict(), "mode": row.pop("mode", cell.mode),
                            "status": str(row.pop("status")), "reason": row.pop("reason", "")}
     out.update(row)
     out.update(environment.row_fields(env))

@@ -50,6 +50,16 @@ class RoundTask:
     rounds: int
 
 
+def has_own_path(cell: Cell) -> bool:
+    """A train cell or a multisample case runs its own stages (pipeline.execute_cell),
+    timed in one window; rounds and pairing are for inference cells."""
+    from harness.engine.cases import CASES
+
+    case = CASES.get(cell.case)
+    return getattr(cell, "mode", "infer") == "train" or (
+        case is not None and case.extra.get("samples") is not None)
+
+
 class WarmCells:
     """Prepared cells of one worker, least recently used first."""
 
@@ -108,7 +118,11 @@ class WarmCells:
     def verdict(self, task: VerdictTask) -> dict[str, dict[str, Any]]:
         """Each cell's row (verdict, no timing columns) and round 1."""
         states, every, rows = [], [], {}
+        own_path: dict[str, dict[str, Any]] = {}
         for cell in task.cells:
+            if has_own_path(cell):  # train and multisample cells: their own stages, one window
+                own_path[cell.id] = {"row": execute_cell(cell, self.settings), "round": None}
+                continue
             state = CellState(cell, self.settings)
             if run_stages(state, VERDICT_STAGES):
                 states.append(state)
@@ -120,7 +134,7 @@ class WarmCells:
             record_timing(state, {})  # peak memory, threads, backend notes after round 1
         for state in every:
             after_cell(state)  # localization, as execute_cell does
-        return {cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}
+        return {**{cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}, **own_path}
 
     def time_round(self, task: RoundTask) -> dict[str, RoundResult | str]:
         """Round ``task.index`` of the group; a cell that cannot be prepared

@@ -69,18 +69,30 @@ class FuzzProfile:
     derandomize: bool
     max_signatures: int = 0  # distinct input signatures per property (0 = any)
     shrink: bool = True
+    # Seconds per property: after the first ``max_examples``, more rounds of
+    # examples run while this lasts (0 = no more rounds), so a backend costing
+    # a microsecond a call gets hundreds of examples and one costing an export
+    # per signature reuses the signatures it prepared (see ``budget_rounds``).
+    time_budget_s: float = 0.0
+    max_budget_examples: int = 2000  # cap on the examples of all budget rounds
 
 
 # ci: an ONNX export costs ~1-2 s on a laptop core, so each property may
-# prepare two signatures; examples with a third are rejected (regenerated).
+# prepare two signatures (fewer when the first export already took half the
+# budget); examples with another are rejected (regenerated). The budget (1 s,
+# about what a ci property cost on average with 12 examples) then buys more
+# examples: hundreds for eager, about a hundred for TorchScript.
 PROFILES: dict[str, FuzzProfile] = {
-    "ci": FuzzProfile("ci", max_examples=12, shapes=2, derandomize=True, max_signatures=2),
-    "dev": FuzzProfile("dev", max_examples=60, shapes=4, derandomize=False, max_signatures=8),
+    "ci": FuzzProfile("ci", max_examples=12, shapes=2, derandomize=True, max_signatures=2,
+                      time_budget_s=1.0),
+    "dev": FuzzProfile("dev", max_examples=60, shapes=4, derandomize=False, max_signatures=8,
+                       time_budget_s=20.0),
     "deep": FuzzProfile("deep", max_examples=400, shapes=0, derandomize=False),
 }
 
 
-def hypothesis_settings(profile: FuzzProfile, examples: int | None = None) -> Any:
+def hypothesis_settings(profile: FuzzProfile, examples: int | None = None,
+                        derandomize: bool | None = None) -> Any:
     """The hypothesis settings of a profile: no deadline (first calls export,
     so timing is no verdict), no example database (runs are reproducible from
     the recorded example, not from a hidden cache)."""
@@ -91,7 +103,7 @@ def hypothesis_settings(profile: FuzzProfile, examples: int | None = None) -> An
         phases.append(Phase.shrink)
     return settings(
         max_examples=examples or profile.max_examples,
-        derandomize=profile.derandomize,
+        derandomize=profile.derandomize if derandomize is None else derandomize,
         deadline=None,
         database=None,
         phases=phases,
@@ -144,6 +156,10 @@ class Checker:
     cache_hits: int = 0  # signatures served from --cache-dir
     examples: int = 0
     worst: float = 0.0
+    # Budget rounds: None = the first round's rule (max_signatures); else a new
+    # signature is allowed only while this says its preparing still fits.
+    allow_new_signature: Callable[[], bool] | None = None
+    first_round: bool = True
 
     def __post_init__(self) -> None:
         t = self.target
@@ -185,7 +201,10 @@ class Checker:
         inputs = cast_inputs(tuple(args), self.precision.dtype, self.tdev)
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)
         if signature not in self.seen:
-            if self.max_signatures and len(self.seen) >= self.max_signatures:
+            if self.allow_new_signature is not None:
+                if not self.allow_new_signature():
+                    raise OverBudget(signature)
+            elif self.max_signatures and len(self.seen) >= self.max_signatures:
                 raise OverBudget(signature)
             self.seen.add(signature)
         self.examples += 1
@@ -377,12 +396,11 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
     strategy_factory: Callable[[int], Any] | None = case.extra.get("strategy")
     checker: Checker | None = None
     found: list[dict[str, Any]] = []
+    rounds = 0
     try:
         checker = Checker(target, profile.max_signatures, cache_dir)
         strategy = strategy_factory(profile.shapes)  # type: ignore[misc]
 
-        @hypothesis_settings(profile, examples)
-        @given(strategy)
         def prop(args: tuple) -> None:
             try:
                 metric = checker.check(args)
@@ -396,7 +414,9 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
         with warnings.catch_warnings():
             # Exporters warn per example (deprecations, tracer notes): noise at fuzzing volume.
             warnings.simplefilter("ignore")
-            prop()
+            # A fresh hypothesis test per round: settings decorate a function once.
+            rounds = _search(target, profile, examples, checker, lambda: given(strategy)(prop),
+                             found, began)
     except Finding:
         pass
     except StrategyError as exc:
@@ -416,12 +436,89 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
     elif case.known_failure(target.backend, target.device, target.precision) and row["status"] == "pass":
         row["reason"] = "known failure mark did not reproduce (xpass)"
     if checker is not None:
+        row.update(rounds=rounds, time_budget_s=profile.time_budget_s)
         row.update(examples=checker.examples, max_ulp=checker.worst, signatures=len(checker.seen),
                    prepared=len(checker.prepared), prepare_s=checker.prepare_s,
                    cache_hits=checker.cache_hits)
     row.update(profile=profile.name, wall_s=time.perf_counter() - began,
                check="vs fp64 reference" if target.backend == "eager" else "vs eager")
     return TargetResult(row, divergence)
+
+
+def _search(target: Target, profile: FuzzProfile, examples: int | None, checker: Checker,
+            make_test: Callable[[], Any], found: list[dict[str, Any]], began: float) -> int:
+    """The first round (``examples`` or the profile's), the seeds, then the
+    time budget's rounds; returns the number of rounds."""
+    budgeted = examples is None and profile.time_budget_s > 0  # --examples: exactly that many
+    if budgeted:
+        checker.allow_new_signature = signature_admission(profile, checker, began)
+    hypothesis_settings(profile, examples)(make_test())()
+    checker.first_round = False
+    _check_seeds(checker, target.case, target, found)
+    return 1 + (budget_rounds(profile, checker, make_test, began) if budgeted else 0)
+
+
+def signature_admission(profile: FuzzProfile, checker: Checker, began: float) -> Callable[[], bool]:
+    """Whether a property under a time budget may prepare a new input signature:
+    the first always; in the first round no more than ``max_signatures``; and
+    only while preparing one more (at the mean prepare time so far) fits half
+    the budget. Eager prepares nothing, so it keeps drawing new shapes; a
+    backend that exports per signature reuses the artifacts it has."""
+    deadline = began + profile.time_budget_s
+
+    def admit() -> bool:
+        if not checker.seen:
+            return True
+        if checker.first_round and profile.max_signatures and len(checker.seen) >= profile.max_signatures:
+            return False
+        mean = checker.prepare_s / len(checker.prepared) if checker.prepared else 0.0
+        return checker.prepare_s + mean <= profile.time_budget_s / 2 \
+            and time.perf_counter() + mean < deadline
+
+    return admit
+
+
+def budget_rounds(profile: FuzzProfile, checker: Checker, make_test: Callable[[], Any],
+                  began: float) -> int:
+    """More rounds of examples while the property's time budget lasts; returns
+    how many ran. Each round is sized from the time an example has cost so
+    far (preparing excluded) and seeded by its number, so a machine as fast
+    runs the same examples; new signatures follow :func:`signature_admission`."""
+    from hypothesis import seed
+    from hypothesis.errors import Unsatisfiable
+
+    deadline = began + profile.time_budget_s
+    rounds, spent = 0, 0
+    while spent < profile.max_budget_examples:
+        left = deadline - time.perf_counter()
+        run_s = max(time.perf_counter() - began - checker.prepare_s, 1e-6)
+        per_example = run_s / max(checker.examples, 1)
+        size = min(int(0.8 * left / per_example), profile.max_budget_examples - spent)
+        if size < 4:  # too little time left for a round worth its set-up
+            break
+        rounds += 1
+        try:
+            hypothesis_settings(profile, size, derandomize=False)(seed(rounds)(make_test()))()
+        except Unsatisfiable:  # nearly every draw needs a signature the budget denies
+            break
+        spent += size
+    return rounds
+
+
+def _check_seeds(checker: Checker, case: Case, target: Target, found: list[dict[str, Any]]) -> None:
+    """Inputs from seed sources (e.g. OpInfo's samples for an op of the same
+    name) checked before the search; a divergence on one is a finding as
+    any other (fixed inputs: nothing to shrink)."""
+    from harness.fuzzing.seeds import seeds_for
+
+    for args in seeds_for(case, get_precision(target.precision).dtype):
+        try:
+            checker.check(args)
+        except (OverBudget, StrategyError):
+            continue  # a seed the op (as the catalog wraps it) does not take
+        except Finding as finding:
+            found.append(finding.record)
+            raise
 
 
 def _skip_reason(target: Target) -> str | None:

@@ -46,10 +46,12 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def cell_column(frame: pd.DataFrame) -> pd.Series:
-    """``device/backend/precision``, plus `` @ platform`` when the rows come
+    """``device/backend/precision`` (``/train`` for train cells), plus `` @ platform`` when the rows come
     from several platforms (a merged report): one chart or matrix column."""
     parts = (frame["device"].astype(str) + "/" + frame["backend"].astype(str) + "/"
              + frame["precision"].astype(str))  # fmt: skip
+    if "mode" in frame.columns:  # train cells are their own columns; infer labels stay as they were
+        parts = parts + frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
     if "platform" in frame.columns and frame["platform"].nunique() > 1:
         parts = parts + " @ " + frame["platform"].astype(str)
     return parts

@@ -42,11 +42,33 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
 
 
 def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts of each status per backend and precision."""
+    """Counts of each status per mode, backend and precision."""
     if frame.empty:
         return pd.DataFrame()
-    counts = frame.groupby(["backend", "precision", "status"]).size().unstack(fill_value=0)
+    frame = frame.assign(mode=frame["mode"].fillna("infer")) if "mode" in frame.columns else \
+        frame.assign(mode="infer")
+    counts = frame.groupby(["mode", "backend", "precision", "status"]).size().unstack(fill_value=0)
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
+
+
+def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Non-pass cells per backend and blame category (harness/verdicts/blame.py)."""
+    if frame.empty or "blame" not in frame.columns:
+        return pd.DataFrame()
+    blamed = frame[(frame["status"] != "pass") & frame["blame"].notna() & (frame["blame"] != "")]
+    if blamed.empty:
+        return pd.DataFrame()
+    counts = blamed.groupby(["backend", "blame"]).size().unstack(fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts
+
+
+def blame_line(rows: list[dict[str, Any]]) -> str:
+    """``blame: 12 exporter, 3 pytorch`` over the non-pass cells ('' when none carry one)."""
+    counts = pd.Series([r.get("blame") for r in rows if r.get("status") != "pass" and r.get("blame")])
+    if counts.empty:
+        return ""
+    return "blame: " + ", ".join(f"{n} {b}" for b, n in counts.value_counts().items())
 
 
 def console_table(rows: list[dict[str, Any]]) -> str:
@@ -61,13 +83,15 @@ def console_table(rows: list[dict[str, Any]]) -> str:
             return f"{r['status']} {r['latency_ms_median']:.3g}ms"
         return str(r["status"])
 
+    mode = frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
     frame = frame.assign(
         text=frame.apply(cell_text, axis=1),
-        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"],
+        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode,
     )
     table = frame.pivot_table(index="case", columns="column", values="text", aggfunc="first")
     counts = frame_counts_line(rows)
-    return table.fillna("").to_string() + "\n\n" + counts
+    blame = blame_line(rows)
+    return table.fillna("").to_string() + "\n\n" + counts + (f"\n{blame}" if blame else "")
 
 
 def frame_counts_line(rows: list[dict[str, Any]]) -> str:
@@ -77,6 +101,45 @@ def frame_counts_line(rows: list[dict[str, Any]]) -> str:
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
+
+
+TRAINING_COLUMNS = [
+    "case", "device", "backend", "precision", "optimizer", "steps", "status", "loss_max_rel_err",
+    "loss_bound", "grad_rel_err", "grad_bound", "update_rel_err", "update_bound", "steps_per_s",
+    "throughput_items_s", "prepare_s", "allreduce_overhead_ms", "amp_scale_final", "amp_skipped_steps",
+    "reason",
+]  # fmt: skip
+DATALOADER_COLUMNS = [
+    "num_workers", "start_method", "persistent_workers", "pin_memory", "status", "samples_s",
+    "first_batch_s", "peak_rss_mb", "batch", "samples", "epochs", "reason",
+]  # fmt: skip
+
+
+def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Train cells: the three drift metrics beside their bounds, steps/s, compile and all-reduce cost."""
+    frame = rows_frame(rows)
+    train = frame[frame["mode"] == "train"]
+    return _cols(train, TRAINING_COLUMNS)
+
+
+def dataloader_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """DataLoader configurations (rows of kind ``data``), fastest first."""
+    frame = rows_frame(rows)
+    data = frame[frame["kind"] == "data"]
+    if data.empty:
+        return _cols(data, DATALOADER_COLUMNS)
+    data = data.assign(samples_s=_numeric(data, "samples_s")).sort_values("samples_s", ascending=False)
+    return _cols(data, DATALOADER_COLUMNS)
+
+
+def _training_sections(rows: list[dict[str, Any]]) -> list[str]:
+    """The summary's Training and DataLoader tables (when the run has such rows)."""
+    lines: list[str] = []
+    for title, table in (("Training (train cells vs the fp64 reference run)", training_table(rows)),
+                         ("DataLoader", dataloader_table(rows))):  # fmt: skip
+        if not table.empty:
+            lines += [f"## {title}", "", markdown_table(table), ""]
+    return lines
 
 
 def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +231,14 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
     counts = status_counts(frame)
     if not counts.empty:
         lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
+    blame = blame_counts(frame)
+    if not blame.empty:
+        lines += ["## Non-pass cells by blame", "", markdown_table(blame, index=True), ""]
+    surprises = frame[frame["expectation"].isin(["unexpected pass", "changed"])] \
+        if "expectation" in frame.columns else frame.iloc[0:0]
+    if not surprises.empty:
+        lines += ["## Differs from expectations (unexpected passes, changed statuses)", "",
+                  markdown_table(surprises[[*CELL_KEYS, "status", "expectation", "reason"]].head(50)), ""]
     bad = frame[frame["status"].isin(list(BAD_STATUSES))]
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
@@ -186,6 +257,7 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
     if not paired.empty:
         lines += ["## Speedup over eager (paired blocks, 95% bootstrap interval)", "",
                   markdown_table(paired), ""]  # fmt: skip
+    lines += _training_sections(rows)
     speed = fastest_and_slowest(frame)
     if not speed.empty:
         lines += ["## Fastest and slowest cell per case", "", markdown_table(speed), ""]
@@ -290,6 +362,25 @@ def report_html(
     prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values("prepare_s", ascending=False)
     sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
                                                        "prepare"), "prepare"))  # fmt: skip
+    train, data = training_table(rows), dataloader_table(rows)
+    if not train.empty:
+        sections.append(h.section(
+            "Training", "<p class='muted'>train cells: relative errors vs the fp64 reference training "
+            "run beside their bounds (docs/training.md); step throughput; compile time in prepare_s.</p>"
+            + h.table(train, "training"), "training"))  # fmt: skip
+    if not data.empty:
+        sections.append(h.section(
+            "DataLoader", "<p class='muted'>synthetic CIFAR-10 through torch.utils.data.DataLoader; peak "
+            "memory includes the worker processes.</p>" + h.table(data, "dataloader"), "dataloader"))  # fmt: skip
+    blame = blame_counts(frame)
+    if not blame.empty:
+        sections.append(h.section(
+            "Blame",
+            "<p class='muted'>non-pass cells per backend and blamed component "
+            "(from the expectations file, else guessed by rule: column blame_source).</p>"
+            + h.table(blame.reset_index(), "blame"),
+            "blame",
+        ))  # fmt: skip
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
         sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
@@ -308,7 +399,8 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
     if not bad:
         return "<p>No failures, errors, crashes or timeouts.</p>"
     frame = pd.DataFrame([{**{k: r.get(k) for k in [*CELL_KEYS, *where, "status", "reason"]},
-                           "stage": r.get("error_stage")} for r in bad])  # fmt: skip
+                           "stage": r.get("error_stage"), "blame": r.get("blame"),
+                           "reproducer": r.get("reproducer")} for r in bad])  # fmt: skip
     traces = "".join(
         f"<details><summary>{h.esc(r.get('case'))} {h.esc(r.get('device'))}/{h.esc(r.get('backend'))}/"
         f"{h.esc(r.get('precision'))}: traceback</summary><pre>{h.esc(r['traceback'])}</pre></details>"

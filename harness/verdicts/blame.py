@@ -1,0 +1,53 @@
+"""Blame: which component a non-pass cell points at.
+
+Categories (fixed; the expectations file and the report use these names):
+``pytorch`` (eager kernels, TorchScript, dynamo), ``exporter`` (torch.onnx and
+onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
+the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
+(torch.compile's code generation), ``device`` (the hardware or its runtime),
+``harness`` (this suite: its oracle, its input generation, a missing extra).
+
+An expectations entry names the blame after review; every other non-pass
+row gets the category these rules guess from the backend, the stage and the
+message (``blame_source`` says which).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+CATEGORIES = ("pytorch", "exporter", "onnx-spec", "onnxruntime", "inductor", "device", "harness")
+
+_ORT = re.compile(r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
+                  r"runtimeexception|invalid_graph|invalid_argument|fail : |inferenceerror|"
+                  r"has no \S+ kernel", re.I)  # fmt: skip
+_INDUCTOR = re.compile(r"inductor|cppcompileerror|c\+\+ compile|lowering|codegen|triton", re.I)
+_HARNESS = re.compile(r"no literal form|private api|expecttest|not in torch|op_db|opinfo suite "
+                      r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs", re.I)  # fmt: skip
+_SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
+
+
+def classify(backend: str, row: dict[str, Any]) -> str:
+    """The guessed blame of a non-pass row on ``backend``."""
+    status = row.get("xfail_of") or row.get("status")
+    reason = str(row.get("reason") or "")
+    if _HARNESS.search(reason):
+        return "harness"
+    if status == "skip":
+        if _SKIP_PYTORCH.search(reason):
+            return "pytorch"  # the op has no kernel for the dtype: a property of the op
+        if re.search(r"^(cuda|mps|cpu)\b|not available|no .*execution provider", reason, re.I):
+            return "device"
+        return "harness"
+    if backend.startswith("torchscript") and "[_op(" in reason:
+        return "harness"  # the suite's Python wrapper of the op (e.g. OpInfo's lambda), not a torch API
+    if backend.startswith("onnxruntime"):
+        if _ORT.search(reason):
+            return "onnxruntime"
+        return "exporter"  # export, conversion, checker; and graphs computing other values
+    if backend in ("compile", "aoti"):
+        if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
+            return "inductor"  # wrong values, or code generation and C++ compilation running away
+        return "pytorch"  # dynamo tracing, fake tensors, decompositions
+    return "pytorch"  # eager, TorchScript, torch.export
