@@ -79,11 +79,18 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
+# What the suite is for, by default: the models on this machine's devices over the
+# main deployment paths, at fp32 and one reduced precision, with paired speedups.
+BENCH_DEFAULT = ["--suite", "models", "--device", "present",
+                 "--backend", "eager,torchscript,onnxruntime,compile", "--precision", "fp32,bf16"]  # fmt: skip
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the default benchmark matrix into reports/<run-id>/ (args after -- go to `torchparity run`)."""
+    """Run the models suite on the devices present over eager, TorchScript, ONNX Runtime and
+    torch.compile at fp32 and bf16 into reports/<run-id>/ (args after -- replace these)."""
     install(session)
-    session.run("torchparity", "run", *session.posargs)
+    session.run("torchparity", "run", *(session.posargs or BENCH_DEFAULT))
 
 
 @nox.session
@@ -139,9 +146,11 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def validate(session: nox.Session) -> None:
-    """Check the timing method against known workloads (benchmarks/validate_timing.py; args after --)."""
+    """Check the timing method (benchmarks/validate_timing.py; args after --), then the gate:
+    A/A, A/B with a planted 20% slowdown, speedup repeatability (benchmarks/validate_gate.py)."""
     install(session, "dev")
     session.run("python", "benchmarks/validate_timing.py", *session.posargs)
+    session.run("python", "benchmarks/validate_gate.py")
 
 
 @nox.session

@@ -26,6 +26,7 @@ from harness.engine.devices import DEVICES, DeviceOptions, prepare_environment
 from harness.engine.matrix import Cell, expand, parse_shard, shard
 from harness.engine.pipeline import RunSettings, apply_thread_settings
 from harness.engine.precision import DEFAULT_PRECISIONS, PRECISIONS
+from harness.engine.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET, RoundsConfig
 from harness.engine.runner import RunPlan, execute_plan, new_run_id, terminal_progress
 from harness.engine.scheduler_env import shard_from_env
 from harness.engine.timing import TimingConfig
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only cases matching GLOB (repeatable)")
     p.add_argument("--backend", type=_csv_list, default=None, help="comma list (default: eager)")
     p.add_argument("--device", type=_csv_list, default=None,
-                   help="comma list (default: every device kind; absent ones are skipped)")
+                   help="comma list (default: every device kind; absent ones are skipped); "
+                        "'present': the devices this machine has, absent ones one line, no rows")
     p.add_argument("--precision", type=_csv_list, default=None,
                    help=f"comma list (default: {','.join(DEFAULT_PRECISIONS)})")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
@@ -127,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds measured per cell (default 0.1)")
     p.add_argument("--timeout", type=_positive_float, default=None,
                    help="seconds per cell before it (and every process it started) is killed (default 300)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"timing rounds per cell, interleaved over the run (default {DEFAULT_ROUNDS}; 1: one window)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help=f"no further timing round starts past this run time (default {DEFAULT_TIME_BUDGET:g}; 0: none)")
+    p.add_argument("--count-instructions", action="store_true",
+                   help="cpu cells: also count user-space instructions per call under valgrind (slow)")
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch intra-op threads in workers (default: torch's default)")
@@ -210,12 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
     p.add_argument("current", type=Path, metavar="CURRENT_DIR")
-    p.add_argument("--fail-on", default=None, metavar="throughput=N%,drift,status",
+    p.add_argument("--fail-on", default=None, metavar="throughput=N%,instructions=N%,drift,status,noisy",
                    help="exit 1 when a cell regresses in any of these (the CI gate)")
     p.add_argument("--out", type=Path, default=None,
                    help="directory for compare.md and compare.html (default: CURRENT_DIR)")
     p.add_argument("--noise-floor", type=float, default=None, metavar="PERCENT",
-                   help=f"throughput changes below this are noise (default {compare_mod.NOISE_FLOOR:.0%})")
+                   help=f"the least noise floor: changes below it are always noise (default "
+                        f"{compare_mod.NOISE_FLOOR:.0%}; the floor in use is derived from the runs' rounds)")
+    p.add_argument("--normalize", action="store_true",
+                   help="divide each round median by the calibration workload timed in the same window")
     return parser
 
 
@@ -303,7 +314,8 @@ def _selection(args: argparse.Namespace) -> dict:
 
     def pick(name: str, default):
         value = getattr(args, name)
-        return value if value not in (None, [], False) else stored.get(name, default)
+        given = value is not None and value is not False and value != []  # 0 is a value (--rounds 0)
+        return value if given else stored.get(name, default)
 
     return {
         "suite": pick("suite", "models"),
@@ -314,6 +326,9 @@ def _selection(args: argparse.Namespace) -> dict:
         "shard": pick("shard", None),
         "min_time": pick("min_time", 0.1),
         "timeout": pick("timeout", 300.0),
+        "rounds": pick("rounds", DEFAULT_ROUNDS),
+        "time_budget": pick("time_budget", DEFAULT_TIME_BUDGET),
+        "count_instructions": pick("count_instructions", False),
         "seed": pick("seed", 0),
         "threads": pick("threads", None),
         "tf32": pick("tf32", False),
@@ -331,6 +346,14 @@ def _selection(args: argparse.Namespace) -> dict:
         "train_steps": args.train_steps if args.train_steps is not None else stored.get("train_steps", 3),
         "optimizer": pick("optimizer", "sgd"),
     }
+
+
+def present_devices(devices: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``["present"]`` -> the available device kinds and {absent kind: why}; other lists unchanged."""
+    if devices != ["present"]:
+        return devices, {}
+    reasons = {name: dev.unavailable() for name, dev in DEVICES.items()}
+    return [n for n, r in reasons.items() if r is None], {n: r for n, r in reasons.items() if r}
 
 
 # What run.json may hold, per key: the types its value may have (JSON read back is data).
@@ -452,12 +475,15 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
     backends = _choose(sel["backend"], backend_names(), "backend")
-    devices = _choose(sel["device"], list(DEVICES), "device")
+    devices, sel["absent_devices"] = present_devices(sel["device"])
+    devices = _choose(devices, list(DEVICES), "device")
     precisions = _choose(sel["precision"], list(PRECISIONS), "precision")
     if args.localize and args.no_localize:
         raise UsageError("--localize and --no-localize contradict each other")
     if sel["min_time"] <= 0 or sel["timeout"] <= 0:
         raise UsageError("--min-time and --timeout must be positive")
+    if sel["rounds"] < 1 or sel["time_budget"] < 0:
+        raise UsageError("--rounds must be at least 1 and --time-budget not negative")
     if sel["threads"] is not None and sel["threads"] < 1:
         raise UsageError("--threads must be at least 1")
     device_options = device_options_for(sel, devices)
@@ -482,7 +508,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         localize=sel["localize"],
         train=train,
     )
-    return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel)
+    rounds = RoundsConfig(sel["rounds"], sel["time_budget"] or None)
+    return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel, rounds,
+                   sel["count_instructions"])  # fmt: skip
 
 
 def _expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
@@ -532,6 +560,10 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
         print(f"torchparity: {len(plan.cells)} cells -> {plan.run_dir}", file=sys.stderr)
+        absent = plan.selection.get("absent_devices") or {}
+        if absent:
+            print("torchparity: absent devices (not run): "
+                  + "; ".join(f"{d}: {why}" for d, why in absent.items()), file=sys.stderr)  # fmt: skip
     try:
         rows = execute_plan(plan, progress)
     except KeyboardInterrupt:
@@ -693,7 +725,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
     _warn_damage([args.baseline, args.current])
-    comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise)
+    comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise,
+                                          normalize=args.normalize)  # fmt: skip
     title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
     out = RunDir(args.out or args.current).create()
     out.write_text(out.compare_md.name, compare_mod.markdown(comparison, title, gate))
@@ -702,7 +735,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"torchparity: warning: {warning}", file=sys.stderr)
     print(compare_mod.markdown(comparison, title, gate))
     print(f"compare: {out.compare_md}, {out.compare_html}", file=sys.stderr)
-    return EXIT_FINDINGS if gate is not None and comparison.regressions(gate) else EXIT_OK
+    return EXIT_FINDINGS if gate is not None and comparison.failed(gate) else EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -38,7 +38,8 @@ def test_ulp_spacing(dtype, value, spacing):
 def test_max_ulp_counts_in_the_cell_dtype():
     ref = torch.tensor([1.0, 2.0], dtype=torch.float64)
     half = compare_leaf("x", torch.tensor([1.0 + 2**-10, 2.0]), ref, torch.float16, Tolerance(0, 0), "elementwise")
-    assert half.max_ulp == 1.0
+    assert half.max_pointwise_ulp == 1.0  # one ULP at 1.0 ...
+    assert half.max_ulp == 0.5  # ... is half an ULP at the output's scale (2.0)
     bf = compare_leaf("x", torch.tensor([1.0, 2.0 + 3 * 2**-6]), ref, torch.bfloat16, Tolerance(0, 0), "elementwise")
     assert bf.max_ulp == 3.0
     assert bf.max_abs_err == 3 * 2**-6
@@ -109,3 +110,28 @@ def test_max_abs_diff_against_eager():
     assert max_abs_diff(a, [torch.tensor([1.0, 2.5]), torch.tensor([3.0])]) == 0.5
     assert max_abs_diff([torch.tensor([math.nan])], [torch.tensor([0.0])]) == math.inf
     assert max_abs_diff([torch.tensor([math.nan])], [torch.tensor([math.nan])]) == 0.0
+
+
+def test_near_zero_reference_elements_do_not_dominate_the_scale_metrics():
+    # a bf16 output whose reference has a tiny element: pointwise figures explode,
+    # the scale-aware ones (and the verdict) see an ordinary rounding error
+    ref = torch.tensor([1e-30, 1.0, -2.0], dtype=torch.float64)
+    out = torch.tensor([3e-3, 1.0, -2.0])
+    leaf = compare_leaf("x", out, ref, torch.bfloat16, Tolerance(1e-5, 1.6e-2), "model")
+    assert leaf.max_pointwise_rel_err > 1e20 and leaf.max_pointwise_ulp > 1e20
+    assert leaf.max_rel_err == pytest.approx(3e-3 / 2.0)
+    assert leaf.max_ulp == pytest.approx(3e-3 / 2**-6)  # bf16 spacing at 2.0 is 2^-6
+    assert leaf.passed and 0 < leaf.tolerance_used < 1
+
+
+def test_tolerance_used_is_the_verdicts_metric_over_its_bound():
+    ref = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    tol = Tolerance(atol=1e-3, rtol=0.0)
+    half_way = compare_leaf("x", torch.tensor([1.0005, 2.0]), ref, torch.float32, tol, "elementwise")
+    assert half_way.passed and half_way.tolerance_used == pytest.approx(0.5, rel=1e-3)
+    over = compare_leaf("x", torch.tensor([1.002, 2.0]), ref, torch.float32, tol, "elementwise")
+    assert not over.passed and over.tolerance_used == pytest.approx(2.0, rel=1e-3)
+    model = compare_leaf("x", torch.tensor([1.0, 2.0 + 1e-6]), ref, torch.float32, TOL32, "model")
+    assert model.tolerance_used == pytest.approx(model.rel_l2 / MODEL_REL_L2[torch.float32])
+    nan = compare_leaf("x", torch.tensor([math.nan, 2.0]), ref, torch.float32, TOL32, "model")
+    assert nan.tolerance_used == math.inf

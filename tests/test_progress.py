@@ -43,6 +43,7 @@ def test_progress_bar_on_a_terminal_and_not_elsewhere(tiny_cases, tmp_path, cli)
     proc.wait(120)
     os.close(leader)
     on_tty = b"".join(chunks).decode("utf-8", "replace")
-    assert "2/2" in on_tty and "eta" in on_tty
+    # progress counts tasks: 2 cells (2 groups) x 3 timing rounds
+    assert "6/6" in on_tty and "eta" in on_tty
     piped = cli(*args, "--out", str(tmp_path / "pipe"))
     assert piped.returncode == 0 and "eta" not in piped.stderr

@@ -36,6 +36,7 @@ from harness.engine.cases import CASES, Case, precision_unsupported
 from harness.engine.devices import Device, DeviceOptions, get_device
 from harness.engine.inputs import cast_inputs, tensor_digest
 from harness.engine.matrix import Cell
+from harness.engine.measurement import Measurement
 from harness.engine.memory import PeakMemory
 from harness.engine.outputs import Flattened, flat_leaves, flatten
 from harness.engine.precision import Precision, Tolerance, default_tolerance, get_precision
@@ -365,7 +366,8 @@ def stage_eager(s: CellState) -> bool:
     return True
 
 
-def stage_timing(s: CellState) -> bool:
+def timed_call(s: CellState) -> Callable[[], Any]:
+    """The timed region: the backend call on the cell's own copy of the inputs."""
     inputs = s.fresh_inputs()
     backend, prepared = s.backend, s.prepared
 
@@ -373,17 +375,32 @@ def stage_timing(s: CellState) -> bool:
         with torch.no_grad():
             return backend.run(prepared, inputs)
 
-    # A backend whose calls run outside this process (the C++ runner) times itself.
-    measurement = backend.measure(prepared, inputs, s.settings.timing, s.device)
-    if measurement is None:
-        measurement = measure(call, s.device.time_block, s.settings.timing)
+    return call
+
+
+def self_timed(s: CellState, config: TimingConfig) -> Measurement | None:
+    """A backend whose calls run outside this process (the C++ runner) times
+    itself; None for every other backend (the pipeline times ``run``)."""
+    return s.backend.measure(s.prepared, s.fresh_inputs(), config, s.device)
+
+
+def record_timing(s: CellState, columns: dict[str, Any]) -> None:
+    """The timing columns, and what is known once the calls are done: peak
+    memory, threads, the backend's notes (recompilations)."""
     s.row.update(s.memory.stop())
-    s.row.update(measurement.columns(s.case.batch))
-    s.row["samples_ms"] = [x * 1e3 for x in measurement.samples_s]
+    s.row.update(columns)
     s.row["torch_threads"] = torch.get_num_threads()
     s.row["torch_interop_threads"] = torch.get_num_interop_threads()
-    s.backend.finalize(s.prepared, s.ctx)  # facts known only after the calls (recompilations)
+    s.backend.finalize(s.prepared, s.ctx)
     s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
+
+
+def stage_timing(s: CellState) -> bool:
+    """One window of timing (``--rounds 1``; rounds are ``rounds``/``warm_cells``)."""
+    measurement = self_timed(s, s.settings.timing) or measure(timed_call(s), s.device.time_block,
+                                                              s.settings.timing)  # fmt: skip
+    record_timing(s, {**measurement.columns(s.case.batch),
+                      "samples_ms": [x * 1e3 for x in measurement.samples_s]})  # fmt: skip
     return True
 
 
@@ -399,6 +416,35 @@ STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
 )
 
 
+# Everything but the timing: the verdict, and a prepared callable kept for timing rounds.
+VERDICT_STAGES = tuple((name, stage) for name, stage in STAGES if name != "timing")
+
+
+def run_stages(state: CellState, stages: tuple[tuple[str, Callable[[CellState], bool]], ...] = STAGES) -> bool:
+    """Run ``stages`` over ``state``; True when every one completed (none
+    skipped, raised or found nothing to compare)."""
+    for name, stage in stages:
+        try:
+            if not stage(state):
+                return False
+        except NothingToCompare as exc:
+            state.row.update(status=Status.ERROR.value, reason=f"{name}: {exc}",
+                             error_stage=name, error_type="NothingToCompare")  # fmt: skip
+            return False
+        except Exception as exc:  # a cell's failure is a finding, not a crash
+            state.row.update(error_fields(exc, name))
+            return False
+    return True
+
+
+def after_cell(state: CellState) -> None:
+    """What follows a cell's stages: localization of a model cell when asked."""
+    if state.settings.localize != "off" and state.cell.kind == "model":
+        from harness.verdicts.localize import localize_after_cell  # torch-heavy, only when asked
+
+        localize_after_cell(state.cell, state.settings, state.row)
+
+
 def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     """Run one cell through the stages and return its row (without the
     environment fields). A stage returning False ends the cell (a skip)."""
@@ -410,21 +456,8 @@ def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     if case is not None and case.extra.get("samples") is not None:  # several samples per cell
         return _execute_multisample(cell, case, settings)
     state = CellState(cell, settings)
-    for name, stage in STAGES:
-        try:
-            if not stage(state):
-                break
-        except NothingToCompare as exc:
-            state.row.update(status=Status.ERROR.value, reason=f"{name}: {exc}",
-                             error_stage=name, error_type="NothingToCompare")  # fmt: skip
-            break
-        except Exception as exc:  # a cell's failure is a finding, not a crash
-            state.row.update(error_fields(exc, name))
-            break
-    if settings.localize != "off" and cell.kind == "model":
-        from harness.verdicts.localize import localize_after_cell  # torch-heavy, only when asked
-
-        localize_after_cell(cell, settings, state.row)
+    run_stages(state)
+    after_cell(state)
     return state.row  # type: ignore[return-value]
 
 

@@ -1,5 +1,7 @@
-"""The run: cells executed one after another, each row streamed to disk as it
-completes, with the environment recorded beside them; resumable."""
+"""The run: cells grouped (case, device, precision), each group's verdict and
+timing rounds scheduled round-robin (``rounds``) on one worker at a time, each
+row streamed to disk as its last round completes, with the environment
+recorded beside them; resumable."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import environment
+from harness.engine import instructions
 from harness.engine.cases import PluginSpec
 from harness.engine.matrix import Cell
 from harness.engine.pipeline import RunSettings, apply_known_failures, error_fields, precheck
+from harness.engine.rounds import Group, RoundsConfig, Schedule, group_cells
+from harness.engine.warm_cells import RoundTask, VerdictTask
 from harness.engine.worker import InProcessExecutor, IsolatedExecutor
 from harness.row import Row
 from harness.rundir import RunDir
-from harness.status import Status
+from harness.status import MEASURED_STATUSES, Status
 
 
 @dataclass
@@ -32,6 +37,8 @@ class RunPlan:
     isolate: bool = True
     timeout: float = 300.0
     selection: dict[str, Any] = field(default_factory=dict)  # the CLI options, for --resume
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    count_instructions: bool = False  # CPU cells: user-space instructions per call (callgrind)
 
 
 def new_run_id() -> str:
@@ -55,6 +62,48 @@ def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     return out  # type: ignore[return-value]
 
 
+Executor = InProcessExecutor | IsolatedExecutor
+
+
+def _died(answer: Any) -> bool:
+    return isinstance(answer, dict) and answer.get("status") in ("crash", "timeout")
+
+
+def ask(executor: Executor, make: Callable[[Group], Any], cells: Group, timeout: float) -> dict[str, Any]:
+    """A group task's answer per cell. When the worker crashes or hangs on
+    the group, each cell is asked alone, so the fault costs one cell's row."""
+    answer = executor.run(make(cells), timeout * len(cells))
+    if not _died(answer):
+        return answer
+    if len(cells) == 1:
+        return {cells[0].id: answer}
+    out: dict[str, Any] = {}
+    for cell in cells:
+        out.update(ask(executor, make, (cell,), timeout))
+    return out
+
+
+def _verdicts(executor: Executor, plan: RunPlan, group: Group) -> dict[str, dict[str, Any]]:
+    rounds = max(1, plan.rounds.rounds)
+    answers = ask(executor, lambda g: VerdictTask(g, rounds), group, plan.timeout)
+    return {cid: ({"row": a, "round": None} if _died(a) else a) for cid, a in answers.items()}
+
+
+def _counted(plan: RunPlan, cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
+    """``--count-instructions``: a measured cell's instructions per call,
+    counted in a child process under callgrind after its timing is done."""
+    if not plan.count_instructions or row.get("status") not in MEASURED_STATUSES:
+        return row
+    spec = instructions.spec_for(plan.settings, plan.plugins)
+    return {**row, **instructions.count(cell, spec, max(plan.timeout, 600.0))}
+
+
+def _executor(plan: RunPlan) -> Executor:
+    if plan.isolate:
+        return IsolatedExecutor(plan.plugins, plan.settings, plan.timeout)
+    return InProcessExecutor(plan.plugins, plan.settings)
+
+
 def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]:
     """Run the plan's cells that the run directory does not hold yet and
     return all rows of the run directory."""
@@ -62,40 +111,44 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     current = environment.collect()
     env = run_dir.read_env() or current
     env.setdefault("run_id", plan.run_dir.name)
+    if plan.selection.get("absent_devices"):  # `--device present`: one line in the report, no rows
+        env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
     env = {**current, "run_id": env["run_id"]}  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
 
     done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
-    executor: InProcessExecutor | IsolatedExecutor | None = None
     started = time.perf_counter()
     with run_dir.results_writer() as writer:
-        try:
-            for i, cell in enumerate(todo):
-                if progress:
-                    progress(i, len(todo), cell, time.perf_counter() - started)
-                try:
-                    reason = precheck(cell)
-                except Exception as exc:
-                    row: dict[str, Any] = error_fields(exc, "precheck")
-                else:
-                    if reason:
-                        row = {"status": Status.SKIP.value, "reason": reason}
-                    else:
-                        if executor is None:
-                            executor = (
-                                IsolatedExecutor(plan.plugins, plan.settings, plan.timeout)
-                                if plan.isolate
-                                else InProcessExecutor(plan.plugins, plan.settings)
-                            )
-                        row = executor.run(cell)
-                writer.append(finish_row(cell, row, env))
-            if progress and todo:
-                progress(len(todo), len(todo), todo[-1], time.perf_counter() - started)
-        finally:
-            if executor is not None:
+        runnable = []
+        for cell in todo:  # cells that cannot run here are rows at once, no worker needed
+            try:
+                reason = precheck(cell)
+            except Exception as exc:
+                writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
+                continue
+            if reason:
+                writer.append(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
+            else:
+                runnable.append(cell)
+        if runnable:
+            executor = _executor(plan)
+            try:
+                schedule = Schedule(group_cells(runnable), plan.rounds)
+                rounds = max(1, plan.rounds.rounds)
+                schedule.run(
+                    lambda g: _verdicts(executor, plan, g),
+                    lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
+                    lambda cell, row: writer.append(finish_row(cell, _counted(plan, cell, row), env)),
+                    (lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
+                    if progress else None,
+                )  # fmt: skip
+            finally:
                 executor.close()
+        if progress and todo:  # in tasks: each group's verdict and timing rounds
+            steps = Schedule(group_cells(runnable), plan.rounds).total_steps or 1
+            progress(steps, steps, todo[-1], time.perf_counter() - started)
     return run_dir.rows()
 
 

@@ -1,7 +1,9 @@
-"""Executors: where cells run. ``IsolatedExecutor`` runs each cell in a worker
-process (spawn start method, the same on Linux, macOS and Windows) so a
-segfault, abort or hang costs one row, not the run; ``InProcessExecutor``
-runs them here (debugging, fuzzing)."""
+"""Executors: where cells run. ``IsolatedExecutor`` runs tasks (a cell, or a
+group's verdict or timing round, see ``warm_cells``) in a worker process
+(spawn start method, the same on Linux, macOS and Windows) so a segfault,
+abort or hang costs its task, not the run; ``InProcessExecutor`` runs them
+here (debugging, fuzzing). Either keeps the group's prepared cells warm
+between tasks."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from typing import Any
 
 from harness.console import robust_standard_streams
 from harness.engine.cases import PluginSpec, load_all
-from harness.engine.matrix import Cell
-from harness.engine.pipeline import RunSettings, apply_thread_settings, execute_cell
+from harness.engine.pipeline import RunSettings, apply_thread_settings
+from harness.engine.warm_cells import WarmCells
 
 
 def quiet_warnings() -> None:
@@ -34,15 +36,16 @@ def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSetti
     robust_standard_streams()  # a model printing non-ASCII on a cp1252 console is not an error
     apply_thread_settings(settings)
     load_all(plugins)
+    warm = WarmCells(settings)
     conn.send("ready")
     while True:
         try:
-            cell = conn.recv()
+            task = conn.recv()
         except EOFError:
             return
-        if cell is None:
+        if task is None:
             return
-        conn.send(execute_cell(cell, settings))
+        conn.send(warm.handle(task))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -74,9 +77,10 @@ class InProcessExecutor:
         apply_thread_settings(settings)
         load_all(plugins)
         self.settings = settings
+        self.warm = WarmCells(settings)
 
-    def run(self, cell: Cell) -> dict[str, Any]:
-        return execute_cell(cell, self.settings)
+    def run(self, task: Any, timeout: float | None = None) -> Any:
+        return self.warm.handle(task)
 
     def close(self) -> None:
         pass
@@ -119,14 +123,18 @@ class IsolatedExecutor:
             conn.close()
         return proc.exitcode
 
-    def run(self, cell: Cell) -> dict[str, Any]:
+    def run(self, task: Any, timeout: float | None = None) -> Any:
+        """The task's answer; a ``crash`` or ``timeout`` row (a dict with a
+        ``status``) when the worker died or took longer than ``timeout``
+        (default: the executor's)."""
+        timeout = self.timeout if timeout is None else timeout
         try:
             if self._proc is None or not self._proc.is_alive():
                 self._discard(kill=True)
                 self._start()
             assert self._conn is not None
-            self._conn.send(cell)
-            if self._conn.poll(self.timeout):
+            self._conn.send(task)
+            if self._conn.poll(timeout):
                 return self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, RuntimeError):
             code = self._discard(kill=False)
@@ -134,7 +142,7 @@ class IsolatedExecutor:
         self._discard(kill=True)
         return {
             "status": "timeout",
-            "reason": f"no result within {self.timeout:g}s; worker killed and replaced",
+            "reason": f"no result within {timeout:g}s; worker killed and replaced",
         }
 
     def close(self) -> None:

@@ -62,7 +62,9 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[ok]
 
 
-def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: float | None) -> None:
+def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: float | None,
+                 low: pd.DataFrame | None = None, high: pd.DataFrame | None = None) -> None:  # fmt: skip
+    """Grouped horizontal bars; ``low``/``high`` (same shape) draw an interval on each bar."""
     ax = fig.add_subplot()
     cases = list(table.index)
     columns = list(table.columns)
@@ -70,7 +72,14 @@ def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: 
     colors = matplotlib.colormaps["tab10"]
     for j, col in enumerate(columns):
         y = np.arange(len(cases)) + j * height - 0.4 + height / 2
-        ax.barh(y, table[col].to_numpy(dtype=float), height=height, label=str(col), color=colors(j % 10))
+        values = table[col].to_numpy(dtype=float)
+        xerr = None
+        if low is not None and high is not None and col in low.columns and col in high.columns:
+            lo = low[col].reindex(table.index).to_numpy(dtype=float)
+            hi = high[col].reindex(table.index).to_numpy(dtype=float)
+            xerr = np.nan_to_num(np.vstack([values - lo, hi - values]).clip(min=0))
+        ax.barh(y, values, height=height, label=str(col), color=colors(j % 10),
+                xerr=xerr, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#222"})  # fmt: skip
     ax.set_yticks(np.arange(len(cases)), [str(c) for c in cases])
     ax.invert_yaxis()
     if log:
@@ -95,32 +104,57 @@ def throughput_chart(frame: pd.DataFrame) -> str | None:
     return _svg(fig)
 
 
-def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Throughput of each non-eager backend over eager's at the same case,
-    device and precision (rows: case; columns: device/backend/precision)."""
-    measured = _measured(frame)
-    keys = ["case", "device", "precision", *(["platform"] if "platform" in measured.columns else [])]
+def _paired_or_ratio(measured: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Non-eager rows with ``speedup`` (and ``low``/``high``): the paired
+    ``speedup_vs_eager`` with its interval where the row has it, else the
+    ratio of throughputs to eager's at the same case, device and precision."""
     eager = measured[measured["backend"] == "eager"].groupby(keys)["throughput_items_s"].median()
     others = measured[measured["backend"] != "eager"]
-    if others.empty or eager.empty:
-        return pd.DataFrame()
-    base = others.set_index(keys).index.map(lambda k: eager.get(k, math.nan))
-    others = others.assign(speedup=others["throughput_items_s"].to_numpy() / np.asarray(base, dtype=float))
-    others = others[others["speedup"].notna()]
     if others.empty:
-        return pd.DataFrame()
-    return others.assign(column=cell_column(others)).pivot_table(
-        index="case", columns="column", values="speedup", aggfunc="median"
+        return others
+    base = others.set_index(keys).index.map(lambda k: eager.get(k, math.nan))
+    ratio = others["throughput_items_s"].to_numpy(dtype=float) / np.asarray(base, dtype=float)
+    nan = pd.Series(math.nan, index=others.index)
+    paired = pd.to_numeric(others.get("speedup_vs_eager", nan), errors="coerce")
+    return others.assign(
+        speedup=paired.fillna(pd.Series(ratio, index=others.index)),
+        low=pd.to_numeric(others.get("speedup_ci_low", nan), errors="coerce"),
+        high=pd.to_numeric(others.get("speedup_ci_high", nan), errors="coerce"),
     )
 
 
+def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(speedup, interval low, interval high), rows: case; columns: device/backend/precision."""
+    measured = _measured(frame)
+    keys = ["case", "device", "precision", *(["platform"] if "platform" in measured.columns else [])]
+    others = _paired_or_ratio(measured, keys)
+    if others.empty:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    others = others[others["speedup"].notna()]
+    if others.empty:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    others = others.assign(column=cell_column(others))
+    pivot = [others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
+             for v in ("speedup", "low", "high")]  # fmt: skip
+    return pivot[0], pivot[1], pivot[2]
+
+
+def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of each non-eager backend over eager at the same case, device
+    and precision (rows: case; columns: device/backend/precision): the paired
+    ``speedup_vs_eager`` where measured, else the ratio of throughputs."""
+    return speedup_frames(frame)[0]
+
+
 def speedup_chart(frame: pd.DataFrame) -> str | None:
-    """Speedup over eager per case (1 = as fast as eager; log scale)."""
-    table = speedup_table(frame)
+    """Speedup over eager per case (1 = as fast as eager; log scale), with
+    each paired speedup's confidence interval as an error bar."""
+    table, low, high = speedup_frames(frame)
     if table.empty:
         return None
     fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
-    _barh_groups(fig, table, "speedup over eager (x, log scale; dashed = 1)", log=True, ref=1.0)
+    _barh_groups(fig, table, "speedup over eager (x, log scale; dashed = 1; bars: 95% interval)",
+                 log=True, ref=1.0, low=low, high=high)  # fmt: skip
     return _svg(fig)
 
 

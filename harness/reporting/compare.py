@@ -1,19 +1,27 @@
-"""Comparing two runs (baseline, current) cell by cell: throughput change with
-a Mann-Whitney U test on the stored latency samples and a noise floor, drift
-change, status change; and the ``--fail-on`` gate that turns regressions into
-a non-zero exit for CI.
+"""Comparing two runs (baseline, current) cell by cell: throughput change,
+drift change, status change; and the ``--fail-on`` gate that turns
+regressions into a non-zero exit for CI.
 
-A throughput change counts only when it is both significant (U test p-value
-below ``alpha``) and larger than the noise floor: timings on shared CI
-machines move by a few percent between identical runs, and a U test on many
-samples finds such moves "significant".
+Throughput is judged on *rounds*, not samples: the samples of one timing
+window are correlated (a slow minute moves them together), so a test that
+treats them as independent flags identical code. Each cell was timed in
+several rounds spread over its run; the change is the ratio of the medians of
+round medians, tested with Welch's t-test on log round medians (optionally
+each divided by the calibration workload timed in the same window). The
+noise floor comes from the data: ``NOISE_K`` times the typical round-to-round
+spread of the two runs (never below ``--noise-floor``). When that floor is
+above the gate's threshold, the runs are *too noisy to judge* at that
+threshold and the gate says so instead of flagging regressions.
+
+Rows without rounds (runs made with ``--rounds 1`` or before rounds existed)
+fall back to a Mann-Whitney U test on the samples, with a warning.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -22,8 +30,11 @@ from harness.reporting import html as h
 from harness.reporting.report import CELL_KEYS, markdown_table
 from harness.status import BAD_STATUSES
 
-ALPHA = 0.01  # significance level of the U test
-NOISE_FLOOR = 0.05  # relative throughput changes below this are noise
+ALPHA = 0.01  # significance level of the U test (single-window rows)
+ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
+NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
+NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
+MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
 DRIFT_FACTOR = 2.0  # max_rel_err must grow by more than this factor to count
 DRIFT_ABS_FLOOR = 1e-12  # ... and by more than this much (0 -> 1e-16 is not drift)
 MIN_SAMPLES = 3  # fewer samples on either side: no U test
@@ -42,35 +53,40 @@ class Gate:
     throughput: float | None = None
     drift: bool = False
     status: bool = False
+    noisy: bool = False  # fail (rather than pass with a warning) when the runs are too noisy to judge
+    instructions: float | None = None  # growth of instructions per call (--count-instructions runs)
 
 
-GATE_KINDS = ("throughput=N%", "drift", "status")
+GATE_KINDS = ("throughput=N%", "instructions=N%", "drift", "status", "noisy")
 
 
 def parse_fail_on(text: str) -> Gate:
     """``"throughput=10%,drift,status"`` -> Gate; ``FailOnError`` names the valid forms."""
-    throughput: float | None = None
-    drift = status = False
+    shares: dict[str, float | None] = {"throughput": None, "instructions": None}
+    drift = status = noisy = False
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
-        if name == "throughput":
+        if name in shares:
             number = value.strip().rstrip("%")
             try:
-                throughput = float(number) / 100.0
+                share = float(number) / 100.0
             except ValueError:
-                raise FailOnError(f"bad --fail-on item {item!r}; expected e.g. throughput=10%") from None
-            if not 0 < throughput < 1:
+                raise FailOnError(f"bad --fail-on item {item!r}; expected e.g. {name}=10%") from None
+            if not 0 < share < 1:
                 raise FailOnError(f"bad --fail-on item {item!r}; the percentage must be in (0, 100)")
+            shares[name] = share
         elif name == "drift" and not value:
             drift = True
         elif name == "status" and not value:
             status = True
+        elif name == "noisy" and not value:
+            noisy = True
         else:
             raise FailOnError(f"unknown --fail-on item {item!r}; valid: {', '.join(GATE_KINDS)}")
-    return Gate(throughput, drift, status)
+    return Gate(shares["throughput"], drift, status, noisy, shares["instructions"])
 
 
 def u_test(baseline: list[float], current: list[float]) -> float | None:
@@ -82,6 +98,45 @@ def u_test(baseline: list[float], current: list[float]) -> float | None:
     from scipy.stats import mannwhitneyu  # here, not at the top: scipy.stats takes ~1 s to import
 
     return float(mannwhitneyu(baseline, current, alternative="two-sided").pvalue)
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided Welch t-test p-value; 0 or 1 when neither side varies."""
+    import numpy as np
+
+    if max(np.std(a), np.std(b)) <= 1e-9 * (1.0 + abs(float(np.mean(a)))):  # neither side varies
+        return 1.0 if math.isclose(float(np.mean(a)), float(np.mean(b)), rel_tol=1e-9) else 0.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def log_rounds(row: dict[str, Any], normalize: bool) -> list[float] | None:
+    """log of a row's round medians (each divided by the calibration
+    workload of its window when ``normalize``); None without rounds."""
+    medians = row.get("round_medians_ms")
+    if not isinstance(medians, list) or len(medians) < MIN_ROUNDS:
+        return None
+    values = [float(m) for m in medians]
+    if normalize:
+        cal = row.get("calibration_round_ms")
+        if not isinstance(cal, list) or len(cal) != len(values):
+            return None
+        values = [m / float(c) for m, c in zip(values, cal, strict=True)]
+    if any(not v > 0 for v in values):
+        return None
+    return [math.log(v) for v in values]
+
+
+def pooled_sd(a: list[float], b: list[float]) -> float:
+    """Round-to-round spread of two sides (sd of log round medians, pooled)."""
+    import numpy as np
+
+    dof = len(a) + len(b) - 2
+    if dof < 1:
+        return 0.0
+    ss = float(((np.asarray(a) - np.mean(a)) ** 2).sum() + ((np.asarray(b) - np.mean(b)) ** 2).sum())
+    return math.sqrt(ss / dof)
 
 
 def _float(value: Any) -> float | None:
@@ -106,7 +161,13 @@ class CellChange:
     throughput: float | None = None
     throughput_change: float | None = None  # current / baseline - 1
     p_value: float | None = None
-    throughput_verdict: str = ""  # slower, faster, unchanged, untested, or ""
+    throughput_verdict: str = ""  # slower, faster, unchanged, noisy, untested, or ""
+    throughput_basis: str = ""  # rounds, rounds/calibration, samples (one window), or ""
+    round_spread: float | None = None  # pooled sd of log round medians, both runs
+    rounds: int | None = None  # the fewer rounds of the two sides
+    base_instructions: float | None = None  # instructions per call (--count-instructions)
+    instructions: float | None = None
+    instructions_change: float | None = None  # current / baseline - 1
     base_max_rel_err: float | None = None
     max_rel_err: float | None = None
     drift_verdict: str = ""  # worse, better, unchanged, or ""
@@ -118,6 +179,9 @@ class CellChange:
         drop = -(self.throughput_change or 0.0)
         if gate.throughput is not None and self.throughput_verdict == "slower" and drop >= gate.throughput:
             why.append(f"throughput {self.throughput_change:+.1%} (p={self.p_value:.2g})")
+        grew = self.instructions_change
+        if gate.instructions is not None and grew is not None and grew >= gate.instructions:
+            why.append(f"instructions per call {grew:+.1%}")
         if gate.drift and self.drift_verdict == "worse":
             why.append(f"drift {self.base_max_rel_err:.3g} -> {self.max_rel_err:.3g}")
         if gate.status and self.status_verdict in ("new failure", "lost coverage"):
@@ -161,9 +225,33 @@ def _drift_verdict(base: float | None, cur: float | None) -> str:
     return "unchanged"
 
 
+def _round_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any], normalize: bool) -> bool:
+    """Fill the change from round medians; False when a side has no rounds."""
+    lb, lc = log_rounds(base, normalize), log_rounds(cur, normalize)
+    if lb is None or lc is None:
+        return False
+    import numpy as np
+
+    diff = float(np.median(lc) - np.median(lb))  # log latency: > 0 is slower
+    change.throughput_change = math.exp(-diff) - 1.0
+    change.p_value = welch_p(lb, lc)
+    change.round_spread = pooled_sd(lb, lc)
+    change.rounds = min(len(lb), len(lc))
+    change.throughput_basis = "rounds/calibration" if normalize else "rounds"
+    return True
+
+
+def _sample_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any]) -> None:
+    samples_b, samples_c = base.get("samples_ms") or [], cur.get("samples_ms") or []
+    change.p_value = u_test([float(s) for s in samples_b], [float(s) for s in samples_c])
+    change.throughput_basis = "samples (one window)"
+
+
 def compare_cell(base: dict[str, Any] | None, cur: dict[str, Any] | None,
-                 noise_floor: float = NOISE_FLOOR, alpha: float = ALPHA) -> CellChange:  # fmt: skip
-    """The change of one cell (either side may be missing)."""
+                 noise_floor: float = NOISE_FLOOR, alpha: float = ALPHA,
+                 normalize: bool = False) -> CellChange:  # fmt: skip
+    """The change of one cell (either side may be missing), judged against
+    ``noise_floor``; ``judge`` (below) re-judges with the run-level floor."""
     any_row = cur or base or {}
     change = CellChange(
         *(str(any_row.get(k)) for k in CELL_KEYS),
@@ -177,33 +265,98 @@ def compare_cell(base: dict[str, Any] | None, cur: dict[str, Any] | None,
     change.throughput = _float(cur.get("throughput_items_s"))
     if change.base_throughput and change.throughput:
         change.throughput_change = change.throughput / change.base_throughput - 1.0
-        samples_b, samples_c = base.get("samples_ms") or [], cur.get("samples_ms") or []
-        change.p_value = u_test([float(s) for s in samples_b], [float(s) for s in samples_c])
-        big = abs(change.throughput_change) >= noise_floor
-        if change.p_value is None:
-            change.throughput_verdict = "untested"
-        elif big and change.p_value < alpha:
-            change.throughput_verdict = "slower" if change.throughput_change < 0 else "faster"
-        else:
-            change.throughput_verdict = "unchanged"
+        if not _round_change(change, base, cur, normalize):
+            _sample_change(change, base, cur)
+        judge(change, noise_floor, alpha)
+    change.base_instructions = _float(base.get("instructions_per_call"))
+    change.instructions = _float(cur.get("instructions_per_call"))
+    if change.base_instructions and change.instructions:
+        change.instructions_change = change.instructions / change.base_instructions - 1.0
     change.base_max_rel_err = _float(base.get("max_rel_err"))
     change.max_rel_err = _float(cur.get("max_rel_err"))
     change.drift_verdict = _drift_verdict(change.base_max_rel_err, change.max_rel_err)
     return change
 
 
+def judge(change: CellChange, noise_floor: float, alpha: float = ALPHA) -> None:
+    """The throughput verdict: significant and beyond the floor. A cell
+    judged on rounds whose own spread makes the floor unreachable is ``noisy``."""
+    if change.throughput_change is None:
+        return
+    rounds = change.throughput_basis.startswith("rounds")
+    level = ROUND_ALPHA if rounds else alpha
+    big = abs(change.throughput_change) >= noise_floor
+    if change.p_value is None:
+        change.throughput_verdict = "untested"
+    elif rounds and big and (change.round_spread or 0.0) * noise_multiple(change.rounds or MIN_ROUNDS) \
+            > abs(math.log1p(change.throughput_change)):
+        change.throughput_verdict = "noisy"  # its rounds spread more than the change
+    elif big and change.p_value < level:
+        change.throughput_verdict = "slower" if change.throughput_change < 0 else "faster"
+    else:
+        change.throughput_verdict = "unchanged"
+
+
+def noise_multiple(rounds: int) -> float:
+    """How many round-to-round spreads a change must exceed with ``rounds``
+    rounds a side: ``NOISE_K`` standard errors of the difference of two
+    means of ``rounds`` values (3 rounds: 2.9 spreads; 9 rounds: 1.65)."""
+    return NOISE_K * math.sqrt(2.0 / max(rounds, 2))
+
+
+def derived_noise_floor(changes: list[CellChange], minimum: float = NOISE_FLOOR) -> tuple[float, float | None]:
+    """(floor, typical spread): ``noise_multiple`` times the median
+    round-to-round spread over the cells judged on rounds, never below ``minimum``."""
+    import numpy as np
+
+    judged = [c for c in changes if c.round_spread is not None]
+    if not judged:
+        return minimum, None
+    typical = float(np.median([c.round_spread for c in judged]))
+    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
+
+
 @dataclass
 class Comparison:
-    """Every cell's change, and what a reader must know about the two runs."""
+    """Every cell's change, and what a reader must know about the two runs.
+    ``noise_floor``: the floor the round-based verdicts used (derived from the
+    runs' own round-to-round spread, ``typical_spread``)."""
 
     changes: list[CellChange]
     warnings: list[str] = field(default_factory=list)
     noise_floor: float = NOISE_FLOOR
     alpha: float = ALPHA
+    typical_spread: float | None = None
+    normalized: bool = False
+
+    def too_noisy(self, gate: Gate | None) -> bool:
+        """The runs cannot resolve the gate's throughput threshold: the derived
+        floor is above it."""
+        return bool(gate and gate.throughput is not None and self.typical_spread is not None
+                    and self.noise_floor > gate.throughput)  # fmt: skip
 
     def regressions(self, gate: Gate) -> list[tuple[CellChange, list[str]]]:
-        """The cells that fail ``gate``, each with its reasons."""
+        """The cells that fail ``gate``, each with its reasons (no throughput
+        reasons when the runs are too noisy to judge at the gate's threshold)."""
+        if self.too_noisy(gate):
+            gate = replace(gate, throughput=None)
         return [(c, why) for c in self.changes if (why := c.regressions(gate))]
+
+    def failed(self, gate: Gate) -> bool:
+        return bool(self.regressions(gate)) or (gate.noisy and self.too_noisy(gate))
+
+    def noise_line(self, gate: Gate | None = None) -> str:
+        if self.typical_spread is None:
+            return ""
+        line = (f"Round-to-round spread (median over cells) {self.typical_spread:.1%}: noise floor "
+                f"{self.noise_floor:.1%}{' (after dividing by the calibration workload)' if self.normalized else ''}.")  # fmt: skip
+        if self.too_noisy(gate):
+            assert gate is not None and gate.throughput is not None
+            line += (f" **Too noisy to judge throughput at {gate.throughput:.0%}**: these runs cannot "
+                     f"tell a {gate.throughput:.0%} change from noise; no throughput regression is "
+                     "flagged. Re-run on a quieter machine, with more --rounds, or with --normalize.")
+        return line
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([vars(c) for c in self.changes])
@@ -220,13 +373,26 @@ def compare_runs(
     current_env: dict[str, Any] | None = None,
     noise_floor: float = NOISE_FLOOR,
     alpha: float = ALPHA,
+    normalize: bool = False,
 ) -> Comparison:
-    """Compare two runs' rows cell by cell (cells are matched by cell id)."""
+    """Compare two runs' rows cell by cell (cells are matched by cell id).
+    ``noise_floor`` is the least floor; cells with rounds are judged against
+    the floor derived from the runs' round-to-round spread."""
     base = {_key(r): r for r in baseline}
     cur = {_key(r): r for r in current}
     keys = list(dict.fromkeys([*base, *cur]))
-    changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha) for k in keys]
+    changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha, normalize) for k in keys]
+    floor, typical = derived_noise_floor(changes, noise_floor)
+    for change in changes:
+        if change.throughput_basis.startswith("rounds"):
+            judge(change, floor, alpha)
     warnings = []
+    single = sum(1 for c in changes if c.throughput_basis == "samples (one window)")
+    if single:
+        warnings.append(f"{single} cells have no timing rounds on one side (--rounds 1 or an older run): "
+                        "judged on the samples of one window, which a slow minute moves together")
+    if normalize and typical is None:
+        warnings.append("--normalize: no cell has calibration figures in both runs; nothing was normalised")
     fb, fc = (baseline_env or {}).get("fingerprint"), (current_env or {}).get("fingerprint")
     if fb and fc and fb != fc:
         diffs = [
@@ -241,7 +407,7 @@ def compare_runs(
         )
     elif not (fb and fc):
         warnings.append("an env.json fingerprint is missing; cannot tell whether the machines match")
-    return Comparison(changes, warnings, noise_floor, alpha)
+    return Comparison(changes, warnings, floor, alpha, typical, normalize)
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:
@@ -266,7 +432,7 @@ def _counts(comparison: Comparison) -> str:
     if frame.empty:
         return "no cells"
     parts = [f"{len(frame)} cells"]
-    for col, verdicts in (("throughput_verdict", ("slower", "faster")), ("drift_verdict", ("worse",)),
+    for col, verdicts in (("throughput_verdict", ("slower", "faster", "noisy")), ("drift_verdict", ("worse",)),
                           ("status_verdict", ("new failure", "fixed", "lost coverage"))):  # fmt: skip
         for v in verdicts:
             n = int((frame[col] == v).sum())
@@ -276,9 +442,13 @@ def _counts(comparison: Comparison) -> str:
 
 
 def _criteria(comparison: Comparison) -> str:
-    return (f"A throughput change counts when the Mann-Whitney U test on the latency samples gives "
-            f"p < {comparison.alpha:g} and the change is at least {comparison.noise_floor:.0%} "
-            f"(noise floor); drift counts when max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
+    return (f"A throughput change counts when it is significant and at least the noise floor: for cells "
+            f"timed in rounds, Welch's t-test on log round medians (p < {ROUND_ALPHA:g}) and a floor of "
+            f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
+            f"{comparison.noise_floor:.1%}); a cell whose own rounds spread too much for its change is "
+            f"'noisy'; cells timed in one window, a "
+            f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
+            f"max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
 
 
 def md_text(value: object) -> str:
@@ -294,9 +464,14 @@ def markdown(comparison: Comparison, title: str = "torchparity compare", gate: G
     lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
     if comparison.warnings:
         lines.append("")
+    noise = comparison.noise_line(gate)
+    if noise:
+        lines += [noise, ""]
     if gate is not None:
         failing = comparison.regressions(gate)
-        lines += [f"**Gate: {'FAILED' if failing else 'passed'}** ({len(failing)} regressions)", ""]
+        verdict = "FAILED" if comparison.failed(gate) else "passed"
+        noisy = ", too noisy to judge throughput" if comparison.too_noisy(gate) else ""
+        lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
         lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
         lines.append("")
     for which, heading in (("status", "Status changes"), ("throughput", "Throughput changes"),
@@ -310,12 +485,13 @@ def markdown(comparison: Comparison, title: str = "torchparity compare", gate: G
 def html_page(comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None) -> str:
     """The comparison as a self-contained page."""
     warn = "".join(f"<p class='note'>warning: {h.esc(w)}</p>" for w in comparison.warnings)
-    sections = [h.section("Summary", f"<p>{h.esc(_counts(comparison))}</p>{warn}"
+    noise = f"<p>{h.esc(comparison.noise_line(gate).replace('**', ''))}</p>" if comparison.typical_spread is not None else ""
+    sections = [h.section("Summary", f"<p>{h.esc(_counts(comparison))}</p>{warn}{noise}"
                           f"<p class='muted'>{h.esc(_criteria(comparison))}</p>", "summary")]  # fmt: skip
     if gate is not None:
         failing = comparison.regressions(gate)
         items = "".join(f"<li>{h.esc(c.label)}: {h.esc('; '.join(why))}</li>" for c, why in failing)
-        verdict = "FAILED" if failing else "passed"
+        verdict = "FAILED" if comparison.failed(gate) else "passed"
         sections.append(h.section(f"Gate: {verdict}", f"<ul>{items}</ul>" if items else "", "gate"))
     for which, heading in (("status", "Status changes"), ("throughput", "Throughput changes"),
                            ("drift", "Drift changes")):  # fmt: skip

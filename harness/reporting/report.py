@@ -158,6 +158,44 @@ def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def largest_drift(frame: pd.DataFrame, count: int = 10) -> pd.DataFrame:
+    """The cells that used most of their tolerance (``tolerance_used``, the
+    verdict's own metric over its bound); rows without it (older runs) rank
+    by max_rel_err after those that have it."""
+    ran = frame[_numeric(frame, "max_rel_err").notna()]
+    if ran.empty:
+        return ran
+    used = _numeric(ran, "tolerance_used") if "tolerance_used" in ran.columns else pd.Series(float("nan"), index=ran.index)
+    ranked = ran.assign(tolerance_used=used, _rel=_numeric(ran, "max_rel_err"))
+    return ranked.sort_values(["tolerance_used", "_rel"], ascending=False, na_position="last").drop(
+        columns="_rel").head(count)  # fmt: skip
+
+
+def absent_devices_line(env: dict[str, Any] | None) -> str:
+    """`--device present`: the device kinds this machine lacks, one line."""
+    absent = (env or {}).get("absent_devices") or {}
+    if not isinstance(absent, dict) or not absent:
+        return ""
+    return "absent devices (not run): " + "; ".join(f"{d}: {why}" for d, why in absent.items())
+
+
+def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each backend's paired speedup over eager with its 95% interval."""
+    if "speedup_vs_eager" not in frame.columns:
+        return pd.DataFrame()
+    have = frame[_numeric(frame, "speedup_vs_eager").notna()]
+    if have.empty:
+        return have
+    fmt = lambda v: f"{float(v):.2f}" if pd.notna(v) else ""  # noqa: E731
+    return pd.DataFrame({
+        **{k: have[k] for k in CELL_KEYS},
+        "speedup": [fmt(v) for v in have["speedup_vs_eager"]],
+        "95% interval": [f"{fmt(lo)}-{fmt(hi)}" if pd.notna(lo) else "" for lo, hi in
+                         zip(have.get("speedup_ci_low"), have.get("speedup_ci_high"), strict=True)],
+        "rounds": have.get("rounds"),
+    })  # fmt: skip
+
+
 def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
     """Per cell of a C++ backend (its rows name the Python backend whose
     artifact it ran, ``backend_artifact_of``): the same artifact's median
@@ -182,11 +220,14 @@ def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run") -> str:
+def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
+                     env: dict[str, Any] | None = None) -> str:  # fmt: skip
     """Short Markdown for CI job summaries: counts by status, failures not
-    marked known, worst drifts, fastest and slowest cell per case."""
+    marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
     frame = rows_frame(rows)
     lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
+    if absent_devices_line(env):
+        lines += [absent_devices_line(env), ""]
     counts = status_counts(frame)
     if not counts.empty:
         lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
@@ -207,12 +248,15 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run")
         lines += [markdown_table(shown), ""]
         if len(bad) > 50:
             lines += [f"... and {len(bad) - 50} more in results.csv", ""]
-    ran = frame[_numeric(frame, "max_rel_err").notna()]
-    if not ran.empty:
-        worst = ran.assign(max_rel_err=_numeric(ran, "max_rel_err")).sort_values(
-            "max_rel_err", ascending=False).head(10)  # fmt: skip
-        lines += ["## Largest drift (max relative error vs fp64 reference)", ""]
-        lines += [markdown_table(worst[[*CELL_KEYS, "max_rel_err", "max_ulp", "cosine"]]), ""]
+    worst = largest_drift(frame)
+    if not worst.empty:
+        lines += ["## Largest drift (share of its tolerance the verdict used; > 1 fails)", ""]
+        lines += [markdown_table(_cols(worst, [*CELL_KEYS, "status", "tolerance_used", "rel_l2",
+                                               "max_rel_err", "max_ulp", "cosine"])), ""]  # fmt: skip
+    paired = paired_speedups(frame)
+    if not paired.empty:
+        lines += ["## Speedup over eager (paired blocks, 95% bootstrap interval)", "",
+                  markdown_table(paired), ""]  # fmt: skip
     lines += _training_sections(rows)
     speed = fastest_and_slowest(frame)
     if not speed.empty:
@@ -242,6 +286,8 @@ def _header(rows: list[dict[str, Any]], env: dict[str, Any] | None, runs: list[m
         ])  # fmt: skip
         return h.section("Runs", f"<p>{h.esc(counts)}</p>" + h.table(platforms, "runs", False), "runs")
     env = env or {}
+    if absent_devices_line(env):
+        counts += "; " + absent_devices_line(env)
     shown = {k: env.get(k) for k in _ENV_HEADER if env.get(k) not in (None, "", [])}
     rest = {k: v for k, v in env.items() if k not in shown and v not in (None, "", [])}
     extra = f"<details><summary>all environment fields</summary>{h.definition_list(rest)}</details>" if rest else ""
@@ -302,12 +348,13 @@ def report_html(
         + h.chart(charts.latency_distributions(rows), "No timing samples."),
         "latency",
     ))  # fmt: skip
-    drift = _cols(frame[_numeric(frame, "max_rel_err").notna()],
-                  [*CELL_KEYS, *where, "status", "max_abs_err", "max_rel_err", "max_ulp", "cosine",
-                   "mismatch_frac", "atol", "rtol", "eager_max_abs_diff"])  # fmt: skip
+    drift = _cols(largest_drift(frame, len(frame)),
+                  [*CELL_KEYS, *where, "status", "tolerance_used", "rel_l2", "max_abs_err", "max_rel_err",
+                   "max_ulp", "cosine", "mismatch_frac", "atol", "rtol", "eager_max_abs_diff"])  # fmt: skip
     sections.append(h.section(
         "Drift vs the fp64 reference",
-        "<p class='muted'>log10 of the max relative error; lower is closer.</p>"
+        "<p class='muted'>log10 of the max relative error (at each output's scale); lower is closer. "
+        "The table ranks cells by tolerance_used, the verdict's metric over its bound (> 1 fails).</p>"
         + h.chart(charts.drift_heatmap(frame), "No outputs were compared.") + h.table(drift, "drift"),
         "drift",
     ))  # fmt: skip
@@ -401,11 +448,12 @@ def _localization_section(records: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str) -> dict[str, Path]:
+def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str,
+               env: dict[str, Any] | None = None) -> dict[str, Path]:  # fmt: skip
     run_dir = RunDir(out_dir).create()
     return {
         "csv": run_dir.write_csv(rows_frame(rows)),
-        "summary": run_dir.write_text(run_dir.summary_md.name, summary_markdown(rows, title)),
+        "summary": run_dir.write_text(run_dir.summary_md.name, summary_markdown(rows, title, env)),
         "html": run_dir.write_text(run_dir.report_html.name, page),
     }
 
@@ -414,7 +462,7 @@ def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None
     """Write results.csv, summary.md and report.html for one run into ``out_dir``
     (with the localization tables the run directory holds)."""
     page = report_html(rows, env, localizations=RunDir(out_dir).localizations())
-    return _write_all(rows, out_dir, page, "torchparity run")
+    return _write_all(rows, out_dir, page, "torchparity run", env)
 
 
 def render_runs(runs: list[merge.LoadedRun], out_dir: Path) -> dict[str, Path]:

@@ -6,6 +6,12 @@ Two policies (see docs/drift.md):
 - ``model`` (whole models): each leaf's relative L2 error within the dtype's
   bound in ``MODEL_REL_L2`` and NaN/inf positions identical.
 Integer and bool outputs are always compared exactly.
+
+``tolerance_used`` is the verdict's own metric as a share of its bound (the
+cell passes at <= 1): what ranks "largest drift". ``max_rel_err`` and
+``max_ulp`` are measured at the output's scale (the leaf's largest reference
+magnitude), so an element that should be ~0 does not dominate them; the
+pointwise forms are kept as ``max_pointwise_rel_err`` / ``max_pointwise_ulp``.
 """
 
 from __future__ import annotations
@@ -37,8 +43,11 @@ class LeafDrift:
     name: str
     numel: int
     max_abs_err: float = 0.0
-    max_rel_err: float = 0.0
-    max_ulp: float = 0.0
+    max_rel_err: float = 0.0  # max |y - ref| / max |ref|: relative to the leaf's scale
+    max_ulp: float = 0.0  # max |y - ref| / ulp(max |ref|): ULPs at the leaf's scale
+    max_pointwise_rel_err: float = 0.0  # max |y - ref| / |ref| over non-zero ref (near-zero dominated)
+    max_pointwise_ulp: float = 0.0  # max |y - ref| / ulp(ref) (near-zero dominated)
+    tolerance_used: float = 0.0  # the verdict's metric / its bound; <= 1 passes
     cosine: float = 1.0
     rel_l2: float = 0.0
     mismatches: int = 0
@@ -71,6 +80,7 @@ def compare_leaf(
     if tuple(actual.shape) != tuple(expected.shape):
         drift.passed = False
         drift.mismatches = drift.numel
+        drift.tolerance_used = math.inf
         drift.reason = f"{name}: shape {tuple(actual.shape)} != reference {tuple(expected.shape)}"
         return drift
     if actual.is_complex() or expected.is_complex():
@@ -83,6 +93,7 @@ def compare_leaf(
         diff = (actual.double() - expected.double()).abs()
         drift.max_abs_err = _finite_max(diff)
         drift.passed = drift.mismatches == 0
+        drift.tolerance_used = 0.0 if drift.passed else math.inf
         if not drift.passed:
             drift.reason = f"{name}: {drift.mismatches}/{drift.numel} integer elements differ"
         return drift
@@ -97,10 +108,15 @@ def compare_leaf(
     diff = (af - ef).abs()
     drift.max_abs_err = _finite_max(diff)
     nonzero = ef != 0
-    drift.max_rel_err = _finite_max(diff[nonzero] / ef[nonzero].abs())
-    drift.max_ulp = _finite_max(diff / ulp(ef, dtype))
+    drift.max_pointwise_rel_err = _finite_max(diff[nonzero] / ef[nonzero].abs())
+    drift.max_pointwise_ulp = _finite_max(diff / ulp(ef, dtype))
+    scale = _finite_max(ef.abs())
+    drift.max_rel_err = drift.max_abs_err / scale if scale > 0 else (0.0 if drift.max_abs_err == 0 else math.inf)
+    drift.max_ulp = drift.max_abs_err / float(ulp(torch.tensor([scale], dtype=torch.float64), dtype)[0])
     bound = tolerance.atol + tolerance.rtol * ef.abs()
     drift.mismatches = int((diff > bound).sum()) + drift.nonfinite_mismatches
+    elementwise_used = _finite_max(diff / bound) if bool((bound > 0).all()) else \
+        (0.0 if drift.max_abs_err == 0 else math.inf)
     norm_a, norm_e = float(af.norm()), float(ef.norm())
     diff_norm = float(diff.norm())
     if norm_a == 0.0 and norm_e == 0.0:
@@ -111,13 +127,16 @@ def compare_leaf(
         drift.cosine = float((af @ ef) / (norm_a * norm_e))
     drift.rel_l2 = diff_norm / norm_e if norm_e > 0 else (0.0 if diff_norm == 0 else math.inf)
 
+    drift.tolerance_used = elementwise_used
     if drift.nonfinite_mismatches:
+        drift.tolerance_used = math.inf
         drift.passed = False
         drift.reason = (
             f"{name}: NaN/inf at {drift.nonfinite_mismatches} position(s) where the reference differs"
         )
     elif policy == "model":
         limit = model_limit(tolerance, dtype)
+        drift.tolerance_used = drift.rel_l2 / limit if limit > 0 else (0.0 if drift.rel_l2 == 0 else math.inf)
         drift.passed = drift.rel_l2 <= limit
         if not drift.passed:
             drift.reason = f"{name}: relative L2 error {drift.rel_l2:.3g} > {limit:.3g}"
@@ -157,6 +176,9 @@ class Drift:
             "max_abs_err": max((lf.max_abs_err for lf in self.leaves), default=0.0),
             "max_rel_err": max((lf.max_rel_err for lf in self.leaves), default=0.0),
             "max_ulp": max((lf.max_ulp for lf in self.leaves), default=0.0),
+            "max_pointwise_rel_err": max((lf.max_pointwise_rel_err for lf in self.leaves), default=0.0),
+            "max_pointwise_ulp": max((lf.max_pointwise_ulp for lf in self.leaves), default=0.0),
+            "tolerance_used": max((lf.tolerance_used for lf in self.leaves), default=0.0),
             "cosine": min((lf.cosine for lf in self.leaves), default=1.0),
             "rel_l2": max((lf.rel_l2 for lf in self.leaves), default=0.0),
             "mismatch_frac": (sum(lf.mismatches for lf in self.leaves) / total) if total else 0.0,
@@ -180,7 +202,7 @@ def compare(
 ) -> Drift:
     """Compare output leaves to reference leaves (same order and names)."""
     if len(actual) != len(expected):
-        leaf = LeafDrift(name="<outputs>", numel=0, passed=False)
+        leaf = LeafDrift(name="<outputs>", numel=0, passed=False, tolerance_used=math.inf)
         leaf.reason = f"{len(actual)} output leaves, reference has {len(expected)}"
         return Drift([leaf], tolerance, policy)
     leaves = [

@@ -1,0 +1,143 @@
+"""Validate the compare gate and the paired speedup on this machine.
+
+    python benchmarks/validate_gate.py [--rounds 3] [--threads 1] [--case GLOB ...] [--out DIR]
+
+Three runs of the same selection (a few models-suite cases plus the cases of
+benchmarks/slowdown_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
+artifact cache:
+  A1, A2  identical code;
+  B       TORCHPARITY_PLANTED_SLOWDOWN=1.2: the planted_* cases do 20% more work.
+
+Then, with the gate `--fail-on throughput=10%`:
+  (a) A/A: A1 -> A2, share of measured cells the gate flags (target 0);
+  (b) A/B: A2 -> B, share of planted cells flagged (target >= 90%) and
+      flags on the untouched cells (target 0);
+  (c) speedup repeatability: |speedup_vs_eager(A2) / speedup_vs_eager(A1) - 1|
+      over the cells that have one (target median < 3%).
+Each is shown for the round-based gate, the same after dividing by the
+calibration workload (--normalize), and the old one-window U test on the
+samples (for contrast). Prints the table; writes it as CSV under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.reporting import compare  # noqa: E402
+from harness.rundir import RunDir  # noqa: E402
+
+PLANTED = ROOT / "benchmarks" / "slowdown_cases.py"
+DEFAULT_CASES = ["mlp", "lenet", "cifar_cnn", "resnet_small", "mobile_cnn", "attention_block",
+                 "planted_*", "steady_*"]  # fmt: skip
+GATE = compare.Gate(throughput=0.10)
+
+
+def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
+    if slowdown:
+        env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
+    cmd = [sys.executable, "-m", "harness", "run", "--case-file", str(PLANTED), "--suite", "models",
+           "--backend", "eager,onnxruntime", "--device", "cpu", "--precision", "fp32",
+           "--threads", str(args.threads), "--rounds", str(args.rounds), "--time-budget", "0",
+           "--cache-dir", str(cache), "--out", str(out), "--quiet"]  # fmt: skip
+    for pattern in args.case:
+        cmd += ["--case", pattern]
+    print("$", " ".join(cmd[1:]) + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
+          flush=True)  # fmt: skip
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    return RunDir(out).rows()
+
+
+def one_window(rows: list[dict]) -> list[dict]:
+    """The rows as the one-window gate saw them: no rounds, samples only."""
+    return [{k: v for k, v in r.items() if k not in ("round_medians_ms", "calibration_round_ms")}
+            for r in rows]  # fmt: skip
+
+
+def flagged(base: list[dict], cur: list[dict], method: str) -> tuple[set[str], compare.Comparison]:
+    if method == "one window (U test)":
+        result = compare.compare_runs(one_window(base), one_window(cur))
+    else:
+        result = compare.compare_runs(base, cur, normalize=method.endswith("calibration"))
+    return {c.case + "/" + c.backend for c, _ in result.regressions(GATE)}, result
+
+
+def measured(rows: list[dict]) -> set[str]:
+    return {r["case"] + "/" + r["backend"] for r in rows if r.get("throughput_items_s")}
+
+
+def speedup_drift(a: list[dict], b: list[dict]) -> np.ndarray:
+    sa = {r["cell_id"]: r.get("speedup_vs_eager") for r in a}
+    drift = [abs(r["speedup_vs_eager"] / sa[r["cell_id"]] - 1) for r in b
+             if r.get("speedup_vs_eager") and sa.get(r["cell_id"])]  # fmt: skip
+    return np.asarray(drift, dtype=float)
+
+
+def table(a1: list[dict], a2: list[dict], b: list[dict]) -> pd.DataFrame:
+    cells = measured(a1) & measured(a2) & measured(b)
+    planted = {c for c in cells if c.startswith("planted")}
+    untouched = cells - planted
+    rows = []
+    for method in ("rounds", "rounds / calibration", "one window (U test)"):
+        aa, aa_cmp = flagged(a1, a2, method)
+        ab, ab_cmp = flagged(a2, b, method)
+        noisy = "; too noisy to judge" if aa_cmp.too_noisy(GATE) else ""
+        rows += [
+            {"check": "(a) A/A: cells flagged at 10%", "method": method,
+             "figure": f"{len(aa & cells)}/{len(cells)}{noisy}", "share": len(aa & cells) / max(len(cells), 1),
+             "target": "0", "met": not (aa & cells), "noise floor": f"{aa_cmp.noise_floor:.1%}"},
+            {"check": "(b) A/B: planted +20% caught", "method": method,
+             "figure": f"{len(ab & planted)}/{len(planted)}", "share": len(ab & planted) / max(len(planted), 1),
+             "target": ">= 90%", "met": len(ab & planted) >= 0.9 * len(planted),
+             "noise floor": f"{ab_cmp.noise_floor:.1%}"},
+            {"check": "(b) A/B: untouched cells flagged", "method": method,
+             "figure": f"{len(ab & untouched)}/{len(untouched)}",
+             "share": len(ab & untouched) / max(len(untouched), 1), "target": "0",
+             "met": not (ab & untouched), "noise floor": ""},
+        ]  # fmt: skip
+    drift = speedup_drift(a1, a2)
+    if drift.size:
+        rows.append({"check": "(c) speedup drift A1 -> A2 (median; p90)", "method": "paired blocks",
+                     "figure": f"{np.median(drift):.1%}; {np.quantile(drift, 0.9):.1%} over {drift.size} cells",
+                     "share": float(np.median(drift)), "target": "median < 3%",
+                     "met": bool(np.median(drift) < 0.03), "noise floor": ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--case", action="append", default=None, metavar="GLOB")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    args.case = args.case or DEFAULT_CASES
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or ROOT / "reports" / f"validate-gate-{stamp}"
+    cache = out / "cache"
+    a1 = run(out / "A1", cache, args, None)
+    a2 = run(out / "A2", cache, args, None)
+    b = run(out / "B", cache, args, "1.2")
+    result = table(a1, a2, b)
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out / "gate.csv", index=False)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(result.drop(columns=["share"]).to_string(index=False))
+    print(f"\nruns and gate.csv: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
