@@ -100,16 +100,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "adamw-fused (default sgd)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="torchparity", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_list_command(sub: Any) -> None:
     p = sub.add_parser("list", help="list cases, suites, backends, devices or precisions")
     p.add_argument("what", nargs="?", default="cases",
                    choices=["cases", "suites", "backends", "devices", "precisions"])
     p.add_argument("--suite")
     _add_plugin_options(p)
 
+
+
+def _add_run_command(sub: Any) -> None:
     p = sub.add_parser("run", help="run a benchmark and conformance matrix")
     p.add_argument("--suite", default=None, help="suite to run (default: models)")
     p.add_argument("--case", action="append", default=[], metavar="GLOB",
@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     _add_plugin_options(p)
 
+
+
+def _add_explain_command(sub: Any) -> None:
     p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--case", required=True)
@@ -176,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time for isolating layers one by one (default 60)")
     _add_plugin_options(p)
 
+
+
+def _add_fuzz_command(sub: Any) -> None:
     p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
     p.add_argument("--op", action="append", default=[], metavar="GLOB",
                    help="only ops matching GLOB (repeatable; default: every op)")
@@ -193,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
     _add_plugin_options(p)
 
+
+
+def _add_data_command(sub: Any) -> None:
     p = sub.add_parser("data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)")
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default: reports/<run-id>); an existing run gets the rows added")
@@ -204,17 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
     p.add_argument("--quiet", action="store_true", help="no table")
 
+
+
+def _add_report_command(sub: Any) -> None:
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None,
                    help="where to write (default: the run directory; reports/merged-<id> for several)")
 
+
+
+def _add_export_command(sub: Any) -> None:
     p = sub.add_parser("export", help="write a run directory in another tool's format")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--format", required=True, choices=export_mod.FORMATS)
     p.add_argument("--out", type=Path, default=None,
                    help="file to write (default: standard output)")
 
+
+
+def _add_compare_command(sub: Any) -> None:
     p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
     p.add_argument("current", type=Path, metavar="CURRENT_DIR")
@@ -227,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{compare_mod.NOISE_FLOOR:.0%}; the floor in use is derived from the runs' rounds)")
     p.add_argument("--normalize", action="store_true",
                    help="divide each round median by the calibration workload timed in the same window")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="torchparity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_list_command(sub)
+    _add_run_command(sub)
+    _add_explain_command(sub)
+    _add_fuzz_command(sub)
+    _add_data_command(sub)
+    _add_report_command(sub)
+    _add_export_command(sub)
+    _add_compare_command(sub)
     return parser
 
 

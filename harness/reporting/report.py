@@ -298,28 +298,9 @@ def _cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return frame[[c for c in names if c in frame.columns]]
 
 
-def report_html(
-    rows: list[dict[str, Any]],
-    env: dict[str, Any] | None = None,
-    runs: list[merge.LoadedRun] | None = None,
-    localizations: list[dict[str, Any]] | None = None,
-) -> str:
-    """The self-contained page (no network): header, status matrix, throughput,
-    latency, drift, prepare times, errors, cross-platform view (when ``runs``
-    holds several run directories), all results."""
-    frame = rows_frame(rows)
-    merged = bool(runs and len(runs) > 1)
-    where = ["platform"] if merged and "platform" in frame.columns else []
-    sections = [_header(rows, env, runs)]
-
-    column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
-    sections.append(h.section(
-        "Status matrix",
-        "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
-        + h.status_matrix(frame, column),
-        "matrix",
-    ))  # fmt: skip
-
+def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
+    """Throughput and paired speedup, Python vs C++, latency distributions."""
+    sections: list[str] = []
     measured = frame[_numeric(frame, "throughput_items_s").notna()]
     speed = charts.speedup_table(frame)
     throughput = _cols(measured, [*CELL_KEYS, *where, "batch", "latency_ms_median", "latency_ms_iqr",
@@ -348,6 +329,12 @@ def report_html(
         + h.chart(charts.latency_distributions(rows), "No timing samples."),
         "latency",
     ))  # fmt: skip
+    return sections
+
+
+def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
+    """Drift vs the fp64 reference (ranked by tolerance_used) and prepare times."""
+    sections: list[str] = []
     drift = _cols(largest_drift(frame, len(frame)),
                   [*CELL_KEYS, *where, "status", "tolerance_used", "rel_l2", "max_abs_err", "max_rel_err",
                    "max_ulp", "cosine", "mismatch_frac", "atol", "rtol", "eager_max_abs_diff"])  # fmt: skip
@@ -362,6 +349,12 @@ def report_html(
     prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values("prepare_s", ascending=False)
     sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
                                                        "prepare"), "prepare"))  # fmt: skip
+    return sections
+
+
+def _mode_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
+    """Training, DataLoader and blame tables, when the run has such rows."""
+    sections: list[str] = []
     train, data = training_table(rows), dataloader_table(rows)
     if not train.empty:
         sections.append(h.section(
@@ -381,6 +374,34 @@ def report_html(
             + h.table(blame.reset_index(), "blame"),
             "blame",
         ))  # fmt: skip
+    return sections
+
+
+def report_html(
+    rows: list[dict[str, Any]],
+    env: dict[str, Any] | None = None,
+    runs: list[merge.LoadedRun] | None = None,
+    localizations: list[dict[str, Any]] | None = None,
+) -> str:
+    """The self-contained page (no network): header, status matrix, throughput,
+    latency, drift, prepare times, errors, cross-platform view (when ``runs``
+    holds several run directories), all results."""
+    frame = rows_frame(rows)
+    merged = bool(runs and len(runs) > 1)
+    where = ["platform"] if merged and "platform" in frame.columns else []
+    sections = [_header(rows, env, runs)]
+
+    column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
+    sections.append(h.section(
+        "Status matrix",
+        "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
+        + h.status_matrix(frame, column),
+        "matrix",
+    ))  # fmt: skip
+
+    sections += _speed_sections(frame, rows, where)
+    sections += _drift_sections(frame, rows, where)
+    sections += _mode_sections(frame, rows, where)
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
         sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
