@@ -156,3 +156,13 @@ def test_sorting_and_filtering_script_in_chromium(tmp_path):
     rows = re.findall(r"<tr(?: style=\"([^\"]*)\")?><td>(\w+)</td>", dom)
     assert [name for _, name in rows] == ["bb", "b", "a", "c"]  # numeric, not text, order
     assert [name for style, name in rows if "none" not in style] == ["bb", "b"]
+
+
+def test_markdown_tables_keep_names_inert():
+    # summary.md goes to $GITHUB_STEP_SUMMARY: a case name must not become an image, link or HTML
+    import pandas as pd
+
+    from harness.reporting.report import markdown_table
+
+    text = markdown_table(pd.DataFrame({"case": ["![x](http://e/i.png) <img src=x> a|b"]}))
+    assert "![x](" not in text and "<img" not in text and "a\\|b" in text

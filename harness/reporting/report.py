@@ -9,6 +9,7 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
     def text(v: Any) -> str:
         if isinstance(v, float):
             return "" if pd.isna(v) else format(v, floatfmt)
-        # Markup in a reason must show as text in a rendered job summary too.
-        text = html.escape(str(v), quote=False)
-        return text.replace("|", "\\|").replace("\n", " ")
+        # Markup in a reason must show as text in a rendered job summary too:
+        # no HTML, and no link or image syntax (a case name is data, not markup).
+        text = html.escape(" ".join(str(v).split()), quote=False)
+        return re.sub(r"([\\`\[\]|])", r"\\\1", text)
 
     head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
