@@ -36,6 +36,7 @@ def test_unexportable_model_is_an_error_row(tmp_path):
     assert cells["data_dependent_branch", "fp32", "torchscript"]["status"] == "pass"
 
 
+@pytest.mark.slow  # the onnxruntime test covers hits and rebuilt entries by default
 def test_second_run_hits_the_cache(tmp_path):
     cache = tmp_path / "cache"
     args = ("--suite", "smoke", "--case", "attention_block", "--precision", "fp32",

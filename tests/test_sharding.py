@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 CELL = ["case", "kind", "suite", "device", "precision", "backend"]
 # Timings differ from run to run; the verdicts and the outputs' bits must not.
@@ -20,6 +21,7 @@ def _table(path) -> pd.DataFrame:
     return frame[SAME].sort_values(CELL).reset_index(drop=True)
 
 
+@pytest.mark.slow  # runs the matrix twice; test_cli covers the shards' union by default
 def test_merged_shards_reproduce_the_unsharded_results(cli, tiny_cases, tmp_path):
     whole, s1, s2, merged = (tmp_path / n for n in ("whole", "s1", "s2", "merged"))
     _run(cli, tiny_cases, whole)  # in a spawned worker; the shards in-process (faster):
