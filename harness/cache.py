@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.rundir import atomic_write_text
+
 CACHE_ENV = "TORCHPARITY_CACHE_DIR"  # overrides the per-user cache directory
 CONFIG_ENV = "TORCHPARITY_CONFIG_DIR"  # overrides the per-user config directory (the key)
 APP = "torchparity"
@@ -127,14 +129,7 @@ def seal(entry: Path, data: bytes) -> None:
     with this user's key."""
     digest = hashlib.sha256(data).hexdigest()
     record = {"sha256": digest, "hmac": _mac(entry.name, digest)}
-    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".seal.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, seal_path(entry))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(seal_path(entry), json.dumps(record))
 
 
 def _read_seal(entry: Path) -> dict | None:

@@ -12,16 +12,17 @@ numpy's format is portable across OSes and loads without pickle.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from harness.rundir import atomic_write_bytes
 
 FULL_LIMIT = 4096  # elements: store the whole leaf up to this size
 SAMPLE_SIZE = 4096  # positions sampled from a larger leaf
@@ -69,15 +70,9 @@ def save(path: Path, cell_id: str, names: list[str], leaves: list[torch.Tensor])
             "numel": int(flat.size), "whole": bool(flat.size <= FULL_LIMIT), **_stats(flat),
         })  # fmt: skip
     arrays["meta"] = np.array(json.dumps({"cell_id": cell_id, "leaves": meta}))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 @dataclass

@@ -66,20 +66,25 @@ class RunDirLocked(RunDirError):
     """Another live process is writing into the run directory."""
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8, LF) to ``path`` through a uniquely named temp file
-    and an atomic rename: readers never see half a file, and two writers never
-    share a temp name."""
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a uniquely named temp file and an
+    atomic rename: readers never see half a file, and two writers (runs sharing
+    a cache) never share a temp name. Every file of a run or cache is written so."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """``text`` as UTF-8 with LF line endings, written like :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def safe_file_stem(name: str, limit: int = 120) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from harness.engine.cache_keys import cell_key
 from harness.engine.cases import Case
 from harness.engine.inputs import InputGen, init_weights, seed_from, tensor_digest
 from harness.engine.outputs import flatten
+from harness.rundir import atomic_write_bytes
 
 
 @dataclass
@@ -96,16 +95,8 @@ def _save(ref: Reference, path: Path) -> None:
     torch.save({"names": ref.names, "outputs": ref.outputs,
                 "input_digest": ref.input_digest, "dropped": ref.dropped}, buffer)  # fmt: skip
     data = buffer.getvalue()
-    # A unique temp name: two runs sharing a cache never write the same file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-        cache.seal(path, data)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
+    cache.seal(path, data)
 
 
 def get_reference(

@@ -12,6 +12,7 @@ weights); nothing is unpickled. See docs/localization.md.
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import sys
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.utils._pytree as pytree
+
+from harness.rundir import atomic_write_bytes
 
 _CONSTANTS = (type(None), bool, int, float, str)
 
@@ -42,10 +45,9 @@ def _inputs_npz(path: Path, tensors: list[torch.Tensor]) -> None:
             arrays[f"in{i}"] = t.numpy()
         else:
             arrays[f"in{i}"] = t.to(torch.float64 if t.is_floating_point() else torch.int64).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _origin(case: Any) -> str:
