@@ -6,8 +6,12 @@ Throughput is judged on *rounds*, not samples: the samples of one timing
 window are correlated (a slow minute moves them together), so a test that
 treats them as independent flags identical code. Each cell was timed in
 several rounds spread over its run; the change is the ratio of the medians of
-round medians, tested with Welch's t-test on log round medians (optionally
-each divided by the calibration workload timed in the same window). The
+round medians, tested with a moderated t-test on log round medians (optionally
+each divided by the calibration workload timed in the same window): with 3
+rounds a side a cell's own variance has 4 degrees of freedom, so one slow
+round makes Welch's test blind to a 20% change; the moderated test shrinks
+each cell's variance toward the typical spread of all cells (limma's
+empirical-Bayes idea, with a fixed prior weight ``PRIOR_DOF``). The
 noise floor comes from the data: ``NOISE_K`` times the typical round-to-round
 spread of the two runs (never below ``--noise-floor``). When that floor is
 above the gate's threshold, the runs are *too noisy to judge* at that
@@ -34,6 +38,7 @@ ALPHA = 0.01  # significance level of the U test (single-window rows)
 ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
 NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
 NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
+PRIOR_DOF = 4.0  # weight of the typical spread in a cell's moderated variance (as 2 extra rounds a side)
 MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
 DRIFT_FACTOR = 2.0  # max_rel_err must grow by more than this factor to count
 DRIFT_ABS_FLOOR = 1e-12  # ... and by more than this much (0 -> 1e-16 is not drift)
@@ -100,15 +105,23 @@ def u_test(baseline: list[float], current: list[float]) -> float | None:
     return float(mannwhitneyu(baseline, current, alternative="two-sided").pvalue)
 
 
-def welch_p(a: list[float], b: list[float]) -> float:
-    """Two-sided Welch t-test p-value; 0 or 1 when neither side varies."""
+def moderated_p(a: list[float], b: list[float], prior_sd: float | None, prior_dof: float = PRIOR_DOF) -> float:
+    """Two-sided p-value of a pooled t-test on ``a`` vs ``b`` whose variance
+    is shrunk toward ``prior_sd`` (the typical spread over all cells) with
+    ``prior_dof`` degrees of freedom; with no prior, the plain pooled test.
+    0 or 1 when no variance is known at all."""
     import numpy as np
+    from scipy.stats import t as student_t
 
-    if max(np.std(a), np.std(b)) <= 1e-9 * (1.0 + abs(float(np.mean(a)))):  # neither side varies
+    dof = len(a) + len(b) - 2
+    own_var = pooled_sd(a, b) ** 2
+    d0 = prior_dof if prior_sd is not None else 0.0
+    var = (d0 * (prior_sd or 0.0) ** 2 + dof * own_var) / (d0 + dof) if d0 + dof > 0 else 0.0
+    diff = float(np.mean(b) - np.mean(a))
+    if var <= 1e-18 * (1.0 + abs(float(np.mean(a)))):  # nothing varies: equal or not, exactly
         return 1.0 if math.isclose(float(np.mean(a)), float(np.mean(b)), rel_tol=1e-9) else 0.0
-    from scipy.stats import ttest_ind
-
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
+    t = diff / math.sqrt(var * (1.0 / len(a) + 1.0 / len(b)))
+    return float(2.0 * student_t.sf(abs(t), d0 + dof))
 
 
 def log_rounds(row: dict[str, Any], normalize: bool) -> list[float] | None:
@@ -165,6 +178,7 @@ class CellChange:
     throughput_basis: str = ""  # rounds, rounds/calibration, samples (one window), or ""
     round_spread: float | None = None  # pooled sd of log round medians, both runs
     rounds: int | None = None  # the fewer rounds of the two sides
+    log_rounds: tuple[list[float], list[float]] | None = field(default=None, repr=False)  # what was tested
     base_instructions: float | None = None  # instructions per call (--count-instructions)
     instructions: float | None = None
     instructions_change: float | None = None  # current / baseline - 1
@@ -234,7 +248,8 @@ def _round_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any],
 
     diff = float(np.median(lc) - np.median(lb))  # log latency: > 0 is slower
     change.throughput_change = math.exp(-diff) - 1.0
-    change.p_value = welch_p(lb, lc)
+    change.p_value = moderated_p(lb, lc, None)  # re-tested with the run's typical spread in compare_runs
+    change.log_rounds = (lb, lc)
     change.round_spread = pooled_sd(lb, lc)
     change.rounds = min(len(lb), len(lc))
     change.throughput_basis = "rounds/calibration" if normalize else "rounds"
@@ -359,7 +374,7 @@ class Comparison:
         return line
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([vars(c) for c in self.changes])
+        return pd.DataFrame([{k: v for k, v in vars(c).items() if k != "log_rounds"} for c in self.changes])
 
 
 def _key(row: dict[str, Any]) -> str:
@@ -384,7 +399,8 @@ def compare_runs(
     changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha, normalize) for k in keys]
     floor, typical = derived_noise_floor(changes, noise_floor)
     for change in changes:
-        if change.throughput_basis.startswith("rounds"):
+        if change.throughput_basis.startswith("rounds") and change.log_rounds is not None:
+            change.p_value = moderated_p(*change.log_rounds, typical)
             judge(change, floor, alpha)
     warnings = []
     single = sum(1 for c in changes if c.throughput_basis == "samples (one window)")
@@ -443,7 +459,8 @@ def _counts(comparison: Comparison) -> str:
 
 def _criteria(comparison: Comparison) -> str:
     return (f"A throughput change counts when it is significant and at least the noise floor: for cells "
-            f"timed in rounds, Welch's t-test on log round medians (p < {ROUND_ALPHA:g}) and a floor of "
+            f"timed in rounds, a t-test on log round medians, each cell's variance shrunk toward the typical "
+            f"spread (p < {ROUND_ALPHA:g}), and a floor of "
             f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
             f"{comparison.noise_floor:.1%}); a cell whose own rounds spread too much for its change is "
             f"'noisy'; cells timed in one window, a "
