@@ -19,6 +19,7 @@ def test_smoke_suite_fp32_cpu_within_tolerance(tmp_path):
         assert r["backend_ort_provider"] == "CPUExecutionProvider"
         assert r["backend_ort_graph_optimization"] == "all"
         assert r["backend_ort_intra_op_threads"] >= 1 and r["backend_ort_inter_op_threads"] >= 1
+        assert r["backend_ort_allow_spinning"] == 0  # pool threads would spin into the next timed block
         assert r["backend_opset"] >= 9
 
 
@@ -27,12 +28,14 @@ def test_options_reach_the_session(tmp_path):
                     "--backend", "onnxruntime-legacy",
                     "--backend-option", "onnxruntime-legacy.opset=14",
                     "--backend-option", "onnxruntime-legacy.graph_optimization=disable",
-                    "--backend-option", "onnxruntime-legacy.intra_op_threads=1")  # fmt: skip
+                    "--backend-option", "onnxruntime-legacy.intra_op_threads=1",
+                    "--backend-option", "onnxruntime-legacy.allow_spinning=1")  # fmt: skip
     (row,) = rows
     assert row["status"] == "pass", explain(rows)
     assert row["backend_opset"] == 14
     assert row["backend_ort_graph_optimization"] == "disable"
     assert row["backend_ort_intra_op_threads"] == 1
+    assert row["backend_ort_allow_spinning"] == 1
 
 
 def test_unexportable_model_is_an_error_row_with_the_exporters_message(tmp_path):

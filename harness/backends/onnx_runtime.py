@@ -6,7 +6,9 @@ follows the device.
 Options (``--backend-option onnxruntime.KEY=VALUE``): ``opset`` (the exporter's
 default when unset), ``graph_optimization`` (disable, basic, extended, all;
 default all), ``intra_op_threads`` / ``inter_op_threads`` (default: torch's
-thread counts, so ORT and eager use the same cores).
+thread counts, so ORT and eager use the same cores), ``allow_spinning``
+(0 or 1, default 0: ORT's pool threads otherwise spin after each call, and in
+interleaved timing that spin lands on the next block, eager's included).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ OPTIONS = {
     "graph_optimization": "ORT graph optimization level: " + ", ".join(GRAPH_OPTIMIZATION),
     "intra_op_threads": "ORT intra-op threads (default: torch.get_num_threads())",
     "inter_op_threads": "ORT inter-op threads (default: torch.get_num_interop_threads())",
+    "allow_spinning": "1: ORT's pool threads spin after each call (ORT's own default); default 0",
 }
 _ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
 
@@ -111,14 +114,17 @@ class OnnxRuntimeBackend(Backend):
             )
         intra = int(ctx.options.get("intra_op_threads", torch.get_num_threads()))
         inter = int(ctx.options.get("inter_op_threads", torch.get_num_interop_threads()))
+        spinning = str(ctx.options.get("allow_spinning", "0"))
+        if spinning not in ("0", "1"):
+            raise ValueError(f"allow_spinning={spinning!r}; valid: 0, 1")
         provider = PROVIDERS[ctx.cell.device]
         ctx.notes.update(
             exporter="dynamo" if self.dynamo else "torchscript", ort_provider=provider,
             ort_graph_optimization=level_name, ort_intra_op_threads=intra,
-            ort_inter_op_threads=inter,
+            ort_inter_op_threads=inter, ort_allow_spinning=int(spinning),
         )  # fmt: skip
 
-        load = _session_loader(ctx, level_name, intra, inter, provider)
+        load = _session_loader(ctx, level_name, (intra, inter, spinning), provider)
         key = artifact_key(
             ctx, module,
             [f"dynamo={self.dynamo}", f"opset={opset}", f"onnx={library_version('onnx')}",
@@ -146,7 +152,7 @@ class OnnxRuntimeBackend(Backend):
         return call
 
 
-def _session_loader(ctx: PrepareContext, level_name: str, intra: int, inter: int,
+def _session_loader(ctx: PrepareContext, level_name: str, threads: tuple[int, int, str],
                     provider: str) -> Callable[[Path], Any]:  # fmt: skip
     """``load(path)``: check the .onnx file and open an InferenceSession on it."""
     import onnx
@@ -165,8 +171,9 @@ def _session_loader(ctx: PrepareContext, level_name: str, intra: int, inter: int
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level_name]
-        options.intra_op_num_threads = intra
-        options.inter_op_num_threads = inter
+        options.intra_op_num_threads, options.inter_op_num_threads, spinning = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: warnings would flood the console
         try:

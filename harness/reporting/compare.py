@@ -37,6 +37,7 @@ from harness.status import BAD_STATUSES
 ALPHA = 0.01  # significance level of the U test (single-window rows)
 ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
 NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
+DISPERSION_K = 3.0  # the floor is also this many robust sds of the cells' scatter (change_dispersion)
 NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
 PRIOR_DOF = 4.0  # weight of the typical spread in a cell's moderated variance (as 2 extra rounds a side)
 MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
@@ -332,6 +333,43 @@ def derived_noise_floor(changes: list[CellChange], minimum: float = NOISE_FLOOR)
     return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
 
 
+def machine_shift(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> float | None:
+    """How much slower (> 0) or faster (< 0) the machine ran the current run:
+    the median over matched cells of the change of their calibration
+    workload's median; None when no cell has calibration figures on both sides."""
+    import numpy as np
+
+    logs = []
+    for key, cur in current.items():
+        base = baseline.get(key) or {}
+        cal_b, cal_c = base.get("calibration_round_ms"), cur.get("calibration_round_ms")
+        if isinstance(cal_b, list) and isinstance(cal_c, list) and cal_b and cal_c \
+                and min(cal_b) > 0 and min(cal_c) > 0:
+            logs.append(math.log(float(np.median(cal_c)) / float(np.median(cal_b))))
+    return math.expm1(float(np.median(logs))) if logs else None
+
+
+def change_dispersion(changes: list[CellChange], typical: float | None) -> float | None:
+    """The scatter of the round-judged cells' log throughput changes around
+    their median beyond what their rounds explain: robust sd (1.4826 MAD)
+    with the rounds' share (typical spread x sqrt(2/n)) taken out in quadrature.
+    A pull request moves a few cells, or all by one factor; cells scattered
+    widely around their median mean the machine moved them, each by its own
+    share (what ``--normalize`` cannot cancel)."""
+    import numpy as np
+
+    judged = [c for c in changes if c.log_rounds is not None and c.throughput_change is not None
+              and c.throughput_change > -1]  # fmt: skip
+    if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
+        return None
+    logs = [math.log1p(c.throughput_change) for c in judged]
+    centre = float(np.median(logs))
+    robust_sd = 1.4826 * float(np.median([abs(x - centre) for x in logs]))
+    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    explained = typical * math.sqrt(2.0 / max(rounds, 2))
+    return math.sqrt(max(0.0, robust_sd**2 - explained**2))
+
+
 @dataclass
 class Comparison:
     """Every cell's change, and what a reader must know about the two runs.
@@ -344,6 +382,8 @@ class Comparison:
     alpha: float = ALPHA
     typical_spread: float | None = None
     normalized: bool = False
+    machine_shift: float | None = None  # calibration workload, current vs baseline (> 0: slower machine)
+    dispersion: float | None = None  # robust sd of the cells' log changes (change_dispersion)
 
     def too_noisy(self, gate: Gate | None) -> bool:
         """The runs cannot resolve the gate's throughput threshold: the derived
@@ -366,6 +406,13 @@ class Comparison:
             return ""
         line = (f"Round-to-round spread (median over cells) {self.typical_spread:.1%}: noise floor "
                 f"{self.noise_floor:.1%}{' (after dividing by the calibration workload)' if self.normalized else ''}.")  # fmt: skip
+        if self.machine_shift is not None and not self.normalized and abs(self.machine_shift) >= NOISE_FLOOR:
+            line += (f" The calibration workload ran {abs(self.machine_shift):.0%} "
+                     f"{'slower' if self.machine_shift > 0 else 'faster'} in the current run: the machine's "
+                     "speed changed between the runs, so no change smaller than that is judged.")
+        if self.dispersion is not None and math.expm1(DISPERSION_K * self.dispersion) >= self.noise_floor * 0.999:
+            line += (f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
+                     "than their rounds' spread explains: the machine moved them, each by its own share.")
         if self.too_noisy(gate):
             assert gate is not None and gate.throughput is not None
             line += (f" **Too noisy to judge throughput at {gate.throughput:.0%}**: these runs cannot "
@@ -398,6 +445,12 @@ def compare_runs(
     keys = list(dict.fromkeys([*base, *cur]))
     changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha, normalize) for k in keys]
     floor, typical = derived_noise_floor(changes, noise_floor)
+    shift = machine_shift(base, cur)
+    if shift is not None and not normalize:  # cells move with the machine, each by its own share of it
+        floor = max(floor, math.expm1(abs(math.log1p(shift))))
+    dispersion = change_dispersion(changes, typical)
+    if dispersion is not None:
+        floor = max(floor, math.expm1(DISPERSION_K * dispersion))
     for change in changes:
         if change.throughput_basis.startswith("rounds") and change.log_rounds is not None:
             change.p_value = moderated_p(*change.log_rounds, typical)
@@ -423,7 +476,7 @@ def compare_runs(
         )
     elif not (fb and fc):
         warnings.append("an env.json fingerprint is missing; cannot tell whether the machines match")
-    return Comparison(changes, warnings, floor, alpha, typical, normalize)
+    return Comparison(changes, warnings, floor, alpha, typical, normalize, shift, dispersion)
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:
@@ -462,7 +515,9 @@ def _criteria(comparison: Comparison) -> str:
             f"timed in rounds, a t-test on log round medians, each cell's variance shrunk toward the typical "
             f"spread (p < {ROUND_ALPHA:g}), and a floor of "
             f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
-            f"{comparison.noise_floor:.1%}); a cell whose own rounds spread too much for its change is "
+            f"{comparison.noise_floor:.1%}; never below the change of the calibration workload between the "
+            f"runs, unless --normalize, nor below {DISPERSION_K:g} robust sds of the cells' changes around "
+            f"their median beyond what their rounds explain); a cell whose own rounds spread too much for its change is "
             f"'noisy'; cells timed in one window, a "
             f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
             f"max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
