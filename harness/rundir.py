@@ -12,6 +12,8 @@
   cache/            the run's own references under --no-cache
   errors/           full text of error messages too long for a row
   run.lock          held while a run writes here (pid, host, start time)
+  worker.log        what the worker processes printed (library warnings, IR dumps,
+                    a crash's last words): appended, never shown on the console
   localization/     per-layer tables of localized cells (.csv, .json) and their
                     minimal reproducers (-repro.py, -inputs.npz)
 ```
@@ -56,6 +58,7 @@ LOCALIZATION_DIR = "localization"
 CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
+WORKER_LOG = "worker.log"
 
 
 class RunDirError(Exception):
@@ -250,6 +253,7 @@ class RunDir:
     default_cache = property(lambda self: self.path / CACHE_DIR)
     errors_dir = property(lambda self: self.path / ERRORS_DIR)
     lock_file = property(lambda self: self.path / LOCK_FILE)
+    worker_log = property(lambda self: self.path / WORKER_LOG)
     localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
 
     def has_results(self) -> bool:

@@ -365,3 +365,17 @@ def test_fuzz_reproducer_survives_quotes_in_the_path(tmp_path, capsys):
     command = fuzz.reproducer(record)
     exec(compile(command, "<reproducer>", "exec"), {})  # replays: the .npy path survived quoting
     assert "neg on eager/cpu/fp32: agrees" in capsys.readouterr().out
+
+
+def test_library_chatter_goes_to_the_worker_log_not_the_console(tmp_path):
+    """Quiet by default: warnings, prints and C++-level writes of a worker
+    land in RUN_DIR/worker.log; the console shows the run's own lines."""
+    out = tmp_path / "run"
+    proc = run_cli("run", "--case-file", str(HOSTILE), "--suite", "chatty", "--backend", "eager",
+                   "--precision", "fp32", "--device", "cpu", "--min-time", "0.001", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CHATTY" not in proc.stdout + proc.stderr
+    log = (out / "worker.log").read_text(encoding="utf-8")
+    for line in ("CHATTY-WARNING", "CHATTY-STDOUT", "CHATTY-FD2"):
+        assert line in log
+    assert [r["status"] for r in read_rows(out)] == ["pass"]

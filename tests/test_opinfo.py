@@ -49,6 +49,14 @@ def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_p
         assert r["samples_pass"] == r["samples"] - r["samples_invalid"]
 
 
+def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_path: Path) -> None:
+    """A scripted allclose returns a bool, not a tensor: it counts as eager's 0-d tensor does."""
+    pytest.importorskip("expecttest")
+    proc = _run(cli, tmp_path / "run", "--case", "opinfo.allclose", "--backend", "eager,torchscript")
+    assert proc.returncode == 0, proc.stderr
+    assert {r["backend"]: r["status"] for r in _rows(tmp_path / "run")} == {"eager": "pass", "torchscript": "pass"}
+
+
 @pytest.mark.slow
 def test_compile_and_a_failing_export_with_reproducer(cli, tmp_path: Path) -> None:
     pytest.importorskip("expecttest")

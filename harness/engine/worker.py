@@ -8,9 +8,11 @@ between tasks."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing as mp
 import os
 import signal
+import sys
 import warnings
 from multiprocessing.connection import Connection
 from typing import Any
@@ -29,9 +31,35 @@ def quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.*")
 
 
+def output_to_worker_log(settings: RunSettings) -> None:
+    """Send this process's stdout and stderr, at the file-descriptor level so
+    C++ prints and IR dumps go too, to the run directory's worker.log: a
+    library's walls of warnings belong in a log, not on the user's console
+    (the parent's progress line). Without a run directory, nothing changes."""
+    if settings.output_dir is None:
+        return
+    from harness.rundir import RunDir
+
+    log = RunDir(settings.output_dir).worker_log
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return  # an unwritable run directory fails later, with a clearer message
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.write(2, f"-- worker {os.getpid()} started\n".encode())
+
+
 def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
     if hasattr(os, "setsid"):  # POSIX: a process group of its own, killed whole on timeout
         os.setsid()
+    output_to_worker_log(settings)
+    faulthandler.enable()  # a segfault's Python stack goes to worker.log
     quiet_warnings()
     robust_standard_streams()  # a model printing non-ASCII on a cp1252 console is not an error
     apply_thread_settings(settings)
@@ -138,7 +166,8 @@ class IsolatedExecutor:
                 return self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, RuntimeError):
             code = self._discard(kill=False)
-            return {"status": "crash", "reason": _describe_exit(code), "exit_code": code}
+            hint = "; its last output is in worker.log" if self.settings.output_dir is not None else ""
+            return {"status": "crash", "reason": _describe_exit(code) + hint, "exit_code": code}
         self._discard(kill=True)
         return {
             "status": "timeout",

@@ -43,3 +43,19 @@ class Spawner(torch.nn.Module):
 
 
 register_model("spawner", Spawner, _inputs, suites=["spawner"])
+
+
+class Chatty(torch.nn.Module):
+    """Prints as libraries do: a Python warning, a wall on stdout, and a line
+    written straight to file descriptor 2 (as C++ code would)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import warnings
+
+        warnings.warn("CHATTY-WARNING from a library", UserWarning, stacklevel=1)
+        print("CHATTY-STDOUT Torch IR graph at exception: " + "graph(%x) " * 50)
+        os.write(2, b"CHATTY-FD2 from C++\n")
+        return x * 2
+
+
+register_model("chatty", Chatty, _inputs, suites=["chatty"])
