@@ -85,21 +85,29 @@ def compare_leaf(
         return drift
     if actual.is_complex() or expected.is_complex():
         actual, expected = torch.view_as_real(actual), torch.view_as_real(expected)
-
     if not expected.is_floating_point():
-        # Integer and bool outputs (argmax, masks, ids) must match exactly.
-        unequal = actual.to(expected.dtype) != expected
-        drift.mismatches = int(unequal.sum())
-        diff = (actual.double() - expected.double()).abs()
-        drift.max_abs_err = _finite_max(diff)
-        drift.passed = drift.mismatches == 0
-        drift.tolerance_used = 0.0 if drift.passed else math.inf
-        if not drift.passed:
-            drift.reason = f"{name}: {drift.mismatches}/{drift.numel} integer elements differ"
-        return drift
+        _integer_verdict(drift, actual, expected)
+    else:
+        _float_metrics(drift, actual.double(), expected.double(), dtype, tolerance)
+        _float_verdict(drift, dtype, tolerance, policy)
+    return drift
 
-    a = actual.double()
-    e = expected.double()
+
+def _integer_verdict(drift: LeafDrift, actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Integer and bool outputs (argmax, masks, ids) must match exactly."""
+    unequal = actual.to(expected.dtype) != expected
+    drift.mismatches = int(unequal.sum())
+    drift.max_abs_err = _finite_max((actual.double() - expected.double()).abs())
+    drift.passed = drift.mismatches == 0
+    drift.tolerance_used = 0.0 if drift.passed else math.inf
+    if not drift.passed:
+        drift.reason = f"{drift.name}: {drift.mismatches}/{drift.numel} integer elements differ"
+
+
+def _float_metrics(drift: LeafDrift, a: torch.Tensor, e: torch.Tensor, dtype: torch.dtype,
+                   tolerance: Tolerance) -> None:  # fmt: skip
+    """Every drift metric of a float leaf (float64 ``a`` against ``e``), one
+    pass; ``tolerance_used`` is the elementwise one (``_float_verdict`` may replace it)."""
     nan_mismatch = torch.isnan(a) != torch.isnan(e)
     inf_mismatch = (torch.isinf(a) | torch.isinf(e)) & ~(torch.isnan(a) | torch.isnan(e)) & (a != e)
     drift.nonfinite_mismatches = int((nan_mismatch | inf_mismatch).sum())
@@ -115,7 +123,7 @@ def compare_leaf(
     drift.max_ulp = drift.max_abs_err / float(ulp(torch.tensor([scale], dtype=torch.float64), dtype)[0])
     bound = tolerance.atol + tolerance.rtol * ef.abs()
     drift.mismatches = int((diff > bound).sum()) + drift.nonfinite_mismatches
-    elementwise_used = _finite_max(diff / bound) if bool((bound > 0).all()) else \
+    drift.tolerance_used = _finite_max(diff / bound) if bool((bound > 0).all()) else \
         (0.0 if drift.max_abs_err == 0 else math.inf)
     norm_a, norm_e = float(af.norm()), float(ef.norm())
     diff_norm = float(diff.norm())
@@ -127,7 +135,11 @@ def compare_leaf(
         drift.cosine = float((af @ ef) / (norm_a * norm_e))
     drift.rel_l2 = diff_norm / norm_e if norm_e > 0 else (0.0 if diff_norm == 0 else math.inf)
 
-    drift.tolerance_used = elementwise_used
+
+def _float_verdict(drift: LeafDrift, dtype: torch.dtype, tolerance: Tolerance, policy: str) -> None:
+    """Pass or fail a float leaf whose metrics are filled: NaN/inf where the
+    reference differs always fails; models by relative L2, ops elementwise."""
+    name = drift.name
     if drift.nonfinite_mismatches:
         drift.tolerance_used = math.inf
         drift.passed = False
@@ -147,7 +159,6 @@ def compare_leaf(
                 f"{name}: {drift.mismatches}/{drift.numel} elements outside "
                 f"atol={tolerance.atol:g} rtol={tolerance.rtol:g} (max_abs_err {drift.max_abs_err:.3g})"
             )
-    return drift
 
 
 @dataclass
