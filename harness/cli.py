@@ -288,11 +288,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         for c in cases:
             print(f"{c.name:<28} {c.kind:<6} {c.description}")
     elif args.what == "suites":
+        width = max((len(name) for name in SUITES), default=0)
         for name, members in sorted(SUITES.items()):
             # A suite that cannot load here holds only placeholder cases saying why.
             unavailable = [CASES[m].extra.get("unavailable") for m in members if m in CASES]
             why = unavailable[0] if unavailable and all(unavailable) else None
-            print(f"{name:<12} unavailable: {why}" if why else f"{name:<12} {len(members)} cases")
+            print(f"{name:<{width}} unavailable: {why}" if why else f"{name:<{width}} {len(members)} cases")
     elif args.what == "backends":
         for name in backend_names():
             try:

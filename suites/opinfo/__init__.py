@@ -1,8 +1,10 @@
 """PyTorch's OpInfo database as a suite: every entry usable on the device is
 an op case whose cells run all its sample inputs (docs/opinfo.md).
 
-Suites: ``opinfo`` (every entry, every sample) and ``opinfo-ci`` (the ci
-selection: ``CI_OPS`` with at most 4 samples per cell). Without the ``opinfo``
+Suites: ``opinfo`` (every entry, every sample: nightly, sharded),
+``opinfo-sampled`` (every entry, at most 16 samples per cell: one machine)
+and ``opinfo-ci`` (the ci selection: a fixed quarter of the entries, at most
+4 samples per cell). Without the ``opinfo``
 extra (expecttest) or with a torch whose private API changed, the suite holds
 one case, ``opinfo.unavailable``, whose cells are skip rows with the reason.
 """
@@ -17,7 +19,7 @@ from suites.opinfo import expectations_file, guard, manifest
 from suites.opinfo.seeds import opinfo_seeds
 from suites.opinfo.source import OpInfoSamples, sample_dtype
 
-SUITE, CI_SUITE = "opinfo", "opinfo-ci"
+SUITE, SAMPLED_SUITE, CI_SUITE = "opinfo", "opinfo-sampled", "opinfo-ci"
 PRECISIONS = ("fp64", "fp32", "fp16", "bf16")
 
 
@@ -39,7 +41,7 @@ def _register(entry: dict, ci: bool) -> None:
         extra={"samples": OpInfoSamples(entry["name"], entry["dtypes"], entry["nondeterministic"]),
                "precisions": precisions, "opinfo": entry["name"], **extra_unavailable},
     )  # fmt: skip
-    register_case(case, [SUITE, CI_SUITE] if ci else [SUITE])
+    register_case(case, [SUITE, SAMPLED_SUITE, CI_SUITE] if ci else [SUITE, SAMPLED_SUITE])
 
 
 def _register_unavailable(reason: str) -> None:
@@ -48,7 +50,7 @@ def _register_unavailable(reason: str) -> None:
         make_inputs=lambda gen, batch: (), reinit_weights=False,
         description=f"OpInfo suite unavailable: {reason}", extra={"unavailable": reason},
     )  # fmt: skip
-    register_case(case, [SUITE, CI_SUITE])
+    register_case(case, [SUITE, SAMPLED_SUITE, CI_SUITE])
 
 
 def _load() -> None:

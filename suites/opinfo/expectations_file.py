@@ -10,6 +10,7 @@ from harness.verdicts import expectations
 
 PATH = Path(__file__).with_name("expectations.json")  # the full selection
 CI_PATH = Path(__file__).with_name("expectations-ci.json")  # the ci selection (capped samples)
+SAMPLED_PATH = Path(__file__).with_name("expectations-sampled.json")  # every entry, capped samples
 # The ci selection: a fixed fraction of the entries, chosen by a hash of the
 # name (stable across runs and machines), sized to run eager, torchscript,
 # onnxruntime and compile at fp32 on 2 cores in under 15 minutes.
@@ -21,6 +22,7 @@ def register() -> None:
     where every sample fails)."""
     expectations.register_file("opinfo", PATH)
     expectations.register_file("opinfo-ci", CI_PATH)
+    expectations.register_file("opinfo-sampled", SAMPLED_PATH)
 
 
 def in_ci_selection(name: str) -> bool:

@@ -14,8 +14,8 @@ from harness.engine.multisample import Sample, SamplesUnavailable
 from suites.opinfo import calls as calls_mod
 from suites.opinfo import guard
 
-# Suites that cap the samples per cell (the ci selection); others run every sample.
-SAMPLE_CAPS = {"opinfo-ci": 4}
+# Suites that cap the samples per cell (OpInfo's first N); ``opinfo`` runs every sample.
+SAMPLE_CAPS = {"opinfo-ci": 4, "opinfo-sampled": 16}
 FLOAT_DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16,
                 "bf16": torch.bfloat16}  # fmt: skip
 # Ops with no float dtype run at fp32 with their widest integer (or bool) dtype,
