@@ -57,6 +57,17 @@ def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_pat
     assert {r["backend"]: r["status"] for r in _rows(tmp_path / "run")} == {"eager": "pass", "torchscript": "pass"}
 
 
+def test_the_sampled_selection_caps_samples_per_cell(cli, tmp_path: Path) -> None:
+    """max_pool1d has 864 samples at fp32; opinfo-sampled runs its first 16."""
+    pytest.importorskip("expecttest")
+    out = tmp_path / "run"
+    proc = cli("run", *PLUGIN, "--suite", "opinfo-sampled", "--case", "opinfo.nn.functional.max_pool1d", "--device", "cpu",
+               "--precision", "fp32", "--backend", "eager", "--min-time", "0.005", "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (row,) = _rows(out)
+    assert row["suite"] == "opinfo-sampled" and row["status"] == "pass" and row["samples"] == 16
+
+
 @pytest.mark.slow
 def test_compile_and_a_failing_export_with_reproducer(cli, tmp_path: Path) -> None:
     pytest.importorskip("expecttest")
