@@ -1,6 +1,7 @@
 """Validate the compare gate and the paired speedup on this machine.
 
     python benchmarks/validate_gate.py [--rounds 3] [--threads 1] [--case GLOB ...] [--out DIR]
+                                       [--neighbours N]
 
 Three runs of the same selection (a few models-suite cases plus the cases of
 benchmarks/slowdown_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
@@ -17,15 +18,23 @@ Then, with the gate `--fail-on throughput=10%`:
 Each is shown for the round-based gate, the same after dividing by the
 calibration workload (--normalize), and the old one-window U test on the
 samples (for contrast). Prints the table; writes it as CSV under --out.
+
+``--neighbours N`` starts N bursty neighbour processes for the three runs
+(each busy for a random 1-6 s, then idle for a random 1-6 s, seeded): the
+shared machine the gate must survive, made on purpose.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import multiprocessing as mp
 import os
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +50,29 @@ PLANTED = ROOT / "benchmarks" / "slowdown_cases.py"
 DEFAULT_CASES = ["mlp", "lenet", "cifar_cnn", "resnet_small", "mobile_cnn", "attention_block",
                  "planted_*", "steady_*"]  # fmt: skip
 GATE = compare.Gate(throughput=0.10)
+
+
+def _neighbour(seed: int) -> None:
+    rng = random.Random(seed)
+    while True:
+        busy_until = time.perf_counter() + rng.uniform(1, 6)
+        while time.perf_counter() < busy_until:
+            pass
+        time.sleep(rng.uniform(1, 6))
+
+
+@contextlib.contextmanager
+def neighbours(count: int):
+    """``count`` bursty CPU-burning processes while the block runs."""
+    procs = [mp.get_context("spawn").Process(target=_neighbour, args=(i,), daemon=True) for i in range(count)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.join(5)
 
 
 def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) -> list[dict]:
@@ -122,14 +154,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--case", action="append", default=None, metavar="GLOB")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--neighbours", type=int, default=0, metavar="N",
+                        help="bursty CPU-burning processes beside the runs (default 0)")
     args = parser.parse_args()
     args.case = args.case or DEFAULT_CASES
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or ROOT / "reports" / f"validate-gate-{stamp}"
     cache = out / "cache"
-    a1 = run(out / "A1", cache, args, None)
-    a2 = run(out / "A2", cache, args, None)
-    b = run(out / "B", cache, args, "1.2")
+    with neighbours(args.neighbours):
+        a1 = run(out / "A1", cache, args, None)
+        a2 = run(out / "A2", cache, args, None)
+        b = run(out / "B", cache, args, "1.2")
     result = table(a1, a2, b)
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "gate.csv", index=False)
