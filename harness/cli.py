@@ -242,7 +242,7 @@ def _add_compare_command(sub: Any) -> None:
                    help="directory for compare.md and compare.html (default: CURRENT_DIR)")
     p.add_argument("--noise-floor", type=float, default=None, metavar="PERCENT",
                    help=f"the least noise floor: changes below it are always noise (default "
-                        f"{compare_mod.NOISE_FLOOR:.0%}; the floor in use is derived from the runs' rounds)")
+                        f"{compare_mod.NOISE_FLOOR:.0%}%; the floor in use is derived from the runs' rounds)")
     p.add_argument("--normalize", action="store_true",
                    help="divide each round median by the calibration workload timed in the same window")
 
@@ -396,6 +396,8 @@ _STORED_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,), "threads": (int, type(None)), "tf32": (bool,), "cudnn_benchmark": (bool,),
     "mps_fallback": (bool,), "isolate": (bool,), "no_cache": (bool,),
     "cache_dir": (str, type(None)), "backend_option": (list,), "plugins": (list,),
+    "rounds": (int,), "time_budget": (int, float, type(None)), "count_instructions": (bool,),
+    "localize": (str,), "mode": (list,), "train_steps": (int,), "optimizer": (str,),
 }
 
 
@@ -622,7 +624,6 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
 
 def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[PluginSpec]]:
     """Check the fuzz options; return (targets, profile, run dir, plugins)."""
-    from harness.engine.cases import CASES
     from harness.fuzzing import properties as fuzz
 
     plugins = _plugins(args)
@@ -716,9 +717,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     done = run_dir.done_cell_ids() if run_dir.has_results() else set()
     with run_dir.results_writer() as writer:
         for config in data.default_grid(workers, methods):
+            if data.cell_id(config, args.samples, args.batch, args.epochs) in done:
+                continue  # measured already: a resumed directory keeps its rows
             row = data.data_row(config, args.samples, args.batch, args.epochs)
-            if row["cell_id"] in done:
-                continue
             writer.append({**row, **environment.row_fields(env), "run_id": env.get("run_id")})
     rows = run_dir.rows()
     paths = report_mod.render(rows, run_dir.path, env)
@@ -798,8 +799,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
     _load(_plugins(args))
-    from harness.engine.cases import CASES
-
     case = CASES.get(args.case)
     if case is None:
         stored = ", ".join(str(p[1]) for p in sel.get("plugins", []) if isinstance(p, list) and len(p) == 2)

@@ -11,9 +11,9 @@
   benchmark (its samples as rounds), so ``--benchmark-autosave``,
   ``--benchmark-json`` and ``pytest-benchmark compare`` see the checks.
 
-A test's checks get its name and marks when the test file imports
-``torchparity.testing`` (or ``harness.testing``) at the top, uses the fixture
-or a mark, or the session has ``--parity-out``.
+A test's checks get its name and marks once any module of the session has
+imported ``torchparity.testing`` (or ``harness.testing``), when it uses the
+fixture or a mark, or when the session has ``--parity-out``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@
                     a crash's last words): appended, never shown on the console
   localization/     per-layer tables of localized cells (.csv, .json) and their
                     minimal reproducers (-repro.py, -inputs.npz)
+  samples/          worst samples of multi-sample (OpInfo) cells (.pt, tensors only)
 ```
 
 Other modules name none of these files: they ask a ``RunDir``. Reading is

@@ -126,6 +126,14 @@ def test_cpp_reads_and_writes_the_format(native_runner, tmp_path):
     _assert_same(tensor_io.load(tmp_path / "out.bin")[1], tensors)
 
 
+def test_cpp_rejects_bytes_after_the_last_entry_as_python_does(native_runner, tmp_path):
+    (tmp_path / "in.bin").write_bytes(tensor_io.encode([torch.ones(2)], ["x"]) + b"\0")
+    proc = subprocess.run([str(native_runner.binary), "--roundtrip", str(tmp_path / "in.bin"),
+                           str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=60,
+                          env=_runner_env())  # fmt: skip
+    assert proc.returncode != 0 and "bytes after the last entry" in proc.stderr + proc.stdout
+
+
 def _check_cpp_row(row: dict, python_row: dict) -> None:
     assert row["status"] == "pass", row["reason"]
     assert row["backend_python_max_abs_diff"] == 0.0

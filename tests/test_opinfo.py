@@ -4,7 +4,6 @@ sample-to-code translation that lets one module script, export and compile."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,16 +11,13 @@ import pytest
 import torch
 
 from suites.opinfo import calls
+from tests.helpers import read_rows
 
 PLUGIN = ("--plugin", "suites.opinfo")  # also an entry point once installed
 
 
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text("utf-8").splitlines()]
-
-
-def _run(cli, out: Path, *args: str):
-    return cli("run", *PLUGIN, "--suite", "opinfo", "--device", "cpu", "--precision", "fp32",
+def _run(cli, out: Path, *args: str, suite: str = "opinfo"):
+    return cli("run", *PLUGIN, "--suite", suite, "--device", "cpu", "--precision", "fp32",
                "--min-time", "0.005", "--quiet", "--out", str(out), *args)
 
 
@@ -36,7 +32,7 @@ def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_p
     proc = _run(cli, tmp_path / "run", "--case", "opinfo.add", "--case", "opinfo.bitwise_and",
                 "--backend", "eager,torchscript,onnxruntime")
     assert proc.returncode == 0, proc.stderr
-    rows = _rows(tmp_path / "run")
+    rows = read_rows(tmp_path / "run")
     assert {(r["case"], r["backend"]) for r in rows} == {
         (c, b) for c in ("opinfo.add", "opinfo.bitwise_and")
         for b in ("eager", "torchscript", "onnxruntime")}  # fmt: skip
@@ -54,17 +50,16 @@ def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_pat
     pytest.importorskip("expecttest")
     proc = _run(cli, tmp_path / "run", "--case", "opinfo.allclose", "--backend", "eager,torchscript")
     assert proc.returncode == 0, proc.stderr
-    assert {r["backend"]: r["status"] for r in _rows(tmp_path / "run")} == {"eager": "pass", "torchscript": "pass"}
+    assert {r["backend"]: r["status"] for r in read_rows(tmp_path / "run")} == {"eager": "pass", "torchscript": "pass"}
 
 
 def test_the_sampled_selection_caps_samples_per_cell(cli, tmp_path: Path) -> None:
     """max_pool1d has 864 samples at fp32; opinfo-sampled runs its first 16."""
     pytest.importorskip("expecttest")
-    out = tmp_path / "run"
-    proc = cli("run", *PLUGIN, "--suite", "opinfo-sampled", "--case", "opinfo.nn.functional.max_pool1d", "--device", "cpu",
-               "--precision", "fp32", "--backend", "eager", "--min-time", "0.005", "--quiet", "--out", str(out))
+    proc = _run(cli, tmp_path / "run", "--case", "opinfo.nn.functional.max_pool1d", "--backend", "eager",
+                suite="opinfo-sampled")
     assert proc.returncode == 0, proc.stderr
-    (row,) = _rows(out)
+    (row,) = read_rows(tmp_path / "run")
     assert row["suite"] == "opinfo-sampled" and row["status"] == "pass" and row["samples"] == 16
 
 
@@ -73,7 +68,7 @@ def test_compile_and_a_failing_export_with_reproducer(cli, tmp_path: Path) -> No
     pytest.importorskip("expecttest")
     proc = _run(cli, tmp_path / "run", "--case", "opinfo.cat", "--backend", "onnxruntime,compile")
     assert proc.returncode == 0, proc.stderr
-    rows = {r["backend"]: r for r in _rows(tmp_path / "run")}
+    rows = {r["backend"]: r for r in read_rows(tmp_path / "run")}
     assert rows["compile"]["status"] == "pass", rows["compile"]
     onnx = rows["onnxruntime"]  # the exporter rejects cat of empty tensors (torch 2.13)
     if onnx["status"] != "pass":
@@ -88,7 +83,7 @@ def test_guard_gives_a_skip_row_when_the_private_api_changed(cli, tmp_path: Path
     assert "unavailable" in line and "lack" in line
     proc = _run(cli, tmp_path / "run", "--backend", "eager", "--strict")
     assert proc.returncode == 0, proc.stderr  # a skip is no finding
-    (row,) = _rows(tmp_path / "run")
+    (row,) = read_rows(tmp_path / "run")
     assert row["case"] == "opinfo.unavailable" and row["status"] == "skip"
     assert "private API changed" in row["reason"] and row["blame"] == "harness"
 

@@ -106,6 +106,29 @@ def test_schedule_is_round_robin_over_groups_and_rows_come_after_the_last_round(
     assert "speedup_vs_eager" not in rows["a|cpu|fp32|eager"]
 
 
+def test_a_self_timed_cell_is_asked_no_further_round():
+    """The C++ runner times itself in round 1; the schedule, not a worker's
+    memory (lost with a crashed worker), keeps it out of later rounds."""
+    cells = [_cell("a", "eager"), _cell("a", "torchscript-cpp")]
+    worker = FakeWorker({"eager": 2e-3, "torchscript-cpp": 1e-3})
+    verdict = worker.verdict
+
+    def self_timing_verdict(group):
+        answers = verdict(group)
+        answers["a|cpu|fp32|torchscript-cpp"]["round"].self_timed = True
+        return answers
+
+    asked = []
+    time_round = worker.time_round
+    worker.time_round = lambda group, index: (asked.append([c.backend for c in group]), time_round(group, index))[1]
+    emitted = []
+    Schedule(group_cells(cells), RoundsConfig(rounds=3, time_budget=None)).run(
+        self_timing_verdict, worker.time_round, lambda cell, row: emitted.append((cell, row)))
+    assert asked == [["eager"], ["eager"]]
+    rows = {c.backend: row for c, row in emitted}
+    assert rows["torchscript-cpp"]["rounds"] == 1 and rows["eager"]["rounds"] == 3
+
+
 def test_budget_stops_further_rounds_and_every_cell_still_gets_its_row():
     ticks = iter(range(0, 10_000, 50))  # each clock read: 50 s later
     cells = [_cell("a", "eager"), _cell("b", "eager")]

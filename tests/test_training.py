@@ -139,3 +139,14 @@ def test_lightning_module_trains_through_its_training_step(tmp_path: Path) -> No
     train = train_rows(rows)[("lit_classifier", "fp32", "eager")]
     assert train["status"] == "pass" and train["optimizer"] == "case", explain([train])
     assert [r["status"] for r in rows if r["mode"] == "infer"] == ["pass"]
+
+
+def test_tolerance_used_is_the_worst_error_over_its_bound():
+    """The headline ranks cells by it: a train cell 10x over its loss bound reads 10, not a bound."""
+    from harness.verdicts.train_drift import TrainDrift
+
+    drift = TrainDrift(loss_rel_err=[1e-3, 0.1], loss_bounds=[0.01, 0.01], grad_rel_err=0.02, grad_bound=0.1,
+                       update_rel_err=float("nan"), update_bound=0.1, param_rel_err=0.0)  # fmt: skip
+    assert drift.columns()["tolerance_used"] == float("inf")  # NaN is beyond any bound
+    drift.update_rel_err = 0.05
+    assert drift.columns()["tolerance_used"] == pytest.approx(10.0)

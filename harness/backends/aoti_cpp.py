@@ -11,7 +11,7 @@ class AotiCppBackend(NativeBackend):
     name = "aoti-cpp"
     description = "the aoti package run from C++ (AOTIModelPackageLoader) by the native runner"
     kind = "aoti"
-    python_backend = "aoti"
+    artifact_backend = "aoti"
 
 
 BACKEND = AotiCppBackend()

@@ -36,13 +36,12 @@ _BUILD_ERRORS: dict[str, native_build.NativeBuildError] = {}
 
 
 def _checked_zip(path: Path) -> Path:
-    """The artifact's path once its zip container is whole (TorchScript files
-    and .pt2 packages are zip files): a torn cache entry fails here and is
-    rebuilt, while the runner's own load failures stay errors."""
-    with zipfile.ZipFile(path) as archive:
-        bad = archive.testzip()
-    if bad is not None:
-        raise zipfile.BadZipFile(f"{path.name}: member {bad} is corrupt")
+    """The artifact's path once its zip container opens (TorchScript files and
+    .pt2 packages are zip files): a torn file fails here and is rebuilt, while
+    the runner's own load failures stay errors. The members are not CRC-read
+    again: a cache entry's bytes were checked against its seal when read."""
+    with zipfile.ZipFile(path):
+        pass
     return path
 
 
@@ -82,17 +81,14 @@ class NativeBackend(Backend):
     kind = ""  # the runner's --kind
     returns_flat_leaves = True  # the runner flattens outputs as pytree does
 
-    @property
-    def artifact_backend(self) -> str:  # type: ignore[override]
-        """The Python counterpart: its cache key and directory are ours."""
-        return self.python_backend
-
-    python_backend = ""  # name of the Python counterpart
+    # artifact_backend (set by each subclass): the Python counterpart, whose
+    # artifact runs here; its cache key and directory are ours.
 
     def _python(self) -> Backend:
         from harness.backends import get_backend  # the registry imports backends lazily
 
-        return get_backend(self.python_backend)
+        assert self.artifact_backend
+        return get_backend(self.artifact_backend)
 
     @property
     def options(self) -> dict[str, str] | None:  # type: ignore[override]
@@ -109,7 +105,7 @@ class NativeBackend(Backend):
         build = runner_build(ctx.notes)
         # ctx carries the Python backend's cache key and directory (artifact_backend).
         artifact = self._python().artifact(module, example_inputs, ctx, _checked_zip)
-        ctx.notes["artifact_of"] = self.python_backend
+        ctx.notes["artifact_of"] = self.artifact_backend
         device = ctx.device.torch_device()
         runner = NativeRunner(build.binary, self.kind, artifact, device,
                               torch.get_num_threads(), torch.get_num_interop_threads())  # fmt: skip
@@ -138,7 +134,9 @@ class NativeBackend(Backend):
                 python_leaves = [x for x in flat_leaves(loaded(*inputs)) if isinstance(x, torch.Tensor)]
         except Exception as exc:  # the C++ row stands; say why Python could not compare
             ctx.notes["python_max_abs_diff"] = None
-            ctx.notes["python_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            from harness.engine.pipeline import first_line  # the pipeline imports backends
+
+            ctx.notes["python_error"] = first_line(exc)
             return
         if len(python_leaves) != len(leaves):
             ctx.notes["python_max_abs_diff"] = None

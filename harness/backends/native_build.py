@@ -102,7 +102,18 @@ def _banner(command: list[str]) -> str:
 
 def find_compiler() -> Compiler | None:
     """The C++ compiler cmake will use: $CXX, else the first usual one on PATH;
-    on Windows cl (on PATH, or Visual Studio through vswhere)."""
+    on Windows cl (on PATH, or Visual Studio through vswhere). Asked once per
+    ($CXX, $PATH) in a process: every cell's precheck and prepare asks."""
+    key = (os.environ.get("CXX"), os.environ.get("PATH"))
+    if key not in _COMPILERS:
+        _COMPILERS[key] = _find_compiler()
+    return _COMPILERS[key]
+
+
+_COMPILERS: dict[tuple[str | None, str | None], Compiler | None] = {}
+
+
+def _find_compiler() -> Compiler | None:
     wanted = os.environ.get("CXX")
     names = [wanted] if wanted else (["cl"] if sys.platform == "win32" else ["c++", "g++", "clang++"])
     for name in names:

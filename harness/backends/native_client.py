@@ -5,7 +5,6 @@ as JSON). Protocol: docs/native-runner.md."""
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import shutil
@@ -81,7 +80,6 @@ class NativeRunner:
                  threads: int, interop_threads: int) -> None:  # fmt: skip
         self.workdir = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
         self._stderr = open(self.workdir / "stderr.log", "wb")
-        self._chatter: collections.deque[str] = collections.deque(maxlen=20)  # model prints
         command = [str(binary), "--kind", kind, "--artifact", str(artifact), "--workdir",
                    str(self.workdir), "--device", str(device), "--threads", str(threads),
                    "--interop-threads", str(interop_threads), "--parent-pid", str(os.getpid())]  # fmt: skip
@@ -113,8 +111,7 @@ class NativeRunner:
                                         + (f"; stderr: {tail}" if tail else ""))  # fmt: skip
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if not line.startswith(PREFIX):
-                self._chatter.append(line)
-                continue
+                continue  # a model's own print, not a protocol line
             status, _, payload = line[len(PREFIX) :].partition(" ")
             if status == "error":
                 raise NativeRunnerError(payload)

@@ -152,9 +152,10 @@ class OnnxRuntimeBackend(Backend):
         return call
 
 
-def _session_loader(ctx: PrepareContext, level_name: str, threads: tuple[int, int, str],
+def _session_loader(ctx: PrepareContext, level_name: str, thread_pools: tuple[int, int, str],
                     provider: str) -> Callable[[Path], Any]:  # fmt: skip
-    """``load(path)``: check the .onnx file and open an InferenceSession on it."""
+    """``load(path)``: check the .onnx file and open an InferenceSession on it.
+    ``thread_pools``: intra-op threads, inter-op threads, allow_spinning ("0"/"1")."""
     import onnx
     import onnxruntime as ort
 
@@ -171,7 +172,7 @@ def _session_loader(ctx: PrepareContext, level_name: str, threads: tuple[int, in
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level_name]
-        options.intra_op_num_threads, options.inter_op_num_threads, spinning = threads
+        options.intra_op_num_threads, options.inter_op_num_threads, spinning = thread_pools
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -14,7 +14,7 @@ class TorchScriptCppBackend(NativeBackend):
     name = "torchscript-cpp"
     description = "the torchscript artifact run from C++ (torch::jit::load) by the native runner"
     kind = "torchscript"
-    python_backend = "torchscript"
+    artifact_backend = "torchscript"
 
 
 BACKEND = TorchScriptCppBackend()

@@ -154,6 +154,10 @@ def measure_loader(config: LoaderConfig, samples: int, batch: int, epochs: int, 
     }  # fmt: skip
 
 
+def cell_id(config: LoaderConfig, samples: int, batch: int, epochs: int) -> str:
+    return f"data|{config.label}|{samples}x{batch}x{epochs}"
+
+
 def data_row(config: LoaderConfig, samples: int, batch: int, epochs: int) -> dict[str, Any]:
     """The row of one configuration (status ``error`` with the reason when the
     loader fails, e.g. a start method this Python cannot use)."""
@@ -169,5 +173,5 @@ def data_row(config: LoaderConfig, samples: int, batch: int, epochs: int) -> dic
             row["reason"] = "pin_memory has no effect without an accelerator"
     except Exception as exc:  # noqa: BLE001 - a configuration's failure is a finding
         row.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:400])
-    row["cell_id"] = f"data|{config.label}|{samples}x{batch}x{epochs}"
+    row["cell_id"] = cell_id(config, samples, batch, epochs)
     return row

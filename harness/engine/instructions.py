@@ -60,7 +60,7 @@ def unavailable(device: str) -> str | None:
 def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Row columns: ``instructions_per_call`` (and how it was counted), or
     ``instructions_skip_reason``. ``spec``: what the child needs to rebuild
-    the cell (seed, cache_dir, threads, backend_options, plugins)."""
+    the cell (seed, cache_dir, backend_options, plugins; the child counts on 1 thread)."""
     reason = unavailable(cell.device)
     if reason:
         return {"instructions_skip_reason": reason}

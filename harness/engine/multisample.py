@@ -292,7 +292,7 @@ def _eager_and_reference(source: SampleSource, samples: list[Sample]) -> tuple[d
 
 def execute_multisample(cell: Cell, case: Case, settings: Any) -> dict[str, Any]:
     """Run one multi-sample cell and return its row (the pipeline's contract)."""
-    from harness.engine.pipeline import error_fields, tolerance_for
+    from harness.engine.pipeline import error_fields, timing_columns, tolerance_for
     from harness.engine.timing import measure
 
     row: dict[str, Any] = {"status": "pass", "reason": "", "batch": 1}
@@ -301,6 +301,7 @@ def execute_multisample(cell: Cell, case: Case, settings: Any) -> dict[str, Any]
         source: SampleSource = case.extra["samples"]
         precision = get_precision(cell.precision)
         device = get_device(cell.device)
+        row.update(device.configure(settings.device_options))  # --tf32 etc., as stage_precheck does
         try:
             samples = source.samples(precision.dtype, cell.device, cell.suite)
         except SamplesUnavailable as exc:
@@ -336,8 +337,7 @@ def execute_multisample(cell: Cell, case: Case, settings: Any) -> dict[str, Any]
                 with torch.no_grad():
                     return backend.run(prepared, inputs)
 
-            measurement = measure(call, device.time_block, settings.timing)
-            row.update(measurement.columns(1))
+            row.update(timing_columns(measure(call, device.time_block, settings.timing), 1))
     except Exception as exc:  # a cell's failure is a finding, not a crash
         row.update(error_fields(exc, stage))
     return row
@@ -397,14 +397,10 @@ def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
         print(invalid[sample.index])
         return Outcome(sample, "invalid", invalid[sample.index])
 
-    class _Settings:  # no caches, no stored outputs: a replay writes nothing
-        cache_dir = None
-        use_artifact_cache = False
-        backend_options: dict = {}
-        seed = 0
+    from harness.engine.pipeline import RunSettings
 
-    batch = _Batch()
-    _prepare_each(source, [sample], cell, precision, _Settings(), batch, eager)
+    batch = _Batch()  # no caches, no stored outputs: a replay writes nothing
+    _prepare_each(source, [sample], cell, precision, RunSettings(use_artifact_cache=False), batch, eager)
     from harness.engine.pipeline import tolerance_for
 
     tolerance = tolerance_for(case, precision)

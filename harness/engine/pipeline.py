@@ -395,12 +395,17 @@ def record_timing(s: CellState, columns: dict[str, Any]) -> None:
     s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
 
 
+def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:
+    """A one-window measurement's row columns, its samples included (compare's fallback test reads them)."""
+    return {**measurement.columns(batch), "samples_ms": [x * 1e3 for x in measurement.samples_s]}
+
+
 def stage_timing(s: CellState) -> bool:
-    """One window of timing (``--rounds 1``; rounds are ``rounds``/``warm_cells``)."""
+    """One window of timing, for cells run whole (``execute_cell``: ``assert_parity``,
+    and tasks given as a bare Cell); a run's cells are timed in rounds (``warm_cells``)."""
     measurement = self_timed(s, s.settings.timing) or measure(timed_call(s), s.device.time_block,
                                                               s.settings.timing)  # fmt: skip
-    record_timing(s, {**measurement.columns(s.case.batch),
-                      "samples_ms": [x * 1e3 for x in measurement.samples_s]})  # fmt: skip
+    record_timing(s, timing_columns(measurement, s.case.batch))
     return True
 
 
@@ -445,16 +450,25 @@ def after_cell(state: CellState) -> None:
         localize_after_cell(state.cell, state.settings, state.row)
 
 
+def own_path(cell: Cell) -> str | None:
+    """"train" or "samples" for a cell run by its own stages (engine/training.py,
+    engine/multisample.py) in one timing window; None for the stages below."""
+    if cell.mode == "train":
+        return "train"
+    case = CASES.get(cell.case)
+    return "samples" if case is not None and case.extra.get("samples") is not None else None
+
+
 def execute_cell(cell: Cell, settings: RunSettings) -> Row:
     """Run one cell through the stages and return its row (without the
     environment fields). A stage returning False ends the cell (a skip)."""
-    if cell.mode == "train":  # the train cell's own stages (engine/training.py)
+    path = own_path(cell)
+    if path == "train":  # the train cell's own stages
         from harness.engine.training import execute_train_cell
 
         return execute_train_cell(cell, settings)
-    case = CASES.get(cell.case)
-    if case is not None and case.extra.get("samples") is not None:  # several samples per cell
-        return _execute_multisample(cell, case, settings)
+    if path == "samples":  # several samples per cell
+        return _execute_multisample(cell, CASES[cell.case], settings)
     state = CellState(cell, settings)
     run_stages(state)
     after_cell(state)

@@ -30,7 +30,6 @@ from harness.engine.timing import TimingConfig
 
 DEFAULT_ROUNDS = 3
 DEFAULT_TIME_BUDGET = 300.0  # seconds for the whole run; a later round starts only within it
-SELF_TIMED = "self-timed"  # a round answer: the cell's backend timed itself in round 1; nothing more
 MIN_REPEATS_PER_ROUND = 5  # more, shorter blocks: one preemption spoils less of a round
 
 
@@ -59,7 +58,7 @@ def round_timing(config: TimingConfig, rounds: int) -> TimingConfig:
 
 
 def group_key(cell: Cell) -> tuple[str, ...]:
-    return (cell.case, cell.suite, cell.device, cell.precision, str(getattr(cell, "mode", "infer")))
+    return (cell.case, cell.suite, cell.device, cell.precision, cell.mode)
 
 
 def group_cells(cells: Iterable[Cell]) -> list[tuple[Cell, ...]]:
@@ -86,6 +85,9 @@ class RoundResult:
     number: int
     warmup_calls: int = 0
     calibration_s: float | None = None  # the calibration workload's median in the same window
+    # The cell's backend timed itself (the C++ runner, in its own process): its
+    # whole window was round 1, and the schedule times it no more.
+    self_timed: bool = False
 
 
 def log_spread(values: Sequence[float]) -> float:
@@ -102,6 +104,10 @@ class CellRounds:
 
     def add(self, result: RoundResult) -> None:
         self.rounds.append(result)
+
+    @property
+    def self_timed(self) -> bool:
+        return any(r.self_timed for r in self.rounds)
 
     @property
     def round_medians_s(self) -> list[float]:
@@ -237,7 +243,7 @@ class Schedule:
                done: int, total: int) -> None:  # fmt: skip
         last = index == self.config.rounds - 1
         for n, group in enumerate(self.groups):
-            alive = tuple(c for c in group if c.id in self.pending)
+            alive = tuple(c for c in group if c.id in self.pending and not self.pending[c.id].rounds.self_timed)
             if not alive:
                 continue
             if step:
@@ -248,8 +254,6 @@ class Schedule:
                 p = self.pending[cell.id]
                 if isinstance(answer, RoundResult):
                     p.rounds.add(answer)
-                elif answer == SELF_TIMED:
-                    continue
                 elif isinstance(answer, dict):  # the worker crashed or hung on this cell
                     p.row.update(status=answer.get("status", "crash"),
                                  reason=f"timing round {index + 1}: {answer.get('reason', '')}")

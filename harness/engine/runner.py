@@ -132,10 +132,10 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 writer.append(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
             else:
                 runnable.append(cell)
+        schedule = Schedule(group_cells(runnable), plan.rounds)
         if runnable:
             executor = _executor(plan)
             try:
-                schedule = Schedule(group_cells(runnable), plan.rounds)
                 rounds = max(1, plan.rounds.rounds)
                 schedule.run(
                     lambda g: _verdicts(executor, plan, g),
@@ -147,7 +147,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
             finally:
                 executor.close()
         if progress and todo:  # in tasks: each group's verdict and timing rounds
-            steps = Schedule(group_cells(runnable), plan.rounds).total_steps or 1
+            steps = schedule.total_steps or 1
             progress(steps, steps, todo[-1], time.perf_counter() - started)
     return run_dir.rows()
 

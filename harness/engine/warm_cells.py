@@ -22,12 +22,13 @@ from harness.engine.pipeline import (
     RunSettings,
     after_cell,
     execute_cell,
+    own_path,
     record_timing,
     run_stages,
     self_timed,
     timed_call,
 )
-from harness.engine.rounds import DEFAULT_ROUNDS, SELF_TIMED, RoundResult, round_timing
+from harness.engine.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
 from harness.engine.timing import block_size, measure_interleaved, synced_time_block, warm_up
 
 MAX_KEPT = 64  # prepared cells a worker keeps warm; older ones are prepared again when needed
@@ -50,16 +51,6 @@ class RoundTask:
     rounds: int
 
 
-def has_own_path(cell: Cell) -> bool:
-    """A train cell or a multisample case runs its own stages (pipeline.execute_cell),
-    timed in one window; rounds and pairing are for inference cells."""
-    from harness.engine.cases import CASES
-
-    case = CASES.get(cell.case)
-    return getattr(cell, "mode", "infer") == "train" or (
-        case is not None and case.extra.get("samples") is not None)
-
-
 class WarmCells:
     """Prepared cells of one worker, least recently used first."""
 
@@ -68,7 +59,6 @@ class WarmCells:
         self.keep = keep
         self.states: OrderedDict[str, CellState] = OrderedDict()
         self.numbers: dict[str, int] = {}  # calls per block, fixed in round 1
-        self.self_timed: set[str] = set()  # cells whose backend timed itself in round 1
         self._calibration = calibration_workload()
         # Warm the calibration and fix its block size now: worker start-up is not any cell's time.
         config = round_timing(settings.timing, DEFAULT_ROUNDS)
@@ -89,15 +79,13 @@ class WarmCells:
         config = round_timing(self.settings.timing, rounds)
         out: dict[str, RoundResult | str] = {}
         for state in states:
-            if state.cell.id in self.self_timed:
-                out[state.cell.id] = SELF_TIMED
-                continue
             # A backend that times itself (the C++ runner, in its own process) gets its
-            # whole window in round 1 and is finalized then (which may close its runner).
+            # whole window in round 1 and is finalized then (which may close its runner);
+            # the schedule asks no further round of it.
             own = self_timed(state, self.settings.timing) if index == 0 else None
             if own is not None:
-                out[state.cell.id] = RoundResult(index, own.samples_s, own.number, own.warmup_calls)
-                self.self_timed.add(state.cell.id)
+                out[state.cell.id] = RoundResult(index, own.samples_s, own.number, own.warmup_calls,
+                                               self_timed=True)  # fmt: skip
         states = [s for s in states if s.cell.id not in out]
         if not states:
             return out
@@ -118,10 +106,10 @@ class WarmCells:
     def verdict(self, task: VerdictTask) -> dict[str, dict[str, Any]]:
         """Each cell's row (verdict, no timing columns) and round 1."""
         states, every, rows = [], [], {}
-        own_path: dict[str, dict[str, Any]] = {}
+        own_rows: dict[str, dict[str, Any]] = {}
         for cell in task.cells:
-            if has_own_path(cell):  # train and multisample cells: their own stages, one window
-                own_path[cell.id] = {"row": execute_cell(cell, self.settings), "round": None}
+            if own_path(cell):  # train and multisample cells: their own stages, one window
+                own_rows[cell.id] = {"row": execute_cell(cell, self.settings), "round": None}
                 continue
             state = CellState(cell, self.settings)
             if run_stages(state, VERDICT_STAGES):
@@ -134,7 +122,7 @@ class WarmCells:
             record_timing(state, {})  # peak memory, threads, backend notes after round 1
         for state in every:
             after_cell(state)  # localization, as execute_cell does
-        return {**{cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}, **own_path}
+        return {**{cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}, **own_rows}
 
     def time_round(self, task: RoundTask) -> dict[str, RoundResult | str]:
         """Round ``task.index`` of the group; a cell that cannot be prepared

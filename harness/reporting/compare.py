@@ -370,6 +370,11 @@ def change_dispersion(changes: list[CellChange], typical: float | None) -> float
     return math.sqrt(max(0.0, robust_sd**2 - explained**2))
 
 
+def dispersion_floor(dispersion: float) -> float:
+    """The relative change ``DISPERSION_K`` robust sds of unexplained scatter amount to."""
+    return math.expm1(DISPERSION_K * dispersion)
+
+
 @dataclass
 class Comparison:
     """Every cell's change, and what a reader must know about the two runs.
@@ -410,7 +415,7 @@ class Comparison:
             line += (f" The calibration workload ran {abs(self.machine_shift):.0%} "
                      f"{'slower' if self.machine_shift > 0 else 'faster'} in the current run: the machine's "
                      "speed changed between the runs, so no change smaller than that is judged.")
-        if self.dispersion is not None and math.expm1(DISPERSION_K * self.dispersion) >= self.noise_floor * 0.999:
+        if self.dispersion is not None and dispersion_floor(self.dispersion) >= self.noise_floor:  # it set the floor
             line += (f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
                      "than their rounds' spread explains: the machine moved them, each by its own share.")
         if self.too_noisy(gate):
@@ -450,7 +455,7 @@ def compare_runs(
         floor = max(floor, math.expm1(abs(math.log1p(shift))))
     dispersion = change_dispersion(changes, typical)
     if dispersion is not None:
-        floor = max(floor, math.expm1(DISPERSION_K * dispersion))
+        floor = max(floor, dispersion_floor(dispersion))
     for change in changes:
         if change.throughput_basis.startswith("rounds") and change.log_rounds is not None:
             change.p_value = moderated_p(*change.log_rounds, typical)

@@ -300,6 +300,13 @@ def _cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return frame[[c for c in names if c in frame.columns]]
 
 
+def _table_section(title: str, table: pd.DataFrame, anchor: str, note: str) -> list[str]:
+    """A section of a muted note over ``table``; none when the table is empty."""
+    if table.empty:
+        return []
+    return [h.section(title, f"<p class='muted'>{note}</p>" + h.table(table, anchor), anchor)]
+
+
 def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Throughput and paired speedup, Python vs C++, latency distributions."""
     sections: list[str] = []
@@ -316,15 +323,10 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
         + h.table(throughput, "throughput"),
         "throughput",
     ))  # fmt: skip
-    native = native_vs_python(frame)
-    if not native.empty:
-        sections.append(h.section(
-            "Python vs C++",
-            "<p class='muted'>the same artifact run from Python and by the C++ runner: median "
-            "latency per call, the ratio C++/Python, and the Python front end's cost per call.</p>"
-            + h.table(native, "native"),
-            "native",
-        ))  # fmt: skip
+    sections += _table_section(
+        "Python vs C++", native_vs_python(frame), "native",
+        "the same artifact run from Python and by the C++ runner: median latency per call, the ratio "
+        "C++/Python, and the Python front end's cost per call.")  # fmt: skip
     sections.append(h.section(
         "Latency distributions",
         "<p class='muted'>per-call latency of each timed block (box: quartiles).</p>"
@@ -356,27 +358,20 @@ def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
 
 def _mode_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Training, DataLoader and blame tables, when the run has such rows."""
-    sections: list[str] = []
-    train, data = training_table(rows), dataloader_table(rows)
-    if not train.empty:
-        sections.append(h.section(
-            "Training", "<p class='muted'>train cells: relative errors vs the fp64 reference training "
-            "run beside their bounds (docs/training.md); step throughput; compile time in prepare_s.</p>"
-            + h.table(train, "training"), "training"))  # fmt: skip
-    if not data.empty:
-        sections.append(h.section(
-            "DataLoader", "<p class='muted'>synthetic CIFAR-10 through torch.utils.data.DataLoader; peak "
-            "memory includes the worker processes.</p>" + h.table(data, "dataloader"), "dataloader"))  # fmt: skip
-    blame = blame_counts(frame)
-    if not blame.empty:
-        sections.append(h.section(
-            "Blame",
-            "<p class='muted'>non-pass cells per backend and blamed component "
-            "(from the expectations file, else guessed by rule: column blame_source).</p>"
-            + h.table(blame.reset_index(), "blame"),
-            "blame",
-        ))  # fmt: skip
-    return sections
+    return [
+        *_table_section(
+            "Training", training_table(rows), "training",
+            "train cells: relative errors vs the fp64 reference training run beside their bounds "
+            "(docs/training.md); step throughput; compile time in prepare_s."),
+        *_table_section(
+            "DataLoader", dataloader_table(rows), "dataloader",
+            "synthetic CIFAR-10 through torch.utils.data.DataLoader; peak memory includes the worker "
+            "processes."),
+        *_table_section(
+            "Blame", blame_counts(frame).reset_index(), "blame",
+            "non-pass cells per backend and blamed component (from the expectations file, else guessed "
+            "by rule: column blame_source)."),
+    ]  # fmt: skip
 
 
 def report_html(

@@ -46,7 +46,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         if _ORT.search(reason):
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
-    if backend in ("compile", "aoti"):
+    if backend in ("compile", "aoti", "aoti-cpp"):
         if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
             return "inductor"  # wrong values, or code generation and C++ compilation running away
         return "pytorch"  # dynamo tracing, fake tensors, decompositions

@@ -40,7 +40,6 @@ def _inputs_npz(path: Path, tensors: list[torch.Tensor]) -> None:
     arrays = {}
     for i, t in enumerate(tensors):
         t = t.detach().cpu()
-        t = t.to(torch.float64) if t.is_floating_point() else t
         if t.dtype == torch.bool or t.dtype.is_complex:
             arrays[f"in{i}"] = t.numpy()
         else:

@@ -126,15 +126,24 @@ class TrainDrift:
             "update_bound": self.update_bound,
             "param_rel_err": self.param_rel_err,
             "max_rel_err": max([*self.loss_rel_err, self.grad_rel_err, self.update_rel_err]),
-            "tolerance_used": self.update_bound,
+            "tolerance_used": max(_share(e, b) for e, b in zip(
+                [*self.loss_rel_err, self.grad_rel_err, self.update_rel_err],
+                [*self.loss_bounds, self.grad_bound, self.update_bound], strict=False)),
             "worst_grad_tensor": self.worst_grad,
             "worst_update_tensor": self.worst_update,
         }
 
 
+def _share(err: float, bound: float) -> float:
+    """An error as a share of its bound (> 1 fails); NaN is beyond any bound."""
+    if math.isnan(err):
+        return math.inf
+    return err / bound if bound > 0 else (0.0 if err == 0 else math.inf)
+
+
 def bounds(dtype: torch.dtype, param_dtype: torch.dtype, steps: int, kappa: dict[str, Any],
            param_ratio: float) -> tuple[list[float], float, float]:  # fmt: skip
-    """(loss bounds per step, gradient bound, update bound, uncapped) for
+    """(loss bounds per step, gradient bound, update bound) for
     compute ``dtype``; the weights are stored (rounded each step) in ``param_dtype``."""
     u, c = unit_roundoff(dtype), CONDITIONING_FACTOR
     loss = [u * (LOSS_UNIT_ROUNDOFFS * (k + 1) + c * kappa["loss"][k]) for k in range(steps)]

@@ -10,7 +10,6 @@ Regenerate the checked-in one with ``python -m suites.opinfo.manifest``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ CHECKED_IN = Path(__file__).with_name("manifest.json")
 
 
 def _cache_path() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "torchparity" / f"opinfo-manifest-{guard.torch_release()}.json"
+    from harness.cache import default_cache_dir  # the per-user cache, by the OS's convention
+
+    return default_cache_dir() / f"opinfo-manifest-{guard.torch_release()}.json"
 
 
 def build() -> dict[str, Any]:
@@ -54,10 +54,10 @@ def load() -> dict[str, Any]:
             pass
     data = build()
     if default_module:
+        from harness.rundir import atomic_write_text
+
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        tmp.replace(cache)
+        atomic_write_text(cache, json.dumps(data))
     return data
 
 

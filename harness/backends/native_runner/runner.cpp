@@ -141,6 +141,8 @@ std::vector<Named> read_tensors(const std::string& path) {
     r.at += nbytes;
     out.push_back(std::move(item));
   }
+  if (r.at != r.bytes.size())  // as tensor_io.decode: a longer file is not this one
+    throw std::runtime_error(path + ": bytes after the last entry");
   return out;
 }
 
