@@ -67,6 +67,10 @@ def main(job_path: str, rank_text: str) -> int:
         # The parameters compared are those after the compared steps, not after timing.
         torch.save({k: ([t.cpu() for t in v] if k in ("grads", "params0", "params") else v)
                     for k, v in result.items()}, Path(job["out"]) / f"rank{rank}.pt")  # fmt: skip
+        # The no_sync steps end with no collective: without this, one rank can tear the
+        # group down while the other still runs, and gloo aborts that one at exit
+        # ("terminate called without an active exception", seen once in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0
