@@ -104,7 +104,7 @@ def fuzz(session: nox.Session) -> None:
 # Fails when a C++ cell does not pass where its Python counterpart passes.
 _PARITY_CHECK = """
 import sys
-from harness.rundir import RunDir
+from torchparity._core.rundir import RunDir
 rows = {(r["case"], r["device"], r["precision"], r["backend"]): r for r in RunDir(sys.argv[1]).rows()}
 bad = [k for k, r in rows.items() if not k[3].endswith("-cpp") and r["status"] == "pass"
        and rows.get((*k[:3], k[3] + "-cpp"), {}).get("status") != "pass"]
@@ -130,7 +130,7 @@ def native(session: nox.Session) -> None:
 @nox.session
 def opinfo(session: nox.Session) -> None:
     """The OpInfo ci selection (suite opinfo-ci) on eager, TorchScript, ONNX Runtime and compile
-    at fp32 on the CPU, judged against suites/opinfo/expectations-ci.json (--strict); args after -- go to `torchparity run`."""
+    at fp32 on the CPU, judged against src/torchparity/suites/opinfo/expectations-ci.json (--strict); args after -- go to `torchparity run`."""
     install(session, "opinfo")  # expecttest: OpInfo's import needs it
     session.run("torchparity", "run", *OPINFO_CI, *session.posargs)
 

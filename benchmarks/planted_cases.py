@@ -23,7 +23,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch import nn
 
-from harness import Backend, PrepareContext, register_backend, register_model
+from torchparity import Backend, PrepareContext, register_backend, register_model
 
 
 class NaiveLogSumExp(nn.Module):

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 ENV = "TORCHPARITY_PLANTED_SLOWDOWN"
 LAYERS = 10

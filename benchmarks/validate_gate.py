@@ -43,8 +43,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.reporting import compare  # noqa: E402
-from harness.rundir import RunDir  # noqa: E402
+from torchparity._core.rundir import RunDir  # noqa: E402
+from torchparity.report import compare  # noqa: E402
 
 PLANTED = ROOT / "benchmarks" / "slowdown_cases.py"
 DEFAULT_CASES = ["mlp", "lenet", "cifar_cnn", "resnet_small", "mobile_cnn", "attention_block",
@@ -80,7 +80,7 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
     env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
     if slowdown:
         env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
-    cmd = [sys.executable, "-m", "harness", "run", "--case-file", str(PLANTED), "--suite", "models",
+    cmd = [sys.executable, "-m", "torchparity", "run", "--case-file", str(PLANTED), "--suite", "models",
            "--backend", "eager,onnxruntime", "--device", "cpu", "--precision", "fp32",
            "--threads", str(args.threads), "--rounds", str(args.rounds), "--time-budget", "0",
            "--cache-dir", str(cache), "--out", str(out), "--quiet"]  # fmt: skip

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from harness.backends.aoti import _compiler_missing  # noqa: E402
-from harness.engine.cases import CASES, load_all, suite_cases  # noqa: E402
-from harness.engine.matrix import Cell  # noqa: E402
-from harness.engine.pipeline import RunSettings  # noqa: E402
-from harness.verdicts import localize as loc_mod  # noqa: E402
+from torchparity.axes.matrix import Cell  # noqa: E402
+from torchparity.backends.aoti import _compiler_missing  # noqa: E402
+from torchparity.cases.case import CASES, load_all, suite_cases  # noqa: E402
+from torchparity.cell.pipeline import RunSettings  # noqa: E402
+from torchparity.diagnose import localize as loc_mod  # noqa: E402
 
 PLANTED = ROOT / "benchmarks" / "planted_cases.py"
 TARGET_RATE = 0.95
@@ -62,8 +62,8 @@ class Trial:
 
 def perturb_targets(case: str, seed: int = 0) -> list[str]:
     """The first, middle and last layer with parameters of ``case``'s model."""
-    from harness.engine.inputs import cast_inputs
-    from harness.engine.reference import build_inputs, build_module
+    from torchparity.cases.inputs import cast_inputs
+    from torchparity.cases.reference import build_inputs, build_module
 
     module = build_module(CASES[case], seed)
     inputs = cast_inputs(build_inputs(CASES[case], seed), torch.float64, torch.device("cpu"))

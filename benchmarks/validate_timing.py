@@ -3,7 +3,7 @@
     python benchmarks/validate_timing.py [--min-time 0.2] [--rounds 3] [--skip-repeatability]
 
 Part 1 (accuracy): for a ladder of workloads from ~1 us to ~100 ms, the
-harness's median (harness.engine.timing.measure) against torch.utils.benchmark.Timer's
+harness's median (torchparity.timing.timer.measure) against torch.utils.benchmark.Timer's
 blocked_autorange median, measured in this process, alternating A/B for
 ``--rounds`` rounds; the ratio is median(harness) / median(Timer).
 Targets: |ratio - 1| <= 5% for workloads of 10 us and more.
@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 import torch.utils.benchmark as tub
 
-from harness.engine.timing import TimingConfig, measure
+from torchparity.timing.timer import TimingConfig, measure
 
 
 def ladder() -> list[tuple[str, Callable[[], object]]]:
@@ -45,7 +45,7 @@ def ladder() -> list[tuple[str, Callable[[], object]]]:
     for n in (32, 96, 256, 512, 1024, 1536):
         x, y = torch.randn(n, n), torch.randn(n, n)
         work.append((f"matmul {n}x{n}", lambda x=x, y=y: torch.mm(x, y)))
-    from suites.models.vision import SmallResNet
+    from torchparity.suites.models.vision import SmallResNet
 
     model = SmallResNet().eval()
     img = torch.randn(8, 3, 32, 32)
@@ -104,7 +104,7 @@ def repeatability(out: Path, min_time: float, threads: int | None) -> pd.DataFra
     label = f"threads-{threads}" if threads else "threads-default"
     for i in (1, 2):
         run_dir = out / f"models-{label}-{i}"
-        cmd = [sys.executable, "-m", "harness", "run", "--suite", "models", "--device", "cpu",
+        cmd = [sys.executable, "-m", "torchparity", "run", "--suite", "models", "--device", "cpu",
                "--out", str(run_dir), "--quiet", "--min-time", str(min_time)]  # fmt: skip
         if threads:
             cmd += ["--threads", str(threads)]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.rundir import JsonlWriter, RunDir
+from torchparity._core.rundir import JsonlWriter, RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -23,7 +23,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "harness", *args]
+    return [sys.executable, "-m", "torchparity", *args]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,

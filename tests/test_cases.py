@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from harness.engine.cases import (
+from torchparity.cases.case import (
     CASES,
     SUITES,
     KnownFailure,
@@ -12,7 +12,7 @@ from harness.engine.cases import (
     register_model,
     select_cases,
 )
-from harness.engine.outputs import flatten
+from torchparity.cases.outputs import flatten
 
 
 def test_case_file_registers_through_the_public_api(tiny_cases):

@@ -93,7 +93,7 @@ def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "torchparity"
-    shim.write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" -m harness "$@"\n', encoding="utf-8")
+    shim.write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8")
     shim.chmod(0o755)
     script = tmp_path / "merge.sh"
     script.write_text(_workflow_step_script("Merge into one cross-platform report"), encoding="utf-8")

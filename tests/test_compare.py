@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.reporting import compare
 from tests.helpers import read_env, read_rows, write_env, write_rows
+from torchparity.report import compare
 
 _rows = read_rows
 _write_rows = write_rows

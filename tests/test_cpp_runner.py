@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 
-from harness.backends import native_build, tensor_io
 from tests.backend_runs import by_cell, explain, run_rows
 from tests.helpers import DATA, read_rows, run_cli
+from torchparity.backends import native_build, tensor_io
 
 NATIVE = DATA / "native_cases.py"
 CASES = ("--case-file", str(NATIVE), "--suite", "native", "--precision", "fp32")
@@ -110,7 +110,7 @@ def test_runner_builds_once_and_is_cached(native_runner):
 
 
 def _runner_env() -> dict[str, str]:
-    from harness.backends.native_client import _runner_env
+    from torchparity.backends.native_client import _runner_env
 
     return _runner_env()
 
@@ -233,7 +233,7 @@ def test_runner_error_names_the_libtorch_error(native_runner, tmp_path):
     """An artifact that fails inside libtorch: the runner answers with the
     line that says why (not TorchScript's "The following operation failed")
     and keeps serving."""
-    from harness.backends.native_client import NativeRunner, NativeRunnerError
+    from torchparity.backends.native_client import NativeRunner, NativeRunnerError
 
     path = tmp_path / "linear.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(path))

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.backends import register_backend
-from harness.backends.base import Backend
-from harness.engine.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevice, get_device
-from harness.engine.matrix import Cell
-from harness.engine.pipeline import precheck
-from harness.rundir import RunDir
 from tests.helpers import DATA, read_env
+from torchparity._core.rundir import RunDir
+from torchparity.axes.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevice, get_device
+from torchparity.axes.matrix import Cell
+from torchparity.backends import register_backend
+from torchparity.backends.base import Backend
+from torchparity.cell.pipeline import precheck
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 needs_mps = pytest.mark.skipif(not torch.backends.mps.is_available(), reason="no MPS device here")

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from harness.engine.precision import MODEL_REL_L2, Tolerance, default_tolerance
-from harness.verdicts.drift import compare, compare_leaf, max_abs_diff, ulp
+from torchparity.axes.precision import MODEL_REL_L2, Tolerance, default_tolerance
+from torchparity.verdicts.drift import compare, compare_leaf, max_abs_diff, ulp
 
 TOL32 = default_tolerance(torch.float32)
 

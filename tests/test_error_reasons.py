@@ -1,6 +1,6 @@
 """The `reason` of an error row: the first meaningful line, through wrappers."""
 
-from harness.engine.pipeline import first_line
+from torchparity._core.errors import first_line
 
 
 def _chained(outer: Exception, inner: Exception) -> Exception:

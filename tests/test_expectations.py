@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.verdicts import blame, expectations
 from tests.conftest import DATA, ROOT
+from torchparity.verdicts import blame, expectations
 
 CASES = DATA / "expectation_cases.py"
 
@@ -22,7 +22,7 @@ def _run(path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--case-file", str(CASES), "--suite", "expect_demo",
+        [sys.executable, "-m", "torchparity", "run", "--case-file", str(CASES), "--suite", "expect_demo",
          "--backend", "eager", "--device", "cpu", "--precision", "fp32", "--min-time", "0.005",
          "--no-isolate", "--quiet", "--out", str(out), *extra],
         capture_output=True, text=True, encoding="utf-8", env=env, timeout=300,
@@ -99,10 +99,10 @@ def _check_multisample_row(row: dict, run_dir: Path, path: Path) -> None:
     assert row["worst_sample"] == 1 and "linspace(3)" in row["reason"]
     assert "Non-pass cells by blame" in (run_dir / "summary.md").read_text("utf-8")
     command = row["reproducer"].split()
-    assert command[:3] == ["python", "-m", "harness.engine.multisample"]
+    assert command[:3] == ["python", "-m", "torchparity.cell.multisample"]
     env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path), "PYTHONPATH": str(ROOT)}
-    code = ("import sys; from harness.engine.cases import load_plugin; "  # the case file is a plugin
-            f"load_plugin(('file', {str(CASES)!r})); from harness.engine.multisample import main; "
+    code = ("import sys; from torchparity.cases.case import load_plugin; "  # the case file is a plugin
+            f"load_plugin(('file', {str(CASES)!r})); from torchparity.cell.multisample import main; "
             f"sys.exit(main([{command[3]!r}]))")
     replay = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=120)  # fmt: skip

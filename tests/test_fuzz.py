@@ -1,4 +1,4 @@
-"""Units of harness/fuzz.py: exact reproducer expressions, profiles, records."""
+"""Units of src/torchparity/fuzz.py: exact reproducer expressions, profiles, records."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.engine.cases import CASES, load_all
-from harness.fuzzing import properties as fuzz
+from torchparity.cases.case import CASES, load_all
+from torchparity.fuzz import properties as fuzz
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_precision_limited_op_is_skipped(tmp_path: Path) -> None:
 
 
 def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
-    from harness import Backend, register_backend
+    from torchparity import Backend, register_backend
 
     calls: list[tuple] = []
 
@@ -105,7 +105,7 @@ def test_time_budget_gives_cheap_backends_many_examples(tmp_path: Path) -> None:
 def test_time_budget_reuses_costly_signatures(tmp_path: Path) -> None:
     import time as _time
 
-    from harness import Backend, register_backend
+    from torchparity import Backend, register_backend
 
     prepared: list[tuple] = []
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.cases import CASES, load_all
-from harness.fuzzing import properties as fuzz
 from tests.helpers import read_rows
+from torchparity.cases.case import CASES, load_all
+from torchparity.fuzz import properties as fuzz
 
 PLUGIN = Path(__file__).parent / "data" / "fuzz_backends.py"
 
@@ -38,7 +38,7 @@ def test_wrong_backend_is_caught_in_ci_profile(backend: str, op: str, tmp_path: 
     d = result.divergence
     assert d is not None and d["kind"] == "mismatch" and d["status"] == "new"
     assert d["inputs"] and d["actual"] and d["expected"]
-    assert d["reproducer"].startswith("import torch; from harness.fuzzing.properties import replay;")
+    assert d["reproducer"].startswith("import torch; from torchparity.fuzz.properties import replay;")
     # bounded: the time budget draws more examples for a cheap backend, never past its cap
     assert result.row["examples"] <= fuzz.PROFILES["ci"].max_budget_examples * 2
 

@@ -15,9 +15,6 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import cache
-from harness.cli import main
-from harness.rundir import RunDir, safe_file_stem
 from tests.helpers import (
     DATA,
     cli_command,
@@ -28,6 +25,10 @@ from tests.helpers import (
     write_env,
     write_rows,
 )
+from torchparity._core import cache
+from torchparity._core.files import safe_file_stem
+from torchparity._core.rundir import RunDir
+from torchparity.cli import main
 
 HOSTILE = DATA / "hostile_cases.py"
 TINY = DATA / "tiny_cases.py"
@@ -263,7 +264,7 @@ def test_bad_numbers_and_paths_are_refused_at_the_parser(tmp_path, capsys):
 @pytest.mark.parametrize("source, message", [
     ("def broken(:\n", "line 1: SyntaxError"),
     ("import torch\nraise ValueError('no GPU here')\n", "line 2: ValueError: no GPU here"),
-    ("from harness import register_model\nimport torch\nfor _ in range(2):\n"
+    ("from torchparity import register_model\nimport torch\nfor _ in range(2):\n"
      "    register_model('hostile_twice', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n",
      "'hostile_twice' is registered twice in the same file"),
 ])
@@ -277,7 +278,7 @@ def test_case_file_errors_name_the_file_and_line(tmp_path, capsys, source, messa
 def test_a_clash_between_two_files_names_both(tmp_path, capsys):
     paths = [tmp_path / "first.py", tmp_path / "second.py"]
     for path in paths:
-        path.write_text("from harness import register_model\nimport torch\nregister_model("
+        path.write_text("from torchparity import register_model\nimport torch\nregister_model("
                         "'hostile_clash', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n")
     line = usage_error(capsys, "list", "--case-file", paths[0], "--case-file", paths[1])
     assert all(str(p) in line for p in paths)
@@ -356,7 +357,7 @@ def test_list_into_a_closed_pipe_is_quiet():
 
 
 def test_fuzz_reproducer_survives_quotes_in_the_path(tmp_path, capsys):
-    from harness.fuzzing import properties as fuzz
+    from torchparity.fuzz import properties as fuzz
 
     directory = tmp_path / "it's \"quoted\"" if os.name != "nt" else tmp_path / "it's"
     record = {"op": "neg", "backend": "eager", "precision": "fp32", "device": "cpu",

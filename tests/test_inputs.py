@@ -1,6 +1,6 @@
 import torch
 
-from harness.engine.inputs import InputGen, cast_inputs, init_weights, tensor_digest
+from torchparity.cases.inputs import InputGen, cast_inputs, init_weights, tensor_digest
 
 
 def test_pinned_digest_of_a_known_input():

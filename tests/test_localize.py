@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.rundir import RunDir
 from tests.backend_runs import by_cell, explain, run_rows
 from tests.helpers import ROOT, run_cli
+from torchparity._core.rundir import RunDir
 
 PLANTED = str(ROOT / "benchmarks" / "planted_cases.py")
 CELL = ("planted_overflow", "fp16", "eager")

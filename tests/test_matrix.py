@@ -1,7 +1,7 @@
 import pytest
 
-from harness.engine.cases import Case
-from harness.engine.matrix import expand, parse_shard, shard
+from torchparity.axes.matrix import expand, parse_shard, shard
+from torchparity.cases.case import Case
 
 
 def _cases(n):

@@ -1,7 +1,7 @@
 import pytest
 
-from harness.engine.measurement import Measurement
-from harness.engine.timing import TimingConfig, measure, synced_time_block
+from torchparity.timing.measurement import Measurement
+from torchparity.timing.timer import TimingConfig, measure, synced_time_block
 
 
 def test_statistics_derive_from_samples():

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from harness import output_store
-from harness.reporting import merge
-from harness.rundir import RunDir
 from tests.helpers import read_env, read_rows, write_env, write_rows
+from torchparity._core import output_store
+from torchparity._core.rundir import RunDir
+from torchparity.report import merge
 
 
 def _as_other_machine(sample_run, dest):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from suites.opinfo import calls
 from tests.helpers import read_rows
+from torchparity.suites.opinfo import calls
 
-PLUGIN = ("--plugin", "suites.opinfo")  # also an entry point once installed
+PLUGIN = ("--plugin", "torchparity.suites.opinfo")  # also an entry point once installed
 
 
 def _run(cli, out: Path, *args: str, suite: str = "opinfo"):

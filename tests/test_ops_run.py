@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from harness.engine.cases import CASES, exact_in_every_precision, load_all, op_module
 from tests.helpers import read_rows
+from torchparity.cases.case import CASES, exact_in_every_precision, load_all, op_module
 
 
 def test_run_suite_ops_lands_op_rows(cli, tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from harness import output_store
-from harness.rundir import RunDir
 from tests.helpers import read_rows
+from torchparity._core import output_store
+from torchparity._core.rundir import RunDir
 
 
 def test_small_leaf_is_stored_whole_and_round_trips(tmp_path):

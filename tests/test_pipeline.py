@@ -9,13 +9,18 @@ import sys
 import pytest
 import torch
 
-from harness.backends import get_backend
-from harness.engine.cases import Case
-from harness.engine.outputs import Flattened, flatten
-from harness.engine.pipeline import NothingToCompare, check_comparable, mutated_inputs, name_outputs
-from harness.engine.reference import Reference
 from tests.backend_runs import by_cell, explain, run_rows
 from tests.helpers import DATA, read_rows
+from torchparity.backends import get_backend
+from torchparity.cases.case import Case
+from torchparity.cases.outputs import Flattened, flatten
+from torchparity.cases.reference import Reference
+from torchparity.cell.pipeline import (
+    NothingToCompare,
+    check_comparable,
+    mutated_inputs,
+    name_outputs,
+)
 
 CASES = DATA / "pipeline_cases.py"
 
@@ -50,7 +55,7 @@ def test_a_model_that_edits_its_inputs_gets_the_same_verdict_in_any_order(tmp_pa
 
 def test_an_edited_model_is_not_judged_against_a_stale_reference(tmp_path):
     cases = tmp_path / "cases.py"
-    source = ("import torch\nfrom harness import register_model\n"
+    source = ("import torch\nfrom torchparity import register_model\n"
               "class M(torch.nn.Module):\n    def forward(self, x):\n        return x * {k}\n"
               "register_model('edited', M, lambda gen, batch: (gen.normal(batch, 4),), suites=['e'])\n")  # fmt: skip
     cache = tmp_path / "cache"

@@ -22,15 +22,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import environment
-from harness.console import make_robust
-from harness.engine import reference
-from harness.engine.matrix import Cell
-from harness.engine.pipeline import RunSettings
-from harness.engine.runner import new_run_id
-from harness.engine.worker import IsolatedExecutor, _describe_exit
-from harness.reporting.report import render
 from tests.helpers import read_rows, write_env, write_rows
+from torchparity._core import environment
+from torchparity._core.console import make_robust
+from torchparity.axes.matrix import Cell
+from torchparity.cases import reference
+from torchparity.cell.pipeline import RunSettings
+from torchparity.report.report import render
+from torchparity.run.runner import new_run_id
+from torchparity.run.worker import IsolatedExecutor, _describe_exit
 
 # --- console encoding (a Windows console or pipe is often cp1252) -------------------
 
@@ -49,7 +49,7 @@ def test_robust_stream_replaces_what_cp1252_cannot_encode():
 
 CASE_FILE = '''
 import torch
-from harness import register_model
+from torchparity import register_model
 
 register_model(
     "tiny_unicode", lambda: torch.nn.Linear(4, 2), lambda gen, batch: (gen.normal(batch, 4),),
@@ -61,7 +61,7 @@ register_model(
 def _cli_cp1252(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONIOENCODING": "cp1252"}  # what a Windows console gives
     env.pop("PYTHONUTF8", None)
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "torchparity", *args], capture_output=True,
                           env=env, timeout=300)  # fmt: skip
 
 
@@ -80,7 +80,7 @@ def test_cli_prints_non_ascii_on_a_cp1252_console(tmp_path):
 
 CHATTY_CASE_FILE = '''
 import torch
-from harness import register_model
+from torchparity import register_model
 
 
 class Chatty(torch.nn.Module):
@@ -120,7 +120,7 @@ def test_what_a_spawned_worker_receives_pickles(tmp_path):
     # spawn sends arguments by pickle: settings, plugin specs and cells must round-trip
     settings = RunSettings(seed=3, cache_dir=tmp_path / "cache")
     cell = Cell("tiny_linear", "model", "tiny", "cpu", "fp32", "eager")
-    plugins = [("file", str(tmp_path / "cases.py")), ("module", "suites.models")]
+    plugins = [("file", str(tmp_path / "cases.py")), ("module", "torchparity.suites.models")]
     back = pickle.loads(pickle.dumps((settings, cell, plugins)))
     assert back == (settings, cell, plugins)
 

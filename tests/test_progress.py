@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from harness.engine.matrix import Cell
-from harness.engine.runner import terminal_progress
 from tests.helpers import start_cli
+from torchparity.axes.matrix import Cell
+from torchparity.run.runner import terminal_progress
 
 
 def test_progress_line_shows_count_eta_and_current_cell():

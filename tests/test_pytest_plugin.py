@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from tests.helpers import ROOT, read_rows
+from torchparity.cli import main
 
 pytest_plugins = ["pytester"]
 
 
 def plugin_args() -> list[str]:
     """Load the plugin by module when this environment's install predates its entry point."""
-    installed = any(ep.value == "harness.pytest_plugin"
+    installed = any(ep.value == "torchparity.pytest_plugin"
                     for ep in importlib.metadata.entry_points(group="pytest11"))  # fmt: skip
-    return [] if installed else ["-p", "harness.pytest_plugin"]
+    return [] if installed else ["-p", "torchparity.pytest_plugin"]
 
 
 def readme_pytest_example() -> str:

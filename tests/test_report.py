@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.reporting import html as report_html
-from harness.reporting import report
 from tests.conftest import SAMPLE_RUN_CELLS
+from torchparity.report import html as report_html
+from torchparity.report import report
 
 PLANTED = "<script>document.title='PWNED'</script><b>bold</b>"  # as in data/report_cases.py
 CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"]
@@ -162,7 +162,7 @@ def test_markdown_tables_keep_names_inert():
     # summary.md goes to $GITHUB_STEP_SUMMARY: a case name must not become an image, link or HTML
     import pandas as pd
 
-    from harness.reporting.report import markdown_table
+    from torchparity.report.report import markdown_table
 
     text = markdown_table(pd.DataFrame({"case": ["![x](http://e/i.png) <img src=x> a|b"]}))
     assert "![x](" not in text and "<img" not in text and "a\\|b" in text

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from harness.engine.matrix import Cell
-from harness.engine.pairing import pair_blocks, paired_speedup
-from harness.engine.rounds import (
+from torchparity.axes.matrix import Cell
+from torchparity.timing.pairing import pair_blocks, paired_speedup
+from torchparity.timing.rounds import (
     CellRounds,
     RoundResult,
     RoundsConfig,
@@ -19,7 +19,7 @@ from harness.engine.rounds import (
     log_spread,
     round_timing,
 )
-from harness.engine.timing import TimingConfig, measure_interleaved
+from torchparity.timing.timer import TimingConfig, measure_interleaved
 
 
 def _cell(case, backend, precision="fp32"):
@@ -230,8 +230,8 @@ def test_interleaved_blocks_alternate_and_every_callable_gets_the_same_count():
 
 
 def test_a_run_in_rounds_gives_one_row_per_cell_with_rounds_and_paired_speedups(tmp_path):
-    from harness.engine.devices import DEVICES
     from tests.backend_runs import TINY, run_rows
+    from torchparity.axes.devices import DEVICES
 
     rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear",
                     "--precision", "fp32", "--backend", "eager,torchscript", "--rounds", "2",
@@ -255,7 +255,7 @@ def test_a_run_in_rounds_gives_one_row_per_cell_with_rounds_and_paired_speedups(
 
 
 def test_bad_rounds_options_are_one_line_exit_2(capsys, tmp_path):
-    from harness.cli import main
+    from torchparity.cli import main
 
     for args in (["--rounds", "0"], ["--time-budget", "-1"]):
         assert main(["run", "--suite", "smoke", "--out", str(tmp_path / "x"), *args]) == 2
@@ -264,15 +264,15 @@ def test_bad_rounds_options_are_one_line_exit_2(capsys, tmp_path):
 
 
 def test_instruction_counts_skip_with_a_reason_off_cpu():
-    from harness.engine import instructions
+    from torchparity.run import instructions
 
     assert "CPU cells" in instructions.unavailable("cuda")
 
 
 @pytest.mark.slow
 def test_instruction_counts_of_a_cpu_cell_under_callgrind(tmp_path):
-    from harness.engine import instructions
     from tests.backend_runs import TINY, run_rows
+    from torchparity.run import instructions
 
     if instructions.unavailable("cpu"):
         pytest.skip(instructions.unavailable("cpu"))

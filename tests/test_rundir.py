@@ -5,16 +5,10 @@ import json
 
 import pytest
 
-from harness import row as row_mod
-from harness.rundir import (
-    JsonlWriter,
-    RunDir,
-    RunDirError,
-    read_rows,
-    repair_torn_tail,
-    safe_file_stem,
-)
-from harness.status import BAD_STATUSES, STATUSES, Status
+from torchparity._core import row as row_mod
+from torchparity._core.files import safe_file_stem
+from torchparity._core.rundir import JsonlWriter, RunDir, RunDirError, read_rows, repair_torn_tail
+from torchparity._core.status import BAD_STATUSES, STATUSES, Status
 
 
 def test_torn_last_line_is_tolerated_and_repaired(tmp_path):

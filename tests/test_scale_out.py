@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.engine.scheduler_env import SchedulerEnvError, shard_from_env
-from harness.rundir import RunDir
 from tests.helpers import DATA, ROOT, read_rows
+from torchparity._core.rundir import RunDir
+from torchparity.axes.scheduler_env import SchedulerEnvError, shard_from_env
+from torchparity.cli import main
 
 SLURM = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "7", "SLURM_ARRAY_TASK_COUNT": "8"}
 
@@ -76,8 +76,8 @@ def _small_torchparity(tmp_path: Path) -> dict[str, str]:
     small = (f'--case-file "{DATA / "tiny_cases.py"}" --suite tiny --backend eager --precision fp32 '
              "--no-isolate --min-time 0.01")  # fmt: skip
     shim = bin_dir / "torchparity"
-    shim.write_text(f'#!/usr/bin/env bash\nif [ "$1" = run ]; then exec "{sys.executable}" -m harness '
-                    f'"$@" {small}; fi\nexec "{sys.executable}" -m harness "$@"\n', encoding="utf-8")  # fmt: skip
+    shim.write_text(f'#!/usr/bin/env bash\nif [ "$1" = run ]; then exec "{sys.executable}" -m torchparity '
+                    f'"$@" {small}; fi\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8")  # fmt: skip
     shim.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
 

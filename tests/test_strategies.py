@@ -10,10 +10,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from harness.engine.cases import SUITES, load_all, suite_cases
-from harness.engine.inputs import cast_inputs
-from harness.engine.reference import build_module
-from harness.fuzzing import strategies
+from torchparity import strategies
+from torchparity.cases.case import SUITES, load_all, suite_cases
+from torchparity.cases.inputs import cast_inputs
+from torchparity.cases.reference import build_module
 
 load_all([])
 OPS = [c for c in suite_cases("ops")]
@@ -61,7 +61,7 @@ def test_op_modules_trace_and_script(case) -> None:
 
 
 def _samples(case):
-    from harness.engine.reference import build_inputs
+    from torchparity.cases.reference import build_inputs
 
     return build_inputs(case, 0)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.matrix import Cell
 from tests.backend_runs import TINY, by_cell, explain, run_rows
 from tests.helpers import DATA, read_rows, run_cli, start_cli
+from torchparity.axes.matrix import Cell
 
 BUGS = DATA / "train_bug_backends.py"
 
@@ -143,7 +143,7 @@ def test_lightning_module_trains_through_its_training_step(tmp_path: Path) -> No
 
 def test_tolerance_used_is_the_worst_error_over_its_bound():
     """The headline ranks cells by it: a train cell 10x over its loss bound reads 10, not a bound."""
-    from harness.verdicts.train_drift import TrainDrift
+    from torchparity.verdicts.train_drift import TrainDrift
 
     drift = TrainDrift(loss_rel_err=[1e-3, 0.1], loss_bounds=[0.01, 0.01], grad_rel_err=0.02, grad_bound=0.1,
                        update_rel_err=float("nan"), update_bound=0.1, param_rel_err=0.0)  # fmt: skip

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from harness import register_case, register_op
-from harness.engine.cases import Case
-from harness.engine.multisample import Sample
-from harness.verdicts import expectations
+from torchparity import register_case, register_op
+from torchparity.cases.case import Case
+from torchparity.cases.samples import Sample
+from torchparity.verdicts import expectations
 
 SUITE = "expect_demo"
 PATH = Path(os.environ["TORCHPARITY_TEST_EXPECTATIONS"])

@@ -3,7 +3,7 @@ clock that counts its calls (as an xpu or other accelerator entry would)."""
 
 import torch
 
-from harness import Device, register_device
+from torchparity import Device, register_device
 
 
 class HostAlias(Device):

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 
 class Abort(torch.nn.Module):

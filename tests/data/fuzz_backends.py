@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from harness import Backend, KnownFailure, register_backend, register_op
-from harness.fuzzing.strategies import elementwise
+from torchparity import Backend, KnownFailure, register_backend, register_op
+from torchparity.strategies import elementwise
 
 
 def _eager_call(module: torch.nn.Module):

@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 logging.getLogger("transformers").setLevel(logging.ERROR)  # config chatter about token ids
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 
 def _linear() -> torch.nn.Module:

@@ -4,7 +4,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from harness.engine.lightning_case import register_lightning
+from torchparity.cell.lightning_case import register_lightning
 
 
 class LitClassifier(L.LightningModule):

@@ -3,7 +3,7 @@ outputs (a tuple holding a dict) with float, int64 and bool leaves out."""
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 
 class Tagger(torch.nn.Module):

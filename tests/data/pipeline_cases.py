@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from harness import Backend, PrepareContext, register_backend, register_model
+from torchparity import Backend, PrepareContext, register_backend, register_model
 
 
 class Returns(torch.nn.Module):

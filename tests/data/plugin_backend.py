@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from harness import Backend, PrepareContext, register_backend
+from torchparity import Backend, PrepareContext, register_backend
 
 
 class NoGradBackend(Backend):

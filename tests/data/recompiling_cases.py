@@ -3,7 +3,7 @@ guards on the value, so every call recompiles (the compile backend must say so).
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 
 class CallCounter(torch.nn.Module):

@@ -3,7 +3,7 @@ to be stored as a sample, and one that fails with markup in its message."""
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 PLANTED = "<script>document.title='PWNED'</script><b>bold</b>"
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import KnownFailure, register_model
+from torchparity import KnownFailure, register_model
 
 
 @dataclass

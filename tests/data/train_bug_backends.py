@@ -3,9 +3,9 @@ train verdict must catch them."""
 
 import torch
 
-from harness import Backend, register_backend
-from harness.backends.ddp import DDPBackend
-from harness.engine.training import train_in_process
+from torchparity import Backend, register_backend
+from torchparity.backends.ddp import DDPBackend
+from torchparity.cell.training import train_in_process
 
 
 class IgnoresWeightDecay(Backend):

@@ -4,7 +4,7 @@ cannot capture it."""
 
 import torch
 
-from harness import register_model
+from torchparity import register_model
 
 
 class DataDependentBranch(torch.nn.Module):

@@ -1,0 +1,161 @@
+"""The row: the typed record of one cell's result (DESIGN.md's columns).
+
+Rows stay plain dicts at run time (pandas, JSON and plugins read them as such);
+``Row`` types the known columns for producers and checkers, extra columns are
+allowed. ``validate`` is the boundary check for rows read from disk, so a
+results.jsonl of the wrong shape gives one clear error, never a traceback deep
+inside a renderer. ``encode``/``decode`` are the JSON form (inf and NaN as
+strings, since JSON has neither).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, TypedDict, get_type_hints
+
+import pandas as pd
+
+from torchparity._core.status import STATUSES
+
+
+class Row(TypedDict, total=False):
+    # the cell
+    case: str
+    kind: str
+    suite: str
+    device: str
+    precision: str
+    backend: str
+    mode: str
+    cell_id: str
+    # the verdict
+    status: str
+    reason: str
+    # timing
+    batch: int
+    latency_ms_median: float
+    latency_ms_iqr: float
+    latency_ms_p90: float
+    iterations: int
+    throughput_items_s: float
+    prepare_s: float
+    samples_ms: list
+    # drift
+    max_abs_err: float
+    max_rel_err: float
+    max_ulp: float
+    cosine: float
+    mismatch_frac: float
+    atol: float
+    rtol: float
+    tolerance_used: float
+    eager_max_abs_diff: float
+    output_digest: str
+    leaf_names: list
+    # environment, repeated so merged CSVs stay self-describing
+    os: str
+    torch: str
+    onnxruntime: str
+    host: str
+    run_id: str
+    finished_at: str
+
+
+# The DESIGN.md row contract, in display order; other columns follow.
+LEADING_COLUMNS: list[str] = [
+    "case", "kind", "suite", "device", "precision", "backend", "mode", "status", "reason", "batch",
+    "latency_ms_median", "latency_ms_iqr", "latency_ms_p90", "iterations", "throughput_items_s",
+    "prepare_s", "max_abs_err", "max_rel_err", "max_ulp", "cosine", "mismatch_frac",
+    "atol", "rtol", "eager_max_abs_diff", "output_digest", "os", "torch", "onnxruntime", "host",
+]  # fmt: skip
+CELL_COLUMNS: list[str] = ["case", "device", "precision", "backend"]
+TEXT_COLUMNS = frozenset({"case", "kind", "suite", "device", "precision", "backend", "mode",
+                          "cell_id", "status", "reason", "output_digest"})  # fmt: skip
+NUMBER_COLUMNS = frozenset(name for name, kind in get_type_hints(Row).items() if kind in (float, int))
+# Inf and NaN as JSON strings; only numeric columns turn them back into floats,
+# so a case named "nan" stays a name.
+_KEEP_TEXT = TEXT_COLUMNS | {"leaf_names", "leaf_names_reference"}
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+class RowError(ValueError):
+    """A row read from disk that does not have the row's shape."""
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    return value
+
+
+def encode(row: dict[str, Any]) -> str:
+    """One JSON line (no newline) for ``row``."""
+    return json.dumps(_clean(row), default=_json_default, ensure_ascii=False)
+
+
+def decode(obj: Any) -> Row:
+    """A row from parsed JSON, "nan"/"inf" turned back into floats except in
+    text columns (a case may be named "nan"); ``RowError`` when it is not a row."""
+    row = validate(obj)
+    return {k: v if k in _KEEP_TEXT else _restore(v) for k, v in row.items()}  # type: ignore[return-value]
+
+
+def validate(obj: Any) -> Row:
+    """``obj`` as a Row, after checking the types of the known columns."""
+    if not isinstance(obj, dict):
+        raise RowError(f"a row is a JSON object, not {type(obj).__name__}")
+    for key in TEXT_COLUMNS & obj.keys():
+        if obj[key] is not None and not isinstance(obj[key], str):
+            raise RowError(f"column {key!r} must be text, not {type(obj[key]).__name__}")
+    for key in NUMBER_COLUMNS & obj.keys():
+        value = obj[key]
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        if not ok and not (isinstance(value, str) and value in _NON_FINITE):
+            raise RowError(f"column {key!r} must be a number, not {type(value).__name__}")
+    if "status" in obj and obj["status"] not in STATUSES:
+        raise RowError(f"unknown status {obj['status']!r} (valid: {', '.join(STATUSES)})")
+    return dict(obj)  # type: ignore[return-value]
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Flat columns only (lists and dicts stay in the JSONL), contract columns first."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=LEADING_COLUMNS)
+    nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, list | dict)).any()]
+    frame = frame.drop(columns=nested + [c for c in ("traceback",) if c in frame.columns])
+    for col in LEADING_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    rest = [c for c in frame.columns if c not in LEADING_COLUMNS]
+    return frame[LEADING_COLUMNS + rest]
+
+
+def cell_key(row: dict[str, Any]) -> str:
+    """The row's cell identity (``cell_id`` when present)."""
+    return str(row.get("cell_id") or "|".join(str(row.get(c)) for c in CELL_COLUMNS))
+
+
+__all__ = ["Row", "RowError", "LEADING_COLUMNS", "CELL_COLUMNS", "encode", "decode", "validate",
+           "rows_frame", "cell_key"]

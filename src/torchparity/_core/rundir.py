@@ -1,0 +1,420 @@
+"""The run directory: every file name in it, and every read and write of it.
+
+```
+<run-dir>/
+  env.json          the environment (torchparity._core.environment)
+  run.json          the selection, for --resume
+  results.jsonl     one row per cell, appended and fsynced as each completes
+  results.csv       summary.md  report.html      rendered (atomically replaced)
+  outputs/          each cell's output leaves (.npz, no pickle)
+  divergences.jsonl divergences.csv divergences/  fuzz findings (large inputs as .npy)
+  compare.md  compare.html                        after `compare`
+  cache/            the run's own references under --no-cache
+  errors/           full text of error messages too long for a row
+  run.lock          held while a run writes here (pid, host, start time)
+  worker.log        what the worker processes printed (library warnings, IR dumps,
+                    a crash's last words): appended, never shown on the console
+  localization/     per-layer tables of localized cells (.csv, .json) and their
+                    minimal reproducers (-repro.py, -inputs.npz)
+  samples/          worst samples of multi-sample (OpInfo) cells (.pt, tensors only)
+```
+
+Other modules name none of these files: they ask a ``RunDir``. Reading is
+lenient where a crash can leave damage (a torn last line is skipped and cut
+before the next append) and strict about shape (``RunDirError``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchparity._core import row as row_mod
+from torchparity._core.files import atomic_write_text, safe_file_stem
+from torchparity._core.row import Row
+
+ENV_JSON = "env.json"
+RUN_JSON = "run.json"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+SUMMARY_MD = "summary.md"
+REPORT_HTML = "report.html"
+OUTPUTS_DIR = "outputs"
+DIVERGENCES_JSONL = "divergences.jsonl"
+DIVERGENCES_CSV = "divergences.csv"
+SAMPLES_DIR = "samples"  # worst samples of multi-sample (OpInfo) cells, for replay
+DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
+COMPARE_MD = "compare.md"
+COMPARE_HTML = "compare.html"
+LOCALIZATION_DIR = "localization"
+CACHE_DIR = "cache"
+ERRORS_DIR = "errors"
+LOCK_FILE = "run.lock"
+WORKER_LOG = "worker.log"
+
+
+class RunDirError(Exception):
+    """A path that is not a readable run directory, or a file in it of the wrong shape."""
+
+
+class RunDirLocked(RunDirError):
+    """Another live process is writing into the run directory."""
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a partial last line (a write interrupted by a kill). Returns bytes removed."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+    return len(data) - keep
+
+
+class JsonlWriter:
+    """Appends records to a JSONL file, one flushed and fsynced line each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(path)
+        self._fh = open(path, "a", encoding="utf-8", newline="\n")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._fh.write(row_mod.encode(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class JsonlContents:
+    """The readable records of a JSONL file, and what could not be read."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)  # 1-based line numbers
+    torn_tail: bool = False
+
+
+def read_jsonl(path: Path) -> JsonlContents:
+    """Records of ``path``; a torn last line (no newline) and lines that are not
+    UTF-8 JSON objects are set aside, never raised."""
+    out = JsonlContents()
+    if not path.is_file():
+        return out
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        out.torn_tail = True
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            out.bad_lines.append(number)
+            continue
+        if isinstance(record, dict):
+            out.records.append(record)
+        else:
+            out.bad_lines.append(number)
+    return out
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows of a results.jsonl (later row of a cell wins); ``RunDirError`` on a
+    row of the wrong shape."""
+    rows: dict[str, Row] = {}
+    for index, record in enumerate(read_jsonl(path).records):
+        try:
+            row = row_mod.decode(record)
+        except row_mod.RowError as exc:
+            raise RunDirError(f"{path}: row {index + 1}: {exc}") from None
+        rows[str(row.get("cell_id") or f"#{index}")] = row
+    return list(rows.values())
+
+
+REASON_LIMIT = 500  # characters of a row's reason
+TEXT_LIMIT = 20_000  # characters of any other text field (traceback)
+
+
+class BoundedWriter:
+    """The results writer: every row bounded (``RunDir.bounded``) before it is appended."""
+
+    def __init__(self, writer: JsonlWriter, run_dir: RunDir) -> None:
+        self._writer, self._run_dir = writer, run_dir
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._writer.append(self._run_dir.bounded(record))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        import psutil
+    except ImportError:  # psutil is a dependency; this is the POSIX fallback
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    return bool(psutil.pid_exists(pid))
+
+
+def _stale(holder: dict[str, Any], path: Path) -> bool:
+    """A lock whose holder is a dead process on this host, or an unreadable one
+    older than a minute (a holder is killed between creating and writing it)."""
+    if not holder:
+        try:
+            return _dt.datetime.now().timestamp() - path.stat().st_mtime > 60
+        except OSError:
+            return True
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+class RunDir:
+    """One run directory. Paths are properties; reads and writes are methods."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths -----------------------------------------------------------------
+    env_json = property(lambda self: self.path / ENV_JSON)
+    run_json = property(lambda self: self.path / RUN_JSON)
+    results_jsonl = property(lambda self: self.path / RESULTS_JSONL)
+    results_csv = property(lambda self: self.path / RESULTS_CSV)
+    summary_md = property(lambda self: self.path / SUMMARY_MD)
+    report_html = property(lambda self: self.path / REPORT_HTML)
+    outputs_dir = property(lambda self: self.path / OUTPUTS_DIR)
+    divergences_jsonl = property(lambda self: self.path / DIVERGENCES_JSONL)
+    divergences_csv = property(lambda self: self.path / DIVERGENCES_CSV)
+    divergence_inputs = property(lambda self: self.path / DIVERGENCE_INPUTS_DIR)
+    samples_dir = property(lambda self: self.path / SAMPLES_DIR)
+    compare_md = property(lambda self: self.path / COMPARE_MD)
+    compare_html = property(lambda self: self.path / COMPARE_HTML)
+    default_cache = property(lambda self: self.path / CACHE_DIR)
+    errors_dir = property(lambda self: self.path / ERRORS_DIR)
+    lock_file = property(lambda self: self.path / LOCK_FILE)
+    worker_log = property(lambda self: self.path / WORKER_LOG)
+    localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
+
+    def has_results(self) -> bool:
+        return self.results_jsonl.is_file()
+
+    def create(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- env.json and run.json -------------------------------------------------
+    def _read_object(self, path: Path) -> dict[str, Any]:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDirError(f"{path} is unreadable: {type(exc).__name__}") from None
+        if not isinstance(value, dict):
+            raise RunDirError(f"{path} must hold a JSON object, not {type(value).__name__}")
+        return value
+
+    def read_env(self) -> dict[str, Any]:
+        """env.json, or {} when the run has none."""
+        return self._read_object(self.env_json) if self.env_json.is_file() else {}
+
+    def write_env(self, env: dict[str, Any]) -> Path:
+        return atomic_write_text(self.env_json, json.dumps(env, indent=2, sort_keys=True) + "\n")
+
+    def read_selection(self) -> dict[str, Any]:
+        if not self.run_json.is_file():
+            raise RunDirError(f"{self.path} is not a run directory (no {RUN_JSON})")
+        return self._read_object(self.run_json)
+
+    def write_selection(self, selection: dict[str, Any]) -> Path:
+        return atomic_write_text(self.run_json, json.dumps(selection, indent=2) + "\n")
+
+    # -- results ---------------------------------------------------------------
+    def rows(self) -> list[Row]:
+        return read_rows(self.results_jsonl)
+
+    def done_cell_ids(self) -> set[str]:
+        return {str(r.get("cell_id")) for r in self.rows()}
+
+    def damage_note(self) -> str | None:
+        """One line naming the lines of results.jsonl that could not be read
+        (skipped by every reader), or None when there are none."""
+        contents = read_jsonl(self.results_jsonl)
+        parts = []
+        if contents.bad_lines:
+            shown = ", ".join(str(n) for n in contents.bad_lines[:10])
+            more = f" and {len(contents.bad_lines) - 10} more" if len(contents.bad_lines) > 10 else ""
+            parts.append(f"skipped unreadable line(s) {shown}{more}")
+        if contents.torn_tail:
+            parts.append("skipped an incomplete last line (an interrupted write)")
+        return f"{self.results_jsonl}: {'; '.join(parts)}" if parts else None
+
+    @contextmanager
+    def results_writer(self) -> Iterator[BoundedWriter]:
+        with JsonlWriter(self.results_jsonl) as writer:
+            yield BoundedWriter(writer, self)
+
+    def bounded(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with over-long text fields cut (a 5 MiB exception message must
+        not make a 10 MB results file); the full text goes to ``errors/``."""
+        long = {k: v for k, v in record.items()
+                if isinstance(v, str) and len(v) > (REASON_LIMIT if k == "reason" else TEXT_LIMIT)}
+        if not long:
+            return record
+        stem = safe_file_stem(str(record.get("cell_id") or record.get("case") or "row"))
+        path = atomic_write_text(self.errors_dir / f"{stem}.txt",
+                                 "".join(f"--- {k} ---\n{v}\n" for k, v in long.items()))
+        out = dict(record)
+        for key, value in long.items():
+            keep = REASON_LIMIT if key == "reason" else TEXT_LIMIT
+            out[key] = f"{value[:keep]} [... {len(value) - keep} more characters in {ERRORS_DIR}/{path.name}]"
+        out["error_file"] = f"{ERRORS_DIR}/{path.name}"
+        return out
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``run.lock`` while writing here: a second run into the same
+        directory raises ``RunDirLocked`` naming the holder. A lock left by a
+        dead process on this host is taken over."""
+        self.create()
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        for attempt in (1, 2):
+            try:
+                fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder()
+                if attempt == 1 and _stale(holder, self.lock_file):
+                    self.lock_file.unlink(missing_ok=True)
+                    continue
+                raise RunDirLocked(
+                    f"{self.path} is in use by process {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} since {holder.get('started', '?')}; wait for it, "
+                    f"choose another --out, or delete {self.lock_file} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(mine, fh)
+            break
+        try:
+            yield
+        finally:
+            if self._lock_holder().get("pid") == mine["pid"]:
+                self.lock_file.unlink(missing_ok=True)
+
+    def _lock_holder(self) -> dict[str, Any]:
+        try:
+            holder = json.loads(self.lock_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
+
+    @contextmanager
+    def divergences_writer(self) -> Iterator[JsonlWriter]:
+        with JsonlWriter(self.divergences_jsonl) as writer:
+            yield writer
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A rendered file (summary.md, report.html, compare.md, ...), atomically."""
+        if Path(name).name != name:
+            raise ValueError(f"not a plain file name: {name!r}")
+        return atomic_write_text(self.path / name, text)
+
+    def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
+        return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- localization/ ---------------------------------------------------------
+    def localization_file(self, cell_id: str, suffix: str) -> Path:
+        """``localization/<safe stem of the cell>{suffix}`` (".csv", ".json",
+        "-repro.py", "-inputs.npz")."""
+        return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
+
+    def write_localization(self, cell_id: str, table: Any, record: dict[str, Any]) -> dict[str, Path]:
+        """A cell's layer table (a DataFrame) as CSV, and the whole record
+        (summary and layers) as JSON, atomically."""
+        csv_text = table.to_csv(index=False, lineterminator="\n")
+        return {
+            "csv": atomic_write_text(self.localization_file(cell_id, ".csv"), csv_text),
+            "json": atomic_write_text(self.localization_file(cell_id, ".json"),
+                                      row_mod.encode(record) + "\n"),
+        }
+
+    def localizations(self) -> list[dict[str, Any]]:
+        """Every readable localization record, by cell id; unreadable files skipped."""
+        records = []
+        if not self.localization_dir.is_dir():
+            return records
+        for path in sorted(self.localization_dir.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("layers"), list):
+                records.append(record)
+        return records
+
+    # -- outputs/ --------------------------------------------------------------
+    def output_file(self, cell_id: str) -> Path:
+        return self.outputs_dir / f"{safe_file_stem(cell_id)}.npz"
+
+    def stored_output(self, file_name: Any) -> Path | None:
+        """The regular file ``outputs/<file_name>`` of a row's ``output_file``, or
+        None when the name is not a plain file name there (a row read from disk is
+        data: it never steers a read outside the run directory, or into a FIFO)."""
+        if not isinstance(file_name, str) or not file_name or Path(file_name).name != file_name:
+            return None
+        if file_name in (".", "..") or "\\" in file_name:
+            return None
+        path = self.outputs_dir / file_name
+        return path if path.is_file() and not path.is_symlink() else None
+
+    def save_outputs(self, cell_id: str, names: list[str], leaves: list[Any]) -> Path:
+        """A cell's output leaves into outputs/ (see output_store.py for the format)."""
+        from torchparity._core import (
+            output_store,  # numpy and torch: only where outputs are touched
+        )
+
+        return output_store.save(self.output_file(cell_id), cell_id, names, leaves)
+
+    def load_outputs(self, file_name: Any) -> list[Any] | None:
+        """The stored leaves a row's ``output_file`` names, or None when it names
+        no regular file in outputs/ or the file is unreadable (truncated, foreign)."""
+        from torchparity._core import output_store
+
+        path = self.stored_output(file_name)
+        if path is None:
+            return None
+        try:
+            return output_store.load(path)
+        except Exception:  # noqa: BLE001 - a damaged file is missing data, not a crash
+            return None

@@ -1,0 +1,78 @@
+"""AOTInductor: the exported program compiled ahead of time into a .pt2
+package (torch._inductor.aoti_compile_and_package), loaded back
+(aoti_load_package) and run; the package is the artifact a C++ application
+would load. Needs a C++ compiler where it compiles."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision
+from torchparity.backends.artifacts import artifact_key, load_or_build
+from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.torch_export import autocast_unsupported, export_program
+
+T = TypeVar("T")
+
+# What inductor's cpp builder looks for (CXX first); MSVC on Windows.
+_COMPILERS = ("cl",) if sys.platform == "win32" else ("g++", "clang++", "c++")
+
+
+def _compiler_missing() -> str | None:
+    import os
+
+    if os.environ.get("CXX") and shutil.which(os.environ["CXX"]):
+        return None
+    if any(shutil.which(c) for c in _COMPILERS):
+        return None
+    return f"AOTInductor needs a C++ compiler; none of {', '.join(_COMPILERS)} is on PATH"
+
+
+class AotiBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
+    name = "aoti"
+    description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            return f"torch {torch.__version__} has no torch._inductor.aoti_compile_and_package"
+        return autocast_unsupported(precision) or _compiler_missing()
+
+    def artifact(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext,
+        load: Callable[[Path], T],
+    ) -> T:  # fmt: skip
+        """The cell's .pt2 package, from the cache or built, passed through
+        ``load`` (which must fail on a torn file). Shared with aoti-cpp, which
+        hands the same package to the native runner."""
+
+        def build(path: Path) -> None:
+            program = export_program(module, example_inputs)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+        return load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
+
+    @staticmethod
+    def load_file(path: Path, device: torch.device) -> Callable[..., Any]:
+        return torch._inductor.aoti_load_package(str(path))
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        device = ctx.device.torch_device()
+        runner = self.artifact(module, example_inputs, ctx, lambda p: self.load_file(p, device))
+
+        def call(*inputs: Any) -> Any:
+            return runner(*inputs)
+
+        return call
+
+
+BACKEND = AotiBackend()

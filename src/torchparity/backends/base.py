@@ -1,0 +1,122 @@
+"""The backend interface: how a module becomes a callable for a device and precision."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchparity.axes.devices import Device
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision
+from torchparity.timing.measurement import Measurement
+from torchparity.timing.timer import TimingConfig
+
+
+@dataclass
+class PrepareContext:
+    """What a backend may need while preparing one cell.
+
+    ``cache_dir`` is a directory the backend may keep artifacts in (None when
+    caching is off); ``cache_key`` identifies the case, precision, input
+    signature and library versions, and a backend adds its own options to it.
+    """
+
+    cell: Cell
+    device: Device
+    precision: Precision
+    cache_dir: Path | None = None
+    cache_key: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
+    # The submodule's path in the case's model when localization prepares one
+    # layer alone ("" for the whole model): lets a backend that treats layers
+    # differently (a plugin that perturbs one) recognise it.
+    module_path: str = ""
+
+
+def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for the cell's autocast precision (amp-fp16, amp-bf16),
+    else a no-op context."""
+    if ctx.precision.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=ctx.device.torch_device().type, dtype=ctx.precision.autocast)
+
+
+class Backend:
+    """Base class of every backend. Subclasses set ``name`` and override
+    ``prepare``; ``supports`` says up front which cells they cannot serve.
+    ``options`` names the ``--backend-option NAME.KEY=VALUE`` keys the backend
+    reads (key -> help); None accepts any key."""
+
+    name: str = ""
+    description: str = ""
+    # Whether prepare() honours ``ctx.precision.autocast`` (amp-fp16, amp-bf16);
+    # other backends get a skip row for autocast precisions.
+    supports_autocast: bool = False
+    # True when the prepared callable returns the flat tuple of the module's
+    # tensor leaves (see backends/flat.py) rather than eager's structure; the
+    # pipeline then names them with eager's leaf names.
+    returns_flat_leaves: bool = False
+    # The backend whose artifacts (cache key and directory) this one runs, e.g.
+    # "torchscript" for torchscript-cpp: both then share one file. None: its own.
+    artifact_backend: str | None = None
+    options: dict[str, str] | None = None
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        """None when the cell can run, else the reason it is skipped."""
+        return None
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """Turn ``module`` (already on the device, in the precision) into a
+        callable taking the inputs and returning the module's outputs (eager's
+        structure, or the flat tensor leaves when ``returns_flat_leaves``).
+        Called, like every call of the prepared callable, under the pipeline's
+        ``torch.no_grad()``; timed as ``prepare_s``."""
+        raise NotImplementedError
+
+    def run(self, prepared: Callable[..., Any], inputs: tuple) -> Any:
+        """One call: the timed region."""
+        return prepared(*inputs)
+
+    def measure(
+        self, prepared: Callable[..., Any], inputs: tuple, config: TimingConfig, device: Device
+    ) -> Measurement | None:
+        """Time the calls itself (a backend whose calls happen outside this
+        process, e.g. the native runner), following ``config`` as
+        src/torchparity/timing/timer.py does; None (the default): the pipeline times
+        ``run``."""
+        return None
+
+    # -- training (engine/training.py; docs/training.md) ------------------------------
+    # Whether train cells run on this backend; the others get a skip row.
+    trains: bool = False
+
+    def train_unsupported(self, cell: Cell, precision: Precision) -> str | None:
+        """None when the backend can run ``cell`` as a train cell, else the reason."""
+        return None if self.trains else f"{self.name} serves inference only (no train cells)"
+
+    def train_forward(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        """For a train cell: a differentiable callable computing ``module``'s
+        forward with ``module``'s own parameters (the optimizer steps those).
+        A lazily compiling backend compiles on the first step; that time is
+        counted in ``prepare_s``, not in the step time."""
+        raise NotImplementedError
+
+    def run_training(self, job: Any) -> Any:
+        """A backend that runs the whole training loop itself (ddp: several
+        processes) returns engine/training.TrainTrace here; None (the default)
+        runs the in-process loop over :meth:`train_forward`."""
+        return None
+
+    def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
+        """Called after the cell's calls (run and timing): add to ``ctx.notes``
+        what is known only then, e.g. recompilations. Default: nothing."""

@@ -1,0 +1,150 @@
+"""The native runner as a child process: started once per prepared cell (it
+loads the artifact, like a C++ service at start-up), then asked over stdin for
+one call (outputs back in a tensor file) or a timing measurement (samples back
+as JSON). Protocol: docs/native-runner.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchparity.backends import tensor_io
+from torchparity.timing.measurement import Measurement
+from torchparity.timing.timer import TimingConfig
+
+PREFIX = "@@torchparity "
+
+
+class NativeRunnerError(RuntimeError):
+    """The runner answered with an error (the artifact failed to load or to run)."""
+
+
+class NativeRunnerCrash(RuntimeError):
+    """The runner process died (signal or exit code) instead of answering."""
+
+
+def _how_it_died(returncode: int | None) -> str:
+    if returncode is None:
+        return "stopped answering"
+    if returncode < 0:
+        try:
+            return f"died of {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"died of signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def _runner_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if sys.platform == "win32":  # the runner finds torch's DLLs on PATH
+        lib = Path(torch.__file__).parent / "lib"
+        env["PATH"] = f"{lib}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _shut(proc: subprocess.Popen, workdir: Path, stderr: Any) -> None:
+    """Stop the process and remove its directory (also run by the GC finalizer)."""
+    try:
+        if proc.poll() is None:
+            try:
+                proc.stdin.write(b"quit\n")
+                proc.stdin.flush()
+                proc.wait(timeout=5)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+    finally:
+        for stream in (proc.stdin, proc.stdout, stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class NativeRunner:
+    """One runner process serving one artifact on one device."""
+
+    def __init__(self, binary: Path, kind: str, artifact: Path, device: torch.device,
+                 threads: int, interop_threads: int) -> None:  # fmt: skip
+        self.workdir = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
+        self._stderr = open(self.workdir / "stderr.log", "wb")
+        command = [str(binary), "--kind", kind, "--artifact", str(artifact), "--workdir",
+                   str(self.workdir), "--device", str(device), "--threads", str(threads),
+                   "--interop-threads", str(interop_threads), "--parent-pid", str(os.getpid())]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, env=_runner_env())  # fmt: skip
+        self._finalizer = weakref.finalize(self, _shut, self.proc, self.workdir, self._stderr)
+        self.info: dict[str, Any] = self._answer("load")
+
+    def _stderr_tail(self) -> str:
+        try:
+            text = (self.workdir / "stderr.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:300] if lines else ""
+
+    def _answer(self, stage: str) -> dict[str, Any]:
+        """The next protocol line: its JSON payload, or NativeRunnerError /
+        NativeRunnerCrash. Other stdout lines (the model's prints) are kept aside."""
+        while True:
+            raw = self.proc.stdout.readline()
+            if not raw:
+                try:
+                    code = self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    code = None
+                tail = self._stderr_tail()
+                raise NativeRunnerCrash(f"native runner {_how_it_died(code)} during {stage}"
+                                        + (f"; stderr: {tail}" if tail else ""))  # fmt: skip
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not line.startswith(PREFIX):
+                continue  # a model's own print, not a protocol line
+            status, _, payload = line[len(PREFIX) :].partition(" ")
+            if status == "error":
+                raise NativeRunnerError(payload)
+            return json.loads(payload) if payload else {}
+
+    def _command(self, line: str, stage: str) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write(line.encode("utf-8") + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died already; _answer says how
+        return self._answer(stage)
+
+    def _put_inputs(self, inputs: Sequence[Any]) -> None:
+        tensors = [x for x in inputs]
+        if not all(isinstance(x, torch.Tensor) for x in tensors):
+            raise TypeError("the native runner takes tensor inputs only")
+        tensor_io.save(self.workdir / "inputs.bin", tensors)
+
+    def call(self, inputs: Sequence[torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
+        """One call: the output leaves (names as the runner flattened them), on the CPU."""
+        self._put_inputs(inputs)
+        self._command("run", "run")
+        return tensor_io.load(self.workdir / "outputs.bin")
+
+    def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement:
+        """The timing protocol of src/torchparity/timing/timer.py, run inside the runner."""
+        self._put_inputs(inputs)
+        numbers = (config.min_time, config.min_repeats, config.max_repeats, config.max_time,
+                   config.warmup_time, config.max_warmup_time)  # fmt: skip
+        answer = self._command("time " + " ".join(repr(n) for n in numbers), "timing")
+        return Measurement(samples_s=[float(s) for s in answer["samples_s"]],
+                           number=int(answer["number"]), warmup_calls=int(answer["warmup_calls"]))  # fmt: skip
+
+    def close(self) -> None:
+        self._finalizer()

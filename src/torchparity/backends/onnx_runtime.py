@@ -1,0 +1,244 @@
+"""ONNX Runtime: torch.onnx.export to an .onnx file (the dynamo-based exporter
+by default; the TorchScript-based one for ``onnxruntime-legacy``), checked with
+onnx.checker, run in an onnxruntime.InferenceSession whose execution provider
+follows the device.
+
+Options (``--backend-option onnxruntime.KEY=VALUE``): ``opset`` (the exporter's
+default when unset), ``graph_optimization`` (disable, basic, extended, all;
+default all), ``intra_op_threads`` / ``inter_op_threads`` (default: torch's
+thread counts, so ORT and eager use the same cores), ``allow_spinning``
+(0 or 1, default 0: ORT's pool threads otherwise spin after each call, and in
+interleaved timing that spin lands on the next block, eager's included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision
+from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
+from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.flat import FlatOutputs
+
+# The execution provider for each device kind.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "mps": "CoreMLExecutionProvider"}  # fmt: skip
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+OPTIONS = {
+    "opset": "ONNX opset to export (default: the exporter's)",
+    "graph_optimization": "ORT graph optimization level: " + ", ".join(GRAPH_OPTIMIZATION),
+    "intra_op_threads": "ORT intra-op threads (default: torch.get_num_threads())",
+    "inter_op_threads": "ORT inter-op threads (default: torch.get_num_interop_threads())",
+    "allow_spinning": "1: ORT's pool threads spin after each call (ORT's own default); default 0",
+}
+_ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
+
+
+def _available_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def _ort_value(x: torch.Tensor) -> Any:
+    """A CPU tensor as an OrtValue; bf16 goes in as its bits (numpy has no bf16)."""
+    import onnxruntime
+
+    if x.dtype == torch.bfloat16:
+        bits = x.view(torch.int16).numpy()
+        return onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, _ONNX_BFLOAT16)
+    return onnxruntime.OrtValue.ortvalue_from_numpy(x.numpy())
+
+
+class OnnxRuntimeBackend(Backend):
+    """Export with torch.onnx (``dynamo`` selects the exporter), run with ONNX Runtime."""
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
+
+    options = OPTIONS
+
+    def __init__(self, name: str, dynamo: bool, description: str) -> None:
+        self.name = name
+        self.dynamo = dynamo
+        self.description = description
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if precision.autocast is not None:
+            return "autocast has no ONNX equivalent; export a half model (fp16/bf16) instead"
+        provider = PROVIDERS.get(cell.device)
+        if provider is None:
+            return f"no ONNX Runtime execution provider known for device {cell.device!r}"
+        try:
+            available = _available_providers()
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc})"
+        if provider not in available:
+            return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
+        return None
+
+    def _export(self, module: torch.nn.Module, example_inputs: tuple, opset: int | None,
+                path: Path) -> None:
+        import onnx
+
+        # The exporters narrate each step on stdout and log missing optional
+        # libraries (torchvision) on every export; the row says what matters.
+        for name in ("torch.onnx", "onnxscript", "onnx_ir"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                FlatOutputs(module).eval(), example_inputs, str(path), dynamo=self.dynamo,
+                opset_version=opset, external_data=False, verbose=False,
+            )  # fmt: skip
+        onnx.checker.check_model(str(path), full_check=True)
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+
+        opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
+        level_name = str(ctx.options.get("graph_optimization", "all"))
+        if level_name not in GRAPH_OPTIMIZATION:
+            raise ValueError(
+                f"graph_optimization={level_name!r}; valid: {', '.join(GRAPH_OPTIMIZATION)}"
+            )
+        intra = int(ctx.options.get("intra_op_threads", torch.get_num_threads()))
+        inter = int(ctx.options.get("inter_op_threads", torch.get_num_interop_threads()))
+        spinning = str(ctx.options.get("allow_spinning", "0"))
+        if spinning not in ("0", "1"):
+            raise ValueError(f"allow_spinning={spinning!r}; valid: 0, 1")
+        provider = PROVIDERS[ctx.cell.device]
+        ctx.notes.update(
+            exporter="dynamo" if self.dynamo else "torchscript", ort_provider=provider,
+            ort_graph_optimization=level_name, ort_intra_op_threads=intra,
+            ort_inter_op_threads=inter, ort_allow_spinning=int(spinning),
+        )  # fmt: skip
+
+        load = _session_loader(ctx, level_name, (intra, inter, spinning), provider)
+        key = artifact_key(
+            ctx, module,
+            [f"dynamo={self.dynamo}", f"opset={opset}", f"onnx={library_version('onnx')}",
+             f"onnxscript={library_version('onnxscript')}",
+             f"onnxruntime={library_version('onnxruntime')}"],
+        )  # fmt: skip
+        session = load_or_build(
+            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+        )
+        names = [i.name for i in session.get_inputs()]
+        tensor_inputs = [x for x in example_inputs if isinstance(x, torch.Tensor)]
+        if len(names) != len(tensor_inputs):
+            raise RuntimeError(
+                f"the ONNX graph takes {len(names)} inputs where the model takes {len(tensor_inputs)}"
+            )
+        device = ctx.device.torch_device()
+
+        bf16_outputs = {i for i, o in enumerate(session.get_outputs()) if o.type == "tensor(bfloat16)"}
+        call = _host_call(session, names, bf16_outputs, device)
+        if ctx.cell.device == "cuda" and not bf16_outputs and not any(
+            x.dtype == torch.bfloat16 for x in tensor_inputs
+        ):
+            call = _io_bound(session, names, call(*tensor_inputs))
+            ctx.notes["ort_io_binding"] = True
+        return call
+
+
+def _session_loader(ctx: PrepareContext, level_name: str, thread_pools: tuple[int, int, str],
+                    provider: str) -> Callable[[Path], Any]:  # fmt: skip
+    """``load(path)``: check the .onnx file and open an InferenceSession on it.
+    ``thread_pools``: intra-op threads, inter-op threads, allow_spinning ("0"/"1")."""
+    import onnx
+    import onnxruntime as ort
+
+    def load(path: Path) -> ort.InferenceSession:
+        model = onnx.load(str(path))  # a torn file fails here and is rebuilt
+        onnx.checker.check_model(model)
+        ctx.notes["opset"] = next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+        )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level_name]
+        options.intra_op_num_threads, options.inter_op_num_threads, spinning = thread_pools
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: warnings would flood the console
+        try:
+            return ort.InferenceSession(str(path), options, providers=[provider])
+        except Exception as exc:
+            missing = re.search(r"Could not find an implementation for .*", str(exc))
+            if missing:  # say which dtype lacks kernels, not only which node
+                raise NotImplementedError(
+                    f"{provider} has no {ctx.precision.dtype} kernel: {missing.group(0)}"
+                ) from None  # the message carries ORT's line; the chain would repeat it
+            raise
+
+    return load
+
+
+def _host_call(session: Any, names: list[str], bf16_outputs: set[int],
+               device: torch.device) -> Callable[..., list[torch.Tensor]]:  # fmt: skip
+    """A call through host memory: inputs to numpy (bf16 as OrtValues of its
+    bits), outputs back to torch tensors on ``device``."""
+
+    def call(*inputs: Any) -> list[torch.Tensor]:
+        host = [x.detach().cpu().contiguous() for x in inputs]
+        if any(x.dtype == torch.bfloat16 for x in host):
+            feed = {n: _ort_value(x) for n, x in zip(names, host, strict=True)}
+            raw = [v.numpy() for v in session.run_with_ort_values(None, feed)]
+        else:
+            raw = session.run(None, {n: x.numpy() for n, x in zip(names, host, strict=True)})
+        return [
+            torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
+            if i in bf16_outputs else torch.from_numpy(a).to(device)
+            for i, a in enumerate(raw)
+        ]  # fmt: skip
+
+    return call
+
+
+def _io_bound(session: Any, names: list[str], probe: list[torch.Tensor]) -> Callable[..., Any]:
+    """CUDA: bind device tensors to the session's inputs and outputs (I/O
+    binding), so no call copies through the host. Output buffers are shaped
+    after a first host-path call (``probe``) and reused: each call returns the
+    same tensors, overwritten."""
+    outputs = [torch.empty_like(t) for t in probe]
+    output_names = [o.name for o in session.get_outputs()]
+    binding = session.io_binding()
+
+    def numpy_dtype(t: torch.Tensor) -> Any:
+        return torch.empty(0, dtype=t.dtype).numpy().dtype
+
+    for name, buf in zip(output_names, outputs, strict=True):
+        binding.bind_output(name, "cuda", buf.device.index or 0, numpy_dtype(buf),
+                            tuple(buf.shape), buf.data_ptr())  # fmt: skip
+
+    def call(*inputs: Any) -> list[torch.Tensor]:
+        held = [x.contiguous() for x in inputs if isinstance(x, torch.Tensor)]  # alive during run
+        for name, x in zip(names, held, strict=True):
+            binding.bind_input(name, "cuda", x.device.index or 0, numpy_dtype(x),
+                               tuple(x.shape), x.data_ptr())  # fmt: skip
+        session.run_with_iobinding(binding)
+        return list(outputs)
+
+    return call
+
+
+BACKEND = OnnxRuntimeBackend(
+    "onnxruntime", dynamo=True,
+    description="torch.onnx.export(dynamo=True) -> onnx.checker -> onnxruntime.InferenceSession",
+)  # fmt: skip

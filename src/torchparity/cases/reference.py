@@ -1,0 +1,118 @@
+"""The reference: the case in eager, fp64, on CPU, on the same inputs.
+
+Computed once per cache key (engine/cache_keys.py: the case's code and
+weights, the inputs, the library versions), kept in memory and in a sealed file under
+the cache directory so other worker processes load it instead of recomputing
+(a file without this user's seal is recomputed: src/torchparity/_core/cache.py).
+The reference runs on its own copy of the inputs: a model that modifies its
+inputs in place cannot change what later consumers see.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from torchparity._core import cache
+from torchparity._core.files import atomic_write_bytes
+from torchparity.cases.cache_keys import cell_key
+from torchparity.cases.case import Case
+from torchparity.cases.inputs import InputGen, init_weights, seed_from, tensor_digest
+from torchparity.cases.outputs import flatten
+
+
+@dataclass
+class Reference:
+    names: list[str]
+    outputs: list[torch.Tensor]
+    input_digest: str
+    dropped: list[str] = field(default_factory=list)  # non-tensor output leaves
+
+
+def build_module(case: Case, seed: int) -> torch.nn.Module:
+    """The case's module in eval mode, with the same weights on every platform."""
+    torch.manual_seed(seed_from(case.name, seed, "module") % 2**63)
+    module = case.make_module()
+    if case.reinit_weights:
+        init_weights(module, case.name, seed)
+    return module.eval()
+
+
+def build_inputs(case: Case, seed: int, batch: int | None = None) -> tuple:
+    """The case's inputs as float64 / int64 tensors on CPU, identical everywhere."""
+    inputs = case.make_inputs(InputGen(case.name, seed, "inputs"), batch or case.batch)
+    return inputs if isinstance(inputs, tuple) else tuple(inputs)
+
+
+def clone_inputs(inputs: tuple) -> tuple:
+    """A private copy of ``inputs`` for one consumer (reference, eager, a backend)."""
+    return tuple(x.detach().clone() if isinstance(x, torch.Tensor) else copy.deepcopy(x)
+                 for x in inputs)  # fmt: skip
+
+
+def input_digest(inputs: tuple) -> str:
+    return tensor_digest([x for x in inputs if isinstance(x, torch.Tensor)])
+
+
+def reference_key(case: Case, case_print: str, digest: str, seed: int) -> str:
+    return cell_key(case_print, digest, "fp64", "cpu", "reference", seed=seed)
+
+
+_MEMORY: dict[str, Reference] = {}
+
+
+def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Reference:
+    ref_module = copy.deepcopy(module).to(torch.float64)
+    ref_inputs = tuple(x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point()
+                       else x for x in clone_inputs(inputs))  # fmt: skip
+    with torch.no_grad():
+        out = flatten(ref_module(*ref_inputs))
+    return Reference(out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped)
+
+
+def _load(path: Path) -> Reference | None:
+    """The sealed reference file at ``path``, or None (absent, unsealed, changed,
+    torn): a file this user's runs did not write is never believed."""
+    data, _why = cache.verified_bytes(path)
+    if data is None:
+        cache.discard(path)
+        return None
+    try:
+        data = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
+        return Reference(list(data["names"]), list(data["outputs"]), data["input_digest"],
+                         list(data.get("dropped", [])))  # fmt: skip
+    except Exception:  # a corrupt file is recomputed, never trusted
+        return None
+
+
+def _save(ref: Reference, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"names": ref.names, "outputs": ref.outputs,
+                "input_digest": ref.input_digest, "dropped": ref.dropped}, buffer)  # fmt: skip
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    cache.seal(path, data)
+
+
+def get_reference(
+    case: Case, module: torch.nn.Module, inputs: tuple, cache_dir: Path | None,
+    case_print: str, seed: int = 0,
+) -> Reference:
+    """The reference for ``case`` on ``inputs``, from memory, the file cache, or computed."""
+    digest = input_digest(inputs)
+    key = reference_key(case, case_print, digest, seed)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = cache_dir / "reference" / f"{key}.pt" if cache_dir else None
+    ref = _load(path) if path is not None and (path.exists() or path.is_symlink()) else None
+    if ref is None:
+        ref = compute_reference(module, inputs, digest)
+        if path is not None:
+            _save(ref, path)
+    _MEMORY[key] = ref
+    return ref

@@ -1,0 +1,1 @@
+"""Diagnosis of a failing cell: per-layer localization and minimal reproducers."""

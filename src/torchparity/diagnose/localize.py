@@ -1,0 +1,497 @@
+"""Localization: for a model cell that diverges, *which layer* (docs/localization.md).
+
+The cell is rebuilt with the pipeline's own building blocks (``build_module``,
+``build_inputs``, ``cast_inputs``, ``tolerance_for``, ``prepare_context``,
+the backend's ``prepare``), then:
+
+1. the fp64 reference runs once with hooks on every submodule (containers
+   aside): each layer's inputs and outputs of its first call, in completion
+   order (a child finishes before its parent);
+2. **accumulated** error: the cell's model, wrapped so that every layer's
+   output is also a model output (``TappedModule``), goes through the
+   backend's own ``prepare``; torch.export, ONNX, AOTInductor, traced
+   TorchScript and torch.compile capture the hooks while tracing, so each
+   tap is named by its module path. Scripted TorchScript cannot (its graph
+   has no hooks): the table says so;
+3. **isolated** error: one layer alone, prepared by the backend on the
+   reference's inputs to it cast to the cell's precision;
+4. the **culprit** is the first layer (completion order) whose isolated error
+   exceeds its bound: the model policy's relative L2 bound (``tolerance_for``).
+
+Cost is bounded: isolated errors are computed first from the first layer whose
+accumulated error exceeds its bound, then for the rest while the time budget
+lasts; a layer left out says so in its note.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
+
+from torchparity._core.errors import first_line
+from torchparity.axes.devices import Device, get_device
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision, get_precision
+from torchparity.backends import get_backend
+from torchparity.backends.base import Backend, PrepareContext
+from torchparity.cases.case import CASES, Case
+from torchparity.cases.inputs import cast_inputs
+from torchparity.cases.outputs import Flattened, flat_leaves, flatten, tensor_leaves
+from torchparity.cases.reference import build_inputs, build_module, clone_inputs
+from torchparity.cell.pipeline import (
+    CellState,
+    RunSettings,
+    cast_module,
+    precheck,
+    prepare_context,
+    tolerance_for,
+)
+from torchparity.diagnose import reproducer
+from torchparity.diagnose.layer_call import callable_layer
+from torchparity.verdicts import drift as drift_mod
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+MAX_LAYERS = 48  # layers in a table; beyond it, layers with parameters and top blocks win
+DEFAULT_BUDGET_S = 60.0
+TABLE_COLUMNS = ["order", "module", "op", "shape", "calls", "acc_rel_l2", "acc_share",
+                 "iso_rel_l2", "iso_share", "bound", "culprit", "note"]  # fmt: skip
+
+
+class LocalizeError(Exception):
+    """A cell that cannot be localized (not a model, cannot run here): one line."""
+
+
+@dataclass
+class LayerCall:
+    """The first call of one submodule in the fp64 reference."""
+
+    path: str
+    op: str
+    args: tuple
+    kwargs: dict
+    outputs: Flattened | None = None
+    calls: int = 0
+    depth: int = 0
+    has_params: bool = False
+
+    @property
+    def shape(self) -> str:
+        if self.outputs is None or not self.outputs.tensors:
+            return ""
+        return ", ".join(str(list(t.shape)) for t in self.outputs.tensors[:3]) + (
+            ", ..." if len(self.outputs.tensors) > 3 else "")
+
+
+def _clone_tree(tree: Any) -> Any:
+    return pytree.tree_map(lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x, tree)
+
+
+def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCall], Flattened]:
+    """Every non-container submodule's first call in the fp64 reference (inputs
+    and outputs cloned: a later in-place op must not change them), in
+    completion order, and the model's output."""
+    calls: dict[str, LayerCall] = {}
+    order: list[str] = []
+    handles = []
+
+    def pre(path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        call = calls.get(path)
+        if call is None:
+            calls[path] = LayerCall(path, type(module).__name__, _clone_tree(args), _clone_tree(kwargs),
+                                    depth=path.count(".") + 1,
+                                    has_params=any(True for _ in module.parameters(recurse=False)))  # fmt: skip
+            call = calls[path]
+        call.calls += 1
+
+    def post(path: str, module: nn.Module, args: tuple, output: Any) -> None:
+        call = calls[path]
+        if call.outputs is None:
+            out = flatten(output)
+            call.outputs = Flattened(out.names, [t.detach().clone() for t in out.tensors], out.dropped)
+            order.append(path)
+
+    for path, module in model64.named_modules():
+        if path and not isinstance(module, CONTAINERS):
+            handles.append(module.register_forward_pre_hook(partial(pre, path), with_kwargs=True))
+            handles.append(module.register_forward_hook(partial(post, path)))
+    try:
+        with torch.no_grad():
+            out = flatten(model64(*clone_inputs(inputs64)))
+    finally:
+        for h in handles:
+            h.remove()
+    return [calls[p] for p in order if calls[p].outputs is not None and calls[p].outputs.tensors], out
+
+
+def select_layers(layers: list[LayerCall], cap: int = MAX_LAYERS) -> list[LayerCall]:
+    """At most ``cap`` layers, in completion order: layers with parameters and
+    top-level blocks first when there are more."""
+    if len(layers) <= cap:
+        return layers
+    ranked = sorted(range(len(layers)),
+                    key=lambda i: (not layers[i].has_params and layers[i].depth > 1, layers[i].depth, i))
+    keep = set(ranked[:cap])
+    return [layer for i, layer in enumerate(layers) if i in keep]
+
+
+class TappedModule(nn.Module):
+    """``model`` whose forward returns its output's tensor leaves followed by
+    the tensor leaves of each tapped layer's first call (clones: an in-place
+    op downstream must not change a tap)."""
+
+    def __init__(self, model: nn.Module, paths: list[str]) -> None:
+        super().__init__()
+        self.inner = model
+        self.paths = list(paths)
+        self._taps: dict[str, tuple[torch.Tensor, ...]] = {}
+        modules = dict(model.named_modules())
+        for path in self.paths:
+            modules[path].register_forward_hook(partial(self._tap, path))
+
+    def _tap(self, path: str, module: nn.Module, args: tuple, output: Any) -> None:
+        if path not in self._taps:
+            self._taps[path] = tuple(t.clone() for t in tensor_leaves(output))
+
+    def forward(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
+        self._taps = {}
+        out = tensor_leaves(self.inner(*inputs))
+        return out + tuple(t for p in self.paths for t in self._taps.get(p, ()))
+
+
+@dataclass
+class LayerError:
+    rel_l2: float
+    share: float  # of the bound; inf for NaN/inf or integer mismatches
+    note: str = ""
+
+
+def layer_error(actual: list[torch.Tensor], expected: Flattened, bound: float) -> LayerError:
+    """Worst leaf of a layer's output vs the reference, by the model policy's
+    metric (drift.py): relative L2 error over finite positions; NaN/inf where
+    the reference has none, a shape or an integer mismatch count as infinite."""
+    if len(actual) != len(expected.tensors):
+        return LayerError(math.inf, math.inf, f"{len(actual)} output tensors, reference {len(expected.tensors)}")
+    rel, note = 0.0, ""
+    for name, a, e in zip(expected.names, actual, expected.tensors, strict=True):
+        a = a.detach().cpu()
+        if tuple(a.shape) != tuple(e.shape):
+            rel, note = math.inf, f"{name}: shape {list(a.shape)} != reference {list(e.shape)}"
+            continue
+        if not e.is_floating_point():
+            if not torch.equal(a.to(e.dtype), e):
+                rel, note = math.inf, f"{name}: integer elements differ"
+            continue
+        a, e = a.double(), e.double()
+        if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(e).all())):
+            bad = int(((torch.isnan(a) != torch.isnan(e)) | (torch.isinf(a) | torch.isinf(e)) & (a != e)
+                       & ~(torch.isnan(a) | torch.isnan(e))).sum())  # fmt: skip
+            if bad:
+                rel, note = math.inf, f"{name}: NaN/inf at {bad} of {e.numel()} positions"
+                continue
+            finite = torch.isfinite(e) & torch.isfinite(a)
+            a, e = a[finite], e[finite]
+        norm = float(e.norm())
+        diff = float((a - e).norm())
+        rel = max(rel, diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf))
+    share = rel / bound if bound > 0 else (0.0 if rel == 0 else math.inf)
+    return LayerError(rel, share, note)
+
+
+@dataclass
+class CellSetup:
+    """The cell rebuilt from the registry, as the pipeline builds it."""
+
+    cell: Cell
+    case: Case
+    precision: Precision
+    device: Device
+    backend: Backend
+    module: nn.Module  # as built (float32), never modified
+    inputs: tuple  # float64/int64 on CPU
+    settings: RunSettings
+    tolerance: Any = None
+    bound: float = 0.0
+
+    def context(self, path: str) -> PrepareContext:
+        """A fresh context without the artifact cache (taps and single layers
+        are not the cell's artifact)."""
+        options = self.settings.backend_options.get(self.cell.backend, {})
+        ctx = prepare_context(self.cell, self.device, self.precision, None, "localize", path, options,
+                              self.settings.seed)  # fmt: skip
+        ctx.module_path = path
+        return ctx
+
+    def cast(self, inputs: tuple) -> tuple:
+        return cast_inputs(clone_inputs(inputs), self.precision.dtype, self.device.torch_device())
+
+    def run(self, module: nn.Module, inputs: tuple, path: str,
+            dtypes: list[torch.dtype] | None = None) -> tuple[list[torch.Tensor], PrepareContext]:  # fmt: skip
+        """``module`` prepared and called by the cell's backend; its tensor
+        leaves. Float inputs are cast to the cell's dtype, or one by one to
+        ``dtypes`` (what the layer receives under autocast)."""
+        ctx = self.context(path)
+
+        def fresh() -> tuple:
+            if dtypes is None:
+                return self.cast(inputs)
+            return tuple(x.to(self.device.torch_device(), d) if x.is_floating_point() else
+                         x.to(self.device.torch_device()) for x, d in zip(inputs, dtypes, strict=True))
+
+        with torch.no_grad():
+            prepared = self.backend.prepare(cast_module(module, self.device, self.precision), fresh(), ctx)
+            out = self.backend.run(prepared, fresh())
+        self.device.synchronize()
+        return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
+
+
+def setup_cell(cell: Cell, settings: RunSettings) -> CellSetup:
+    case = CASES.get(cell.case)
+    if case is None:
+        raise LocalizeError(f"case {cell.case!r} is not registered")
+    if case.kind != "model":
+        raise LocalizeError(f"{cell.case} is an op; localization is for model cells")
+    reason = precheck(cell)
+    if reason:
+        raise LocalizeError(f"the cell cannot run here: {reason}")
+    precision, device = get_precision(cell.precision), get_device(cell.device)
+    device.configure(settings.device_options)
+    s = CellSetup(cell, case, precision, device, get_backend(cell.backend),
+                  build_module(case, settings.seed), build_inputs(case, settings.seed), settings)  # fmt: skip
+    s.tolerance = tolerance_for(case, precision)
+    s.bound = drift_mod.model_limit(s.tolerance, precision.compute_dtype)
+    return s
+
+
+@dataclass
+class Localization:
+    """One cell's layer table and verdict."""
+
+    cell: Cell
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    culprit: str | None = None
+    culprit_op: str = ""
+    bound: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    tapped_rel_l2: float | None = None  # the tapped model's output error (accumulated run)
+    tapped_share: float | None = None
+    backend_notes: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {**self.cell.as_dict(), "cell_id": self.cell.id, "culprit": self.culprit,
+                "culprit_op": self.culprit_op, "bound": self.bound, "notes": self.notes,
+                "seconds": self.seconds, "tapped_rel_l2": self.tapped_rel_l2,
+                "tapped_share": self.tapped_share,
+                "backend_notes": self.backend_notes, "layers": self.layers}  # fmt: skip
+
+    def table(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.layers, columns=TABLE_COLUMNS)
+
+
+def scripted(backend: Backend) -> bool:
+    return getattr(backend, "route", None) == "script"
+
+
+def accumulated(s: CellSetup, layers: list[LayerCall], ref_out: Flattened,
+                loc: Localization) -> dict[str, LayerError]:  # fmt: skip
+    """Each layer's error in the cell's own forward (taps), or {} with a note."""
+    if scripted(s.backend):
+        loc.notes.append("accumulated: not tapped (a scripted TorchScript graph runs no module hooks); "
+                         "isolated errors only")  # fmt: skip
+        return {}
+    try:
+        flat, ctx = s.run(TappedModule(copy.deepcopy(s.module), [c.path for c in layers]), s.inputs, "")
+    except Exception as exc:  # noqa: BLE001 - a backend that cannot take taps is a finding
+        loc.notes.append(f"accumulated: the tapped model failed in {s.cell.backend}: {first_line(exc)}")
+        return {}
+    loc.backend_notes = {k: v for k, v in ctx.notes.items() if isinstance(v, str | int | float | bool)}
+    n_out = len(ref_out.tensors)
+    expected = n_out + sum(len(c.outputs.tensors) for c in layers)  # type: ignore[union-attr]
+    if len(flat) != expected:
+        loc.notes.append(f"accumulated: {s.cell.backend} returned {len(flat)} tensors where the taps "
+                         f"need {expected}; isolated errors only")  # fmt: skip
+        return {}
+    model_err = layer_error(flat[:n_out], ref_out, s.bound)
+    loc.tapped_rel_l2, loc.tapped_share = model_err.rel_l2, model_err.share
+    out: dict[str, LayerError] = {}
+    at = n_out
+    for call in layers:
+        n = len(call.outputs.tensors)  # type: ignore[union-attr]
+        out[call.path] = layer_error(flat[at:at + n], call.outputs, s.bound)  # type: ignore[arg-type]
+        at += n
+    if s.backend.name == "compile" and (ctx.notes.get("graph_breaks") or ctx.notes.get("fallback")):
+        loc.notes.append(f"compile: the tapped graph had {ctx.notes.get('graph_breaks', 0)} graph "
+                         f"break(s){'; ' + str(ctx.notes['fallback']) if ctx.notes.get('fallback') else ''}")
+    return out
+
+
+def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[torch.dtype]]:
+    """Under autocast a layer receives what upstream ops produced (fp16 from a
+    matmul, fp32 from a norm), not the cell's parameter dtype: the dtypes of
+    each layer's tensor inputs in an eager forward under the cell's autocast."""
+    if s.precision.autocast is None:
+        return {}
+    seen: dict[str, list[torch.dtype]] = {}
+    model = cast_module(s.module, s.device, s.precision)
+    modules = dict(model.named_modules())
+
+    def pre(path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        leaves = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        seen.setdefault(path, [x.dtype for x in leaves])
+
+    for call in layers:
+        modules[call.path].register_forward_pre_hook(partial(pre, call.path), with_kwargs=True)
+    with torch.no_grad(), torch.autocast(s.device.torch_device().type, dtype=s.precision.autocast):
+        model(*s.cast(s.inputs))
+    return seen
+
+
+def isolated_one(s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None = None) -> LayerError:
+    """The layer alone, prepared by the backend, on the reference's inputs to it."""
+    sub = s.module.get_submodule(call.path)
+    module, tensors = callable_layer(sub, call.args, call.kwargs)
+    # Captured inputs are fp64 (the reference): cast to the cell's dtype (or autocast's).
+    try:
+        flat, _ = s.run(module, tensors, call.path, dtypes)
+    except Exception as exc:  # noqa: BLE001
+        return LayerError(math.nan, math.nan, f"{s.cell.backend} failed on the layer alone: {first_line(exc)}")
+    return layer_error(flat, call.outputs, s.bound)  # type: ignore[arg-type]
+
+
+def isolation_order(layers: list[LayerCall], acc: dict[str, LayerError],
+                    iso: dict[str, LayerError]) -> int | None:  # fmt: skip
+    """The next layer to isolate: forward from the first layer whose
+    accumulated error exceeds its bound until one exceeds alone, then the
+    layers before it, then the rest; so the culprit comes early in the budget."""
+    first = next((i for i, c in enumerate(layers) if c.path in acc and acc[c.path].share > 1), 0)
+    found = any(e.share > 1 for e in iso.values())
+    later, earlier = list(range(first, len(layers))), list(range(first))
+    order = earlier + later if found else later + earlier
+    return next((i for i in order if layers[i].path not in iso), None)
+
+
+def localize(cell: Cell, settings: RunSettings, budget_s: float = DEFAULT_BUDGET_S,
+             ) -> tuple[Localization, CellSetup, list[LayerCall]]:  # fmt: skip
+    """The cell's layer table and culprit. ``LocalizeError`` when the cell is
+    not a model cell or cannot run here."""
+    began = time.perf_counter()
+    s = setup_cell(cell, settings)
+    loc = Localization(cell, bound=s.bound)
+    model64 = copy.deepcopy(s.module).to(torch.float64)
+    all_layers, ref_out = record_reference(model64, cast_inputs(clone_inputs(s.inputs), torch.float64,
+                                                                torch.device("cpu")))  # fmt: skip
+    layers = select_layers(all_layers)
+    if len(layers) < len(all_layers):
+        loc.notes.append(f"{len(all_layers)} layers; {len(layers)} shown (parameters and top blocks first)")
+    if not layers:
+        loc.notes.append("no submodule produced a tensor: nothing to localize below the model")
+    acc = accumulated(s, layers, ref_out, loc)
+    iso: dict[str, LayerError] = {}
+    dtypes = autocast_dtypes(s, layers)
+    isolating = time.perf_counter()  # the budget is for isolating layers, after the tapped run
+    while time.perf_counter() - isolating < budget_s:
+        i = isolation_order(layers, acc, iso)
+        if i is None:
+            break
+        iso[layers[i].path] = isolated_one(s, layers[i], dtypes.get(layers[i].path))
+    loc.culprit = _culprit(layers, iso)
+    loc.layers = _rows(layers, acc, iso, loc.culprit, s.bound)
+    skipped = [c.path for c in layers if c.path not in iso]
+    if skipped:
+        loc.notes.append(f"{len(skipped)} layer(s) not isolated within the {budget_s:g} s budget")
+    if loc.culprit is None and any(e.share > 1 for e in acc.values()):
+        first = next(c.path for c in layers if c.path in acc and acc[c.path].share > 1)
+        loc.notes.append(f"no layer exceeds its bound alone; the error accumulates (first over its bound "
+                         f"with upstream values: {first})")  # fmt: skip
+    if loc.culprit is not None:
+        loc.culprit_op = next(c.op for c in layers if c.path == loc.culprit)
+    loc.seconds = time.perf_counter() - began
+    return loc, s, layers
+
+
+def _culprit(layers: list[LayerCall], iso: dict[str, LayerError]) -> str | None:
+    """The first layer in completion order whose isolated error exceeds its bound."""
+    return next((c.path for c in layers if c.path in iso and iso[c.path].share > 1), None)
+
+
+def _fmt(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def _rows(layers: list[LayerCall], acc: dict[str, LayerError], iso: dict[str, LayerError],
+          culprit: str | None, bound: float) -> list[dict[str, Any]]:  # fmt: skip
+    rows = []
+    for i, call in enumerate(layers):
+        a, b = acc.get(call.path), iso.get(call.path)
+        notes = [f"{kind}: {e.note}" for kind, e in (("acc", a), ("iso", b)) if e is not None and e.note]
+        if b is None:
+            notes.append("isolated: not computed (time budget)")
+        if call.calls > 1:
+            notes.append(f"called {call.calls} times; first call shown")
+        rows.append({
+            "order": i, "module": call.path, "op": call.op, "shape": call.shape, "calls": call.calls,
+            "acc_rel_l2": _fmt(a.rel_l2) if a else None, "acc_share": _fmt(a.share) if a else None,
+            "iso_rel_l2": _fmt(b.rel_l2) if b else None, "iso_share": _fmt(b.share) if b else None,
+            "bound": bound, "culprit": call.path == culprit, "note": "; ".join(notes),
+        })  # fmt: skip
+    return rows
+
+
+# -- after a cell of `torchparity run` ------------------------------------------------
+
+
+def should_localize(mode: str, row: dict[str, Any]) -> bool:
+    if mode == "all":
+        return row.get("status") in ("pass", "fail")
+    return mode == "auto" and row.get("status") == "fail"
+
+
+def after_cell(state: CellState) -> None:
+    """What a run does after an inference cell's stages: localize a model cell when asked."""
+    if state.settings.localize != "off" and state.cell.kind == "model":
+        localize_after_cell(state.cell, state.settings, state.row)
+
+
+def localize_after_cell(cell: Cell, settings: RunSettings, row: dict[str, Any]) -> None:
+    """Localize a finished model cell when the run asks for it, writing the
+    table and reproducer into the run directory and ``culprit`` into the row.
+    Never changes the cell's verdict: a failure here is a ``localize_error``."""
+    if not should_localize(settings.localize, row) or settings.output_dir is None:
+        return
+    try:
+        loc, s, layers = localize(cell, settings)
+        paths = save(settings.output_dir, loc, s, layers)
+        row["culprit"] = loc.culprit or ""
+        row["localization_file"] = paths["csv"].name
+        row["localize_s"] = round(loc.seconds, 3)
+    except Exception as exc:  # noqa: BLE001 - localization must not turn a verdict into a crash
+        row["localize_error"] = first_line(exc)
+        row["localize_traceback"] = traceback.format_exc()[-4000:]
+
+
+def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall]) -> dict[str, Any]:
+    """The table (.csv, .json) and, with a culprit, its reproducer, into ``run_dir``."""
+    from torchparity._core.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    record = loc.record()
+    if loc.culprit is not None:
+        call = next(c for c in layers if c.path == loc.culprit)
+        try:
+            record["reproducer"] = reproducer.write(rd, s, call, loc)
+        except reproducer.ReproducerError as exc:
+            record["reproducer_error"] = str(exc)
+    paths = rd.write_localization(loc.cell.id, loc.table(), record)
+    return {**paths, "record": record}
+

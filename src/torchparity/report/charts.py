@@ -1,0 +1,210 @@
+"""Charts for the HTML report, drawn with matplotlib as inline SVG, so the
+page needs no network and no image files.
+
+Each function takes the flat results frame (or rows) and returns an SVG
+string, or None when there is nothing to draw. Text in the SVG is escaped by
+matplotlib's XML writer; mathtext is switched off so a ``$`` in a case name
+stays a dollar sign.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from torchparity._core.status import MEASURED_STATUSES
+
+_STYLE = {
+    "svg.fonttype": "none",  # text as <text>, not paths: smaller and selectable
+    "svg.hashsalt": "torchparity",  # deterministic ids: same input, same page
+    "text.parse_math": False,
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+MAX_LATENCY_BOXES = 80  # more boxes than this are unreadable; the first ones are shown
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "torchparity"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    # Inline SVG needs no XML prolog or DOCTYPE.
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_STYLE):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def cell_column(frame: pd.DataFrame) -> pd.Series:
+    """``device/backend/precision`` (``/train`` for train cells), plus `` @ platform`` when the rows come
+    from several platforms (a merged report): one chart or matrix column."""
+    parts = (frame["device"].astype(str) + "/" + frame["backend"].astype(str) + "/"
+             + frame["precision"].astype(str))  # fmt: skip
+    if "mode" in frame.columns:  # train cells are their own columns; infer labels stay as they were
+        parts = parts + frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
+    if "platform" in frame.columns and frame["platform"].nunique() > 1:
+        parts = parts + " @ " + frame["platform"].astype(str)
+    return parts
+
+
+def _measured(frame: pd.DataFrame) -> pd.DataFrame:
+    ok = frame["status"].isin(list(MEASURED_STATUSES)) & frame["throughput_items_s"].notna()
+    return frame[ok]
+
+
+def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: float | None,
+                 low: pd.DataFrame | None = None, high: pd.DataFrame | None = None) -> None:  # fmt: skip
+    """Grouped horizontal bars; ``low``/``high`` (same shape) draw an interval on each bar."""
+    ax = fig.add_subplot()
+    cases = list(table.index)
+    columns = list(table.columns)
+    height = 0.8 / max(len(columns), 1)
+    colors = matplotlib.colormaps["tab10"]
+    for j, col in enumerate(columns):
+        y = np.arange(len(cases)) + j * height - 0.4 + height / 2
+        values = table[col].to_numpy(dtype=float)
+        xerr = None
+        if low is not None and high is not None and col in low.columns and col in high.columns:
+            lo = low[col].reindex(table.index).to_numpy(dtype=float)
+            hi = high[col].reindex(table.index).to_numpy(dtype=float)
+            xerr = np.nan_to_num(np.vstack([values - lo, hi - values]).clip(min=0))
+        ax.barh(y, values, height=height, label=str(col), color=colors(j % 10),
+                xerr=xerr, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#222"})  # fmt: skip
+    ax.set_yticks(np.arange(len(cases)), [str(c) for c in cases])
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    if ref is not None:
+        ax.axvline(ref, color="#444", linewidth=0.8, linestyle="--")
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", linewidth=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def throughput_chart(frame: pd.DataFrame) -> str | None:
+    """Items per second per case, one bar per device/backend/precision (log scale)."""
+    measured = _measured(frame)
+    if measured.empty:
+        return None
+    table = measured.assign(column=cell_column(measured)).pivot_table(
+        index="case", columns="column", values="throughput_items_s", aggfunc="median"
+    )
+    fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
+    _barh_groups(fig, table, "throughput (items/s, log scale)", log=True, ref=None)
+    return _svg(fig)
+
+
+def _paired_or_ratio(measured: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Non-eager rows with ``speedup`` (and ``low``/``high``): the paired
+    ``speedup_vs_eager`` with its interval where the row has it, else the
+    ratio of throughputs to eager's at the same case, device and precision."""
+    eager = measured[measured["backend"] == "eager"].groupby(keys)["throughput_items_s"].median()
+    others = measured[measured["backend"] != "eager"]
+    if others.empty:
+        return others
+    base = others.set_index(keys).index.map(lambda k: eager.get(k, math.nan))
+    ratio = others["throughput_items_s"].to_numpy(dtype=float) / np.asarray(base, dtype=float)
+    nan = pd.Series(math.nan, index=others.index)
+    paired = pd.to_numeric(others.get("speedup_vs_eager", nan), errors="coerce")
+    return others.assign(
+        speedup=paired.fillna(pd.Series(ratio, index=others.index)),
+        low=pd.to_numeric(others.get("speedup_ci_low", nan), errors="coerce"),
+        high=pd.to_numeric(others.get("speedup_ci_high", nan), errors="coerce"),
+    )
+
+
+def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(speedup, interval low, interval high), rows: case; columns: device/backend/precision."""
+    measured = _measured(frame)
+    keys = ["case", "device", "precision", *(["platform"] if "platform" in measured.columns else [])]
+    others = _paired_or_ratio(measured, keys)
+    if others.empty:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    others = others[others["speedup"].notna()]
+    if others.empty:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    others = others.assign(column=cell_column(others))
+    pivot = [others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
+             for v in ("speedup", "low", "high")]  # fmt: skip
+    return pivot[0], pivot[1], pivot[2]
+
+
+def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of each non-eager backend over eager at the same case, device
+    and precision (rows: case; columns: device/backend/precision): the paired
+    ``speedup_vs_eager`` where measured, else the ratio of throughputs."""
+    return speedup_frames(frame)[0]
+
+
+def speedup_chart(frame: pd.DataFrame) -> str | None:
+    """Speedup over eager per case (1 = as fast as eager; log scale), with
+    each paired speedup's confidence interval as an error bar."""
+    table, low, high = speedup_frames(frame)
+    if table.empty:
+        return None
+    fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
+    _barh_groups(fig, table, "speedup over eager (x, log scale; dashed = 1; bars: 95% interval)",
+                 log=True, ref=1.0, low=low, high=high)  # fmt: skip
+    return _svg(fig)
+
+
+def drift_heatmap(frame: pd.DataFrame) -> str | None:
+    """log10 of max_rel_err per case x device/backend/precision, annotated."""
+    ran = frame[pd.to_numeric(frame["max_rel_err"], errors="coerce").notna()]
+    if ran.empty:
+        return None
+    values = pd.to_numeric(ran["max_rel_err"], errors="coerce").astype(float)
+    with np.errstate(divide="ignore"):
+        logs = np.log10(np.maximum(values.to_numpy(), 1e-20))
+    table = ran.assign(column=cell_column(ran), log_err=logs).pivot_table(
+        index="case", columns="column", values="log_err", aggfunc="max"
+    )
+    data = table.to_numpy(dtype=float)
+    fig = _figure(1.6 + 0.9 * data.shape[1], 0.9 + 0.3 * data.shape[0])
+    ax = fig.add_subplot()
+    finite = data[np.isfinite(data)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 1, vmax + 1
+    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(data.shape[1]), [str(c) for c in table.columns], rotation=30, ha="right")
+    ax.set_yticks(range(data.shape[0]), [str(c) for c in table.index])
+    for (i, j), v in np.ndenumerate(data):
+        if np.isfinite(v):
+            dark = (v - vmin) / (vmax - vmin) < 0.6
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    fig.colorbar(image, ax=ax, label="log10 max relative error")
+    return _svg(fig)
+
+
+def latency_distributions(rows: list[dict[str, Any]]) -> str | None:
+    """Box plots of the per-call latency samples of each measured cell (log scale)."""
+    several = len({r.get("platform") for r in rows}) > 1
+    series = [
+        (f"{r.get('case')} {r.get('device')}/{r.get('backend')}/{r.get('precision')}"
+         + (f" @ {r.get('platform')}" if several else ""), r["samples_ms"])
+        for r in rows
+        if isinstance(r.get("samples_ms"), list) and r["samples_ms"]
+    ][:MAX_LATENCY_BOXES]  # fmt: skip
+    if not series:
+        return None
+    fig = _figure(7.5, 0.8 + 0.2 * len(series))
+    ax = fig.add_subplot()
+    ax.boxplot([s for _, s in series], orientation="horizontal", widths=0.6, showfliers=True,
+               flierprops={"markersize": 2})  # fmt: skip
+    ax.set_yticks(range(1, len(series) + 1), [label for label, _ in series], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per call (ms, log scale)")
+    ax.grid(axis="x", linewidth=0.3)
+    return _svg(fig)

@@ -1,0 +1,1 @@
+"""A run: workers, the scheduler of cells and rounds, instruction counts, data throughput."""
