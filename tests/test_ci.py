@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.helpers import ROOT, write_env, write_rows
 
-SESSIONS = ["tests", "bench", "fuzz", "opinfo", "native", "report", "validate", "localize", "bench_torch", "lint"]
+SESSIONS = ["tests", "tests_latest", "bench", "fuzz", "opinfo", "native", "report", "validate",
+            "localize", "bench_torch", "lint"]  # fmt: skip
+LOCK = ROOT / "constraints" / "ci.txt"
+# A pin of the lock: name==version, perhaps for some Pythons or OSes only.
+PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?: ; \S.*)?")
 
 
 def test_nox_lists_every_session_with_a_one_line_description():
@@ -49,13 +57,15 @@ def _tool(name: str) -> str | None:
     return None
 
 
-def test_workflow_passes_actionlint():
+def test_workflows_pass_actionlint():
     actionlint = _tool("actionlint")
     if actionlint is None:
         pytest.skip("actionlint is not installed here; `nox -s lint` installs and runs it")
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    proc = subprocess.run([actionlint, str(ROOT / ".github" / "workflows" / "ci.yml")],
-                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert len(workflows) >= 2, "ci and latest"
+    proc = subprocess.run([actionlint, *workflows], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -114,3 +124,91 @@ def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     assert text.startswith("Merged 3 benchmark and 1 fuzz run directories.")
     assert (tmp_path / "merged" / "summary.md").read_text(encoding="utf-8") in text
     assert (tmp_path / "merged" / "fuzz" / "summary.md").read_text(encoding="utf-8") in text
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def test_the_lock_pins_every_requirement_of_the_tests_and_ci():
+    requirements = pytest.importorskip("packaging.requirements")
+    from packaging.utils import canonicalize_name
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+        import tomli as tomllib
+    lines = _requirement_lines(LOCK)
+    not_pins = [line for line in lines if not PIN.fullmatch(line)]
+    assert lines and not not_pins, f"each line name==version: {not_pins}"
+    assert "torch==2.13.0" in lines, "CI's torch: the CPU build fetched from the torch index"
+    pinned = {canonicalize_name(PIN.fullmatch(line).group(1)) for line in lines}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = [*project["dependencies"], *_requirement_lines(ROOT / "constraints" / "ci.in")]
+    wanted += [r for extra in project["optional-dependencies"].values() for r in extra]
+    missing = {canonicalize_name(requirements.Requirement(r).name) for r in wanted} - pinned
+    assert not missing, f"regenerate the lock (its header's command): {sorted(missing)}"
+    command = LOCK.read_text(encoding="utf-8").splitlines()[1].lstrip("# ")
+    assert command.startswith("uv pip compile pyproject.toml constraints/ci.in --all-extras")
+    assert "--universal" in command, "one lock for Linux, macOS and Windows"
+    assert command in (ROOT / "docs" / "ci.md").read_text(encoding="utf-8"), "docs/ci.md's command"
+
+
+class _Session:
+    """What a nox session function touches, recording what it installs."""
+
+    def __init__(self, bin_dir: Path, listed: str = "[]"):
+        self.posargs, self.bin, self.installs = ["x"], str(bin_dir), []
+        self.virtualenv = SimpleNamespace(location=None)
+        self.listed = listed
+
+    def install(self, *args: str) -> None:
+        self.installs.append(list(args))
+
+    def run(self, *args: str, silent: bool = False) -> str:
+        return self.listed if "pip" in args else ""
+
+    def log(self, *args: object) -> None:
+        pass
+
+    warn = log
+
+
+@functools.cache  # once: nox registers each session as the file runs
+def _load_noxfile():
+    spec = importlib.util.spec_from_file_location("torchparity_noxfile", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _noxfile():
+    pytest.importorskip("nox")
+    return _load_noxfile()
+
+
+def test_every_session_ci_runs_installs_from_the_lock(tmp_path):
+    noxfile = _noxfile()
+    assert noxfile.CONSTRAINTS == LOCK
+    # bench_torch pins the torch release it measures; tests_latest takes the newest of all
+    for name in sorted(set(SESSIONS) - {"bench_torch", "tests_latest"}):
+        session = _Session(tmp_path)
+        getattr(noxfile, name)(session)
+        assert session.installs, name
+        for args in session.installs:
+            assert args[args.index("-c") + 1] == str(LOCK), (name, args)
+
+
+def test_tests_latest_installs_the_newest_releases_and_writes_the_drift(tmp_path, monkeypatch):
+    noxfile = _noxfile()
+    monkeypatch.setattr(noxfile, "DRIFT", tmp_path / "drift.md")
+    torch = noxfile.locked_versions()["torch"]
+    listed = [{"name": "torch", "version": f"{torch}+cpu"}, {"name": "NumPy", "version": "999.0"}]
+    session = _Session(tmp_path, "WARNING: pip chatter\n" + json.dumps(listed))
+    noxfile.tests_latest(session)
+    (args,) = session.installs
+    assert "-c" not in args and f"torch=={torch}" in args and "--upgrade" in args
+    drift = (tmp_path / "drift.md").read_text(encoding="utf-8")
+    assert "| numpy |" in drift and "| 999.0 |" in drift and "torch" not in drift

@@ -4,6 +4,7 @@ for run and fuzz. End to end through the command line, plus the stages' units.""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -97,6 +98,8 @@ def test_fuzz_skips_autocast_for_a_backend_that_cannot_autocast(cli, tmp_path):
 
 
 GPT2_BACKENDS = ["eager", "torchscript-trace", "export", "onnxruntime"]
+# A dropped leaf is "NAME: TYPE"; the cache is one of transformers' *Cache classes.
+CACHE_LEAF = re.compile(r"\['\w+'\]: \w*Cache")
 
 
 @pytest.mark.parametrize("backends", [GPT2_BACKENDS, pytest.param(["aoti", "onnxruntime-legacy"],
@@ -107,8 +110,12 @@ def test_gpt2_with_a_cache_object_in_its_output(tmp_path, backends):
                     "--precision", "fp32", "--backend", ",".join(backends))  # fmt: skip
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)
     for row in rows:  # the same leaf compared everywhere; the cache object named, not lost
-        assert row["leaf_names"] == ["['logits']"]
-        assert row["dropped_leaves"] == ["['past_key_values']: DynamicCache"]
+        assert row["leaf_names"] == ["['logits']"] and row["max_abs_err"] is not None
+        # transformers renames the cache's key between releases (past_key_values, cache):
+        # what counts is that one leaf, a cache object, is dropped and named.
+        (dropped,) = row["dropped_leaves"]
+        assert CACHE_LEAF.fullmatch(dropped), dropped
+    assert len({tuple(r["dropped_leaves"]) for r in rows}) == 1, "every backend names the same leaf"
 
 
 # --- the stages' units -------------------------------------------------------------
