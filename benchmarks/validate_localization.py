@@ -86,7 +86,9 @@ def trials(quick: bool) -> list[Trial]:
     models = [c.name for c in suite_cases("models")]
     for case in models[:4] if quick else models:
         for target in perturb_targets(case)[: 1 if quick else 3]:
-            out.append(Trial("perturbed", case, "perturb", "fp32", target, {"perturb": {"target": target}}))
+            out.append(
+                Trial("perturbed", case, "perturb", "fp32", target, {"perturb": {"target": target}})
+            )
     for case in models[:3] if quick else models:
         out.append(Trial("honest", case, "eager", "fp16", None, {}))
     return out
@@ -111,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     load_all([("file", str(PLANTED))])
-    lines = ["| group | cell | expected | culprit | ok | seconds | notes |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| group | cell | expected | culprit | ok | seconds | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     results: list[tuple[Trial, bool, float]] = []
     began = time.perf_counter()
     for trial in trials(args.quick):
@@ -127,14 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     rate = sum(ok for _, ok, _ in planted) / len(planted) if planted else 0.0
     false_culprits = sum(not ok for _, ok, _ in honest)
     times = [s for _, _, s in results if s > 0]
-    by_group = {g: [s for t, _, s in results if t.group == g and s > 0] for g in ("real", "perturbed", "honest")}
+    by_group = {
+        g: [s for t, _, s in results if t.group == g and s > 0]
+        for g in ("real", "perturbed", "honest")
+    }
     summary = [
         "",
         f"planted layer named: {sum(ok for _, ok, _ in planted)}/{len(planted)} = {rate:.1%} "
         f"(target >= {TARGET_RATE:.0%}); honest cells given a culprit: {false_culprits}/{len(honest)}",
         f"seconds per localization (threads={args.threads}): median {statistics.median(times):.1f}, "
         f"max {max(times):.1f}; "
-        + ", ".join(f"{g} median {statistics.median(v):.1f} max {max(v):.1f}" for g, v in by_group.items() if v),
+        + ", ".join(
+            f"{g} median {statistics.median(v):.1f} max {max(v):.1f}"
+            for g, v in by_group.items()
+            if v
+        ),
         f"wall {time.perf_counter() - began:.0f} s",
     ]
     print("\n".join(summary))

@@ -76,9 +76,16 @@ def accuracy(min_time: float, rounds: int) -> pd.DataFrame:
             ours.append(harness_median(fn, min_time))
             theirs.append(timer_median(fn, min_time))
         h, t = statistics.median(ours), statistics.median(theirs)
-        rows.append({"workload": name, "harness_us": h * 1e6, "timer_us": t * 1e6, "ratio": h / t,
-                     "target": "within 5%" if t >= 10e-6 else "(below 10 us)",
-                     "ok": abs(h / t - 1) <= 0.05 if t >= 10e-6 else None})  # fmt: skip
+        rows.append(
+            {
+                "workload": name,
+                "harness_us": h * 1e6,
+                "timer_us": t * 1e6,
+                "ratio": h / t,
+                "target": "within 5%" if t >= 10e-6 else "(below 10 us)",
+                "ok": abs(h / t - 1) <= 0.05 if t >= 10e-6 else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -93,10 +100,15 @@ def overhead(min_time: float) -> pd.DataFrame:
             torch.add(a, b)
         best_bare = min(best_bare, (time.perf_counter() - start) / n)
     ours = harness_median(lambda: torch.add(a, b), min_time)
-    return pd.DataFrame([
-        {"figure": "harness median of a no-op callable", "us_per_call": noop * 1e6},
-        {"figure": "harness median of add minus bare loop (best of 5)", "us_per_call": (ours - best_bare) * 1e6},
-    ])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {"figure": "harness median of a no-op callable", "us_per_call": noop * 1e6},
+            {
+                "figure": "harness median of add minus bare loop (best of 5)",
+                "us_per_call": (ours - best_bare) * 1e6,
+            },
+        ]
+    )
 
 
 def repeatability(out: Path, min_time: float, threads: int | None) -> pd.DataFrame:
@@ -104,8 +116,21 @@ def repeatability(out: Path, min_time: float, threads: int | None) -> pd.DataFra
     label = f"threads-{threads}" if threads else "threads-default"
     for i in (1, 2):
         run_dir = out / f"models-{label}-{i}"
-        cmd = [sys.executable, "-m", "torchparity", "run", "--suite", "models", "--device", "cpu",
-               "--out", str(run_dir), "--quiet", "--min-time", str(min_time)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torchparity",
+            "run",
+            "--suite",
+            "models",
+            "--device",
+            "cpu",
+            "--out",
+            str(run_dir),
+            "--quiet",
+            "--min-time",
+            str(min_time),
+        ]
         if threads:
             cmd += ["--threads", str(threads)]
         subprocess.run(cmd, check=True)
@@ -123,11 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-repeatability", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print every cell's ratio")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for the accuracy part (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for the accuracy part (default: torch's)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    out = args.out or Path("reports") / f"validate-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+    out = (
+        args.out or Path("reports") / f"validate-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,18 +176,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # One intra-op thread, then torch's default: on a small shared machine the
     # default (all cores) competes with the OS and neighbours between runs.
-    for threads in ([] if args.skip_repeatability else [1, None]):
+    for threads in [] if args.skip_repeatability else [1, None]:
         label = f"--threads {threads}" if threads else "torch's default threads"
         rep = repeatability(out, 0.1, threads)
         rep.to_csv(out / f"repeatability-threads-{threads or 'default'}.csv", index=False)
         big = rep[rep.first_ms >= 1.0]
         dev = (big.ratio - 1).abs()
-        print(f"Repeatability ({label}): two back-to-back runs of the models suite "
-              "(eager, cpu, 4 precisions), ratio = second / first median")  # fmt: skip
+        print(
+            f"Repeatability ({label}): two back-to-back runs of the models suite "
+            "(eager, cpu, 4 precisions), ratio = second / first median"
+        )
         if args.verbose:
             print(rep.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(f"cells >= 1 ms: {len(big)}; median |ratio-1| = {dev.median():.2%} "
-              f"(target < 5%); p90 = {dev.quantile(0.9):.2%}; max = {dev.max():.2%}\n")  # fmt: skip
+        print(
+            f"cells >= 1 ms: {len(big)}; median |ratio-1| = {dev.median():.2%} "
+            f"(target < 5%); p90 = {dev.quantile(0.9):.2%}; max = {dev.max():.2%}\n"
+        )
     print(f"\nfigures written to {out}")
     return 0
 

@@ -14,8 +14,19 @@ UNEXPORTABLE = DATA / "unexportable_cases.py"
 
 def run_rows(out: Path, *args: str, timeout: float = 600) -> list[dict[str, Any]]:
     """``torchparity run ... --out OUT`` on CPU (quiet, in-process cells), its rows."""
-    proc = run_cli("run", "--device", "cpu", "--min-time", "0.01", "--no-isolate", "--quiet",
-                   "--out", str(out), *args, timeout=timeout)  # fmt: skip
+    proc = run_cli(
+        "run",
+        "--device",
+        "cpu",
+        "--min-time",
+        "0.01",
+        "--no-isolate",
+        "--quiet",
+        "--out",
+        str(out),
+        *args,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr
     return read_rows(out)
 
@@ -25,5 +36,6 @@ def by_cell(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
 
 
 def explain(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{r['case']} {r['precision']} {r['backend']}: {r['status']} {r['reason']}"
-                     for r in rows)  # fmt: skip
+    return "\n".join(
+        f"{r['case']} {r['precision']} {r['backend']}: {r['status']} {r['reason']}" for r in rows
+    )

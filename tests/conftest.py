@@ -44,7 +44,19 @@ def sample_run(tmp_path_factory):
     """One real run of the report_demo suite, shared by the report tests
     (read-only: tests that change it work on a copy)."""
     out = tmp_path_factory.mktemp("sample") / "run"
-    proc = run_cli("run", "--case-file", str(REPORT_CASES), "--suite", "report_demo",
-                   "--precision", "fp32,fp16", "--min-time", "0.02", "--out", str(out), "--quiet")  # fmt: skip
+    proc = run_cli(
+        "run",
+        "--case-file",
+        str(REPORT_CASES),
+        "--suite",
+        "report_demo",
+        "--precision",
+        "fp32,fp16",
+        "--min-time",
+        "0.02",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     return out

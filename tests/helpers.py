@@ -26,11 +26,19 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "torchparity", *args]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """The real command line in a real subprocess, to completion."""
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, encoding="utf-8",
-                          cwd=cwd, env=cli_env(env), timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        cli_command(*args),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=cwd,
+        env=cli_env(env),
+        timeout=timeout,
+    )
 
 
 def start_cli(*args: str, **popen: Any) -> subprocess.Popen:

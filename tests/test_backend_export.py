@@ -9,15 +9,28 @@ from tests.backend_runs import TINY, UNEXPORTABLE, by_cell, explain, run_rows
 
 
 def test_smoke_suite_fp32_cpu_within_tolerance(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--precision", "fp32", "--backend", "export")
+    rows = run_rows(
+        tmp_path / "run", "--suite", "smoke", "--precision", "fp32", "--backend", "export"
+    )
     assert len(rows) == 3
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)
     assert all(r["eager_max_abs_diff"] < 1e-5 for r in rows)
 
 
 def test_nested_outputs_come_back_in_eager_structure(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny",
-                    "--case", "tiny_heads", "--precision", "fp32", "--backend", "eager,export")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(TINY),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_heads",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,export",
+    )
     cells = by_cell(rows)
     eager, export = cells["tiny_heads", "fp32", "eager"], cells["tiny_heads", "fp32", "export"]
     assert export["status"] == "pass", explain(rows)
@@ -26,8 +39,17 @@ def test_nested_outputs_come_back_in_eager_structure(tmp_path):
 
 
 def test_unexportable_model_is_an_error_row(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(UNEXPORTABLE), "--suite", "unexportable",
-                    "--precision", "fp32", "--backend", "export,torchscript")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(UNEXPORTABLE),
+        "--suite",
+        "unexportable",
+        "--precision",
+        "fp32",
+        "--backend",
+        "export,torchscript",
+    )
     cells = by_cell(rows)
     row = cells["data_dependent_branch", "fp32", "export"]
     assert row["status"] == "error" and row["error_stage"] == "prepare"
@@ -39,8 +61,18 @@ def test_unexportable_model_is_an_error_row(tmp_path):
 @pytest.mark.slow  # the onnxruntime test covers hits and rebuilt entries by default
 def test_second_run_hits_the_cache(tmp_path):
     cache = tmp_path / "cache"
-    args = ("--suite", "smoke", "--case", "attention_block", "--precision", "fp32",
-            "--backend", "export", "--cache-dir", str(cache))  # fmt: skip
+    args = (
+        "--suite",
+        "smoke",
+        "--case",
+        "attention_block",
+        "--precision",
+        "fp32",
+        "--backend",
+        "export",
+        "--cache-dir",
+        str(cache),
+    )
     (first,) = run_rows(tmp_path / "first", *args)
     (second,) = run_rows(tmp_path / "second", *args)
     assert first["status"] == second["status"] == "pass"
@@ -54,5 +86,7 @@ def test_second_run_hits_the_cache(tmp_path):
 
 @pytest.mark.slow
 def test_models_suite_fp32_cpu(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "models", "--precision", "fp32", "--backend", "export")
+    rows = run_rows(
+        tmp_path / "run", "--suite", "models", "--precision", "fp32", "--backend", "export"
+    )
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)

@@ -9,27 +9,51 @@ from tests.backend_runs import UNEXPORTABLE, by_cell, explain, run_rows
 
 
 def test_smoke_suite_fp32_cpu_within_tolerance(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--precision", "fp32",
-                    "--backend", "onnxruntime,onnxruntime-legacy")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--suite",
+        "smoke",
+        "--precision",
+        "fp32",
+        "--backend",
+        "onnxruntime,onnxruntime-legacy",
+    )
     assert len(rows) == 3 * 2
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)
     for r in rows:
         assert r["eager_max_abs_diff"] < 1e-4
-        assert r["backend_exporter"] == ("dynamo" if r["backend"] == "onnxruntime" else "torchscript")
+        assert r["backend_exporter"] == (
+            "dynamo" if r["backend"] == "onnxruntime" else "torchscript"
+        )
         assert r["backend_ort_provider"] == "CPUExecutionProvider"
         assert r["backend_ort_graph_optimization"] == "all"
         assert r["backend_ort_intra_op_threads"] >= 1 and r["backend_ort_inter_op_threads"] >= 1
-        assert r["backend_ort_allow_spinning"] == 0  # pool threads would spin into the next timed block
+        assert (
+            r["backend_ort_allow_spinning"] == 0
+        )  # pool threads would spin into the next timed block
         assert r["backend_opset"] >= 9
 
 
 def test_options_reach_the_session(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--case", "mlp", "--precision", "fp32",
-                    "--backend", "onnxruntime-legacy",
-                    "--backend-option", "onnxruntime-legacy.opset=14",
-                    "--backend-option", "onnxruntime-legacy.graph_optimization=disable",
-                    "--backend-option", "onnxruntime-legacy.intra_op_threads=1",
-                    "--backend-option", "onnxruntime-legacy.allow_spinning=1")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--suite",
+        "smoke",
+        "--case",
+        "mlp",
+        "--precision",
+        "fp32",
+        "--backend",
+        "onnxruntime-legacy",
+        "--backend-option",
+        "onnxruntime-legacy.opset=14",
+        "--backend-option",
+        "onnxruntime-legacy.graph_optimization=disable",
+        "--backend-option",
+        "onnxruntime-legacy.intra_op_threads=1",
+        "--backend-option",
+        "onnxruntime-legacy.allow_spinning=1",
+    )
     (row,) = rows
     assert row["status"] == "pass", explain(rows)
     assert row["backend_opset"] == 14
@@ -39,8 +63,17 @@ def test_options_reach_the_session(tmp_path):
 
 
 def test_unexportable_model_is_an_error_row_with_the_exporters_message(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(UNEXPORTABLE), "--suite", "unexportable",
-                    "--precision", "fp32", "--backend", "eager,onnxruntime")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(UNEXPORTABLE),
+        "--suite",
+        "unexportable",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,onnxruntime",
+    )
     cells = by_cell(rows)
     assert cells["data_dependent_branch", "fp32", "eager"]["status"] == "pass"
     row = cells["data_dependent_branch", "fp32", "onnxruntime"]
@@ -52,8 +85,17 @@ def test_unexportable_model_is_an_error_row_with_the_exporters_message(tmp_path)
 
 
 def test_bf16_says_why_it_cannot_run(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--case", "mlp", "--precision", "bf16",
-                    "--backend", "onnxruntime")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--suite",
+        "smoke",
+        "--case",
+        "mlp",
+        "--precision",
+        "bf16",
+        "--backend",
+        "onnxruntime",
+    )
     (row,) = rows
     # ONNX Runtime's CPU provider has no bf16 Gemm: the row names the dtype and the op.
     assert row["status"] == "error", explain(rows)
@@ -63,8 +105,18 @@ def test_bf16_says_why_it_cannot_run(tmp_path):
 
 def test_second_run_hits_the_cache_and_corrupt_entries_are_rebuilt(tmp_path):
     cache = tmp_path / "cache"
-    args = ("--suite", "smoke", "--case", "lenet", "--precision", "fp32",
-            "--backend", "onnxruntime", "--cache-dir", str(cache))  # fmt: skip
+    args = (
+        "--suite",
+        "smoke",
+        "--case",
+        "lenet",
+        "--precision",
+        "fp32",
+        "--backend",
+        "onnxruntime",
+        "--cache-dir",
+        str(cache),
+    )
     (first,) = run_rows(tmp_path / "first", *args)
     (second,) = run_rows(tmp_path / "second", *args)
     assert first["status"] == second["status"] == "pass"
@@ -79,8 +131,15 @@ def test_second_run_hits_the_cache_and_corrupt_entries_are_rebuilt(tmp_path):
 
 @pytest.mark.slow
 def test_models_suite_fp32_cpu(tmp_path):
-    rows = run_rows(tmp_path / "run", "--suite", "models", "--precision", "fp32",
-                    "--backend", "onnxruntime,onnxruntime-legacy")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--suite",
+        "models",
+        "--precision",
+        "fp32",
+        "--backend",
+        "onnxruntime,onnxruntime-legacy",
+    )
     passed = [r for r in rows if r["status"] == "pass"]
     assert len(passed) >= 18, explain(rows)
     assert all(r["reason"] for r in rows if r["status"] != "pass")

@@ -10,9 +10,21 @@ PLUGIN = DATA / "plugin_backend.py"
 def test_backend_from_a_user_plugin_file(tmp_path, cli):
     listed = cli("list", "backends", "--case-file", str(PLUGIN))
     assert "user-nograd" in listed.stdout
-    rows = run_rows(tmp_path / "run", "--case-file", str(PLUGIN), "--suite", "smoke",
-                    "--case", "mlp", "--precision", "fp32", "--backend", "user-nograd",
-                    "--backend-option", "user-nograd.label=hello")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(PLUGIN),
+        "--suite",
+        "smoke",
+        "--case",
+        "mlp",
+        "--precision",
+        "fp32",
+        "--backend",
+        "user-nograd",
+        "--backend-option",
+        "user-nograd.label=hello",
+    )
     (row,) = rows
     assert row["status"] == "pass", explain(rows)
     assert row["backend_label"] == "hello" and row["eager_max_abs_diff"] == 0.0
@@ -22,7 +34,10 @@ def test_backend_from_a_user_plugin_file(tmp_path, cli):
     "option, expected",
     [
         ("tensorrt.opset=17", "unknown backend 'tensorrt'; valid: "),
-        ("onnxruntime.opsett=17", "unknown option 'opsett' for backend 'onnxruntime'; valid: opset"),
+        (
+            "onnxruntime.opsett=17",
+            "unknown option 'opsett' for backend 'onnxruntime'; valid: opset",
+        ),
         ("onnxruntime", "malformed --backend-option 'onnxruntime'; expected BACKEND.KEY=VALUE"),
         ("opset=17", "malformed --backend-option 'opset=17'"),
     ],

@@ -17,8 +17,20 @@ import pytest
 
 from tests.helpers import ROOT, write_env, write_rows
 
-SESSIONS = ["tests", "tests_latest", "bench", "fuzz", "opinfo", "native", "report", "validate",
-            "localize", "bench_torch", "lint"]  # fmt: skip
+SESSIONS = [
+    "tests",
+    "tests_slow",
+    "tests_latest",
+    "bench",
+    "fuzz",
+    "opinfo",
+    "native",
+    "report",
+    "validate",
+    "localize",
+    "bench_torch",
+    "lint",
+]
 LOCK = ROOT / "constraints" / "ci.txt"
 # A pin of the lock: name==version, perhaps for some Pythons or OSes only.
 PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?: ; \S.*)?")
@@ -26,8 +38,14 @@ PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?: ; \S.*)?")
 
 def test_nox_lists_every_session_with_a_one_line_description():
     pytest.importorskip("nox")
-    proc = subprocess.run([sys.executable, "-m", "nox", "-l", "--no-color"], cwd=ROOT,
-                          capture_output=True, text=True, encoding="utf-8", timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "nox", "-l", "--no-color"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     listed = dict(re.findall(r"^[*-] (\S+?)(?:\(.*\))? -> (.+)$", proc.stdout, re.MULTILINE))
     assert set(SESSIONS) <= set(listed), proc.stdout
@@ -44,7 +62,9 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert "nox -s bench" in bench_line
     command = test_line.split("#", 1)[0].strip()
     assert command == "python3 -m pip install nox && python3 -m nox -s tests"
-    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    ci_lines = [
+        line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    ]
     assert command in ci_lines
 
 
@@ -61,11 +81,15 @@ def test_workflows_pass_actionlint():
     actionlint = _tool("actionlint")
     if actionlint is None:
         pytest.skip("actionlint is not installed here; `nox -s lint` installs and runs it")
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     assert len(workflows) >= 2, "ci and latest"
-    proc = subprocess.run([actionlint, *workflows], capture_output=True, text=True, env=env,
-                          timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [actionlint, *workflows], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -86,39 +110,77 @@ def _workflow_step_script(step_name: str) -> str:
 def _fake_run_dir(path: Path, os_name: str, cases: list[str]) -> None:
     path.mkdir(parents=True)
     write_env(path, {"os": os_name, "host": os_name.lower()})
-    write_rows(path, [{"case": case, "kind": "model", "suite": "smoke", "device": "cpu",
-                       "precision": "fp32", "backend": "eager", "status": "pass",
-                       "os": os_name, "cell_id": f"{case}|cpu|fp32|eager"} for case in cases])  # fmt: skip
+    write_rows(
+        path,
+        [
+            {
+                "case": case,
+                "kind": "model",
+                "suite": "smoke",
+                "device": "cpu",
+                "precision": "fp32",
+                "backend": "eager",
+                "status": "pass",
+                "os": os_name,
+                "cell_id": f"{case}|cpu|fp32|eager",
+            }
+            for case in cases
+        ],
+    )
 
 
-@pytest.mark.skipif(os.name == "nt" or not (shutil.which("bash") and shutil.which("find")),
-                    reason="the workflow's merge step is bash with GNU find (Linux runner)")  # fmt: skip
+@pytest.mark.skipif(
+    os.name == "nt" or not (shutil.which("bash") and shutil.which("find")),
+    reason="the workflow's merge step is bash with GNU find (Linux runner)",
+)
 def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     art = tmp_path / "artifacts"
-    _fake_run_dir(art / "run-ubuntu-latest-py3.12" / "smoke-ubuntu-latest-py3.12", "Linux", ["a", "b"])
-    _fake_run_dir(art / "run-macos-latest-py3.12" / "smoke-macos-latest-py3.12", "Darwin", ["a", "b"])
+    _fake_run_dir(
+        art / "run-ubuntu-latest-py3.12" / "smoke-ubuntu-latest-py3.12", "Linux", ["a", "b"]
+    )
+    _fake_run_dir(
+        art / "run-macos-latest-py3.12" / "smoke-macos-latest-py3.12", "Darwin", ["a", "b"]
+    )
     _fake_run_dir(art / "run-models-shard-1-of-2" / "models-shard-1-of-2", "Linux", ["c"])
     _fake_run_dir(art / "run-ubuntu-latest-py3.12" / "fuzz-ubuntu-latest-py3.12", "Linux", ["op"])
     # `torchparity` on PATH: this checkout's CLI under this interpreter
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "torchparity"
-    shim.write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8")
+    shim.write_text(
+        f'#!/usr/bin/env bash\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8"
+    )
     shim.chmod(0o755)
     script = tmp_path / "merge.sh"
-    script.write_text(_workflow_step_script("Merge into one cross-platform report"), encoding="utf-8")
+    script.write_text(
+        _workflow_step_script("Merge into one cross-platform report"), encoding="utf-8"
+    )
     summary = tmp_path / "step-summary.md"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "GITHUB_STEP_SUMMARY": str(summary)}  # fmt: skip
-    proc = subprocess.run(["bash", "-eo", "pipefail", str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    proc = subprocess.run(
+        ["bash", "-eo", "pipefail", str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import pandas as pd
 
     merged = pd.read_csv(tmp_path / "merged" / "results.csv")
     assert sorted(zip(merged.os, merged.case, strict=True)) == [
-        ("Darwin", "a"), ("Darwin", "b"), ("Linux", "a"), ("Linux", "b"), ("Linux", "c"),
-    ]  # fmt: skip
+        ("Darwin", "a"),
+        ("Darwin", "b"),
+        ("Linux", "a"),
+        ("Linux", "b"),
+        ("Linux", "c"),
+    ]
     assert list(pd.read_csv(tmp_path / "merged" / "fuzz" / "results.csv").case) == ["op"]
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("Merged 3 benchmark and 1 fuzz run directories.")

@@ -8,8 +8,17 @@ from tests.helpers import read_env, read_rows
 
 def test_run_tiny_suite_end_to_end(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--out", str(out),
-               "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--out",
+        str(out),
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv")
     # every cell of the matrix has a row: 2 cases x 3 devices x 4 precisions x eager
@@ -31,16 +40,42 @@ def test_run_tiny_suite_end_to_end(cli, tiny_cases, tmp_path):
 
 def test_errors_are_rows_and_known_failures_are_xfail(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny_broken", "--out", str(out),
-               "--device", "cpu", "--precision", "fp32,bf16", "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny_broken",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32,bf16",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv").set_index("precision")
     assert frame.loc["fp32", "status"] == "error"
     assert frame.loc["fp32", "reason"] == "reference: RuntimeError: this model is broken on purpose"
     assert frame.loc["bf16", "status"] == "xfail"
     assert "https://example.org/1" in frame.loc["bf16", "reason"]
-    strict = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny_broken", "--device", "cpu",
-                 "--precision", "fp32", "--out", str(tmp_path / "strict"), "--strict", "--quiet")  # fmt: skip
+    strict = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny_broken",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(tmp_path / "strict"),
+        "--strict",
+        "--quiet",
+    )
     assert strict.returncode == 1
 
 
@@ -48,9 +83,25 @@ def test_shards_union_is_the_whole_matrix(cli, tiny_cases, tmp_path):
     ids = []
     for i in (1, 2):
         out = tmp_path / f"s{i}"
-        proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
-                   "--precision", "fp32", "--shard", f"{i}/2", "--out", str(out), "--quiet",
-                   "--no-isolate", "--min-time", "0.01")  # fmt: skip
+        proc = cli(
+            "run",
+            "--case-file",
+            str(tiny_cases),
+            "--suite",
+            "tiny",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--shard",
+            f"{i}/2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-isolate",
+            "--min-time",
+            "0.01",
+        )
         assert proc.returncode == 0, proc.stderr
         ids += list(pd.read_csv(out / "results.csv").case)
     assert sorted(ids) == ["tiny_heads", "tiny_linear"]

@@ -33,13 +33,20 @@ def test_parse_fail_on():
 def test_u_test():
     assert compare.u_test([1.0, 2.0], [3.0, 4.0]) is None  # too few samples
     assert compare.u_test([1.0] * 7, [1.0] * 7) == 1.0
-    separated = compare.u_test([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6], [2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6])
+    separated = compare.u_test(
+        [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6], [2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6]
+    )
     assert separated == pytest.approx(2 / 3432)  # exact two-sided p for 7 vs 7, fully separated
     assert compare.u_test([1, 3, 5, 7, 9, 11, 13], [2, 4, 6, 8, 10, 12, 14]) > 0.5
 
 
 def test_noise_floor_hides_small_significant_changes():
-    base = {"cell_id": "a", "status": "pass", "throughput_items_s": 100.0, "samples_ms": [10.0] * 6 + [10.1]}
+    base = {
+        "cell_id": "a",
+        "status": "pass",
+        "throughput_items_s": 100.0,
+        "samples_ms": [10.0] * 6 + [10.1],
+    }
     cur = {**base, "throughput_items_s": 97.0, "samples_ms": [10.3] * 6 + [10.4]}
     change = compare.compare_cell(base, cur)
     assert change.p_value < compare.ALPHA and change.throughput_verdict == "unchanged"
@@ -79,8 +86,15 @@ def test_two_x_slowdown_and_new_failure_are_flagged(cli, sample_run, tmp_path):
     broken.update(status="error", reason="run: RuntimeError: injected")
     _write_rows(current, rows)
 
-    proc = cli("compare", str(baseline), str(current), "--fail-on", "throughput=10%,drift,status",
-               "--out", str(tmp_path / "cmp"))  # fmt: skip
+    proc = cli(
+        "compare",
+        str(baseline),
+        str(current),
+        "--fail-on",
+        "throughput=10%,drift,status",
+        "--out",
+        str(tmp_path / "cmp"),
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Gate: FAILED** (2 regressions)" in proc.stdout
     assert f"{slow['case']} cpu/eager/{slow['precision']}: throughput -50.0%" in proc.stdout
@@ -89,10 +103,22 @@ def test_two_x_slowdown_and_new_failure_are_flagged(cli, sample_run, tmp_path):
     assert "Gate: FAILED" in html and "new failure" in html
 
     # Each gate item is selective: drift alone does not fail on these changes.
-    assert cli("compare", str(baseline), str(current), "--fail-on", "drift",
-               "--out", str(tmp_path / "cmp2")).returncode == 0  # fmt: skip
+    assert (
+        cli(
+            "compare",
+            str(baseline),
+            str(current),
+            "--fail-on",
+            "drift",
+            "--out",
+            str(tmp_path / "cmp2"),
+        ).returncode
+        == 0
+    )
     # Without --fail-on, compare reports and exits 0.
-    assert cli("compare", str(baseline), str(current), "--out", str(tmp_path / "cmp3")).returncode == 0
+    assert (
+        cli("compare", str(baseline), str(current), "--out", str(tmp_path / "cmp3")).returncode == 0
+    )
 
 
 # -- the round-level gate on synthetic runs --------------------------------------------
@@ -107,11 +133,19 @@ def _synthetic_run(rng, cells=20, noise=0.02, slow=None, machine=1.0, rounds=3):
         level = (1.0 + i) * (slow or {}).get(i, 1.0) * machine
         wobble = np.exp(rng.normal(0, noise, rounds))
         medians = list(level * wobble)
-        rows.append({"cell_id": f"c{i}|cpu|fp32|eager", "case": f"c{i}", "device": "cpu",
-                     "precision": "fp32", "backend": "eager", "status": "pass",
-                     "throughput_items_s": 1.0 / float(np.median(medians)),
-                     "round_medians_ms": medians,
-                     "calibration_round_ms": list(0.1 * machine * wobble)})  # fmt: skip
+        rows.append(
+            {
+                "cell_id": f"c{i}|cpu|fp32|eager",
+                "case": f"c{i}",
+                "device": "cpu",
+                "precision": "fp32",
+                "backend": "eager",
+                "status": "pass",
+                "throughput_items_s": 1.0 / float(np.median(medians)),
+                "round_medians_ms": medians,
+                "calibration_round_ms": list(0.1 * machine * wobble),
+            }
+        )
     return rows
 
 
@@ -144,7 +178,9 @@ def test_one_slow_round_does_not_hide_a_planted_slowdown():
     from scipy.stats import ttest_ind
 
     logs = [np.log(r[0]["round_medians_ms"]) for r in (base, cur)]
-    assert ttest_ind(*logs, equal_var=False).pvalue > compare.ROUND_ALPHA  # what the old test missed
+    assert (
+        ttest_ind(*logs, equal_var=False).pvalue > compare.ROUND_ALPHA
+    )  # what the old test missed
     result = compare.compare_runs(base, cur)
     assert [c.case for c, _ in result.regressions(GATE10)] == ["c0"]
     # the same burst with no change is not a regression
@@ -167,11 +203,17 @@ def test_a_run_too_noisy_for_the_threshold_says_so_instead_of_flagging():
 def test_calibration_removes_a_machine_wide_slowdown():
     rng = np.random.default_rng(2)
     base = _synthetic_run(rng, noise=0.01)
-    loaded = _synthetic_run(rng, noise=0.01, machine=1.4)  # the whole second run on a busier machine
-    raw = compare.compare_runs(base, loaded)  # the calibration saw the machine slow down: no verdict
+    loaded = _synthetic_run(
+        rng, noise=0.01, machine=1.4
+    )  # the whole second run on a busier machine
+    raw = compare.compare_runs(
+        base, loaded
+    )  # the calibration saw the machine slow down: no verdict
     assert raw.machine_shift == pytest.approx(0.4, rel=0.05)
     assert raw.too_noisy(GATE10) and raw.regressions(GATE10) == []
-    assert re.search(r"calibration workload ran (39|40|41)% slower", compare.markdown(raw, gate=GATE10))
+    assert re.search(
+        r"calibration workload ran (39|40|41)% slower", compare.markdown(raw, gate=GATE10)
+    )
     normalized = compare.compare_runs(base, loaded, normalize=True)
     assert normalized.regressions(GATE10) == [] and normalized.normalized
     planted = _synthetic_run(rng, noise=0.01, machine=1.4, slow={3: 1.25})
@@ -229,7 +271,10 @@ def test_bad_input_is_one_line_exit_2(cli, sample_run, tmp_path):
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = cli("compare", str(sample_run), str(sample_run), "--fail-on", "speed")
-    assert proc.returncode == 2 and "valid: throughput=N%, instructions=N%, drift, status, noisy" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "valid: throughput=N%, instructions=N%, drift, status, noisy" in proc.stderr
+    )
 
 
 def test_instruction_gate_flags_counted_growth_only():
@@ -239,4 +284,6 @@ def test_instruction_gate_flags_counted_growth_only():
     failing = result.regressions(compare.Gate(instructions=0.02))
     assert [why for _, why in failing] == [["instructions per call +3.0%"]]
     assert result.regressions(compare.Gate(instructions=0.05)) == []
-    assert result.regressions(compare.Gate(throughput=0.05)) == []  # no timing, no throughput verdict
+    assert (
+        result.regressions(compare.Gate(throughput=0.05)) == []
+    )  # no timing, no throughput verdict

@@ -103,8 +103,13 @@ def test_runner_builds_once_and_is_cached(native_runner):
     assert (again.binary, again.built) == (native_runner.binary, False)
     name = native_runner.directory.name
     assert name.startswith(torch.__version__) and sys.platform in name
-    version = subprocess.run([str(native_runner.binary), "--version"], capture_output=True,
-                             text=True, timeout=60, env=_runner_env())  # fmt: skip
+    version = subprocess.run(
+        [str(native_runner.binary), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_runner_env(),
+    )
     assert version.returncode == 0, version.stderr
     assert version.stdout.split()[0] == torch.__version__.split("+")[0]
 
@@ -118,9 +123,18 @@ def _runner_env() -> dict[str, str]:
 def test_cpp_reads_and_writes_the_format(native_runner, tmp_path):
     tensors = _samples()
     tensor_io.save(tmp_path / "in.bin", tensors, [str(i) for i in range(len(tensors))])
-    proc = subprocess.run([str(native_runner.binary), "--roundtrip", str(tmp_path / "in.bin"),
-                           str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=60,
-                          env=_runner_env())  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(native_runner.binary),
+            "--roundtrip",
+            str(tmp_path / "in.bin"),
+            str(tmp_path / "out.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_runner_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.bin").read_bytes() == (tmp_path / "in.bin").read_bytes()
     _assert_same(tensor_io.load(tmp_path / "out.bin")[1], tensors)
@@ -128,16 +142,27 @@ def test_cpp_reads_and_writes_the_format(native_runner, tmp_path):
 
 def test_cpp_rejects_bytes_after_the_last_entry_as_python_does(native_runner, tmp_path):
     (tmp_path / "in.bin").write_bytes(tensor_io.encode([torch.ones(2)], ["x"]) + b"\0")
-    proc = subprocess.run([str(native_runner.binary), "--roundtrip", str(tmp_path / "in.bin"),
-                           str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=60,
-                          env=_runner_env())  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(native_runner.binary),
+            "--roundtrip",
+            str(tmp_path / "in.bin"),
+            str(tmp_path / "out.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_runner_env(),
+    )
     assert proc.returncode != 0 and "bytes after the last entry" in proc.stderr + proc.stdout
 
 
 def _check_cpp_row(row: dict, python_row: dict) -> None:
     assert row["status"] == "pass", row["reason"]
     assert row["backend_python_max_abs_diff"] == 0.0
-    assert row["eager_max_abs_diff"] == python_row["eager_max_abs_diff"]  # same artifact, same numbers
+    assert (
+        row["eager_max_abs_diff"] == python_row["eager_max_abs_diff"]
+    )  # same artifact, same numbers
     assert row["output_digest"] == python_row["output_digest"]
     assert row["leaf_names"] == python_row["leaf_names"]
     assert row["backend_libtorch"] == torch.__version__.split("+")[0]
@@ -147,8 +172,14 @@ def _check_cpp_row(row: dict, python_row: dict) -> None:
 
 
 def test_torchscript_cpp_runs_the_torchscript_file(native_runner, tmp_path):
-    rows = run_rows(tmp_path / "run", *CASES, "--backend", "torchscript,torchscript-cpp",
-                    "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        *CASES,
+        "--backend",
+        "torchscript,torchscript-cpp",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     cells = by_cell(rows)
     python = cells[("native_tagger", "fp32", "torchscript")]
     assert python["status"] == "pass", explain(rows)
@@ -164,8 +195,14 @@ def test_torchscript_cpp_runs_the_torchscript_file(native_runner, tmp_path):
 
 
 def test_aoti_cpp_runs_the_aoti_package(native_runner, tmp_path):
-    rows = run_rows(tmp_path / "run", *CASES, "--backend", "aoti-cpp,aoti",
-                    "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        *CASES,
+        "--backend",
+        "aoti-cpp,aoti",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     cells = by_cell(rows)
     python = cells[("native_tagger", "fp32", "aoti")]
     assert python["status"] == "pass", explain(rows)
@@ -177,9 +214,19 @@ def test_aoti_cpp_runs_the_aoti_package(native_runner, tmp_path):
 def test_missing_toolchain_is_a_skip_naming_it(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
-    proc = run_cli("run", *CASES, "--device", "cpu", "--backend", "torchscript-cpp", "--no-isolate",
-                   "--quiet", "--out", str(tmp_path / "run"),
-                   env={"PATH": str(empty), "CXX": "", native_build.ENV_BINARY: ""})  # fmt: skip
+    proc = run_cli(
+        "run",
+        *CASES,
+        "--device",
+        "cpu",
+        "--backend",
+        "torchscript-cpp",
+        "--no-isolate",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        env={"PATH": str(empty), "CXX": "", native_build.ENV_BINARY: ""},
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_rows(tmp_path / "run")
     assert row["status"] == "skip"
@@ -191,19 +238,24 @@ def test_missing_toolchain_is_a_skip_naming_it(tmp_path):
 def test_build_failure_is_an_error_with_the_compilers_line(native_runner, tmp_path, monkeypatch):
     source = tmp_path / "broken"
     shutil.copytree(native_build.SOURCE_DIR, source)
-    (source / "runner.cpp").write_text("int main() { return undeclared_thing; }\n", encoding="utf-8")
+    (source / "runner.cpp").write_text(
+        "int main() { return undeclared_thing; }\n", encoding="utf-8"
+    )
     monkeypatch.setenv(native_build.ENV_SOURCE, str(source))
     monkeypatch.setenv(native_build.ENV_CACHE, str(tmp_path / "cache"))
     rows = run_rows(tmp_path / "run", *CASES, "--backend", "torchscript-cpp")
     (row,) = rows
     assert row["status"] == "error"
-    assert "NativeBuildError" in row["reason"] and "undeclared_thing" in row["reason"], row["reason"]
+    assert "NativeBuildError" in row["reason"] and "undeclared_thing" in row["reason"], row[
+        "reason"
+    ]
     assert row["error_stage"] == "prepare"
 
 
 @pytest.mark.parametrize("where, stage", [("run", "call"), ("load", "prepare")])
-def test_runner_crash_is_an_error_row_and_the_run_goes_on(native_runner, tmp_path, monkeypatch,
-                                                          where, stage):  # fmt: skip
+def test_runner_crash_is_an_error_row_and_the_run_goes_on(
+    native_runner, tmp_path, monkeypatch, where, stage
+):
     monkeypatch.setenv("TORCHPARITY_RUNNER_FAULT", f"abort-on-{where}")  # the real binary aborts
     rows = run_rows(tmp_path / "run", *CASES, "--backend", "torchscript-cpp,torchscript")
     cells = by_cell(rows)
@@ -218,8 +270,16 @@ def test_runner_crash_is_an_error_row_and_the_run_goes_on(native_runner, tmp_pat
 def test_cpp_backends_pass_where_python_passes(native_runner, tmp_path):
     """The smoke models in fp32 and bf16: every cell the Python backend passes,
     its C++ counterpart passes too, on the same numbers as the Python run."""
-    rows = run_rows(tmp_path / "run", "--suite", "smoke", "--precision", "fp32,bf16",
-                    "--backend", "torchscript,torchscript-cpp,aoti,aoti-cpp", timeout=1800)  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--suite",
+        "smoke",
+        "--precision",
+        "fp32,bf16",
+        "--backend",
+        "torchscript,torchscript-cpp,aoti,aoti-cpp",
+        timeout=1800,
+    )
     cells = by_cell(rows)
     for (case, precision, backend), row in cells.items():
         if backend.endswith("-cpp") or row["status"] != "pass":

@@ -1,7 +1,6 @@
 """The device axis: detection, skip reasons and option handling. The CUDA/MPS
 measurements themselves run only where such a device exists."""
 
-
 import pandas as pd
 import pytest
 import torch
@@ -23,7 +22,9 @@ def test_every_device_kind_is_one_entry_with_a_reason_when_absent():
     assert get_device("cpu").unavailable() is None
     for name in ("cuda", "mps"):
         reason = get_device(name).unavailable()
-        available = torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
+        available = (
+            torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
+        )
         assert (reason is None) == available
         if reason:
             assert len(reason) > 15
@@ -37,8 +38,11 @@ def test_absent_device_cells_skip_with_the_reason():
 
 
 def test_cuda_options_apply_and_are_recorded_without_a_gpu():
-    matmul, cudnn, bench = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-                            torch.backends.cudnn.benchmark)  # fmt: skip
+    matmul, cudnn, bench = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         facts = CUDADevice().configure(DeviceOptions(tf32=True, cudnn_benchmark=True))
         assert facts["cuda_tf32"] is True and facts["cudnn_benchmark"] is True
@@ -74,9 +78,27 @@ def test_device_option_errors(cli, args, message):
 
 def test_device_flags_are_stored_for_resume(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--case", "tiny_linear",
-               "--device", "cpu,cuda,mps", "--precision", "fp32", "--tf32", "--mps-fallback",
-               "--out", str(out), "--quiet", "--no-isolate", "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--device",
+        "cpu,cuda,mps",
+        "--precision",
+        "fp32",
+        "--tf32",
+        "--mps-fallback",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-isolate",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     stored = RunDir(out).read_selection()
     assert stored["tf32"] is True and stored["mps_fallback"] is True
@@ -88,9 +110,24 @@ def test_device_flags_are_stored_for_resume(cli, tiny_cases, tmp_path):
 
 def test_a_plugin_device_is_one_more_entry(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--case-file", str(DATA / "extra_device.py"),
-               "--suite", "tiny", "--device", "host", "--precision", "fp32,bf16", "--out", str(out),
-               "--quiet", "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--case-file",
+        str(DATA / "extra_device.py"),
+        "--suite",
+        "tiny",
+        "--device",
+        "host",
+        "--precision",
+        "fp32,bf16",
+        "--out",
+        str(out),
+        "--quiet",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv")
     assert set(frame.device) == {"host"} and set(frame.status) == {"pass"}
@@ -113,9 +150,23 @@ def test_autocast_precisions_skip_backends_that_cannot_honour_them():
 
 def test_autocast_on_cpu_end_to_end(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
-               "--precision", "amp-bf16", "--out", str(out), "--quiet", "--no-isolate",
-               "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cpu",
+        "--precision",
+        "amp-bf16",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-isolate",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv")
     assert set(frame.status) == {"pass"}, frame[["case", "status", "reason"]]
@@ -127,8 +178,22 @@ def test_autocast_on_cpu_end_to_end(cli, tiny_cases, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "amp-fp16", "amp-bf16"])
 def test_cuda_cells_pass_with_events_and_memory(cli, tiny_cases, tmp_path, precision):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cuda",
-               "--precision", precision, "--out", str(out), "--quiet", "--min-time", "0.05")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cuda",
+        "--precision",
+        precision,
+        "--out",
+        str(out),
+        "--quiet",
+        "--min-time",
+        "0.05",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv")
     assert set(frame.status) == {"pass"}, frame[["case", "status", "reason"]]
@@ -138,7 +203,19 @@ def test_cuda_cells_pass_with_events_and_memory(cli, tiny_cases, tmp_path, preci
 @needs_mps
 def test_mps_cells_pass(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "mps",
-               "--precision", "fp32,fp16", "--out", str(out), "--quiet")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "mps",
+        "--precision",
+        "fp32,fp16",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(pd.read_csv(out / "results.csv").status) == {"pass"}

@@ -19,7 +19,9 @@ def test_plain_exception_gives_its_first_non_blank_line():
 
 
 def test_wrapper_that_only_introduces_details_gives_way_to_the_root_cause():
-    wrapper = RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m. Next steps:\n- fix it")
+    wrapper = RuntimeError(
+        "Failed to export. \x1b[96mThis is step 1/3\x1b[0m. Next steps:\n- fix it"
+    )
     exc = _chained(wrapper, ValueError("Could not guard on data-dependent expression\nmore"))
     assert first_line(exc) == (
         "ValueError: Could not guard on data-dependent expression (raised as RuntimeError)"
@@ -28,7 +30,10 @@ def test_wrapper_that_only_introduces_details_gives_way_to_the_root_cause():
 
 def test_informative_wrapper_keeps_its_line_and_names_the_cause():
     exc = _chained(OSError("Failed to get source for Pair.__init__"), OSError("no source"))
-    assert first_line(exc) == "OSError: Failed to get source for Pair.__init__ (cause: OSError: no source)"
+    assert (
+        first_line(exc)
+        == "OSError: Failed to get source for Pair.__init__ (cause: OSError: no source)"
+    )
 
 
 def test_reason_is_bounded():

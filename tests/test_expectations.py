@@ -19,14 +19,41 @@ CASES = DATA / "expectation_cases.py"
 
 
 def _run(path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "TORCHPARITY_TEST_EXPECTATIONS": str(path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.run(
-        [sys.executable, "-m", "torchparity", "run", "--case-file", str(CASES), "--suite", "expect_demo",
-         "--backend", "eager", "--device", "cpu", "--precision", "fp32", "--min-time", "0.005",
-         "--no-isolate", "--quiet", "--out", str(out), *extra],
-        capture_output=True, text=True, encoding="utf-8", env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torchparity",
+            "run",
+            "--case-file",
+            str(CASES),
+            "--suite",
+            "expect_demo",
+            "--backend",
+            "eager",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--min-time",
+            "0.005",
+            "--no-isolate",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=300,
+    )
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -75,20 +102,44 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_malformed_blame_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
-    path.write_text(json.dumps({"entries": [{"case": "a", "backend": "eager", "precision": "fp32",
-                                             "status": "fail", "blame": "gremlins"}]}), "utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "entries": [
+                    {
+                        "case": "a",
+                        "backend": "eager",
+                        "precision": "fp32",
+                        "status": "fail",
+                        "blame": "gremlins",
+                    }
+                ]
+            }
+        ),
+        "utf-8",
+    )
     with pytest.raises(expectations.ExpectationsError, match="gremlins"):
         expectations.load(path)
 
 
-@pytest.mark.parametrize(("backend", "reason", "expected"), [
-    ("onnxruntime", "prepare: DispatchError: No ONNX function found for prims.uniform", "exporter"),
-    ("onnxruntime", "prepare: NotImplementedError: CPUExecutionProvider has no torch.float16 kernel",
-     "onnxruntime"),
-    ("compile", "vs eager: out: 3/9 elements outside atol", "inductor"),
-    ("torchscript", "worst #0 [_op(<(5,) float32>)]: prepare: RuntimeError", "harness"),
-    ("eager", "vs fp64 reference: out: 1/4 elements outside", "pytorch"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "reason", "expected"),
+    [
+        (
+            "onnxruntime",
+            "prepare: DispatchError: No ONNX function found for prims.uniform",
+            "exporter",
+        ),
+        (
+            "onnxruntime",
+            "prepare: NotImplementedError: CPUExecutionProvider has no torch.float16 kernel",
+            "onnxruntime",
+        ),
+        ("compile", "vs eager: out: 3/9 elements outside atol", "inductor"),
+        ("torchscript", "worst #0 [_op(<(5,) float32>)]: prepare: RuntimeError", "harness"),
+        ("eager", "vs fp64 reference: out: 1/4 elements outside", "pytorch"),
+    ],
+)
 def test_blame_rules(backend: str, reason: str, expected: str) -> None:
     assert blame.classify(backend, {"status": "fail", "reason": reason}) == expected
 
@@ -101,10 +152,13 @@ def _check_multisample_row(row: dict, run_dir: Path, path: Path) -> None:
     command = row["reproducer"].split()
     assert command[:3] == ["python", "-m", "torchparity.cell.multisample"]
     env = {**os.environ, "TORCHPARITY_TEST_EXPECTATIONS": str(path), "PYTHONPATH": str(ROOT)}
-    code = ("import sys; from torchparity.cases.case import load_plugin; "  # the case file is a plugin
-            f"load_plugin(('file', {str(CASES)!r})); from torchparity.cell.multisample import main; "
-            f"sys.exit(main([{command[3]!r}]))")
-    replay = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=120)  # fmt: skip
+    code = (
+        "import sys; from torchparity.cases.case import load_plugin; "  # the case file is a plugin
+        f"load_plugin(('file', {str(CASES)!r})); from torchparity.cell.multisample import main; "
+        f"sys.exit(main([{command[3]!r}]))"
+    )
+    replay = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert replay.returncode == 1, replay.stderr
     assert "sample #1" in replay.stdout and "fail" in replay.stdout

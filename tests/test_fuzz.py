@@ -52,8 +52,11 @@ def test_profiles_ci_is_bounded_and_derandomized() -> None:
 
 def test_precision_limited_op_is_skipped(tmp_path: Path) -> None:
     load_all([])
-    result = fuzz.fuzz_target(fuzz.Target(CASES["bitwise_and"], "eager", "cpu", "fp16"),
-                              fuzz.PROFILES["ci"], out_dir=tmp_path)
+    result = fuzz.fuzz_target(
+        fuzz.Target(CASES["bitwise_and"], "eager", "cpu", "fp16"),
+        fuzz.PROFILES["ci"],
+        out_dir=tmp_path,
+    )
     assert result.row["status"] == "skip" and "fp32 only" in result.row["reason"]
 
 
@@ -73,8 +76,9 @@ def test_signature_cache_prepares_once_per_signature(tmp_path: Path) -> None:
     load_all([])
     # The first round's signature rule (budget rounds add signatures by time).
     first_round = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=0)
-    result = fuzz.fuzz_target(fuzz.Target(CASES["add"], "test-counting", "cpu", "fp32"),
-                              first_round, out_dir=tmp_path)
+    result = fuzz.fuzz_target(
+        fuzz.Target(CASES["add"], "test-counting", "cpu", "fp32"), first_round, out_dir=tmp_path
+    )
     assert result.row["status"] == "pass", result.row
     assert result.row["examples"] >= fuzz.PROFILES["ci"].max_examples
     assert len(calls) == result.row["prepared"] == result.row["signatures"]
@@ -96,8 +100,9 @@ def test_time_budget_gives_cheap_backends_many_examples(tmp_path: Path) -> None:
     load_all([])
     # A budget far beyond what 12 eager examples cost, even on a loaded machine.
     profile = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=6.0)
-    result = fuzz.fuzz_target(fuzz.Target(CASES["neg"], "eager", "cpu", "fp32"), profile,
-                              out_dir=tmp_path)
+    result = fuzz.fuzz_target(
+        fuzz.Target(CASES["neg"], "eager", "cpu", "fp32"), profile, out_dir=tmp_path
+    )
     assert result.row["status"] == "pass", result.row
     assert result.row["rounds"] > 1 and result.row["examples"] > profile.max_examples
 
@@ -120,8 +125,9 @@ def test_time_budget_reuses_costly_signatures(tmp_path: Path) -> None:
     register_backend(Costly())
     load_all([])
     profile = dataclasses.replace(fuzz.PROFILES["ci"], time_budget_s=2.0)
-    result = fuzz.fuzz_target(fuzz.Target(CASES["neg"], "test-costly", "cpu", "fp32"), profile,
-                              out_dir=tmp_path)
+    result = fuzz.fuzz_target(
+        fuzz.Target(CASES["neg"], "test-costly", "cpu", "fp32"), profile, out_dir=tmp_path
+    )
     assert result.row["status"] == "pass", result.row
     # One prepare took over half the budget: every later example reuses it
     # (on a slow machine too: slowness only makes a second prepare fit less).

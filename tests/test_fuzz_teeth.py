@@ -38,7 +38,9 @@ def test_wrong_backend_is_caught_in_ci_profile(backend: str, op: str, tmp_path: 
     d = result.divergence
     assert d is not None and d["kind"] == "mismatch" and d["status"] == "new"
     assert d["inputs"] and d["actual"] and d["expected"]
-    assert d["reproducer"].startswith("import torch; from torchparity.fuzz.properties import replay;")
+    assert d["reproducer"].startswith(
+        "import torch; from torchparity.fuzz.properties import replay;"
+    )
     # bounded: the time budget draws more examples for a cheap backend, never past its cap
     assert result.row["examples"] <= fuzz.PROFILES["ci"].max_budget_examples * 2
 
@@ -57,8 +59,13 @@ def test_nan_number_divergence_names_nan(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("backend", "op"),
-    [("test-round-away", "sin"), ("test-nan-number", "bitwise_not"), ("test-ulp", "argmax"),
-     ("eager", "round"), ("eager", "neg")],
+    [
+        ("test-round-away", "sin"),
+        ("test-nan-number", "bitwise_not"),
+        ("test-ulp", "argmax"),
+        ("eager", "round"),
+        ("eager", "neg"),
+    ],
 )
 def test_honest_pairs_pass(backend: str, op: str, tmp_path: Path) -> None:
     # Each wrong backend is harmless where its bug cannot show (no torch.round,
@@ -78,8 +85,20 @@ def _flat(values):
 
 def test_cli_records_divergences_and_strict(cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = cli("fuzz", "--case-file", str(PLUGIN), "--backend", "test-round-away",
-               "--op", "round", "--op", "round_known", "--strict", "--out", str(out))
+    proc = cli(
+        "fuzz",
+        "--case-file",
+        str(PLUGIN),
+        "--backend",
+        "test-round-away",
+        "--op",
+        "round",
+        "--op",
+        "round_known",
+        "--strict",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 1, proc.stderr
     rows = read_rows(out)
     status = {r["case"]: r["status"] for r in rows}
@@ -90,25 +109,42 @@ def test_cli_records_divergences_and_strict(cli, tmp_path: Path) -> None:
     assert "example.org/round" in table["round_known"]["known"]
     assert (out / "divergences.jsonl").is_file() and (out / "summary.md").is_file()
     # The one-line reproducer replays the divergence on its own.
-    replay = subprocess.run([sys.executable, "-c", table["round"]["reproducer"]],
-                            capture_output=True, text=True, encoding="utf-8", timeout=120)
+    replay = subprocess.run(
+        [sys.executable, "-c", table["round"]["reproducer"]],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert replay.returncode == 0, replay.stderr
     assert '"kind": "mismatch"' in replay.stdout
 
 
 def test_cli_known_divergence_does_not_fail_strict(cli, tmp_path: Path) -> None:
-    proc = cli("fuzz", "--case-file", str(PLUGIN), "--backend", "test-round-away",
-               "--op", "round_known", "--strict", "--out", str(tmp_path / "run"))
+    proc = cli(
+        "fuzz",
+        "--case-file",
+        str(PLUGIN),
+        "--backend",
+        "test-round-away",
+        "--op",
+        "round_known",
+        "--strict",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1 xfail" in proc.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--profile", "nightly"], "valid: ci, dev, deep"),
-     (["--op", "no_such_op*"], "no op matches"),
-     (["--backend", "nope"], "unknown backend"),
-     (["--examples", "0"], "--examples")],
+    [
+        (["--profile", "nightly"], "valid: ci, dev, deep"),
+        (["--op", "no_such_op*"], "no op matches"),
+        (["--backend", "nope"], "unknown backend"),
+        (["--examples", "0"], "--examples"),
+    ],
 )
 def test_cli_fuzz_usage_errors(cli, args: list[str], message: str) -> None:
     proc = cli("fuzz", *args)

@@ -62,8 +62,10 @@ def _plant(user_cache: Path) -> None:
     """What an attacker with write access to the cache does: a zero-returning
     TorchScript file under one case's key (seal left), an unsealed entry under
     another, and zero references everywhere."""
-    entries = {n: next((user_cache / "artifacts" / "torchscript").glob(f"{safe_file_stem(n, 60)}-*.pt"))
-               for n in NAMES}  # fmt: skip
+    entries = {
+        n: next((user_cache / "artifacts" / "torchscript").glob(f"{safe_file_stem(n, 60)}-*.pt"))
+        for n in NAMES
+    }
     torch.jit.save(torch.jit.script(Zeros()), str(entries["../../../../evil"]))
     cache.seal_path(entries["a/b"]).unlink()
     for ref in (user_cache / "reference").glob("*.pt"):
@@ -75,18 +77,36 @@ def _plant(user_cache: Path) -> None:
 def test_names_stay_names_and_planted_cache_entries_are_never_loaded(tmp_path):
     user_cache = Path(os.environ[cache.CACHE_ENV])
     _stale_lock(tmp_path / "r1")
-    first = run_cli("run", "--case-file", HOSTILE, "--suite", "names", "--out", tmp_path / "r1",
-                    "--backend", "eager,eager,torchscript", *QUICK)  # fmt: skip
+    first = run_cli(
+        "run",
+        "--case-file",
+        HOSTILE,
+        "--suite",
+        "names",
+        "--out",
+        tmp_path / "r1",
+        "--backend",
+        "eager,eager,torchscript",
+        *QUICK,
+    )
     assert first.returncode == 0, first.stderr
     rows = read_rows(tmp_path / "r1")
     # eager,eager runs eager once; every name is a row, a file name never a path
     assert sorted((r["case"], r["backend"]) for r in rows) == sorted(
-        (n, b) for n in NAMES for b in ("eager", "torchscript"))
+        (n, b) for n in NAMES for b in ("eager", "torchscript")
+    )
     assert {r["status"] for r in rows} == {"pass"}, [(r["case"], r["reason"]) for r in rows]
-    assert not list(Path("/tmp").glob("torchparity-abs-evil*")) and not (tmp_path.parent / "evil").exists()
-    assert all(p.is_relative_to(tmp_path / "r1") for p in files_under(tmp_path) - files_under(user_cache))
+    assert (
+        not list(Path("/tmp").glob("torchparity-abs-evil*"))
+        and not (tmp_path.parent / "evil").exists()
+    )
+    assert all(
+        p.is_relative_to(tmp_path / "r1") for p in files_under(tmp_path) - files_under(user_cache)
+    )
     assert len(list((tmp_path / "r1" / "outputs").glob("*.npz"))) == len(rows)
-    assert not (tmp_path / "r1" / "run.lock").exists()  # the stale lock was taken over, then released
+    assert not (
+        tmp_path / "r1" / "run.lock"
+    ).exists()  # the stale lock was taken over, then released
     # a case named "nan" stays a name in the console table, results.csv and summary.md
     assert "\nnan " in first.stdout or "| nan |" in first.stdout, first.stdout
     frame = pd.read_csv(tmp_path / "r1" / "results.csv", keep_default_na=False)
@@ -97,8 +117,18 @@ def test_names_stay_names_and_planted_cache_entries_are_never_loaded(tmp_path):
     assert {r["backend_cache"] for r in rows if r["backend"] == "torchscript"} == {"miss"}
 
     _plant(user_cache)
-    second = run_cli("run", "--case-file", HOSTILE, "--suite", "names", "--out", tmp_path / "r2",
-                     "--backend", "torchscript", *QUICK)  # fmt: skip
+    second = run_cli(
+        "run",
+        "--case-file",
+        HOSTILE,
+        "--suite",
+        "names",
+        "--out",
+        tmp_path / "r2",
+        "--backend",
+        "torchscript",
+        *QUICK,
+    )
     assert second.returncode == 0, second.stderr
     again = {r["case"]: r for r in read_rows(tmp_path / "r2")}
     genuine = {r["case"]: r["output_digest"] for r in rows if r["backend"] == "torchscript"}
@@ -113,11 +143,24 @@ def test_an_unwritable_cache_directory_is_one_line(tmp_path, capsys, monkeypatch
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for bad in (blocker, blocker / "sub"):
-        line = usage_error(capsys, "run", "--case-file", TINY, "--suite", "tiny", "--cache-dir", bad,
-                           "--out", tmp_path / "o", *QUICK)  # fmt: skip
+        line = usage_error(
+            capsys,
+            "run",
+            "--case-file",
+            TINY,
+            "--suite",
+            "tiny",
+            "--cache-dir",
+            bad,
+            "--out",
+            tmp_path / "o",
+            *QUICK,
+        )
         assert "--cache-dir" in line and str(blocker) in line
     monkeypatch.setenv(cache.CACHE_ENV, str(blocker))
-    line = usage_error(capsys, "run", "--case-file", TINY, "--suite", "tiny", "--out", tmp_path / "o", *QUICK)
+    line = usage_error(
+        capsys, "run", "--case-file", TINY, "--suite", "tiny", "--out", tmp_path / "o", *QUICK
+    )
     assert cache.CACHE_ENV in line
 
 
@@ -125,8 +168,10 @@ def test_default_cache_directory_follows_the_os(monkeypatch, tmp_path):
     monkeypatch.delenv(cache.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
-    expected = {"win32": tmp_path / "local" / "torchparity" / "Cache",
-                "darwin": Path.home() / "Library" / "Caches" / "torchparity"}  # fmt: skip
+    expected = {
+        "win32": tmp_path / "local" / "torchparity" / "Cache",
+        "darwin": Path.home() / "Library" / "Caches" / "torchparity",
+    }
     assert cache.default_cache_dir() == expected.get(sys.platform, tmp_path / "xdg" / "torchparity")
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "mine"))
     assert cache.default_cache_dir() == tmp_path / "mine"
@@ -139,12 +184,21 @@ def _resumable(out: Path, marker: Path, tmp_path: Path) -> Path:
     """A downloaded run directory whose run.json names a case file that would
     write ``marker`` when executed."""
     evil = tmp_path / "evil_cases.py"
-    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n", encoding="utf-8")
-    RunDir(out).create().write_selection({"suite": "tiny", "case": ["tiny_linear"], "backend": ["eager"],
-                                          "device": ["cpu"], "precision": ["fp32", "fp64"],
-                                          "min_time": 0.01, "isolate": False,
-                                          "plugins": [["file", str(TINY.resolve())],
-                                                      ["file", str(evil.resolve())]]})  # fmt: skip
+    evil.write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n", encoding="utf-8"
+    )
+    RunDir(out).create().write_selection(
+        {
+            "suite": "tiny",
+            "case": ["tiny_linear"],
+            "backend": ["eager"],
+            "device": ["cpu"],
+            "precision": ["fp32", "fp64"],
+            "min_time": 0.01,
+            "isolate": False,
+            "plugins": [["file", str(TINY.resolve())], ["file", str(evil.resolve())]],
+        }
+    )
     return evil
 
 
@@ -167,9 +221,18 @@ def test_resume_after_a_torn_utf8_tail_stamps_rows_where_they_ran(tmp_path, caps
     selection["plugins"] = selection["plugins"][:1]
     RunDir(out).write_selection(selection)
     write_env(out, {"host": "first-host", "os": "Plan9", "torch": "0.0", "run_id": "run"})
-    done = {"case": "tiny_linear", "kind": "model", "suite": "tiny", "device": "cpu",
-            "precision": "fp64", "backend": "eager", "status": "pass", "reason": "",
-            "cell_id": "tiny_linear|cpu|fp64|eager", "host": "first-host"}  # fmt: skip
+    done = {
+        "case": "tiny_linear",
+        "kind": "model",
+        "suite": "tiny",
+        "device": "cpu",
+        "precision": "fp64",
+        "backend": "eager",
+        "status": "pass",
+        "reason": "",
+        "cell_id": "tiny_linear|cpu|fp64|eager",
+        "host": "first-host",
+    }
     write_rows(out, [done, {**done, "cell_id": "x", "case": "ünïcode"}])
     with open(out / "results.jsonl", "r+b") as fh:  # a middle line damaged, a tail torn in 'ü'
         data = fh.read().split(b"\n")
@@ -193,7 +256,11 @@ def test_resume_after_a_torn_utf8_tail_stamps_rows_where_they_ran(tmp_path, caps
 def test_second_run_into_a_held_directory_names_the_holder(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": "2026-01-01T00:00:00+00:00",
+    }
     (out / "run.lock").write_text(json.dumps(holder), encoding="utf-8")
     line = usage_error(capsys, "run", "--case-file", TINY, "--suite", "tiny", "--out", out, *QUICK)
     assert f"process {os.getpid()}" in line and socket.gethostname() in line
@@ -211,10 +278,31 @@ def _stale_lock(run_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_two_runs_sharing_a_cache_race_cleanly(tmp_path):
-    args = ["run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear", "--quiet",
-            "--precision", "fp32,fp64,fp16,bf16", "--device", "cpu", "--min-time", "0.01",
-            "--no-isolate", "--backend", "eager,torchscript", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
-    procs = [start_cli(*args, "--out", str(tmp_path / n), stderr=subprocess.PIPE, text=True) for n in "ab"]
+    args = [
+        "run",
+        "--case-file",
+        str(TINY),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--quiet",
+        "--precision",
+        "fp32,fp64,fp16,bf16",
+        "--device",
+        "cpu",
+        "--min-time",
+        "0.01",
+        "--no-isolate",
+        "--backend",
+        "eager,torchscript",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    procs = [
+        start_cli(*args, "--out", str(tmp_path / n), stderr=subprocess.PIPE, text=True)
+        for n in "ab"
+    ]
     for proc in procs:
         assert proc.wait(300) == 0, proc.stderr.read()
     for name in "ab":
@@ -226,9 +314,24 @@ def test_two_runs_sharing_a_cache_race_cleanly(tmp_path):
 def test_timeout_kills_the_processes_a_case_started(tmp_path):
     psutil = pytest.importorskip("psutil")
     pid_file = tmp_path / "child.pid"
-    proc = run_cli("run", "--case-file", str(HOSTILE), "--suite", "spawner", "--device", "cpu",
-                   "--precision", "fp32", "--timeout", "5", "--quiet", "--out", str(tmp_path / "run"),
-                   env={"TORCHPARITY_TEST_CHILD_PID": str(pid_file)}, timeout=240)  # fmt: skip
+    proc = run_cli(
+        "run",
+        "--case-file",
+        str(HOSTILE),
+        "--suite",
+        "spawner",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--timeout",
+        "5",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        env={"TORCHPARITY_TEST_CHILD_PID": str(pid_file)},
+        timeout=240,
+    )
     # (a surviving child holds the CLI's stdout open: run_cli would wait for it, and time out)
     assert proc.returncode == 0, proc.stderr
     assert read_rows(tmp_path / "run")[0]["status"] == "timeout"
@@ -253,21 +356,32 @@ def test_bad_numbers_and_paths_are_refused_at_the_parser(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     run = ["run", "--case-file", TINY, "--suite", "tiny", "--out", tmp_path / "o"]
-    for option, value in [("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "0"),
-                          ("--min-time", "0"), ("--min-time", "nan"), ("--threads", "0")]:
+    for option, value in [
+        ("--timeout", "inf"),
+        ("--timeout", "nan"),
+        ("--timeout", "0"),
+        ("--min-time", "0"),
+        ("--min-time", "nan"),
+        ("--threads", "0"),
+    ]:
         assert option in usage_error(capsys, *run, option, value)
     assert "not a directory" in usage_error(capsys, *run, "--out", blocker, *QUICK)
     assert "not writable" in usage_error(capsys, *run, "--out", blocker / "sub", *QUICK)
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("source, message", [
-    ("def broken(:\n", "line 1: SyntaxError"),
-    ("import torch\nraise ValueError('no GPU here')\n", "line 2: ValueError: no GPU here"),
-    ("from torchparity import register_model\nimport torch\nfor _ in range(2):\n"
-     "    register_model('hostile_twice', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n",
-     "'hostile_twice' is registered twice in the same file"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def broken(:\n", "line 1: SyntaxError"),
+        ("import torch\nraise ValueError('no GPU here')\n", "line 2: ValueError: no GPU here"),
+        (
+            "from torchparity import register_model\nimport torch\nfor _ in range(2):\n"
+            "    register_model('hostile_twice', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n",
+            "'hostile_twice' is registered twice in the same file",
+        ),
+    ],
+)
 def test_case_file_errors_name_the_file_and_line(tmp_path, capsys, source, message):
     path = tmp_path / "user_cases.py"
     path.write_text(source, encoding="utf-8")
@@ -278,20 +392,36 @@ def test_case_file_errors_name_the_file_and_line(tmp_path, capsys, source, messa
 def test_a_clash_between_two_files_names_both(tmp_path, capsys):
     paths = [tmp_path / "first.py", tmp_path / "second.py"]
     for path in paths:
-        path.write_text("from torchparity import register_model\nimport torch\nregister_model("
-                        "'hostile_clash', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n")
+        path.write_text(
+            "from torchparity import register_model\nimport torch\nregister_model("
+            "'hostile_clash', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n"
+        )
     line = usage_error(capsys, "list", "--case-file", paths[0], "--case-file", paths[1])
     assert all(str(p) in line for p in paths)
 
 
 def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
-    row = {"case": "<img src=x onerror=alert(1)>", "kind": "model", "suite": "s", "device": "cpu",
-           "precision": "fp32", "backend": "eager", "status": "pass", "reason": "",
-           "cell_id": "c1", "output_file": "../../secret.npz"}  # fmt: skip
+    row = {
+        "case": "<img src=x onerror=alert(1)>",
+        "kind": "model",
+        "suite": "s",
+        "device": "cpu",
+        "precision": "fp32",
+        "backend": "eager",
+        "status": "pass",
+        "reason": "",
+        "cell_id": "c1",
+        "output_file": "../../secret.npz",
+    }
     base, cur = tmp_path / "base", tmp_path / "cur"
     write_rows(base, [row, {**row, "cell_id": "c2", "output_file": "fifo.npz"}])
-    write_rows(cur, [{**row, "status": "fail", "reason": "<!-- ![x](http://evil/x.png)"},
-                     {**row, "cell_id": "c2", "output_file": "truncated.npz"}])  # fmt: skip
+    write_rows(
+        cur,
+        [
+            {**row, "status": "fail", "reason": "<!-- ![x](http://evil/x.png)"},
+            {**row, "cell_id": "c2", "output_file": "truncated.npz"},
+        ],
+    )
     for run in (base, cur):
         write_env(run, {"host": run.name, "os": "Linux", "torch": "2", "fingerprint": "f"})
         (run / "outputs").mkdir()
@@ -324,8 +454,9 @@ def test_damaged_run_directories_are_one_line(tmp_path, capsys):
 
 def test_a_huge_exception_message_is_bounded(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("run", "--case-file", str(HOSTILE), "--suite", "loud", "--out", str(out), "--quiet",
-                   *QUICK)  # fmt: skip
+    proc = run_cli(
+        "run", "--case-file", str(HOSTILE), "--suite", "loud", "--out", str(out), "--quiet", *QUICK
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_rows(out)
     assert row["status"] == "error" and len(row["reason"]) < 1000
@@ -335,8 +466,22 @@ def test_a_huge_exception_message_is_bounded(tmp_path):
 
 def test_report_files_are_replaced_not_written_through(tmp_path, capsys):
     run = tmp_path / "run"
-    write_rows(run, [{"cell_id": "c", "case": "x", "kind": "model", "suite": "s", "device": "cpu",
-                      "precision": "fp32", "backend": "eager", "status": "pass", "reason": ""}])  # fmt: skip
+    write_rows(
+        run,
+        [
+            {
+                "cell_id": "c",
+                "case": "x",
+                "kind": "model",
+                "suite": "s",
+                "device": "cpu",
+                "precision": "fp32",
+                "backend": "eager",
+                "status": "pass",
+                "reason": "",
+            }
+        ],
+    )
     outside = tmp_path / "outside.html"
     outside.write_text("keep", encoding="utf-8")
     try:
@@ -348,8 +493,9 @@ def test_report_files_are_replaced_not_written_through(tmp_path, capsys):
 
 
 def test_list_into_a_closed_pipe_is_quiet():
-    proc = subprocess.Popen(cli_command("list", "cases"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=cli_env())  # fmt: skip
+    proc = subprocess.Popen(
+        cli_command("list", "cases"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
+    )
     proc.stdout.readline()
     proc.stdout.close()  # `| head -1`
     assert proc.wait(120) == 0
@@ -359,9 +505,14 @@ def test_list_into_a_closed_pipe_is_quiet():
 def test_fuzz_reproducer_survives_quotes_in_the_path(tmp_path, capsys):
     from torchparity.fuzz import properties as fuzz
 
-    directory = tmp_path / "it's \"quoted\"" if os.name != "nt" else tmp_path / "it's"
-    record = {"op": "neg", "backend": "eager", "precision": "fp32", "device": "cpu",
-              "_inputs": [torch.arange(40, dtype=torch.float32)]}  # fmt: skip
+    directory = tmp_path / 'it\'s "quoted"' if os.name != "nt" else tmp_path / "it's"
+    record = {
+        "op": "neg",
+        "backend": "eager",
+        "precision": "fp32",
+        "device": "cpu",
+        "_inputs": [torch.arange(40, dtype=torch.float32)],
+    }
     record["inputs"] = fuzz._save_inputs(record, directory, "neg|eager")
     command = fuzz.reproducer(record)
     exec(compile(command, "<reproducer>", "exec"), {})  # replays: the .npy path survived quoting
@@ -372,8 +523,23 @@ def test_library_chatter_goes_to_the_worker_log_not_the_console(tmp_path):
     """Quiet by default: warnings, prints and C++-level writes of a worker
     land in RUN_DIR/worker.log; the console shows the run's own lines."""
     out = tmp_path / "run"
-    proc = run_cli("run", "--case-file", str(HOSTILE), "--suite", "chatty", "--backend", "eager",
-                   "--precision", "fp32", "--device", "cpu", "--min-time", "0.001", "--out", str(out))  # fmt: skip
+    proc = run_cli(
+        "run",
+        "--case-file",
+        str(HOSTILE),
+        "--suite",
+        "chatty",
+        "--backend",
+        "eager",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--min-time",
+        "0.001",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CHATTY" not in proc.stdout + proc.stderr
     log = (out / "worker.log").read_text(encoding="utf-8")

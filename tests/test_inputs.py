@@ -35,15 +35,20 @@ def test_ranges():
 
 
 def test_cast_inputs_keeps_integers():
-    x, ids = cast_inputs((torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.int64)),
-                         torch.float16, torch.device("cpu"))  # fmt: skip
+    x, ids = cast_inputs(
+        (torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.int64)),
+        torch.float16,
+        torch.device("cpu"),
+    )
     assert x.dtype == torch.float16 and ids.dtype == torch.int64
 
 
 def test_init_weights_deterministic_and_keeps_constant_inits():
     def make():
         torch.manual_seed(torch.randint(0, 1000, ()).item())  # different torch RNG state each time
-        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.BatchNorm1d(3))
+        return torch.nn.Sequential(
+            torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.BatchNorm1d(3)
+        )
 
     a, b = init_weights(make(), "k"), init_weights(make(), "k")
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

@@ -13,9 +13,23 @@ from tests.helpers import DATA, read_rows, run_cli, start_cli
 
 def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
     out = tmp_path / "faults"
-    proc = cli("run", "--case-file", str(DATA / "fault_cases.py"), "--suite", "faults",
-               "--device", "cpu", "--precision", "fp32", "--timeout", "5", "--out", str(out),
-               "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(DATA / "fault_cases.py"),
+        "--suite",
+        "faults",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--timeout",
+        "5",
+        "--out",
+        str(out),
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv").set_index("case")
     assert len(frame) == 5
@@ -37,8 +51,18 @@ def _lines(path):
 
 def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = start_cli("run", "--case-file", str(tiny_cases), "--suite", "tiny",
-                     "--out", str(out), "--min-time", "0.3", "--quiet")  # fmt: skip
+    proc = start_cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--out",
+        str(out),
+        "--min-time",
+        "0.3",
+        "--quiet",
+    )
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while len(_lines(results)) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -51,7 +75,9 @@ def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     assert 3 <= len(partial) < 24
     with open(results, "a", encoding="utf-8") as fh:
         fh.write('{"cell_id": "torn')  # as if killed mid-write
-    resumed = run_cli("run", "--resume", "--out", str(out), "--case-file", str(tiny_cases), "--quiet")
+    resumed = run_cli(
+        "run", "--resume", "--out", str(out), "--case-file", str(tiny_cases), "--quiet"
+    )
     assert resumed.returncode == 0, resumed.stderr
     ids = [r["cell_id"] for r in read_rows(out)]
     assert len(ids) == 24 and len(set(ids)) == 24
@@ -63,8 +89,23 @@ def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
 
 def test_run_refuses_to_overwrite_results(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    args = ["run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
-            "--precision", "fp32", "--out", str(out), "--no-isolate", "--quiet", "--min-time", "0.01"]  # fmt: skip
+    args = [
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--no-isolate",
+        "--quiet",
+        "--min-time",
+        "0.01",
+    ]
     assert cli(*args).returncode == 0
     second = cli(*args)
     assert second.returncode == 2 and "use --resume" in second.stderr
@@ -72,9 +113,24 @@ def test_run_refuses_to_overwrite_results(cli, tiny_cases, tmp_path):
 
 def test_peak_memory_and_threads_are_recorded(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
-               "--precision", "fp32", "--out", str(out), "--threads", "1", "--quiet",
-               "--min-time", "0.01")  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--quiet",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out / "results.csv")
     assert (frame.torch_threads == 1).all()

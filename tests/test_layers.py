@@ -29,8 +29,12 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         edges: set[str] = set()
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}  # fmt: skip
+        skip = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
@@ -95,7 +99,9 @@ def test_only_torchparity_is_importable_at_top_level_from_the_source_tree():
 
 
 def test_layer_contract_holds():
-    lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    lint_imports = shutil.which(
+        "lint-imports", path=str(Path(sys.executable).parent)
+    ) or shutil.which("lint-imports")
     if lint_imports is None:
         pytest.skip("import-linter is not installed here; `nox -s lint` installs and runs it")
     proc = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True, timeout=300)

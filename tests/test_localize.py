@@ -27,7 +27,9 @@ def _table(run_dir: Path, cell_id: str) -> list[dict[str, str]]:
 
 
 def _record(run_dir: Path, cell_id: str) -> dict:
-    return json.loads(RunDir(run_dir).localization_file(cell_id, ".json").read_text(encoding="utf-8"))
+    return json.loads(
+        RunDir(run_dir).localization_file(cell_id, ".json").read_text(encoding="utf-8")
+    )
 
 
 def _culprits(table: list[dict[str, str]]) -> list[str]:
@@ -38,8 +40,21 @@ def _culprits(table: list[dict[str, str]]) -> list[str]:
 def overflow_run(tmp_path_factory) -> tuple[Path, list[dict]]:
     """planted_overflow at eager fp16 (fails: exp overflows fp16 in `pool`) and fp32 (passes)."""
     out = tmp_path_factory.mktemp("localize") / "run"
-    rows = run_rows(out, "--case-file", PLANTED, "--suite", "planted", "--case", "planted_overflow",
-                    "--backend", "eager", "--precision", "fp16,fp32", "--threads", "1")  # fmt: skip
+    rows = run_rows(
+        out,
+        "--case-file",
+        PLANTED,
+        "--suite",
+        "planted",
+        "--case",
+        "planted_overflow",
+        "--backend",
+        "eager",
+        "--precision",
+        "fp16,fp32",
+        "--threads",
+        "1",
+    )
     return out, rows
 
 
@@ -52,7 +67,12 @@ def test_run_localizes_a_failing_model_cell_and_reports_it(overflow_run):
     table = _table(out, failing["cell_id"])
     assert _culprits(table) == ["pool"]
     by_module = {r["module"]: r for r in table}
-    assert list(by_module)[:4] == ["features.0", "features.1", "features.2", "norm"]  # completion order
+    assert list(by_module)[:4] == [
+        "features.0",
+        "features.1",
+        "features.2",
+        "norm",
+    ]  # completion order
     assert float(by_module["norm"]["iso_share"]) < 1 and float(by_module["norm"]["acc_share"]) < 1
     assert by_module["pool"]["iso_share"] == "inf" and "NaN/inf" in by_module["pool"]["note"]
     assert by_module["pool"]["op"] == "NaiveLogSumExp" and by_module["pool"]["shape"] == "[8, 8]"
@@ -71,17 +91,32 @@ def test_the_reproducer_runs_the_culprit_alone_and_diverges(overflow_run, tmp_pa
     args = [str(RunDir(out).localization_dir / a) if a.endswith("-repro.py") else a for a in args]
     (row,) = run_rows(tmp_path / "repro", *args, "--no-localize")
     assert row["case"] == "planted_overflow.pool" and row["status"] == "fail", explain([row])
-    assert "culprit" not in row and not RunDir(tmp_path / "repro").localization_dir.exists()  # --no-localize
+    assert (
+        "culprit" not in row and not RunDir(tmp_path / "repro").localization_dir.exists()
+    )  # --no-localize
 
 
-@pytest.mark.parametrize("backend, note", [
-    ("export", None),
-    ("torchscript", "not tapped"),  # a scripted graph runs no hooks: isolated errors only
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "backend, note",
+    [
+        ("export", None),
+        ("torchscript", "not tapped"),  # a scripted graph runs no hooks: isolated errors only
+    ],
+)
 def test_explain_names_the_planted_layer_on_graph_backends(overflow_run, backend, note):
     out, _ = overflow_run
-    proc = run_cli("explain", str(out), "--case", "planted_overflow", "--backend", backend,
-                   "--precision", "fp16", "--case-file", PLANTED)  # fmt: skip
+    proc = run_cli(
+        "explain",
+        str(out),
+        "--case",
+        "planted_overflow",
+        "--backend",
+        backend,
+        "--precision",
+        "fp16",
+        "--case-file",
+        PLANTED,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "culprit pool (NaiveLogSumExp)" in proc.stdout
     cell_id = f"planted_overflow|cpu|fp16|{backend}"
@@ -95,13 +130,37 @@ def test_explain_names_the_planted_layer_on_graph_backends(overflow_run, backend
 
 def test_run_and_explain_with_a_plugin_backend_that_perturbs_one_submodule(tmp_path):
     out = tmp_path / "run"
-    rows = run_rows(out, "--case-file", PLANTED, "--suite", "planted", "--case", "planted_logaddexp",
-                    "--backend", "perturb", "--backend-option", "perturb.target=features.2",
-                    "--precision", "fp32", "--threads", "1")  # fmt: skip
+    rows = run_rows(
+        out,
+        "--case-file",
+        PLANTED,
+        "--suite",
+        "planted",
+        "--case",
+        "planted_logaddexp",
+        "--backend",
+        "perturb",
+        "--backend-option",
+        "perturb.target=features.2",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+    )
     (row,) = rows
     assert row["status"] == "fail" and row["culprit"] == "features.2", explain(rows)
-    proc = run_cli("explain", str(out), "--case", "planted_logaddexp", "--backend", "perturb",
-                   "--precision", "fp32", "--case-file", PLANTED)  # fmt: skip
+    proc = run_cli(
+        "explain",
+        str(out),
+        "--case",
+        "planted_logaddexp",
+        "--backend",
+        "perturb",
+        "--precision",
+        "fp32",
+        "--case-file",
+        PLANTED,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "culprit features.2 (Linear)" in proc.stdout
     table = _table(out, row["cell_id"])
@@ -110,18 +169,45 @@ def test_run_and_explain_with_a_plugin_backend_that_perturbs_one_submodule(tmp_p
 
 
 def test_localize_all_localizes_passing_model_cells(tmp_path):
-    rows = run_rows(tmp_path / "all", "--case-file", PLANTED, "--suite", "planted", "--case",
-                    "planted_overflow", "--precision", "fp32", "--localize", "--threads", "1")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "all",
+        "--case-file",
+        PLANTED,
+        "--suite",
+        "planted",
+        "--case",
+        "planted_overflow",
+        "--precision",
+        "fp32",
+        "--localize",
+        "--threads",
+        "1",
+    )
     (row,) = rows
-    assert row["status"] == "pass" and row["culprit"] == "" and row["localization_file"], explain(rows)
+    assert row["status"] == "pass" and row["culprit"] == "" and row["localization_file"], explain(
+        rows
+    )
     assert _culprits(_table(tmp_path / "all", row["cell_id"])) == []
 
 
 @pytest.mark.slow
 def test_explain_onnxruntime_names_the_exporters_logaddexp(tmp_path):
     out = tmp_path / "run"
-    rows = run_rows(out, "--case-file", PLANTED, "--suite", "planted", "--case", "planted_logaddexp",
-                    "--backend", "onnxruntime", "--precision", "fp32", "--threads", "1")  # fmt: skip
+    rows = run_rows(
+        out,
+        "--case-file",
+        PLANTED,
+        "--suite",
+        "planted",
+        "--case",
+        "planted_logaddexp",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+    )
     (row,) = rows
     assert row["status"] == "fail" and row["culprit"] == "gate", explain(rows)
     table = _table(out, row["cell_id"])
@@ -132,8 +218,18 @@ def test_explain_onnxruntime_names_the_exporters_logaddexp(tmp_path):
 @pytest.mark.parametrize("backend", ["compile", "torchscript-trace", "aoti"])
 def test_explain_taps_other_backends(overflow_run, backend):
     out, _ = overflow_run
-    proc = run_cli("explain", str(out), "--case", "planted_overflow", "--backend", backend,
-                   "--precision", "fp16", "--case-file", PLANTED)  # fmt: skip
+    proc = run_cli(
+        "explain",
+        str(out),
+        "--case",
+        "planted_overflow",
+        "--backend",
+        backend,
+        "--precision",
+        "fp16",
+        "--case-file",
+        PLANTED,
+    )
     if proc.returncode == 2 and "cannot run here" in proc.stderr:
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, proc.stderr
@@ -143,12 +239,32 @@ def test_explain_taps_other_backends(overflow_run, backend):
     assert _culprits(table) == ([] if backend in ("compile", "aoti") else ["pool"])
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["explain", "{tmp}", "--case", "mlp", "--backend", "eager", "--precision", "fp16"], "not a run directory"),
-    (["explain", "{run}", "--case", "planted_overflow", "--backend", "eager", "--precision", "fp16"],
-     "unknown case 'planted_overflow'; the run loaded"),
-    (["explain", "{run}", "--case", "add", "--backend", "eager", "--precision", "fp32"], "is an op"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["explain", "{tmp}", "--case", "mlp", "--backend", "eager", "--precision", "fp16"],
+            "not a run directory",
+        ),
+        (
+            [
+                "explain",
+                "{run}",
+                "--case",
+                "planted_overflow",
+                "--backend",
+                "eager",
+                "--precision",
+                "fp16",
+            ],
+            "unknown case 'planted_overflow'; the run loaded",
+        ),
+        (
+            ["explain", "{run}", "--case", "add", "--backend", "eager", "--precision", "fp32"],
+            "is an op",
+        ),
+    ],
+)
 def test_explain_bad_input_is_one_line_exit_2(overflow_run, tmp_path, args, expected):
     out, _ = overflow_run
     proc = run_cli(*[a.format(tmp=tmp_path, run=out) for a in args])

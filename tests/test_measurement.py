@@ -19,6 +19,7 @@ def test_statistics_derive_from_samples():
 def test_measure_collects_blocks_and_syncs():
     calls, syncs = [], []
     config = TimingConfig(min_time=0.01, min_repeats=5, warmup_time=0.0)
+
     def time_block(fn, number):
         return synced_time_block(fn, number, lambda: syncs.append(1))
 

@@ -51,8 +51,11 @@ def test_rows_point_at_their_stored_outputs(sample_run):
 def test_merge_reports_the_perturbed_output(cli, sample_run, tmp_path):
     other = tmp_path / "other"
     rows = _as_other_machine(sample_run, other)
-    target = next(r for r in rows if r["case"] == "rep_small" and r["precision"] == "fp32"
-                  and r["status"] == "pass")  # fmt: skip
+    target = next(
+        r
+        for r in rows
+        if r["case"] == "rep_small" and r["precision"] == "fp32" and r["status"] == "pass"
+    )
     _perturb(other, target, leaf=0, position=5, delta=0.125)
     _write_rows(other, rows)
 
@@ -70,7 +73,9 @@ def test_merge_reports_the_perturbed_output(cli, sample_run, tmp_path):
     assert cross.loc[("rep_small", "fp32"), "diff_over"] == "all elements"
     others = cross.drop(index=("rep_small", "fp32"))
     measured = others["max_abs_diff"].notna()
-    assert (others.loc[measured, "max_abs_diff"] == 0.0).all() and measured.sum() == 3  # the other passing cells
+    assert (
+        others.loc[measured, "max_abs_diff"] == 0.0
+    ).all() and measured.sum() == 3  # the other passing cells
     assert cross.loc[("rep_wide", "fp32"), "diff_over"] == "sampled positions"
 
     page = (out / "report.html").read_text(encoding="utf-8")

@@ -17,8 +17,22 @@ PLUGIN = ("--plugin", "torchparity.suites.opinfo")  # also an entry point once i
 
 
 def _run(cli, out: Path, *args: str, suite: str = "opinfo"):
-    return cli("run", *PLUGIN, "--suite", suite, "--device", "cpu", "--precision", "fp32",
-               "--min-time", "0.005", "--quiet", "--out", str(out), *args)
+    return cli(
+        "run",
+        *PLUGIN,
+        "--suite",
+        suite,
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--min-time",
+        "0.005",
+        "--quiet",
+        "--out",
+        str(out),
+        *args,
+    )
 
 
 @pytest.fixture
@@ -29,13 +43,23 @@ def fake_opinfo(monkeypatch):
 
 def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_path: Path) -> None:
     pytest.importorskip("expecttest")
-    proc = _run(cli, tmp_path / "run", "--case", "opinfo.add", "--case", "opinfo.bitwise_and",
-                "--backend", "eager,torchscript,onnxruntime")
+    proc = _run(
+        cli,
+        tmp_path / "run",
+        "--case",
+        "opinfo.add",
+        "--case",
+        "opinfo.bitwise_and",
+        "--backend",
+        "eager,torchscript,onnxruntime",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_rows(tmp_path / "run")
     assert {(r["case"], r["backend"]) for r in rows} == {
-        (c, b) for c in ("opinfo.add", "opinfo.bitwise_and")
-        for b in ("eager", "torchscript", "onnxruntime")}  # fmt: skip
+        (c, b)
+        for c in ("opinfo.add", "opinfo.bitwise_and")
+        for b in ("eager", "torchscript", "onnxruntime")
+    }
     for r in rows:
         assert r["kind"] == "op" and r["suite"] == "opinfo" and r["samples"] > 1
         if r["backend"] == "onnxruntime" and r["status"] != "pass":
@@ -48,16 +72,28 @@ def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_p
 def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_path: Path) -> None:
     """A scripted allclose returns a bool, not a tensor: it counts as eager's 0-d tensor does."""
     pytest.importorskip("expecttest")
-    proc = _run(cli, tmp_path / "run", "--case", "opinfo.allclose", "--backend", "eager,torchscript")
+    proc = _run(
+        cli, tmp_path / "run", "--case", "opinfo.allclose", "--backend", "eager,torchscript"
+    )
     assert proc.returncode == 0, proc.stderr
-    assert {r["backend"]: r["status"] for r in read_rows(tmp_path / "run")} == {"eager": "pass", "torchscript": "pass"}
+    assert {r["backend"]: r["status"] for r in read_rows(tmp_path / "run")} == {
+        "eager": "pass",
+        "torchscript": "pass",
+    }
 
 
 def test_the_sampled_selection_caps_samples_per_cell(cli, tmp_path: Path) -> None:
     """max_pool1d has 864 samples at fp32; opinfo-sampled runs its first 16."""
     pytest.importorskip("expecttest")
-    proc = _run(cli, tmp_path / "run", "--case", "opinfo.nn.functional.max_pool1d", "--backend", "eager",
-                suite="opinfo-sampled")
+    proc = _run(
+        cli,
+        tmp_path / "run",
+        "--case",
+        "opinfo.nn.functional.max_pool1d",
+        "--backend",
+        "eager",
+        suite="opinfo-sampled",
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_rows(tmp_path / "run")
     assert row["suite"] == "opinfo-sampled" and row["status"] == "pass" and row["samples"] == 16
@@ -76,7 +112,9 @@ def test_compile_and_a_failing_export_with_reproducer(cli, tmp_path: Path) -> No
         assert Path(onnx["worst_sample_file"]).is_file() and "multisample" in onnx["reproducer"]
 
 
-def test_guard_gives_a_skip_row_when_the_private_api_changed(cli, tmp_path: Path, fake_opinfo) -> None:
+def test_guard_gives_a_skip_row_when_the_private_api_changed(
+    cli, tmp_path: Path, fake_opinfo
+) -> None:
     listed = cli("list", "suites", *PLUGIN)
     assert listed.returncode == 0, listed.stderr
     line = next(x for x in listed.stdout.splitlines() if x.startswith("opinfo "))
@@ -103,8 +141,11 @@ class _Sample:
 def test_sample_calls_script_export_and_keep_constants() -> None:
     a, b = torch.arange(6.0).reshape(2, 3), torch.ones(3)
     samples = [_Sample(a, b, alpha=2), _Sample([a, a], dim=0), _Sample(a, float("inf"))]
-    made = [calls.sample_call("torch.add", samples[0]), calls.sample_call("torch.cat", samples[1]),
-            calls.sample_call("torch.maximum", _Sample(a, b))]
+    made = [
+        calls.sample_call("torch.add", samples[0]),
+        calls.sample_call("torch.cat", samples[1]),
+        calls.sample_call("torch.maximum", _Sample(a, b)),
+    ]
     assert made[0].expr == "torch.add({0}, {1}, alpha=2)" and len(made[1].tensors) == 2
     assert "<(2, 3) float32>" in made[0].label
     module = calls.batch_module(made, {}, "demo")

@@ -13,10 +13,31 @@ from torchparity.cases.case import CASES, exact_in_every_precision, load_all, op
 
 def test_run_suite_ops_lands_op_rows(cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = cli("run", "--suite", "ops", "--case", "neg", "--case", "bitwise_and",
-               "--case", "sort_stable", "--case", "div_floor", "--device", "cpu",
-               "--precision", "fp32,fp16", "--backend", "eager", "--min-time", "0.01",
-               "--no-isolate", "--quiet", "--out", str(out))
+    proc = cli(
+        "run",
+        "--suite",
+        "ops",
+        "--case",
+        "neg",
+        "--case",
+        "bitwise_and",
+        "--case",
+        "sort_stable",
+        "--case",
+        "div_floor",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32,fp16",
+        "--backend",
+        "eager",
+        "--min-time",
+        "0.01",
+        "--no-isolate",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_rows(out)
     assert len(rows) == 8

@@ -66,9 +66,25 @@ def test_storing_never_raises_into_the_row(tmp_path, cli, tiny_cases):
     out = tmp_path / "run"
     out.mkdir()
     (out / "outputs").write_text("not a directory")
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--case", "tiny_linear",
-               "--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--no-isolate",
-               "--quiet", "--out", str(out))  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--min-time",
+        "0.01",
+        "--no-isolate",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     row = read_rows(out)[0]
     assert row["status"] == "pass" and "output_store_error" in row and "output_file" not in row

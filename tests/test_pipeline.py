@@ -27,40 +27,83 @@ CASES = DATA / "pipeline_cases.py"
 
 
 def test_outputs_with_nothing_to_compare_are_errors_that_say_why(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(CASES), "--suite", "vacuous",
-                    "--precision", "fp32", "--backend", "eager,as-is")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(CASES),
+        "--suite",
+        "vacuous",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,as-is",
+    )
     assert len(rows) == 10 and {r["status"] for r in rows} == {"error"}, explain(rows)
     reason = {(r["case"], r["backend"]): r["reason"] for r in rows}
     assert "no output tensors to compare" in reason["returns_none", "eager"]
-    assert "NoneType" in reason["returns_none", "eager"] and "str" in reason["returns_text", "as-is"]
+    assert (
+        "NoneType" in reason["returns_none", "eager"] and "str" in reason["returns_text", "as-is"]
+    )
     assert "empty container" in reason["returns_empty_tuple", "eager"]
-    assert "no elements" in reason["zero_batch", "eager"] and "(0, 2)" in reason["zero_batch", "eager"]
+    assert (
+        "no elements" in reason["zero_batch", "eager"] and "(0, 2)" in reason["zero_batch", "eager"]
+    )
     assert "no elements" in reason["zero_size_input", "as-is"]
 
 
 def test_a_case_may_declare_that_empty_output_is_expected(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(CASES), "--suite", "empty_ok",
-                    "--precision", "fp32")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run", "--case-file", str(CASES), "--suite", "empty_ok", "--precision", "fp32"
+    )
     assert [r["status"] for r in rows] == ["pass"], explain(rows)
 
 
 def test_a_model_that_edits_its_inputs_gets_the_same_verdict_in_any_order(tmp_path):
     # One cell alone (the reference computed in the same cell) and after others.
-    alone = run_rows(tmp_path / "alone", "--case-file", str(CASES), "--suite", "mutating",
-                     "--precision", "fp32", "--backend", "as-is")  # fmt: skip
-    both = run_rows(tmp_path / "both", "--case-file", str(CASES), "--suite", "mutating",
-                    "--precision", "fp32,fp64", "--backend", "eager,as-is")  # fmt: skip
+    alone = run_rows(
+        tmp_path / "alone",
+        "--case-file",
+        str(CASES),
+        "--suite",
+        "mutating",
+        "--precision",
+        "fp32",
+        "--backend",
+        "as-is",
+    )
+    both = run_rows(
+        tmp_path / "both",
+        "--case-file",
+        str(CASES),
+        "--suite",
+        "mutating",
+        "--precision",
+        "fp32,fp64",
+        "--backend",
+        "eager,as-is",
+    )
     assert {r["status"] for r in alone + both} == {"pass"}, explain(alone + both)
     assert all(r["mutates_inputs"] == [0] for r in alone + both)
 
 
 def test_an_edited_model_is_not_judged_against_a_stale_reference(tmp_path):
     cases = tmp_path / "cases.py"
-    source = ("import torch\nfrom torchparity import register_model\n"
-              "class M(torch.nn.Module):\n    def forward(self, x):\n        return x * {k}\n"
-              "register_model('edited', M, lambda gen, batch: (gen.normal(batch, 4),), suites=['e'])\n")  # fmt: skip
+    source = (
+        "import torch\nfrom torchparity import register_model\n"
+        "class M(torch.nn.Module):\n    def forward(self, x):\n        return x * {k}\n"
+        "register_model('edited', M, lambda gen, batch: (gen.normal(batch, 4),), suites=['e'])\n"
+    )
     cache = tmp_path / "cache"
-    args = ("--case-file", str(cases), "--suite", "e", "--precision", "fp32", "--cache-dir", str(cache))
+    args = (
+        "--case-file",
+        str(cases),
+        "--suite",
+        "e",
+        "--precision",
+        "fp32",
+        "--cache-dir",
+        str(cache),
+    )
     cases.write_text(source.format(k=2.0), encoding="utf-8")
     first = run_rows(tmp_path / "first", *args)
     cases.write_text(source.format(k=3.0), encoding="utf-8")
@@ -70,17 +113,38 @@ def test_an_edited_model_is_not_judged_against_a_stale_reference(tmp_path):
 
 
 def test_every_backend_runs_under_one_grad_mode(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(CASES), "--suite", "grad_mode",
-                    "--precision", "fp32", "--backend", "eager,as-is,user-nograd",
-                    "--case-file", str(DATA / "plugin_backend.py"))  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(CASES),
+        "--suite",
+        "grad_mode",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,as-is,user-nograd",
+        "--case-file",
+        str(DATA / "plugin_backend.py"),
+    )
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)
     assert all(r["eager_max_abs_diff"] == 0.0 for r in rows)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="exact peak memory (VmHWM) is Linux's")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="exact peak memory (VmHWM) is Linux's"
+)
 def test_peak_memory_of_a_backend_excludes_the_eager_comparison(tmp_path):
-    rows = run_rows(tmp_path / "run", "--case-file", str(CASES), "--suite", "big",
-                    "--precision", "fp32", "--backend", "eager,as-is")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(CASES),
+        "--suite",
+        "big",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,as-is",
+    )
     cells = by_cell(rows)
     weights_mb = 4096 * 1025 * 4 / 2**20  # one fp32 copy of the model: 16 MiB
     as_is = cells["big_linear", "fp32", "as-is"]["peak_mem_mb"]
@@ -90,8 +154,23 @@ def test_peak_memory_of_a_backend_excludes_the_eager_comparison(tmp_path):
 
 def test_fuzz_skips_autocast_for_a_backend_that_cannot_autocast(cli, tmp_path):
     out = tmp_path / "fuzz"
-    proc = cli("fuzz", "--case-file", str(CASES), "--backend", "as-is", "--op", "neg",
-               "--precision", "amp-bf16", "--device", "cpu", "--examples", "3", "--out", str(out))  # fmt: skip
+    proc = cli(
+        "fuzz",
+        "--case-file",
+        str(CASES),
+        "--backend",
+        "as-is",
+        "--op",
+        "neg",
+        "--precision",
+        "amp-bf16",
+        "--device",
+        "cpu",
+        "--examples",
+        "3",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_rows(out)
     assert row["status"] == "skip" and "does not run under autocast" in row["reason"]
@@ -102,12 +181,23 @@ GPT2_BACKENDS = ["eager", "torchscript-trace", "export", "onnxruntime"]
 CACHE_LEAF = re.compile(r"\['\w+'\]: \w*Cache")
 
 
-@pytest.mark.parametrize("backends", [GPT2_BACKENDS, pytest.param(["aoti", "onnxruntime-legacy"],
-                                                                  marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "backends",
+    [GPT2_BACKENDS, pytest.param(["aoti", "onnxruntime-legacy"], marks=pytest.mark.slow)],
+)
 def test_gpt2_with_a_cache_object_in_its_output(tmp_path, backends):
     pytest.importorskip("transformers", reason="transformers is not installed (dev extra)")
-    rows = run_rows(tmp_path / "run", "--case-file", str(DATA / "gpt2_cases.py"), "--suite", "gpt2",
-                    "--precision", "fp32", "--backend", ",".join(backends))  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(DATA / "gpt2_cases.py"),
+        "--suite",
+        "gpt2",
+        "--precision",
+        "fp32",
+        "--backend",
+        ",".join(backends),
+    )
     assert {r["status"] for r in rows} == {"pass"}, explain(rows)
     for row in rows:  # the same leaf compared everywhere; the cache object named, not lost
         assert row["leaf_names"] == ["['logits']"] and row["max_abs_err"] is not None
@@ -129,7 +219,9 @@ def test_graph_leaves_take_eager_names_and_a_count_mismatch_says_what_is_missing
     ref = _reference(["['logits']"], [torch.zeros(2)], ["['past_key_values']: DynamicCache"])
     named = name_outputs(get_backend("torchscript"), (torch.ones(2),), ref)
     assert named.names == ["['logits']"] and named.dropped == ["['past_key_values']: DynamicCache"]
-    with pytest.raises(NothingToCompare, match="returned 2 output tensors.*DynamicCache.*use_cache"):
+    with pytest.raises(
+        NothingToCompare, match="returned 2 output tensors.*DynamicCache.*use_cache"
+    ):
         name_outputs(get_backend("torchscript"), (torch.ones(2), torch.ones(2)), ref)
 
 
@@ -140,8 +232,12 @@ def test_check_comparable_refuses_vacuous_outputs():
     with pytest.raises(NothingToCompare, match="no elements"):
         check_comparable(case, flatten(torch.zeros(0, 3)), _reference(["out"], [torch.zeros(0, 3)]))
     with pytest.raises(NothingToCompare, match="in common"):
-        check_comparable(case, Flattened(["a"], [torch.ones(1)]), _reference(["b"], [torch.ones(1)]))
-    assert check_comparable(case, flatten(torch.ones(2)), _reference(["out"], [torch.ones(2)])) == ["out"]
+        check_comparable(
+            case, Flattened(["a"], [torch.ones(1)]), _reference(["b"], [torch.ones(1)])
+        )
+    assert check_comparable(case, flatten(torch.ones(2)), _reference(["out"], [torch.ones(2)])) == [
+        "out"
+    ]
 
 
 def test_mutated_inputs_are_found_by_index():

@@ -47,7 +47,7 @@ def test_robust_stream_replaces_what_cp1252_cannot_encode():
     assert raw.getvalue() == "drift ? 0 ? pass, ß ok\n".encode("cp1252")
 
 
-CASE_FILE = '''
+CASE_FILE = """
 import torch
 from torchparity import register_model
 
@@ -55,14 +55,15 @@ register_model(
     "tiny_unicode", lambda: torch.nn.Linear(4, 2), lambda gen, batch: (gen.normal(batch, 4),),
     suites=["unicode"], description="fp64 ≈ reference → ok (µ, 中文)",
 )
-'''
+"""
 
 
 def _cli_cp1252(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONIOENCODING": "cp1252"}  # what a Windows console gives
     env.pop("PYTHONUTF8", None)
-    return subprocess.run([sys.executable, "-m", "torchparity", *args], capture_output=True,
-                          env=env, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "torchparity", *args], capture_output=True, env=env, timeout=300
+    )
 
 
 def test_cli_prints_non_ascii_on_a_cp1252_console(tmp_path):
@@ -78,7 +79,7 @@ def test_cli_prints_non_ascii_on_a_cp1252_console(tmp_path):
     assert "no case matches 'ß" in lines[0]  # stderr backslash-escapes the rest
 
 
-CHATTY_CASE_FILE = '''
+CHATTY_CASE_FILE = """
 import torch
 from torchparity import register_model
 
@@ -94,15 +95,29 @@ class Chatty(torch.nn.Module):
 
 
 register_model("chatty", Chatty, lambda gen, batch: (gen.normal(batch, 4),), suites=["chatty"])
-'''
+"""
 
 
 def test_a_model_printing_non_ascii_in_a_spawned_worker_on_cp1252_passes(tmp_path):
     case_file = tmp_path / "chatty_cases.py"
     case_file.write_text(CHATTY_CASE_FILE, encoding="utf-8")
     out = tmp_path / "run"
-    proc = _cli_cp1252("run", "--case-file", str(case_file), "--suite", "chatty", "--device", "cpu",
-                       "--precision", "fp32", "--out", str(out), "--quiet", "--min-time", "0.01")  # fmt: skip
+    proc = _cli_cp1252(
+        "run",
+        "--case-file",
+        str(case_file),
+        "--suite",
+        "chatty",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--quiet",
+        "--min-time",
+        "0.01",
+    )
     assert proc.returncode == 0, proc.stderr.decode("cp1252", "replace")
     row = read_rows(out)[0]
     assert row["status"] == "pass", row["reason"]  # was: error, UnicodeEncodeError
@@ -143,9 +158,18 @@ def test_worker_exit_codes_of_every_os_are_described(code, expected):
 
 
 def test_run_files_are_utf8_with_lf_line_endings(tmp_path):
-    row = {"case": "tiny_ü", "kind": "model", "suite": "s", "device": "cpu", "precision": "fp32",
-           "backend": "eager", "status": "fail", "reason": "drift ≈ 1e-3 → over tolerance",
-           "cell_id": "tiny_ü|cpu|fp32|eager", "max_rel_err": 1e-3}  # fmt: skip
+    row = {
+        "case": "tiny_ü",
+        "kind": "model",
+        "suite": "s",
+        "device": "cpu",
+        "precision": "fp32",
+        "backend": "eager",
+        "status": "fail",
+        "reason": "drift ≈ 1e-3 → over tolerance",
+        "cell_id": "tiny_ü|cpu|fp32|eager",
+        "max_rel_err": 1e-3,
+    }
     write_rows(tmp_path, [row])
     write_env(tmp_path, {"os": platform.system(), "note": "µ"})
     render(read_rows(tmp_path), tmp_path, {"note": "µ"})
@@ -170,14 +194,16 @@ def test_reference_cache_keys_never_collide(tmp_path):
     inputs = (torch.arange(6, dtype=torch.float64).reshape(2, 3),)
     expected = {}
     for name, module in modules.items():
-        expected[name] = reference.get_reference(SimpleNamespace(name=name), module, inputs,
-                                                 tmp_path, case_print=name).outputs[0]  # fmt: skip
+        expected[name] = reference.get_reference(
+            SimpleNamespace(name=name), module, inputs, tmp_path, case_print=name
+        ).outputs[0]
     files = [p.name.lower() for p in (tmp_path / "reference").glob("*.pt")]  # not the .seal files
     assert len(set(files)) == 4, files  # distinct even ignoring case
     reference._MEMORY.clear()  # now read back from the files
     for name, module in modules.items():
-        loaded = reference.get_reference(SimpleNamespace(name=name), module, inputs, tmp_path,
-                                         case_print=name)  # fmt: skip
+        loaded = reference.get_reference(
+            SimpleNamespace(name=name), module, inputs, tmp_path, case_print=name
+        )
         assert torch.equal(loaded.outputs[0], expected[name]), name
 
 
@@ -238,12 +264,17 @@ def test_memory_windows_branch_struct_and_call():
     assert environment._windows_memory_bytes(kernel32) == 16 * 2**30
     assert seen["dwLength"] == 64  # the API rejects a wrong dwLength
 
-    failing = SimpleNamespace(GlobalMemoryStatusEx=ctypes.CFUNCTYPE(
-        ctypes.c_int, ctypes.POINTER(environment.MemoryStatusEx))(lambda p: 0))  # fmt: skip
+    failing = SimpleNamespace(
+        GlobalMemoryStatusEx=ctypes.CFUNCTYPE(
+            ctypes.c_int, ctypes.POINTER(environment.MemoryStatusEx)
+        )(lambda p: 0)
+    )
     assert environment._windows_memory_bytes(failing) is None
 
 
-@pytest.mark.skipif(platform.system() != "Windows", reason="the real kernel32 exists only on Windows")
+@pytest.mark.skipif(
+    platform.system() != "Windows", reason="the real kernel32 exists only on Windows"
+)
 def test_memory_windows_branch_real_kernel32():
     assert environment._memory_bytes("Windows") > 2**30
 

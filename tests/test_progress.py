@@ -26,8 +26,20 @@ def test_progress_line_shows_count_eta_and_current_cell():
 def test_progress_bar_on_a_terminal_and_not_elsewhere(tiny_cases, tmp_path, cli):
     import pty
 
-    args = ["run", "--case-file", str(tiny_cases), "--suite", "tiny",
-            "--device", "cpu", "--precision", "fp32", "--no-isolate", "--min-time", "0.01"]  # fmt: skip
+    args = [
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--no-isolate",
+        "--min-time",
+        "0.01",
+    ]
     leader, follower = pty.openpty()
     proc = start_cli(*args, "--out", str(tmp_path / "tty"), stderr=follower)
     os.close(follower)

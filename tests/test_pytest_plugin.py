@@ -22,28 +22,35 @@ pytest_plugins = ["pytester"]
 
 def plugin_args() -> list[str]:
     """Load the plugin by module when this environment's install predates its entry point."""
-    installed = any(ep.value == "torchparity.pytest_plugin"
-                    for ep in importlib.metadata.entry_points(group="pytest11"))  # fmt: skip
+    installed = any(
+        ep.value == "torchparity.pytest_plugin"
+        for ep in importlib.metadata.entry_points(group="pytest11")
+    )
     return [] if installed else ["-p", "torchparity.pytest_plugin"]
 
 
 def readme_pytest_example() -> str:
     """The Python block of the README's pytest section, verbatim."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Parity checks in your own pytest suite"):]
+    section = text[text.index("## Parity checks in your own pytest suite") :]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_pytest_example_passes_and_its_run_directory_reports(pytester, tmp_path, monkeypatch):
+def test_readme_pytest_example_passes_and_its_run_directory_reports(
+    pytester, tmp_path, monkeypatch
+):
     code = readme_pytest_example()
     assert len(code.strip().splitlines()) <= 10
     pytester.makepyfile(test_readme_example=code)
     out = tmp_path / "parity"
     # A subprocess: an in-process run would drop the modules it imported (numpy.fft,
     # torch's exporter) from sys.modules, and extension modules cannot load twice.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    result = pytester.runpytest_subprocess(*plugin_args(), "--parity-out", str(out), "-p", "no:cacheprovider",
-                                           timeout=600)  # fmt: skip
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    result = pytester.runpytest_subprocess(
+        *plugin_args(), "--parity-out", str(out), "-p", "no:cacheprovider", timeout=600
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["torchparity: 1 parity checks, 6 cells -> *"])
 
@@ -101,13 +108,13 @@ USER_TESTS = '''
         assert_parity("parity_cases:iso_linear", backends=["eager"], isolate=True, timeout=120)
 '''
 
-USER_CASES = '''
+USER_CASES = """
     import torch
     from torchparity import register_model
 
     register_model("iso_linear", lambda: torch.nn.Linear(8, 4),
                    lambda gen, batch: (gen.normal(batch, 8),), batch=4)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +129,28 @@ def user_session(tmp_path_factory):
     (project / "parity_cases.py").write_text(textwrap.dedent(USER_CASES), encoding="utf-8")
     out, storage = base / "parity", base / "benchmarks"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "-rA",
-         "--parity-out", str(out), "--benchmark-autosave", f"--benchmark-storage=file://{storage}",
-         f"--benchmark-json={base / 'bench.json'}", "test_user_models.py"],
-        cwd=project, capture_output=True, text=True, encoding="utf-8", timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *plugin_args(),
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "--parity-out",
+            str(out),
+            "--benchmark-autosave",
+            f"--benchmark-storage=file://{storage}",
+            f"--benchmark-json={base / 'bench.json'}",
+            "test_user_models.py",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=600,
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{project}"},
-    )  # fmt: skip
+    )
     return {"proc": proc, "out": out, "storage": storage, "json": base / "bench.json", "base": base}
 
 
@@ -143,7 +166,9 @@ def test_user_session_outcomes_and_the_failure_table(user_session):
     table = [line.removeprefix("E").strip() for line in text[start:].splitlines()]
     assert table[1].split()[:3] == ["eager", "fp32", "pass"]
     bad = table[2].split()
-    assert bad[:3] == ["torchscript", "fp32", "fail"] and float(bad[3]) == pytest.approx(0.01, rel=1e-3)
+    assert bad[:3] == ["torchscript", "fp32", "fail"] and float(bad[3]) == pytest.approx(
+        0.01, rel=1e-3
+    )
     assert "no cell runs here: cuda:" in text  # the skip says why
 
 
@@ -151,7 +176,9 @@ def test_user_session_run_directory_is_read_by_report_and_compare(user_session, 
     out = user_session["out"]
     assert main(["report", str(out)]) == 0
     assert main(["compare", str(out), str(out), "--fail-on", "status", "--out", str(tmp_path)]) == 0
-    assert "\n8 cells\n" in (tmp_path / "compare.md").read_text(encoding="utf-8")  # every cell matched
+    assert "\n8 cells\n" in (tmp_path / "compare.md").read_text(
+        encoding="utf-8"
+    )  # every cell matched
     rows = {(r["case"], r["backend"], r["device"]): r for r in read_rows(out)}
     assert rows["test_linear_passes", "torchscript", "cpu"]["status"] == "pass"
     assert rows["test_planted_divergence", "torchscript", "cpu"]["status"] == "fail"
@@ -168,8 +195,14 @@ def _bench_compare(*files: Path, cwd: Path) -> subprocess.CompletedProcess:
     # the console script where it is (bin/), else its module (Windows' Scripts/*.exe)
     cli = Path(sys.executable).parent / "pytest-benchmark"
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "pytest_benchmark"]
-    return subprocess.run([*command, "compare", "--columns=min,median,max,rounds", *map(str, files)],
-                          cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=120)  # fmt: skip
+    return subprocess.run(
+        [*command, "compare", "--columns=min,median,max,rounds", *map(str, files)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
 
 
 def test_checks_are_pytest_benchmark_benchmarks(user_session):
@@ -193,7 +226,10 @@ def test_export_matches_pytest_benchmark_and_its_compare_reads_it(user_session, 
     assert main(["export", str(out), "--format", "pytest-benchmark", "--out", str(exported)]) == 0
     data = json.loads(exported.read_text(encoding="utf-8"))
     ours = {b["fullname"]: b for b in data["benchmarks"]}
-    plugin = {b["fullname"]: b for b in json.loads(user_session["json"].read_text(encoding="utf-8"))["benchmarks"]}
+    plugin = {
+        b["fullname"]: b
+        for b in json.loads(user_session["json"].read_text(encoding="utf-8"))["benchmarks"]
+    }
     assert set(ours) == set(plugin) and len(ours) == 7  # every timed cell, named alike
     for name, bench in ours.items():
         stats = Stats()

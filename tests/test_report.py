@@ -34,12 +34,28 @@ def open_headless(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
     if chromium is None:
         pytest.skip("chromium not found (Debian: apt-get install -y chromium)")
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-         "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120,
-    )  # fmt: skip
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     return proc.stdout, console
@@ -94,7 +110,9 @@ def test_report_in_headless_chromium(sample_run, tmp_path):
 
 def test_console_check_has_teeth(tmp_path):
     page = tmp_path / "broken.html"
-    page.write_text("<!doctype html><p>x</p><script>notDefinedAnywhere();</script>", encoding="utf-8")
+    page.write_text(
+        "<!doctype html><p>x</p><script>notDefinedAnywhere();</script>", encoding="utf-8"
+    )
     _, console = open_headless(page, tmp_path)
     assert any("notDefinedAnywhere" in line for line in console)
 
@@ -111,8 +129,18 @@ def test_page_is_self_contained_and_light(sample_run):
 
 
 def test_markup_is_escaped_everywhere():
-    frame = pd.DataFrame([{"case": "<i>c</i>", "device": "cpu", "precision": "fp32", "backend": "b&q",
-                           "status": "error", "reason": "x' onmouseover='alert(1)"}])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {
+                "case": "<i>c</i>",
+                "device": "cpu",
+                "precision": "fp32",
+                "backend": "b&q",
+                "status": "error",
+                "reason": "x' onmouseover='alert(1)",
+            }
+        ]
+    )
     matrix = report_html.status_matrix(frame, frame["backend"])
     assert "<i>" not in matrix and "&lt;i&gt;" in matrix
     assert "x&#x27; onmouseover=&#x27;alert(1)" in matrix  # the attribute cannot be broken out of
@@ -123,19 +151,45 @@ def test_markup_is_escaped_everywhere():
 def test_summary_markdown(sample_run):
     summary = (sample_run / "summary.md").read_text(encoding="utf-8")
     assert f"{SAMPLE_RUN_CELLS} cells: 4 pass, 2 error, 12 skip" in summary
-    for heading in ("## Status by backend and precision", "## New failures (not marked as known)",
-                    "## Largest drift", "## Fastest and slowest cell per case"):  # fmt: skip
+    for heading in (
+        "## Status by backend and precision",
+        "## New failures (not marked as known)",
+        "## Largest drift",
+        "## Fastest and slowest cell per case",
+    ):
         assert heading in summary
     assert "&lt;script&gt;" in summary and "<script>" not in summary
 
 
 def test_console_table_and_render_keep_working(tmp_path):
-    rows = [{"case": "m", "kind": "model", "suite": "s", "device": "cpu", "precision": "fp32",
-             "backend": "my_backend", "status": "pass", "reason": "", "latency_ms_median": 1.5,
-             "throughput_items_s": 2.0, "samples_ms": [1.4, 1.5, 1.6]},
-            {"case": "m", "kind": "model", "suite": "s", "device": "cpu", "precision": "fp32",
-             "backend": "eager", "status": "pass", "reason": "", "latency_ms_median": 3.0,
-             "throughput_items_s": 1.0, "samples_ms": [2.9, 3.0, 3.1]}]  # fmt: skip
+    rows = [
+        {
+            "case": "m",
+            "kind": "model",
+            "suite": "s",
+            "device": "cpu",
+            "precision": "fp32",
+            "backend": "my_backend",
+            "status": "pass",
+            "reason": "",
+            "latency_ms_median": 1.5,
+            "throughput_items_s": 2.0,
+            "samples_ms": [1.4, 1.5, 1.6],
+        },
+        {
+            "case": "m",
+            "kind": "model",
+            "suite": "s",
+            "device": "cpu",
+            "precision": "fp32",
+            "backend": "eager",
+            "status": "pass",
+            "reason": "",
+            "latency_ms_median": 3.0,
+            "throughput_items_s": 1.0,
+            "samples_ms": [2.9, 3.0, 3.1],
+        },
+    ]
     assert "pass 1.5ms" in report.console_table(rows)
     paths = report.render(rows, tmp_path, {"host": "h"})
     page = paths["html"].read_text(encoding="utf-8")
@@ -146,9 +200,11 @@ def test_sorting_and_filtering_script_in_chromium(tmp_path):
     frame = pd.DataFrame({"name": ["a", "b", "c", "bb"], "value": [10.0, 9.0, 100.0, 0.5]})
     page = report_html.page("t", [report_html.table(frame, "t")])
     # Click the "value" header (ascending numeric sort), then filter on "b".
-    driver = ("<script>document.querySelectorAll('#t th')[1].click();"
-              "var f=document.querySelector('input.filter');f.value='b';"
-              "f.dispatchEvent(new Event('input'));</script>")  # fmt: skip
+    driver = (
+        "<script>document.querySelectorAll('#t th')[1].click();"
+        "var f=document.querySelector('input.filter');f.value='b';"
+        "f.dispatchEvent(new Event('input'));</script>"
+    )
     path = tmp_path / "sort.html"
     path.write_text(page.replace("</body>", driver + "</body>"), encoding="utf-8")
     dom, console = open_headless(path, tmp_path)

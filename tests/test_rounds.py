@@ -27,8 +27,13 @@ def _cell(case, backend, precision="fp32"):
 
 
 def test_groups_are_case_device_precision_with_eager_first():
-    cells = [_cell("a", "onnxruntime"), _cell("a", "eager"), _cell("b", "eager"),
-             _cell("a", "eager", "bf16"), _cell("a", "compile")]  # fmt: skip
+    cells = [
+        _cell("a", "onnxruntime"),
+        _cell("a", "eager"),
+        _cell("b", "eager"),
+        _cell("a", "eager", "bf16"),
+        _cell("a", "compile"),
+    ]
     groups = group_cells(cells)
     assert [[c.id for c in g] for g in groups] == [
         ["a|cpu|fp32|eager", "a|cpu|fp32|onnxruntime", "a|cpu|fp32|compile"],
@@ -52,7 +57,9 @@ def test_budget():
 
 
 def _result(index, level, n=5):
-    return RoundResult(index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_s=1e-4)
+    return RoundResult(
+        index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_s=1e-4
+    )
 
 
 class FakeWorker:
@@ -66,8 +73,13 @@ class FakeWorker:
 
     def verdict(self, group):
         self.log.append(("verdict", group[0].case, group[0].precision))
-        return {c.id: {"row": {"status": "pass", "reason": "", "batch": 4},
-                       "round": _result(0, self.levels[c.backend])} for c in group}  # fmt: skip
+        return {
+            c.id: {
+                "row": {"status": "pass", "reason": "", "batch": 4},
+                "round": _result(0, self.levels[c.backend]),
+            }
+            for c in group
+        }
 
     def time_round(self, group, index):
         self.log.append((index, group[0].case, group[0].precision))
@@ -93,8 +105,14 @@ def test_schedule_is_round_robin_over_groups_and_rows_come_after_the_last_round(
     cells = [_cell(case, b) for case in ("a", "b") for b in ("eager", "onnxruntime")]
     worker = FakeWorker({"eager": 2e-3, "onnxruntime": 1e-3})
     _, rows, order = _run(cells, worker, RoundsConfig(rounds=3, time_budget=None))
-    assert worker.log == [("verdict", "a", "fp32"), ("verdict", "b", "fp32"),
-                          (1, "a", "fp32"), (1, "b", "fp32"), (2, "a", "fp32"), (2, "b", "fp32")]  # fmt: skip
+    assert worker.log == [
+        ("verdict", "a", "fp32"),
+        ("verdict", "b", "fp32"),
+        (1, "a", "fp32"),
+        (1, "b", "fp32"),
+        (2, "a", "fp32"),
+        (2, "b", "fp32"),
+    ]
     assert sorted(order) == sorted(c.id for c in cells)  # exactly one row per cell
     ort = rows["a|cpu|fp32|onnxruntime"]
     assert ort["rounds"] == 3 and len(ort["round_medians_ms"]) == 3
@@ -120,10 +138,14 @@ def test_a_self_timed_cell_is_asked_no_further_round():
 
     asked = []
     time_round = worker.time_round
-    worker.time_round = lambda group, index: (asked.append([c.backend for c in group]), time_round(group, index))[1]
+    worker.time_round = lambda group, index: (
+        asked.append([c.backend for c in group]),
+        time_round(group, index),
+    )[1]
     emitted = []
     Schedule(group_cells(cells), RoundsConfig(rounds=3, time_budget=None)).run(
-        self_timing_verdict, worker.time_round, lambda cell, row: emitted.append((cell, row)))
+        self_timing_verdict, worker.time_round, lambda cell, row: emitted.append((cell, row))
+    )
     assert asked == [["eager"], ["eager"]]
     rows = {c.backend: row for c, row in emitted}
     assert rows["torchscript-cpp"]["rounds"] == 1 and rows["eager"]["rounds"] == 3
@@ -133,7 +155,9 @@ def test_budget_stops_further_rounds_and_every_cell_still_gets_its_row():
     ticks = iter(range(0, 10_000, 50))  # each clock read: 50 s later
     cells = [_cell("a", "eager"), _cell("b", "eager")]
     worker = FakeWorker({"eager": 1e-3})
-    schedule, rows, _ = _run(cells, worker, RoundsConfig(rounds=5, time_budget=60.0), lambda: next(ticks))
+    schedule, rows, _ = _run(
+        cells, worker, RoundsConfig(rounds=5, time_budget=60.0), lambda: next(ticks)
+    )
     assert schedule.stopped_by_budget and schedule.rounds_done < 5
     assert set(rows) == {c.id for c in cells}
     assert all(r["rounds"] == schedule.rounds_done for r in rows.values())
@@ -142,11 +166,16 @@ def test_budget_stops_further_rounds_and_every_cell_still_gets_its_row():
 
 def test_a_crash_in_a_later_round_costs_that_cell_only():
     cells = [_cell("a", "eager"), _cell("a", "onnxruntime")]
-    worker = FakeWorker({"eager": 2e-3, "onnxruntime": 1e-3},
-                        crash={("a|cpu|fp32|onnxruntime", 1)}, lost={("a|cpu|fp32|eager", 2)})  # fmt: skip
+    worker = FakeWorker(
+        {"eager": 2e-3, "onnxruntime": 1e-3},
+        crash={("a|cpu|fp32|onnxruntime", 1)},
+        lost={("a|cpu|fp32|eager", 2)},
+    )
     _, rows, _ = _run(cells, worker, RoundsConfig(rounds=3, time_budget=None))
     crashed = rows["a|cpu|fp32|onnxruntime"]
-    assert crashed["status"] == "crash" and crashed["reason"].startswith("timing round 2: worker killed")
+    assert crashed["status"] == "crash" and crashed["reason"].startswith(
+        "timing round 2: worker killed"
+    )
     assert crashed["rounds"] == 1  # what it measured before
     eager = rows["a|cpu|fp32|eager"]
     assert eager["status"] == "pass" and eager["rounds"] == 2
@@ -158,11 +187,16 @@ def test_cells_without_timing_are_emitted_after_their_verdict():
     class Erroring(FakeWorker):
         def verdict(self, group):
             out = super().verdict(group)
-            out[group[0].id] = {"row": {"status": "error", "reason": "prepare: boom"}, "round": None}
+            out[group[0].id] = {
+                "row": {"status": "error", "reason": "prepare: boom"},
+                "round": None,
+            }
             return out
 
     cells = [_cell("a", "eager"), _cell("a", "onnxruntime")]
-    _, rows, order = _run(cells, Erroring({"eager": 1e-3, "onnxruntime": 1e-3}), RoundsConfig(3, None))
+    _, rows, order = _run(
+        cells, Erroring({"eager": 1e-3, "onnxruntime": 1e-3}), RoundsConfig(3, None)
+    )
     assert order[0] == "a|cpu|fp32|eager" and rows[order[0]]["status"] == "error"
     assert "speedup_vs_eager" not in rows["a|cpu|fp32|onnxruntime"]  # no eager timing, no pairs
 
@@ -221,8 +255,10 @@ def test_interleaved_blocks_alternate_and_every_callable_gets_the_same_count():
     found = measure_interleaved(fns, time_block, config, numbers=[2, 3])
     assert [m.number for m in found] == [2, 3]
     assert len(found[0].samples_s) == len(found[1].samples_s) >= 4
-    timed = order[-2 * len(found[0].samples_s):]
-    assert timed == ["a", "b"] * len(found[0].samples_s)  # a b a b ...: block k of each side by side
+    timed = order[-2 * len(found[0].samples_s) :]
+    assert timed == ["a", "b"] * len(
+        found[0].samples_s
+    )  # a b a b ...: block k of each side by side
     assert found[0].median == pytest.approx(1e-3)
 
 
@@ -233,9 +269,25 @@ def test_a_run_in_rounds_gives_one_row_per_cell_with_rounds_and_paired_speedups(
     from tests.backend_runs import TINY, run_rows
     from torchparity.axes.devices import DEVICES
 
-    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear",
-                    "--precision", "fp32", "--backend", "eager,torchscript", "--rounds", "2",
-                    "--time-budget", "0", "--device", "present")  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(TINY),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--precision",
+        "fp32",
+        "--backend",
+        "eager,torchscript",
+        "--rounds",
+        "2",
+        "--time-budget",
+        "0",
+        "--device",
+        "present",
+    )
     absent = [d for d, dev in DEVICES.items() if dev.unavailable()]
     assert not [r for r in rows if r["device"] in absent]
     rows = [r for r in rows if r["device"] == "cpu"]
@@ -250,8 +302,10 @@ def test_a_run_in_rounds_gives_one_row_per_cell_with_rounds_and_paired_speedups(
         assert len(r["calibration_round_ms"]) == 2 and r["latency_round_spread"] >= 0
     ts = by["torchscript"]
     assert ts["speedup_ci_low"] <= ts["speedup_vs_eager"] <= ts["speedup_ci_high"]
-    assert ts["speedup_pairs"] == sum(min(a, b) for a, b in zip(
-        by["eager"]["samples_per_round"], ts["samples_per_round"], strict=True))  # fmt: skip
+    assert ts["speedup_pairs"] == sum(
+        min(a, b)
+        for a, b in zip(by["eager"]["samples_per_round"], ts["samples_per_round"], strict=True)
+    )
 
 
 def test_bad_rounds_options_are_one_line_exit_2(capsys, tmp_path):
@@ -276,6 +330,19 @@ def test_instruction_counts_of_a_cpu_cell_under_callgrind(tmp_path):
 
     if instructions.unavailable("cpu"):
         pytest.skip(instructions.unavailable("cpu"))
-    rows = run_rows(tmp_path / "run", "--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear",
-                    "--precision", "fp32", "--rounds", "1", "--count-instructions", timeout=3000)  # fmt: skip
+    rows = run_rows(
+        tmp_path / "run",
+        "--case-file",
+        str(TINY),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--precision",
+        "fp32",
+        "--rounds",
+        "1",
+        "--count-instructions",
+        timeout=3000,
+    )
     assert rows[0]["instructions_per_call"] > 1000, rows[0].get("instructions_skip_reason")

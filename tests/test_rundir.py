@@ -43,13 +43,21 @@ def test_later_row_of_a_cell_wins_and_frame_is_flat(tmp_path):
 def test_a_case_named_nan_stays_a_name(tmp_path):
     path = tmp_path / "results.jsonl"
     with JsonlWriter(path) as w:
-        w.append({"cell_id": "nan|cpu", "case": "nan", "status": "pass", "max_rel_err": float("nan")})
+        w.append(
+            {"cell_id": "nan|cpu", "case": "nan", "status": "pass", "max_rel_err": float("nan")}
+        )
     row = read_rows(path)[0]
     assert row["case"] == "nan" and row["max_rel_err"] != row["max_rel_err"]
 
 
-@pytest.mark.parametrize("bad, column", [({"status": "great"}, "status"), ({"case": 3}, "case"),
-                                         ({"latency_ms_median": "fast"}, "latency_ms_median")])
+@pytest.mark.parametrize(
+    "bad, column",
+    [
+        ({"status": "great"}, "status"),
+        ({"case": 3}, "case"),
+        ({"latency_ms_median": "fast"}, "latency_ms_median"),
+    ],
+)
 def test_rows_of_the_wrong_shape_are_refused_with_the_column(tmp_path, bad, column):
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps({"cell_id": "x", **bad}) + "\n", encoding="utf-8")

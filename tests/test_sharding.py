@@ -11,8 +11,21 @@ SAME = CELL + ["status", "output_digest"]
 
 
 def _run(cli, tiny_cases, out, *extra: str) -> None:
-    proc = cli("run", "--case-file", str(tiny_cases), "--suite", "tiny", "--device", "cpu",
-               "--out", str(out), "--quiet", "--min-time", "0.01", *extra)  # fmt: skip
+    proc = cli(
+        "run",
+        "--case-file",
+        str(tiny_cases),
+        "--suite",
+        "tiny",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--quiet",
+        "--min-time",
+        "0.01",
+        *extra,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -23,15 +23,55 @@ EXAMPLES = 6
 def test_catalog_size_and_families() -> None:
     assert len(SUITES["ops"]) >= 120
     names = set(SUITES["ops"])
-    for required in ("div_floor", "div_trunc", "remainder", "fmod", "round", "eq", "logical_and",
-                     "to_int32", "sum", "argmax", "var", "logsumexp", "cumprod", "sort_stable",
-                     "topk", "unique", "matmul", "bmm", "linear", "einsum_bmm", "conv3d",
-                     "conv_transpose2d", "max_pool2d_ceil", "adaptive_avg_pool2d", "batch_norm",
-                     "layer_norm", "group_norm", "instance_norm", "rms_norm", "gelu_tanh", "mish",
-                     "softplus_beta_threshold", "hardswish", "log_softmax",
-                     "interp_bicubic_antialias", "interp_bilinear_align", "gather", "scatter",
-                     "take", "masked_fill", "where", "cat", "pad_reflect", "roll", "tril",
-                     "embedding", "dropout_eval"):
+    for required in (
+        "div_floor",
+        "div_trunc",
+        "remainder",
+        "fmod",
+        "round",
+        "eq",
+        "logical_and",
+        "to_int32",
+        "sum",
+        "argmax",
+        "var",
+        "logsumexp",
+        "cumprod",
+        "sort_stable",
+        "topk",
+        "unique",
+        "matmul",
+        "bmm",
+        "linear",
+        "einsum_bmm",
+        "conv3d",
+        "conv_transpose2d",
+        "max_pool2d_ceil",
+        "adaptive_avg_pool2d",
+        "batch_norm",
+        "layer_norm",
+        "group_norm",
+        "instance_norm",
+        "rms_norm",
+        "gelu_tanh",
+        "mish",
+        "softplus_beta_threshold",
+        "hardswish",
+        "log_softmax",
+        "interp_bicubic_antialias",
+        "interp_bilinear_align",
+        "gather",
+        "scatter",
+        "take",
+        "masked_fill",
+        "where",
+        "cat",
+        "pad_reflect",
+        "roll",
+        "tril",
+        "embedding",
+        "dropout_eval",
+    ):
         assert required in names, required
 
 
@@ -39,8 +79,13 @@ def test_catalog_size_and_families() -> None:
 def test_strategy_draws_inputs_the_op_accepts(case) -> None:
     module = build_module(case, 0)
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case.extra["strategy"](0))  # every shape of the pools
     def accepts(args: tuple) -> None:
         assert all(isinstance(a, torch.Tensor) for a in args)
@@ -54,8 +99,7 @@ def test_strategy_draws_inputs_the_op_accepts(case) -> None:
 @pytest.mark.parametrize("case", OPS[::9], ids=lambda c: c.name)
 def test_op_modules_trace_and_script(case) -> None:
     module = build_module(case, 0)
-    inputs = cast_inputs(_samples(case), torch.float32,
-                         torch.device("cpu"))
+    inputs = cast_inputs(_samples(case), torch.float32, torch.device("cpu"))
     torch.jit.trace(module, inputs, check_trace=False)
     torch.jit.script(module)
 
@@ -99,8 +143,18 @@ def test_special_values_and_dtypes_are_drawn() -> None:
 
     collect()
     assert seen_dtypes == {strategies.DTYPES[d] for d in strategies.ALL}
-    for want in ("nan", "+inf", "-inf", "+0", "-0", "tie", "subnormal", "negative int",
-                 "zero-size", "0-d"):
+    for want in (
+        "nan",
+        "+inf",
+        "-inf",
+        "+0",
+        "-0",
+        "tie",
+        "subnormal",
+        "negative int",
+        "zero-size",
+        "0-d",
+    ):
         assert want in seen, (want, seen)
     assert any(s.startswith("extreme") for s in seen)
 

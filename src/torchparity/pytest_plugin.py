@@ -35,9 +35,13 @@ _MARKS = pytest.StashKey[tuple]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchparity", "torchparity parity checks")
-    group.addoption("--parity-out", metavar="DIR", default=None,
-                    help="collect every assert_parity check into the run directory DIR "
-                         "(read it with `torchparity report DIR`)")  # fmt: skip
+    group.addoption(
+        "--parity-out",
+        metavar="DIR",
+        default=None,
+        help="collect every assert_parity check into the run directory DIR "
+        "(read it with `torchparity report DIR`)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,7 +58,11 @@ class _BenchmarkNode:
 
     def __init__(self, identity: dict[str, Any], extra_info: dict[str, Any]) -> None:
         self.name, self.fullname = identity["name"], identity["fullname"]
-        self.group, self.param, self.params = identity["group"], identity["param"], identity["params"]
+        self.group, self.param, self.params = (
+            identity["group"],
+            identity["param"],
+            identity["params"],
+        )
         self.extra_info = extra_info
         self.cprofile_stats = None
         self.has_error = False
@@ -72,9 +80,13 @@ class ParitySession:
 
             self.run_dir = RunDir(Path(out))
             if hasattr(config, "workerinput"):
-                raise pytest.UsageError("--parity-out does not combine with pytest-xdist workers (-n)")
+                raise pytest.UsageError(
+                    "--parity-out does not combine with pytest-xdist workers (-n)"
+                )
             if self.run_dir.has_results():
-                raise pytest.UsageError(f"--parity-out {out} already holds results; choose another DIR")
+                raise pytest.UsageError(
+                    f"--parity-out {out} already holds results; choose another DIR"
+                )
         self.env: dict[str, Any] = {}
         self.taken: set[str] = set()
         self.checks = 0
@@ -82,8 +94,12 @@ class ParitySession:
 
     def wants(self, item: pytest.Item) -> bool:
         """Whether ``item`` may run checks (see the module's docstring)."""
-        return (self.run_dir is not None or "torchparity.testing" in sys.modules
-                or "parity" in getattr(item, "fixturenames", ()) or bool(item.stash.get(_MARKS, ())))  # fmt: skip
+        return (
+            self.run_dir is not None
+            or "torchparity.testing" in sys.modules
+            or "parity" in getattr(item, "fixturenames", ())
+            or bool(item.stash.get(_MARKS, ()))
+        )
 
     def context(self, item: pytest.Item) -> Any:
         from torchparity._core import environment
@@ -93,10 +109,14 @@ class ParitySession:
             run_id = self.run_dir.path.name if self.run_dir else "pytest"
             self.env = {**environment.collect(), "run_id": run_id}
         return CheckContext(
-            name=item.name, test=item.nodeid, known_failures=item.stash.get(_MARKS, ()),
-            output_dir=self.run_dir.path if self.run_dir else None, env=self.env,
-            record=self.record, taken=self.taken,
-        )  # fmt: skip
+            name=item.name,
+            test=item.nodeid,
+            known_failures=item.stash.get(_MARKS, ()),
+            output_dir=self.run_dir.path if self.run_dir else None,
+            env=self.env,
+            record=self.record,
+            taken=self.taken,
+        )
 
     def record(self, result: Any) -> None:
         self.checks += 1
@@ -178,8 +198,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     ps = config.stash[_SESSION]
     if ps.checks:
-        where = f" -> {ps.run_dir.path} (torchparity report {ps.run_dir.path})" if ps.run_dir else ""
-        terminalreporter.write_line(f"torchparity: {ps.checks} parity checks, {ps.cells} cells{where}")
+        where = (
+            f" -> {ps.run_dir.path} (torchparity report {ps.run_dir.path})" if ps.run_dir else ""
+        )
+        terminalreporter.write_line(
+            f"torchparity: {ps.checks} parity checks, {ps.cells} cells{where}"
+        )
 
 
 @pytest.fixture

@@ -29,26 +29,59 @@ REALS = (FLOAT, "int64", "int32", "int16", "int8", "uint8")
 ALL = (*REALS, "bool")
 
 SPECIAL_FLOATS = (
-    math.nan, math.inf, -math.inf, 0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 1.0, -1.0,
-    5e-324, 1e-310, 1e-40, 6e-8, 65504.0, 70000.0, 3.0e38, -3.0e38, 1e300, -1e300,
-)  # fmt: skip
+    math.nan,
+    math.inf,
+    -math.inf,
+    0.0,
+    -0.0,
+    0.5,
+    -0.5,
+    1.5,
+    -1.5,
+    2.5,
+    -2.5,
+    1.0,
+    -1.0,
+    5e-324,
+    1e-310,
+    1e-40,
+    6e-8,
+    65504.0,
+    70000.0,
+    3.0e38,
+    -3.0e38,
+    1e300,
+    -1e300,
+)
 TIES = (0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.0, -0.0)
 
 # Shape pools: the first entries matter most (ci uses only the first few).
 # Broadcasting, 0-d scalars and zero-size dimensions are all in them.
 UNARY_SHAPES: tuple[tuple[int, ...], ...] = ((2, 3), (5,), (), (0, 3), (2, 3, 4), (1, 7))
 BINARY_SHAPES: tuple[tuple[tuple[int, ...], ...], ...] = (
-    ((2, 3), (2, 3)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (4,)), ((0, 3), (1, 3)),
+    ((2, 3), (2, 3)),
+    ((2, 3), (3,)),
+    ((2, 1), (1, 3)),
+    ((), (4,)),
+    ((0, 3), (1, 3)),
     ((3, 1, 2), (4, 1)),
 )
 TERNARY_SHAPES: tuple[tuple[tuple[int, ...], ...], ...] = (
-    ((2, 3), (2, 3), (2, 3)), ((2, 3), (3,), (2, 1)), ((), (4,), ()), ((0, 2), (2,), (1, 2)),
+    ((2, 3), (2, 3), (2, 3)),
+    ((2, 3), (3,), (2, 1)),
+    ((), (4,), ()),
+    ((0, 2), (2,), (1, 2)),
 )
 REDUCE_SHAPES: tuple[tuple[int, ...], ...] = ((3, 4), (2, 3, 5), (6,), (1, 4), (4, 1), (2, 0))
 DTYPES = {
-    "float": torch.float64, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
-    "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
-}  # fmt: skip
+    "float": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
 
 OpStrategy = Callable[[int], Any]
 
@@ -59,8 +92,11 @@ def dtype_choice(dtypes: Sequence[str]) -> Any:
     from hypothesis import strategies as st
 
     dtypes = tuple(dtypes)
-    return st.sampled_from(dtypes) if len(dtypes) == 1 else st.one_of(
-        st.just(dtypes[0]), st.sampled_from(dtypes))
+    return (
+        st.sampled_from(dtypes)
+        if len(dtypes) == 1
+        else st.one_of(st.just(dtypes[0]), st.sampled_from(dtypes))
+    )
 
 
 def pool(items: Sequence[Any], shapes: int) -> Sequence[Any]:
@@ -92,7 +128,9 @@ def float_values(kind: str = "any") -> Any:
     raise ValueError(f"unknown float kind {kind!r}; valid: any, finite, moderate, positive, unit")
 
 
-def int_values(dtype: str, nonzero: bool = False, low: int | None = None, high: int | None = None) -> Any:
+def int_values(
+    dtype: str, nonzero: bool = False, low: int | None = None, high: int | None = None
+) -> Any:
     """Integers of ``dtype``'s range: extremes, -1, 0, 1 and everything between."""
     from hypothesis import strategies as st
 
@@ -104,8 +142,14 @@ def int_values(dtype: str, nonzero: bool = False, low: int | None = None, high: 
     return values.filter(lambda v: v != 0) if nonzero else values
 
 
-def tensor(shape: Sequence[int], dtype: str, values: str = "any", nonzero: bool = False,
-           low: int | None = None, high: int | None = None) -> Any:
+def tensor(
+    shape: Sequence[int],
+    dtype: str,
+    values: str = "any",
+    nonzero: bool = False,
+    low: int | None = None,
+    high: int | None = None,
+) -> Any:
     """A tensor strategy: float64 (for ``float``), an integer dtype, or bool."""
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
@@ -123,8 +167,13 @@ def tensor(shape: Sequence[int], dtype: str, values: str = "any", nonzero: bool 
     return hnp.arrays(np_dtype, shape, elements=elements).map(lambda a: torch.from_numpy(a.copy()))
 
 
-def elementwise(n: int = 1, dtypes: Sequence[str] = FLOATS, values: str = "any",
-                nonzero_last: bool = False, shape_pool: Sequence[Any] | None = None) -> OpStrategy:
+def elementwise(
+    n: int = 1,
+    dtypes: Sequence[str] = FLOATS,
+    values: str = "any",
+    nonzero_last: bool = False,
+    shape_pool: Sequence[Any] | None = None,
+) -> OpStrategy:
     """``n`` mutually broadcastable tensors of one drawn dtype. ``nonzero_last``
     keeps the last argument free of zeros (integer division and modulo)."""
 
@@ -151,8 +200,11 @@ def elementwise(n: int = 1, dtypes: Sequence[str] = FLOATS, values: str = "any",
     return build
 
 
-def single(dtypes: Sequence[str] = FLOATS, values: str = "any",
-           shape_pool: Sequence[tuple[int, ...]] = REDUCE_SHAPES) -> OpStrategy:
+def single(
+    dtypes: Sequence[str] = FLOATS,
+    values: str = "any",
+    shape_pool: Sequence[tuple[int, ...]] = REDUCE_SHAPES,
+) -> OpStrategy:
     """One tensor from ``shape_pool`` (reductions, sort, shape ops)."""
     return elementwise(1, dtypes, values, shape_pool=tuple((s,) for s in shape_pool))
 
@@ -201,8 +253,9 @@ def composite(fn: Callable[[Any, int], tuple]) -> OpStrategy:
     return build
 
 
-def draw_tensor(draw: Any, shape: Sequence[int], dtype: str = FLOAT, values: str = "any",
-                **kw: Any) -> torch.Tensor:
+def draw_tensor(
+    draw: Any, shape: Sequence[int], dtype: str = FLOAT, values: str = "any", **kw: Any
+) -> torch.Tensor:
     """``draw(tensor(...))``: a shorthand for composite strategies."""
     return draw(tensor(shape, dtype, values, **kw))
 

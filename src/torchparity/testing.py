@@ -42,7 +42,16 @@ from torchparity.cell.pipeline import RunSettings
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
 from torchparity.timing.timer import TimingConfig
 
-TABLE_COLUMNS = ("backend", "precision", "status", "max_abs_err", "max_rel_err", "atol", "rtol", "reason")
+TABLE_COLUMNS = (
+    "backend",
+    "precision",
+    "status",
+    "max_abs_err",
+    "max_rel_err",
+    "atol",
+    "rtol",
+    "reason",
+)
 
 
 class ParityError(AssertionError):
@@ -114,7 +123,9 @@ def drift_table(rows: Sequence[Row], reason_width: int = 90) -> str:
     cells = [[_fmt(r.get(c))[:reason_width] for c in columns] for r in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
     return "\n".join(lines)
 
 
@@ -137,9 +148,11 @@ def pipeline_inputs(inputs: Any) -> tuple:
 
 
 def _check_axes(backends: Sequence[str], precisions: Sequence[str], devices: Sequence[str]) -> None:
-    for values, valid, what in ((backends, backend_names(), "backend"),
-                                (precisions, list(PRECISIONS), "precision"),
-                                (devices, list(DEVICES), "device")):  # fmt: skip
+    for values, valid, what in (
+        (backends, backend_names(), "backend"),
+        (precisions, list(PRECISIONS), "precision"),
+        (devices, list(DEVICES), "device"),
+    ):
         if not values:
             raise ValueError(f"no {what} given; valid: {', '.join(valid)}")
         for v in values:
@@ -147,9 +160,16 @@ def _check_axes(backends: Sequence[str], precisions: Sequence[str], devices: Seq
                 raise ValueError(f"unknown {what} {v!r}; valid: {', '.join(valid)}")
 
 
-def _transient_case(name: str, model: Any, inputs: Any, *, batch: int | None, policy: str,
-                    tolerances: Mapping[torch.dtype, Tolerance] | None,
-                    known_failures: Iterable[KnownFailure]) -> Case:  # fmt: skip
+def _transient_case(
+    name: str,
+    model: Any,
+    inputs: Any,
+    *,
+    batch: int | None,
+    policy: str,
+    tolerances: Mapping[torch.dtype, Tolerance] | None,
+    known_failures: Iterable[KnownFailure],
+) -> Case:
     if inputs is None:
         raise ValueError("assert_parity(model, inputs): inputs are required with a module")
     if policy not in ("model", "elementwise"):
@@ -161,17 +181,23 @@ def _transient_case(name: str, model: Any, inputs: Any, *, batch: int | None, po
     elif callable(model):
         factory = model
     else:
-        raise TypeError(f"model must be a torch.nn.Module, a factory or 'pkg.module:case', not "
-                        f"{type(model).__name__}")  # fmt: skip
+        raise TypeError(
+            f"model must be a torch.nn.Module, a factory or 'pkg.module:case', not "
+            f"{type(model).__name__}"
+        )
     first = next((x for x in fixed if isinstance(x, torch.Tensor) and x.dim()), None)
     return Case(
-        name=name, kind="model" if policy == "model" else "op", make_module=factory,
+        name=name,
+        kind="model" if policy == "model" else "op",
+        make_module=factory,
         make_inputs=lambda gen, n: pipeline_inputs(fixed),
         batch=batch or (int(first.shape[0]) if first is not None else 1),
-        tolerances=dict(tolerances or {}), known_failures=tuple(known_failures),
+        tolerances=dict(tolerances or {}),
+        known_failures=tuple(known_failures),
         reinit_weights=False,  # the user's weights are the point of the check
-        description=f"assert_parity({type(model).__name__})", source=__name__,
-    )  # fmt: skip
+        description=f"assert_parity({type(model).__name__})",
+        source=__name__,
+    )
 
 
 def _registered_case(spec: str, inputs: Any) -> tuple[Case, list[PluginSpec]]:
@@ -249,21 +275,37 @@ def assert_parity(
         case, plugins = _registered_case(model, inputs)
     else:
         if isolate:
-            raise ValueError("isolate=True needs a case the worker can rebuild: pass "
-                             "'pkg.module:case_name' (a case registered by an importable module)")  # fmt: skip
+            raise ValueError(
+                "isolate=True needs a case the worker can rebuild: pass "
+                "'pkg.module:case_name' (a case registered by an importable module)"
+            )
         case_name = name or (ctx.next_name() if ctx else type(model).__name__)
-        case = _transient_case(case_name, model, inputs, batch=batch, policy=policy,
-                               tolerances=tolerances, known_failures=known_failures)  # fmt: skip
+        case = _transient_case(
+            case_name,
+            model,
+            inputs,
+            batch=batch,
+            policy=policy,
+            tolerances=tolerances,
+            known_failures=known_failures,
+        )
         plugins = []
-    settings = RunSettings(seed=seed, timing=TimingConfig(min_time=min_time), cache_dir=cache_dir,
-                           backend_options={k: dict(v) for k, v in (backend_options or {}).items()},
-                           output_dir=ctx.output_dir if ctx else None)  # fmt: skip
+    settings = RunSettings(
+        seed=seed,
+        timing=TimingConfig(min_time=min_time),
+        cache_dir=cache_dir,
+        backend_options={k: dict(v) for k, v in (backend_options or {}).items()},
+        output_dir=ctx.output_dir if ctx else None,
+    )
     if isinstance(model, str):  # a registered case's own marks stay; these add to them
         marks = tuple(known_failures) + marks
     cells = expand([case], list(devices), list(precisions), list(backends), suite="assert_parity")
     with _registered(case, marks), torch.random.fork_rng(devices=[]):
-        executor = IsolatedExecutor(plugins, settings, timeout) if isolate \
+        executor = (
+            IsolatedExecutor(plugins, settings, timeout)
+            if isolate
             else InProcessExecutor(plugins, settings)
+        )
         try:
             rows = _run_cells(cells, executor, ctx)
         finally:
@@ -275,8 +317,9 @@ def assert_parity(
     return result
 
 
-def _run_cells(cells: list, executor: InProcessExecutor | IsolatedExecutor,
-               ctx: CheckContext | None) -> list[Row]:  # fmt: skip
+def _run_cells(
+    cells: list, executor: InProcessExecutor | IsolatedExecutor, ctx: CheckContext | None
+) -> list[Row]:
     """Each cell through the executor, then ``finish_row`` (known failures,
     environment fields), as the runner does; the test's id in ``test``."""
     env = ctx.env if ctx and ctx.env else _environment()
@@ -292,8 +335,13 @@ def _run_cells(cells: list, executor: InProcessExecutor | IsolatedExecutor,
 def _verdict(result: ParityResult) -> None:
     __tracebackhide__ = True
     if result.bad:
-        raise ParityError(f"parity check {result.case!r}: {len(result.bad)} of {len(result.rows)} "
-                          f"cells bad\n{result.table()}", result)  # fmt: skip
+        raise ParityError(
+            f"parity check {result.case!r}: {len(result.bad)} of {len(result.rows)} "
+            f"cells bad\n{result.table()}",
+            result,
+        )
     if all(r.get("status") == Status.SKIP.value for r in result.rows):
         reasons = sorted({str(r.get("reason")) for r in result.rows})
-        raise unittest.SkipTest(f"parity check {result.case!r}: no cell runs here: {'; '.join(reasons)}")
+        raise unittest.SkipTest(
+            f"parity check {result.case!r}: no cell runs here: {'; '.join(reasons)}"
+        )

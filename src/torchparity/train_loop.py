@@ -62,7 +62,9 @@ OPTIMIZER_BASES: dict[str, tuple[type, dict[str, Any]]] = {
 OPTIMIZERS = ("sgd", "sgd-foreach", "sgd-fused", "adamw", "adamw-foreach", "adamw-fused")
 
 
-def make_optimizer(name: str, params: list[torch.nn.Parameter], reference: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: list[torch.nn.Parameter], reference: bool = False
+) -> torch.optim.Optimizer:
     """``sgd``/``adamw`` (plain for-loop), ``-foreach`` or ``-fused``. The
     reference always uses the plain implementation: the math the variants must match."""
     base, _, variant = name.partition("-")
@@ -173,9 +175,19 @@ class Trainer:
     callable over ``module``'s parameters), loss, backward, optimizer step.
     ``part`` selects this process's share of each batch (ddp ranks)."""
 
-    def __init__(self, case: Case, module: torch.nn.Module, forward: Callable[..., Any],
-                 precision: Precision, device: Device, seed: int, optimizer: str,
-                 reference: bool = False, part: slice = slice(None), perturb: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        case: Case,
+        module: torch.nn.Module,
+        forward: Callable[..., Any],
+        precision: Precision,
+        device: Device,
+        seed: int,
+        optimizer: str,
+        reference: bool = False,
+        part: slice = slice(None),
+        perturb: float = 0.0,
+    ) -> None:
         self.case, self.module, self.forward, self.seed = case, module, forward, seed
         self.perturb = perturb
         self.precision, self.device, self.part = precision, device, part
@@ -206,9 +218,12 @@ class Trainer:
         if step not in self._batches:
             inputs = step_inputs(self.case, self.seed, step)
             if self.perturb:
-                inputs = tuple(x * (1 + self.perturb * _signs(x, self.case.name, self.seed, "input", step, i))
-                               if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-                               for i, x in enumerate(inputs))  # fmt: skip
+                inputs = tuple(
+                    x * (1 + self.perturb * _signs(x, self.case.name, self.seed, "input", step, i))
+                    if isinstance(x, torch.Tensor) and x.is_floating_point()
+                    else x
+                    for i, x in enumerate(inputs)
+                )
             inputs = cast_inputs(inputs, self.precision.dtype, self.device.torch_device())
             self._batches[step] = inputs
         return self._batches[step]
@@ -219,7 +234,9 @@ class Trainer:
         with self.autocast():
             if self.spec.lightning:
                 target = self._target(step, None)
-                out = self.module.training_step((*inputs, _part(target, self.part, self.case.batch)), step)  # type: ignore[operator]
+                out = self.module.training_step(
+                    (*inputs, _part(target, self.part, self.case.batch)), step
+                )  # type: ignore[operator]
                 return out["loss"] if isinstance(out, dict) else out
             output = self.forward(*inputs)
             target = _part(self._target(step, output), self.part, self.case.batch)
@@ -244,8 +261,10 @@ class Trainer:
         else:
             loss.backward()
         if keep_grads:
-            grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-                     for p in self.params]  # fmt: skip
+            grads = [
+                p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                for p in self.params
+            ]
         if self.scaler is not None:
             before = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
@@ -272,11 +291,16 @@ class Trainer:
             grads = grads or g
         trace = TrainTrace(self.names, losses, grads, params0, self.snapshot(), times)
         if self.scaler is not None:
-            trace.columns.update(amp_scale_final=self.scaler.get_scale(), amp_unscaled=True,
-                                 amp_skipped_steps=self.skipped_steps)  # fmt: skip
+            trace.columns.update(
+                amp_scale_final=self.scaler.get_scale(),
+                amp_unscaled=True,
+                amp_skipped_steps=self.skipped_steps,
+            )
         return trace
 
-    def time_steps(self, min_time: float, first: int, at_least: int = 3, at_most: int = 200) -> list[float]:
+    def time_steps(
+        self, min_time: float, first: int, at_least: int = 3, at_most: int = 200
+    ) -> list[float]:
         """Further steps (batches cycle) until ``min_time`` seconds: per-step times."""
         times: list[float] = []
         while len(times) < at_least or (sum(times) < min_time and len(times) < at_most):
@@ -295,7 +319,9 @@ class _Jitter(torch.autograd.Function):
     values near a kink such as ReLU's 0 can cross it)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, noise: torch.Tensor, signs: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, noise: torch.Tensor, signs: torch.Tensor, eps: float
+    ) -> torch.Tensor:
         ctx.save_for_backward(signs)
         ctx.eps = eps
         return x + noise
@@ -323,13 +349,21 @@ def _perturb_module(module: torch.nn.Module, eps: float, *key: object) -> None:
             continue
         calls = [0]
 
-        def hook(mod: torch.nn.Module, args: Any, out: Any, name: str = name, calls: list = calls) -> Any:
+        def hook(
+            mod: torch.nn.Module, args: Any, out: Any, name: str = name, calls: list = calls
+        ) -> Any:
             calls[0] += 1
 
             def jitter(t: Any) -> Any:
-                if not isinstance(t, torch.Tensor) or not t.is_floating_point() or not t.requires_grad:
+                if (
+                    not isinstance(t, torch.Tensor)
+                    or not t.is_floating_point()
+                    or not t.requires_grad
+                ):
                     return t
-                noise = eps * t.detach().pow(2).mean().sqrt() * _signs(t, *key, name, calls[0], "fwd")
+                noise = (
+                    eps * t.detach().pow(2).mean().sqrt() * _signs(t, *key, name, calls[0], "fwd")
+                )
                 return _Jitter.apply(t, noise, _signs(t, *key, name, calls[0], "bwd"), abs(eps))
 
             return torch.utils._pytree.tree_map(jitter, out)
@@ -345,14 +379,25 @@ PERTURBATION = 2.0**-20
 _REFERENCES: dict[tuple, TrainTrace] = {}
 
 
-def reference_training(case: Case, seed: int, steps: int, optimizer: str, perturb: float = 0.0) -> TrainTrace:
+def reference_training(
+    case: Case, seed: int, steps: int, optimizer: str, perturb: float = 0.0
+) -> TrainTrace:
     """The same training in fp64 eager on CPU (cached in memory per process);
     with ``perturb``, from weights and inputs perturbed by that relative amount."""
     key = (case.name, case.source, seed, steps, optimizer, perturb)
     if key not in _REFERENCES:
         module = trainable_module(case, seed).to(torch.float64)
-        trainer = Trainer(case, module, module, get_precision("fp64"), get_device("cpu"), seed,
-                          optimizer, reference=True, perturb=perturb)  # fmt: skip
+        trainer = Trainer(
+            case,
+            module,
+            module,
+            get_precision("fp64"),
+            get_device("cpu"),
+            seed,
+            optimizer,
+            reference=True,
+            perturb=perturb,
+        )
         _REFERENCES[key] = trainer.run(steps)
     return _REFERENCES[key]
 
@@ -362,10 +407,17 @@ def sensitivity(case: Case, seed: int, steps: int, optimizer: str) -> dict[str, 
     unit relative perturbation of weights and inputs (condition numbers)."""
     ref = reference_training(case, seed, steps, optimizer)
     # Two runs with opposite signs: a value within eps*rms of a kink crosses it in one of them.
-    up = sensitivities(ref, reference_training(case, seed, steps, optimizer, PERTURBATION), PERTURBATION)
-    down = sensitivities(ref, reference_training(case, seed, steps, optimizer, -PERTURBATION), PERTURBATION)
-    return {"loss": [max(a, b) for a, b in zip(up["loss"], down["loss"], strict=False)],
-            "grad": max(up["grad"], down["grad"]), "update": max(up["update"], down["update"])}
+    up = sensitivities(
+        ref, reference_training(case, seed, steps, optimizer, PERTURBATION), PERTURBATION
+    )
+    down = sensitivities(
+        ref, reference_training(case, seed, steps, optimizer, -PERTURBATION), PERTURBATION
+    )
+    return {
+        "loss": [max(a, b) for a, b in zip(up["loss"], down["loss"], strict=False)],
+        "grad": max(up["grad"], down["grad"]),
+        "update": max(up["update"], down["update"]),
+    }
 
 
 @dataclass
@@ -381,5 +433,3 @@ class TrainJob:
     optimizer: str
     min_time: float
     ctx: PrepareContext
-
-

@@ -45,12 +45,21 @@ class TwoSamples:
     def module(self, samples: Sequence[Sample]) -> torch.nn.Module:
         class Batch(torch.nn.Module):
             def forward(self, *xs):
-                return tuple(x + 1 if x.numel() == 3 and x.dtype == torch.float32 else x * 2
-                             for x in xs)
+                return tuple(
+                    x + 1 if x.numel() == 3 and x.dtype == torch.float32 else x * 2 for x in xs
+                )
 
         return Batch()
 
 
-register_case(Case("two_samples", "op", make_module=torch.nn.Identity,
-                   make_inputs=lambda gen, batch: (), reinit_weights=False,
-                   extra={"samples": TwoSamples()}), [SUITE])  # fmt: skip
+register_case(
+    Case(
+        "two_samples",
+        "op",
+        make_module=torch.nn.Identity,
+        make_inputs=lambda gen, batch: (),
+        reinit_weights=False,
+        extra={"samples": TwoSamples()},
+    ),
+    [SUITE],
+)

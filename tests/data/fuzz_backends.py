@@ -93,6 +93,11 @@ register_op(
     lambda gen, batch: (gen.normal(3, 4),),
     elementwise(1, ("float",)),
     suites=["fuzz_teeth"],
-    known_failures=[KnownFailure("rounds half away from zero", backend="test-round-away",
-                                 link="https://example.org/round")],
+    known_failures=[
+        KnownFailure(
+            "rounds half away from zero",
+            backend="test-round-away",
+            link="https://example.org/round",
+        )
+    ],
 )

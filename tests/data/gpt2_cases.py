@@ -17,5 +17,11 @@ def _gpt2() -> torch.nn.Module:
     return GPT2LMHeadModel(config)
 
 
-register_model("gpt2_tiny", _gpt2, lambda gen, batch: (gen.integers(0, 512, batch, 16),), batch=2,
-               suites=["gpt2"], description="GPT-2, 2 layers, 64 wide, random weights")  # fmt: skip
+register_model(
+    "gpt2_tiny",
+    _gpt2,
+    lambda gen, batch: (gen.integers(0, 512, batch, 16),),
+    batch=2,
+    suites=["gpt2"],
+    description="GPT-2, 2 layers, 64 wide, random weights",
+)

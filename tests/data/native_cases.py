@@ -12,7 +12,9 @@ class Tagger(torch.nn.Module):
         self.embed = torch.nn.Embedding(50, 8)
         self.head = torch.nn.Linear(8, 3)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         hidden = self.embed(ids) * mask.unsqueeze(-1).to(self.head.weight.dtype)
         logits = self.head(hidden).mean(dim=1)
         return logits, {"label": logits.argmax(dim=1), "positive": logits > 0}

@@ -39,15 +39,29 @@ register_model("returns_none", lambda: Returns(None), _x, suites=["vacuous"])
 register_model("returns_text", lambda: Returns("hello"), _x, suites=["vacuous"])
 register_model("returns_empty_tuple", lambda: Returns(()), _x, suites=["vacuous"])
 register_model("zero_batch", lambda: torch.nn.Linear(4, 2), _x, batch=0, suites=["vacuous"])
-register_model("zero_size_input", lambda: torch.nn.Identity(),
-               lambda gen, batch: (gen.normal(batch, 0),), suites=["vacuous"])
-register_model("zero_batch_expected", lambda: torch.nn.Linear(4, 2), _x, batch=0,
-               empty_output_ok=True, suites=["empty_ok"])
+register_model(
+    "zero_size_input",
+    lambda: torch.nn.Identity(),
+    lambda gen, batch: (gen.normal(batch, 0),),
+    suites=["vacuous"],
+)
+register_model(
+    "zero_batch_expected",
+    lambda: torch.nn.Linear(4, 2),
+    _x,
+    batch=0,
+    empty_output_ok=True,
+    suites=["empty_ok"],
+)
 register_model("mutates_input", InPlace, _x, batch=2, suites=["mutating"])
 register_model("grad_mode_probe", GradModeProbe, _x, suites=["grad_mode"])
 # 4096 x 1024 fp32 weights: 16 MiB, so an extra copy shows in peak memory.
-register_model("big_linear", lambda: torch.nn.Linear(1024, 4096),
-               lambda gen, batch: (gen.normal(batch, 1024),), suites=["big"])
+register_model(
+    "big_linear",
+    lambda: torch.nn.Linear(1024, 4096),
+    lambda gen, batch: (gen.normal(batch, 1024),),
+    suites=["big"],
+)
 
 
 class AsIs(Backend):

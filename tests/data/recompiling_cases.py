@@ -17,5 +17,10 @@ class CallCounter(torch.nn.Module):
         return self.linear(x) * self.calls
 
 
-register_model("call_counter", CallCounter, lambda gen, batch: (gen.normal(batch, 8),), batch=4,
-               suites=["recompiling"])  # fmt: skip
+register_model(
+    "call_counter",
+    CallCounter,
+    lambda gen, batch: (gen.normal(batch, 8),),
+    batch=4,
+    suites=["recompiling"],
+)

@@ -30,8 +30,9 @@ register_model(
     batch=4,
     suites=["tiny"],
 )
-register_model("tiny_heads", TwoHeads, lambda gen, batch: (gen.normal(batch, 8),), batch=4,
-               suites=["tiny"])  # fmt: skip
+register_model(
+    "tiny_heads", TwoHeads, lambda gen, batch: (gen.normal(batch, 8),), batch=4, suites=["tiny"]
+)
 
 
 class Broken(torch.nn.Module):
@@ -44,5 +45,7 @@ register_model(
     Broken,
     lambda gen, batch: (gen.normal(batch, 8),),
     suites=["tiny_broken"],
-    known_failures=[KnownFailure("broken on purpose", precision="bf16", link="https://example.org/1")],
+    known_failures=[
+        KnownFailure("broken on purpose", precision="bf16", link="https://example.org/1")
+    ],
 )

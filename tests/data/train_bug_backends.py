@@ -42,6 +42,7 @@ class HalfGradients(Backend):
         def forward(*inputs):
             out = module(*inputs)
             return out * 0.5 + out.detach() * 0.5  # same values, half the gradient
+
         return forward
 
 

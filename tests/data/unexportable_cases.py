@@ -19,5 +19,10 @@ class DataDependentBranch(torch.nn.Module):
         return y - 1
 
 
-register_model("data_dependent_branch", DataDependentBranch,
-               lambda gen, batch: (gen.normal(batch, 8),), batch=4, suites=["unexportable"])  # fmt: skip
+register_model(
+    "data_dependent_branch",
+    DataDependentBranch,
+    lambda gen, batch: (gen.normal(batch, 8),),
+    batch=4,
+    suites=["unexportable"],
+)

@@ -113,7 +113,9 @@ def user_key() -> bytes:
             _KEY = bytes.fromhex(text)
             return _KEY
         time.sleep(0.02)
-    raise OSError(f"cache key {path} is malformed; delete it (sealed cache entries are then rebuilt)")
+    raise OSError(
+        f"cache key {path} is malformed; delete it (sealed cache entries are then rebuilt)"
+    )
 
 
 def _mac(name: str, digest: str) -> str:
@@ -137,7 +139,9 @@ def _read_seal(entry: Path) -> dict | None:
         record = json.loads(seal_path(entry).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ok = isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("sha256", "hmac"))
+    ok = isinstance(record, dict) and all(
+        isinstance(record.get(k), str) for k in ("sha256", "hmac")
+    )
     return record if ok else None
 
 
@@ -146,7 +150,9 @@ def verified_bytes(entry: Path) -> tuple[bytes | None, str]:
     signed and whose bytes match it; else ``(None, why)`` with ``UNTRUSTED`` or
     ``MISMATCH``."""
     record = _read_seal(entry)
-    if record is None or not hmac.compare_digest(record["hmac"], _mac(entry.name, record["sha256"])):
+    if record is None or not hmac.compare_digest(
+        record["hmac"], _mac(entry.name, record["sha256"])
+    ):
         return None, UNTRUSTED
     if entry.is_symlink() or not entry.is_file():
         return None, UNTRUSTED

@@ -31,12 +31,17 @@ def _cpu_model(system: str | None = None, run: Callable[..., Any] = subprocess.r
     system = system or platform.system()
     try:
         if system == "Linux":
-            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in (
+                Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+            ):
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
         elif system == "Darwin":
             out = run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
             )
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip()
@@ -53,10 +58,15 @@ class MemoryStatusEx(ctypes.Structure):
     _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32)] + [
         (n, ctypes.c_ulonglong)
         for n in (
-            "ullTotalPhys", "ullAvailPhys", "ullTotalPageFile", "ullAvailPageFile",
-            "ullTotalVirtual", "ullAvailVirtual", "ullAvailExtendedVirtual",
+            "ullTotalPhys",
+            "ullAvailPhys",
+            "ullTotalPageFile",
+            "ullAvailPageFile",
+            "ullTotalVirtual",
+            "ullAvailVirtual",
+            "ullAvailExtendedVirtual",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _windows_memory_bytes(kernel32: Any = None) -> int | None:
@@ -142,9 +152,18 @@ def collect() -> dict[str, Any]:
 
 # The fields that change what a timing means; host names and times do not.
 _FINGERPRINT_FIELDS = (
-    "os", "machine", "cpu", "cores", "python", "torch", "onnxruntime", "cuda", "gpu",
-    "torch_threads", "torch_interop_threads",
-)  # fmt: skip
+    "os",
+    "machine",
+    "cpu",
+    "cores",
+    "python",
+    "torch",
+    "onnxruntime",
+    "cuda",
+    "gpu",
+    "torch_threads",
+    "torch_interop_threads",
+)
 
 
 def fingerprint(env: dict[str, Any]) -> str:

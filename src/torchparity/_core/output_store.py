@@ -65,10 +65,16 @@ def save(path: Path, cell_id: str, names: list[str], leaves: list[torch.Tensor])
         positions = sample_positions(flat.size)
         arrays[f"values_{i}"] = flat[positions]
         arrays[f"positions_{i}"] = positions
-        meta.append({
-            "name": name, "dtype": str(leaf.dtype), "shape": list(leaf.shape),
-            "numel": int(flat.size), "whole": bool(flat.size <= FULL_LIMIT), **_stats(flat),
-        })  # fmt: skip
+        meta.append(
+            {
+                "name": name,
+                "dtype": str(leaf.dtype),
+                "shape": list(leaf.shape),
+                "numel": int(flat.size),
+                "whole": bool(flat.size <= FULL_LIMIT),
+                **_stats(flat),
+            }
+        )
     arrays["meta"] = np.array(json.dumps({"cell_id": cell_id, "leaves": meta}))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -95,8 +101,17 @@ def load(path: Path) -> list[StoredLeaf]:
         leaves = []
         for i, m in enumerate(meta["leaves"]):
             stats = {k: m[k] for k in ("nan", "inf", "min", "max", "mean", "std")}
-            leaves.append(StoredLeaf(m["name"], m["dtype"], m["shape"], m["whole"],
-                                     data[f"positions_{i}"], data[f"values_{i}"], stats))  # fmt: skip
+            leaves.append(
+                StoredLeaf(
+                    m["name"],
+                    m["dtype"],
+                    m["shape"],
+                    m["whole"],
+                    data[f"positions_{i}"],
+                    data[f"values_{i}"],
+                    stats,
+                )
+            )
     return leaves
 
 
@@ -123,7 +138,9 @@ def difference(a: list[StoredLeaf], b: list[StoredLeaf]) -> OutputDifference:
     sampled = any(not x.whole for x in a)
     for x, y in zip(a, b, strict=True):
         if not np.array_equal(x.positions, y.positions):
-            return OutputDifference(math.inf, math.inf, x.name, sampled, False, "sample positions differ")
+            return OutputDifference(
+                math.inf, math.inf, x.name, sampled, False, "sample positions differ"
+            )
         u, v = x.values, y.values
         same = (u == v) | (np.isnan(u) & np.isnan(v))
         with np.errstate(invalid="ignore", over="ignore"):
@@ -133,6 +150,8 @@ def difference(a: list[StoredLeaf], b: list[StoredLeaf]) -> OutputDifference:
             rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, 1.0))
         abs_max = float(diff.max()) if diff.size else 0.0
         rel_max = float(rel.max()) if rel.size else 0.0
-        if abs_max > worst.max_abs_diff or (abs_max == worst.max_abs_diff and rel_max > worst.max_rel_diff):
+        if abs_max > worst.max_abs_diff or (
+            abs_max == worst.max_abs_diff and rel_max > worst.max_rel_diff
+        ):
             worst = OutputDifference(abs_max, rel_max, x.name, sampled)
     return OutputDifference(worst.max_abs_diff, worst.max_rel_diff, worst.leaf, sampled)

@@ -64,15 +64,55 @@ class Row(TypedDict, total=False):
 
 # The DESIGN.md row contract, in display order; other columns follow.
 LEADING_COLUMNS: list[str] = [
-    "case", "kind", "suite", "device", "precision", "backend", "mode", "status", "reason", "batch",
-    "latency_ms_median", "latency_ms_iqr", "latency_ms_p90", "iterations", "throughput_items_s",
-    "prepare_s", "max_abs_err", "max_rel_err", "max_ulp", "cosine", "mismatch_frac",
-    "atol", "rtol", "eager_max_abs_diff", "output_digest", "os", "torch", "onnxruntime", "host",
-]  # fmt: skip
+    "case",
+    "kind",
+    "suite",
+    "device",
+    "precision",
+    "backend",
+    "mode",
+    "status",
+    "reason",
+    "batch",
+    "latency_ms_median",
+    "latency_ms_iqr",
+    "latency_ms_p90",
+    "iterations",
+    "throughput_items_s",
+    "prepare_s",
+    "max_abs_err",
+    "max_rel_err",
+    "max_ulp",
+    "cosine",
+    "mismatch_frac",
+    "atol",
+    "rtol",
+    "eager_max_abs_diff",
+    "output_digest",
+    "os",
+    "torch",
+    "onnxruntime",
+    "host",
+]
 CELL_COLUMNS: list[str] = ["case", "device", "precision", "backend"]
-TEXT_COLUMNS = frozenset({"case", "kind", "suite", "device", "precision", "backend", "mode",
-                          "cell_id", "status", "reason", "output_digest"})  # fmt: skip
-NUMBER_COLUMNS = frozenset(name for name, kind in get_type_hints(Row).items() if kind in (float, int))
+TEXT_COLUMNS = frozenset(
+    {
+        "case",
+        "kind",
+        "suite",
+        "device",
+        "precision",
+        "backend",
+        "mode",
+        "cell_id",
+        "status",
+        "reason",
+        "output_digest",
+    }
+)
+NUMBER_COLUMNS = frozenset(
+    name for name, kind in get_type_hints(Row).items() if kind in (float, int)
+)
 # Inf and NaN as JSON strings; only numeric columns turn them back into floats,
 # so a case named "nan" stays a name.
 _KEEP_TEXT = TEXT_COLUMNS | {"leaf_names", "leaf_names_reference"}
@@ -157,5 +197,14 @@ def cell_key(row: dict[str, Any]) -> str:
     return str(row.get("cell_id") or "|".join(str(row.get(c)) for c in CELL_COLUMNS))
 
 
-__all__ = ["Row", "RowError", "LEADING_COLUMNS", "CELL_COLUMNS", "encode", "decode", "validate",
-           "rows_frame", "cell_key"]
+__all__ = [
+    "Row",
+    "RowError",
+    "LEADING_COLUMNS",
+    "CELL_COLUMNS",
+    "encode",
+    "decode",
+    "validate",
+    "rows_frame",
+    "cell_key",
+]

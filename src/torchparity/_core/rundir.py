@@ -272,7 +272,9 @@ class RunDir:
         parts = []
         if contents.bad_lines:
             shown = ", ".join(str(n) for n in contents.bad_lines[:10])
-            more = f" and {len(contents.bad_lines) - 10} more" if len(contents.bad_lines) > 10 else ""
+            more = (
+                f" and {len(contents.bad_lines) - 10} more" if len(contents.bad_lines) > 10 else ""
+            )
             parts.append(f"skipped unreadable line(s) {shown}{more}")
         if contents.torn_tail:
             parts.append("skipped an incomplete last line (an interrupted write)")
@@ -286,17 +288,23 @@ class RunDir:
     def bounded(self, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` with over-long text fields cut (a 5 MiB exception message must
         not make a 10 MB results file); the full text goes to ``errors/``."""
-        long = {k: v for k, v in record.items()
-                if isinstance(v, str) and len(v) > (REASON_LIMIT if k == "reason" else TEXT_LIMIT)}
+        long = {
+            k: v
+            for k, v in record.items()
+            if isinstance(v, str) and len(v) > (REASON_LIMIT if k == "reason" else TEXT_LIMIT)
+        }
         if not long:
             return record
         stem = safe_file_stem(str(record.get("cell_id") or record.get("case") or "row"))
-        path = atomic_write_text(self.errors_dir / f"{stem}.txt",
-                                 "".join(f"--- {k} ---\n{v}\n" for k, v in long.items()))
+        path = atomic_write_text(
+            self.errors_dir / f"{stem}.txt", "".join(f"--- {k} ---\n{v}\n" for k, v in long.items())
+        )
         out = dict(record)
         for key, value in long.items():
             keep = REASON_LIMIT if key == "reason" else TEXT_LIMIT
-            out[key] = f"{value[:keep]} [... {len(value) - keep} more characters in {ERRORS_DIR}/{path.name}]"
+            out[key] = (
+                f"{value[:keep]} [... {len(value) - keep} more characters in {ERRORS_DIR}/{path.name}]"
+            )
         out["error_file"] = f"{ERRORS_DIR}/{path.name}"
         return out
 
@@ -306,8 +314,11 @@ class RunDir:
         directory raises ``RunDirLocked`` naming the holder. A lock left by a
         dead process on this host is taken over."""
         self.create()
-        mine = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        mine = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         for attempt in (1, 2):
             try:
                 fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -357,14 +368,17 @@ class RunDir:
         "-repro.py", "-inputs.npz")."""
         return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
 
-    def write_localization(self, cell_id: str, table: Any, record: dict[str, Any]) -> dict[str, Path]:
+    def write_localization(
+        self, cell_id: str, table: Any, record: dict[str, Any]
+    ) -> dict[str, Path]:
         """A cell's layer table (a DataFrame) as CSV, and the whole record
         (summary and layers) as JSON, atomically."""
         csv_text = table.to_csv(index=False, lineterminator="\n")
         return {
             "csv": atomic_write_text(self.localization_file(cell_id, ".csv"), csv_text),
-            "json": atomic_write_text(self.localization_file(cell_id, ".json"),
-                                      row_mod.encode(record) + "\n"),
+            "json": atomic_write_text(
+                self.localization_file(cell_id, ".json"), row_mod.encode(record) + "\n"
+            ),
         }
 
     def localizations(self) -> list[dict[str, Any]]:

@@ -101,7 +101,9 @@ class CUDADevice(Device):
         return {
             "cuda_tf32": options.tf32,
             "cudnn_benchmark": options.cudnn_benchmark,
-            "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "cudnn_version": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available()
+            else None,
             "gpu_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         }
 

@@ -9,8 +9,13 @@ from collections.abc import Mapping
 
 # Where a count comes from when the scheduler does not export one (Kubernetes).
 COUNT_VARIABLE = "TORCHPARITY_SHARD_COUNT"
-SLURM_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
-                   "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP")  # fmt: skip
+SLURM_VARIABLES = (
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+)
 K8S_VARIABLES = ("JOB_COMPLETION_INDEX", COUNT_VARIABLE)
 
 
@@ -37,8 +42,10 @@ def _slurm(env: Mapping[str, str]) -> tuple[int, int, str]:
         raise AssertionError("caller checks SLURM_ARRAY_TASK_ID")
     if low is None:
         if count is None:
-            raise SchedulerEnvError("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT "
-                                    "nor SLURM_ARRAY_TASK_MIN/MAX is")  # fmt: skip
+            raise SchedulerEnvError(
+                "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT "
+                "nor SLURM_ARRAY_TASK_MIN/MAX is"
+            )
         low = 0  # arrays numbered from 0, the usual --array=0-(n-1)
     if count is None:
         if high is None:
@@ -91,5 +98,7 @@ def shard_from_env(text: str, env: Mapping[str, str]) -> tuple[int, int, str]:
     if _int(env, "JOB_COMPLETION_INDEX") is not None:
         return _kubernetes(env, count)
     looked = ", ".join(SLURM_VARIABLES + K8S_VARIABLES)
-    raise SchedulerEnvError(f"--shard {text}: no scheduler shard variables set (looked for {looked}); "
-                            "outside a Slurm array or Kubernetes Indexed Job pass --shard i/n")  # fmt: skip
+    raise SchedulerEnvError(
+        f"--shard {text}: no scheduler shard variables set (looked for {looked}); "
+        "outside a Slurm array or Kubernetes Indexed Job pass --shard i/n"
+    )

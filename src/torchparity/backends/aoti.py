@@ -46,9 +46,12 @@ class AotiBackend(Backend):
         return autocast_unsupported(precision) or _compiler_missing()
 
     def artifact(
-        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext,
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        ctx: PrepareContext,
         load: Callable[[Path], T],
-    ) -> T:  # fmt: skip
+    ) -> T:
         """The cell's .pt2 package, from the cache or built, passed through
         ``load`` (which must fail on a torn file). Shared with aoti-cpp, which
         hands the same package to the native runner."""

@@ -85,7 +85,9 @@ def load_or_build(
                 return artifact
         cache.discard(path)
     # The suffix stays last: some savers insist on it (.pt2). A unique name per writer.
-    fd, tmp_name = tempfile.mkstemp(dir=ctx.cache_dir, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=ctx.cache_dir, prefix=f".{path.stem}.", suffix=f".tmp{suffix}"
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

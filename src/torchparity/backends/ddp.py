@@ -72,10 +72,14 @@ class DDPBackend(Backend):
         if case is not None and case.batch % WORLD_SIZE:
             return f"batch {case.batch} does not split over {WORLD_SIZE} ranks"
         if case is not None and spec_of(case).lightning:
-            return "a LightningModule's training_step bypasses the DDP wrapper here; train it on eager"
+            return (
+                "a LightningModule's training_step bypasses the DDP wrapper here; train it on eager"
+            )
         return None
 
-    def prepare(self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext) -> Callable[..., Any]:
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
         raise RuntimeError("ddp serves train cells only")
 
     def configure_ddp(self, ddp: Any, rank: int) -> None:
@@ -88,11 +92,19 @@ class DDPBackend(Backend):
         with tempfile.TemporaryDirectory(prefix="torchparity-ddp-") as tmp:
             out = Path(tmp)
             spec = {
-                "case": job.case.name, "seed": job.seed, "steps": job.steps, "optimizer": job.optimizer,
-                "precision": job.precision.name, "device": job.device.name, "world_size": WORLD_SIZE,
-                "port": free_port(), "plugins": [list(p) for p in loaded_plugins()],
-                "timed_steps": TIMED_STEPS, "out": str(out), "backend": self.name,
-            }  # fmt: skip
+                "case": job.case.name,
+                "seed": job.seed,
+                "steps": job.steps,
+                "optimizer": job.optimizer,
+                "precision": job.precision.name,
+                "device": job.device.name,
+                "world_size": WORLD_SIZE,
+                "port": free_port(),
+                "plugins": [list(p) for p in loaded_plugins()],
+                "timed_steps": TIMED_STEPS,
+                "out": str(out),
+                "backend": self.name,
+            }
             (out / "job.json").write_text(json.dumps(spec), encoding="utf-8")
             began = time.perf_counter()
             self._run_ranks(out)
@@ -103,9 +115,20 @@ class DDPBackend(Backend):
         procs = []
         for rank in range(WORLD_SIZE):
             with open(out / f"rank{rank}.err", "w", encoding="utf-8") as err:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "torchparity.backends.ddp_rank", str(out / "job.json"), str(rank)],
-                    env=_child_env(), stdout=subprocess.DEVNULL, stderr=err))  # fmt: skip
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "torchparity.backends.ddp_rank",
+                            str(out / "job.json"),
+                            str(rank),
+                        ],
+                        env=_child_env(),
+                        stdout=subprocess.DEVNULL,
+                        stderr=err,
+                    )
+                )
         deadline = time.monotonic() + RANK_TIMEOUT_S
         try:
             for proc in procs:
@@ -119,7 +142,9 @@ class DDPBackend(Backend):
                     proc.wait(10)
         for rank, proc in enumerate(procs):
             if proc.returncode != 0:
-                err = (out / f"rank{rank}.err").read_text(encoding="utf-8", errors="replace").strip()
+                err = (
+                    (out / f"rank{rank}.err").read_text(encoding="utf-8", errors="replace").strip()
+                )
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
                 raise RuntimeError(f"ddp rank {rank} failed: {last}")
 
@@ -131,26 +156,43 @@ def collect(out: Path, wall: float, job: Any) -> Any:
 
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
     r0 = ranks[0]
-    trace = TrainTrace(list(r0["names"]), list(r0["losses"]), list(r0["grads"]), list(r0["params0"]),
-                       list(r0["params"]), list(r0["step_s"]), list(r0["sync_s"]))  # fmt: skip
+    trace = TrainTrace(
+        list(r0["names"]),
+        list(r0["losses"]),
+        list(r0["grads"]),
+        list(r0["params0"]),
+        list(r0["params"]),
+        list(r0["step_s"]),
+        list(r0["sync_s"]),
+    )
     spread = max(rel_l2(r["params"], r0["params"]) for r in ranks[1:])
     sync, local = sorted(r0["sync_s"]), sorted(r0["no_sync_s"])
     overhead = sync[len(sync) // 2] - local[len(local) // 2]
     trace.prepare_s = float(r0["startup_s"]) + max(0.0, trace.step_s[0] - sync[len(sync) // 2])
     trace.columns.update(
-        ddp_world_size=WORLD_SIZE, ddp_backend=str(r0["dist_backend"]), ddp_ranks_agree=spread == 0.0,
-        ddp_rank_param_spread=spread, allreduce_overhead_ms=overhead * 1e3,
-        allreduce_overhead_frac=overhead / sync[len(sync) // 2] if sync[len(sync) // 2] > 0 else 0.0,
-        ddp_startup_s=float(r0["startup_s"]), ddp_wall_s=wall,
-    )  # fmt: skip
+        ddp_world_size=WORLD_SIZE,
+        ddp_backend=str(r0["dist_backend"]),
+        ddp_ranks_agree=spread == 0.0,
+        ddp_rank_param_spread=spread,
+        allreduce_overhead_ms=overhead * 1e3,
+        allreduce_overhead_frac=overhead / sync[len(sync) // 2]
+        if sync[len(sync) // 2] > 0
+        else 0.0,
+        ddp_startup_s=float(r0["startup_s"]),
+        ddp_wall_s=wall,
+    )
     trace.columns.update({k: v for k, v in r0.get("columns", {}).items()})
     if spread != 0.0:
-        trace.columns["_problems"] = [f"the ranks' parameters differ after training (relative L2 "
-                                      f"{spread:.3g}): gradients were not all-reduced alike"]  # fmt: skip
+        trace.columns["_problems"] = [
+            f"the ranks' parameters differ after training (relative L2 "
+            f"{spread:.3g}): gradients were not all-reduced alike"
+        ]
     if r0.get("batchnorm") and job.device.name != "cuda":
-        trace.columns["_known"] = ("BatchNorm normalizes each rank's half batch, not the whole batch "
-                                   "(SyncBatchNorm needs CUDA), so DDP is not the single-process "
-                                   "computation here")  # fmt: skip
+        trace.columns["_known"] = (
+            "BatchNorm normalizes each rank's half batch, not the whole batch "
+            "(SyncBatchNorm needs CUDA), so DDP is not the single-process "
+            "computation here"
+        )
     return trace
 
 

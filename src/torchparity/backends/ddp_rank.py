@@ -32,23 +32,42 @@ def main(job_path: str, rank_text: str) -> int:
     from torchparity.train_loop import Trainer, trainable_module
 
     load_all([tuple(p) for p in job["plugins"]])  # type: ignore[misc]
-    case, precision, device = CASES[job["case"]], get_precision(job["precision"]), get_device(job["device"])
+    case, precision, device = (
+        CASES[job["case"]],
+        get_precision(job["precision"]),
+        get_device(job["device"]),
+    )
     backend = _dist_backend(device.name)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{job['port']}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=300))  # fmt: skip
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{job['port']}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=300),
+    )
     try:
         tdev = device.torch_device()
         if tdev.type == "cuda":
             tdev = torch.device("cuda", rank % torch.cuda.device_count())
             torch.cuda.set_device(tdev)
         module = trainable_module(case, int(job["seed"])).to(device=tdev, dtype=precision.dtype)
-        ddp = DistributedDataParallel(module, device_ids=[tdev.index] if tdev.type == "cuda" else None)
+        ddp = DistributedDataParallel(
+            module, device_ids=[tdev.index] if tdev.type == "cuda" else None
+        )
         from torchparity.backends import get_backend
 
         get_backend(job.get("backend", "ddp")).configure_ddp(ddp, rank)
         half = case.batch // world
-        trainer = Trainer(case, module, ddp, precision, device, int(job["seed"]), job["optimizer"],
-                          part=slice(rank * half, (rank + 1) * half))  # fmt: skip
+        trainer = Trainer(
+            case,
+            module,
+            ddp,
+            precision,
+            device,
+            int(job["seed"]),
+            job["optimizer"],
+            part=slice(rank * half, (rank + 1) * half),
+        )
         startup = time.perf_counter() - began
         trace = trainer.run(int(job["steps"]))
         losses = torch.tensor(trace.losses, dtype=torch.float64)
@@ -58,15 +77,29 @@ def main(job_path: str, rank_text: str) -> int:
         with ddp.no_sync():
             no_sync_s = trainer.time_steps(0.0, int(job["steps"]), at_least=timed, at_most=timed)
         result = {
-            "names": trace.names, "losses": (losses / world).tolist(), "grads": trace.grads,
-            "params0": trace.params0, "params": trace.params, "step_s": trace.step_s,
-            "sync_s": sync_s, "no_sync_s": no_sync_s, "startup_s": startup, "dist_backend": backend,
-            "batchnorm": any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()),
+            "names": trace.names,
+            "losses": (losses / world).tolist(),
+            "grads": trace.grads,
+            "params0": trace.params0,
+            "params": trace.params,
+            "step_s": trace.step_s,
+            "sync_s": sync_s,
+            "no_sync_s": no_sync_s,
+            "startup_s": startup,
+            "dist_backend": backend,
+            "batchnorm": any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()
+            ),
             "columns": trace.columns,
-        }  # fmt: skip
+        }
         # The parameters compared are those after the compared steps, not after timing.
-        torch.save({k: ([t.cpu() for t in v] if k in ("grads", "params0", "params") else v)
-                    for k, v in result.items()}, Path(job["out"]) / f"rank{rank}.pt")  # fmt: skip
+        torch.save(
+            {
+                k: ([t.cpu() for t in v] if k in ("grads", "params0", "params") else v)
+                for k, v in result.items()
+            },
+            Path(job["out"]) / f"rank{rank}.pt",
+        )
         # The no_sync steps end with no collective: without this, one rank can tear the
         # group down while the other still runs, and gloo aborts that one at exit
         # ("terminate called without an active exception", seen once in CI).

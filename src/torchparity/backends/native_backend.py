@@ -71,7 +71,10 @@ class NativeCall:
         _, leaves = self.runner.call(inputs)
         leaves = [leaf.to(self.device) for leaf in leaves]
         if self.first is None:
-            self.first = (tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in inputs), leaves)
+            self.first = (
+                tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in inputs),
+                leaves,
+            )
         return tuple(leaves)
 
 
@@ -107,8 +110,14 @@ class NativeBackend(Backend):
         artifact = self._python().artifact(module, example_inputs, ctx, _checked_zip)
         ctx.notes["artifact_of"] = self.artifact_backend
         device = ctx.device.torch_device()
-        runner = NativeRunner(build.binary, self.kind, artifact, device,
-                              torch.get_num_threads(), torch.get_num_interop_threads())  # fmt: skip
+        runner = NativeRunner(
+            build.binary,
+            self.kind,
+            artifact,
+            device,
+            torch.get_num_threads(),
+            torch.get_num_interop_threads(),
+        )
         ctx.notes["compiler"] = runner.info.get("compiler", "")
         ctx.notes["libtorch"] = runner.info.get("libtorch", "")
         ctx.notes["runner_load_s"] = runner.info.get("load_s")
@@ -131,7 +140,9 @@ class NativeBackend(Backend):
         try:
             loaded = self._python().load_file(prepared.artifact, prepared.device)
             with torch.no_grad():
-                python_leaves = [x for x in flat_leaves(loaded(*inputs)) if isinstance(x, torch.Tensor)]
+                python_leaves = [
+                    x for x in flat_leaves(loaded(*inputs)) if isinstance(x, torch.Tensor)
+                ]
         except Exception as exc:  # the C++ row stands; say why Python could not compare
             ctx.notes["python_max_abs_diff"] = None
             from torchparity._core.errors import first_line  # the pipeline imports backends

@@ -115,7 +115,9 @@ _COMPILERS: dict[tuple[str | None, str | None], Compiler | None] = {}
 
 def _find_compiler() -> Compiler | None:
     wanted = os.environ.get("CXX")
-    names = [wanted] if wanted else (["cl"] if sys.platform == "win32" else ["c++", "g++", "clang++"])
+    names = (
+        [wanted] if wanted else (["cl"] if sys.platform == "win32" else ["c++", "g++", "clang++"])
+    )
     for name in names:
         path = shutil.which(name)
         if path:
@@ -135,8 +137,13 @@ def toolchain_missing() -> str | None:
         missing.append("cmake")
     if find_compiler() is None:
         cxx = os.environ.get("CXX")
-        missing.append(f"the C++ compiler $CXX={cxx}" if cxx else
-                       "a C++ compiler (" + ("cl" if sys.platform == "win32" else "c++, g++ or clang++") + ")")  # fmt: skip
+        missing.append(
+            f"the C++ compiler $CXX={cxx}"
+            if cxx
+            else "a C++ compiler ("
+            + ("cl" if sys.platform == "win32" else "c++, g++ or clang++")
+            + ")"
+        )
     if missing:
         return f"the native runner needs {' and '.join(missing)} on PATH to build"
     return None
@@ -152,8 +159,17 @@ def _source_digest(source: Path) -> str:
 def build_key(compiler: Compiler, source: Path) -> str:
     """The cache directory's name: torch, compiler, platform and a digest of
     everything the binary depends on (torch's location: the binary links it there)."""
-    text = "|".join([torch.__version__, str(Path(torch.__file__).parent), compiler.path,
-                     compiler.version, sys.platform, platform.machine(), _source_digest(source)])  # fmt: skip
+    text = "|".join(
+        [
+            torch.__version__,
+            str(Path(torch.__file__).parent),
+            compiler.path,
+            compiler.version,
+            sys.platform,
+            platform.machine(),
+            _source_digest(source),
+        ]
+    )
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return _safe(f"{torch.__version__}-{compiler.tag}-{sys.platform}-{platform.machine()}-{digest}")
 
@@ -206,9 +222,15 @@ def first_error_line(log: str) -> str:
 
 
 def _cmake_commands(source: Path, build: Path, compiler: Compiler) -> list[list[str]]:
-    configure = ["cmake", "-S", str(source), "-B", str(build),
-                 f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
-                 "-DCMAKE_BUILD_TYPE=Release"]  # fmt: skip
+    configure = [
+        "cmake",
+        "-S",
+        str(source),
+        "-B",
+        str(build),
+        f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+        "-DCMAKE_BUILD_TYPE=Release",
+    ]
     if compiler.path and sys.platform != "win32":
         configure.append(f"-DCMAKE_CXX_COMPILER={compiler.path}")
     elif compiler.path and shutil.which("ninja"):  # cl on PATH: Ninja uses it as is
@@ -222,8 +244,9 @@ def _compile(source: Path, stage: Path, compiler: Compiler) -> None:
     build = stage / "build"
     log = []
     for command in _cmake_commands(source, build, compiler):
-        proc = subprocess.run(command, capture_output=True, text=True, errors="replace",
-                              timeout=BUILD_TIMEOUT_S)  # fmt: skip
+        proc = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=BUILD_TIMEOUT_S
+        )
         log.append(f"$ {' '.join(command)}\n{proc.stdout}\n{proc.stderr}")
         (stage / "build.log").write_text("\n".join(log), encoding="utf-8")
         if proc.returncode != 0:
@@ -241,8 +264,13 @@ def _build_into(final: Path, source: Path, compiler: Compiler) -> None:
     stage.mkdir(parents=True)
     try:
         _compile(source, stage, compiler)
-        info = {"torch": torch.__version__, "compiler": compiler.path, "compiler_version": compiler.version,
-                "platform": f"{sys.platform}-{platform.machine()}", "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+        info = {
+            "torch": torch.__version__,
+            "compiler": compiler.path,
+            "compiler_version": compiler.version,
+            "platform": f"{sys.platform}-{platform.machine()}",
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         (stage / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
         os.replace(stage, final)  # atomic: readers see the whole directory or none
     except NativeBuildError:

@@ -76,15 +76,41 @@ def _shut(proc: subprocess.Popen, workdir: Path, stderr: Any) -> None:
 class NativeRunner:
     """One runner process serving one artifact on one device."""
 
-    def __init__(self, binary: Path, kind: str, artifact: Path, device: torch.device,
-                 threads: int, interop_threads: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        binary: Path,
+        kind: str,
+        artifact: Path,
+        device: torch.device,
+        threads: int,
+        interop_threads: int,
+    ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
         self._stderr = open(self.workdir / "stderr.log", "wb")
-        command = [str(binary), "--kind", kind, "--artifact", str(artifact), "--workdir",
-                   str(self.workdir), "--device", str(device), "--threads", str(threads),
-                   "--interop-threads", str(interop_threads), "--parent-pid", str(os.getpid())]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=_runner_env())  # fmt: skip
+        command = [
+            str(binary),
+            "--kind",
+            kind,
+            "--artifact",
+            str(artifact),
+            "--workdir",
+            str(self.workdir),
+            "--device",
+            str(device),
+            "--threads",
+            str(threads),
+            "--interop-threads",
+            str(interop_threads),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=_runner_env(),
+        )
         self._finalizer = weakref.finalize(self, _shut, self.proc, self.workdir, self._stderr)
         self.info: dict[str, Any] = self._answer("load")
 
@@ -107,8 +133,10 @@ class NativeRunner:
                 except subprocess.TimeoutExpired:
                     code = None
                 tail = self._stderr_tail()
-                raise NativeRunnerCrash(f"native runner {_how_it_died(code)} during {stage}"
-                                        + (f"; stderr: {tail}" if tail else ""))  # fmt: skip
+                raise NativeRunnerCrash(
+                    f"native runner {_how_it_died(code)} during {stage}"
+                    + (f"; stderr: {tail}" if tail else "")
+                )
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if not line.startswith(PREFIX):
                 continue  # a model's own print, not a protocol line
@@ -140,11 +168,20 @@ class NativeRunner:
     def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement:
         """The timing protocol of src/torchparity/timing/timer.py, run inside the runner."""
         self._put_inputs(inputs)
-        numbers = (config.min_time, config.min_repeats, config.max_repeats, config.max_time,
-                   config.warmup_time, config.max_warmup_time)  # fmt: skip
+        numbers = (
+            config.min_time,
+            config.min_repeats,
+            config.max_repeats,
+            config.max_time,
+            config.warmup_time,
+            config.max_warmup_time,
+        )
         answer = self._command("time " + " ".join(repr(n) for n in numbers), "timing")
-        return Measurement(samples_s=[float(s) for s in answer["samples_s"]],
-                           number=int(answer["number"]), warmup_calls=int(answer["warmup_calls"]))  # fmt: skip
+        return Measurement(
+            samples_s=[float(s) for s in answer["samples_s"]],
+            number=int(answer["number"]),
+            warmup_calls=int(answer["warmup_calls"]),
+        )
 
     def close(self) -> None:
         self._finalizer()

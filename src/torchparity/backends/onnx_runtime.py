@@ -32,8 +32,11 @@ from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.flat import FlatOutputs
 
 # The execution provider for each device kind.
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "mps": "CoreMLExecutionProvider"}  # fmt: skip
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "mps": "CoreMLExecutionProvider",
+}
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
 OPTIONS = {
     "opset": "ONNX opset to export (default: the exporter's)",
@@ -63,6 +66,7 @@ def _ort_value(x: torch.Tensor) -> Any:
 
 class OnnxRuntimeBackend(Backend):
     """Export with torch.onnx (``dynamo`` selects the exporter), run with ONNX Runtime."""
+
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
@@ -86,8 +90,9 @@ class OnnxRuntimeBackend(Backend):
             return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
         return None
 
-    def _export(self, module: torch.nn.Module, example_inputs: tuple, opset: int | None,
-                path: Path) -> None:
+    def _export(
+        self, module: torch.nn.Module, example_inputs: tuple, opset: int | None, path: Path
+    ) -> None:
         import onnx
 
         # The exporters narrate each step on stdout and log missing optional
@@ -97,9 +102,14 @@ class OnnxRuntimeBackend(Backend):
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                FlatOutputs(module).eval(), example_inputs, str(path), dynamo=self.dynamo,
-                opset_version=opset, external_data=False, verbose=False,
-            )  # fmt: skip
+                FlatOutputs(module).eval(),
+                example_inputs,
+                str(path),
+                dynamo=self.dynamo,
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
         onnx.checker.check_model(str(path), full_check=True)
 
     def prepare(
@@ -119,18 +129,26 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"allow_spinning={spinning!r}; valid: 0, 1")
         provider = PROVIDERS[ctx.cell.device]
         ctx.notes.update(
-            exporter="dynamo" if self.dynamo else "torchscript", ort_provider=provider,
-            ort_graph_optimization=level_name, ort_intra_op_threads=intra,
-            ort_inter_op_threads=inter, ort_allow_spinning=int(spinning),
-        )  # fmt: skip
+            exporter="dynamo" if self.dynamo else "torchscript",
+            ort_provider=provider,
+            ort_graph_optimization=level_name,
+            ort_intra_op_threads=intra,
+            ort_inter_op_threads=inter,
+            ort_allow_spinning=int(spinning),
+        )
 
         load = _session_loader(ctx, level_name, (intra, inter, spinning), provider)
         key = artifact_key(
-            ctx, module,
-            [f"dynamo={self.dynamo}", f"opset={opset}", f"onnx={library_version('onnx')}",
-             f"onnxscript={library_version('onnxscript')}",
-             f"onnxruntime={library_version('onnxruntime')}"],
-        )  # fmt: skip
+            ctx,
+            module,
+            [
+                f"dynamo={self.dynamo}",
+                f"opset={opset}",
+                f"onnx={library_version('onnx')}",
+                f"onnxscript={library_version('onnxscript')}",
+                f"onnxruntime={library_version('onnxruntime')}",
+            ],
+        )
         session = load_or_build(
             ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
         )
@@ -142,18 +160,23 @@ class OnnxRuntimeBackend(Backend):
             )
         device = ctx.device.torch_device()
 
-        bf16_outputs = {i for i, o in enumerate(session.get_outputs()) if o.type == "tensor(bfloat16)"}
+        bf16_outputs = {
+            i for i, o in enumerate(session.get_outputs()) if o.type == "tensor(bfloat16)"
+        }
         call = _host_call(session, names, bf16_outputs, device)
-        if ctx.cell.device == "cuda" and not bf16_outputs and not any(
-            x.dtype == torch.bfloat16 for x in tensor_inputs
+        if (
+            ctx.cell.device == "cuda"
+            and not bf16_outputs
+            and not any(x.dtype == torch.bfloat16 for x in tensor_inputs)
         ):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
         return call
 
 
-def _session_loader(ctx: PrepareContext, level_name: str, thread_pools: tuple[int, int, str],
-                    provider: str) -> Callable[[Path], Any]:  # fmt: skip
+def _session_loader(
+    ctx: PrepareContext, level_name: str, thread_pools: tuple[int, int, str], provider: str
+) -> Callable[[Path], Any]:
     """``load(path)``: check the .onnx file and open an InferenceSession on it.
     ``thread_pools``: intra-op threads, inter-op threads, allow_spinning ("0"/"1")."""
     import onnx
@@ -190,8 +213,9 @@ def _session_loader(ctx: PrepareContext, level_name: str, thread_pools: tuple[in
     return load
 
 
-def _host_call(session: Any, names: list[str], bf16_outputs: set[int],
-               device: torch.device) -> Callable[..., list[torch.Tensor]]:  # fmt: skip
+def _host_call(
+    session: Any, names: list[str], bf16_outputs: set[int], device: torch.device
+) -> Callable[..., list[torch.Tensor]]:
     """A call through host memory: inputs to numpy (bf16 as OrtValues of its
     bits), outputs back to torch tensors on ``device``."""
 
@@ -204,9 +228,10 @@ def _host_call(session: Any, names: list[str], bf16_outputs: set[int],
             raw = session.run(None, {n: x.numpy() for n, x in zip(names, host, strict=True)})
         return [
             torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
-            if i in bf16_outputs else torch.from_numpy(a).to(device)
+            if i in bf16_outputs
+            else torch.from_numpy(a).to(device)
             for i, a in enumerate(raw)
-        ]  # fmt: skip
+        ]
 
     return call
 
@@ -224,14 +249,16 @@ def _io_bound(session: Any, names: list[str], probe: list[torch.Tensor]) -> Call
         return torch.empty(0, dtype=t.dtype).numpy().dtype
 
     for name, buf in zip(output_names, outputs, strict=True):
-        binding.bind_output(name, "cuda", buf.device.index or 0, numpy_dtype(buf),
-                            tuple(buf.shape), buf.data_ptr())  # fmt: skip
+        binding.bind_output(
+            name, "cuda", buf.device.index or 0, numpy_dtype(buf), tuple(buf.shape), buf.data_ptr()
+        )
 
     def call(*inputs: Any) -> list[torch.Tensor]:
         held = [x.contiguous() for x in inputs if isinstance(x, torch.Tensor)]  # alive during run
         for name, x in zip(names, held, strict=True):
-            binding.bind_input(name, "cuda", x.device.index or 0, numpy_dtype(x),
-                               tuple(x.shape), x.data_ptr())  # fmt: skip
+            binding.bind_input(
+                name, "cuda", x.device.index or 0, numpy_dtype(x), tuple(x.shape), x.data_ptr()
+            )
         session.run_with_iobinding(binding)
         return list(outputs)
 
@@ -239,6 +266,7 @@ def _io_bound(session: Any, names: list[str], probe: list[torch.Tensor]) -> Call
 
 
 BACKEND = OnnxRuntimeBackend(
-    "onnxruntime", dynamo=True,
+    "onnxruntime",
+    dynamo=True,
     description="torch.onnx.export(dynamo=True) -> onnx.checker -> onnxruntime.InferenceSession",
-)  # fmt: skip
+)

@@ -4,6 +4,7 @@
 from torchparity.backends.onnx_runtime import OnnxRuntimeBackend
 
 BACKEND = OnnxRuntimeBackend(
-    "onnxruntime-legacy", dynamo=False,
+    "onnxruntime-legacy",
+    dynamo=False,
     description="torch.onnx.export(dynamo=False) -> onnx.checker -> onnxruntime.InferenceSession",
-)  # fmt: skip
+)

@@ -64,15 +64,21 @@ def encode(tensors: Sequence[torch.Tensor], names: Sequence[str] | None = None) 
     parts = [_HEADER.pack(MAGIC, VERSION, len(tensors))]
     for name, tensor in zip(names, tensors, strict=True):
         if tensor.dtype not in DTYPE_CODES:
-            raise TensorFormatError(f"{name or 'tensor'}: dtype {tensor.dtype} has no code in the format")
+            raise TensorFormatError(
+                f"{name or 'tensor'}: dtype {tensor.dtype} has no code in the format"
+            )
         if tensor.dim() > 255:
             raise TensorFormatError(f"{name or 'tensor'}: more than 255 dimensions")
         raw_name = name.encode("utf-8")
         data = _raw_bytes(tensor)
-        parts += [struct.pack("<I", len(raw_name)), raw_name,
-                  _ENTRY.pack(DTYPE_CODES[tensor.dtype], tensor.dim(), 0),
-                  struct.pack(f"<{tensor.dim()}q", *tensor.shape),
-                  struct.pack("<Q", len(data)), data]  # fmt: skip
+        parts += [
+            struct.pack("<I", len(raw_name)),
+            raw_name,
+            _ENTRY.pack(DTYPE_CODES[tensor.dtype], tensor.dim(), 0),
+            struct.pack(f"<{tensor.dim()}q", *tensor.shape),
+            struct.pack("<Q", len(data)),
+            data,
+        ]
     return b"".join(parts)
 
 
@@ -97,7 +103,9 @@ def _decode_entry(data: memoryview, at: int) -> tuple[str, torch.Tensor, int]:
     (nbytes,) = struct.unpack("<Q", raw)
     tensor = torch.empty(shape, dtype=dtype)
     if nbytes != tensor.numel() * tensor.element_size():
-        raise TensorFormatError(f"entry {bytes(raw_name)!r}: {nbytes} bytes for shape {shape} of {dtype}")
+        raise TensorFormatError(
+            f"entry {bytes(raw_name)!r}: {nbytes} bytes for shape {shape} of {dtype}"
+        )
     payload, at = _take(data, at, nbytes)
     if nbytes:
         tensor.reshape(-1).view(torch.uint8).numpy()[:] = payload  # one copy into owned memory

@@ -80,6 +80,7 @@ class CompileBackend(Backend):
             kwargs["fullgraph"] = truthy(ctx.options["fullgraph"])
         ctx.notes.update(compiler=compiler, mode=mode or "default")
         compiled = torch.compile(module, **kwargs)
+
         def call(*inputs: Any) -> Any:
             with autocast_context(ctx):
                 return compiled(*inputs)
@@ -98,19 +99,26 @@ class CompileBackend(Backend):
         ctx.notes["graphs"] = _counter("stats", "unique_graphs") - graphs_before
         if ctx.notes["graphs"] == 0:
             # Dynamo gave up on the whole forward: the "compiled" model runs eagerly.
-            new = [k for k, n in _counters_of("unimplemented").items()
-                   if n > unsupported_before.get(k, 0)]  # fmt: skip
-            reason = (new[0].strip().splitlines()[0] if new else "no graph captured")
+            new = [
+                k
+                for k, n in _counters_of("unimplemented").items()
+                if n > unsupported_before.get(k, 0)
+            ]
+            reason = new[0].strip().splitlines()[0] if new else "no graph captured"
             ctx.notes["fallback"] = f"ran eagerly: {reason}"
         hits = _counter("inductor", "fxgraph_cache_hit") - before["fxgraph_cache_hit"]
         misses = _counter("inductor", "fxgraph_cache_miss") - before["fxgraph_cache_miss"]
         ctx.notes["cache"] = (
-            "off" if ctx.cache_dir is None
-            else "hit" if hits and not misses
-            else "miss" if misses and not hits
-            else "n/a (no inductor graph)" if not hits and not misses
+            "off"
+            if ctx.cache_dir is None
+            else "hit"
+            if hits and not misses
+            else "miss"
+            if misses and not hits
+            else "n/a (no inductor graph)"
+            if not hits and not misses
             else f"{hits} hit, {misses} miss"
-        )  # fmt: skip
+        )
         ctx.notes["graph_breaks"] = _counter("graph_break") - breaks_before
         ctx.notes["recompilations"] = 0
         return call

@@ -33,6 +33,7 @@ def truthy(value: Any) -> bool:
 
 class TorchScriptBackend(Backend):
     """Scripted (``route="script"``) or traced (``route="trace"``) TorchScript."""
+
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
@@ -81,9 +82,12 @@ class TorchScriptBackend(Backend):
         return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
 
     def artifact(
-        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext,
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        ctx: PrepareContext,
         load: Callable[[Path], T],
-    ) -> T:  # fmt: skip
+    ) -> T:
         """The saved TorchScript file for the cell, from the cache or built,
         passed through ``load`` (which must fail on a torn file). Shared with
         torchscript-cpp, which hands the same file to the native runner."""

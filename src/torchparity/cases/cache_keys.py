@@ -73,8 +73,10 @@ def case_fingerprint(case: Any, module: torch.nn.Module) -> str:
 
 
 def input_signature(inputs: Iterable[Any]) -> str:
-    return ";".join(f"{x.dtype}{tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-                    for x in inputs)  # fmt: skip
+    return ";".join(
+        f"{x.dtype}{tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        for x in inputs
+    )
 
 
 def versions() -> str:
@@ -92,7 +94,9 @@ def cell_key(
 ) -> str:
     """The key of a cached reference (backend ``reference``) or artifact."""
     opts = ",".join(f"{k}={options[k]}" for k in sorted(options or {}))
-    return _hash([case_print, input_digest, precision, device, backend, opts, str(seed), versions()], 24)
+    return _hash(
+        [case_print, input_digest, precision, device, backend, opts, str(seed), versions()], 24
+    )
 
 
 def _hash(parts: Iterable[str], length: int) -> str:

@@ -100,11 +100,15 @@ def register_case(case: Case, suites: Iterable[str] = ()) -> Case:
     existing = CASES.get(case.name)
     if existing is not None:
         if existing.source == case.source:
-            raise RegistryError(f"case {case.name!r} is registered twice in the same file "
-                                f"{case.source or '(unknown)'}")
-        raise RegistryError(f"case {case.name!r} is already registered by "
-                            f"{existing.source or 'another module'}; {case.source or 'another module'} "
-                            "registers it again")
+            raise RegistryError(
+                f"case {case.name!r} is registered twice in the same file "
+                f"{case.source or '(unknown)'}"
+            )
+        raise RegistryError(
+            f"case {case.name!r} is already registered by "
+            f"{existing.source or 'another module'}; {case.source or 'another module'} "
+            "registers it again"
+        )
     CASES[case.name] = case
     for suite in suites:
         members = SUITES.setdefault(suite, [])
@@ -158,7 +162,9 @@ def register_model(
 OpStrategy = Callable[[int], Any]
 
 
-def op_module(fn: Callable[..., Any], arity: int | None = None, name: str = "op") -> torch.nn.Module:
+def op_module(
+    fn: Callable[..., Any], arity: int | None = None, name: str = "op"
+) -> torch.nn.Module:
     """A module whose ``forward(a0, ..., a{n-1})`` returns ``fn(a0, ...)``.
 
     The forward takes tensors only and calls ``fn`` through a closure, so the
@@ -177,7 +183,8 @@ def _arity(fn: Callable[..., Any]) -> int:
     except (TypeError, ValueError):  # builtins without a signature: say arity=
         raise RegistryError(f"cannot read the signature of {fn!r}; pass arity=") from None
     return sum(
-        1 for p in params
+        1
+        for p in params
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     )
 
@@ -186,31 +193,42 @@ def _arity(fn: Callable[..., Any]) -> int:
 def _forward1(fn):
     def forward(self, a0: torch.Tensor):
         return fn(a0)
+
     return forward
 
 
 def _forward2(fn):
     def forward(self, a0: torch.Tensor, a1: torch.Tensor):
         return fn(a0, a1)
+
     return forward
 
 
 def _forward3(fn):
     def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor):
         return fn(a0, a1, a2)
+
     return forward
 
 
 def _forward4(fn):
     def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, a3: torch.Tensor):
         return fn(a0, a1, a2, a3)
+
     return forward
 
 
 def _forward5(fn):
-    def forward(self, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, a3: torch.Tensor,
-                a4: torch.Tensor):
+    def forward(
+        self,
+        a0: torch.Tensor,
+        a1: torch.Tensor,
+        a2: torch.Tensor,
+        a3: torch.Tensor,
+        a4: torch.Tensor,
+    ):
         return fn(a0, a1, a2, a3, a4)
+
     return forward
 
 
@@ -300,7 +318,9 @@ def _caller_module() -> str:
 
 def suite_cases(suite: str) -> list[Case]:
     if suite not in SUITES:
-        raise RegistryError(f"unknown suite {suite!r}; valid: {', '.join(sorted(SUITES)) or 'none'}")
+        raise RegistryError(
+            f"unknown suite {suite!r}; valid: {', '.join(sorted(SUITES)) or 'none'}"
+        )
     return [CASES[name] for name in SUITES[suite]]
 
 
@@ -348,7 +368,9 @@ def load_plugin(spec: PluginSpec) -> None:
             raise RegistryError(f"plugin module {target!r}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
             message = (str(exc).splitlines() or [""])[0][:300]
-            raise RegistryError(f"plugin module {target!r}: {type(exc).__name__}: {message}") from None
+            raise RegistryError(
+                f"plugin module {target!r}: {type(exc).__name__}: {message}"
+            ) from None
     elif kind == "file":
         path = Path(target)
         if not path.is_file():
@@ -381,14 +403,24 @@ def _exec_case_file(path: Path) -> None:
         raise RegistryError(f"case file {path}: {exc}") from None
     except SyntaxError as exc:
         sys.modules.pop(mod_name, None)
-        raise RegistryError(f"case file {path}, line {exc.lineno}: SyntaxError: {exc.msg}") from None
+        raise RegistryError(
+            f"case file {path}, line {exc.lineno}: SyntaxError: {exc.msg}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
         sys.modules.pop(mod_name, None)
-        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
-                     if Path(f.filename).resolve() == path.resolve()), None)  # fmt: skip
+        line = next(
+            (
+                f.lineno
+                for f in reversed(traceback.extract_tb(exc.__traceback__))
+                if Path(f.filename).resolve() == path.resolve()
+            ),
+            None,
+        )
         where = f", line {line}" if line else ""
         message = (str(exc).splitlines() or [""])[0][:300]
         raise RegistryError(f"case file {path}{where}: {type(exc).__name__}: {message}") from None
+
+
 def loaded_plugins() -> list[PluginSpec]:
     """The plugins and case files this process loaded (for processes it starts)."""
     return sorted(_LOADED)

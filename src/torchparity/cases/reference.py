@@ -50,8 +50,9 @@ def build_inputs(case: Case, seed: int, batch: int | None = None) -> tuple:
 
 def clone_inputs(inputs: tuple) -> tuple:
     """A private copy of ``inputs`` for one consumer (reference, eager, a backend)."""
-    return tuple(x.detach().clone() if isinstance(x, torch.Tensor) else copy.deepcopy(x)
-                 for x in inputs)  # fmt: skip
+    return tuple(
+        x.detach().clone() if isinstance(x, torch.Tensor) else copy.deepcopy(x) for x in inputs
+    )
 
 
 def input_digest(inputs: tuple) -> str:
@@ -67,8 +68,10 @@ _MEMORY: dict[str, Reference] = {}
 
 def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Reference:
     ref_module = copy.deepcopy(module).to(torch.float64)
-    ref_inputs = tuple(x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point()
-                       else x for x in clone_inputs(inputs))  # fmt: skip
+    ref_inputs = tuple(
+        x.to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+        for x in clone_inputs(inputs)
+    )
     with torch.no_grad():
         out = flatten(ref_module(*ref_inputs))
     return Reference(out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped)
@@ -83,8 +86,12 @@ def _load(path: Path) -> Reference | None:
         return None
     try:
         data = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
-        return Reference(list(data["names"]), list(data["outputs"]), data["input_digest"],
-                         list(data.get("dropped", [])))  # fmt: skip
+        return Reference(
+            list(data["names"]),
+            list(data["outputs"]),
+            data["input_digest"],
+            list(data.get("dropped", [])),
+        )
     except Exception:  # a corrupt file is recomputed, never trusted
         return None
 
@@ -92,16 +99,27 @@ def _load(path: Path) -> Reference | None:
 def _save(ref: Reference, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    torch.save({"names": ref.names, "outputs": ref.outputs,
-                "input_digest": ref.input_digest, "dropped": ref.dropped}, buffer)  # fmt: skip
+    torch.save(
+        {
+            "names": ref.names,
+            "outputs": ref.outputs,
+            "input_digest": ref.input_digest,
+            "dropped": ref.dropped,
+        },
+        buffer,
+    )
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
     cache.seal(path, data)
 
 
 def get_reference(
-    case: Case, module: torch.nn.Module, inputs: tuple, cache_dir: Path | None,
-    case_print: str, seed: int = 0,
+    case: Case,
+    module: torch.nn.Module,
+    inputs: tuple,
+    cache_dir: Path | None,
+    case_print: str,
+    seed: int = 0,
 ) -> Reference:
     """The reference for ``case`` on ``inputs``, from memory, the file cache, or computed."""
     digest = input_digest(inputs)

@@ -25,7 +25,7 @@ AfterStages = Callable[[CellState], None]
 
 
 def own_path(cell: Cell) -> str | None:
-    """"train" or "samples" for a cell run by its own stages (cell/training.py,
+    """ "train" or "samples" for a cell run by its own stages (cell/training.py,
     cell/multisample.py) in one timing window; None for the inference stages."""
     if cell.mode == "train":
         return "train"
@@ -69,8 +69,12 @@ def apply_known_failures(cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
 def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     """The row in contract order: the cell, the verdict, the measurements, the environment."""
     row = apply_known_failures(cell, row)
-    out: dict[str, Any] = {**cell.as_dict(), "mode": row.pop("mode", cell.mode),
-                           "status": str(row.pop("status")), "reason": row.pop("reason", "")}
+    out: dict[str, Any] = {
+        **cell.as_dict(),
+        "mode": row.pop("mode", cell.mode),
+        "status": str(row.pop("status")),
+        "reason": row.pop("reason", ""),
+    }
     out.update(row)
     out.update(environment.row_fields(env))
     out["cell_id"] = cell.id

@@ -35,6 +35,13 @@ def register_lightning(
     """Register a LightningModule factory as a model case. ``target(gen,
     batch)`` gives each step's targets (default: class labels when the output
     is [batch, classes])."""
-    return register_model(name, module, inputs, suites=suites, batch=batch,
-                          description=description or "LightningModule (training_step drives train cells)",
-                          train=TrainSpec(target=target, lightning=True), **kwargs)  # fmt: skip
+    return register_model(
+        name,
+        module,
+        inputs,
+        suites=suites,
+        batch=batch,
+        description=description or "LightningModule (training_step drives train cells)",
+        train=TrainSpec(target=target, lightning=True),
+        **kwargs,
+    )

@@ -98,11 +98,13 @@ def _per_sample(backend: Any, outputs: Any, chunk: Sequence[Sample], eager: dict
     leaves = flatten(outputs).tensors  # numbers (a scripted allclose's bool) count as eager's do
     counts = [len(flatten(eager[s.index]).tensors) for s in chunk]
     if sum(counts) != len(leaves):
-        raise RuntimeError(f"{backend.name} returned {len(leaves)} output tensors where eager "
-                           f"returns {sum(counts)} for these samples")  # fmt: skip
+        raise RuntimeError(
+            f"{backend.name} returned {len(leaves)} output tensors where eager "
+            f"returns {sum(counts)} for these samples"
+        )
     split, start = [], 0
     for n in counts:
-        split.append(leaves[start:start + n])
+        split.append(leaves[start : start + n])
         start += n
     return split
 
@@ -115,26 +117,41 @@ def _flat_inputs(samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
     return tuple(t for s in samples for t in s.inputs)
 
 
-def _context(cell: Cell, precision: Precision, settings: Any, samples: Sequence[Sample]) -> PrepareContext:
+def _context(
+    cell: Cell, precision: Precision, settings: Any, samples: Sequence[Sample]
+) -> PrepareContext:
     """The pipeline's context and cache key (engine/cache_keys.py) for a chunk of samples."""
     from torchparity.cell.pipeline import prepare_context
 
     cache = settings.cache_dir if settings.use_artifact_cache else None
     case_print = f"{cell.case}|{[s.label for s in samples]}"
-    return prepare_context(cell, get_device(cell.device), precision, cache, case_print,
-                           tensor_digest(list(_flat_inputs(samples))),
-                           settings.backend_options.get(cell.backend, {}), settings.seed)  # fmt: skip
+    return prepare_context(
+        cell,
+        get_device(cell.device),
+        precision,
+        cache,
+        case_print,
+        tensor_digest(list(_flat_inputs(samples))),
+        settings.backend_options.get(cell.backend, {}),
+        settings.seed,
+    )
 
 
-def _prepare_batch(source: SampleSource, samples: list[Sample], cell: Cell,
-                   precision: Precision, settings: Any, eager: dict) -> _Batch:
+def _prepare_batch(
+    source: SampleSource,
+    samples: list[Sample],
+    cell: Cell,
+    precision: Precision,
+    settings: Any,
+    eager: dict,
+) -> _Batch:
     """Prepare and run the samples as one module per chunk of ``MAX_BATCH``;
     a chunk that fails is retried one sample at a time."""
     backend = get_backend(cell.backend)
     tdev = get_device(cell.device).torch_device()
     batch = _Batch()
     began = time.perf_counter()
-    chunks = [samples[i:i + MAX_BATCH] for i in range(0, len(samples), MAX_BATCH)]
+    chunks = [samples[i : i + MAX_BATCH] for i in range(0, len(samples), MAX_BATCH)]
     batch.notes["batches"] = len(chunks)
     for chunk in chunks:
         inputs = tuple(x.to(tdev) for x in _flat_inputs(chunk))
@@ -155,8 +172,15 @@ def _prepare_batch(source: SampleSource, samples: list[Sample], cell: Cell,
     return batch
 
 
-def _prepare_each(source: SampleSource, samples: list[Sample], cell: Cell,
-                  precision: Precision, settings: Any, batch: _Batch, eager: dict) -> None:
+def _prepare_each(
+    source: SampleSource,
+    samples: list[Sample],
+    cell: Cell,
+    precision: Precision,
+    settings: Any,
+    batch: _Batch,
+    eager: dict,
+) -> None:
     backend = get_backend(cell.backend)
     tdev = get_device(cell.device).torch_device()
     last, repeats = "", 0
@@ -168,8 +192,10 @@ def _prepare_each(source: SampleSource, samples: list[Sample], cell: Cell,
             batch.errors[s.index] = f"{last} (as the {repeats} samples before; not retried)"
             continue
         if time.perf_counter() - began > FALLBACK_BUDGET_S:
-            batch.errors[s.index] = (f"not isolated: the batch failed ({batch.notes.get('batch_error')}) "
-                                     f"and the per-sample retries ran past {FALLBACK_BUDGET_S:g}s")
+            batch.errors[s.index] = (
+                f"not isolated: the batch failed ({batch.notes.get('batch_error')}) "
+                f"and the per-sample retries ran past {FALLBACK_BUDGET_S:g}s"
+            )
             continue
         inputs = tuple(x.to(tdev) for x in s.inputs)
         ctx = _context(cell, precision, settings, [s])
@@ -178,7 +204,9 @@ def _prepare_each(source: SampleSource, samples: list[Sample], cell: Cell,
             with torch.no_grad():
                 prepared = backend.prepare(source.module([s]), inputs, ctx)
                 stage = "run"
-                (batch.outputs[s.index],) = _per_sample(backend, backend.run(prepared, inputs), [s], eager)
+                (batch.outputs[s.index],) = _per_sample(
+                    backend, backend.run(prepared, inputs), [s], eager
+                )
             last, repeats = "", 0
         except Exception as exc:
             message = f"{stage}: {_line(exc)}"
@@ -194,7 +222,9 @@ def _comparable(t: torch.Tensor) -> torch.Tensor:
     return t.resolve_conj().resolve_neg() if t.is_complex() else t.resolve_neg()
 
 
-def _leaves(tree: Any, like: list[torch.Tensor] | None = None) -> tuple[list[str], list[torch.Tensor]]:
+def _leaves(
+    tree: Any, like: list[torch.Tensor] | None = None
+) -> tuple[list[str], list[torch.Tensor]]:
     """Flattened comparable leaves; a real leaf of shape ``(*s, 2)`` where ``like``
     holds a complex one of shape ``s`` is read as complex (ONNX graphs carry
     complex tensors as real and imaginary parts in a last dimension)."""
@@ -202,27 +232,42 @@ def _leaves(tree: Any, like: list[torch.Tensor] | None = None) -> tuple[list[str
     names, leaves = flat.names, flat.tensors
     leaves = [_comparable(t) for t in leaves]
     for i, (t, ref) in enumerate(zip(leaves, like or [], strict=False)):
-        if ref.is_complex() and not t.is_complex() and tuple(t.shape) == (*ref.shape, 2) \
-                and t.dtype in (torch.float32, torch.float64):
+        if (
+            ref.is_complex()
+            and not t.is_complex()
+            and tuple(t.shape) == (*ref.shape, 2)
+            and t.dtype in (torch.float32, torch.float64)
+        ):
             leaves[i] = torch.view_as_complex(t.contiguous())
     return names, leaves
 
 
-def _judge(sample: Sample, actual: Any, eager: Any, reference: Any, backend: str,
-           precision: Precision, tolerance: Tolerance) -> Outcome:
+def _judge(
+    sample: Sample,
+    actual: Any,
+    eager: Any,
+    reference: Any,
+    backend: str,
+    precision: Precision,
+    tolerance: Tolerance,
+) -> Outcome:
     """One sample's verdict (see the module docstring)."""
     outcome = Outcome(sample)
     _, want = _leaves(eager)
     names, got = _leaves(actual, want)
     if not sample.compare_values:
-        shapes = [(tuple(t.shape), t.dtype) for t in got] == [(tuple(t.shape), t.dtype) for t in want]
+        shapes = [(tuple(t.shape), t.dtype) for t in got] == [
+            (tuple(t.shape), t.dtype) for t in want
+        ]
         if not shapes:
             outcome.status, outcome.reason = "fail", "output shapes or dtypes differ from eager's"
         return outcome
     if reference is not None:
         _, ref = _leaves(reference)
-        ref = [r.to(a.dtype) if r.is_floating_point() and a.is_floating_point() else r
-               for a, r in zip(got, ref, strict=False)]  # fmt: skip
+        ref = [
+            r.to(a.dtype) if r.is_floating_point() and a.is_floating_point() else r
+            for a, r in zip(got, ref, strict=False)
+        ]
         outcome.drift = drift_mod.compare(names, got, ref, precision.compute_dtype, tolerance)
     if backend == "eager":
         if outcome.drift is None:
@@ -235,7 +280,10 @@ def _judge(sample: Sample, actual: Any, eager: Any, reference: Any, backend: str
         against = "eager"
         for name, a, e in zip(names, got, want, strict=False):
             if a.dtype != e.dtype and verdict.passed:
-                outcome.status, outcome.reason = "fail", f"{name}: dtype {a.dtype} != eager's {e.dtype}"
+                outcome.status, outcome.reason = (
+                    "fail",
+                    f"{name}: dtype {a.dtype} != eager's {e.dtype}",
+                )
     outcome.max_ulp = float(verdict.columns()["max_ulp"])
     if not verdict.passed:
         outcome.status, outcome.reason = "fail", f"vs {against}: {verdict.reason}"
@@ -299,8 +347,17 @@ def execute_multisample(cell: Cell, case: Case, settings: Any) -> dict[str, Any]
             if s.index in batch.errors:
                 outcomes.append(Outcome(s, "error", batch.errors[s.index], math.inf))
                 continue
-            outcomes.append(_judge(s, batch.outputs[s.index], eager[s.index],
-                                   reference.get(s.index), cell.backend, precision, tolerance))
+            outcomes.append(
+                _judge(
+                    s,
+                    batch.outputs[s.index],
+                    eager[s.index],
+                    reference.get(s.index),
+                    cell.backend,
+                    precision,
+                    tolerance,
+                )
+            )
         row.update(_summary(outcomes, tolerance))
         row.update(_save_worst(cell, settings, max(outcomes, key=Outcome.rank)))
         if batch.prepared is not None:
@@ -323,18 +380,28 @@ def _summary(outcomes: list[Outcome], tolerance: Tolerance) -> dict[str, Any]:
     counts = {k: sum(o.status == k for o in outcomes) for k in ("pass", "fail", "error")}
     worst = max(outcomes, key=Outcome.rank)
     row: dict[str, Any] = {f"samples_{k}": n for k, n in counts.items()}
-    row.update(worst_sample=worst.sample.index, worst_sample_label=worst.sample.label,
-               max_ulp=worst.max_ulp, drift_policy="elementwise", atol=tolerance.atol,
-               rtol=tolerance.rtol, eager_max_abs_diff=max(o.eager_diff for o in outcomes))  # fmt: skip
+    row.update(
+        worst_sample=worst.sample.index,
+        worst_sample_label=worst.sample.label,
+        max_ulp=worst.max_ulp,
+        drift_policy="elementwise",
+        atol=tolerance.atol,
+        rtol=tolerance.rtol,
+        eager_max_abs_diff=max(o.eager_diff for o in outcomes),
+    )
     if worst.drift is not None:
         columns = worst.drift.columns()
-        row.update({k: columns[k] for k in ("max_abs_err", "max_rel_err", "cosine", "mismatch_frac")})
+        row.update(
+            {k: columns[k] for k in ("max_abs_err", "max_rel_err", "cosine", "mismatch_frac")}
+        )
     status = "error" if counts["error"] else "fail" if counts["fail"] else "pass"
     row["status"] = status
     if status != "pass":
         n = counts[status]
-        row["reason"] = (f"{n}/{len(outcomes)} samples {status}; worst #{worst.sample.index} "
-                         f"[{worst.sample.label}]: {worst.reason}")[:600]
+        row["reason"] = (
+            f"{n}/{len(outcomes)} samples {status}; worst #{worst.sample.index} "
+            f"[{worst.sample.label}]: {worst.reason}"
+        )[:600]
     return row
 
 
@@ -347,11 +414,17 @@ def _save_worst(cell: Cell, settings: Any, worst: Outcome) -> dict[str, Any]:
 
     path = RunDir(settings.output_dir).samples_dir / f"{safe_file_stem(cell.id)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"cell": cell.as_dict(), "index": worst.sample.index, "label": worst.sample.label,
-              "inputs": list(worst.sample.inputs)}  # fmt: skip
+    record = {
+        "cell": cell.as_dict(),
+        "index": worst.sample.index,
+        "label": worst.sample.label,
+        "inputs": list(worst.sample.inputs),
+    }
     torch.save(record, path)
-    return {"worst_sample_file": str(path),
-            "reproducer": f"python -m torchparity.cell.multisample {path}"}
+    return {
+        "worst_sample_file": str(path),
+        "reproducer": f"python -m torchparity.cell.multisample {path}",
+    }
 
 
 def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
@@ -376,15 +449,24 @@ def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
     from torchparity.cell.pipeline import RunSettings
 
     batch = _Batch()  # no caches, no stored outputs: a replay writes nothing
-    _prepare_each(source, [sample], cell, precision, RunSettings(use_artifact_cache=False), batch, eager)
+    _prepare_each(
+        source, [sample], cell, precision, RunSettings(use_artifact_cache=False), batch, eager
+    )
     from torchparity.cell.pipeline import tolerance_for
 
     tolerance = tolerance_for(case, precision)
     if sample.index in batch.errors:
         outcome = Outcome(sample, "error", batch.errors[sample.index])
     else:
-        outcome = _judge(sample, batch.outputs[sample.index], eager[sample.index],
-                         reference.get(sample.index), cell.backend, precision, tolerance)
+        outcome = _judge(
+            sample,
+            batch.outputs[sample.index],
+            eager[sample.index],
+            reference.get(sample.index),
+            cell.backend,
+            precision,
+            tolerance,
+        )
     print(f"{cell.id} sample #{sample.index} [{sample.label}]: {outcome.status} {outcome.reason}")
     return outcome
 
@@ -392,7 +474,9 @@ def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m torchparity.cell.multisample RUN_DIR/samples/FILE.pt", file=sys.stderr)
+        print(
+            "usage: python -m torchparity.cell.multisample RUN_DIR/samples/FILE.pt", file=sys.stderr
+        )
         return 2
     outcome = replay(Path(args[0]))
     return 0 if outcome.status in ("pass", "invalid") else 1

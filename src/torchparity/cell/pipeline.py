@@ -129,16 +129,28 @@ def policy_for(case: Case) -> str:
     return "model" if case.kind == "model" else "elementwise"
 
 
-def prepare_context(cell: Cell, device: Device, precision: Precision, cache_dir: Path | None,
-                    case_print: str, input_digest: str, options: dict[str, Any],
-                    seed: int = 0) -> PrepareContext:  # fmt: skip
+def prepare_context(
+    cell: Cell,
+    device: Device,
+    precision: Precision,
+    cache_dir: Path | None,
+    case_print: str,
+    input_digest: str,
+    options: dict[str, Any],
+    seed: int = 0,
+) -> PrepareContext:
     """The backend's context: its artifact directory and the cell's cache key
     (those of the backend whose artifacts it runs, e.g. torchscript for torchscript-cpp)."""
     owner = get_backend(cell.backend).artifact_backend or cell.backend
     key = cell_key(case_print, input_digest, cell.precision, cell.device, owner, options, seed)
-    return PrepareContext(cell=cell, device=device, precision=precision, cache_key=key,
-                          cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
-                          options=options)  # fmt: skip
+    return PrepareContext(
+        cell=cell,
+        device=device,
+        precision=precision,
+        cache_key=key,
+        cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
+        options=options,
+    )
 
 
 class NothingToCompare(Exception):
@@ -153,8 +165,11 @@ def name_outputs(backend: Backend, output: Any, reference: Reference) -> Flatten
         return flatten(output)
     leaves = [x for x in flat_leaves(output) if isinstance(x, torch.Tensor)]
     if len(leaves) != len(reference.names):
-        dropped = f"; not tensors, so not in any graph: {', '.join(reference.dropped)}" \
-            if reference.dropped else ""
+        dropped = (
+            f"; not tensors, so not in any graph: {', '.join(reference.dropped)}"
+            if reference.dropped
+            else ""
+        )
         raise NothingToCompare(
             f"{backend.name} returned {len(leaves)} output tensors where the model's output has "
             f"{len(reference.names)} tensor leaves ({', '.join(reference.names) or 'none'}){dropped}; "
@@ -177,8 +192,9 @@ def check_comparable(case: Case, output: Flattened, reference: Reference) -> lis
         )
     numel = sum(t.numel() for n, t in zip(output.names, output.tensors, strict=True) if n in common)
     if numel == 0 and not case.empty_output_ok:
-        shapes = ", ".join(f"{n}{tuple(t.shape)}" for n, t in zip(output.names, output.tensors,
-                                                                  strict=True))  # fmt: skip
+        shapes = ", ".join(
+            f"{n}{tuple(t.shape)}" for n, t in zip(output.names, output.tensors, strict=True)
+        )
         raise NothingToCompare(
             f"outputs have no elements ({shapes}): nothing to compare (a batch of 0 or a zero-size "
             "input?); a case that expects empty output says so with empty_output_ok=True"
@@ -247,8 +263,9 @@ def stage_build(s: CellState) -> bool:
 
 
 def stage_reference(s: CellState) -> bool:
-    s.reference = get_reference(s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print,
-                                s.settings.seed)  # fmt: skip
+    s.reference = get_reference(
+        s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.settings.seed
+    )
     s.row["input_digest"] = s.reference.input_digest
     return True
 
@@ -259,8 +276,16 @@ def stage_prepare(s: CellState) -> bool:
     s.cell_inputs = cast_inputs(clone_inputs(s.inputs), s.precision.dtype, s.device.torch_device())
     cache = s.settings.cache_dir if s.settings.use_artifact_cache else None
     options = s.settings.backend_options.get(s.cell.backend, {})
-    s.ctx = prepare_context(s.cell, s.device, s.precision, cache, s.case_print,
-                            s.reference.input_digest, options, s.settings.seed)  # fmt: skip
+    s.ctx = prepare_context(
+        s.cell,
+        s.device,
+        s.precision,
+        cache,
+        s.case_print,
+        s.reference.input_digest,
+        options,
+        s.settings.seed,
+    )
     module = s.cast_module()
     s.device.synchronize()
     began = time.perf_counter()
@@ -296,7 +321,9 @@ def _save_outputs(s: CellState) -> None:
     from torchparity._core.rundir import RunDir
 
     try:
-        path = RunDir(s.settings.output_dir).save_outputs(s.cell.id, s.output.names, s.output.tensors)
+        path = RunDir(s.settings.output_dir).save_outputs(
+            s.cell.id, s.output.names, s.output.tensors
+        )
         s.row["output_file"] = path.name
     except Exception as exc:  # noqa: BLE001 - storing must not touch the cell's status
         s.row["output_store_error"] = f"{type(exc).__name__}: {exc}"[:200]
@@ -311,8 +338,14 @@ def stage_compare(s: CellState) -> bool:
     expected = dict(zip(s.reference.names, s.reference.outputs, strict=True))
     _save_outputs(s)
     tolerance = tolerance_for(s.case, s.precision)
-    drift = drift_mod.compare(common, [actual[n] for n in common], [expected[n] for n in common],
-                              s.precision.compute_dtype, tolerance, policy_for(s.case))  # fmt: skip
+    drift = drift_mod.compare(
+        common,
+        [actual[n] for n in common],
+        [expected[n] for n in common],
+        s.precision.compute_dtype,
+        tolerance,
+        policy_for(s.case),
+    )
     s.row.update(drift.columns())
     s.row["leaves"] = drift.leaf_records()
     if not drift.passed:
@@ -330,7 +363,8 @@ def stage_eager(s: CellState) -> bool:
     theirs = out.by_name()
     common = [n for n in s.output.names if n in theirs]
     s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
-        [s.output.by_name()[n] for n in common], [theirs[n] for n in common])
+        [s.output.by_name()[n] for n in common], [theirs[n] for n in common]
+    )
     return True
 
 
@@ -371,8 +405,9 @@ def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:
 def stage_timing(s: CellState) -> bool:
     """One window of timing, for cells run whole (``execute_cell``: ``assert_parity``,
     and tasks given as a bare Cell); a run's cells are timed in rounds (``warm_cells``)."""
-    measurement = self_timed(s, s.settings.timing) or measure(timed_call(s), s.device.time_block,
-                                                              s.settings.timing)  # fmt: skip
+    measurement = self_timed(s, s.settings.timing) or measure(
+        timed_call(s), s.device.time_block, s.settings.timing
+    )
     record_timing(s, timing_columns(measurement, s.case.batch))
     return True
 
@@ -393,7 +428,9 @@ STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
 VERDICT_STAGES = tuple((name, stage) for name, stage in STAGES if name != "timing")
 
 
-def run_stages(state: CellState, stages: tuple[tuple[str, Callable[[CellState], bool]], ...] = STAGES) -> bool:
+def run_stages(
+    state: CellState, stages: tuple[tuple[str, Callable[[CellState], bool]], ...] = STAGES
+) -> bool:
     """Run ``stages`` over ``state``; True when every one completed (none
     skipped, raised or found nothing to compare)."""
     for name, stage in stages:
@@ -401,8 +438,12 @@ def run_stages(state: CellState, stages: tuple[tuple[str, Callable[[CellState], 
             if not stage(state):
                 return False
         except NothingToCompare as exc:
-            state.row.update(status=Status.ERROR.value, reason=f"{name}: {exc}",
-                             error_stage=name, error_type="NothingToCompare")  # fmt: skip
+            state.row.update(
+                status=Status.ERROR.value,
+                reason=f"{name}: {exc}",
+                error_stage=name,
+                error_type="NothingToCompare",
+            )
             return False
         except Exception as exc:  # a cell's failure is a finding, not a crash
             state.row.update(error_fields(exc, name))

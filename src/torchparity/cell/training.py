@@ -52,8 +52,9 @@ def _settings_train(settings: Any) -> TrainSettings:
     return settings.train if isinstance(settings.train, TrainSettings) else TrainSettings()
 
 
-def train_in_process(job: TrainJob, backend: Backend,
-                     configure: Callable[[Trainer], None] | None = None) -> TrainTrace:  # fmt: skip
+def train_in_process(
+    job: TrainJob, backend: Backend, configure: Callable[[Trainer], None] | None = None
+) -> TrainTrace:
     """The in-process loop over the backend's differentiable forward;
     ``configure`` may adjust the trainer (its optimizer) before the first step."""
     tdev = job.device.torch_device()
@@ -95,8 +96,11 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
     train = _settings_train(settings)
     case, precision = CASES[cell.case], get_precision(cell.precision)
     device, backend = get_device(cell.device), get_backend(cell.backend)
-    row.update(batch=case.batch, steps=train.steps,
-               optimizer="case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer)
+    row.update(
+        batch=case.batch,
+        steps=train.steps,
+        optimizer="case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer,
+    )
     row.update(device.configure(settings.device_options))
     row["_stage"] = "reference"
     ref = reference_training(case, settings.seed, train.steps, train.optimizer)
@@ -104,18 +108,43 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
     row["_stage"] = "train"
     options = settings.backend_options.get(cell.backend, {})
     ctx = prepare_context(cell, device, precision, None, case.name, "train", options, settings.seed)
-    job = TrainJob(cell, case, precision, device, settings.seed, train.steps, train.optimizer,
-                   settings.timing.min_time, ctx)  # fmt: skip
+    job = TrainJob(
+        cell,
+        case,
+        precision,
+        device,
+        settings.seed,
+        train.steps,
+        train.optimizer,
+        settings.timing.min_time,
+        ctx,
+    )
     trace = backend.run_training(job) or train_in_process(job, backend)
     row["_stage"] = "compare"
     row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
     problems, known = trace.columns.pop("_problems", []), trace.columns.pop("_known", None)
     row.update(trace.columns)
-    row.update(losses=trace.losses, reference_losses=ref.losses, loss_first=trace.losses[0],
-               loss_last=trace.losses[-1], reference_loss_last=ref.losses[-1])  # fmt: skip
-    drift = compare_training(trace.losses, ref.losses, ref.names, trace.grads, ref.grads,
-                             trace.params0, trace.params, ref.params0, ref.params,
-                             precision.compute_dtype, kappa, precision.dtype)  # fmt: skip
+    row.update(
+        losses=trace.losses,
+        reference_losses=ref.losses,
+        loss_first=trace.losses[0],
+        loss_last=trace.losses[-1],
+        reference_loss_last=ref.losses[-1],
+    )
+    drift = compare_training(
+        trace.losses,
+        ref.losses,
+        ref.names,
+        trace.grads,
+        ref.grads,
+        trace.params0,
+        trace.params,
+        ref.params0,
+        ref.params,
+        precision.compute_dtype,
+        kappa,
+        precision.dtype,
+    )
     row.update(drift.columns())
     drift.problems.extend(problems)
     if not drift.passed:
@@ -123,8 +152,11 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
         note = f" ({skipped} of {train.steps} steps skipped by the GradScaler)" if skipped else ""
         row.update(status=Status.FAIL.value, reason=drift.reason + note)
         if known:  # a divergence the backend explains (ddp with BatchNorm on CPU)
-            row.update(status=Status.XFAIL.value, xfail_of=Status.FAIL.value,
-                       reason=f"known: {known}; was fail: {row['reason']}")  # fmt: skip
+            row.update(
+                status=Status.XFAIL.value,
+                xfail_of=Status.FAIL.value,
+                reason=f"known: {known}; was fail: {row['reason']}",
+            )
     row["_stage"] = "timing"
     row.update(_timing_columns(trace, case.batch))
 
@@ -135,7 +167,12 @@ def execute_train_cell(cell: Cell, settings: Any) -> dict[str, Any]:
     from torchparity._core.errors import error_fields
     from torchparity.cell.pipeline import precheck
 
-    row: dict[str, Any] = {"status": Status.PASS.value, "reason": "", "mode": "train", "_stage": "precheck"}
+    row: dict[str, Any] = {
+        "status": Status.PASS.value,
+        "reason": "",
+        "mode": "train",
+        "_stage": "precheck",
+    }
     try:
         reason = precheck(cell)
         if reason:
@@ -146,4 +183,3 @@ def execute_train_cell(cell: Cell, settings: Any) -> dict[str, Any]:
         row.update(error_fields(exc, row["_stage"]))
     row.pop("_stage", None)
     return row
-

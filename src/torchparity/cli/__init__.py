@@ -85,168 +85,334 @@ def _choose(values: list[str], valid: Sequence[str], what: str) -> list[str]:
 
 
 def _add_plugin_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--case-file", action="append", default=[], metavar="PATH",
-                   help="a Python file that registers cases or backends (repeatable)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="an importable module that registers cases or backends (repeatable)")
+    p.add_argument(
+        "--case-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a Python file that registers cases or backends (repeatable)",
+    )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="an importable module that registers cases or backends (repeatable)",
+    )
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", type=_csv_list, default=None,
-                   help="infer, train or infer,train (default infer; see docs/training.md)")
-    p.add_argument("--train-steps", type=int, default=None,
-                   help="optimizer steps a train cell compares (default 3)")
-    p.add_argument("--optimizer", default=None,
-                   help="train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, "
-                        "adamw-fused (default sgd)")
+    p.add_argument(
+        "--mode",
+        type=_csv_list,
+        default=None,
+        help="infer, train or infer,train (default infer; see docs/training.md)",
+    )
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help="optimizer steps a train cell compares (default 3)",
+    )
+    p.add_argument(
+        "--optimizer",
+        default=None,
+        help="train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, "
+        "adamw-fused (default sgd)",
+    )
 
 
 def _add_list_command(sub: Any) -> None:
     p = sub.add_parser("list", help="list cases, suites, backends, devices or precisions")
-    p.add_argument("what", nargs="?", default="cases",
-                   choices=["cases", "suites", "backends", "devices", "precisions"])
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="cases",
+        choices=["cases", "suites", "backends", "devices", "precisions"],
+    )
     p.add_argument("--suite")
     _add_plugin_options(p)
-
 
 
 def _add_run_command(sub: Any) -> None:
     p = sub.add_parser("run", help="run a benchmark and conformance matrix")
     p.add_argument("--suite", default=None, help="suite to run (default: models)")
-    p.add_argument("--case", action="append", default=[], metavar="GLOB",
-                   help="only cases matching GLOB (repeatable)")
+    p.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only cases matching GLOB (repeatable)",
+    )
     p.add_argument("--backend", type=_csv_list, default=None, help="comma list (default: eager)")
-    p.add_argument("--device", type=_csv_list, default=None,
-                   help="comma list (default: every device kind; absent ones are skipped); "
-                        "'present': the devices this machine has, absent ones one line, no rows")
-    p.add_argument("--precision", type=_csv_list, default=None,
-                   help=f"comma list (default: {','.join(DEFAULT_PRECISIONS)})")
-    p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
+    p.add_argument(
+        "--device",
+        type=_csv_list,
+        default=None,
+        help="comma list (default: every device kind; absent ones are skipped); "
+        "'present': the devices this machine has, absent ones one line, no rows",
+    )
+    p.add_argument(
+        "--precision",
+        type=_csv_list,
+        default=None,
+        help=f"comma list (default: {','.join(DEFAULT_PRECISIONS)})",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: reports/<run-id>)"
+    )
     p.add_argument("--resume", action="store_true", help="finish the missing cells of --out")
-    p.add_argument("--shard", default=None, metavar="i/n|auto",
-                   help="run only shard i of n; auto: from a Slurm array or Kubernetes Indexed Job "
-                        "(docs/scale-out.md)")
-    p.add_argument("--min-time", type=_positive_float, default=None,
-                   help="seconds measured per cell (default 0.1)")
-    p.add_argument("--timeout", type=_positive_float, default=None,
-                   help="seconds per cell before it (and every process it started) is killed (default 300)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help=f"timing rounds per cell, interleaved over the run (default {DEFAULT_ROUNDS}; 1: one window)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help=f"no further timing round starts past this run time (default {DEFAULT_TIME_BUDGET:g}; 0: none)")
-    p.add_argument("--count-instructions", action="store_true",
-                   help="cpu cells: also count user-space instructions per call under valgrind (slow)")
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="i/n|auto",
+        help="run only shard i of n; auto: from a Slurm array or Kubernetes Indexed Job "
+        "(docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=_positive_float,
+        default=None,
+        help="seconds measured per cell (default 0.1)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        help="seconds per cell before it (and every process it started) is killed (default 300)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"timing rounds per cell, interleaved over the run (default {DEFAULT_ROUNDS}; 1: one window)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"no further timing round starts past this run time (default {DEFAULT_TIME_BUDGET:g}; 0: none)",
+    )
+    p.add_argument(
+        "--count-instructions",
+        action="store_true",
+        help="cpu cells: also count user-space instructions per call under valgrind (slow)",
+    )
     p.add_argument("--seed", type=int, default=None, help="input and weight seed (default 0)")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch intra-op threads in workers (default: torch's default)")
-    p.add_argument("--tf32", action="store_true",
-                   help="cuda: allow TF32 matmuls/convolutions (off by default for conformance)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch intra-op threads in workers (default: torch's default)",
+    )
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="cuda: allow TF32 matmuls/convolutions (off by default for conformance)",
+    )
     p.add_argument("--cudnn-benchmark", action="store_true", help="cuda: enable cuDNN autotuning")
-    p.add_argument("--mps-fallback", action="store_true",
-                   help="mps: let unsupported ops fall back to the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)")
-    p.add_argument("--no-isolate", action="store_true", help="run cells in this process (no crash isolation)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="no shared cache: artifacts rebuilt, references kept in RUN_DIR/cache")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="reference and backend-artifact cache, shared between runs (default: "
-                        f"${cache_mod.CACHE_ENV} or the per-user cache directory, see docs/security.md)")
-    p.add_argument("--trust-run-plugins", action="store_true",
-                   help="with --resume: load the case files and plugins run.json names "
-                        "(they run as code; default: only those given again)")
-    p.add_argument("--backend-option", action="append", default=[], metavar="BACKEND.KEY=VALUE",
-                   help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)")
+    p.add_argument(
+        "--mps-fallback",
+        action="store_true",
+        help="mps: let unsupported ops fall back to the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)",
+    )
+    p.add_argument(
+        "--no-isolate", action="store_true", help="run cells in this process (no crash isolation)"
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="no shared cache: artifacts rebuilt, references kept in RUN_DIR/cache",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="reference and backend-artifact cache, shared between runs (default: "
+        f"${cache_mod.CACHE_ENV} or the per-user cache directory, see docs/security.md)",
+    )
+    p.add_argument(
+        "--trust-run-plugins",
+        action="store_true",
+        help="with --resume: load the case files and plugins run.json names "
+        "(they run as code; default: only those given again)",
+    )
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="BACKEND.KEY=VALUE",
+        help="an option for one backend, e.g. onnxruntime.opset=18 (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 when any cell fails, errors, crashes or times out, or differs "
-                        "from the suite's expectations (an unexpected pass, a changed status)")
-    p.add_argument("--update-expectations", action="store_true",
-                   help="rewrite the suite's expectations file from this run (for review)")
-    p.add_argument("--localize", action="store_true",
-                   help="localize every model cell (default: failing model cells only)")
-    p.add_argument("--no-localize", action="store_true", help="never localize (faster failing runs)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any cell fails, errors, crashes or times out, or differs "
+        "from the suite's expectations (an unexpected pass, a changed status)",
+    )
+    p.add_argument(
+        "--update-expectations",
+        action="store_true",
+        help="rewrite the suite's expectations file from this run (for review)",
+    )
+    p.add_argument(
+        "--localize",
+        action="store_true",
+        help="localize every model cell (default: failing model cells only)",
+    )
+    p.add_argument(
+        "--no-localize", action="store_true", help="never localize (faster failing runs)"
+    )
     _add_train_options(p)
     _add_plugin_options(p)
 
 
-
 def _add_explain_command(sub: Any) -> None:
-    p = sub.add_parser("explain", help="localize a model cell of a run: per-layer error and culprit")
+    p = sub.add_parser(
+        "explain", help="localize a model cell of a run: per-layer error and culprit"
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--case", required=True)
     p.add_argument("--backend", required=True)
     p.add_argument("--precision", required=True)
     p.add_argument("--device", default="cpu", help="default cpu")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="time for isolating layers one by one (default 60)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="time for isolating layers one by one (default 60)",
+    )
     _add_plugin_options(p)
-
 
 
 def _add_fuzz_command(sub: Any) -> None:
-    p = sub.add_parser("fuzz", help="search for inputs on which backends disagree on ops (hypothesis)")
-    p.add_argument("--op", action="append", default=[], metavar="GLOB",
-                   help="only ops matching GLOB (repeatable; default: every op)")
-    p.add_argument("--backend", type=_csv_list, default=["eager"], help="comma list (default: eager)")
+    p = sub.add_parser(
+        "fuzz", help="search for inputs on which backends disagree on ops (hypothesis)"
+    )
+    p.add_argument(
+        "--op",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only ops matching GLOB (repeatable; default: every op)",
+    )
+    p.add_argument(
+        "--backend", type=_csv_list, default=["eager"], help="comma list (default: eager)"
+    )
     p.add_argument("--device", type=_csv_list, default=["cpu"], help="comma list (default: cpu)")
-    p.add_argument("--precision", type=_csv_list, default=["fp32"], help="comma list (default: fp32)")
-    p.add_argument("--examples", type=_positive_int, default=None, help="examples per property (default: the profile's)")
-    p.add_argument("--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)")
-    p.add_argument("--out", type=Path, default=None, help="run directory (default: reports/<run-id>)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="backend artifacts kept between fuzz runs (default: none; within a run "
-                        "each input signature is prepared once)")
+    p.add_argument(
+        "--precision", type=_csv_list, default=["fp32"], help="comma list (default: fp32)"
+    )
+    p.add_argument(
+        "--examples",
+        type=_positive_int,
+        default=None,
+        help="examples per property (default: the profile's)",
+    )
+    p.add_argument(
+        "--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: reports/<run-id>)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="backend artifacts kept between fuzz runs (default: none; within a run "
+        "each input signature is prepared once)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 on any new divergence or error (known ones, marked, are xfail)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on any new divergence or error (known ones, marked, are xfail)",
+    )
     _add_plugin_options(p)
 
 
-
 def _add_data_command(sub: Any) -> None:
-    p = sub.add_parser("data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="run directory (default: reports/<run-id>); an existing run gets the rows added")
-    p.add_argument("--workers", type=_csv_list, default=["0", "1", "2"], help="num_workers values (default 0,1,2)")
-    p.add_argument("--start-method", type=_csv_list, default=None,
-                   help="multiprocessing start methods, or all (default: the OS's default one)")
+    p = sub.add_parser(
+        "data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (default: reports/<run-id>); an existing run gets the rows added",
+    )
+    p.add_argument(
+        "--workers",
+        type=_csv_list,
+        default=["0", "1", "2"],
+        help="num_workers values (default 0,1,2)",
+    )
+    p.add_argument(
+        "--start-method",
+        type=_csv_list,
+        default=None,
+        help="multiprocessing start methods, or all (default: the OS's default one)",
+    )
     p.add_argument("--samples", type=int, default=512, help="dataset size (default 512)")
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
     p.add_argument("--quiet", action="store_true", help="no table")
 
 
-
 def _add_report_command(sub: Any) -> None:
     p = sub.add_parser("report", help="render the reports of a run directory")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    p.add_argument("--out", type=Path, default=None,
-                   help="where to write (default: the run directory; reports/merged-<id> for several)")
-
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: the run directory; reports/merged-<id> for several)",
+    )
 
 
 def _add_export_command(sub: Any) -> None:
     p = sub.add_parser("export", help="write a run directory in another tool's format")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--format", required=True, choices=export_mod.FORMATS)
-    p.add_argument("--out", type=Path, default=None,
-                   help="file to write (default: standard output)")
-
+    p.add_argument(
+        "--out", type=Path, default=None, help="file to write (default: standard output)"
+    )
 
 
 def _add_compare_command(sub: Any) -> None:
-    p = sub.add_parser("compare", help="compare a run with a baseline run; optionally gate on regressions")
+    p = sub.add_parser(
+        "compare", help="compare a run with a baseline run; optionally gate on regressions"
+    )
     p.add_argument("baseline", type=Path, metavar="BASELINE_DIR")
     p.add_argument("current", type=Path, metavar="CURRENT_DIR")
-    p.add_argument("--fail-on", default=None, metavar="throughput=N%,instructions=N%,drift,status,noisy",
-                   help="exit 1 when a cell regresses in any of these (the CI gate)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="directory for compare.md and compare.html (default: CURRENT_DIR)")
-    p.add_argument("--noise-floor", type=float, default=None, metavar="PERCENT",
-                   help=f"the least noise floor: changes below it are always noise (default "
-                        f"{compare_mod.NOISE_FLOOR:.0%}%; the floor in use is derived from the runs' rounds)")
-    p.add_argument("--normalize", action="store_true",
-                   help="divide each round median by the calibration workload timed in the same window")
-
+    p.add_argument(
+        "--fail-on",
+        default=None,
+        metavar="throughput=N%,instructions=N%,drift,status,noisy",
+        help="exit 1 when a cell regresses in any of these (the CI gate)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for compare.md and compare.html (default: CURRENT_DIR)",
+    )
+    p.add_argument(
+        "--noise-floor",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help=f"the least noise floor: changes below it are always noise (default "
+        f"{compare_mod.NOISE_FLOOR:.0%}%; the floor in use is derived from the runs' rounds)",
+    )
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="divide each round median by the calibration workload timed in the same window",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +460,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             # A suite that cannot load here holds only placeholder cases saying why.
             unavailable = [CASES[m].extra.get("unavailable") for m in members if m in CASES]
             why = unavailable[0] if unavailable and all(unavailable) else None
-            print(f"{name:<{width}} unavailable: {why}" if why else f"{name:<{width}} {len(members)} cases")
+            print(
+                f"{name:<{width}} unavailable: {why}"
+                if why
+                else f"{name:<{width}} {len(members)} cases"
+            )
     elif args.what == "backends":
         for name in backend_names():
             try:
@@ -348,7 +518,9 @@ def _selection(args: argparse.Namespace) -> dict:
 
     def pick(name: str, default):
         value = getattr(args, name)
-        given = value is not None and value is not False and value != []  # 0 is a value (--rounds 0)
+        given = (
+            value is not None and value is not False and value != []
+        )  # 0 is a value (--rounds 0)
         return value if given else stored.get(name, default)
 
     return {
@@ -368,16 +540,26 @@ def _selection(args: argparse.Namespace) -> dict:
         "tf32": pick("tf32", False),
         "cudnn_benchmark": pick("cudnn_benchmark", False),
         "mps_fallback": pick("mps_fallback", False),
-        "isolate": not args.no_isolate if not args.resume else stored.get("isolate", not args.no_isolate),
+        "isolate": not args.no_isolate
+        if not args.resume
+        else stored.get("isolate", not args.no_isolate),
         "no_cache": bool(args.no_cache or stored.get("no_cache", False)),
         "cache_dir": str(args.cache_dir) if args.cache_dir else stored.get("cache_dir"),
         "backend_option": pick("backend_option", []),
         "plugins": [list(p) for p in _resume_plugins(args, stored)],
-        "localize": ("off" if args.no_localize else "all" if args.localize
-                     else stored.get("localize") if stored.get("localize") in ("auto", "all", "off")
-                     else "auto"),
+        "localize": (
+            "off"
+            if args.no_localize
+            else "all"
+            if args.localize
+            else stored.get("localize")
+            if stored.get("localize") in ("auto", "all", "off")
+            else "auto"
+        ),
         "mode": pick("mode", ["infer"]),
-        "train_steps": args.train_steps if args.train_steps is not None else stored.get("train_steps", 3),
+        "train_steps": args.train_steps
+        if args.train_steps is not None
+        else stored.get("train_steps", 3),
         "optimizer": pick("optimizer", "sgd"),
     }
 
@@ -392,13 +574,31 @@ def present_devices(devices: list[str]) -> tuple[list[str], dict[str, str]]:
 
 # What run.json may hold, per key: the types its value may have (JSON read back is data).
 _STORED_TYPES: dict[str, tuple[type, ...]] = {
-    "suite": (str,), "case": (list,), "backend": (list,), "device": (list,), "precision": (list,),
-    "shard": (str, type(None)), "min_time": (int, float), "timeout": (int, float),
-    "seed": (int,), "threads": (int, type(None)), "tf32": (bool,), "cudnn_benchmark": (bool,),
-    "mps_fallback": (bool,), "isolate": (bool,), "no_cache": (bool,),
-    "cache_dir": (str, type(None)), "backend_option": (list,), "plugins": (list,),
-    "rounds": (int,), "time_budget": (int, float, type(None)), "count_instructions": (bool,),
-    "localize": (str,), "mode": (list,), "train_steps": (int,), "optimizer": (str,),
+    "suite": (str,),
+    "case": (list,),
+    "backend": (list,),
+    "device": (list,),
+    "precision": (list,),
+    "shard": (str, type(None)),
+    "min_time": (int, float),
+    "timeout": (int, float),
+    "seed": (int,),
+    "threads": (int, type(None)),
+    "tf32": (bool,),
+    "cudnn_benchmark": (bool,),
+    "mps_fallback": (bool,),
+    "isolate": (bool,),
+    "no_cache": (bool,),
+    "cache_dir": (str, type(None)),
+    "backend_option": (list,),
+    "plugins": (list,),
+    "rounds": (int,),
+    "time_budget": (int, float, type(None)),
+    "count_instructions": (bool,),
+    "localize": (str,),
+    "mode": (list,),
+    "train_steps": (int,),
+    "optimizer": (str,),
 }
 
 
@@ -410,14 +610,23 @@ def check_stored_selection(stored: dict, path: Path) -> None:
         value = stored[key]
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if ok and isinstance(value, list):
-            items_ok = (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)) \
-                if key == "plugins" else (lambda v: isinstance(v, str))
+            items_ok = (
+                (
+                    lambda v: (
+                        isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+                    )
+                )
+                if key == "plugins"
+                else (lambda v: isinstance(v, str))
+            )
             ok = all(items_ok(v) for v in value)
         if ok and key in ("min_time", "timeout"):
             ok = math.isfinite(value) and value > 0
         if not ok:
-            raise UsageError(f"{path}: {key!r} has the wrong shape ({json.dumps(value)[:60]}); "
-                             "not a run.json this program wrote")
+            raise UsageError(
+                f"{path}: {key!r} has the wrong shape ({json.dumps(value)[:60]}); "
+                "not a run.json this program wrote"
+            )
 
 
 def _resume_plugins(args: argparse.Namespace, stored: dict) -> list[PluginSpec]:
@@ -429,8 +638,10 @@ def _resume_plugins(args: argparse.Namespace, stored: dict) -> list[PluginSpec]:
     missing = [p for p in named if p not in given]
     if missing and not getattr(args, "trust_run_plugins", False):
         flags = " ".join(f"--{'case-file' if k == 'file' else 'plugin'} {t}" for k, t in missing)
-        raise UsageError(f"the run resumed used {flags}; pass them again (they run as code), "
-                         "or --trust-run-plugins to load what run.json names")
+        raise UsageError(
+            f"the run resumed used {flags}; pass them again (they run as code), "
+            "or --trust-run-plugins to load what run.json names"
+        )
     return given + missing
 
 
@@ -467,7 +678,10 @@ def run_cache_dir(given: str | None, no_cache: bool, run_dir: Path) -> Path:
     elif no_cache:
         return RunDir(run_dir).default_cache.resolve()
     else:
-        path, what = cache_mod.default_cache_dir(), f"the cache directory (set ${cache_mod.CACHE_ENV} or --cache-dir)"
+        path, what = (
+            cache_mod.default_cache_dir(),
+            f"the cache directory (set ${cache_mod.CACHE_ENV} or --cache-dir)",
+        )
     why = cache_mod.check_writable(path, private=not given)
     if why:
         raise UsageError(f"{what}: {why}")
@@ -526,7 +740,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     prepare_environment(device_options)  # before any worker starts torch
     modes = _choose(sel["mode"], ["infer", "train"], "mode")
     train = train_settings(sel)
-    cells: list[Cell] = expand(cases, devices, precisions, backends, suite=sel["suite"], modes=modes)
+    cells: list[Cell] = expand(
+        cases, devices, precisions, backends, suite=sel["suite"], modes=modes
+    )
     if sel["shard"]:
         index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
@@ -545,8 +761,17 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         train=train,
     )
     rounds = RoundsConfig(sel["rounds"], sel["time_budget"] or None)
-    return RunPlan(run_dir, cells, settings, plugins, sel["isolate"], sel["timeout"], sel, rounds,
-                   sel["count_instructions"])  # fmt: skip
+    return RunPlan(
+        run_dir,
+        cells,
+        settings,
+        plugins,
+        sel["isolate"],
+        sel["timeout"],
+        sel,
+        rounds,
+        sel["count_instructions"],
+    )
 
 
 def _expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
@@ -571,8 +796,10 @@ def update_expectations(path: Path, rows: list[dict]) -> str:
     torch_version = next((r.get("torch") for r in rows if r.get("torch")), "")
     expectations.save(path, after, str(torch_version))
     old, new = set(before), set(after)
-    return (f"expectations: {len(after)} entries ({len(new - old)} new or changed, "
-            f"{len(old - new)} removed) -> {path}")
+    return (
+        f"expectations: {len(after)} entries ({len(new - old)} new or changed, "
+        f"{len(old - new)} removed) -> {path}"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -598,8 +825,11 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
         print(f"torchparity: {len(plan.cells)} cells -> {plan.run_dir}", file=sys.stderr)
         absent = plan.selection.get("absent_devices") or {}
         if absent:
-            print("torchparity: absent devices (not run): "
-                  + "; ".join(f"{d}: {why}" for d, why in absent.items()), file=sys.stderr)  # fmt: skip
+            print(
+                "torchparity: absent devices (not run): "
+                + "; ".join(f"{d}: {why}" for d, why in absent.items()),
+                file=sys.stderr,
+            )
     try:
         rows = execute_plan(plan, progress)
     except KeyboardInterrupt:
@@ -618,8 +848,10 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
     findings = expectations.strict_findings(rows)
     if args.strict and findings and not args.quiet:
         kinds = sorted({str(r.get("expectation") or r.get("status")) for r in findings})
-        print(f"strict: {len(findings)} cells differ from expectations ({', '.join(kinds)})",
-              file=sys.stderr)
+        print(
+            f"strict: {len(findings)} cells differ from expectations ({', '.join(kinds)})",
+            file=sys.stderr,
+        )
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
@@ -645,8 +877,9 @@ def plan_fuzz(args: argparse.Namespace) -> tuple[list, object, Path, list[Plugin
     precisions = _choose(args.precision, list(PRECISIONS), "precision")
     if args.out is not None and RunDir(args.out).has_results():
         raise UsageError(f"{args.out} already holds results; choose another --out")
-    targets = [fuzz.Target(c, b, d, p) for c in ops for d in devices for b in backends
-               for p in precisions]
+    targets = [
+        fuzz.Target(c, b, d, p) for c in ops for d in devices for b in backends for p in precisions
+    ]
     run_dir = args.out or Path("reports") / new_run_id()
     return targets, fuzz.PROFILES[args.profile], run_dir, plugins
 
@@ -661,28 +894,45 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         return _fuzz(args, targets, profile, run_dir, plugins)
 
 
-def _fuzz(args: argparse.Namespace, targets: list, profile: Any, run_dir: Path,
-          plugins: list[PluginSpec]) -> int:
+def _fuzz(
+    args: argparse.Namespace, targets: list, profile: Any, run_dir: Path, plugins: list[PluginSpec]
+) -> int:
     from torchparity.fuzz import properties as fuzz
 
     show = not args.quiet
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
-        print(f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
-              file=sys.stderr)
+        print(
+            f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
+            file=sys.stderr,
+        )
     try:
-        rows, found = fuzz.fuzz_run(targets, profile, run_dir, args.examples, plugins, progress,
-                                    args.cache_dir.resolve() if args.cache_dir else None)
+        rows, found = fuzz.fuzz_run(
+            targets,
+            profile,
+            run_dir,
+            args.examples,
+            plugins,
+            progress,
+            args.cache_dir.resolve() if args.cache_dir else None,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}", file=sys.stderr)
+        print(
+            f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
     if show:
         print(report_mod.frame_counts_line(rows))
         if found:
-            table = fuzz.divergences_frame(found)[["op", "backend", "precision", "status", "reason"]]
+            table = fuzz.divergences_frame(found)[
+                ["op", "backend", "precision", "status", "reason"]
+            ]
             print(report_mod.markdown_table(table))
-        print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {paths['html']}")
+        print(
+            f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {paths['html']}"
+        )
     findings = any(r.get("status") in ("fail", "error") for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
@@ -709,8 +959,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be >= 0; --samples, --batch and --epochs at least 1")
     if args.start_method == ["all"]:
         args.start_method = mp.get_all_start_methods()
-    methods = _choose(args.start_method, mp.get_all_start_methods(), "start method") \
-        if args.start_method else None
+    methods = (
+        _choose(args.start_method, mp.get_all_start_methods(), "start method")
+        if args.start_method
+        else None
+    )
     run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
     env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
     env.setdefault("run_id", run_dir.path.name)
@@ -760,8 +1013,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
     _warn_damage([args.baseline, args.current])
-    comparison = compare_mod.compare_runs(base.rows, cur.rows, base.env, cur.env, noise_floor=noise,
-                                          normalize=args.normalize)  # fmt: skip
+    comparison = compare_mod.compare_runs(
+        base.rows, cur.rows, base.env, cur.env, noise_floor=noise, normalize=args.normalize
+    )
     title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
     out = RunDir(args.out or args.current).create()
     out.write_text(out.compare_md.name, compare_mod.markdown(comparison, title, gate))
@@ -802,8 +1056,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _load(_plugins(args))
     case = CASES.get(args.case)
     if case is None:
-        stored = ", ".join(str(p[1]) for p in sel.get("plugins", []) if isinstance(p, list) and len(p) == 2)
-        hint = f"; the run loaded {stored}: pass them again with --case-file/--plugin" if stored else ""
+        stored = ", ".join(
+            str(p[1]) for p in sel.get("plugins", []) if isinstance(p, list) and len(p) == 2
+        )
+        hint = (
+            f"; the run loaded {stored}: pass them again with --case-file/--plugin"
+            if stored
+            else ""
+        )
         raise UsageError(f"unknown case {args.case!r}{hint}")
     if case.kind != "model":
         raise UsageError(f"{args.case} is an op; explain localizes model cells")
@@ -816,13 +1076,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not isinstance(seed, int):
         raise UsageError(f"{rd.run_json} holds a seed that is not an integer")
     threads = sel.get("threads")
-    settings = RunSettings(seed=seed, backend_options=parse_backend_options(sel.get("backend_option", [])),
-                           output_dir=rd.path, localize="off",
-                           threads=threads if isinstance(threads, int) and threads > 0 else None)  # fmt: skip
+    settings = RunSettings(
+        seed=seed,
+        backend_options=parse_backend_options(sel.get("backend_option", [])),
+        output_dir=rd.path,
+        localize="off",
+        threads=threads if isinstance(threads, int) and threads > 0 else None,
+    )
     apply_thread_settings(settings)
-    cell = Cell(case.name, case.kind, str(sel.get("suite") or ""), args.device, args.precision, args.backend)
+    cell = Cell(
+        case.name, case.kind, str(sel.get("suite") or ""), args.device, args.precision, args.backend
+    )
     try:
-        loc, setup, layers = loc_mod.localize(cell, settings, args.budget or loc_mod.DEFAULT_BUDGET_S)
+        loc, setup, layers = loc_mod.localize(
+            cell, settings, args.budget or loc_mod.DEFAULT_BUDGET_S
+        )
     except loc_mod.LocalizeError as exc:
         raise UsageError(str(exc)) from None
     saved = loc_mod.save(rd.path, loc, setup, layers)

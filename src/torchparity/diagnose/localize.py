@@ -62,8 +62,20 @@ from torchparity.verdicts import drift as drift_mod
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 MAX_LAYERS = 48  # layers in a table; beyond it, layers with parameters and top blocks win
 DEFAULT_BUDGET_S = 60.0
-TABLE_COLUMNS = ["order", "module", "op", "shape", "calls", "acc_rel_l2", "acc_share",
-                 "iso_rel_l2", "iso_share", "bound", "culprit", "note"]  # fmt: skip
+TABLE_COLUMNS = [
+    "order",
+    "module",
+    "op",
+    "shape",
+    "calls",
+    "acc_rel_l2",
+    "acc_share",
+    "iso_rel_l2",
+    "iso_share",
+    "bound",
+    "culprit",
+    "note",
+]
 
 
 class LocalizeError(Exception):
@@ -88,7 +100,8 @@ class LayerCall:
         if self.outputs is None or not self.outputs.tensors:
             return ""
         return ", ".join(str(list(t.shape)) for t in self.outputs.tensors[:3]) + (
-            ", ..." if len(self.outputs.tensors) > 3 else "")
+            ", ..." if len(self.outputs.tensors) > 3 else ""
+        )
 
 
 def _clone_tree(tree: Any) -> Any:
@@ -106,9 +119,14 @@ def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCal
     def pre(path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         call = calls.get(path)
         if call is None:
-            calls[path] = LayerCall(path, type(module).__name__, _clone_tree(args), _clone_tree(kwargs),
-                                    depth=path.count(".") + 1,
-                                    has_params=any(True for _ in module.parameters(recurse=False)))  # fmt: skip
+            calls[path] = LayerCall(
+                path,
+                type(module).__name__,
+                _clone_tree(args),
+                _clone_tree(kwargs),
+                depth=path.count(".") + 1,
+                has_params=any(True for _ in module.parameters(recurse=False)),
+            )
             call = calls[path]
         call.calls += 1
 
@@ -116,7 +134,9 @@ def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCal
         call = calls[path]
         if call.outputs is None:
             out = flatten(output)
-            call.outputs = Flattened(out.names, [t.detach().clone() for t in out.tensors], out.dropped)
+            call.outputs = Flattened(
+                out.names, [t.detach().clone() for t in out.tensors], out.dropped
+            )
             order.append(path)
 
     for path, module in model64.named_modules():
@@ -129,7 +149,9 @@ def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCal
     finally:
         for h in handles:
             h.remove()
-    return [calls[p] for p in order if calls[p].outputs is not None and calls[p].outputs.tensors], out
+    return [
+        calls[p] for p in order if calls[p].outputs is not None and calls[p].outputs.tensors
+    ], out
 
 
 def select_layers(layers: list[LayerCall], cap: int = MAX_LAYERS) -> list[LayerCall]:
@@ -137,8 +159,10 @@ def select_layers(layers: list[LayerCall], cap: int = MAX_LAYERS) -> list[LayerC
     top-level blocks first when there are more."""
     if len(layers) <= cap:
         return layers
-    ranked = sorted(range(len(layers)),
-                    key=lambda i: (not layers[i].has_params and layers[i].depth > 1, layers[i].depth, i))
+    ranked = sorted(
+        range(len(layers)),
+        key=lambda i: (not layers[i].has_params and layers[i].depth > 1, layers[i].depth, i),
+    )
     keep = set(ranked[:cap])
     return [layer for i, layer in enumerate(layers) if i in keep]
 
@@ -179,7 +203,9 @@ def layer_error(actual: list[torch.Tensor], expected: Flattened, bound: float) -
     metric (drift.py): relative L2 error over finite positions; NaN/inf where
     the reference has none, a shape or an integer mismatch count as infinite."""
     if len(actual) != len(expected.tensors):
-        return LayerError(math.inf, math.inf, f"{len(actual)} output tensors, reference {len(expected.tensors)}")
+        return LayerError(
+            math.inf, math.inf, f"{len(actual)} output tensors, reference {len(expected.tensors)}"
+        )
     rel, note = 0.0, ""
     for name, a, e in zip(expected.names, actual, expected.tensors, strict=True):
         a = a.detach().cpu()
@@ -192,8 +218,14 @@ def layer_error(actual: list[torch.Tensor], expected: Flattened, bound: float) -
             continue
         a, e = a.double(), e.double()
         if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(e).all())):
-            bad = int(((torch.isnan(a) != torch.isnan(e)) | (torch.isinf(a) | torch.isinf(e)) & (a != e)
-                       & ~(torch.isnan(a) | torch.isnan(e))).sum())  # fmt: skip
+            bad = int(
+                (
+                    (torch.isnan(a) != torch.isnan(e))
+                    | (torch.isinf(a) | torch.isinf(e))
+                    & (a != e)
+                    & ~(torch.isnan(a) | torch.isnan(e))
+                ).sum()
+            )
             if bad:
                 rel, note = math.inf, f"{name}: NaN/inf at {bad} of {e.numel()} positions"
                 continue
@@ -225,16 +257,25 @@ class CellSetup:
         """A fresh context without the artifact cache (taps and single layers
         are not the cell's artifact)."""
         options = self.settings.backend_options.get(self.cell.backend, {})
-        ctx = prepare_context(self.cell, self.device, self.precision, None, "localize", path, options,
-                              self.settings.seed)  # fmt: skip
+        ctx = prepare_context(
+            self.cell,
+            self.device,
+            self.precision,
+            None,
+            "localize",
+            path,
+            options,
+            self.settings.seed,
+        )
         ctx.module_path = path
         return ctx
 
     def cast(self, inputs: tuple) -> tuple:
         return cast_inputs(clone_inputs(inputs), self.precision.dtype, self.device.torch_device())
 
-    def run(self, module: nn.Module, inputs: tuple, path: str,
-            dtypes: list[torch.dtype] | None = None) -> tuple[list[torch.Tensor], PrepareContext]:  # fmt: skip
+    def run(
+        self, module: nn.Module, inputs: tuple, path: str, dtypes: list[torch.dtype] | None = None
+    ) -> tuple[list[torch.Tensor], PrepareContext]:
         """``module`` prepared and called by the cell's backend; its tensor
         leaves. Float inputs are cast to the cell's dtype, or one by one to
         ``dtypes`` (what the layer receives under autocast)."""
@@ -243,11 +284,17 @@ class CellSetup:
         def fresh() -> tuple:
             if dtypes is None:
                 return self.cast(inputs)
-            return tuple(x.to(self.device.torch_device(), d) if x.is_floating_point() else
-                         x.to(self.device.torch_device()) for x, d in zip(inputs, dtypes, strict=True))
+            return tuple(
+                x.to(self.device.torch_device(), d)
+                if x.is_floating_point()
+                else x.to(self.device.torch_device())
+                for x, d in zip(inputs, dtypes, strict=True)
+            )
 
         with torch.no_grad():
-            prepared = self.backend.prepare(cast_module(module, self.device, self.precision), fresh(), ctx)
+            prepared = self.backend.prepare(
+                cast_module(module, self.device, self.precision), fresh(), ctx
+            )
             out = self.backend.run(prepared, fresh())
         self.device.synchronize()
         return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
@@ -264,8 +311,16 @@ def setup_cell(cell: Cell, settings: RunSettings) -> CellSetup:
         raise LocalizeError(f"the cell cannot run here: {reason}")
     precision, device = get_precision(cell.precision), get_device(cell.device)
     device.configure(settings.device_options)
-    s = CellSetup(cell, case, precision, device, get_backend(cell.backend),
-                  build_module(case, settings.seed), build_inputs(case, settings.seed), settings)  # fmt: skip
+    s = CellSetup(
+        cell,
+        case,
+        precision,
+        device,
+        get_backend(cell.backend),
+        build_module(case, settings.seed),
+        build_inputs(case, settings.seed),
+        settings,
+    )
     s.tolerance = tolerance_for(case, precision)
     s.bound = drift_mod.model_limit(s.tolerance, precision.compute_dtype)
     return s
@@ -287,11 +342,19 @@ class Localization:
     backend_notes: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
-        return {**self.cell.as_dict(), "cell_id": self.cell.id, "culprit": self.culprit,
-                "culprit_op": self.culprit_op, "bound": self.bound, "notes": self.notes,
-                "seconds": self.seconds, "tapped_rel_l2": self.tapped_rel_l2,
-                "tapped_share": self.tapped_share,
-                "backend_notes": self.backend_notes, "layers": self.layers}  # fmt: skip
+        return {
+            **self.cell.as_dict(),
+            "cell_id": self.cell.id,
+            "culprit": self.culprit,
+            "culprit_op": self.culprit_op,
+            "bound": self.bound,
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "tapped_rel_l2": self.tapped_rel_l2,
+            "tapped_share": self.tapped_share,
+            "backend_notes": self.backend_notes,
+            "layers": self.layers,
+        }
 
     def table(self) -> Any:
         import pandas as pd
@@ -303,24 +366,35 @@ def scripted(backend: Backend) -> bool:
     return getattr(backend, "route", None) == "script"
 
 
-def accumulated(s: CellSetup, layers: list[LayerCall], ref_out: Flattened,
-                loc: Localization) -> dict[str, LayerError]:  # fmt: skip
+def accumulated(
+    s: CellSetup, layers: list[LayerCall], ref_out: Flattened, loc: Localization
+) -> dict[str, LayerError]:
     """Each layer's error in the cell's own forward (taps), or {} with a note."""
     if scripted(s.backend):
-        loc.notes.append("accumulated: not tapped (a scripted TorchScript graph runs no module hooks); "
-                         "isolated errors only")  # fmt: skip
+        loc.notes.append(
+            "accumulated: not tapped (a scripted TorchScript graph runs no module hooks); "
+            "isolated errors only"
+        )
         return {}
     try:
-        flat, ctx = s.run(TappedModule(copy.deepcopy(s.module), [c.path for c in layers]), s.inputs, "")
+        flat, ctx = s.run(
+            TappedModule(copy.deepcopy(s.module), [c.path for c in layers]), s.inputs, ""
+        )
     except Exception as exc:  # noqa: BLE001 - a backend that cannot take taps is a finding
-        loc.notes.append(f"accumulated: the tapped model failed in {s.cell.backend}: {first_line(exc)}")
+        loc.notes.append(
+            f"accumulated: the tapped model failed in {s.cell.backend}: {first_line(exc)}"
+        )
         return {}
-    loc.backend_notes = {k: v for k, v in ctx.notes.items() if isinstance(v, str | int | float | bool)}
+    loc.backend_notes = {
+        k: v for k, v in ctx.notes.items() if isinstance(v, str | int | float | bool)
+    }
     n_out = len(ref_out.tensors)
     expected = n_out + sum(len(c.outputs.tensors) for c in layers)  # type: ignore[union-attr]
     if len(flat) != expected:
-        loc.notes.append(f"accumulated: {s.cell.backend} returned {len(flat)} tensors where the taps "
-                         f"need {expected}; isolated errors only")  # fmt: skip
+        loc.notes.append(
+            f"accumulated: {s.cell.backend} returned {len(flat)} tensors where the taps "
+            f"need {expected}; isolated errors only"
+        )
         return {}
     model_err = layer_error(flat[:n_out], ref_out, s.bound)
     loc.tapped_rel_l2, loc.tapped_share = model_err.rel_l2, model_err.share
@@ -328,11 +402,13 @@ def accumulated(s: CellSetup, layers: list[LayerCall], ref_out: Flattened,
     at = n_out
     for call in layers:
         n = len(call.outputs.tensors)  # type: ignore[union-attr]
-        out[call.path] = layer_error(flat[at:at + n], call.outputs, s.bound)  # type: ignore[arg-type]
+        out[call.path] = layer_error(flat[at : at + n], call.outputs, s.bound)  # type: ignore[arg-type]
         at += n
     if s.backend.name == "compile" and (ctx.notes.get("graph_breaks") or ctx.notes.get("fallback")):
-        loc.notes.append(f"compile: the tapped graph had {ctx.notes.get('graph_breaks', 0)} graph "
-                         f"break(s){'; ' + str(ctx.notes['fallback']) if ctx.notes.get('fallback') else ''}")
+        loc.notes.append(
+            f"compile: the tapped graph had {ctx.notes.get('graph_breaks', 0)} graph "
+            f"break(s){'; ' + str(ctx.notes['fallback']) if ctx.notes.get('fallback') else ''}"
+        )
     return out
 
 
@@ -357,7 +433,9 @@ def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[tor
     return seen
 
 
-def isolated_one(s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None = None) -> LayerError:
+def isolated_one(
+    s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None = None
+) -> LayerError:
     """The layer alone, prepared by the backend, on the reference's inputs to it."""
     sub = s.module.get_submodule(call.path)
     module, tensors = callable_layer(sub, call.args, call.kwargs)
@@ -365,12 +443,15 @@ def isolated_one(s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None
     try:
         flat, _ = s.run(module, tensors, call.path, dtypes)
     except Exception as exc:  # noqa: BLE001
-        return LayerError(math.nan, math.nan, f"{s.cell.backend} failed on the layer alone: {first_line(exc)}")
+        return LayerError(
+            math.nan, math.nan, f"{s.cell.backend} failed on the layer alone: {first_line(exc)}"
+        )
     return layer_error(flat, call.outputs, s.bound)  # type: ignore[arg-type]
 
 
-def isolation_order(layers: list[LayerCall], acc: dict[str, LayerError],
-                    iso: dict[str, LayerError]) -> int | None:  # fmt: skip
+def isolation_order(
+    layers: list[LayerCall], acc: dict[str, LayerError], iso: dict[str, LayerError]
+) -> int | None:
     """The next layer to isolate: forward from the first layer whose
     accumulated error exceeds its bound until one exceeds alone, then the
     layers before it, then the rest; so the culprit comes early in the budget."""
@@ -381,19 +462,25 @@ def isolation_order(layers: list[LayerCall], acc: dict[str, LayerError],
     return next((i for i in order if layers[i].path not in iso), None)
 
 
-def localize(cell: Cell, settings: RunSettings, budget_s: float = DEFAULT_BUDGET_S,
-             ) -> tuple[Localization, CellSetup, list[LayerCall]]:  # fmt: skip
+def localize(
+    cell: Cell,
+    settings: RunSettings,
+    budget_s: float = DEFAULT_BUDGET_S,
+) -> tuple[Localization, CellSetup, list[LayerCall]]:
     """The cell's layer table and culprit. ``LocalizeError`` when the cell is
     not a model cell or cannot run here."""
     began = time.perf_counter()
     s = setup_cell(cell, settings)
     loc = Localization(cell, bound=s.bound)
     model64 = copy.deepcopy(s.module).to(torch.float64)
-    all_layers, ref_out = record_reference(model64, cast_inputs(clone_inputs(s.inputs), torch.float64,
-                                                                torch.device("cpu")))  # fmt: skip
+    all_layers, ref_out = record_reference(
+        model64, cast_inputs(clone_inputs(s.inputs), torch.float64, torch.device("cpu"))
+    )
     layers = select_layers(all_layers)
     if len(layers) < len(all_layers):
-        loc.notes.append(f"{len(all_layers)} layers; {len(layers)} shown (parameters and top blocks first)")
+        loc.notes.append(
+            f"{len(all_layers)} layers; {len(layers)} shown (parameters and top blocks first)"
+        )
     if not layers:
         loc.notes.append("no submodule produced a tensor: nothing to localize below the model")
     acc = accumulated(s, layers, ref_out, loc)
@@ -412,8 +499,10 @@ def localize(cell: Cell, settings: RunSettings, budget_s: float = DEFAULT_BUDGET
         loc.notes.append(f"{len(skipped)} layer(s) not isolated within the {budget_s:g} s budget")
     if loc.culprit is None and any(e.share > 1 for e in acc.values()):
         first = next(c.path for c in layers if c.path in acc and acc[c.path].share > 1)
-        loc.notes.append(f"no layer exceeds its bound alone; the error accumulates (first over its bound "
-                         f"with upstream values: {first})")  # fmt: skip
+        loc.notes.append(
+            f"no layer exceeds its bound alone; the error accumulates (first over its bound "
+            f"with upstream values: {first})"
+        )
     if loc.culprit is not None:
         loc.culprit_op = next(c.op for c in layers if c.path == loc.culprit)
     loc.seconds = time.perf_counter() - began
@@ -429,22 +518,39 @@ def _fmt(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def _rows(layers: list[LayerCall], acc: dict[str, LayerError], iso: dict[str, LayerError],
-          culprit: str | None, bound: float) -> list[dict[str, Any]]:  # fmt: skip
+def _rows(
+    layers: list[LayerCall],
+    acc: dict[str, LayerError],
+    iso: dict[str, LayerError],
+    culprit: str | None,
+    bound: float,
+) -> list[dict[str, Any]]:
     rows = []
     for i, call in enumerate(layers):
         a, b = acc.get(call.path), iso.get(call.path)
-        notes = [f"{kind}: {e.note}" for kind, e in (("acc", a), ("iso", b)) if e is not None and e.note]
+        notes = [
+            f"{kind}: {e.note}" for kind, e in (("acc", a), ("iso", b)) if e is not None and e.note
+        ]
         if b is None:
             notes.append("isolated: not computed (time budget)")
         if call.calls > 1:
             notes.append(f"called {call.calls} times; first call shown")
-        rows.append({
-            "order": i, "module": call.path, "op": call.op, "shape": call.shape, "calls": call.calls,
-            "acc_rel_l2": _fmt(a.rel_l2) if a else None, "acc_share": _fmt(a.share) if a else None,
-            "iso_rel_l2": _fmt(b.rel_l2) if b else None, "iso_share": _fmt(b.share) if b else None,
-            "bound": bound, "culprit": call.path == culprit, "note": "; ".join(notes),
-        })  # fmt: skip
+        rows.append(
+            {
+                "order": i,
+                "module": call.path,
+                "op": call.op,
+                "shape": call.shape,
+                "calls": call.calls,
+                "acc_rel_l2": _fmt(a.rel_l2) if a else None,
+                "acc_share": _fmt(a.share) if a else None,
+                "iso_rel_l2": _fmt(b.rel_l2) if b else None,
+                "iso_share": _fmt(b.share) if b else None,
+                "bound": bound,
+                "culprit": call.path == culprit,
+                "note": "; ".join(notes),
+            }
+        )
     return rows
 
 
@@ -494,4 +600,3 @@ def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall])
             record["reproducer_error"] = str(exc)
     paths = rd.write_localization(loc.cell.id, loc.table(), record)
     return {**paths, "record": record}
-

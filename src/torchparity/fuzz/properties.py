@@ -84,16 +84,19 @@ class FuzzProfile:
 # about what a ci property cost on average with 12 examples) then buys more
 # examples: hundreds for eager, about a hundred for TorchScript.
 PROFILES: dict[str, FuzzProfile] = {
-    "ci": FuzzProfile("ci", max_examples=12, shapes=2, derandomize=True, max_signatures=2,
-                      time_budget_s=1.0),
-    "dev": FuzzProfile("dev", max_examples=60, shapes=4, derandomize=False, max_signatures=8,
-                       time_budget_s=20.0),
+    "ci": FuzzProfile(
+        "ci", max_examples=12, shapes=2, derandomize=True, max_signatures=2, time_budget_s=1.0
+    ),
+    "dev": FuzzProfile(
+        "dev", max_examples=60, shapes=4, derandomize=False, max_signatures=8, time_budget_s=20.0
+    ),
     "deep": FuzzProfile("deep", max_examples=400, shapes=0, derandomize=False),
 }
 
 
-def hypothesis_settings(profile: FuzzProfile, examples: int | None = None,
-                        derandomize: bool | None = None) -> Any:
+def hypothesis_settings(
+    profile: FuzzProfile, examples: int | None = None, derandomize: bool | None = None
+) -> Any:
     """The hypothesis settings of a profile: no deadline (first calls export,
     so timing is no verdict), no example database (runs are reproducible from
     the recorded example, not from a hidden cache)."""
@@ -178,8 +181,9 @@ class Checker:
     def _ctx(self, signature: str) -> PrepareContext:
         """The pipeline's context and cache key, with the input signature as the inputs."""
         t = self.target
-        return prepare_context(t.cell, self.device, self.precision, self.cache_dir,
-                               self.case_print, signature, {})  # fmt: skip
+        return prepare_context(
+            t.cell, self.device, self.precision, self.cache_dir, self.case_print, signature, {}
+        )
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)
@@ -189,7 +193,9 @@ class Checker:
             try:
                 with torch.no_grad():
                     module = copy.deepcopy(self.module)  # the backend's own copy, as in run
-                    self.prepared[signature] = self.backend.prepare(module, clone_inputs(inputs), ctx)
+                    self.prepared[signature] = self.backend.prepare(
+                        module, clone_inputs(inputs), ctx
+                    )
                 self.cache_hits += ctx.notes.get("cache") == "hit"
             except Exception as exc:  # an export failure is a finding, remembered per signature
                 self.prepared[signature] = exc
@@ -217,8 +223,9 @@ class Checker:
         if self.target.backend == "eager":
             # Eager at this precision against the fp64 reference on the same values.
             actual_out = expected_out
-            ref_inputs = tuple(x.cpu().double() if x.is_floating_point() else x.cpu()
-                               for x in clone_inputs(inputs))  # fmt: skip
+            ref_inputs = tuple(
+                x.cpu().double() if x.is_floating_point() else x.cpu() for x in clone_inputs(inputs)
+            )
             with torch.no_grad():
                 expected_out = self.reference_module(*ref_inputs)
             against = "fp64 reference"
@@ -233,7 +240,9 @@ class Checker:
                 raise Finding(self._record("run", inputs, None, expected_out, exc)) from exc
             against = "eager"
         expected_flat = flatten(expected_out)
-        eager_side = Reference(expected_flat.names, expected_flat.tensors, "", expected_flat.dropped)
+        eager_side = Reference(
+            expected_flat.names, expected_flat.tensors, "", expected_flat.dropped
+        )
         try:
             actual_flat = name_outputs(self.backend, actual_out, eager_side)
         except NothingToCompare as exc:
@@ -242,36 +251,74 @@ class Checker:
         if against == "fp64 reference":
             # The best a dtype can do is the reference rounded to it (an fp64
             # result beyond fp32's range *is* inf in fp32), so compare to that.
-            expected = [e.to(a.dtype) if e.is_floating_point() and a.is_floating_point() else e
-                        for a, e in zip(actual, expected, strict=False)]
-        result = drift_mod.compare(names, actual, expected, self.precision.compute_dtype,
-                                   self.tolerance, policy_for(self.target.case))
-        metric = max((lf.max_ulp if lf.max_ulp else float(lf.mismatches)) for lf in result.leaves) \
-            if result.leaves else 0.0
+            expected = [
+                e.to(a.dtype) if e.is_floating_point() and a.is_floating_point() else e
+                for a, e in zip(actual, expected, strict=False)
+            ]
+        result = drift_mod.compare(
+            names,
+            actual,
+            expected,
+            self.precision.compute_dtype,
+            self.tolerance,
+            policy_for(self.target.case),
+        )
+        metric = (
+            max((lf.max_ulp if lf.max_ulp else float(lf.mismatches)) for lf in result.leaves)
+            if result.leaves
+            else 0.0
+        )
         metric = metric if math.isfinite(metric) else 1e30
         self.worst = max(self.worst, metric)
         dtype_reason = _dtype_mismatch(names, actual, expected) if against == "eager" else ""
         if not result.passed or dtype_reason:
             reason = result.reason or dtype_reason
-            raise Finding(self._record("mismatch", inputs, actual_out, expected_out, None,
-                                       reason=f"vs {against}: {reason}", metric=metric))
+            raise Finding(
+                self._record(
+                    "mismatch",
+                    inputs,
+                    actual_out,
+                    expected_out,
+                    None,
+                    reason=f"vs {against}: {reason}",
+                    metric=metric,
+                )
+            )
         return metric
 
-    def _record(self, kind: str, inputs: tuple, actual: Any, expected: Any,
-                exc: BaseException | None, reason: str = "", metric: float | None = None) -> dict:
+    def _record(
+        self,
+        kind: str,
+        inputs: tuple,
+        actual: Any,
+        expected: Any,
+        exc: BaseException | None,
+        reason: str = "",
+        metric: float | None = None,
+    ) -> dict:
         t = self.target
         if exc is not None:
             reason = f"{kind}: {first_line(exc)}"
         return {
-            "op": t.case.name, "backend": t.backend, "device": t.device, "precision": t.precision,
-            "kind": kind, "reason": reason, "metric": "max_ulp", "metric_value": metric,
-            "atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
+            "op": t.case.name,
+            "backend": t.backend,
+            "device": t.device,
+            "precision": t.precision,
+            "kind": kind,
+            "reason": reason,
+            "metric": "max_ulp",
+            "metric_value": metric,
+            "atol": self.tolerance.atol,
+            "rtol": self.tolerance.rtol,
             "_inputs": [x.detach().cpu() for x in inputs],
-            "actual": summarize(actual), "expected": summarize(expected),
+            "actual": summarize(actual),
+            "expected": summarize(expected),
         }
 
 
-def _dtype_mismatch(names: list[str], actual: list[torch.Tensor], expected: list[torch.Tensor]) -> str:
+def _dtype_mismatch(
+    names: list[str], actual: list[torch.Tensor], expected: list[torch.Tensor]
+) -> str:
     for name, a, e in zip(names, actual, expected, strict=False):
         if a.dtype != e.dtype:
             return f"{name}: dtype {a.dtype} != eager's {e.dtype}"
@@ -305,9 +352,12 @@ def summarize(tree: Any) -> list[dict[str, Any]] | None:
             item["values"] = wide.tolist()
         elif t.is_floating_point():
             finite = wide[torch.isfinite(wide)]
-            item.update(min=float(finite.min()) if finite.numel() else None,
-                        max=float(finite.max()) if finite.numel() else None,
-                        nan=int(torch.isnan(wide).sum()), inf=int(torch.isinf(wide).sum()))
+            item.update(
+                min=float(finite.min()) if finite.numel() else None,
+                max=float(finite.max()) if finite.numel() else None,
+                nan=int(torch.isnan(wide).sum()),
+                inf=int(torch.isinf(wide).sum()),
+            )
         out.append(item)
     return out
 
@@ -348,13 +398,21 @@ def reproducer(record: dict[str, Any], plugins: list[tuple[str, str]] = ()) -> s
     """A one-line Python command that replays the example and prints both outputs."""
     args = ", ".join(item["expr"] for item in record["inputs"])
     plug = f", plugins={[list(p) for p in plugins]!r}" if plugins else ""
-    return (f"import torch; from torchparity.fuzz.properties import replay; replay({record['op']!r}, "
-            f"{record['backend']!r}, {record['precision']!r}, {record['device']!r}, "
-            f"[{args}]{plug})")
+    return (
+        f"import torch; from torchparity.fuzz.properties import replay; replay({record['op']!r}, "
+        f"{record['backend']!r}, {record['precision']!r}, {record['device']!r}, "
+        f"[{args}]{plug})"
+    )
 
 
-def replay(op: str, backend: str, precision: str, device: str, inputs: list[torch.Tensor],
-           plugins: list | None = None) -> dict[str, Any] | None:
+def replay(
+    op: str,
+    backend: str,
+    precision: str,
+    device: str,
+    inputs: list[torch.Tensor],
+    plugins: list | None = None,
+) -> dict[str, Any] | None:
     """Run one recorded example again; print and return the divergence (None if it agrees)."""
     from torchparity.cases.case import load_plugin
 
@@ -380,9 +438,14 @@ class TargetResult:
     divergence: dict[str, Any] | None = None
 
 
-def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = None,
-                out_dir: Path | None = None, plugins: list[tuple[str, str]] = (),
-                cache_dir: Path | None = None) -> TargetResult:
+def fuzz_target(
+    target: Target,
+    profile: FuzzProfile,
+    examples: int | None = None,
+    out_dir: Path | None = None,
+    plugins: list[tuple[str, str]] = (),
+    cache_dir: Path | None = None,
+) -> TargetResult:
     """Fuzz one (op, backend, device, precision); never raises for the op's own failures."""
     from hypothesis import given, reject
     from hypothesis import target as steer
@@ -416,8 +479,9 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
             # Exporters warn per example (deprecations, tracer notes): noise at fuzzing volume.
             warnings.simplefilter("ignore")
             # A fresh hypothesis test per round: settings decorate a function once.
-            rounds = _search(target, profile, examples, checker, lambda: given(strategy)(prop),
-                             found, began)
+            rounds = _search(
+                target, profile, examples, checker, lambda: given(strategy)(prop), found, began
+            )
     except Finding:
         pass
     except StrategyError as exc:
@@ -431,23 +495,43 @@ def fuzz_target(target: Target, profile: FuzzProfile, examples: int | None = Non
         divergence["status"] = "xfail" if mark else "new"
         divergence["known"] = mark.describe() if mark else ""
         stem = f"{case.name}-{target.backend}-{target.device}-{target.precision}"
-        divergence["inputs"] = _save_inputs(divergence, RunDir(out_dir or Path(".")).divergence_inputs, stem)
+        divergence["inputs"] = _save_inputs(
+            divergence, RunDir(out_dir or Path(".")).divergence_inputs, stem
+        )
         divergence["reproducer"] = reproducer(divergence, plugins)
         row.update(status="fail", reason=divergence["reason"])  # finish_row applies the mark
-    elif case.known_failure(target.backend, target.device, target.precision) and row["status"] == "pass":
+    elif (
+        case.known_failure(target.backend, target.device, target.precision)
+        and row["status"] == "pass"
+    ):
         row["reason"] = "known failure mark did not reproduce (xpass)"
     if checker is not None:
         row.update(rounds=rounds, time_budget_s=profile.time_budget_s)
-        row.update(examples=checker.examples, max_ulp=checker.worst, signatures=len(checker.seen),
-                   prepared=len(checker.prepared), prepare_s=checker.prepare_s,
-                   cache_hits=checker.cache_hits)
-    row.update(profile=profile.name, wall_s=time.perf_counter() - began,
-               check="vs fp64 reference" if target.backend == "eager" else "vs eager")
+        row.update(
+            examples=checker.examples,
+            max_ulp=checker.worst,
+            signatures=len(checker.seen),
+            prepared=len(checker.prepared),
+            prepare_s=checker.prepare_s,
+            cache_hits=checker.cache_hits,
+        )
+    row.update(
+        profile=profile.name,
+        wall_s=time.perf_counter() - began,
+        check="vs fp64 reference" if target.backend == "eager" else "vs eager",
+    )
     return TargetResult(row, divergence)
 
 
-def _search(target: Target, profile: FuzzProfile, examples: int | None, checker: Checker,
-            make_test: Callable[[], Any], found: list[dict[str, Any]], began: float) -> int:
+def _search(
+    target: Target,
+    profile: FuzzProfile,
+    examples: int | None,
+    checker: Checker,
+    make_test: Callable[[], Any],
+    found: list[dict[str, Any]],
+    began: float,
+) -> int:
     """The first round (``examples`` or the profile's), the seeds, then the
     time budget's rounds; returns the number of rounds."""
     budgeted = examples is None and profile.time_budget_s > 0  # --examples: exactly that many
@@ -470,17 +554,24 @@ def signature_admission(profile: FuzzProfile, checker: Checker, began: float) ->
     def admit() -> bool:
         if not checker.seen:
             return True
-        if checker.first_round and profile.max_signatures and len(checker.seen) >= profile.max_signatures:
+        if (
+            checker.first_round
+            and profile.max_signatures
+            and len(checker.seen) >= profile.max_signatures
+        ):
             return False
         mean = checker.prepare_s / len(checker.prepared) if checker.prepared else 0.0
-        return checker.prepare_s + mean <= profile.time_budget_s / 2 \
+        return (
+            checker.prepare_s + mean <= profile.time_budget_s / 2
             and time.perf_counter() + mean < deadline
+        )
 
     return admit
 
 
-def budget_rounds(profile: FuzzProfile, checker: Checker, make_test: Callable[[], Any],
-                  began: float) -> int:
+def budget_rounds(
+    profile: FuzzProfile, checker: Checker, make_test: Callable[[], Any], began: float
+) -> int:
     """More rounds of examples while the property's time budget lasts; returns
     how many ran. Each round is sized from the time an example has cost so
     far (preparing excluded) and seeded by its number, so a machine as fast
@@ -531,9 +622,22 @@ def _skip_reason(target: Target) -> str | None:
 
 
 DIVERGENCE_COLUMNS = [
-    "op", "backend", "device", "precision", "status", "kind", "reason", "metric", "metric_value",
-    "atol", "rtol", "input_shapes", "input_dtypes", "known", "reproducer",
-]  # fmt: skip
+    "op",
+    "backend",
+    "device",
+    "precision",
+    "status",
+    "kind",
+    "reason",
+    "metric",
+    "metric_value",
+    "atol",
+    "rtol",
+    "input_shapes",
+    "input_dtypes",
+    "known",
+    "reproducer",
+]
 
 
 def divergences_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -555,10 +659,15 @@ def write_divergences_csv(records: list[dict[str, Any]], run_dir: Path) -> Path:
 ProgressFn = Callable[[int, int, Cell, float], None]
 
 
-def fuzz_run(targets: list[Target], profile: FuzzProfile, run_dir: Path,
-             examples: int | None = None, plugins: list[tuple[str, str]] = (),
-             progress: ProgressFn | None = None,
-             cache_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
+def fuzz_run(
+    targets: list[Target],
+    profile: FuzzProfile,
+    run_dir: Path,
+    examples: int | None = None,
+    plugins: list[tuple[str, str]] = (),
+    progress: ProgressFn | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[list[dict], list[dict]]:
     """Fuzz every target in turn; stream rows to results.jsonl and divergences
     to divergences.jsonl; return (rows, divergences)."""
     from torchparity._core import environment

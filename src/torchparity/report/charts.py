@@ -37,7 +37,7 @@ def _svg(fig: Figure) -> str:
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     # Inline SVG needs no XML prolog or DOCTYPE.
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -48,10 +48,17 @@ def _figure(width: float, height: float) -> Figure:
 def cell_column(frame: pd.DataFrame) -> pd.Series:
     """``device/backend/precision`` (``/train`` for train cells), plus `` @ platform`` when the rows come
     from several platforms (a merged report): one chart or matrix column."""
-    parts = (frame["device"].astype(str) + "/" + frame["backend"].astype(str) + "/"
-             + frame["precision"].astype(str))  # fmt: skip
+    parts = (
+        frame["device"].astype(str)
+        + "/"
+        + frame["backend"].astype(str)
+        + "/"
+        + frame["precision"].astype(str)
+    )
     if "mode" in frame.columns:  # train cells are their own columns; infer labels stay as they were
-        parts = parts + frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
+        parts = parts + frame["mode"].map(
+            lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else ""
+        )
     if "platform" in frame.columns and frame["platform"].nunique() > 1:
         parts = parts + " @ " + frame["platform"].astype(str)
     return parts
@@ -62,8 +69,15 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[ok]
 
 
-def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: float | None,
-                 low: pd.DataFrame | None = None, high: pd.DataFrame | None = None) -> None:  # fmt: skip
+def _barh_groups(
+    fig: Figure,
+    table: pd.DataFrame,
+    xlabel: str,
+    log: bool,
+    ref: float | None,
+    low: pd.DataFrame | None = None,
+    high: pd.DataFrame | None = None,
+) -> None:
     """Grouped horizontal bars; ``low``/``high`` (same shape) draw an interval on each bar."""
     ax = fig.add_subplot()
     cases = list(table.index)
@@ -78,8 +92,15 @@ def _barh_groups(fig: Figure, table: pd.DataFrame, xlabel: str, log: bool, ref: 
             lo = low[col].reindex(table.index).to_numpy(dtype=float)
             hi = high[col].reindex(table.index).to_numpy(dtype=float)
             xerr = np.nan_to_num(np.vstack([values - lo, hi - values]).clip(min=0))
-        ax.barh(y, values, height=height, label=str(col), color=colors(j % 10),
-                xerr=xerr, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#222"})  # fmt: skip
+        ax.barh(
+            y,
+            values,
+            height=height,
+            label=str(col),
+            color=colors(j % 10),
+            xerr=xerr,
+            error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#222"},
+        )
     ax.set_yticks(np.arange(len(cases)), [str(c) for c in cases])
     ax.invert_yaxis()
     if log:
@@ -126,7 +147,12 @@ def _paired_or_ratio(measured: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(speedup, interval low, interval high), rows: case; columns: device/backend/precision."""
     measured = _measured(frame)
-    keys = ["case", "device", "precision", *(["platform"] if "platform" in measured.columns else [])]
+    keys = [
+        "case",
+        "device",
+        "precision",
+        *(["platform"] if "platform" in measured.columns else []),
+    ]
     others = _paired_or_ratio(measured, keys)
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
@@ -134,8 +160,10 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     others = others.assign(column=cell_column(others))
-    pivot = [others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
-             for v in ("speedup", "low", "high")]  # fmt: skip
+    pivot = [
+        others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
+        for v in ("speedup", "low", "high")
+    ]
     return pivot[0], pivot[1], pivot[2]
 
 
@@ -153,8 +181,15 @@ def speedup_chart(frame: pd.DataFrame) -> str | None:
     if table.empty:
         return None
     fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
-    _barh_groups(fig, table, "speedup over eager (x, log scale; dashed = 1; bars: 95% interval)",
-                 log=True, ref=1.0, low=low, high=high)  # fmt: skip
+    _barh_groups(
+        fig,
+        table,
+        "speedup over eager (x, log scale; dashed = 1; bars: 95% interval)",
+        log=True,
+        ref=1.0,
+        low=low,
+        high=high,
+    )
     return _svg(fig)
 
 
@@ -176,13 +211,23 @@ def drift_heatmap(frame: pd.DataFrame) -> str | None:
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
     if vmin == vmax:
         vmin, vmax = vmin - 1, vmax + 1
-    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
+    image = ax.imshow(
+        np.ma.masked_invalid(data), cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax
+    )
     ax.set_xticks(range(data.shape[1]), [str(c) for c in table.columns], rotation=30, ha="right")
     ax.set_yticks(range(data.shape[0]), [str(c) for c in table.index])
     for (i, j), v in np.ndenumerate(data):
         if np.isfinite(v):
             dark = (v - vmin) / (vmax - vmin) < 0.6
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
     fig.colorbar(image, ax=ax, label="log10 max relative error")
     return _svg(fig)
 
@@ -191,17 +236,25 @@ def latency_distributions(rows: list[dict[str, Any]]) -> str | None:
     """Box plots of the per-call latency samples of each measured cell (log scale)."""
     several = len({r.get("platform") for r in rows}) > 1
     series = [
-        (f"{r.get('case')} {r.get('device')}/{r.get('backend')}/{r.get('precision')}"
-         + (f" @ {r.get('platform')}" if several else ""), r["samples_ms"])
+        (
+            f"{r.get('case')} {r.get('device')}/{r.get('backend')}/{r.get('precision')}"
+            + (f" @ {r.get('platform')}" if several else ""),
+            r["samples_ms"],
+        )
         for r in rows
         if isinstance(r.get("samples_ms"), list) and r["samples_ms"]
-    ][:MAX_LATENCY_BOXES]  # fmt: skip
+    ][:MAX_LATENCY_BOXES]
     if not series:
         return None
     fig = _figure(7.5, 0.8 + 0.2 * len(series))
     ax = fig.add_subplot()
-    ax.boxplot([s for _, s in series], orientation="horizontal", widths=0.6, showfliers=True,
-               flierprops={"markersize": 2})  # fmt: skip
+    ax.boxplot(
+        [s for _, s in series],
+        orientation="horizontal",
+        widths=0.6,
+        showfliers=True,
+        flierprops={"markersize": 2},
+    )
     ax.set_yticks(range(1, len(series) + 1), [label for label, _ in series], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")

@@ -37,9 +37,13 @@ from torchparity.report.report import CELL_KEYS, markdown_table
 ALPHA = 0.01  # significance level of the U test (single-window rows)
 ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
 NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
-DISPERSION_K = 3.0  # the floor is also this many robust sds of the cells' scatter (change_dispersion)
+DISPERSION_K = (
+    3.0  # the floor is also this many robust sds of the cells' scatter (change_dispersion)
+)
 NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
-PRIOR_DOF = 4.0  # weight of the typical spread in a cell's moderated variance (as 2 extra rounds a side)
+PRIOR_DOF = (
+    4.0  # weight of the typical spread in a cell's moderated variance (as 2 extra rounds a side)
+)
 MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
 DRIFT_FACTOR = 2.0  # max_rel_err must grow by more than this factor to count
 DRIFT_ABS_FLOOR = 1e-12  # ... and by more than this much (0 -> 1e-16 is not drift)
@@ -59,7 +63,9 @@ class Gate:
     throughput: float | None = None
     drift: bool = False
     status: bool = False
-    noisy: bool = False  # fail (rather than pass with a warning) when the runs are too noisy to judge
+    noisy: bool = (
+        False  # fail (rather than pass with a warning) when the runs are too noisy to judge
+    )
     instructions: float | None = None  # growth of instructions per call (--count-instructions runs)
 
 
@@ -80,9 +86,13 @@ def parse_fail_on(text: str) -> Gate:
             try:
                 share = float(number) / 100.0
             except ValueError:
-                raise FailOnError(f"bad --fail-on item {item!r}; expected e.g. {name}=10%") from None
+                raise FailOnError(
+                    f"bad --fail-on item {item!r}; expected e.g. {name}=10%"
+                ) from None
             if not 0 < share < 1:
-                raise FailOnError(f"bad --fail-on item {item!r}; the percentage must be in (0, 100)")
+                raise FailOnError(
+                    f"bad --fail-on item {item!r}; the percentage must be in (0, 100)"
+                )
             shares[name] = share
         elif name == "drift" and not value:
             drift = True
@@ -106,7 +116,9 @@ def u_test(baseline: list[float], current: list[float]) -> float | None:
     return float(mannwhitneyu(baseline, current, alternative="two-sided").pvalue)
 
 
-def moderated_p(a: list[float], b: list[float], prior_sd: float | None, prior_dof: float = PRIOR_DOF) -> float:
+def moderated_p(
+    a: list[float], b: list[float], prior_sd: float | None, prior_dof: float = PRIOR_DOF
+) -> float:
     """Two-sided p-value of a pooled t-test on ``a`` vs ``b`` whose variance
     is shrunk toward ``prior_sd`` (the typical spread over all cells) with
     ``prior_dof`` degrees of freedom; with no prior, the plain pooled test.
@@ -149,7 +161,9 @@ def pooled_sd(a: list[float], b: list[float]) -> float:
     dof = len(a) + len(b) - 2
     if dof < 1:
         return 0.0
-    ss = float(((np.asarray(a) - np.mean(a)) ** 2).sum() + ((np.asarray(b) - np.mean(b)) ** 2).sum())
+    ss = float(
+        ((np.asarray(a) - np.mean(a)) ** 2).sum() + ((np.asarray(b) - np.mean(b)) ** 2).sum()
+    )
     return math.sqrt(ss / dof)
 
 
@@ -179,20 +193,28 @@ class CellChange:
     throughput_basis: str = ""  # rounds, rounds/calibration, samples (one window), or ""
     round_spread: float | None = None  # pooled sd of log round medians, both runs
     rounds: int | None = None  # the fewer rounds of the two sides
-    log_rounds: tuple[list[float], list[float]] | None = field(default=None, repr=False)  # what was tested
+    log_rounds: tuple[list[float], list[float]] | None = field(
+        default=None, repr=False
+    )  # what was tested
     base_instructions: float | None = None  # instructions per call (--count-instructions)
     instructions: float | None = None
     instructions_change: float | None = None  # current / baseline - 1
     base_max_rel_err: float | None = None
     max_rel_err: float | None = None
     drift_verdict: str = ""  # worse, better, unchanged, or ""
-    status_verdict: str = ""  # new failure, fixed, lost coverage, new cell, removed, changed, unchanged
+    status_verdict: str = (
+        ""  # new failure, fixed, lost coverage, new cell, removed, changed, unchanged
+    )
 
     def regressions(self, gate: Gate) -> list[str]:
         """Why this cell fails ``gate`` (empty: it passes)."""
         why = []
         drop = -(self.throughput_change or 0.0)
-        if gate.throughput is not None and self.throughput_verdict == "slower" and drop >= gate.throughput:
+        if (
+            gate.throughput is not None
+            and self.throughput_verdict == "slower"
+            and drop >= gate.throughput
+        ):
             why.append(f"throughput {self.throughput_change:+.1%} (p={self.p_value:.2g})")
         grew = self.instructions_change
         if gate.instructions is not None and grew is not None and grew >= gate.instructions:
@@ -240,7 +262,9 @@ def _drift_verdict(base: float | None, cur: float | None) -> str:
     return "unchanged"
 
 
-def _round_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any], normalize: bool) -> bool:
+def _round_change(
+    change: CellChange, base: dict[str, Any], cur: dict[str, Any], normalize: bool
+) -> bool:
     """Fill the change from round medians; False when a side has no rounds."""
     lb, lc = log_rounds(base, normalize), log_rounds(cur, normalize)
     if lb is None or lc is None:
@@ -249,7 +273,9 @@ def _round_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any],
 
     diff = float(np.median(lc) - np.median(lb))  # log latency: > 0 is slower
     change.throughput_change = math.exp(-diff) - 1.0
-    change.p_value = moderated_p(lb, lc, None)  # re-tested with the run's typical spread in compare_runs
+    change.p_value = moderated_p(
+        lb, lc, None
+    )  # re-tested with the run's typical spread in compare_runs
     change.log_rounds = (lb, lc)
     change.round_spread = pooled_sd(lb, lc)
     change.rounds = min(len(lb), len(lc))
@@ -263,9 +289,13 @@ def _sample_change(change: CellChange, base: dict[str, Any], cur: dict[str, Any]
     change.throughput_basis = "samples (one window)"
 
 
-def compare_cell(base: dict[str, Any] | None, cur: dict[str, Any] | None,
-                 noise_floor: float = NOISE_FLOOR, alpha: float = ALPHA,
-                 normalize: bool = False) -> CellChange:  # fmt: skip
+def compare_cell(
+    base: dict[str, Any] | None,
+    cur: dict[str, Any] | None,
+    noise_floor: float = NOISE_FLOOR,
+    alpha: float = ALPHA,
+    normalize: bool = False,
+) -> CellChange:
     """The change of one cell (either side may be missing), judged against
     ``noise_floor``; ``judge`` (below) re-judges with the run-level floor."""
     any_row = cur or base or {}
@@ -304,8 +334,12 @@ def judge(change: CellChange, noise_floor: float, alpha: float = ALPHA) -> None:
     big = abs(change.throughput_change) >= noise_floor
     if change.p_value is None:
         change.throughput_verdict = "untested"
-    elif rounds and big and (change.round_spread or 0.0) * noise_multiple(change.rounds or MIN_ROUNDS) \
-            > abs(math.log1p(change.throughput_change)):
+    elif (
+        rounds
+        and big
+        and (change.round_spread or 0.0) * noise_multiple(change.rounds or MIN_ROUNDS)
+        > abs(math.log1p(change.throughput_change))
+    ):
         change.throughput_verdict = "noisy"  # its rounds spread more than the change
     elif big and change.p_value < level:
         change.throughput_verdict = "slower" if change.throughput_change < 0 else "faster"
@@ -320,7 +354,9 @@ def noise_multiple(rounds: int) -> float:
     return NOISE_K * math.sqrt(2.0 / max(rounds, 2))
 
 
-def derived_noise_floor(changes: list[CellChange], minimum: float = NOISE_FLOOR) -> tuple[float, float | None]:
+def derived_noise_floor(
+    changes: list[CellChange], minimum: float = NOISE_FLOOR
+) -> tuple[float, float | None]:
     """(floor, typical spread): ``noise_multiple`` times the median
     round-to-round spread over the cells judged on rounds, never below ``minimum``."""
     import numpy as np
@@ -333,7 +369,9 @@ def derived_noise_floor(changes: list[CellChange], minimum: float = NOISE_FLOOR)
     return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
 
 
-def machine_shift(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> float | None:
+def machine_shift(
+    baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]
+) -> float | None:
     """How much slower (> 0) or faster (< 0) the machine ran the current run:
     the median over matched cells of the change of their calibration
     workload's median; None when no cell has calibration figures on both sides."""
@@ -343,8 +381,14 @@ def machine_shift(baseline: dict[str, dict[str, Any]], current: dict[str, dict[s
     for key, cur in current.items():
         base = baseline.get(key) or {}
         cal_b, cal_c = base.get("calibration_round_ms"), cur.get("calibration_round_ms")
-        if isinstance(cal_b, list) and isinstance(cal_c, list) and cal_b and cal_c \
-                and min(cal_b) > 0 and min(cal_c) > 0:
+        if (
+            isinstance(cal_b, list)
+            and isinstance(cal_c, list)
+            and cal_b
+            and cal_c
+            and min(cal_b) > 0
+            and min(cal_c) > 0
+        ):
             logs.append(math.log(float(np.median(cal_c)) / float(np.median(cal_b))))
     return math.expm1(float(np.median(logs))) if logs else None
 
@@ -358,8 +402,11 @@ def change_dispersion(changes: list[CellChange], typical: float | None) -> float
     share (what ``--normalize`` cannot cancel)."""
     import numpy as np
 
-    judged = [c for c in changes if c.log_rounds is not None and c.throughput_change is not None
-              and c.throughput_change > -1]  # fmt: skip
+    judged = [
+        c
+        for c in changes
+        if c.log_rounds is not None and c.throughput_change is not None and c.throughput_change > -1
+    ]
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
         return None
     logs = [math.log1p(c.throughput_change) for c in judged]
@@ -387,14 +434,20 @@ class Comparison:
     alpha: float = ALPHA
     typical_spread: float | None = None
     normalized: bool = False
-    machine_shift: float | None = None  # calibration workload, current vs baseline (> 0: slower machine)
+    machine_shift: float | None = (
+        None  # calibration workload, current vs baseline (> 0: slower machine)
+    )
     dispersion: float | None = None  # robust sd of the cells' log changes (change_dispersion)
 
     def too_noisy(self, gate: Gate | None) -> bool:
         """The runs cannot resolve the gate's throughput threshold: the derived
         floor is above it."""
-        return bool(gate and gate.throughput is not None and self.typical_spread is not None
-                    and self.noise_floor > gate.throughput)  # fmt: skip
+        return bool(
+            gate
+            and gate.throughput is not None
+            and self.typical_spread is not None
+            and self.noise_floor > gate.throughput
+        )
 
     def regressions(self, gate: Gate) -> list[tuple[CellChange, list[str]]]:
         """The cells that fail ``gate``, each with its reasons (no throughput
@@ -409,24 +462,40 @@ class Comparison:
     def noise_line(self, gate: Gate | None = None) -> str:
         if self.typical_spread is None:
             return ""
-        line = (f"Round-to-round spread (median over cells) {self.typical_spread:.1%}: noise floor "
-                f"{self.noise_floor:.1%}{' (after dividing by the calibration workload)' if self.normalized else ''}.")  # fmt: skip
-        if self.machine_shift is not None and not self.normalized and abs(self.machine_shift) >= NOISE_FLOOR:
-            line += (f" The calibration workload ran {abs(self.machine_shift):.0%} "
-                     f"{'slower' if self.machine_shift > 0 else 'faster'} in the current run: the machine's "
-                     "speed changed between the runs, so no change smaller than that is judged.")
-        if self.dispersion is not None and dispersion_floor(self.dispersion) >= self.noise_floor:  # it set the floor
-            line += (f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
-                     "than their rounds' spread explains: the machine moved them, each by its own share.")
+        line = (
+            f"Round-to-round spread (median over cells) {self.typical_spread:.1%}: noise floor "
+            f"{self.noise_floor:.1%}{' (after dividing by the calibration workload)' if self.normalized else ''}."
+        )
+        if (
+            self.machine_shift is not None
+            and not self.normalized
+            and abs(self.machine_shift) >= NOISE_FLOOR
+        ):
+            line += (
+                f" The calibration workload ran {abs(self.machine_shift):.0%} "
+                f"{'slower' if self.machine_shift > 0 else 'faster'} in the current run: the machine's "
+                "speed changed between the runs, so no change smaller than that is judged."
+            )
+        if (
+            self.dispersion is not None and dispersion_floor(self.dispersion) >= self.noise_floor
+        ):  # it set the floor
+            line += (
+                f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
+                "than their rounds' spread explains: the machine moved them, each by its own share."
+            )
         if self.too_noisy(gate):
             assert gate is not None and gate.throughput is not None
-            line += (f" **Too noisy to judge throughput at {gate.throughput:.0%}**: these runs cannot "
-                     f"tell a {gate.throughput:.0%} change from noise; no throughput regression is "
-                     "flagged. Re-run on a quieter machine, with more --rounds, or with --normalize.")
+            line += (
+                f" **Too noisy to judge throughput at {gate.throughput:.0%}**: these runs cannot "
+                f"tell a {gate.throughput:.0%} change from noise; no throughput regression is "
+                "flagged. Re-run on a quieter machine, with more --rounds, or with --normalize."
+            )
         return line
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{k: v for k, v in vars(c).items() if k != "log_rounds"} for c in self.changes])
+        return pd.DataFrame(
+            [{k: v for k, v in vars(c).items() if k != "log_rounds"} for c in self.changes]
+        )
 
 
 def _key(row: dict[str, Any]) -> str:
@@ -451,7 +520,9 @@ def compare_runs(
     changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha, normalize) for k in keys]
     floor, typical = derived_noise_floor(changes, noise_floor)
     shift = machine_shift(base, cur)
-    if shift is not None and not normalize:  # cells move with the machine, each by its own share of it
+    if (
+        shift is not None and not normalize
+    ):  # cells move with the machine, each by its own share of it
         floor = max(floor, math.expm1(abs(math.log1p(shift))))
     dispersion = change_dispersion(changes, typical)
     if dispersion is not None:
@@ -463,24 +534,42 @@ def compare_runs(
     warnings = []
     single = sum(1 for c in changes if c.throughput_basis == "samples (one window)")
     if single:
-        warnings.append(f"{single} cells have no timing rounds on one side (--rounds 1 or an older run): "
-                        "judged on the samples of one window, which a slow minute moves together")
+        warnings.append(
+            f"{single} cells have no timing rounds on one side (--rounds 1 or an older run): "
+            "judged on the samples of one window, which a slow minute moves together"
+        )
     if normalize and typical is None:
-        warnings.append("--normalize: no cell has calibration figures in both runs; nothing was normalised")
+        warnings.append(
+            "--normalize: no cell has calibration figures in both runs; nothing was normalised"
+        )
     fb, fc = (baseline_env or {}).get("fingerprint"), (current_env or {}).get("fingerprint")
     if fb and fc and fb != fc:
         diffs = [
             f"{k}: {(baseline_env or {}).get(k)} -> {(current_env or {}).get(k)}"
-            for k in ("os", "machine", "cpu", "cores", "python", "torch", "onnxruntime", "cuda",
-                      "gpu", "torch_threads", "torch_interop_threads")
+            for k in (
+                "os",
+                "machine",
+                "cpu",
+                "cores",
+                "python",
+                "torch",
+                "onnxruntime",
+                "cuda",
+                "gpu",
+                "torch_threads",
+                "torch_interop_threads",
+            )
             if (baseline_env or {}).get(k) != (current_env or {}).get(k)
-        ]  # fmt: skip
+        ]
         warnings.append(
-            "environment fingerprints differ (" + (", ".join(diffs) or f"{fb} vs {fc}")
+            "environment fingerprints differ ("
+            + (", ".join(diffs) or f"{fb} vs {fc}")
             + "); throughput changes may reflect the machine, not the code"
         )
     elif not (fb and fc):
-        warnings.append("an env.json fingerprint is missing; cannot tell whether the machines match")
+        warnings.append(
+            "an env.json fingerprint is missing; cannot tell whether the machines match"
+        )
     return Comparison(changes, warnings, floor, alpha, typical, normalize, shift, dispersion)
 
 
@@ -488,16 +577,34 @@ def _table(comparison: Comparison, which: str) -> pd.DataFrame:
     rows = []
     for c in comparison.changes:
         if which == "throughput" and c.throughput_verdict in ("slower", "faster"):
-            rows.append({**{k: getattr(c, k) for k in CELL_KEYS}, "verdict": c.throughput_verdict,
-                         "baseline items/s": c.base_throughput, "current items/s": c.throughput,
-                         "change": f"{c.throughput_change:+.1%}", "p": c.p_value})  # fmt: skip
+            rows.append(
+                {
+                    **{k: getattr(c, k) for k in CELL_KEYS},
+                    "verdict": c.throughput_verdict,
+                    "baseline items/s": c.base_throughput,
+                    "current items/s": c.throughput,
+                    "change": f"{c.throughput_change:+.1%}",
+                    "p": c.p_value,
+                }
+            )
         elif which == "drift" and c.drift_verdict in ("worse", "better"):
-            rows.append({**{k: getattr(c, k) for k in CELL_KEYS}, "verdict": c.drift_verdict,
-                         "baseline max_rel_err": c.base_max_rel_err,
-                         "current max_rel_err": c.max_rel_err})  # fmt: skip
+            rows.append(
+                {
+                    **{k: getattr(c, k) for k in CELL_KEYS},
+                    "verdict": c.drift_verdict,
+                    "baseline max_rel_err": c.base_max_rel_err,
+                    "current max_rel_err": c.max_rel_err,
+                }
+            )
         elif which == "status" and c.status_verdict not in ("unchanged", ""):
-            rows.append({**{k: getattr(c, k) for k in CELL_KEYS}, "verdict": c.status_verdict,
-                         "baseline": c.base_status, "current": c.status})  # fmt: skip
+            rows.append(
+                {
+                    **{k: getattr(c, k) for k in CELL_KEYS},
+                    "verdict": c.status_verdict,
+                    "baseline": c.base_status,
+                    "current": c.status,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -506,8 +613,11 @@ def _counts(comparison: Comparison) -> str:
     if frame.empty:
         return "no cells"
     parts = [f"{len(frame)} cells"]
-    for col, verdicts in (("throughput_verdict", ("slower", "faster", "noisy")), ("drift_verdict", ("worse",)),
-                          ("status_verdict", ("new failure", "fixed", "lost coverage"))):  # fmt: skip
+    for col, verdicts in (
+        ("throughput_verdict", ("slower", "faster", "noisy")),
+        ("drift_verdict", ("worse",)),
+        ("status_verdict", ("new failure", "fixed", "lost coverage")),
+    ):
         for v in verdicts:
             n = int((frame[col] == v).sum())
             if n:
@@ -516,16 +626,18 @@ def _counts(comparison: Comparison) -> str:
 
 
 def _criteria(comparison: Comparison) -> str:
-    return (f"A throughput change counts when it is significant and at least the noise floor: for cells "
-            f"timed in rounds, a t-test on log round medians, each cell's variance shrunk toward the typical "
-            f"spread (p < {ROUND_ALPHA:g}), and a floor of "
-            f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
-            f"{comparison.noise_floor:.1%}; never below the change of the calibration workload between the "
-            f"runs, unless --normalize, nor below {DISPERSION_K:g} robust sds of the cells' changes around "
-            f"their median beyond what their rounds explain); a cell whose own rounds spread too much for its change is "
-            f"'noisy'; cells timed in one window, a "
-            f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
-            f"max_rel_err grows more than {DRIFT_FACTOR:g}x.")  # fmt: skip
+    return (
+        f"A throughput change counts when it is significant and at least the noise floor: for cells "
+        f"timed in rounds, a t-test on log round medians, each cell's variance shrunk toward the typical "
+        f"spread (p < {ROUND_ALPHA:g}), and a floor of "
+        f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
+        f"{comparison.noise_floor:.1%}; never below the change of the calibration workload between the "
+        f"runs, unless --normalize, nor below {DISPERSION_K:g} robust sds of the cells' changes around "
+        f"their median beyond what their rounds explain); a cell whose own rounds spread too much for its change is "
+        f"'noisy'; cells timed in one window, a "
+        f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
+        f"max_rel_err grows more than {DRIFT_FACTOR:g}x."
+    )
 
 
 def md_text(value: object) -> str:
@@ -535,7 +647,9 @@ def md_text(value: object) -> str:
     return re.sub(r"([\\`\[\]])", r"\\\1", text)
 
 
-def markdown(comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None) -> str:
+def markdown(
+    comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
+) -> str:
     """The comparison as Markdown (for a CI job summary or a PR comment)."""
     lines = [f"# {md_text(title)}", "", _counts(comparison), ""]
     lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
@@ -551,27 +665,47 @@ def markdown(comparison: Comparison, title: str = "torchparity compare", gate: G
         lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
         lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
         lines.append("")
-    for which, heading in (("status", "Status changes"), ("throughput", "Throughput changes"),
-                           ("drift", "Drift changes")):  # fmt: skip
+    for which, heading in (
+        ("status", "Status changes"),
+        ("throughput", "Throughput changes"),
+        ("drift", "Drift changes"),
+    ):
         table = _table(comparison, which)
         lines += [f"## {heading}", "", markdown_table(table) if not table.empty else "None.", ""]
     lines += [_criteria(comparison), ""]
     return "\n".join(lines)
 
 
-def html_page(comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None) -> str:
+def html_page(
+    comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
+) -> str:
     """The comparison as a self-contained page."""
     warn = "".join(f"<p class='note'>warning: {h.esc(w)}</p>" for w in comparison.warnings)
-    noise = f"<p>{h.esc(comparison.noise_line(gate).replace('**', ''))}</p>" if comparison.typical_spread is not None else ""
-    sections = [h.section("Summary", f"<p>{h.esc(_counts(comparison))}</p>{warn}{noise}"
-                          f"<p class='muted'>{h.esc(_criteria(comparison))}</p>", "summary")]  # fmt: skip
+    noise = (
+        f"<p>{h.esc(comparison.noise_line(gate).replace('**', ''))}</p>"
+        if comparison.typical_spread is not None
+        else ""
+    )
+    sections = [
+        h.section(
+            "Summary",
+            f"<p>{h.esc(_counts(comparison))}</p>{warn}{noise}"
+            f"<p class='muted'>{h.esc(_criteria(comparison))}</p>",
+            "summary",
+        )
+    ]
     if gate is not None:
         failing = comparison.regressions(gate)
         items = "".join(f"<li>{h.esc(c.label)}: {h.esc('; '.join(why))}</li>" for c, why in failing)
         verdict = "FAILED" if comparison.failed(gate) else "passed"
         sections.append(h.section(f"Gate: {verdict}", f"<ul>{items}</ul>" if items else "", "gate"))
-    for which, heading in (("status", "Status changes"), ("throughput", "Throughput changes"),
-                           ("drift", "Drift changes")):  # fmt: skip
-        sections.append(h.section(heading, h.table(_table(comparison, which), f"{which}-changes"), which))
+    for which, heading in (
+        ("status", "Status changes"),
+        ("throughput", "Throughput changes"),
+        ("drift", "Drift changes"),
+    ):
+        sections.append(
+            h.section(heading, h.table(_table(comparison, which), f"{which}-changes"), which)
+        )
     sections.append(h.section("Every cell", h.table(comparison.frame(), "all-cells"), "all"))
     return h.page(title, sections)

@@ -46,15 +46,25 @@ def benchmark_stats(samples_s: list[float], iterations: int) -> dict[str, Any]:
     iqr_outliers = sum(1 for x in data if x < lo or x > hi)
     total = sum(samples_s)
     return {
-        "min": data[0], "max": data[-1], "mean": mean, "stddev": stddev, "rounds": len(data),
-        "median": statistics.median(data), "iqr": iqr, "q1": q1, "q3": q3,
-        "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
+        "min": data[0],
+        "max": data[-1],
+        "mean": mean,
+        "stddev": stddev,
+        "rounds": len(data),
+        "median": statistics.median(data),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_outliers,
+        "stddev_outliers": stddev_outliers,
         "outliers": f"{stddev_outliers};{iqr_outliers}",
         "ld15iqr": data[0] if len(data) == 1 else data[bisect_left(data, lo)],
         "hd15iqr": data[0] if len(data) == 1 else data[bisect_right(data, hi) - 1],
-        "ops": len(data) / total if total else 0, "total": total,
-        "data": list(samples_s), "iterations": iterations,
-    }  # fmt: skip
+        "ops": len(data) / total if total else 0,
+        "total": total,
+        "data": list(samples_s),
+        "iterations": iterations,
+    }
 
 
 def benchmark_identity(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,13 +85,27 @@ def benchmark_identity(row: dict[str, Any]) -> dict[str, Any]:
 
 def benchmark_extra_info(row: dict[str, Any]) -> dict[str, Any]:
     """The verdict beside the timing, so a benchmark table keeps its meaning."""
-    keys = ("status", "max_abs_err", "max_rel_err", "atol", "rtol", "batch", "throughput_items_s",
-            "prepare_s", "cell_id", "run_id")  # fmt: skip
+    keys = (
+        "status",
+        "max_abs_err",
+        "max_rel_err",
+        "atol",
+        "rtol",
+        "batch",
+        "throughput_items_s",
+        "prepare_s",
+        "cell_id",
+        "run_id",
+    )
     return {k: row[k] for k in keys if k in row and _plain(row[k])}
 
 
 def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value))
+    return (
+        value is None
+        or isinstance(value, str | int)
+        or (isinstance(value, float) and math.isfinite(value))
+    )
 
 
 def timing_samples(row: dict[str, Any]) -> tuple[list[float], int] | None:
@@ -101,10 +125,19 @@ def benchmark_entry(row: dict[str, Any]) -> dict[str, Any] | None:
     timing = timing_samples(row)
     if timing is None:
         return None
-    return {**benchmark_identity(row), "extra_info": benchmark_extra_info(row),
-            "options": {"timer": "torchparity", "min_time": None, "max_time": None,
-                        "min_rounds": None, "warmup": True, "disable_gc": False},
-            "stats": benchmark_stats(*timing)}  # fmt: skip
+    return {
+        **benchmark_identity(row),
+        "extra_info": benchmark_extra_info(row),
+        "options": {
+            "timer": "torchparity",
+            "min_time": None,
+            "max_time": None,
+            "min_rounds": None,
+            "warmup": True,
+            "disable_gc": False,
+        },
+        "stats": benchmark_stats(*timing),
+    }
 
 
 def machine_info(env: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +148,8 @@ def machine_info(env: dict[str, Any]) -> dict[str, Any]:
         "processor": env.get("cpu") or "",
         "machine": env.get("machine") or "",
         "python_compiler": "",
-        "python_implementation": env.get("python_implementation") or platform.python_implementation(),
+        "python_implementation": env.get("python_implementation")
+        or platform.python_implementation(),
         "python_implementation_version": env.get("python") or "",
         "python_version": env.get("python") or "",
         "python_build": [],
@@ -127,8 +161,14 @@ def machine_info(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def commit_info(env: dict[str, Any]) -> dict[str, Any]:
-    return {"id": env.get("git_sha") or "unknown", "time": env.get("start_time"),
-            "author_time": None, "dirty": None, "project": "torchparity", "branch": None}  # fmt: skip
+    return {
+        "id": env.get("git_sha") or "unknown",
+        "time": env.get("start_time"),
+        "author_time": None,
+        "dirty": None,
+        "project": "torchparity",
+        "branch": None,
+    }
 
 
 def pytest_benchmark_json(rows: list[dict[str, Any]], env: dict[str, Any]) -> dict[str, Any]:

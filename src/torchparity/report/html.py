@@ -16,9 +16,14 @@ from typing import Any
 import pandas as pd
 
 STATUS_COLORS = {
-    "pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "crash": "#000000",
-    "timeout": "#e65100", "skip": "#9e9e9e", "xfail": "#f9a825",
-}  # fmt: skip
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "error": "#6a1b9a",
+    "crash": "#000000",
+    "timeout": "#e65100",
+    "skip": "#9e9e9e",
+    "xfail": "#f9a825",
+}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;color:#222;max-width:1400px}
@@ -90,7 +95,9 @@ def table(frame: pd.DataFrame, table_id: str, filterable: bool = True, caption: 
         tds = []
         for v in row:
             if isinstance(v, int | float) and not isinstance(v, bool) and not _is_missing(v):
-                tds.append(f"<td class='num' data-v='{esc(repr(float(v)))}'>{esc(format_value(v))}</td>")
+                tds.append(
+                    f"<td class='num' data-v='{esc(repr(float(v)))}'>{esc(format_value(v))}</td>"
+                )
             else:
                 tds.append(f"<td>{esc(format_value(v))}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
@@ -150,9 +157,11 @@ def status_matrix(frame: pd.DataFrame, column: pd.Series, table_id: str = "statu
 
 
 def definition_list(items: dict[str, Any]) -> str:
-    return "<dl class='env'>" + "".join(
-        f"<dt>{esc(k)}</dt><dd>{esc(format_value(v))}</dd>" for k, v in items.items()
-    ) + "</dl>"
+    return (
+        "<dl class='env'>"
+        + "".join(f"<dt>{esc(k)}</dt><dd>{esc(format_value(v))}</dd>" for k, v in items.items())
+        + "</dl>"
+    )
 
 
 def chart(svg: str | None, empty_note: str) -> str:

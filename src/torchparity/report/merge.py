@@ -87,7 +87,9 @@ def cross_platform(runs: list[LoadedRun]) -> pd.DataFrame:
         if len(per) < 2:
             continue
         any_row = next(iter(per.values()))[1]
-        rec: dict[str, Any] = {k: any_row.get(k) for k in ("case", "device", "precision", "backend")}
+        rec: dict[str, Any] = {
+            k: any_row.get(k) for k in ("case", "device", "precision", "backend")
+        }
         for p in platforms:
             row = per.get(p, (None, {}))[1]
             rec[f"status @ {p}"] = row.get("status")
@@ -107,18 +109,30 @@ def cross_platform(runs: list[LoadedRun]) -> pd.DataFrame:
             if worst is None or _rank(diff) > _rank(worst[0]):
                 worst = (diff, f"{pa} vs {pb}")
         if worst is None:
-            rec.update(max_abs_diff=None, max_rel_diff=None, diff_leaf=None, diff_between=None,
-                       diff_over="", note="no stored outputs on two platforms")  # fmt: skip
+            rec.update(
+                max_abs_diff=None,
+                max_rel_diff=None,
+                diff_leaf=None,
+                diff_between=None,
+                diff_over="",
+                note="no stored outputs on two platforms",
+            )
         else:
             diff, pair = worst
-            rec.update(max_abs_diff=diff.max_abs_diff, max_rel_diff=diff.max_rel_diff,
-                       diff_leaf=diff.leaf, diff_between=pair,
-                       diff_over="sampled positions" if diff.sampled else "all elements",
-                       note="; ".join(notes))  # fmt: skip
+            rec.update(
+                max_abs_diff=diff.max_abs_diff,
+                max_rel_diff=diff.max_rel_diff,
+                diff_leaf=diff.leaf,
+                diff_between=pair,
+                diff_over="sampled positions" if diff.sampled else "all elements",
+                note="; ".join(notes),
+            )
         records.append(rec)
     frame = pd.DataFrame(records)
     if not frame.empty:
-        frame = frame.sort_values("max_abs_diff", ascending=False, na_position="last", kind="stable")
+        frame = frame.sort_values(
+            "max_abs_diff", ascending=False, na_position="last", kind="stable"
+        )
     return frame
 
 

@@ -47,8 +47,11 @@ def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts of each status per mode, backend and precision."""
     if frame.empty:
         return pd.DataFrame()
-    frame = frame.assign(mode=frame["mode"].fillna("infer")) if "mode" in frame.columns else \
-        frame.assign(mode="infer")
+    frame = (
+        frame.assign(mode=frame["mode"].fillna("infer"))
+        if "mode" in frame.columns
+        else frame.assign(mode="infer")
+    )
     counts = frame.groupby(["mode", "backend", "precision", "status"]).size().unstack(fill_value=0)
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
@@ -67,7 +70,9 @@ def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
 
 def blame_line(rows: list[dict[str, Any]]) -> str:
     """``blame: 12 exporter, 3 pytorch`` over the non-pass cells ('' when none carry one)."""
-    counts = pd.Series([r.get("blame") for r in rows if r.get("status") != "pass" and r.get("blame")])
+    counts = pd.Series(
+        [r.get("blame") for r in rows if r.get("status") != "pass" and r.get("blame")]
+    )
     if counts.empty:
         return ""
     return "blame: " + ", ".join(f"{n} {b}" for b, n in counts.value_counts().items())
@@ -106,15 +111,41 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 TRAINING_COLUMNS = [
-    "case", "device", "backend", "precision", "optimizer", "steps", "status", "loss_max_rel_err",
-    "loss_bound", "grad_rel_err", "grad_bound", "update_rel_err", "update_bound", "steps_per_s",
-    "throughput_items_s", "prepare_s", "allreduce_overhead_ms", "amp_scale_final", "amp_skipped_steps",
+    "case",
+    "device",
+    "backend",
+    "precision",
+    "optimizer",
+    "steps",
+    "status",
+    "loss_max_rel_err",
+    "loss_bound",
+    "grad_rel_err",
+    "grad_bound",
+    "update_rel_err",
+    "update_bound",
+    "steps_per_s",
+    "throughput_items_s",
+    "prepare_s",
+    "allreduce_overhead_ms",
+    "amp_scale_final",
+    "amp_skipped_steps",
     "reason",
-]  # fmt: skip
+]
 DATALOADER_COLUMNS = [
-    "num_workers", "start_method", "persistent_workers", "pin_memory", "status", "samples_s",
-    "first_batch_s", "peak_rss_mb", "batch", "samples", "epochs", "reason",
-]  # fmt: skip
+    "num_workers",
+    "start_method",
+    "persistent_workers",
+    "pin_memory",
+    "status",
+    "samples_s",
+    "first_batch_s",
+    "peak_rss_mb",
+    "batch",
+    "samples",
+    "epochs",
+    "reason",
+]
 
 
 def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -130,15 +161,19 @@ def dataloader_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     data = frame[frame["kind"] == "data"]
     if data.empty:
         return _cols(data, DATALOADER_COLUMNS)
-    data = data.assign(samples_s=_numeric(data, "samples_s")).sort_values("samples_s", ascending=False)
+    data = data.assign(samples_s=_numeric(data, "samples_s")).sort_values(
+        "samples_s", ascending=False
+    )
     return _cols(data, DATALOADER_COLUMNS)
 
 
 def _training_sections(rows: list[dict[str, Any]]) -> list[str]:
     """The summary's Training and DataLoader tables (when the run has such rows)."""
     lines: list[str] = []
-    for title, table in (("Training (train cells vs the fp64 reference run)", training_table(rows)),
-                         ("DataLoader", dataloader_table(rows))):  # fmt: skip
+    for title, table in (
+        ("Training (train cells vs the fp64 reference run)", training_table(rows)),
+        ("DataLoader", dataloader_table(rows)),
+    ):
         if not table.empty:
             lines += [f"## {title}", "", markdown_table(table), ""]
     return lines
@@ -155,8 +190,15 @@ def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
     for case, group in measured.groupby("case", sort=True):
         hi = group.loc[group["throughput_items_s"].idxmax()]
         lo = group.loc[group["throughput_items_s"].idxmin()]
-        records.append({"case": case, "fastest": hi["cell"], "fastest items/s": hi["throughput_items_s"],
-                        "slowest": lo["cell"], "slowest items/s": lo["throughput_items_s"]})  # fmt: skip
+        records.append(
+            {
+                "case": case,
+                "fastest": hi["cell"],
+                "fastest items/s": hi["throughput_items_s"],
+                "slowest": lo["cell"],
+                "slowest items/s": lo["throughput_items_s"],
+            }
+        )
     return pd.DataFrame(records)
 
 
@@ -167,10 +209,17 @@ def largest_drift(frame: pd.DataFrame, count: int = 10) -> pd.DataFrame:
     ran = frame[_numeric(frame, "max_rel_err").notna()]
     if ran.empty:
         return ran
-    used = _numeric(ran, "tolerance_used") if "tolerance_used" in ran.columns else pd.Series(float("nan"), index=ran.index)
+    used = (
+        _numeric(ran, "tolerance_used")
+        if "tolerance_used" in ran.columns
+        else pd.Series(float("nan"), index=ran.index)
+    )
     ranked = ran.assign(tolerance_used=used, _rel=_numeric(ran, "max_rel_err"))
-    return ranked.sort_values(["tolerance_used", "_rel"], ascending=False, na_position="last").drop(
-        columns="_rel").head(count)  # fmt: skip
+    return (
+        ranked.sort_values(["tolerance_used", "_rel"], ascending=False, na_position="last")
+        .drop(columns="_rel")
+        .head(count)
+    )
 
 
 def absent_devices_line(env: dict[str, Any] | None) -> str:
@@ -189,13 +238,19 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     if have.empty:
         return have
     fmt = lambda v: f"{float(v):.2f}" if pd.notna(v) else ""  # noqa: E731
-    return pd.DataFrame({
-        **{k: have[k] for k in CELL_KEYS},
-        "speedup": [fmt(v) for v in have["speedup_vs_eager"]],
-        "95% interval": [f"{fmt(lo)}-{fmt(hi)}" if pd.notna(lo) else "" for lo, hi in
-                         zip(have.get("speedup_ci_low"), have.get("speedup_ci_high"), strict=True)],
-        "rounds": have.get("rounds"),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            **{k: have[k] for k in CELL_KEYS},
+            "speedup": [fmt(v) for v in have["speedup_vs_eager"]],
+            "95% interval": [
+                f"{fmt(lo)}-{fmt(hi)}" if pd.notna(lo) else ""
+                for lo, hi in zip(
+                    have.get("speedup_ci_low"), have.get("speedup_ci_high"), strict=True
+                )
+            ],
+            "rounds": have.get("rounds"),
+        }
+    )
 
 
 def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
@@ -215,15 +270,23 @@ def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
         if key not in python.index:
             continue
         py_ms, cpp_ms = float(python[key]), float(row["latency_ms_median"])
-        records.append({**{k: row[k] for k in keys}, "artifact": row["backend_artifact_of"],
-                        "python_ms": py_ms, "cpp_ms": cpp_ms, "cpp/python": cpp_ms / py_ms,
-                        "python_overhead_ms": py_ms - cpp_ms,
-                        "cpp_vs_python_max_abs_diff": row.get("backend_python_max_abs_diff")})  # fmt: skip
+        records.append(
+            {
+                **{k: row[k] for k in keys},
+                "artifact": row["backend_artifact_of"],
+                "python_ms": py_ms,
+                "cpp_ms": cpp_ms,
+                "cpp/python": cpp_ms / py_ms,
+                "python_overhead_ms": py_ms - cpp_ms,
+                "cpp_vs_python_max_abs_diff": row.get("backend_python_max_abs_diff"),
+            }
+        )
     return pd.DataFrame(records)
 
 
-def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
-                     env: dict[str, Any] | None = None) -> str:  # fmt: skip
+def summary_markdown(
+    rows: list[dict[str, Any]], title: str = "torchparity run", env: dict[str, Any] | None = None
+) -> str:
     """Short Markdown for CI job summaries: counts by status, failures not
     marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
     frame = rows_frame(rows)
@@ -236,11 +299,18 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
     blame = blame_counts(frame)
     if not blame.empty:
         lines += ["## Non-pass cells by blame", "", markdown_table(blame, index=True), ""]
-    surprises = frame[frame["expectation"].isin(["unexpected pass", "changed"])] \
-        if "expectation" in frame.columns else frame.iloc[0:0]
+    surprises = (
+        frame[frame["expectation"].isin(["unexpected pass", "changed"])]
+        if "expectation" in frame.columns
+        else frame.iloc[0:0]
+    )
     if not surprises.empty:
-        lines += ["## Differs from expectations (unexpected passes, changed statuses)", "",
-                  markdown_table(surprises[[*CELL_KEYS, "status", "expectation", "reason"]].head(50)), ""]
+        lines += [
+            "## Differs from expectations (unexpected passes, changed statuses)",
+            "",
+            markdown_table(surprises[[*CELL_KEYS, "status", "expectation", "reason"]].head(50)),
+            "",
+        ]
     bad = frame[frame["status"].isin(list(BAD_STATUSES))]
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
@@ -253,47 +323,103 @@ def summary_markdown(rows: list[dict[str, Any]], title: str = "torchparity run",
     worst = largest_drift(frame)
     if not worst.empty:
         lines += ["## Largest drift (share of its tolerance the verdict used; > 1 fails)", ""]
-        lines += [markdown_table(_cols(worst, [*CELL_KEYS, "status", "tolerance_used", "rel_l2",
-                                               "max_rel_err", "max_ulp", "cosine"])), ""]  # fmt: skip
+        lines += [
+            markdown_table(
+                _cols(
+                    worst,
+                    [
+                        *CELL_KEYS,
+                        "status",
+                        "tolerance_used",
+                        "rel_l2",
+                        "max_rel_err",
+                        "max_ulp",
+                        "cosine",
+                    ],
+                )
+            ),
+            "",
+        ]
     paired = paired_speedups(frame)
     if not paired.empty:
-        lines += ["## Speedup over eager (paired blocks, 95% bootstrap interval)", "",
-                  markdown_table(paired), ""]  # fmt: skip
+        lines += [
+            "## Speedup over eager (paired blocks, 95% bootstrap interval)",
+            "",
+            markdown_table(paired),
+            "",
+        ]
     lines += _training_sections(rows)
     speed = fastest_and_slowest(frame)
     if not speed.empty:
         lines += ["## Fastest and slowest cell per case", "", markdown_table(speed), ""]
     native = native_vs_python(frame)
     if not native.empty:
-        lines += ["## Same artifact, Python vs C++ (median latency)", "", markdown_table(native), ""]
+        lines += [
+            "## Same artifact, Python vs C++ (median latency)",
+            "",
+            markdown_table(native),
+            "",
+        ]
     return "\n".join(lines)
 
 
 _ENV_HEADER = [
-    "run_id", "host", "os", "platform", "cpu", "cores", "memory_bytes", "python", "torch",
-    "onnxruntime", "onnx", "cuda", "cudnn", "gpu", "torch_threads", "git_sha", "start_time",
+    "run_id",
+    "host",
+    "os",
+    "platform",
+    "cpu",
+    "cores",
+    "memory_bytes",
+    "python",
+    "torch",
+    "onnxruntime",
+    "onnx",
+    "cuda",
+    "cudnn",
+    "gpu",
+    "torch_threads",
+    "git_sha",
+    "start_time",
     "fingerprint",
-]  # fmt: skip
+]
 
 
-def _header(rows: list[dict[str, Any]], env: dict[str, Any] | None, runs: list[merge.LoadedRun] | None) -> str:
+def _header(
+    rows: list[dict[str, Any]], env: dict[str, Any] | None, runs: list[merge.LoadedRun] | None
+) -> str:
     counts = f"{len(rows)} cells: {frame_counts_line(rows)}"
     if runs and len(runs) > 1:
-        platforms = pd.DataFrame([
-            {"platform": r.platform, "run_id": r.env.get("run_id") or r.run_dir.name,
-             "cells": len(r.rows), "fingerprint": r.env.get("fingerprint"),
-             "start_time": r.env.get("start_time"), "cpu": r.env.get("cpu"),
-             "python": r.env.get("python")}
-            for r in runs
-        ])  # fmt: skip
-        return h.section("Runs", f"<p>{h.esc(counts)}</p>" + h.table(platforms, "runs", False), "runs")
+        platforms = pd.DataFrame(
+            [
+                {
+                    "platform": r.platform,
+                    "run_id": r.env.get("run_id") or r.run_dir.name,
+                    "cells": len(r.rows),
+                    "fingerprint": r.env.get("fingerprint"),
+                    "start_time": r.env.get("start_time"),
+                    "cpu": r.env.get("cpu"),
+                    "python": r.env.get("python"),
+                }
+                for r in runs
+            ]
+        )
+        return h.section(
+            "Runs", f"<p>{h.esc(counts)}</p>" + h.table(platforms, "runs", False), "runs"
+        )
     env = env or {}
     if absent_devices_line(env):
         counts += "; " + absent_devices_line(env)
     shown = {k: env.get(k) for k in _ENV_HEADER if env.get(k) not in (None, "", [])}
     rest = {k: v for k, v in env.items() if k not in shown and v not in (None, "", [])}
-    extra = f"<details><summary>all environment fields</summary>{h.definition_list(rest)}</details>" if rest else ""
-    return h.section("Run and environment", f"<p>{h.esc(counts)}</p>{h.definition_list(shown)}{extra}", "env")
+    extra = (
+        f"<details><summary>all environment fields</summary>{h.definition_list(rest)}</details>"
+        if rest
+        else ""
+    )
+    return h.section(
+        "Run and environment", f"<p>{h.esc(counts)}</p>{h.definition_list(shown)}{extra}", "env"
+    )
 
 
 def _cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -312,47 +438,92 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
     sections: list[str] = []
     measured = frame[_numeric(frame, "throughput_items_s").notna()]
     speed = charts.speedup_table(frame)
-    throughput = _cols(measured, [*CELL_KEYS, *where, "batch", "latency_ms_median", "latency_ms_iqr",
-                                  "latency_ms_p90", "iterations", "throughput_items_s"])  # fmt: skip
+    throughput = _cols(
+        measured,
+        [
+            *CELL_KEYS,
+            *where,
+            "batch",
+            "latency_ms_median",
+            "latency_ms_iqr",
+            "latency_ms_p90",
+            "iterations",
+            "throughput_items_s",
+        ],
+    )
     speed_note = "Speedup needs a backend besides eager at the same case, device and precision."
-    sections.append(h.section(
-        "Throughput",
-        "<h3>Speedup over eager</h3>" + h.chart(charts.speedup_chart(frame), speed_note)
-        + ("" if speed.empty else h.table(speed.reset_index(), "speedup"))
-        + "<h3>Throughput per case</h3>" + h.chart(charts.throughput_chart(frame), "Nothing was measured.")
-        + h.table(throughput, "throughput"),
-        "throughput",
-    ))  # fmt: skip
+    sections.append(
+        h.section(
+            "Throughput",
+            "<h3>Speedup over eager</h3>"
+            + h.chart(charts.speedup_chart(frame), speed_note)
+            + ("" if speed.empty else h.table(speed.reset_index(), "speedup"))
+            + "<h3>Throughput per case</h3>"
+            + h.chart(charts.throughput_chart(frame), "Nothing was measured.")
+            + h.table(throughput, "throughput"),
+            "throughput",
+        )
+    )
     sections += _table_section(
-        "Python vs C++", native_vs_python(frame), "native",
+        "Python vs C++",
+        native_vs_python(frame),
+        "native",
         "the same artifact run from Python and by the C++ runner: median latency per call, the ratio "
-        "C++/Python, and the Python front end's cost per call.")  # fmt: skip
-    sections.append(h.section(
-        "Latency distributions",
-        "<p class='muted'>per-call latency of each timed block (box: quartiles).</p>"
-        + h.chart(charts.latency_distributions(rows), "No timing samples."),
-        "latency",
-    ))  # fmt: skip
+        "C++/Python, and the Python front end's cost per call.",
+    )
+    sections.append(
+        h.section(
+            "Latency distributions",
+            "<p class='muted'>per-call latency of each timed block (box: quartiles).</p>"
+            + h.chart(charts.latency_distributions(rows), "No timing samples."),
+            "latency",
+        )
+    )
     return sections
 
 
 def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Drift vs the fp64 reference (ranked by tolerance_used) and prepare times."""
     sections: list[str] = []
-    drift = _cols(largest_drift(frame, len(frame)),
-                  [*CELL_KEYS, *where, "status", "tolerance_used", "rel_l2", "max_abs_err", "max_rel_err",
-                   "max_ulp", "cosine", "mismatch_frac", "atol", "rtol", "eager_max_abs_diff"])  # fmt: skip
-    sections.append(h.section(
-        "Drift vs the fp64 reference",
-        "<p class='muted'>log10 of the max relative error (at each output's scale); lower is closer. "
-        "The table ranks cells by tolerance_used, the verdict's metric over its bound (> 1 fails).</p>"
-        + h.chart(charts.drift_heatmap(frame), "No outputs were compared.") + h.table(drift, "drift"),
-        "drift",
-    ))  # fmt: skip
+    drift = _cols(
+        largest_drift(frame, len(frame)),
+        [
+            *CELL_KEYS,
+            *where,
+            "status",
+            "tolerance_used",
+            "rel_l2",
+            "max_abs_err",
+            "max_rel_err",
+            "max_ulp",
+            "cosine",
+            "mismatch_frac",
+            "atol",
+            "rtol",
+            "eager_max_abs_diff",
+        ],
+    )
+    sections.append(
+        h.section(
+            "Drift vs the fp64 reference",
+            "<p class='muted'>log10 of the max relative error (at each output's scale); lower is closer. "
+            "The table ranks cells by tolerance_used, the verdict's metric over its bound (> 1 fails).</p>"
+            + h.chart(charts.drift_heatmap(frame), "No outputs were compared.")
+            + h.table(drift, "drift"),
+            "drift",
+        )
+    )
     prepared = frame[_numeric(frame, "prepare_s").notna()]
-    prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values("prepare_s", ascending=False)
-    sections.append(h.section("Prepare times", h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]),
-                                                       "prepare"), "prepare"))  # fmt: skip
+    prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values(
+        "prepare_s", ascending=False
+    )
+    sections.append(
+        h.section(
+            "Prepare times",
+            h.table(_cols(prepared, [*CELL_KEYS, *where, "prepare_s"]), "prepare"),
+            "prepare",
+        )
+    )
     return sections
 
 
@@ -360,18 +531,27 @@ def _mode_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[
     """Training, DataLoader and blame tables, when the run has such rows."""
     return [
         *_table_section(
-            "Training", training_table(rows), "training",
+            "Training",
+            training_table(rows),
+            "training",
             "train cells: relative errors vs the fp64 reference training run beside their bounds "
-            "(docs/training.md); step throughput; compile time in prepare_s."),
+            "(docs/training.md); step throughput; compile time in prepare_s.",
+        ),
         *_table_section(
-            "DataLoader", dataloader_table(rows), "dataloader",
+            "DataLoader",
+            dataloader_table(rows),
+            "dataloader",
             "synthetic CIFAR-10 through torch.utils.data.DataLoader; peak memory includes the worker "
-            "processes."),
+            "processes.",
+        ),
         *_table_section(
-            "Blame", blame_counts(frame).reset_index(), "blame",
+            "Blame",
+            blame_counts(frame).reset_index(),
+            "blame",
             "non-pass cells per backend and blamed component (from the expectations file, else guessed "
-            "by rule: column blame_source)."),
-    ]  # fmt: skip
+            "by rule: column blame_source).",
+        ),
+    ]
 
 
 def report_html(
@@ -389,25 +569,33 @@ def report_html(
     sections = [_header(rows, env, runs)]
 
     column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
-    sections.append(h.section(
-        "Status matrix",
-        "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
-        + h.status_matrix(frame, column),
-        "matrix",
-    ))  # fmt: skip
+    sections.append(
+        h.section(
+            "Status matrix",
+            "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
+            + h.status_matrix(frame, column),
+            "matrix",
+        )
+    )
 
     sections += _speed_sections(frame, rows, where)
     sections += _drift_sections(frame, rows, where)
     sections += _mode_sections(frame, rows, where)
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
-        sections.append(h.section("Where it diverges", _localization_section(localizations), "localization"))
+        sections.append(
+            h.section("Where it diverges", _localization_section(localizations), "localization")
+        )
     if merged and runs:
         cross = merge.cross_platform(runs)
-        note = ("<p class='muted'>per cell: the output digest on each platform and the largest "
-                "elementwise output difference between any two platforms (from the stored outputs: "
-                "every element of small outputs, a fixed sample of large ones).</p>")  # fmt: skip
-        sections.append(h.section("Cross-platform", note + h.table(cross, "cross-platform"), "cross"))
+        note = (
+            "<p class='muted'>per cell: the output digest on each platform and the largest "
+            "elementwise output difference between any two platforms (from the stored outputs: "
+            "every element of small outputs, a fixed sample of large ones).</p>"
+        )
+        sections.append(
+            h.section("Cross-platform", note + h.table(cross, "cross-platform"), "cross")
+        )
     sections.append(h.section("All results", h.table(frame, "results"), "results"))
     return h.page("torchparity report", sections, subtitle=frame_counts_line(rows))
 
@@ -416,9 +604,17 @@ def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:
     bad = [r for r in rows if r.get("status") in BAD_STATUSES | {"xfail"}]
     if not bad:
         return "<p>No failures, errors, crashes or timeouts.</p>"
-    frame = pd.DataFrame([{**{k: r.get(k) for k in [*CELL_KEYS, *where, "status", "reason"]},
-                           "stage": r.get("error_stage"), "blame": r.get("blame"),
-                           "reproducer": r.get("reproducer")} for r in bad])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {
+                **{k: r.get(k) for k in [*CELL_KEYS, *where, "status", "reason"]},
+                "stage": r.get("error_stage"),
+                "blame": r.get("blame"),
+                "reproducer": r.get("reproducer"),
+            }
+            for r in bad
+        ]
+    )
     traces = "".join(
         f"<details><summary>{h.esc(r.get('case'))} {h.esc(r.get('device'))}/{h.esc(r.get('backend'))}/"
         f"{h.esc(r.get('precision'))}: traceback</summary><pre>{h.esc(r['traceback'])}</pre></details>"
@@ -440,17 +636,28 @@ def localization_summary(record: dict[str, Any]) -> str:
     """One paragraph: the culprit (or why none), notes, reproducer, time."""
     cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
     culprit = record.get("culprit")
-    lines = [f"{cell}: culprit {culprit} ({record.get('culprit_op')})" if culprit
-             else f"{cell}: no single layer exceeds its bound"]  # fmt: skip
+    lines = [
+        f"{cell}: culprit {culprit} ({record.get('culprit_op')})"
+        if culprit
+        else f"{cell}: no single layer exceeds its bound"
+    ]
     lines += [f"note: {n}" for n in record.get("notes") or []]
     share = record.get("tapped_share")
     if isinstance(share, int | float) or share == "inf":
-        hint = (" (if the cell failed, it diverges only untapped, e.g. when layers fuse: trust the "
-                "isolated column)") if float(share) <= 1 else ""
+        hint = (
+            (
+                " (if the cell failed, it diverges only untapped, e.g. when layers fuse: trust the "
+                "isolated column)"
+            )
+            if float(share) <= 1
+            else ""
+        )
         lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
     repro = record.get("reproducer")
     if isinstance(repro, dict):
-        lines.append(f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}")
+        lines.append(
+            f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}"
+        )
     if isinstance(record.get("seconds"), int | float):
         lines.append(f"localized in {record['seconds']:.1f} s")
     return "\n".join(lines)
@@ -460,14 +667,23 @@ def _localization_section(records: list[dict[str, Any]]) -> str:
     parts = [_LOCALIZATION_NOTE]
     for record in records:
         layers = pd.DataFrame([r for r in record.get("layers", []) if isinstance(r, dict)])
-        summary = "".join(f"<p>{h.esc(line)}</p>" for line in localization_summary(record).splitlines())
-        parts.append(f"<h3>{h.esc(record.get('cell_id'))}</h3>{summary}"
-                     + h.table(layers, f"localization-{len(parts)}"))  # fmt: skip
+        summary = "".join(
+            f"<p>{h.esc(line)}</p>" for line in localization_summary(record).splitlines()
+        )
+        parts.append(
+            f"<h3>{h.esc(record.get('cell_id'))}</h3>{summary}"
+            + h.table(layers, f"localization-{len(parts)}")
+        )
     return "".join(parts)
 
 
-def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str,
-               env: dict[str, Any] | None = None) -> dict[str, Path]:  # fmt: skip
+def _write_all(
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    page: str,
+    title: str,
+    env: dict[str, Any] | None = None,
+) -> dict[str, Path]:
     run_dir = RunDir(out_dir).create()
     return {
         "csv": run_dir.write_csv(rows_frame(rows)),
@@ -476,7 +692,9 @@ def _write_all(rows: list[dict[str, Any]], out_dir: Path, page: str, title: str,
     }
 
 
-def render(rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None = None) -> dict[str, Path]:
+def render(
+    rows: list[dict[str, Any]], out_dir: Path, env: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write results.csv, summary.md and report.html for one run into ``out_dir``
     (with the localization tables the run directory holds)."""
     page = report_html(rows, env, localizations=RunDir(out_dir).localizations())

@@ -45,7 +45,7 @@ class SyntheticCifar10(Dataset):
         label = int(torch.randint(0, 10, (1,), generator=gen))
         x = torch.nn.functional.pad(image.float() / 255.0, (4, 4, 4, 4))
         top, left = (int(v) for v in torch.randint(0, 9, (2,), generator=gen))
-        x = x[:, top:top + 32, left:left + 32]
+        x = x[:, top : top + 32, left : left + 32]
         if bool(torch.randint(0, 2, (1,), generator=gen)):
             x = x.flip(-1)
         return (x - self.mean) / self.std, label
@@ -84,7 +84,9 @@ def default_grid(workers: list[int], methods: list[str] | None = None) -> list[L
         if n == 0:
             grid.append(LoaderConfig(0))
             continue
-        grid += [LoaderConfig(n, False, persistent, m) for m in methods for persistent in (False, True)]
+        grid += [
+            LoaderConfig(n, False, persistent, m) for m in methods for persistent in (False, True)
+        ]
     if workers:
         top = max(workers)
         grid.append(LoaderConfig(top, True, False, methods[0] if top else ""))
@@ -123,15 +125,23 @@ class _PeakRss:
         self._thread.join()
 
 
-def measure_loader(config: LoaderConfig, samples: int, batch: int, epochs: int, seed: int = 0) -> dict[str, Any]:
+def measure_loader(
+    config: LoaderConfig, samples: int, batch: int, epochs: int, seed: int = 0
+) -> dict[str, Any]:
     """One configuration: samples/s over ``epochs`` epochs, time to the first
     batch (loader creation included: worker start-up), peak memory."""
     dataset = SyntheticCifar10(samples, seed)
-    kwargs: dict[str, Any] = {"batch_size": batch, "shuffle": False, "num_workers": config.num_workers,
-                              "pin_memory": config.pin_memory}  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "batch_size": batch,
+        "shuffle": False,
+        "num_workers": config.num_workers,
+        "pin_memory": config.pin_memory,
+    }
     if config.num_workers:
-        kwargs.update(persistent_workers=config.persistent_workers,
-                      multiprocessing_context=mp.get_context(config.start_method))  # fmt: skip
+        kwargs.update(
+            persistent_workers=config.persistent_workers,
+            multiprocessing_context=mp.get_context(config.start_method),
+        )
     seen, first = 0, None
     checksum = 0.0
     with _PeakRss() as rss, warnings.catch_warnings():
@@ -148,10 +158,16 @@ def measure_loader(config: LoaderConfig, samples: int, batch: int, epochs: int, 
         del loader
     pin_effective = config.pin_memory and torch.cuda.is_available()
     return {
-        "samples": seen, "samples_s": seen / elapsed, "throughput_items_s": seen / elapsed,
-        "first_batch_s": first, "elapsed_s": elapsed, "peak_rss_mb": rss.peak / 2**20,
-        "epochs": epochs, "data_checksum": round(checksum, 3), "pin_memory_effective": pin_effective,
-    }  # fmt: skip
+        "samples": seen,
+        "samples_s": seen / elapsed,
+        "throughput_items_s": seen / elapsed,
+        "first_batch_s": first,
+        "elapsed_s": elapsed,
+        "peak_rss_mb": rss.peak / 2**20,
+        "epochs": epochs,
+        "data_checksum": round(checksum, 3),
+        "pin_memory_effective": pin_effective,
+    }
 
 
 def cell_id(config: LoaderConfig, samples: int, batch: int, epochs: int) -> str:
@@ -162,11 +178,21 @@ def data_row(config: LoaderConfig, samples: int, batch: int, epochs: int) -> dic
     """The row of one configuration (status ``error`` with the reason when the
     loader fails, e.g. a start method this Python cannot use)."""
     row: dict[str, Any] = {
-        "case": f"cifar10_synthetic {config.label}", "kind": "data", "suite": "data", "device": "cpu",
-        "precision": "fp32", "backend": "dataloader", "mode": "data", "status": "pass", "reason": "",
-        "batch": batch, "num_workers": config.num_workers, "pin_memory": config.pin_memory,
-        "persistent_workers": config.persistent_workers, "start_method": config.start_method or "main",
-    }  # fmt: skip
+        "case": f"cifar10_synthetic {config.label}",
+        "kind": "data",
+        "suite": "data",
+        "device": "cpu",
+        "precision": "fp32",
+        "backend": "dataloader",
+        "mode": "data",
+        "status": "pass",
+        "reason": "",
+        "batch": batch,
+        "num_workers": config.num_workers,
+        "pin_memory": config.pin_memory,
+        "persistent_workers": config.persistent_workers,
+        "start_method": config.start_method or "main",
+    }
     try:
         row.update(measure_loader(config, samples, batch, epochs))
         if config.pin_memory and not row["pin_memory_effective"]:

@@ -67,25 +67,47 @@ def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="torchparity-callgrind-") as tmp:
         spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "callgrind.out"
         spec_file.write_text(json.dumps({**spec, "cell": cell.as_dict()}), encoding="utf-8")
-        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out_file}",
-               sys.executable, "-m", "torchparity.run.instructions", str(spec_file)]  # fmt: skip
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            f"--callgrind-out-file={out_file}",
+            sys.executable,
+            "-m",
+            "torchparity.run.instructions",
+            str(spec_file),
+        ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
         except subprocess.TimeoutExpired:
             return {"instructions_skip_reason": f"callgrind did not finish within {timeout:g}s"}
         found = _TOTALS.search(out_file.read_text(encoding="utf-8")) if out_file.is_file() else None
         if proc.returncode != 0 or found is None:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            return {"instructions_skip_reason": f"callgrind run failed (exit {proc.returncode}): {tail[:200]}"}
-    return {"instructions_per_call": int(found.group(1)) / CALLS, "instructions_calls": CALLS,
-            "instructions_method": "callgrind Ir (user space)"}  # fmt: skip
+            return {
+                "instructions_skip_reason": f"callgrind run failed (exit {proc.returncode}): {tail[:200]}"
+            }
+    return {
+        "instructions_per_call": int(found.group(1)) / CALLS,
+        "instructions_calls": CALLS,
+        "instructions_method": "callgrind Ir (user space)",
+    }
 
 
 def spec_for(settings: Any, plugins: list[PluginSpec]) -> dict[str, Any]:
     """The JSON-able part of RunSettings the child needs."""
-    return {"seed": settings.seed, "cache_dir": str(settings.cache_dir) if settings.cache_dir else None,
-            "backend_options": settings.backend_options, "plugins": [list(p) for p in plugins]}  # fmt: skip
+    return {
+        "seed": settings.seed,
+        "cache_dir": str(settings.cache_dir) if settings.cache_dir else None,
+        "backend_options": settings.backend_options,
+        "plugins": [list(p) for p in plugins],
+    }
 
 
 def _child(spec_path: str) -> int:
@@ -104,8 +126,12 @@ def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     torch.set_num_threads(1)  # valgrind serialises threads anyway; one keeps the count stable
     load_all([tuple(p) for p in spec["plugins"]])  # type: ignore[misc]
-    settings = RunSettings(seed=spec["seed"], cache_dir=Path(spec["cache_dir"]) if spec["cache_dir"] else None,
-                           backend_options=spec["backend_options"], threads=1)  # fmt: skip
+    settings = RunSettings(
+        seed=spec["seed"],
+        cache_dir=Path(spec["cache_dir"]) if spec["cache_dir"] else None,
+        backend_options=spec["backend_options"],
+        threads=1,
+    )
     state = CellState(Cell(**spec["cell"]), settings)
     if not run_stages(state, VERDICT_STAGES):
         print(state.row.get("reason"), file=sys.stderr)

@@ -58,7 +58,9 @@ def _died(answer: Any) -> bool:
     return isinstance(answer, dict) and answer.get("status") in ("crash", "timeout")
 
 
-def ask(executor: Executor, make: Callable[[Group], Any], cells: Group, timeout: float) -> dict[str, Any]:
+def ask(
+    executor: Executor, make: Callable[[Group], Any], cells: Group, timeout: float
+) -> dict[str, Any]:
     """A group task's answer per cell. When the worker crashes or hangs on
     the group, each cell is asked alone, so the fault costs one cell's row."""
     answer = executor.run(make(cells), timeout * len(cells))
@@ -103,7 +105,10 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     if plan.selection.get("absent_devices"):  # `--device present`: one line in the report, no rows
         env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
-    env = {**current, "run_id": env["run_id"]}  # rows say where they ran (a resume may be elsewhere)
+    env = {
+        **current,
+        "run_id": env["run_id"],
+    }  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
 
     done = run_dir.done_cell_ids()
@@ -118,7 +123,9 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
                 continue
             if reason:
-                writer.append(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
+                writer.append(
+                    finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env)
+                )
             else:
                 runnable.append(cell)
         schedule = Schedule(group_cells(runnable), plan.rounds)
@@ -129,10 +136,13 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 schedule.run(
                     lambda g: _verdicts(executor, plan, g),
                     lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
-                    lambda cell, row: writer.append(finish_row(cell, _counted(plan, cell, row), env)),
+                    lambda cell, row: writer.append(
+                        finish_row(cell, _counted(plan, cell, row), env)
+                    ),
                     (lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
-                    if progress else None,
-                )  # fmt: skip
+                    if progress
+                    else None,
+                )
             finally:
                 executor.close()
         if progress and todo:  # in tasks: each group's verdict and timing rounds
@@ -151,9 +161,7 @@ def terminal_progress(stream: Any = None) -> ProgressFn:
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         eta = elapsed / done * (total - done) if done else 0.0
         label = "done" if done == total else cell.id
-        stream.write(
-            f"\r[{bar}] {done}/{total} {elapsed:5.0f}s eta {eta:4.0f}s  {label[:60]:<60}"
-        )
+        stream.write(f"\r[{bar}] {done}/{total} {elapsed:5.0f}s eta {eta:4.0f}s  {label[:60]:<60}")
         if done == total:
             stream.write("\n")
         stream.flush()

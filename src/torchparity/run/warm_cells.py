@@ -73,7 +73,9 @@ class WarmCells:
             evicted, _ = self.states.popitem(last=False)
             self.numbers.pop(evicted, None)
 
-    def _time(self, states: list[CellState], rounds: int, index: int) -> dict[str, RoundResult | str]:
+    def _time(
+        self, states: list[CellState], rounds: int, index: int
+    ) -> dict[str, RoundResult | str]:
         if not states:
             return {}
         config = round_timing(self.settings.timing, rounds)
@@ -84,8 +86,9 @@ class WarmCells:
             # the schedule asks no further round of it.
             own = self_timed(state, self.settings.timing) if index == 0 else None
             if own is not None:
-                out[state.cell.id] = RoundResult(index, own.samples_s, own.number, own.warmup_calls,
-                                               self_timed=True)  # fmt: skip
+                out[state.cell.id] = RoundResult(
+                    index, own.samples_s, own.number, own.warmup_calls, self_timed=True
+                )
         states = [s for s in states if s.cell.id not in out]
         if not states:
             return out
@@ -99,8 +102,9 @@ class WarmCells:
         self.numbers[""] = calibration.number
         for state, m in zip(states, found, strict=False):
             self.numbers[state.cell.id] = m.number
-            out[state.cell.id] = RoundResult(index, m.samples_s, m.number, m.warmup_calls,
-                                           calibration.median)  # fmt: skip
+            out[state.cell.id] = RoundResult(
+                index, m.samples_s, m.number, m.warmup_calls, calibration.median
+            )
         return out
 
     def verdict(self, task: VerdictTask) -> dict[str, dict[str, Any]]:
@@ -109,7 +113,10 @@ class WarmCells:
         own_rows: dict[str, dict[str, Any]] = {}
         for cell in task.cells:
             if own_path(cell):  # train and multisample cells: their own stages, one window
-                own_rows[cell.id] = {"row": execute_cell(cell, self.settings, after_cell), "round": None}
+                own_rows[cell.id] = {
+                    "row": execute_cell(cell, self.settings, after_cell),
+                    "round": None,
+                }
                 continue
             state = CellState(cell, self.settings)
             if run_stages(state, VERDICT_STAGES):
@@ -122,7 +129,10 @@ class WarmCells:
             record_timing(state, {})  # peak memory, threads, backend notes after round 1
         for state in every:
             after_cell(state)  # localization, as execute_cell does
-        return {**{cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()}, **own_rows}
+        return {
+            **{cid: {"row": row, "round": first.get(cid)} for cid, row in rows.items()},
+            **own_rows,
+        }
 
     def time_round(self, task: RoundTask) -> dict[str, RoundResult | str]:
         """Round ``task.index`` of the group; a cell that cannot be prepared
@@ -134,7 +144,9 @@ class WarmCells:
             if state is None:
                 state = CellState(cell, self.settings)
                 if not run_stages(state, VERDICT_STAGES):
-                    lost[cell.id] = f"prepared again for round {task.index + 1}: {state.row.get('reason')}"
+                    lost[cell.id] = (
+                        f"prepared again for round {task.index + 1}: {state.row.get('reason')}"
+                    )
                     continue
                 state.memory.stop()  # peak memory was recorded in round 1
                 self._hold(state)

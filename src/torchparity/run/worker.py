@@ -166,7 +166,9 @@ class IsolatedExecutor:
                 return self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, RuntimeError):
             code = self._discard(kill=False)
-            hint = "; its last output is in worker.log" if self.settings.output_dir is not None else ""
+            hint = (
+                "; its last output is in worker.log" if self.settings.output_dir is not None else ""
+            )
             return {"status": "crash", "reason": _describe_exit(code) + hint, "exit_code": code}
         self._discard(kill=True)
         return {

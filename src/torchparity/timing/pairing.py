@@ -30,12 +30,17 @@ class Speedup:
     pairs: int
 
     def columns(self) -> dict[str, float | int]:
-        return {"speedup_vs_eager": self.value, "speedup_ci_low": self.low,
-                "speedup_ci_high": self.high, "speedup_pairs": self.pairs}  # fmt: skip
+        return {
+            "speedup_vs_eager": self.value,
+            "speedup_ci_low": self.low,
+            "speedup_ci_high": self.high,
+            "speedup_pairs": self.pairs,
+        }
 
 
-def pair_blocks(eager_rounds: Sequence[Sequence[float]],
-                backend_rounds: Sequence[Sequence[float]]) -> list[tuple[float, float]]:  # fmt: skip
+def pair_blocks(
+    eager_rounds: Sequence[Sequence[float]], backend_rounds: Sequence[Sequence[float]]
+) -> list[tuple[float, float]]:
     """(eager, backend) per-call times of the blocks that ran side by side:
     block ``k`` of round ``r`` on both sides. Rounds either side lacks are dropped."""
     pairs = []
@@ -44,8 +49,12 @@ def pair_blocks(eager_rounds: Sequence[Sequence[float]],
     return pairs
 
 
-def bootstrap_median(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                     confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:  # fmt: skip
+def bootstrap_median(
+    values: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the median of ``values`` (deterministic: seeded)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(values), size=(resamples, len(values)))
@@ -54,8 +63,11 @@ def bootstrap_median(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
     return float(np.quantile(medians, tail)), float(np.quantile(medians, 1.0 - tail))
 
 
-def paired_speedup(pairs: Sequence[tuple[float, float]], resamples: int = BOOTSTRAP_RESAMPLES,
-                   confidence: float = CONFIDENCE) -> Speedup | None:  # fmt: skip
+def paired_speedup(
+    pairs: Sequence[tuple[float, float]],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> Speedup | None:
     """Speedup over eager with its bootstrap interval; None without pairs."""
     if not pairs:
         return None

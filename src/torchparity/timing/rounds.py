@@ -52,9 +52,13 @@ def round_timing(config: TimingConfig, rounds: int) -> TimingConfig:
     repeats = max(MIN_REPEATS_PER_ROUND, math.ceil(config.min_repeats / rounds))
     # Warm-up too: a cell is warm after its first round; a loaded machine must
     # not turn N rounds of warm-up into N times the cell's time.
-    return replace(config, min_time=config.min_time / rounds, min_repeats=repeats,
-                   max_time=config.max_time / rounds,
-                   max_warmup_time=max(config.warmup_time, config.max_warmup_time / rounds))  # fmt: skip
+    return replace(
+        config,
+        min_time=config.min_time / rounds,
+        min_repeats=repeats,
+        max_time=config.max_time / rounds,
+        max_warmup_time=max(config.warmup_time, config.max_warmup_time / rounds),
+    )
 
 
 def group_key(cell: Cell) -> tuple[str, ...]:
@@ -120,21 +124,26 @@ class CellRounds:
         samples = [s for r in self.rounds for s in r.samples_s]
         if not samples:
             return {}
-        whole = Measurement(samples_s=samples, number=self.rounds[0].number,
-                            warmup_calls=sum(r.warmup_calls for r in self.rounds))  # fmt: skip
+        whole = Measurement(
+            samples_s=samples,
+            number=self.rounds[0].number,
+            warmup_calls=sum(r.warmup_calls for r in self.rounds),
+        )
         cols: dict[str, Any] = whole.columns(batch)
         medians = self.round_medians_s
         level = float(np.median(medians))
-        cols.update({
-            "latency_ms_median": level * 1e3,
-            "throughput_items_s": batch / level if level > 0 else float("inf"),
-            "iterations": sum(r.number * len(r.samples_s) for r in self.rounds),
-            "rounds": len(medians),
-            "round_medians_ms": [m * 1e3 for m in medians],
-            "latency_round_spread": log_spread(medians),
-            "samples_ms": [s * 1e3 for s in samples],
-            "samples_per_round": [len(r.samples_s) for r in self.rounds],
-        })  # fmt: skip
+        cols.update(
+            {
+                "latency_ms_median": level * 1e3,
+                "throughput_items_s": batch / level if level > 0 else float("inf"),
+                "iterations": sum(r.number * len(r.samples_s) for r in self.rounds),
+                "rounds": len(medians),
+                "round_medians_ms": [m * 1e3 for m in medians],
+                "latency_round_spread": log_spread(medians),
+                "samples_ms": [s * 1e3 for s in samples],
+                "samples_per_round": [len(r.samples_s) for r in self.rounds],
+            }
+        )
         calibration = [r.calibration_s for r in self.rounds if r.calibration_s]
         if len(calibration) == len(self.rounds):
             cols["calibration_round_ms"] = [c * 1e3 for c in calibration]
@@ -177,8 +186,12 @@ class Schedule:
     lasts. A cell's row is emitted when its last round is done (or at once
     when it has nothing to time, or when a round crashes it)."""
 
-    def __init__(self, groups: Sequence[Group], config: RoundsConfig,
-                 clock: Callable[[], float] = time.perf_counter) -> None:  # fmt: skip
+    def __init__(
+        self,
+        groups: Sequence[Group],
+        config: RoundsConfig,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.groups = [g for g in groups if g]
         self.config = config
         self.clock = clock
@@ -191,7 +204,9 @@ class Schedule:
         row = dict(p.row)
         row.update(p.rounds.columns(int(row.get("batch") or 1), eager.rounds if eager else None))
         if self.stopped_by_budget:
-            row["rounds_note"] = f"time budget of {self.config.time_budget:g}s reached after {self.rounds_done} round(s)"
+            row["rounds_note"] = (
+                f"time budget of {self.config.time_budget:g}s reached after {self.rounds_done} round(s)"
+            )
         emit(p.cell, row)
 
     def _emit_group(self, group: Group, emit: EmitFn) -> None:
@@ -206,7 +221,9 @@ class Schedule:
         """Tasks the schedule plans: each group's verdict and each further round."""
         return len(self.groups) * max(1, self.config.rounds)
 
-    def run(self, verdict: VerdictFn, time_round: RoundFn, emit: EmitFn, step: StepFn | None = None) -> None:
+    def run(
+        self, verdict: VerdictFn, time_round: RoundFn, emit: EmitFn, step: StepFn | None = None
+    ) -> None:
         started = self.clock()
         total = self.total_steps
         done = 0
@@ -221,7 +238,9 @@ class Schedule:
                 if answer.get("round") is None:
                     emit(cell, answer["row"])
                 else:
-                    self.pending[cell.id] = _Pending(cell, answer["row"], CellRounds([answer["round"]]))
+                    self.pending[cell.id] = _Pending(
+                        cell, answer["row"], CellRounds([answer["round"]])
+                    )
                     first_measured += _measured_s([answer["round"]])
             if self.config.rounds <= 1:
                 self._emit_group(group, emit)
@@ -239,11 +258,22 @@ class Schedule:
         for group in self.groups:  # budget reached, or a single round: what is left
             self._emit_group(group, emit)
 
-    def _round(self, index: int, time_round: RoundFn, emit: EmitFn, step: StepFn | None,
-               done: int, total: int) -> None:  # fmt: skip
+    def _round(
+        self,
+        index: int,
+        time_round: RoundFn,
+        emit: EmitFn,
+        step: StepFn | None,
+        done: int,
+        total: int,
+    ) -> None:
         last = index == self.config.rounds - 1
         for n, group in enumerate(self.groups):
-            alive = tuple(c for c in group if c.id in self.pending and not self.pending[c.id].rounds.self_timed)
+            alive = tuple(
+                c
+                for c in group
+                if c.id in self.pending and not self.pending[c.id].rounds.self_timed
+            )
             if not alive:
                 continue
             if step:
@@ -255,8 +285,10 @@ class Schedule:
                 if isinstance(answer, RoundResult):
                     p.rounds.add(answer)
                 elif isinstance(answer, dict):  # the worker crashed or hung on this cell
-                    p.row.update(status=answer.get("status", "crash"),
-                                 reason=f"timing round {index + 1}: {answer.get('reason', '')}")
+                    p.row.update(
+                        status=answer.get("status", "crash"),
+                        reason=f"timing round {index + 1}: {answer.get('reason', '')}",
+                    )
                     p.row.update({k: v for k, v in answer.items() if k not in ("status", "reason")})
                 else:
                     p.row.setdefault("round_errors", []).append(str(answer))

@@ -50,7 +50,9 @@ def warm_up(fn: Callable[[], object], time_block: BlockTimer, config: TimingConf
             return calls
 
 
-def block_size(fn: Callable[[], object], time_block: BlockTimer, target: float) -> tuple[int, float]:
+def block_size(
+    fn: Callable[[], object], time_block: BlockTimer, target: float
+) -> tuple[int, float]:
     """Calls per block so that one block lasts about ``target`` seconds; returns
     (calls, the last block's time)."""
     number = 1
@@ -107,8 +109,10 @@ def measure_interleaved(
     scale = list(block_scale or [1.0] * len(fns))
     warmups = [warm_up(fn, time_block, config) for fn in fns]
     given = list(numbers or [None] * len(fns))
-    sizes = [n if n else block_size(fn, time_block, target * k)[0]
-             for fn, n, k in zip(fns, given, scale, strict=True)]  # fmt: skip
+    sizes = [
+        n if n else block_size(fn, time_block, target * k)[0]
+        for fn, n, k in zip(fns, given, scale, strict=True)
+    ]
     samples: list[list[float]] = [[] for _ in fns]
     totals = [0.0] * len(fns)
     window = 0.0
@@ -120,8 +124,11 @@ def measure_interleaved(
             window += t
         cycles = len(samples[0])
         enough = cycles >= config.min_repeats and all(
-            tot >= config.min_time * k for tot, k in zip(totals, scale, strict=True))
+            tot >= config.min_time * k for tot, k in zip(totals, scale, strict=True)
+        )
         if enough or cycles >= config.max_repeats or window >= config.max_time * len(fns):
             break
-    return [Measurement(samples_s=s, number=n, warmup_calls=w)
-            for s, n, w in zip(samples, sizes, warmups, strict=True)]  # fmt: skip
+    return [
+        Measurement(samples_s=s, number=n, warmup_calls=w)
+        for s, n, w in zip(samples, sizes, warmups, strict=True)
+    ]

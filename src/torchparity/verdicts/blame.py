@@ -19,12 +19,18 @@ from typing import Any
 
 CATEGORIES = ("pytorch", "exporter", "onnx-spec", "onnxruntime", "inductor", "device", "harness")
 
-_ORT = re.compile(r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
-                  r"runtimeexception|invalid_graph|invalid_argument|fail : |inferenceerror|"
-                  r"has no \S+ kernel", re.I)  # fmt: skip
+_ORT = re.compile(
+    r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
+    r"runtimeexception|invalid_graph|invalid_argument|fail : |inferenceerror|"
+    r"has no \S+ kernel",
+    re.I,
+)
 _INDUCTOR = re.compile(r"inductor|cppcompileerror|c\+\+ compile|lowering|codegen|triton", re.I)
-_HARNESS = re.compile(r"no literal form|private api|expecttest|not in torch|op_db|opinfo suite "
-                      r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs", re.I)  # fmt: skip
+_HARNESS = re.compile(
+    r"no literal form|private api|expecttest|not in torch|op_db|opinfo suite "
+    r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs",
+    re.I,
+)
 _SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
 
 

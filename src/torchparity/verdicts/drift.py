@@ -45,7 +45,9 @@ class LeafDrift:
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0  # max |y - ref| / max |ref|: relative to the leaf's scale
     max_ulp: float = 0.0  # max |y - ref| / ulp(max |ref|): ULPs at the leaf's scale
-    max_pointwise_rel_err: float = 0.0  # max |y - ref| / |ref| over non-zero ref (near-zero dominated)
+    max_pointwise_rel_err: float = (
+        0.0  # max |y - ref| / |ref| over non-zero ref (near-zero dominated)
+    )
     max_pointwise_ulp: float = 0.0  # max |y - ref| / ulp(ref) (near-zero dominated)
     tolerance_used: float = 0.0  # the verdict's metric / its bound; <= 1 passes
     cosine: float = 1.0
@@ -58,7 +60,11 @@ class LeafDrift:
 
 def model_limit(tolerance: Tolerance, dtype: torch.dtype) -> float:
     """The model policy's bound on a leaf's relative L2 error."""
-    return tolerance.rel_l2 if tolerance.rel_l2 is not None else MODEL_REL_L2.get(dtype, tolerance.rtol)
+    return (
+        tolerance.rel_l2
+        if tolerance.rel_l2 is not None
+        else MODEL_REL_L2.get(dtype, tolerance.rtol)
+    )
 
 
 def _finite_max(t: torch.Tensor) -> float:
@@ -104,8 +110,9 @@ def _integer_verdict(drift: LeafDrift, actual: torch.Tensor, expected: torch.Ten
         drift.reason = f"{drift.name}: {drift.mismatches}/{drift.numel} integer elements differ"
 
 
-def _float_metrics(drift: LeafDrift, a: torch.Tensor, e: torch.Tensor, dtype: torch.dtype,
-                   tolerance: Tolerance) -> None:  # fmt: skip
+def _float_metrics(
+    drift: LeafDrift, a: torch.Tensor, e: torch.Tensor, dtype: torch.dtype, tolerance: Tolerance
+) -> None:
     """Every drift metric of a float leaf (float64 ``a`` against ``e``), one
     pass; ``tolerance_used`` is the elementwise one (``_float_verdict`` may replace it)."""
     nan_mismatch = torch.isnan(a) != torch.isnan(e)
@@ -119,12 +126,19 @@ def _float_metrics(drift: LeafDrift, a: torch.Tensor, e: torch.Tensor, dtype: to
     drift.max_pointwise_rel_err = _finite_max(diff[nonzero] / ef[nonzero].abs())
     drift.max_pointwise_ulp = _finite_max(diff / ulp(ef, dtype))
     scale = _finite_max(ef.abs())
-    drift.max_rel_err = drift.max_abs_err / scale if scale > 0 else (0.0 if drift.max_abs_err == 0 else math.inf)
-    drift.max_ulp = drift.max_abs_err / float(ulp(torch.tensor([scale], dtype=torch.float64), dtype)[0])
+    drift.max_rel_err = (
+        drift.max_abs_err / scale if scale > 0 else (0.0 if drift.max_abs_err == 0 else math.inf)
+    )
+    drift.max_ulp = drift.max_abs_err / float(
+        ulp(torch.tensor([scale], dtype=torch.float64), dtype)[0]
+    )
     bound = tolerance.atol + tolerance.rtol * ef.abs()
     drift.mismatches = int((diff > bound).sum()) + drift.nonfinite_mismatches
-    drift.tolerance_used = _finite_max(diff / bound) if bool((bound > 0).all()) else \
-        (0.0 if drift.max_abs_err == 0 else math.inf)
+    drift.tolerance_used = (
+        _finite_max(diff / bound)
+        if bool((bound > 0).all())
+        else (0.0 if drift.max_abs_err == 0 else math.inf)
+    )
     norm_a, norm_e = float(af.norm()), float(ef.norm())
     diff_norm = float(diff.norm())
     if norm_a == 0.0 and norm_e == 0.0:
@@ -143,12 +157,12 @@ def _float_verdict(drift: LeafDrift, dtype: torch.dtype, tolerance: Tolerance, p
     if drift.nonfinite_mismatches:
         drift.tolerance_used = math.inf
         drift.passed = False
-        drift.reason = (
-            f"{name}: NaN/inf at {drift.nonfinite_mismatches} position(s) where the reference differs"
-        )
+        drift.reason = f"{name}: NaN/inf at {drift.nonfinite_mismatches} position(s) where the reference differs"
     elif policy == "model":
         limit = model_limit(tolerance, dtype)
-        drift.tolerance_used = drift.rel_l2 / limit if limit > 0 else (0.0 if drift.rel_l2 == 0 else math.inf)
+        drift.tolerance_used = (
+            drift.rel_l2 / limit if limit > 0 else (0.0 if drift.rel_l2 == 0 else math.inf)
+        )
         drift.passed = drift.rel_l2 <= limit
         if not drift.passed:
             drift.reason = f"{name}: relative L2 error {drift.rel_l2:.3g} > {limit:.3g}"
@@ -187,7 +201,9 @@ class Drift:
             "max_abs_err": max((lf.max_abs_err for lf in self.leaves), default=0.0),
             "max_rel_err": max((lf.max_rel_err for lf in self.leaves), default=0.0),
             "max_ulp": max((lf.max_ulp for lf in self.leaves), default=0.0),
-            "max_pointwise_rel_err": max((lf.max_pointwise_rel_err for lf in self.leaves), default=0.0),
+            "max_pointwise_rel_err": max(
+                (lf.max_pointwise_rel_err for lf in self.leaves), default=0.0
+            ),
             "max_pointwise_ulp": max((lf.max_pointwise_ulp for lf in self.leaves), default=0.0),
             "tolerance_used": max((lf.tolerance_used for lf in self.leaves), default=0.0),
             "cosine": min((lf.cosine for lf in self.leaves), default=1.0),

@@ -69,10 +69,13 @@ def lookup(suite: str, case: str, backend: str, device: str, precision: str) -> 
     if suite not in FILES:
         return None
     if suite not in _LOADED:
-        _LOADED[suite] = {e.key(): mark for e in load(FILES[suite])
-                          for mark in known_failures([e])[e.case]}  # fmt: skip
+        _LOADED[suite] = {
+            e.key(): mark for e in load(FILES[suite]) for mark in known_failures([e])[e.case]
+        }
     marks = _LOADED[suite]
-    return marks.get((case, backend, precision, device)) or marks.get((case, backend, precision, "*"))
+    return marks.get((case, backend, precision, device)) or marks.get(
+        (case, backend, precision, "*")
+    )
 
 
 def load(path: Path) -> list[Expectation]:
@@ -86,8 +89,10 @@ def load(path: Path) -> list[Expectation]:
         raise ExpectationsError(f"{path}: {exc}") from None
     for e in entries:
         if e.blame not in blame_mod.CATEGORIES:
-            raise ExpectationsError(f"{path}: {e.case}/{e.backend}/{e.precision}: blame "
-                                    f"{e.blame!r} not one of {', '.join(blame_mod.CATEGORIES)}")
+            raise ExpectationsError(
+                f"{path}: {e.case}/{e.backend}/{e.precision}: blame "
+                f"{e.blame!r} not one of {', '.join(blame_mod.CATEGORIES)}"
+            )
     return entries
 
 
@@ -103,9 +108,17 @@ def known_failures(entries: Iterable[Expectation]) -> dict[str, list[KnownFailur
     """case -> its KnownFailure marks (the form the pipeline applies)."""
     marks: dict[str, list[KnownFailure]] = {}
     for e in entries:
-        marks.setdefault(e.case, []).append(KnownFailure(
-            e.reason or f"expected {e.status}", backend=e.backend, device=e.device,
-            precision=e.precision, link=e.link, status=e.status, blame=e.blame))  # fmt: skip
+        marks.setdefault(e.case, []).append(
+            KnownFailure(
+                e.reason or f"expected {e.status}",
+                backend=e.backend,
+                device=e.device,
+                precision=e.precision,
+                link=e.link,
+                status=e.status,
+                blame=e.blame,
+            )
+        )
     return marks
 
 
@@ -145,8 +158,7 @@ def apply(case: Case | None, cell: Any, row: dict[str, Any]) -> dict[str, Any]:
 
 def strict_findings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows that fail ``--strict``: bad statuses, changed statuses, unexpected passes."""
-    return [r for r in rows
-            if r.get("status") in BAD or r.get("expectation") in STRICT_FINDINGS]
+    return [r for r in rows if r.get("status") in BAD or r.get("expectation") in STRICT_FINDINGS]
 
 
 def updated(existing: list[Expectation], rows: Iterable[dict[str, Any]]) -> list[Expectation]:
@@ -171,13 +183,22 @@ def updated(existing: list[Expectation], rows: Iterable[dict[str, Any]]) -> list
         reason = str(row.get("reason") or "").split("; was ", 1)[-1][:300]
         # A reviewed blame stays; a guessed one is guessed again (the rules may have improved).
         blame = row.get("blame") if row.get("blame_source") == "expectations" else None
-        by_key[key] = Expectation(row["case"], row["backend"], row["precision"], status,
-                                  blame or blame_mod.classify(row["backend"], row),
-                                  reason, old.link if old else "", key[3])  # fmt: skip
+        by_key[key] = Expectation(
+            row["case"],
+            row["backend"],
+            row["precision"],
+            status,
+            blame or blame_mod.classify(row["backend"], row),
+            reason,
+            old.link if old else "",
+            key[3],
+        )
     return list(by_key.values())
 
 
 def _covers(e: Expectation, row: dict[str, Any]) -> bool:
-    return (e.case, e.backend, e.precision) == (row.get("case"), row.get("backend"),
-                                                 row.get("precision")) \
-        and e.device in ("*", row.get("device"))
+    return (e.case, e.backend, e.precision) == (
+        row.get("case"),
+        row.get("backend"),
+        row.get("precision"),
+    ) and e.device in ("*", row.get("device"))

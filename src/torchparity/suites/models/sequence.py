@@ -76,12 +76,35 @@ def _ids(gen, batch: int) -> tuple:
     return (gen.integers(0, VOCAB, batch, SEQ),)
 
 
-register_model("lstm_classifier", LSTMClassifier, _ids, batch=8, suites=["models"],
-               description="2-layer LSTM text classifier over token ids")  # fmt: skip
-register_model("gru_classifier", GRUClassifier, _ids, batch=8, suites=["models"],
-               description="bidirectional GRU text classifier over token ids")  # fmt: skip
-register_model("transformer_encoder", TransformerTextEncoder, _ids, batch=8, suites=["models"],
-               description="nn.TransformerEncoder over token ids; dict output")  # fmt: skip
-register_model("attention_block", AttentionBlock, lambda g, b: (g.normal(b, SEQ, 64),), batch=8,
-               suites=["models", "smoke"],
-               description="causal scaled-dot-product attention block")  # fmt: skip
+register_model(
+    "lstm_classifier",
+    LSTMClassifier,
+    _ids,
+    batch=8,
+    suites=["models"],
+    description="2-layer LSTM text classifier over token ids",
+)
+register_model(
+    "gru_classifier",
+    GRUClassifier,
+    _ids,
+    batch=8,
+    suites=["models"],
+    description="bidirectional GRU text classifier over token ids",
+)
+register_model(
+    "transformer_encoder",
+    TransformerTextEncoder,
+    _ids,
+    batch=8,
+    suites=["models"],
+    description="nn.TransformerEncoder over token ids; dict output",
+)
+register_model(
+    "attention_block",
+    AttentionBlock,
+    lambda g, b: (g.normal(b, SEQ, 64),),
+    batch=8,
+    suites=["models", "smoke"],
+    description="causal scaled-dot-product attention block",
+)

@@ -31,25 +31,42 @@ def _register(entry: dict, ci: bool) -> None:
     name = f"opinfo.{entry['name']}"
     cpu = entry["dtypes"].get("cpu", [])
     precisions = tuple(p for p in PRECISIONS if sample_dtype(cpu, p) is not None)
-    extra_unavailable = {} if precisions else {
-        "unavailable": f"OpInfo {entry['name']} has no float or integer dtype this suite runs on "
-                       f"cpu (it has: {', '.join(cpu) or 'none'})"}  # fmt: skip
+    extra_unavailable = (
+        {}
+        if precisions
+        else {
+            "unavailable": f"OpInfo {entry['name']} has no float or integer dtype this suite runs on "
+            f"cpu (it has: {', '.join(cpu) or 'none'})"
+        }
+    )
     case = Case(
-        name=name, kind="op", make_module=_not_a_module, make_inputs=lambda gen, batch: (),
-        tags=frozenset({"opinfo"}), reinit_weights=False,
+        name=name,
+        kind="op",
+        make_module=_not_a_module,
+        make_inputs=lambda gen, batch: (),
+        tags=frozenset({"opinfo"}),
+        reinit_weights=False,
         description=f"OpInfo {entry['name']} ({', '.join(precisions) or 'no float dtype'})",
-        extra={"samples": OpInfoSamples(entry["name"], entry["dtypes"], entry["nondeterministic"]),
-               "precisions": precisions, "opinfo": entry["name"], **extra_unavailable},
-    )  # fmt: skip
+        extra={
+            "samples": OpInfoSamples(entry["name"], entry["dtypes"], entry["nondeterministic"]),
+            "precisions": precisions,
+            "opinfo": entry["name"],
+            **extra_unavailable,
+        },
+    )
     register_case(case, [SUITE, SAMPLED_SUITE, CI_SUITE] if ci else [SUITE, SAMPLED_SUITE])
 
 
 def _register_unavailable(reason: str) -> None:
     case = Case(
-        name="opinfo.unavailable", kind="op", make_module=_not_a_module,
-        make_inputs=lambda gen, batch: (), reinit_weights=False,
-        description=f"OpInfo suite unavailable: {reason}", extra={"unavailable": reason},
-    )  # fmt: skip
+        name="opinfo.unavailable",
+        kind="op",
+        make_module=_not_a_module,
+        make_inputs=lambda gen, batch: (),
+        reinit_weights=False,
+        description=f"OpInfo suite unavailable: {reason}",
+        extra={"unavailable": reason},
+    )
     register_case(case, [SUITE, SAMPLED_SUITE, CI_SUITE])
 
 

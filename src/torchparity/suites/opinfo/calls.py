@@ -123,17 +123,22 @@ def batch_module(calls: Sequence[Call], namespace: dict[str, Any], name: str) ->
     scope: dict[str, Any] = {"torch": torch, **namespace}
     exec(compile(source, filename, "exec"), scope)
     safe = "".join(c if c.isalnum() else "_" for c in name)
-    cls = type(f"OpInfo_{safe}", (torch.nn.Module,), {"forward": scope["forward"],
-                                                     "__module__": __name__})
+    cls = type(
+        f"OpInfo_{safe}", (torch.nn.Module,), {"forward": scope["forward"], "__module__": __name__}
+    )
     return cls()
 
 
 def callee_for(op: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     """How the generated source names ``op``: its public torch path when it
     has one (TorchScript resolves those to builtins), else a global ``_op``."""
-    for prefix, namespace in (("torch", torch), ("torch.nn.functional", torch.nn.functional),
-                              ("torch.linalg", torch.linalg), ("torch.special", torch.special),
-                              ("torch.fft", torch.fft)):  # fmt: skip
+    for prefix, namespace in (
+        ("torch", torch),
+        ("torch.nn.functional", torch.nn.functional),
+        ("torch.linalg", torch.linalg),
+        ("torch.special", torch.special),
+        ("torch.fft", torch.fft),
+    ):
         name = getattr(op, "__name__", None)
         if name and getattr(namespace, name, None) is op:
             return f"{prefix}.{name}", {}

@@ -21,8 +21,14 @@ OPINFO_MODULE = "torch.testing._internal.common_methods_invocations"
 MODULE_ENV = "TORCHPARITY_OPINFO_MODULE"
 # torch releases whose op_db this suite was checked against (manifest, expectations).
 TESTED_TORCH = ("2.13",)
-OPINFO_ATTRIBUTES = ("name", "variant_test_name", "op", "supported_dtypes", "sample_inputs",
-                     "has_nondeterministic_output")  # fmt: skip
+OPINFO_ATTRIBUTES = (
+    "name",
+    "variant_test_name",
+    "op",
+    "supported_dtypes",
+    "sample_inputs",
+    "has_nondeterministic_output",
+)
 SAMPLE_ATTRIBUTES = ("input", "args", "kwargs")
 INSTALL_HINT = "pip install 'torchparity[opinfo]' (OpInfo's import needs expecttest)"
 
@@ -53,34 +59,42 @@ def cheap_check() -> str | None:
     except (ImportError, ValueError):
         found = False
     if not found:
-        return f"module {module_name()} not found in torch {torch.__version__} (private API changed?)"
+        return (
+            f"module {module_name()} not found in torch {torch.__version__} (private API changed?)"
+        )
     return None
 
 
 @functools.lru_cache(maxsize=1)
 def op_db() -> tuple[Any, ...]:
     """The OpInfo entries, checked: raises OpInfoUnavailable with the reason."""
-    where = f"torch {torch.__version__}" + ("" if tested() else f" (suite tested on {', '.join(TESTED_TORCH)})")
+    where = f"torch {torch.__version__}" + (
+        "" if tested() else f" (suite tested on {', '.join(TESTED_TORCH)})"
+    )
     try:
         module = importlib.import_module(module_name())
     except Exception as exc:  # ImportError, or the private module failing at import
-        raise OpInfoUnavailable(f"cannot import {module_name()} in {where}: "
-                                f"{type(exc).__name__}: {exc}") from None
+        raise OpInfoUnavailable(
+            f"cannot import {module_name()} in {where}: {type(exc).__name__}: {exc}"
+        ) from None
     entries = getattr(module, "op_db", None)
     if not isinstance(entries, (list, tuple)) or not entries:
         raise OpInfoUnavailable(f"{module_name()}.op_db is missing or empty in {where}")
     missing = sorted({a for e in entries for a in OPINFO_ATTRIBUTES if not hasattr(e, a)})
     if missing:
-        raise OpInfoUnavailable(f"OpInfo entries lack {', '.join(missing)} in {where} "
-                                "(private API changed)")
+        raise OpInfoUnavailable(
+            f"OpInfo entries lack {', '.join(missing)} in {where} (private API changed)"
+        )
     return tuple(entries)
 
 
 def check_sample(sample: Any) -> None:
     missing = [a for a in SAMPLE_ATTRIBUTES if not hasattr(sample, a)]
     if missing:
-        raise OpInfoUnavailable(f"SampleInput lacks {', '.join(missing)} in torch "
-                                f"{torch.__version__} (private API changed)")
+        raise OpInfoUnavailable(
+            f"SampleInput lacks {', '.join(missing)} in torch "
+            f"{torch.__version__} (private API changed)"
+        )
 
 
 def full_name(entry: Any) -> str:

@@ -35,9 +35,15 @@ def build() -> dict[str, Any]:
         for device in ("cpu", "cuda"):
             supported = entry.supported_dtypes(device)
             dtypes[device] = sorted(str(d).removeprefix("torch.") for d in supported)
-        entries.append({"name": guard.full_name(entry), "op": entry.name,
-                        "variant": entry.variant_test_name, "dtypes": dtypes,
-                        "nondeterministic": bool(entry.has_nondeterministic_output)})  # fmt: skip
+        entries.append(
+            {
+                "name": guard.full_name(entry),
+                "op": entry.name,
+                "variant": entry.variant_test_name,
+                "dtypes": dtypes,
+                "nondeterministic": bool(entry.has_nondeterministic_output),
+            }
+        )
     return {"torch": guard.torch_release(), "module": guard.module_name(), "entries": entries}
 
 
@@ -65,11 +71,17 @@ def load() -> dict[str, Any]:
 
 def main() -> int:
     data = build()
-    lines = ",\n".join(json.dumps(e, sort_keys=True) for e in data["entries"])  # one entry a line: readable diffs
-    text = (f'{{"torch": {json.dumps(data["torch"])}, "module": {json.dumps(data["module"])},\n'
-            f'"entries": [\n{lines}\n]}}\n')
+    lines = ",\n".join(
+        json.dumps(e, sort_keys=True) for e in data["entries"]
+    )  # one entry a line: readable diffs
+    text = (
+        f'{{"torch": {json.dumps(data["torch"])}, "module": {json.dumps(data["module"])},\n'
+        f'"entries": [\n{lines}\n]}}\n'
+    )
     CHECKED_IN.write_text(text, encoding="utf-8", newline="\n")
-    print(f"{CHECKED_IN}: {len(data['entries'])} entries for torch {data['torch']}", file=sys.stderr)
+    print(
+        f"{CHECKED_IN}: {len(data['entries'])} entries for torch {data['torch']}", file=sys.stderr
+    )
     return 0
 
 

@@ -28,9 +28,15 @@ def opinfo_seeds(case: Case, dtype: torch.dtype) -> list[tuple]:
     """Seeds for a catalog op (``torchparity.cases.seeds`` source)."""
     if case.kind != "op" or case.name.startswith("opinfo.") or case.name not in _dtypes():
         return []
-    precision = {torch.float64: "fp64", torch.float32: "fp32", torch.float16: "fp16",
-                 torch.bfloat16: "bf16"}.get(dtype, "fp32")  # fmt: skip
-    chosen = sample_dtype(_dtypes()[case.name], precision) or sample_dtype(_dtypes()[case.name], "fp32")
+    precision = {
+        torch.float64: "fp64",
+        torch.float32: "fp32",
+        torch.float16: "fp16",
+        torch.bfloat16: "bf16",
+    }.get(dtype, "fp32")
+    chosen = sample_dtype(_dtypes()[case.name], precision) or sample_dtype(
+        _dtypes()[case.name], "fp32"
+    )
     if chosen is None or guard.cheap_check() is not None:
         return []
     arity = case.extra.get("arity")

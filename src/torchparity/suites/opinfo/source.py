@@ -16,20 +16,42 @@ from torchparity.suites.opinfo import guard
 
 # Suites that cap the samples per cell (OpInfo's first N); ``opinfo`` runs every sample.
 SAMPLE_CAPS = {"opinfo-ci": 4, "opinfo-sampled": 16}
-FLOAT_DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16,
-                "bf16": torch.bfloat16}  # fmt: skip
+FLOAT_DTYPES = {
+    "fp64": torch.float64,
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
 # Ops with no float dtype run at fp32 with their widest integer (or bool) dtype,
 # as the hand-written catalog's integer ops do.
 INTEGER_ORDER = ("int64", "int32", "int16", "int8", "uint8", "bool")
 # Random ops OpInfo does not flag as nondeterministic: their outputs are
 # compared by shape and dtype only.
-RANDOM = frozenset({
-    "bernoulli", "cauchy", "exponential", "geometric", "log_normal", "multinomial", "normal",
-    "normal.in_place", "normal.number_mean", "uniform", "rand_like", "randn", "randn_like",
-    "randint", "randint_like", "nn.functional.rrelu", "nn.functional.dropout",
-    "nn.functional.dropout2d", "nn.functional.dropout3d", "nn.functional.alpha_dropout",
-    "nn.functional.feature_alpha_dropout.with_train",
-})  # fmt: skip
+RANDOM = frozenset(
+    {
+        "bernoulli",
+        "cauchy",
+        "exponential",
+        "geometric",
+        "log_normal",
+        "multinomial",
+        "normal",
+        "normal.in_place",
+        "normal.number_mean",
+        "uniform",
+        "rand_like",
+        "randn",
+        "randn_like",
+        "randint",
+        "randint_like",
+        "nn.functional.rrelu",
+        "nn.functional.dropout",
+        "nn.functional.dropout2d",
+        "nn.functional.dropout3d",
+        "nn.functional.alpha_dropout",
+        "nn.functional.feature_alpha_dropout.with_train",
+    }
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,7 +111,9 @@ class OpInfoSamples:
             try:
                 call = calls_mod.sample_call(callee, raw_sample, method)
             except calls_mod.Unrepresentable as exc:
-                out.append(Sample(i, f"sample {i}", (), invalid=f"argument with no literal form: {exc}"))
+                out.append(
+                    Sample(i, f"sample {i}", (), invalid=f"argument with no literal form: {exc}")
+                )
                 continue
             self._calls[i] = call
             inputs = tuple(t.detach().cpu() for t in call.tensors)
@@ -97,8 +121,9 @@ class OpInfoSamples:
         return out
 
     def module(self, samples: Sequence[Sample]) -> torch.nn.Module:
-        return calls_mod.batch_module([self._calls[s.index] for s in samples], self.namespace,
-                                      self.name)
+        return calls_mod.batch_module(
+            [self._calls[s.index] for s in samples], self.namespace, self.name
+        )
 
     def call_text(self, sample: Sample) -> str:
         """The sample's call with tensors named t0, t1, ... (for reproducers)."""

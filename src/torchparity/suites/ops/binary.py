@@ -24,8 +24,12 @@ def add_alpha(a, b):
     return torch.add(a, b, alpha=2)
 
 
-@op(normal(X, X), elementwise(2, ("float", "int64", "int32", "int16", "int8")),
-    dtypes=("float", "int64", "int32", "int16", "int8"), exact=True)
+@op(
+    normal(X, X),
+    elementwise(2, ("float", "int64", "int32", "int16", "int8")),
+    dtypes=("float", "int64", "int32", "int16", "int8"),
+    exact=True,
+)
 def sub(a, b):
     return torch.sub(a, b)
 
@@ -69,8 +73,12 @@ def fmod(a, b):
     return torch.fmod(a, b)
 
 
-@op(chain(ints(X), nonzero_ints(X)), elementwise(2, INTS, nonzero_last=True), dtypes=INTS,
-    precisions=["fp32"])
+@op(
+    chain(ints(X), nonzero_ints(X)),
+    elementwise(2, INTS, nonzero_last=True),
+    dtypes=INTS,
+    precisions=["fp32"],
+)
 def int_floordiv_mod(a, b):
     """divmod identity on integers: (a // b) * b + a % b"""
     return (a // b) * b + torch.remainder(a, b)
@@ -264,8 +272,12 @@ def to_float32(x):
     return x.to(torch.float32)
 
 
-@op(ints(X, low=-100000, high=100000), elementwise(1, INT_ONLY), dtypes=INT_ONLY,
-    precisions=["fp32"])
+@op(
+    ints(X, low=-100000, high=100000),
+    elementwise(1, INT_ONLY),
+    dtypes=INT_ONLY,
+    precisions=["fp32"],
+)
 def int_to_int8(x):
     """integer narrowing wraps modulo 2**8"""
     return x.to(torch.int8)

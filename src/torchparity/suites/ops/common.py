@@ -28,8 +28,10 @@ ACCUMULATE = {
 # (`run`) that admits the output's own rounding and nothing more; between two
 # rounded outputs (`fuzz`, backend vs eager) one ULP already fails.
 EXACT = {
-    dtype: Tolerance(atol=torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps / 2,
-                     rtol=torch.finfo(dtype).eps / 2)
+    dtype: Tolerance(
+        atol=torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps / 2,
+        rtol=torch.finfo(dtype).eps / 2,
+    )
     for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 }
 # Ops without fp16/bf16 CPU kernels in eager (NotImplementedError for 'Half'):
@@ -90,8 +92,9 @@ def positive(*shapes: tuple[int, ...], low: float = 0.1, high: float = 4.0) -> C
     return lambda gen, batch: tuple(gen.uniform(*s, low=low, high=high) for s in shapes)
 
 
-def ints(*shapes: tuple[int, ...], low: int = -50, high: int = 50,
-         dtype: torch.dtype = torch.int64) -> Callable:
+def ints(
+    *shapes: tuple[int, ...], low: int = -50, high: int = 50, dtype: torch.dtype = torch.int64
+) -> Callable:
     """Samples: integers in [low, high) of ``dtype``."""
     return lambda gen, batch: tuple(gen.integers(low, high, *s).to(dtype) for s in shapes)
 
@@ -122,21 +125,43 @@ def known(reason: str, link: str = "", **where: str) -> KnownFailure:
 # `torchparity fuzz` and matched to the upstream report linked.
 EAGER_SQRT = known(
     "CPU fp32 torch.sqrt goes through MKL VML (1 ULP bound), not correctly rounded",
-    "https://github.com/pytorch/pytorch/issues/31250", backend="eager", precision="fp32")
+    "https://github.com/pytorch/pytorch/issues/31250",
+    backend="eager",
+    precision="fp32",
+)
 ORT_VS_EAGER_SQRT = known(
     "eager's fp32 sqrt is 1 ULP off (MKL VML); ONNX Runtime's is correctly rounded",
-    "https://github.com/pytorch/pytorch/issues/31250", backend="onnxruntime", precision="fp32")
-GELU_INF = known("eager gelu(+inf) is NaN on CPU (vectorised erf path)",
-                 "https://github.com/pytorch/pytorch/issues/185770", backend="eager")
-ORT_VS_EAGER_GELU = known("eager gelu(+inf) is NaN on CPU; ONNX Runtime gives inf",
-                          "https://github.com/pytorch/pytorch/issues/185770", backend="onnxruntime")
-SIGN_NAN = known("eager torch.sign(NaN) is 0, ONNX Sign propagates NaN",
-                 "https://github.com/pytorch/pytorch/issues/41245", backend="onnxruntime")
-ORT_REDUCE_NAN = known("ONNX Runtime ReduceMax/ReduceMin drop NaN depending on its position",
-                       "https://github.com/microsoft/onnxruntime/issues/10514",
-                       backend="onnxruntime")
-ORT_MAXPOOL_NAN = known("ONNX Runtime MaxPool ignores NaN (an all-NaN window gives -FLT_MAX)",
-                        "https://github.com/microsoft/onnxruntime/issues/24819",
-                        backend="onnxruntime")
-ORT_SIGMOID = known("ONNX Runtime's fp32 Sigmoid loses relative precision for small outputs",
-                    "https://github.com/pytorch/pytorch/issues/147508", backend="onnxruntime")
+    "https://github.com/pytorch/pytorch/issues/31250",
+    backend="onnxruntime",
+    precision="fp32",
+)
+GELU_INF = known(
+    "eager gelu(+inf) is NaN on CPU (vectorised erf path)",
+    "https://github.com/pytorch/pytorch/issues/185770",
+    backend="eager",
+)
+ORT_VS_EAGER_GELU = known(
+    "eager gelu(+inf) is NaN on CPU; ONNX Runtime gives inf",
+    "https://github.com/pytorch/pytorch/issues/185770",
+    backend="onnxruntime",
+)
+SIGN_NAN = known(
+    "eager torch.sign(NaN) is 0, ONNX Sign propagates NaN",
+    "https://github.com/pytorch/pytorch/issues/41245",
+    backend="onnxruntime",
+)
+ORT_REDUCE_NAN = known(
+    "ONNX Runtime ReduceMax/ReduceMin drop NaN depending on its position",
+    "https://github.com/microsoft/onnxruntime/issues/10514",
+    backend="onnxruntime",
+)
+ORT_MAXPOOL_NAN = known(
+    "ONNX Runtime MaxPool ignores NaN (an all-NaN window gives -FLT_MAX)",
+    "https://github.com/microsoft/onnxruntime/issues/24819",
+    backend="onnxruntime",
+)
+ORT_SIGMOID = known(
+    "ONNX Runtime's fp32 Sigmoid loses relative precision for small outputs",
+    "https://github.com/pytorch/pytorch/issues/147508",
+    backend="onnxruntime",
+)

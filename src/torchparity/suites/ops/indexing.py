@@ -73,14 +73,22 @@ def _select_args(draw, shapes):
     return _index_args(draw, shapes, dim_size_of=lambda s: s[0], index_shape_of=lambda s: (3,))
 
 
-@op(lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)), composite(_select_args),
-    dtypes=ALL, exact=True)
+@op(
+    lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)),
+    composite(_select_args),
+    dtypes=ALL,
+    exact=True,
+)
 def index_select(x, index):
     return torch.index_select(x, 0, index)
 
 
-@op(lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)), composite(_select_args),
-    dtypes=ALL, exact=True)
+@op(
+    lambda gen, b: (gen.normal(4, 3), gen.integers(0, 4, 5)),
+    composite(_select_args),
+    dtypes=ALL,
+    exact=True,
+)
 def advanced_index(x, index):
     """x[index] with a tensor index"""
     return x[index]
@@ -92,8 +100,12 @@ def _take_args(draw, shapes):
     return x, draw_tensor(draw, (4,), "int64", low=-n, high=n - 1)
 
 
-@op(lambda gen, b: (gen.normal(3, 4), gen.integers(-12, 12, 4)), composite(_take_args),
-    dtypes=ALL, exact=True)
+@op(
+    lambda gen, b: (gen.normal(3, 4), gen.integers(-12, 12, 4)),
+    composite(_take_args),
+    dtypes=ALL,
+    exact=True,
+)
 def take(x, index):
     """flat indices, negatives included"""
     return torch.take(x, index)
@@ -121,13 +133,18 @@ def masked_fill_neg_inf(x, mask):
 
 def _where_args(draw, shapes):
     a, b = draw(elementwise(2, ALL)(shapes))
-    cond = draw_tensor(draw, draw_choice(draw, ((), (1,)) + ((a.shape,) if a.dim() else ())),
-                       "bool")
+    cond = draw_tensor(
+        draw, draw_choice(draw, ((), (1,)) + ((a.shape,) if a.dim() else ())), "bool"
+    )
     return cond, a, b
 
 
-@op(lambda gen, b: (gen.integers(0, 2, 3, 4).bool(), gen.normal(3, 4), gen.normal(3, 4)),
-    composite(_where_args), dtypes=ALL, exact=True)
+@op(
+    lambda gen, b: (gen.integers(0, 2, 3, 4).bool(), gen.normal(3, 4), gen.normal(3, 4)),
+    composite(_where_args),
+    dtypes=ALL,
+    exact=True,
+)
 def where(cond, a, b):
     return torch.where(cond, a, b)
 
@@ -137,14 +154,22 @@ def where(cond, a, b):
 SH = single(ALL, "any", ((2, 3, 4), (1, 6, 2), (3, 2, 2)))
 
 
-@op(normal((2, 3), (4, 3)), fixed((((2, 3), (0, 3), (1, 2)), ALL, "any"),
-                                  (((4, 3), (2, 3), (3, 2)), "same", "any")), dtypes=ALL, exact=True)
+@op(
+    normal((2, 3), (4, 3)),
+    fixed((((2, 3), (0, 3), (1, 2)), ALL, "any"), (((4, 3), (2, 3), (3, 2)), "same", "any")),
+    dtypes=ALL,
+    exact=True,
+)
 def cat(a, b):
     return torch.cat([a, b], dim=0)
 
 
-@op(normal((2, 3), (2, 3)), elementwise(2, ALL, shape_pool=(((2, 3), (2, 3)), ((0,), (0,)),
-                                                            ((), ()))), dtypes=ALL, exact=True)
+@op(
+    normal((2, 3), (2, 3)),
+    elementwise(2, ALL, shape_pool=(((2, 3), (2, 3)), ((0,), (0,)), ((), ()))),
+    dtypes=ALL,
+    exact=True,
+)
 def stack(a, b):
     return torch.stack([a, b], dim=-1)
 
@@ -199,7 +224,9 @@ def repeat(x):
     return x.repeat(1, 2, 1)
 
 
-@op(normal((2, 1, 4)), single(ALL, "any", ((2, 1, 4), (1, 1, 2), (3, 1, 1))), dtypes=ALL, exact=True)
+@op(
+    normal((2, 1, 4)), single(ALL, "any", ((2, 1, 4), (1, 1, 2), (3, 1, 1))), dtypes=ALL, exact=True
+)
 def expand(x):
     return x.expand(-1, 3, -1).contiguous()
 
@@ -218,7 +245,9 @@ def narrow(x):
 PAD = single(FLOATS, "any", ((1, 2, 4, 5), (2, 1, 3, 3), (1, 1, 4, 2)))
 
 
-@op(normal((1, 2, 4, 5)), single(ALL, "any", ((1, 2, 4, 5), (2, 3), (0, 3))), dtypes=ALL, exact=True)
+@op(
+    normal((1, 2, 4, 5)), single(ALL, "any", ((1, 2, 4, 5), (2, 3), (0, 3))), dtypes=ALL, exact=True
+)
 def pad_constant(x):
     return F.pad(x, (1, 2), mode="constant", value=0.0)  # TorchScript wants a float value
 
@@ -242,8 +271,11 @@ def _where_scalar_samples(gen, batch):
     return (gen.normal(3, 4), gen.integers(0, 2, 3, 4).to(torch.bool))
 
 
-@op(_where_scalar_samples,
-    fixed((((3, 4), (2, 2)), FLOATS, "any"), (((3, 4), (2, 2)), ("bool",), "any")), exact=True)
+@op(
+    _where_scalar_samples,
+    fixed((((3, 4), (2, 2)), FLOATS, "any"), (((3, 4), (2, 2)), ("bool",), "any")),
+    exact=True,
+)
 def where_scalar(x, mask):
     """torch.where with a Python-scalar branch"""
     return torch.where(mask, x, 0.0)

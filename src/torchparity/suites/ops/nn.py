@@ -61,8 +61,11 @@ def max_pool3d(x):
     return F.max_pool3d(x, 2)
 
 
-@op(normal((2, 3, 8)), single(FLOATS, "moderate", ((2, 3, 8), (1, 1, 5), (1, 2, 7))),
-    tolerances=ACCUMULATE)
+@op(
+    normal((2, 3, 8)),
+    single(FLOATS, "moderate", ((2, 3, 8), (1, 1, 5), (1, 2, 7))),
+    tolerances=ACCUMULATE,
+)
 def avg_pool1d(x):
     return F.avg_pool1d(x, 3, stride=2, padding=1)
 
@@ -83,8 +86,11 @@ def avg_pool3d(x):
     return F.avg_pool3d(x, 2)
 
 
-@op(normal((2, 3, 8)), single(FLOATS, "moderate", ((2, 3, 8), (1, 2, 7), (1, 1, 5))),
-    tolerances=ACCUMULATE)
+@op(
+    normal((2, 3, 8)),
+    single(FLOATS, "moderate", ((2, 3, 8), (1, 2, 7), (1, 1, 5))),
+    tolerances=ACCUMULATE,
+)
 def adaptive_avg_pool1d(x):
     """output size 3 (uneven windows)"""
     return F.adaptive_avg_pool1d(x, 3)
@@ -108,14 +114,20 @@ N = "unit"  # |x| <= 1: a near-constant row divides rounding error by sqrt(eps)
 def _bn_args(draw, shapes):
     shape = draw_choice(draw, ((2, 3, 4), (1, 2, 5, 5), (4, 3)), shapes)
     c = shape[1]
-    return (draw_tensor(draw, shape, FLOAT, N), draw_tensor(draw, (c,), FLOAT, N),
-            draw_tensor(draw, (c,), FLOAT, "positive"), draw_tensor(draw, (c,), FLOAT, N),
-            draw_tensor(draw, (c,), FLOAT, N))
+    return (
+        draw_tensor(draw, shape, FLOAT, N),
+        draw_tensor(draw, (c,), FLOAT, N),
+        draw_tensor(draw, (c,), FLOAT, "positive"),
+        draw_tensor(draw, (c,), FLOAT, N),
+        draw_tensor(draw, (c,), FLOAT, N),
+    )
 
 
-@op(chain(normal((2, 3, 4)), normal((3,)), positive((3,)), normal((3,), (3,))),
+@op(
+    chain(normal((2, 3, 4)), normal((3,)), positive((3,)), normal((3,), (3,))),
     composite(_bn_args),
-    tolerances=ACCUMULATE)
+    tolerances=ACCUMULATE,
+)
 def batch_norm(x, mean, var, w, b):
     """inference batch norm with running statistics"""
     return F.batch_norm(x, mean, var, w, b, training=False, eps=1e-5)
@@ -124,35 +136,48 @@ def batch_norm(x, mean, var, w, b):
 def _affine_args(draw, shapes, pool, channels_of):
     shape = draw_choice(draw, pool, shapes)
     c = channels_of(shape)
-    return (draw_tensor(draw, shape, FLOAT, N), draw_tensor(draw, (c,), FLOAT, N),
-            draw_tensor(draw, (c,), FLOAT, N))
+    return (
+        draw_tensor(draw, shape, FLOAT, N),
+        draw_tensor(draw, (c,), FLOAT, N),
+        draw_tensor(draw, (c,), FLOAT, N),
+    )
 
 
-@op(normal((2, 3, 8), (8,), (8,)),
+@op(
+    normal((2, 3, 8), (8,), (8,)),
     composite(lambda d, s: _affine_args(d, s, ((2, 3, 8), (4, 6), (1, 5)), lambda sh: sh[-1])),
-    tolerances=ACCUMULATE)
+    tolerances=ACCUMULATE,
+)
 def layer_norm(x, w, b):
     return F.layer_norm(x, (x.shape[-1],), w, b, eps=1e-5)
 
 
-@op(normal((2, 4, 5), (4,), (4,)),
-    composite(lambda d, s: _affine_args(d, s, ((2, 4, 5), (1, 6, 3, 3), (3, 2, 4)),
-                                        lambda sh: sh[1])),
-    tolerances=ACCUMULATE)
+@op(
+    normal((2, 4, 5), (4,), (4,)),
+    composite(
+        lambda d, s: _affine_args(d, s, ((2, 4, 5), (1, 6, 3, 3), (3, 2, 4)), lambda sh: sh[1])
+    ),
+    tolerances=ACCUMULATE,
+)
 def group_norm(x, w, b):
     """2 groups"""
     return F.group_norm(x, 2, w, b, eps=1e-5)
 
 
-@op(normal((2, 3, 6)), single(FLOATS, N, ((2, 3, 6), (1, 2, 4, 4), (3, 1, 5))),
-    tolerances=ACCUMULATE)
+@op(
+    normal((2, 3, 6)),
+    single(FLOATS, N, ((2, 3, 6), (1, 2, 4, 4), (3, 1, 5))),
+    tolerances=ACCUMULATE,
+)
 def instance_norm(x):
     return F.instance_norm(x, eps=1e-5)
 
 
-@op(normal((2, 3, 8), (8,)),
+@op(
+    normal((2, 3, 8), (8,)),
     composite(lambda d, s: _affine_args(d, s, ((2, 3, 8), (4, 6), (1, 5)), lambda sh: sh[-1])[:2]),
-    tolerances=ACCUMULATE)
+    tolerances=ACCUMULATE,
+)
 def rms_norm(x, w):
     return F.rms_norm(x, (x.shape[-1],), w, eps=1e-6)
 
@@ -279,8 +304,12 @@ def log_softmax(x):
     return F.log_softmax(x, dim=-1)
 
 
-@op(normal((2, 3, 4), (3,)), fixed((((2, 3, 4), (1, 3), (2, 3, 2, 2)), FLOATS, "any"),
-                                   (((3,), (3,), (3,)), "same", "moderate")))
+@op(
+    normal((2, 3, 4), (3,)),
+    fixed(
+        (((2, 3, 4), (1, 3), (2, 3, 2, 2)), FLOATS, "any"), (((3,), (3,), (3,)), "same", "moderate")
+    ),
+)
 def prelu(x, w):
     return F.prelu(x, w)
 
@@ -296,8 +325,10 @@ def glu(x):
 def _embedding_args(draw, shapes):
     vocab, dim = draw_choice(draw, ((10, 4), (3, 2), (7, 1)), shapes)
     idx_shape = draw_choice(draw, ((5,), (2, 3), (0,)), shapes)
-    return (draw_tensor(draw, idx_shape, "int64", low=0, high=vocab - 1),
-            draw_tensor(draw, (vocab, dim), FLOAT, "any"))
+    return (
+        draw_tensor(draw, idx_shape, "int64", low=0, high=vocab - 1),
+        draw_tensor(draw, (vocab, dim), FLOAT, "any"),
+    )
 
 
 def _embedding_samples(gen, batch):

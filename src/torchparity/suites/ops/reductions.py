@@ -184,8 +184,12 @@ def argsort_stable(x):
     return torch.argsort(x, dim=0, stable=True)
 
 
-@op(normal(X), single(REALS, "moderate", shape_pool=((3, 4), (2, 5), (1, 3), (4, 2))),
-    dtypes=REALS, exact=True)
+@op(
+    normal(X),
+    single(REALS, "moderate", shape_pool=((3, 4), (2, 5), (1, 3), (4, 2))),
+    dtypes=REALS,
+    exact=True,
+)
 def topk(x):
     """top-2 values and indices along the last dim"""
     return torch.topk(x, 2, dim=-1)
@@ -197,9 +201,12 @@ def topk_values_nan(x):
     return torch.topk(x, 3, dim=-1).values
 
 
-@op(ints(X, low=-3, high=3), single(("int64", "int32", "float"), "moderate",
-                                      shape_pool=((12,), (3, 4), (0,), (5,))),
-    dtypes=("int64", "int32", "float"), exact=True)
+@op(
+    ints(X, low=-3, high=3),
+    single(("int64", "int32", "float"), "moderate", shape_pool=((12,), (3, 4), (0,), (5,))),
+    dtypes=("int64", "int32", "float"),
+    exact=True,
+)
 def unique(x):
     """sorted unique values with inverse indices and counts"""
     return torch.unique(x, sorted=True, return_inverse=True, return_counts=True)

@@ -24,8 +24,12 @@ def abs(x):
     return torch.abs(x)
 
 
-@op(normal(X), elementwise(1, ("float", "int64", "int32", "int16", "int8")),
-    dtypes=("float", "int64", "int32", "int16", "int8"), exact=True)
+@op(
+    normal(X),
+    elementwise(1, ("float", "int64", "int32", "int16", "int8")),
+    dtypes=("float", "int64", "int32", "int16", "int8"),
+    exact=True,
+)
 def neg(x):
     return torch.neg(x)
 
@@ -237,7 +241,11 @@ def clamp(x):
     return torch.clamp(x, min=-2, max=3)
 
 
-@op(ints(X), elementwise(1, ("int64", "int32", "int8", "uint8", "bool")),
-    dtypes=("int64", "int32", "int8", "uint8", "bool"), precisions=["fp32"])
+@op(
+    ints(X),
+    elementwise(1, ("int64", "int32", "int8", "uint8", "bool")),
+    dtypes=("int64", "int32", "int8", "uint8", "bool"),
+    precisions=["fp32"],
+)
 def bitwise_not(x):
     return torch.bitwise_not(x)
