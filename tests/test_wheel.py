@@ -148,3 +148,27 @@ def test_a_project_with_its_own_harness_and_suites_runs_pytest_with_the_plugin(
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
+
+
+def test_an_uninstalled_source_tree_finds_its_built_in_suites(tmp_path: Path):
+    """PYTHONPATH=src, no distribution metadata (benchmarks/gpu_proof.sh on a machine
+    whose torch must not be replaced): the built-in catalog is still there."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "m.entry_points = lambda **kw: []\n"
+        "from torchparity.cli import main\n"
+        "sys.exit(main(['list', 'suites']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"models", "ops", "opinfo-ci"} <= {
+        line.split()[0] for line in proc.stdout.splitlines() if line.strip()
+    }

@@ -346,10 +346,24 @@ PluginSpec = tuple[str, str]  # ("module", "pkg.mod") or ("file", "/path/cases.p
 _LOADED: set[PluginSpec] = set()
 
 
+# The built-in catalog's entry points (pyproject.toml). Read from a source tree
+# that was never installed (PYTHONPATH=src) no entry point exists, so these are
+# loaded by name, exactly as `--plugin MODULE` would load them.
+BUILTIN_PLUGINS = (
+    "torchparity.suites.models",
+    "torchparity.suites.ops",
+    "torchparity.suites.opinfo",
+)
+
+
 def load_entry_point_plugins() -> None:
-    """Import every module registered under the ``torchparity.plugins`` entry point."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        load_plugin(("module", ep.value))
+    """Import every module registered under the ``torchparity.plugins`` entry
+    point, and the built-in catalog when torchparity itself is not installed."""
+    modules = [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    if not any(m.startswith("torchparity.suites.") for m in modules):
+        modules += BUILTIN_PLUGINS
+    for module in modules:
+        load_plugin(("module", module))
 
 
 def load_plugin(spec: PluginSpec) -> None:
