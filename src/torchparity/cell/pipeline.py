@@ -40,6 +40,7 @@ from torchparity.cases.inputs import cast_inputs, tensor_digest
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten
 from torchparity.cases.reference import (
     Reference,
+    nondeterminism_fields,
     build_inputs,
     build_module,
     clone_inputs,
@@ -267,7 +268,10 @@ def stage_reference(s: CellState) -> bool:
         s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.settings.seed
     )
     s.row["input_digest"] = s.reference.input_digest
-    return True
+    s.row["reference_cache"] = s.reference.cache
+    flagged = nondeterminism_fields(s.reference)  # no verdict rests on such a reference
+    s.row.update(flagged)
+    return not flagged
 
 
 def stage_prepare(s: CellState) -> bool:
@@ -286,6 +290,7 @@ def stage_prepare(s: CellState) -> bool:
         options,
         s.settings.seed,
     )
+    s.ctx.fingerprint = s.reference.fingerprint
     module = s.cast_module()
     s.device.synchronize()
     began = time.perf_counter()

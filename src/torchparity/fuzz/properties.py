@@ -41,7 +41,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, get_precision
 from torchparity.backends import get_backend
 from torchparity.backends.base import PrepareContext
-from torchparity.cases.cache_keys import case_fingerprint
+from torchparity.cases.cache_keys import behaviour_probe, case_fingerprint
 from torchparity.cases.case import CASES, Case, load_entry_point_plugins
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import flatten
@@ -172,6 +172,7 @@ class Checker:
         self.tdev = self.device.torch_device()
         module = build_module(t.case, 0)
         self.case_print = case_fingerprint(t.case, module)
+        self.fingerprint = behaviour_probe(t.case, module).fingerprint
         self.reference_module = copy.deepcopy(module).to(torch.float64)
         self.module = module.to(device=self.tdev, dtype=self.precision.dtype)
         self.backend = get_backend(t.backend)
@@ -181,9 +182,11 @@ class Checker:
     def _ctx(self, signature: str) -> PrepareContext:
         """The pipeline's context and cache key, with the input signature as the inputs."""
         t = self.target
-        return prepare_context(
+        ctx = prepare_context(
             t.cell, self.device, self.precision, self.cache_dir, self.case_print, signature, {}
         )
+        ctx.fingerprint = self.fingerprint  # an artifact of another behaviour is rebuilt
+        return ctx
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)

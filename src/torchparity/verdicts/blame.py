@@ -5,7 +5,8 @@ Categories (fixed; the expectations file and the report use these names):
 onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
 the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
 (torch.compile's code generation), ``device`` (the hardware or its runtime),
-``harness`` (this suite: its oracle, its input generation, a missing extra).
+``harness`` (this suite: its oracle, its input generation, a missing extra),
+``case`` (the case itself: a model that does not reproduce its own output).
 
 An expectations entry names the blame after review; every other non-pass
 row gets the category these rules guess from the backend, the stage and the
@@ -17,7 +18,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CATEGORIES = ("pytorch", "exporter", "onnx-spec", "onnxruntime", "inductor", "device", "harness")
+CATEGORIES = (
+    "pytorch",
+    "exporter",
+    "onnx-spec",
+    "onnxruntime",
+    "inductor",
+    "device",
+    "harness",
+    "case",
+)
 
 _ORT = re.compile(
     r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
@@ -38,6 +48,8 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     """The guessed blame of a non-pass row on ``backend``."""
     status = row.get("xfail_of") or row.get("status")
     reason = str(row.get("reason") or "")
+    if row.get("nondeterministic"):
+        return "case"  # eager at fp64 does not reproduce itself: no backend is to blame
     if _HARNESS.search(reason):
         return "harness"
     if status == "skip":
