@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers import DATA, read_rows, run_cli
 
 BEHAVIOUR = DATA / "behaviour_cases.py"
+LOG_LIMIT = "TORCHPARITY_WORKER_LOG_LIMIT"
 QUICK = ("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--no-isolate")
 
 
@@ -31,8 +33,10 @@ def _world(root: Path, multiplier: int = 2, k: int = 4, act: str = "tanh") -> Pa
     return root
 
 
-def _run_chain(tmp_path: Path, name: str, backends: str, scale: str = "1") -> list[dict]:
-    env = {"TP_BEHAVIOUR_DIR": str(tmp_path / "world"), "TP_BEHAVIOUR_SCALE": scale}
+def _run_behaviour(
+    tmp_path: Path, name: str, case: str, backends: str, *extra: str, env: dict[str, str]
+) -> list[dict]:
+    """One case of the behaviour suite on the real command line; its rows."""
     out = tmp_path / name
     proc = run_cli(
         "run",
@@ -41,19 +45,27 @@ def _run_chain(tmp_path: Path, name: str, backends: str, scale: str = "1") -> li
         "--suite",
         "behaviour",
         "--case",
-        "behaviour_chain",
+        case,
         "--backend",
         backends,
-        "--cache-dir",
-        str(tmp_path / "cache"),
         "--out",
         str(out),
-        *QUICK,
-        env=env,
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        *extra,
+        env={"TP_BEHAVIOUR_DIR": str(tmp_path / "world"), **env},
     )
     rows = read_rows(out)
     assert rows, proc.stderr
     return rows
+
+
+def _run_chain(tmp_path: Path, name: str, backends: str, scale: str = "1") -> list[dict]:
+    cached = ("--cache-dir", str(tmp_path / "cache"), "--min-time", "0.01", "--no-isolate")
+    env = {"TP_BEHAVIOUR_SCALE": scale}
+    return _run_behaviour(tmp_path, name, "behaviour_chain", backends, *cached, env=env)
 
 
 def _changes() -> list[tuple[str, dict, str]]:
@@ -79,9 +91,10 @@ def _check_rebuilt(rows: list[dict], what: str) -> None:
 def test_an_edited_helper_module_gives_a_fresh_reference_and_artifact(tmp_path):
     _world(tmp_path / "world")
     first = _run_chain(tmp_path, "r0", "eager,torchscript-trace")
-    assert {(r["status"], r.get("reference_cache")) for r in first} == {("pass", "miss")}
+    assert {r["status"] for r in first} == {"pass"}
     _world(tmp_path / "world", multiplier=3)  # x*2 -> x*3 in a module forward calls
     _check_rebuilt(_run_chain(tmp_path, "r1", "eager,torchscript-trace"), "helper")
+    assert {r["reference_cache"] for r in first} == {"miss"}
 
 
 @pytest.mark.slow
@@ -102,26 +115,12 @@ def test_every_kind_of_change_gives_fresh_entries_and_an_unchanged_model_hits(tm
 
 def test_a_non_deterministic_model_is_named_and_blamed_on_the_case(tmp_path):
     _world(tmp_path / "world")
-    out = tmp_path / "noisy"
-    proc = run_cli(
-        "run",
-        "--case-file",
-        str(BEHAVIOUR),
-        "--suite",
-        "behaviour",
-        "--case",
-        "behaviour_noisy",
-        "--backend",
-        "eager,torchscript-trace",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--out",
-        str(out),
-        *QUICK,
-        env={"TP_BEHAVIOUR_DIR": str(tmp_path / "world")},
+    quick = ("--cache-dir", str(tmp_path / "cache"), "--min-time", "0.01", "--no-isolate")
+    rows = _run_behaviour(
+        tmp_path, "noisy", "behaviour_noisy", "eager,torchscript-trace", *quick, env={}
     )
-    rows = read_rows(out)
-    assert len(rows) == 2, proc.stderr
+    out = tmp_path / "noisy"
+    assert len(rows) == 2
     for row in rows:
         assert row["status"] == "error", row
         assert row["reason"].startswith("non-deterministic model"), row["reason"]
@@ -194,3 +193,192 @@ def test_a_planted_runner_binary_is_not_executed(tmp_path):
         row,
         proc.stderr,
     )
+
+
+# -- a run writes inside its run directory only -------------------------------------
+
+TINY = DATA / "tiny_cases.py"
+
+
+def _resumable(out: Path) -> dict:
+    """A run directory with one of two cells done, as an interrupted run leaves it."""
+    from torchparity._core.rundir import RunDir
+
+    rd = RunDir(out).create()
+    rd.write_selection(
+        {
+            "suite": "tiny",
+            "case": ["tiny_linear"],
+            "backend": ["eager"],
+            "device": ["cpu"],
+            "precision": ["fp32", "fp64"],
+            "min_time": 0.01,
+            "isolate": False,
+            "plugins": [["file", str(TINY.resolve())]],
+        }
+    )
+    rd.write_env({"host": "h", "os": "os", "torch": "0", "run_id": "run"})
+    done = {
+        "case": "tiny_linear",
+        "kind": "model",
+        "suite": "tiny",
+        "device": "cpu",
+        "precision": "fp64",
+        "backend": "eager",
+        "status": "pass",
+        "reason": "",
+        "cell_id": "tiny_linear|cpu|fp64|eager",
+    }
+    with rd.results_writer() as writer:
+        writer.append(done)
+    return done
+
+
+@pytest.mark.parametrize("name", ["results.jsonl", "outputs", "worker.log", "localization"])
+def test_resume_refuses_a_run_directory_that_links_outside(tmp_path, capsys, name):
+    from torchparity.cli import main
+
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    _resumable(out)
+    elsewhere.mkdir()
+    target = elsewhere / name
+    if name in ("outputs", "localization"):
+        target.mkdir()
+    elif (out / name).exists():
+        (out / name).replace(target)
+    else:
+        target.write_text("", encoding="utf-8")
+    before = {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+    (out / name).symlink_to(target)
+    code = main(["run", "--resume", "--out", str(out), "--case-file", str(TINY)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchparity: error: "), err
+    assert "symbolic link" in lines[0] and name in lines[0], lines[0]
+    after = {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+    assert after == before, "nothing was written outside the run directory"
+    assert not (out / "run.lock").exists()
+
+
+def test_a_write_through_a_link_made_during_a_run_is_refused(tmp_path):
+    """Every write checks its path, not only the check before the run: a link
+    planted later is refused where it is met."""
+    import torch
+
+    from torchparity._core.rundir import RunDir, RunDirUnsafe
+
+    rd = RunDir(tmp_path / "run").create()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    writes = {
+        "outputs": lambda: rd.save_outputs("cell", ["out"], [torch.zeros(2)]),
+        "samples": lambda: rd.sample_file("cell"),
+        "localization": lambda: rd.localization_file("cell", ".csv"),
+        "errors": lambda: rd.bounded({"cell_id": "c", "reason": "x" * 10_000}),
+        "worker.log": rd.open_worker_log,
+        "results.jsonl": lambda: rd.results_writer().__enter__(),
+    }
+    for name, write in writes.items():
+        link = rd.path / name
+        link.symlink_to(elsewhere)
+        with pytest.raises(RunDirUnsafe, match="symbolic link"):
+            write()
+        link.unlink()
+    assert not list(elsewhere.iterdir())
+
+
+# -- bounded work on hostile data ---------------------------------------------------
+
+
+def _row(case: str, backend: str = "eager") -> dict:
+    return {
+        "case": case,
+        "kind": "model",
+        "suite": "s",
+        "device": "cpu",
+        "precision": "fp32",
+        "backend": backend,
+        "status": "fail",
+        "reason": "r" * 600_000,
+        "cell_id": f"{case}|cpu|fp32|{backend}",
+        "traceback": "t" * 1_000_000,
+    }
+
+
+def test_report_on_rows_with_huge_names_is_quick_and_small(tmp_path):
+    """Rows written by something else than torchparity's writer: a 10 MB case
+    name, and 60 cells with 100 KB names (more than the page's limit)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [_row("n" * 10_000_000)] + [_row(f"{i}" + "x" * 100_000) for i in range(60)]
+    with open(run / "results.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in lines)
+    (run / "env.json").write_text("{}", encoding="utf-8")
+    began = time.perf_counter()
+    proc = run_cli("report", str(run), timeout=240)
+    seconds = time.perf_counter() - began
+    assert proc.returncode == 0, proc.stderr
+    size = (run / "report.html").stat().st_size
+    assert size < 5_000_000, size
+    assert (run / "summary.md").stat().st_size < 5_000_000
+    assert seconds < 120, seconds
+
+
+@pytest.mark.parametrize("bad", ["{}", '{"case": "x"}', '{"status": "pass"}'])
+def test_a_line_that_is_not_a_row_is_an_error_naming_the_line(tmp_path, capsys, bad):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = {**_row("ok"), "reason": "", "traceback": ""}
+    (run / "results.jsonl").write_text(json.dumps(good) + "\n" + bad + "\n", encoding="utf-8")
+    (run / "env.json").write_text("{}", encoding="utf-8")
+    from torchparity.cli import main
+
+    for argv in (["report", str(run)], ["compare", str(run), str(run)]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "line 2" in lines[0] and "not a row" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_worker_log_keeps_its_tail_and_says_how_much_was_cut(tmp_path):
+    _world(tmp_path / "world")
+    limit = 100_000
+    (row,) = _run_behaviour(
+        tmp_path,
+        "run",
+        "behaviour_chatty",
+        "eager",
+        "--min-time",
+        "0.3",
+        env={LOG_LIMIT: str(limit)},
+    )
+    assert row["status"] == "pass", row.get("reason")
+    out = tmp_path / "run"
+    printed = 65_536 * row["iterations"]  # the timed calls alone
+    log = (out / "worker.log").read_bytes()
+    assert printed > 20 * limit, printed
+    assert len(log) < 10 * limit, (len(log), printed)
+    assert log.startswith(b"-- worker.log: ") and b"bytes of earlier output cut" in log[:200]
+
+
+def test_cap_keeps_the_tail_of_a_log_and_counts_every_cut(tmp_path):
+    from torchparity._core.rundir import RunDir
+
+    rd = RunDir(tmp_path).create()
+    lines = [f"line {i}\n".encode() for i in range(200_000)]
+    rd.worker_log.write_bytes(b"".join(lines))
+    total = rd.worker_log.stat().st_size
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(LOG_LIMIT, "100000")
+        first = rd.cap_worker_log()
+        log = rd.worker_log.read_bytes()
+        assert first > total - 100_000 and len(log) <= 100_000 // 4 + 200
+        assert log.endswith(b"line 199999\n") and f"-- worker.log: {first} bytes".encode() in log
+        with open(rd.worker_log, "ab") as fh:
+            fh.write(b"".join(lines))
+        second = rd.cap_worker_log()
+        head = rd.worker_log.read_bytes().splitlines()[0]
+        assert head.startswith(f"-- worker.log: {first + second} bytes".encode()), head

@@ -65,3 +65,20 @@ register_model(
     batch=3,
     suites=["behaviour"],
 )
+
+
+class Chatty(torch.nn.Module):
+    """Prints 64 KB on every call (a model left in debug mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("chatter " * 8192, flush=True)
+        return self.linear(x)
+
+
+register_model(
+    "behaviour_chatty", Chatty, lambda gen, batch: (gen.normal(batch, 6),), suites=["behaviour"]
+)

@@ -15,10 +15,10 @@ change no file the key covers, but they change the probe's output
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.metadata
-import copy
 import inspect
 import uuid
 from collections.abc import Iterable, Mapping

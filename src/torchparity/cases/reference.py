@@ -124,7 +124,7 @@ def _save(ref: Reference, path: Path) -> None:
 NONDETERMINISM_HELP = (
     "make the case deterministic: build it in eval() mode, draw random values "
     "from a seeded torch.Generator made in the module (not the global RNG), and "
-    "no dropout or sampling in forward (docs/cases.md, Deterministic cases)"
+    'no dropout or sampling in forward (docs/security.md, "A model that does not reproduce itself")'
 )
 
 

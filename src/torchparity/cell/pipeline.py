@@ -40,11 +40,11 @@ from torchparity.cases.inputs import cast_inputs, tensor_digest
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten
 from torchparity.cases.reference import (
     Reference,
-    nondeterminism_fields,
     build_inputs,
     build_module,
     clone_inputs,
     get_reference,
+    nondeterminism_fields,
 )
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.memory import PeakMemory

@@ -21,7 +21,7 @@ from typing import Any
 from torchparity._core import cache as cache_mod
 from torchparity._core.console import robust_standard_streams
 from torchparity._core.files import atomic_write_text
-from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked
+from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked, RunDirUnsafe
 from torchparity.axes.devices import DEVICES, DeviceOptions, prepare_environment
 from torchparity.axes.matrix import Cell, expand, parse_shard, shard
 from torchparity.axes.precision import DEFAULT_PRECISIONS, PRECISIONS
@@ -704,7 +704,7 @@ def locked(run_dir: Path):
     try:
         with RunDir(run_dir).lock():
             yield
-    except RunDirLocked as exc:
+    except (RunDirLocked, RunDirUnsafe) as exc:
         raise UsageError(str(exc)) from None
 
 
