@@ -65,23 +65,10 @@ CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
 WORKER_LOG = "worker.log"
-# What a run, fuzz, report or compare writes here: checked before a run starts.
+# What a run appends to or writes into: checked before a run starts. (Rendered
+# files, env.json and run.json are replaced by a rename, never written through.)
 WRITTEN_DIRS = (OUTPUTS_DIR, SAMPLES_DIR, DIVERGENCE_INPUTS_DIR, LOCALIZATION_DIR, ERRORS_DIR)
-WRITTEN = (
-    ENV_JSON,
-    RUN_JSON,
-    RESULTS_JSONL,
-    RESULTS_CSV,
-    SUMMARY_MD,
-    REPORT_HTML,
-    DIVERGENCES_JSONL,
-    DIVERGENCES_CSV,
-    COMPARE_MD,
-    COMPARE_HTML,
-    WORKER_LOG,
-    CACHE_DIR,
-    *WRITTEN_DIRS,
-)
+WRITTEN = (RESULTS_JSONL, DIVERGENCES_JSONL, WORKER_LOG, CACHE_DIR, *WRITTEN_DIRS)
 
 
 LOG_LIMIT_ENV = "TORCHPARITY_WORKER_LOG_LIMIT"  # bytes; default WORKER_LOG_LIMIT
@@ -372,23 +359,28 @@ class RunDir:
         return self
 
     # -- write safety ----------------------------------------------------------
-    def inside(self, path: Path) -> Path:
+    def inside(self, path: Path, replaced: bool = False) -> Path:
         """``path`` (a path under the run directory) when writing it stays inside:
         no component below the directory is a symbolic link or leaves it, and
-        an existing file there is a regular file. Else ``RunDirUnsafe``."""
+        an existing file there is a regular file. Else ``RunDirUnsafe``. A file
+        ``replaced`` by an atomic rename may itself be a link or a FIFO: the
+        rename replaces it, nothing is written through it."""
         try:
             relative = Path(path).relative_to(self.path)
         except ValueError:
             raise RunDirUnsafe(f"{path} is not inside the run directory {self.path}") from None
         current = self.path
-        for part in relative.parts:
+        for i, part in enumerate(relative.parts):
             current = current / part
-            if part in ("..", ".") or current.is_symlink():
+            last = i == len(relative.parts) - 1
+            if part in ("..", ".") or (current.is_symlink() and not (replaced and last)):
                 raise RunDirUnsafe(
                     f"{self.path}: {relative.as_posix()} leads outside the run directory "
                     f"({current} is a symbolic link); a run writes inside its directory only: "
                     "remove the link or choose another --out"
                 )
+        if replaced or current.is_symlink():
+            return current
         if current.exists() and not (current.is_file() or current.is_dir()):
             raise RunDirUnsafe(
                 f"{self.path}: {relative.as_posix()} is not a regular file; "
@@ -421,7 +413,8 @@ class RunDir:
 
     def write_env(self, env: dict[str, Any]) -> Path:
         return atomic_write_text(
-            self.inside(self.env_json), json.dumps(env, indent=2, sort_keys=True) + "\n"
+            self.inside(self.env_json, replaced=True),
+            json.dumps(env, indent=2, sort_keys=True) + "\n",
         )
 
     def read_selection(self) -> dict[str, Any]:
@@ -430,7 +423,9 @@ class RunDir:
         return self._read_object(self.run_json)
 
     def write_selection(self, selection: dict[str, Any]) -> Path:
-        return atomic_write_text(self.inside(self.run_json), json.dumps(selection, indent=2) + "\n")
+        return atomic_write_text(
+            self.inside(self.run_json, replaced=True), json.dumps(selection, indent=2) + "\n"
+        )
 
     # -- results ---------------------------------------------------------------
     def rows(self) -> list[Row]:
@@ -534,7 +529,7 @@ class RunDir:
         """A rendered file (summary.md, report.html, compare.md, ...), atomically."""
         if Path(name).name != name:
             raise ValueError(f"not a plain file name: {name!r}")
-        return atomic_write_text(self.inside(self.path / name), text)
+        return atomic_write_text(self.inside(self.path / name, replaced=True), text)
 
     def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
         return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
