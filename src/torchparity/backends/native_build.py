@@ -16,6 +16,7 @@ damaged file) is deleted and rebuilt, never executed.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -306,10 +308,20 @@ def _checked_binary(final: Path) -> tuple[Path | None, str]:
         return None, why
     key = (str(final), hashlib.sha256(data).hexdigest())
     if key not in _COPIES or not _COPIES[key].is_file():
-        copy = cache.private_copy(data, f"-{EXE}")
-        copy.chmod(0o700)
-        _COPIES[key] = copy
+        _COPIES[key] = _private_executable(data)
     return _COPIES[key], ""
+
+
+def _private_executable(data: bytes) -> Path:
+    """``data`` as ``<new 0700 directory>/torchparity-runner`` (mode 0700),
+    removed at exit: the runner keeps its own name, in a place only we write."""
+    directory = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / EXE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path
 
 
 def _seal_binary(directory: Path) -> None:
