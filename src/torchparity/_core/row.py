@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, get_type_hints
 
 import pandas as pd
@@ -199,11 +200,11 @@ TIMING_PARTIAL = "timing_partial"
 ROUNDS_PLANNED = "rounds_planned"
 
 
-def timing_partial(row: dict[str, Any]) -> bool:
+def timing_partial(row: Mapping[str, Any]) -> bool:
     return row.get(TIMING_PARTIAL) is True
 
 
-def partial_timing_note(rows: list[dict[str, Any]], limit: int = 10) -> str | None:
+def partial_timing_note(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str | None:
     """One line naming the cells whose timing is partial, or None when none is."""
     partial = [r for r in rows if timing_partial(r)]
     if not partial:
@@ -219,7 +220,7 @@ def partial_timing_note(rows: list[dict[str, Any]], limit: int = 10) -> str | No
     )
 
 
-def cell_key(row: dict[str, Any]) -> str:
+def cell_key(row: Mapping[str, Any]) -> str:
     """The row's cell identity (``cell_id`` when present)."""
     return str(row.get("cell_id") or "|".join(str(row.get(c)) for c in CELL_COLUMNS))
 
