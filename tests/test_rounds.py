@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from torchparity._core.stats import log_spread
 from torchparity.axes.matrix import Cell
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.rounds import (
@@ -18,9 +19,8 @@ from torchparity.timing.rounds import (
     Sinks,
     budget_allows,
     group_cells,
-    log_spread,
-    round_columns,
     round_timing,
+    timing_column_names,
     verdict_part,
 )
 from torchparity.timing.timer import TimingConfig, measure_interleaved
@@ -62,7 +62,7 @@ def test_budget():
 
 def _result(index, level, n=5):
     return RoundResult(
-        index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_s=1e-4
+        index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_samples_s=[1e-4]
     )
 
 
@@ -400,7 +400,8 @@ def test_an_interrupt_keeps_the_finished_rounds_and_resume_times_only_the_missin
     assert "round 3 of 3" in schedule.where
 
     resumed = {cid: Resumed(verdict_part(rows[cid]), rounds[cid], 2) for cid in rows}
-    assert not set(round_columns()) & set(resumed[cells[0].id].row)
+    assert {"latency_ms_median", "calibration_ms", "speedup_vs_eager"} <= timing_column_names()
+    assert not timing_column_names() & set(resumed[cells[0].id].row)
     worker.log.clear()
     final = {}
     Schedule(group_cells(cells), RoundsConfig(3, None), resumed=resumed).run(

@@ -2,6 +2,7 @@
 rejects rows of the wrong shape, names never become paths unescaped."""
 
 import json
+import os
 
 import pytest
 
@@ -124,7 +125,7 @@ def test_rounds_are_read_back_by_cell_and_index_later_wins(tmp_path):
     from torchparity.timing.rounds import RoundResult
 
     rd = RunDir(tmp_path).create()
-    first = RoundResult(0, [1e-3, 2e-3], 10, 3, 5e-4)
+    first = RoundResult(0, [1e-3, 2e-3], 10, 3, [5e-4, 6e-4])
     with rd.rounds_writer() as w:
         w.append(first.record("a"))
         w.append(RoundResult(1, [1e-3], 10).record("a"))
@@ -135,3 +136,15 @@ def test_rounds_are_read_back_by_cell_and_index_later_wins(tmp_path):
     assert RoundResult.from_record(rounds["a"][0]) == first
     assert RoundResult.from_record(rounds["a"][1]).samples_s == [4e-3]
     assert RoundResult.from_record({"round": 0, "number": 1, "samples_s": ["1"]}) is None
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_atomic_writes_get_the_umask_mode_not_a_private_one(tmp_path):
+    from torchparity._core.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -22,11 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
+from torchparity._core import stats
 from torchparity._core.row import ROUNDS_PLANNED, TIMING_PARTIAL
 from torchparity.axes.matrix import Cell
-from torchparity.timing.measurement import Measurement
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.timer import TimingConfig
 
@@ -90,7 +88,8 @@ class RoundResult:
     samples_s: list[float]
     number: int
     warmup_calls: int = 0
-    calibration_s: float | None = None  # the calibration workload's median in the same window
+    # The calibration workload's samples from the same window (its median is derived).
+    calibration_samples_s: list[float] = field(default_factory=list)
     # The cell's backend timed itself (the C++ runner, in its own process): its
     # whole window was round 1, and the schedule times it no more.
     self_timed: bool = False
@@ -103,35 +102,38 @@ class RoundResult:
             "samples_s": list(self.samples_s),
             "number": self.number,
             "warmup_calls": self.warmup_calls,
-            "calibration_s": self.calibration_s,
+            "calibration_samples_s": list(self.calibration_samples_s),
             "self_timed": self.self_timed,
         }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RoundResult | None:
         """A round read back from rounds.jsonl; None when the record has the wrong shape."""
-        samples, number = record.get("samples_s"), record.get("number")
-        calibration = record.get("calibration_s")
-        if not isinstance(samples, list) or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) for x in samples
-        ):
+        samples = _floats(record.get("samples_s"))
+        calibration = _floats(record.get("calibration_samples_s", []))
+        number, index = record.get("number"), record.get("round")
+        if samples is None or calibration is None:
             return None
-        if not isinstance(number, int) or not isinstance(record.get("round"), int):
+        if not isinstance(number, int) or not isinstance(index, int):
             return None
+        warmup = record.get("warmup_calls")
         return cls(
-            int(record["round"]),
-            [float(x) for x in samples],
+            index,
+            samples,
             number,
-            int(record.get("warmup_calls") or 0),
-            float(calibration) if isinstance(calibration, int | float) else None,
+            warmup if isinstance(warmup, int) else 0,
+            calibration,
             record.get("self_timed") is True,
         )
 
 
-def log_spread(values: Sequence[float]) -> float:
-    """Standard deviation of log(values) (about the relative spread); 0 for fewer than 2."""
-    arr = np.asarray([v for v in values if v > 0], dtype=np.float64)
-    return float(np.log(arr).std(ddof=1)) if len(arr) > 1 else 0.0
+def _floats(value: Any) -> list[float] | None:
+    """A JSON list of numbers as floats; None for anything else."""
+    if not isinstance(value, list):
+        return None
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+        return None
+    return [float(x) for x in value]
 
 
 @dataclass
@@ -147,41 +149,26 @@ class CellRounds:
     def self_timed(self) -> bool:
         return any(r.self_timed for r in self.rounds)
 
-    @property
-    def round_medians_s(self) -> list[float]:
-        return [float(np.median(r.samples_s)) for r in self.rounds if r.samples_s]
-
     def columns(self, batch: int, eager: CellRounds | None = None) -> dict[str, Any]:
-        """Timing columns: the distribution of every sample (IQR, p90, ...),
-        the level as the median of round medians, the round-to-round spread,
-        the calibration figures and, given eager's rounds, the paired speedup."""
-        samples = [s for r in self.rounds for s in r.samples_s]
-        if not samples:
+        """Timing columns (``stats.latency_columns``: the level as the median
+        of round medians, the distribution of every sample), the round
+        columns, the calibration figures and, given eager's rounds, the
+        paired speedup."""
+        rounds_s = [r.samples_s for r in self.rounds]
+        if not any(rounds_s):
             return {}
-        whole = Measurement(
-            samples_s=samples,
-            number=self.rounds[0].number,
-            warmup_calls=sum(r.warmup_calls for r in self.rounds),
-        )
-        cols: dict[str, Any] = whole.columns(batch)
-        medians = self.round_medians_s
-        level = float(np.median(medians))
-        cols.update(
-            {
-                "latency_ms_median": level * 1e3,
-                "throughput_items_s": batch / level if level > 0 else float("inf"),
-                "iterations": sum(r.number * len(r.samples_s) for r in self.rounds),
-                "rounds": len(medians),
-                "round_medians_ms": [m * 1e3 for m in medians],
-                "latency_round_spread": log_spread(medians),
-                "samples_ms": [s * 1e3 for s in samples],
-                "samples_per_round": [len(r.samples_s) for r in self.rounds],
-            }
-        )
-        calibration = [r.calibration_s for r in self.rounds if r.calibration_s]
+        cols: dict[str, Any] = {
+            **stats.latency_columns(rounds_s, batch, [r.number for r in self.rounds]),
+            "number_per_repeat": self.rounds[0].number,
+            "warmup_calls": sum(r.warmup_calls for r in self.rounds),
+            **stats.round_columns(rounds_s),
+        }
+        calibration = [
+            stats.median(r.calibration_samples_s) for r in self.rounds if r.calibration_samples_s
+        ]
         if len(calibration) == len(self.rounds):
             cols["calibration_round_ms"] = [c * 1e3 for c in calibration]
-            cols["calibration_ms"] = float(np.median(calibration)) * 1e3
+            cols["calibration_ms"] = stats.median(calibration) * 1e3
         if eager is not None and eager is not self:
             theirs = {r.index: r.samples_s for r in eager.rounds}
             common = [r for r in self.rounds if r.index in theirs]
@@ -205,17 +192,17 @@ RoundDoneFn = Callable[[Cell, RoundResult], None]
 
 
 @functools.cache
-def round_columns() -> frozenset[str]:
+def timing_column_names() -> frozenset[str]:
     """Every column ``CellRounds.columns`` can write (derived from a full example,
     so a new timing column is covered without a list to keep in step)."""
-    one = RoundResult(0, [1e-3, 1e-3], 1, 0, 1e-3)
+    one = RoundResult(0, [1e-3, 1e-3], 1, 0, [1e-3, 1e-3])
     return frozenset(CellRounds([one]).columns(1, CellRounds([one])))
 
 
 def verdict_part(row: dict[str, Any]) -> dict[str, Any]:
     """A row without its timing-round columns and partial marker: what a resumed
     cell's timing is derived onto again."""
-    drop = round_columns() | {TIMING_PARTIAL, ROUNDS_PLANNED, "rounds_note"}
+    drop = timing_column_names() | {TIMING_PARTIAL, ROUNDS_PLANNED, "rounds_note"}
     return {k: v for k, v in row.items() if k not in drop}
 
 
