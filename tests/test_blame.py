@@ -16,7 +16,7 @@ BACKENDS = ("eager", "torchscript", "export", "onnxruntime")
 def test_a_case_failure_is_the_case_s_on_every_backend(tmp_path) -> None:
     out = tmp_path / "run"
     proc = quick_run(DATA / "blame_cases.py", "blame", ",".join(BACKENDS), out)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode == 0, proc.stderr  # findings, not a failed run
     rows = read_rows(out)
     assert len(rows) == 3 * len(BACKENDS)
     by_case: dict[str, set[str]] = {}

@@ -15,7 +15,7 @@ from torchparity.cases.inputs import init_weights
 def test_constant_references_are_refused_or_fixed(tmp_path) -> None:
     out = tmp_path / "run"
     proc = quick_run(DATA / "constant_cases.py", "constant", "eager,export", out)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode == 0, proc.stderr  # findings, not a failed run
     rows: dict[str, list[dict]] = {}
     for row in read_rows(out):
         rows.setdefault(row["case"], []).append(row)
