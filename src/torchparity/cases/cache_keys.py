@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from torchparity.cases.call_args import as_positional
 from torchparity.cases.inputs import InputGen, tensor_digest
 from torchparity.cases.outputs import flatten
 
@@ -176,8 +177,8 @@ def behaviour_probe(case: Any, module: torch.nn.Module) -> Probe:
     if key in _PROBES:
         return _PROBES[key]
     try:
-        inputs = case.make_inputs(InputGen(case.name, 0, "probe"), PROBE_BATCH)
-        inputs = inputs if isinstance(inputs, tuple) else tuple(inputs)
+        # The flat positional form: ``module`` takes keyword inputs that way (call_args.py).
+        inputs = as_positional(case.make_inputs(InputGen(case.name, 0, "probe"), PROBE_BATCH))
         first = _probe_output(case, module, inputs)
         second = _probe_output(case, module, inputs)
     except Exception as exc:  # noqa: BLE001 - unprobed: never matches a cached entry
