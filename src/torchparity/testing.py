@@ -37,8 +37,8 @@ from torchparity.axes.matrix import expand
 from torchparity.axes.precision import PRECISIONS, Tolerance
 from torchparity.backends import backend_names
 from torchparity.cases.case import CASES, Case, KnownFailure, PluginSpec, load_all
+from torchparity.cell.context import RunSettings
 from torchparity.cell.execute import finish_row
-from torchparity.cell.pipeline import RunSettings
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
 from torchparity.timing.timer import TimingConfig
 

@@ -422,14 +422,25 @@ def sensitivity(case: Case, seed: int, steps: int, optimizer: str) -> dict[str, 
 
 @dataclass
 class TrainJob:
-    """What a backend's own training loop (``Backend.run_training``) needs."""
+    """What a training loop needs beyond the backend's context: the case, the
+    seed, and the run's steps, optimizer and timing window. A backend with
+    its own loop (``Backend.run_training``: ddp) receives this."""
 
-    cell: Cell
+    ctx: PrepareContext  # the cell, its device and precision, the backend's options
     case: Case
-    precision: Precision
-    device: Device
     seed: int
     steps: int
     optimizer: str
     min_time: float
-    ctx: PrepareContext
+
+    @property
+    def cell(self) -> Cell:
+        return self.ctx.cell
+
+    @property
+    def precision(self) -> Precision:
+        return self.ctx.precision
+
+    @property
+    def device(self) -> Device:
+        return self.ctx.device
