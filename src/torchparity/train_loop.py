@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
 
 from torchparity.axes.devices import Device, get_device
 from torchparity.axes.matrix import Cell
@@ -366,7 +367,7 @@ def _perturb_module(module: torch.nn.Module, eps: float, *key: object) -> None:
                 )
                 return _Jitter.apply(t, noise, _signs(t, *key, name, calls[0], "bwd"), abs(eps))
 
-            return torch.utils._pytree.tree_map(jitter, out)
+            return pytree.tree_map(jitter, out)
 
         leaf.register_forward_hook(hook)
 

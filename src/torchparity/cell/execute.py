@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torchparity._core import environment
-from torchparity._core.row import Row
+from torchparity._core.row import Row, add_columns
 from torchparity.axes.matrix import Cell
 from torchparity.cases.case import CASES
 from torchparity.cell.context import RunSettings
@@ -53,24 +53,24 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
     return state.row
 
 
-def apply_known_failures(cell: Cell, row: Row) -> Row:
+def apply_known_failures(cell: Cell, row: dict[str, Any]) -> None:
     """A fail or error matching a known-failure mark of the case becomes xfail;
-    expectations and blame columns (verdicts/expectations.py)."""
-    return expectations.apply(CASES.get(cell.case), cell, row)
+    expectations and blame columns (verdicts/expectations.py). In place."""
+    expectations.apply(CASES.get(cell.case), cell, row)
 
 
-def finish_row(cell: Cell, row: Row, env: dict[str, Any]) -> Row:
+def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     """The row in contract order: the cell, the verdict, the measurements, the environment."""
-    row["status"] = str(row["status"])  # the plain value from here on (a Status is a str)
-    row = apply_known_failures(cell, row)
-    out = Row(**cell.as_dict())
-    out.update(
-        mode=row.pop("mode", cell.mode),
-        status=row.pop("status"),
-        reason=row.pop("reason", ""),
-    )
-    out.update(row)
-    out.update(environment.row_fields(env))
+    columns = dict(row)
+    columns["status"] = str(columns["status"])  # the plain value from here on (a Status is a str)
+    apply_known_failures(cell, columns)
+    out = Row()
+    add_columns(out, cell.as_dict())
+    out["mode"] = columns.pop("mode", cell.mode)
+    out["status"] = columns.pop("status")
+    out["reason"] = columns.pop("reason", "")
+    add_columns(out, columns)
+    add_columns(out, environment.row_fields(env))
     out["cell_id"] = cell.id
     out["run_id"] = env.get("run_id")
     out["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from torchparity._core.errors import first_line
+from torchparity._core.row import add_columns
 from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, Tolerance
@@ -290,7 +291,7 @@ def _eager_and_reference(source: SampleSource, samples: list[Sample]) -> tuple[d
 def stage_samples(s: SamplesState) -> bool:
     """The case's samples for the cell's dtype (a source without any: a skip)."""
     s.row["batch"] = 1
-    s.row.update(s.ctx.configure_device())  # --tf32 etc., as the inference precheck does
+    add_columns(s.row, s.ctx.configure_device())  # --tf32 etc., as the inference precheck does
     s.source = s.ctx.case.extra["samples"]
     try:
         s.samples = s.source.samples(s.ctx.precision.dtype, s.cell.device, s.cell.suite)
@@ -305,7 +306,7 @@ def stage_reference(s: SamplesState) -> bool:
     """Eager at the cell's dtype and the fp64 reference of every sample."""
     s.eager, s.reference, invalid = _eager_and_reference(s.source, s.samples)
     s.valid = [x for x in s.samples if x.index in s.eager]
-    s.row.update(samples=len(s.samples), samples_invalid=len(invalid))
+    s.row["samples"], s.row["samples_invalid"] = len(s.samples), len(invalid)
     if not s.valid:
         first = next(iter(invalid.values()), "no samples")
         s.row.update(status=Status.SKIP, reason=f"no valid sample: {first}")
@@ -317,7 +318,7 @@ def stage_prepare(s: SamplesState) -> bool:
     """The backend's callables for the samples (and their outputs: preparing
     runs them, so a failing sample is found while the batch is isolated)."""
     s.row["prepare_s"] = _prepare_batch(s)
-    s.row.update({f"backend_{k}": v for k, v in s.notes.items()})
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.notes.items()})
     return True
 
 
@@ -339,8 +340,8 @@ def stage_compare(s: SamplesState) -> bool:
                 s.ctx.tolerance,
             )
         )
-    s.row.update(_summary(outcomes, s.ctx.tolerance))
-    s.row.update(_save_worst(s.cell, s.settings, max(outcomes, key=Outcome.rank)))
+    add_columns(s.row, _summary(outcomes, s.ctx.tolerance))
+    add_columns(s.row, _save_worst(s.cell, s.settings, max(outcomes, key=Outcome.rank)))
     return True
 
 
@@ -355,7 +356,7 @@ def stage_timing(s: SamplesState) -> bool:
         with torch.no_grad():
             return backend.run(prepared, inputs)
 
-    s.row.update(timing_columns(measure(call, s.ctx.device.time_block, s.settings.timing), 1))
+    add_columns(s.row, timing_columns(measure(call, s.ctx.device.time_block, s.settings.timing), 1))
     return True
 
 

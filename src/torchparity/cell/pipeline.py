@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from torchparity._core.row import add_columns
 from torchparity._core.status import Status
 from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
@@ -131,7 +132,7 @@ def stage_precheck(s: CellState) -> bool:
     if not check_precheck(s):
         return False
     s.row["batch"] = s.ctx.case.batch
-    s.row.update(s.ctx.configure_device())
+    add_columns(s.row, s.ctx.configure_device())
     return True
 
 
@@ -165,7 +166,7 @@ def stage_prepare(s: CellState) -> bool:
         s.prepared = s.ctx.backend.prepare(module, s.fresh_inputs(), s.prepare_ctx)
     device.synchronize()
     s.row["prepare_s"] = time.perf_counter() - began
-    s.row.update({f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
     return True
 
 
@@ -217,7 +218,7 @@ def stage_compare(s: CellState) -> bool:
         s.ctx.tolerance,
         s.ctx.policy,
     )
-    s.row.update(drift.columns())
+    add_columns(s.row, drift.columns())
     s.row["leaves"] = drift.leaf_records()
     if not drift.passed:
         s.row.update(status=Status.FAIL, reason=drift.reason)
@@ -260,12 +261,12 @@ def self_timed(s: CellState, config: TimingConfig) -> Measurement | None:
 def record_timing(s: CellState, columns: dict[str, Any]) -> None:
     """The timing columns, and what is known once the calls are done: peak
     memory, threads, the backend's notes (recompilations)."""
-    s.row.update(s.memory.stop())
-    s.row.update(columns)
+    add_columns(s.row, s.memory.stop())
+    add_columns(s.row, columns)
     s.row["torch_threads"] = torch.get_num_threads()
     s.row["torch_interop_threads"] = torch.get_num_interop_threads()
     s.ctx.backend.finalize(s.prepared, s.prepare_ctx)
-    s.row.update({f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
 
 
 def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:

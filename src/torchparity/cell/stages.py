@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar, get_args
 
 from torchparity._core.errors import error_fields
-from torchparity._core.row import Row
+from torchparity._core.row import Row, add_columns
 from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.cell.context import CellContext, RunSettings, precheck, resolve
@@ -80,14 +80,10 @@ def run_stages(state: S, stages: Stages[S]) -> bool:
             if not stage(state):
                 return False
         except NothingToCompare as exc:
-            state.row.update(
-                status=Status.ERROR,
-                reason=f"{name}: {exc}",
-                error_stage=name,
-                error_type="NothingToCompare",
-            )
+            state.row.update(status=Status.ERROR, reason=f"{name}: {exc}")
+            state.row["error_stage"], state.row["error_type"] = name, "NothingToCompare"
             return False
         except Exception as exc:  # a cell's failure is a finding, not a crash
-            state.row.update(error_fields(exc, name))
+            add_columns(state.row, error_fields(exc, name))
             return False
     return True

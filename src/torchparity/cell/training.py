@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchparity._core.row import Row
+from torchparity._core.row import Row, add_columns
 from torchparity._core.status import Status
 from torchparity.backends.base import Backend
 from torchparity.cell.stages import CellRun, Stages, check_precheck
@@ -97,12 +97,11 @@ def stage_precheck(s: TrainState) -> bool:
     if not check_precheck(s):
         return False
     case, train = s.ctx.case, s.ctx.train
-    s.row.update(
-        batch=case.batch,
-        steps=train.steps,
-        optimizer="case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer,
+    s.row["batch"], s.row["steps"] = case.batch, train.steps
+    s.row["optimizer"] = (
+        "case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer
     )
-    s.row.update(s.ctx.configure_device())
+    add_columns(s.row, s.ctx.configure_device())
     return True
 
 
@@ -132,15 +131,18 @@ def stage_train(s: TrainState) -> bool:
 def stage_compare(s: TrainState) -> bool:
     """Losses at every step, first-step gradients and updates against the reference."""
     trace, ref, precision = s.trace, s.reference, s.ctx.precision
-    s.row.update({f"backend_{k}": v for k, v in s.job.ctx.notes.items()})
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.job.ctx.notes.items()})
     problems, known = trace.columns.pop("_problems", []), trace.columns.pop("_known", None)
-    s.row.update(trace.columns)
-    s.row.update(
-        losses=trace.losses,
-        reference_losses=ref.losses,
-        loss_first=trace.losses[0],
-        loss_last=trace.losses[-1],
-        reference_loss_last=ref.losses[-1],
+    add_columns(s.row, trace.columns)
+    add_columns(
+        s.row,
+        {
+            "losses": trace.losses,
+            "reference_losses": ref.losses,
+            "loss_first": trace.losses[0],
+            "loss_last": trace.losses[-1],
+            "reference_loss_last": ref.losses[-1],
+        },
     )
     drift = compare_training(
         trace.losses,
@@ -156,23 +158,21 @@ def stage_compare(s: TrainState) -> bool:
         s.kappa,
         precision.dtype,
     )
-    s.row.update(drift.columns())
+    add_columns(s.row, drift.columns())
     drift.problems.extend(problems)
     if not drift.passed:
         skipped = trace.columns.get("amp_skipped_steps")
         note = f" ({skipped} of {s.job.steps} steps skipped by the GradScaler)" if skipped else ""
         s.row.update(status=Status.FAIL, reason=drift.reason + note)
         if known:  # a divergence the backend explains (ddp with BatchNorm on CPU)
-            s.row.update(
-                status=Status.XFAIL,
-                xfail_of=Status.FAIL.value,
-                reason=f"known: {known}; was fail: {s.row['reason']}",
-            )
+            was = s.row.get("reason", "")
+            s.row.update(status=Status.XFAIL, reason=f"known: {known}; was fail: {was}")
+            s.row["xfail_of"] = Status.FAIL.value
     return True
 
 
 def stage_timing(s: TrainState) -> bool:
-    s.row.update(_timing_columns(s.trace, s.ctx.case.batch))
+    add_columns(s.row, _timing_columns(s.trace, s.ctx.case.batch))
     return True
 
 

@@ -140,9 +140,8 @@ def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCal
     finally:
         for h in handles:
             h.remove()
-    return [
-        calls[p] for p in order if calls[p].outputs is not None and calls[p].outputs.tensors
-    ], out
+    recorded = [calls[p] for p in order]
+    return [c for c in recorded if c.outputs is not None and c.outputs.tensors], out
 
 
 def select_layers(layers: list[LayerCall], cap: int = MAX_LAYERS) -> list[LayerCall]:

@@ -24,7 +24,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import torch
 
 from torchparity._core.errors import first_line
 from torchparity._core.files import safe_file_stem
-from torchparity._core.row import Row
+from torchparity._core.row import Row, add_columns
 from torchparity._core.rundir import DIVERGENCES_CSV, RunDir
 from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
@@ -106,7 +106,8 @@ def hypothesis_settings(
         deadline=None,
         database=None,
         phases=phases,
-        suppress_health_check=list(HealthCheck),
+        # hypothesis types HealthCheck's members through its metaclass, not as HealthCheck
+        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
         report_multiple_bugs=False,
         print_blob=False,
     )
@@ -386,7 +387,7 @@ def _save_inputs(record: dict[str, Any], directory: Path, stem: str) -> list[dic
     return described
 
 
-def reproducer(record: dict[str, Any], plugins: list[tuple[str, str]] = ()) -> str:
+def reproducer(record: dict[str, Any], plugins: Sequence[tuple[str, str]] = ()) -> str:
     """A one-line Python command that replays the example and prints both outputs."""
     args = ", ".join(item["expr"] for item in record["inputs"])
     plug = f", plugins={[list(p) for p in plugins]!r}" if plugins else ""
@@ -435,7 +436,7 @@ def fuzz_target(
     profile: FuzzProfile,
     examples: int | None = None,
     out_dir: Path | None = None,
-    plugins: list[tuple[str, str]] = (),
+    plugins: Sequence[tuple[str, str]] = (),
     cache_dir: Path | None = None,
 ) -> TargetResult:
     """Fuzz one (op, backend, device, precision); never raises for the op's own failures."""
@@ -443,7 +444,8 @@ def fuzz_target(
     from hypothesis import target as steer
 
     case, cell = target.case, target.cell
-    row = Row(**cell.as_dict())
+    row = Row()
+    add_columns(row, cell.as_dict())
     row.update(status=Status.PASS, reason="")
     began = time.perf_counter()
     skip = _skip_reason(target)
@@ -495,24 +497,16 @@ def fuzz_target(
         row.update(status=Status.FAIL, reason=divergence["reason"])  # finish_row applies the mark
     elif (
         case.known_failure(target.backend, target.device, target.precision)
-        and row["status"] == Status.PASS
+        and row.get("status") == Status.PASS
     ):
         row["reason"] = "known failure mark did not reproduce (xpass)"
     if checker is not None:
-        row.update(rounds=rounds, time_budget_s=profile.time_budget_s)
-        row.update(
-            examples=checker.examples,
-            max_ulp=checker.worst,
-            signatures=len(checker.seen),
-            prepared=len(checker.prepared),
-            prepare_s=checker.prepare_s,
-            cache_hits=checker.cache_hits,
-        )
-    row.update(
-        profile=profile.name,
-        wall_s=time.perf_counter() - began,
-        check="vs fp64 reference" if target.backend == "eager" else "vs eager",
-    )
+        row["rounds"], row["time_budget_s"] = rounds, profile.time_budget_s
+        row["examples"], row["max_ulp"] = checker.examples, checker.worst
+        row["signatures"], row["prepared"] = len(checker.seen), len(checker.prepared)
+        row["prepare_s"], row["cache_hits"] = checker.prepare_s, checker.cache_hits
+    row["profile"], row["wall_s"] = profile.name, time.perf_counter() - began
+    row["check"] = "vs fp64 reference" if target.backend == "eager" else "vs eager"
     return TargetResult(row, divergence)
 
 
@@ -657,7 +651,7 @@ def fuzz_run(
     profile: FuzzProfile,
     run_dir: Path,
     examples: int | None = None,
-    plugins: list[tuple[str, str]] = (),
+    plugins: Sequence[tuple[str, str]] = (),
     progress: ProgressFn | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[list[dict], list[dict]]:
