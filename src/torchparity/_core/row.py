@@ -60,6 +60,7 @@ class Row(TypedDict, total=False):
     host: str
     run_id: str
     finished_at: str
+    seed: int  # the input and weight seed of the run
 
 
 # The DESIGN.md row contract, in display order; other columns follow.

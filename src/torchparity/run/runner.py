@@ -111,6 +111,10 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     }  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
 
+    def row_of(cell: Cell, fields: dict[str, Any]) -> Row:
+        # Every row names the seed its inputs and weights came from.
+        return {**finish_row(cell, fields, env), "seed": plan.settings.seed}
+
     done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
     started = time.perf_counter()
@@ -120,12 +124,10 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
             try:
                 reason = precheck(cell)
             except Exception as exc:
-                writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
+                writer.append(row_of(cell, error_fields(exc, "precheck")))
                 continue
             if reason:
-                writer.append(
-                    finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env)
-                )
+                writer.append(row_of(cell, {"status": Status.SKIP.value, "reason": reason}))
             else:
                 runnable.append(cell)
         schedule = Schedule(group_cells(runnable), plan.rounds)
@@ -136,9 +138,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 schedule.run(
                     lambda g: _verdicts(executor, plan, g),
                     lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
-                    lambda cell, row: writer.append(
-                        finish_row(cell, _counted(plan, cell, row), env)
-                    ),
+                    lambda cell, row: writer.append(row_of(cell, _counted(plan, cell, row))),
                     (lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
                     if progress
                     else None,
