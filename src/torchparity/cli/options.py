@@ -69,7 +69,7 @@ class Option:
         is told apart from every value (``--rounds 0`` is a value)."""
         shown = self.default_text()
         help_text = f"{self.help} (default: {shown})" if shown else self.help
-        if self.is_flag:
+        if self.parse is None:
             parser.add_argument(
                 self.flag, dest=self.dest, action="store_true", default=None, help=help_text
             )

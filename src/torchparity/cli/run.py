@@ -183,7 +183,7 @@ def expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
     """The suite's expectations file when --update-expectations asks for it."""
     if not args.update_expectations:
         return None
-    suite = plan.selection.get("suite")
+    suite = str(plan.selection.get("suite") or "")
     path = expectations.FILES.get(suite)
     if path is None:
         with_files = ", ".join(sorted(expectations.FILES)) or "none"
@@ -262,11 +262,11 @@ def _stopped(plan: RunPlan, why: str) -> str:
     )
 
 
-def _run_cells(plan: RunPlan, progress: Any) -> list[dict] | int:
+def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
     """The run's rows, or the exit code of a run that stopped early."""
     try:
         with exits_raise(plan.isolate):
-            return list(execute_plan(plan, progress))
+            return [dict(row) for row in execute_plan(plan, progress)]
     except KeyboardInterrupt:
         print("\n" + _stopped(plan, "interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
