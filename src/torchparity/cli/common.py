@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from torchparity._core import cache as cache_mod
+from torchparity._core import row as row_mod
 from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked
 from torchparity.cases.case import PluginSpec, RegistryError, load_all
 
@@ -89,11 +90,15 @@ def load(specs: list[PluginSpec]) -> None:
 
 
 def warn_damage(run_dirs: Sequence[Path]) -> None:
-    """One warning line per run whose results.jsonl has lines no reader could use."""
+    """One warning line per run whose results.jsonl has lines no reader could use,
+    and one note per run whose timing is partial (an interrupted run)."""
     for path in run_dirs:
         note = RunDir(path).damage_note()
         if note:
             warn(note)
+        partial = row_mod.partial_timing_note(RunDir(path).rows())
+        if partial:
+            print(f"torchparity: note: {path}: {partial}", file=sys.stderr)
 
 
 def check_out_dir(path: Path, flag: str = "--out") -> None:

@@ -36,7 +36,13 @@ from torchparity.cli.common import (
 from torchparity.cli.options import add_options, add_plugin_options
 from torchparity.cli.selection import selection
 from torchparity.report import report as report_mod
-from torchparity.run.runner import RunPlan, execute_plan, new_run_id, terminal_progress
+from torchparity.run.runner import (
+    RunInterrupted,
+    RunPlan,
+    execute_plan,
+    new_run_id,
+    terminal_progress,
+)
 from torchparity.timing.rounds import RoundsConfig
 from torchparity.timing.timer import TimingConfig
 from torchparity.train_loop import OPTIMIZERS, TrainSettings
@@ -267,9 +273,10 @@ def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
     try:
         with exits_raise(plan.isolate):
             return [dict(row) for row in execute_plan(plan, progress)]
-    except KeyboardInterrupt:
-        print("\n" + _stopped(plan, "interrupted"), file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # RunInterrupted: SIGINT or SIGTERM, rows kept
+        where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
+        print("\n" + _stopped(plan, f"interrupted{where}"), file=sys.stderr)
+        return exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
     except SystemExit as exc:
         if plan.isolate:  # not a cell's: workers run the cells
             raise
