@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from torchparity._core.console import robust_standard_streams
-from torchparity.cli import compare, data, explain, export, fuzz, list, report, run
+from torchparity.cli import compare, data, explain, export, fuzz, report, run
+from torchparity.cli import list as list_command  # not the builtin's name
 from torchparity.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError
 
 # name -> module; the order is the order of `torchparity --help`.
 COMMANDS = {
-    "list": list,
+    "list": list_command,
     "run": run,
     "explain": explain,
     "fuzz": fuzz,
