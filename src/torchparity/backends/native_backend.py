@@ -13,7 +13,7 @@ outputs and the same artifact run from Python on the same inputs.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torchparity.axes.precision import Precision
 from torchparity.backends import native_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.native_client import NativeRunner
+from torchparity.backends.options import BackendOption
 from torchparity.cases.outputs import flat_leaves
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
@@ -94,7 +95,7 @@ class NativeBackend(Backend):
         return get_backend(self.artifact_backend)
 
     @property
-    def options(self) -> dict[str, str] | None:  # type: ignore[override]
+    def options(self) -> Mapping[str, BackendOption | str] | None:  # type: ignore[override]
         return self._python().options
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:

@@ -30,6 +30,7 @@ from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.options import BackendOption
 
 # The execution provider for each device kind.
 PROVIDERS = {
@@ -39,11 +40,23 @@ PROVIDERS = {
 }
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
 OPTIONS = {
-    "opset": "ONNX opset to export (default: the exporter's)",
-    "graph_optimization": "ORT graph optimization level: " + ", ".join(GRAPH_OPTIMIZATION),
-    "intra_op_threads": "ORT intra-op threads (default: torch.get_num_threads())",
-    "inter_op_threads": "ORT inter-op threads (default: torch.get_num_interop_threads())",
-    "allow_spinning": "1: ORT's pool threads spin after each call (ORT's own default); default 0",
+    "opset": BackendOption("ONNX opset to export (default: the exporter's)", "int", minimum=7),
+    "graph_optimization": BackendOption(
+        "ORT graph optimization level (default all)", "choice", GRAPH_OPTIMIZATION
+    ),
+    "intra_op_threads": BackendOption(
+        "ORT intra-op threads (default: torch.get_num_threads(); 0: ORT's)", "int", minimum=0
+    ),
+    "inter_op_threads": BackendOption(
+        "ORT inter-op threads (default: torch.get_num_interop_threads(); 0: ORT's)",
+        "int",
+        minimum=0,
+    ),
+    "allow_spinning": BackendOption(
+        "1: ORT's pool threads spin after each call (ORT's own default); default 0",
+        "choice",
+        ("0", "1"),
+    ),
 }
 _ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
 
