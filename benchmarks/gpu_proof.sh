@@ -7,12 +7,14 @@
 #
 # Runs torchparity from this working tree, uninstalled (PYTHONPATH=src:., never
 # pip-installed over the machine's torch), in lanes that run at the same time:
-#   models-<prec>-<i>  models suite, eager,torchscript,export,compile,aoti at one
+#   models-<prec>-<i>  models suite, eager,torchscript,export,compile at one
 #                      precision (fp32 | fp16 | bf16), model shards 1..N in turn
 #   ops-<i>            ops catalog, eager,compile x fp32,fp16, op shards 1..N in turn
 #   sanity-cpu         (cuda only) a few models, eager fp32 on the CPU: beside
 #                      the same cells on cuda in the merged report
 #   train              --mode train, eager,compile x fp32,amp-bf16, 3 models
+#   aoti               AOTInductor alone (fp32, bf16) on two models: its C++ build
+#                      and any crash cost no other lane
 # A shard is a spread of the suite (round-robin over sorted case names), so a
 # lane cut short still covers every kind of case it reached.
 # Every stage has a wall budget (`timeout`, SIGTERM -> KeyboardInterrupt -> the
@@ -26,7 +28,9 @@
 # equal share of what is left of the deadline).
 #
 # Knobs (environment): GPU_PROOF_DEVICE (auto|cuda|cpu), GPU_PROOF_DEADLINE (s),
-# GPU_PROOF_RENDER_S (s), GPU_PROOF_PARALLEL (1|0), GPU_PROOF_MODELS,
+# GPU_PROOF_RENDER_S (s), GPU_PROOF_PARALLEL (1|0), GPU_PROOF_LANES (a space list of
+# models-fp32 models-fp16 models-bf16 ops train aoti; default all),
+# GPU_PROOF_MODEL_BACKENDS, GPU_PROOF_AOTI_CASES, GPU_PROOF_MODELS,
 # GPU_PROOF_OPS, GPU_PROOF_TRAIN_CASES, GPU_PROOF_SANITY_CASES (comma lists of
 # case globs), GPU_PROOF_MODEL_SHARDS, GPU_PROOF_OPS_SHARDS, GPU_PROOF_MIN_TIME,
 # GPU_PROOF_WORK (work directory), PYTHON (default python3), TP_MODULE (the
@@ -262,6 +266,7 @@ if [ "$DEVICE" = auto ]; then
         DEVICE=cpu
     fi
 fi
+MODEL_BACKENDS=${GPU_PROOF_MODEL_BACKENDS:-eager,torchscript,export,compile}
 if [ "$DEVICE" = cuda ]; then
     DEADLINE=${GPU_PROOF_DEADLINE:-380}
     MIN_TIME=${GPU_PROOF_MIN_TIME:-0.05}
@@ -271,6 +276,7 @@ if [ "$DEVICE" = cuda ]; then
     SANITY_CASES=${GPU_PROOF_SANITY_CASES:-mlp,resnet_small,transformer_encoder,lstm_classifier}
     MODEL_SHARDS=${GPU_PROOF_MODEL_SHARDS:-3}
     OPS_SHARDS=${GPU_PROOF_OPS_SHARDS:-4}
+    AOTI_CASES=${GPU_PROOF_AOTI_CASES:-mlp,transformer_encoder}
     T_MODEL=120 T_OP=60 T_TRAIN=150
 else  # the dry run: the same stages, a few cases, tiny budgets
     DEADLINE=${GPU_PROOF_DEADLINE:-300}
@@ -281,6 +287,7 @@ else  # the dry run: the same stages, a few cases, tiny budgets
     SANITY_CASES=""  # cpu vs cpu would repeat the models lanes' cells
     MODEL_SHARDS=${GPU_PROOF_MODEL_SHARDS:-1}
     OPS_SHARDS=${GPU_PROOF_OPS_SHARDS:-1}
+    AOTI_CASES=${GPU_PROOF_AOTI_CASES:-mlp}
     T_MODEL=120 T_OP=60 T_TRAIN=150
 fi
 if [ "$PARALLEL" = 1 ] && [ -z "${TORCHINDUCTOR_COMPILE_THREADS:-}" ]; then
@@ -314,12 +321,13 @@ mapfile -t MODEL_CASES < <(case_args "$MODELS")
 mapfile -t OPS_CASES < <(case_args "$OPS")
 mapfile -t TRAIN_CASE_ARGS < <(case_args "$TRAIN_CASES")
 mapfile -t SANITY_CASE_ARGS < <(case_args "$SANITY_CASES")
+mapfile -t AOTI_CASE_ARGS < <(case_args "$AOTI_CASES")
 
 lane_models() {  # PRECISION
     local i
     for ((i = 1; i <= MODEL_SHARDS; i++)); do
         run_stage "models-$1-$i" "$DEADLINE" --suite models "${MODEL_CASES[@]}" \
-            --backend eager,torchscript,export,compile,aoti --precision "$1" \
+            --backend "$MODEL_BACKENDS" --precision "$1" \
             --shard "$i/$MODEL_SHARDS" --timeout "$T_MODEL" "${COMMON[@]}"
     done
 }
@@ -341,7 +349,20 @@ lane_train() {
         --backend eager,compile --precision fp32,amp-bf16 --timeout "$T_TRAIN" "${COMMON[@]}"
 }
 
-LANES=("lane_models fp32" "lane_models fp16" "lane_models bf16" "lane_ops" "lane_train")
+lane_aoti() {  # AOTInductor alone: a crash or a long C++ build costs no other cell
+    run_stage aoti "$DEADLINE" --suite models "${AOTI_CASE_ARGS[@]}" --backend aoti \
+        --precision fp32,bf16 --timeout "$T_MODEL" "${COMMON[@]}"
+}
+
+read -r -a LANES_SELECTED <<<"${GPU_PROOF_LANES:-models-fp32 models-fp16 models-bf16 ops train aoti}"
+LANES=()
+for lane in "${LANES_SELECTED[@]}"; do
+    case "$lane" in
+        models-*) LANES+=("lane_models ${lane#models-}") ;;
+        ops | train | aoti) LANES+=("lane_$lane") ;;
+        *) log "unknown lane $lane (models-PRECISION, ops, train, aoti)"; exit 2 ;;
+    esac
+done
 heartbeat &
 HEARTBEAT_PID=$!
 if [ "$PARALLEL" = 1 ]; then

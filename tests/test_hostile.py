@@ -1,5 +1,5 @@
 """Hostile and broken input, through the public command line: nothing executed
-that the user did not write, nothing lost, one clear line (issue 13)."""
+that the user did not write, nothing lost, one clear line."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 rejects rows of the wrong shape, names never become paths unescaped."""
 
 import json
+import os
 
 import pytest
 
@@ -85,3 +86,15 @@ def test_safe_file_stems_are_plain_and_distinct():
     stems = [safe_file_stem(n) for n in names]
     assert all("/" not in s and "\\" not in s and not s.startswith(".") for s in stems)
     assert len({s.lower() for s in stems}) == len(names)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_atomic_writes_get_the_umask_mode_not_a_private_one(tmp_path):
+    from torchparity._core.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

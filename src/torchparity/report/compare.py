@@ -28,8 +28,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from torchparity._core import stats
 from torchparity._core.status import BAD_STATUSES
 from torchparity.report import html as h
 from torchparity.report.report import CELL_KEYS, markdown_table
@@ -123,7 +125,6 @@ def moderated_p(
     is shrunk toward ``prior_sd`` (the typical spread over all cells) with
     ``prior_dof`` degrees of freedom; with no prior, the plain pooled test.
     0 or 1 when no variance is known at all."""
-    import numpy as np
     from scipy.stats import t as student_t
 
     dof = len(a) + len(b) - 2
@@ -156,7 +157,6 @@ def log_rounds(row: dict[str, Any], normalize: bool) -> list[float] | None:
 
 def pooled_sd(a: list[float], b: list[float]) -> float:
     """Round-to-round spread of two sides (sd of log round medians, pooled)."""
-    import numpy as np
 
     dof = len(a) + len(b) - 2
     if dof < 1:
@@ -269,9 +269,8 @@ def _round_change(
     lb, lc = log_rounds(base, normalize), log_rounds(cur, normalize)
     if lb is None or lc is None:
         return False
-    import numpy as np
 
-    diff = float(np.median(lc) - np.median(lb))  # log latency: > 0 is slower
+    diff = stats.median(lc) - stats.median(lb)  # log latency: > 0 is slower
     change.throughput_change = math.exp(-diff) - 1.0
     change.p_value = moderated_p(
         lb, lc, None
@@ -359,13 +358,12 @@ def derived_noise_floor(
 ) -> tuple[float, float | None]:
     """(floor, typical spread): ``noise_multiple`` times the median
     round-to-round spread over the cells judged on rounds, never below ``minimum``."""
-    import numpy as np
 
     judged = [c for c in changes if c.round_spread is not None]
     if not judged:
         return minimum, None
-    typical = float(np.median([c.round_spread for c in judged]))
-    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    typical = stats.median([c.round_spread for c in judged if c.round_spread is not None])
+    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
     return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
 
 
@@ -375,7 +373,6 @@ def machine_shift(
     """How much slower (> 0) or faster (< 0) the machine ran the current run:
     the median over matched cells of the change of their calibration
     workload's median; None when no cell has calibration figures on both sides."""
-    import numpy as np
 
     logs = []
     for key, cur in current.items():
@@ -389,8 +386,8 @@ def machine_shift(
             and min(cal_b) > 0
             and min(cal_c) > 0
         ):
-            logs.append(math.log(float(np.median(cal_c)) / float(np.median(cal_b))))
-    return math.expm1(float(np.median(logs))) if logs else None
+            logs.append(math.log(stats.median(cal_c) / stats.median(cal_b)))
+    return math.expm1(stats.median(logs)) if logs else None
 
 
 def change_dispersion(changes: list[CellChange], typical: float | None) -> float | None:
@@ -400,7 +397,6 @@ def change_dispersion(changes: list[CellChange], typical: float | None) -> float
     A pull request moves a few cells, or all by one factor; cells scattered
     widely around their median mean the machine moved them, each by its own
     share (what ``--normalize`` cannot cancel)."""
-    import numpy as np
 
     judged = [
         c
@@ -410,9 +406,9 @@ def change_dispersion(changes: list[CellChange], typical: float | None) -> float
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
         return None
     logs = [math.log1p(c.throughput_change) for c in judged]
-    centre = float(np.median(logs))
-    robust_sd = 1.4826 * float(np.median([abs(x - centre) for x in logs]))
-    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    centre = stats.median(logs)
+    robust_sd = 1.4826 * stats.median([abs(x - centre) for x in logs])
+    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
     explained = typical * math.sqrt(2.0 / max(rounds, 2))
     return math.sqrt(max(0.0, robust_sd**2 - explained**2))
 
