@@ -9,7 +9,8 @@ the default, or ``portable``: no delegate, ExecuTorch's portable kernels only).
 The .pte is static: it runs at the example inputs' shapes only, and a call at
 another shape fails loudly in the runtime (a resize error), never silently.
 The row records the delegate, how many of the lowered graph's operator nodes
-XNNPACK took (``backend_delegated_nodes`` / ``backend_delegated_share``) and
+XNNPACK took (``backend_delegated_nodes`` / ``backend_delegated_share``), the
+operators left to ExecuTorch's own kernels (``backend_undelegated_ops``) and
 the executorch version.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,10 @@ INSTALL_HINT = "pip install 'torchparity[executorch]'"
 
 
 def _missing() -> str | None:
+    # torchao (imported by executorch) warns about each CUDA kernel library a CPU
+    # build cannot load, and torch about its pytree registrations: noise in every run.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import executorch.exir  # noqa: F401
         import executorch.runtime  # noqa: F401
@@ -47,15 +53,42 @@ def _missing() -> str | None:
     return None
 
 
-def _delegation(edge: Any) -> tuple[int, int]:
-    """(operator nodes inside XNNPACK delegates, operator nodes in all) of the
-    lowered edge program."""
+def _delegation(edge: Any, notes: dict) -> None:
+    """Record how much of the lowered edge program XNNPACK took, and which
+    operators are left to ExecuTorch's own kernels."""
     from executorch.devtools.backend_debug import get_delegation_info
 
     info = get_delegation_info(edge.exported_program().graph_module)
-    return int(info.num_delegated_nodes), int(
-        info.num_delegated_nodes + info.num_non_delegated_nodes
+    delegated = info.num_delegated_nodes
+    total = delegated + info.num_non_delegated_nodes
+    frame = info.get_operator_delegation_dataframe()
+    left = frame[frame["occurrences_in_non_delegated_graphs"] > 0]["op_type"]
+    notes["delegated_nodes"] = int(delegated)
+    notes["delegated_share"] = round(delegated / total, 4) if total else 0.0
+    notes["undelegated_ops"] = ",".join(
+        sorted(str(op) for op in left if str(op) not in ("Total", "getitem"))
     )
+
+
+_OPERATOR_MISSING = re.compile(r"error: 0x:?14\b")
+
+
+def _load_method(path: Path, notes: dict) -> Any:
+    """The program's forward method; a missing kernel named as such (the
+    runtime says only "error 0x14")."""
+    from executorch.runtime import Runtime
+
+    try:
+        return Runtime.get().load_program(path).load_method("forward")
+    except RuntimeError as exc:
+        if not _OPERATOR_MISSING.search(str(exc)):
+            raise
+        ops = notes.get("undelegated_ops")
+        raise NotImplementedError(
+            "the ExecuTorch runtime has no kernel for an operator of the program "
+            "(error 0x14 OperatorMissing)"
+            + (f"; operators outside the delegate: {ops}" if ops else "")
+        ) from None
 
 
 def _lower(module: torch.nn.Module, example_inputs: tuple, delegate: str, notes: dict) -> bytes:
@@ -72,11 +105,8 @@ def _lower(module: torch.nn.Module, example_inputs: tuple, delegate: str, notes:
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(program, partitioner=partitioners)
-        delegated, total = _delegation(edge)
-        buffer = edge.to_executorch().buffer
-    notes["delegated_nodes"] = delegated
-    notes["delegated_share"] = round(delegated / total, 4) if total else 0.0
-    return bytes(buffer)
+        _delegation(edge, notes)
+        return bytes(edge.to_executorch().buffer)
 
 
 class ExecuTorchBackend(Backend):
@@ -93,8 +123,6 @@ class ExecuTorchBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        from executorch.runtime import Runtime
-
         delegate = str(ctx.options.get("delegate", "xnnpack"))
         if delegate not in DELEGATES:
             raise ValueError(f"delegate={delegate!r}; valid: {', '.join(DELEGATES)}")
@@ -105,7 +133,7 @@ class ExecuTorchBackend(Backend):
             path.write_bytes(_lower(module, example_inputs, delegate, built))
 
         def load(path: Path) -> Any:
-            return Runtime.get().load_program(path).load_method("forward")
+            return _load_method(path, built)
 
         key = artifact_key(
             ctx, module, [f"delegate={delegate}", f"executorch={ctx.notes['executorch']}"]

@@ -4,7 +4,8 @@ Categories (fixed; the expectations file and the report use these names):
 ``pytorch`` (eager kernels, TorchScript, dynamo), ``exporter`` (torch.onnx and
 onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
 the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
-(torch.compile's code generation), ``device`` (the hardware or its runtime),
+(torch.compile's code generation), ``executorch`` (its lowering, delegates and
+runtime), ``openvino`` (its conversion and CPU plugin), ``device`` (the hardware or its runtime),
 ``harness`` (this suite: its oracle, its input generation, a missing extra).
 
 An expectations entry names the blame after review; every other non-pass
@@ -17,7 +18,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CATEGORIES = ("pytorch", "exporter", "onnx-spec", "onnxruntime", "inductor", "device", "harness")
+CATEGORIES = (
+    "pytorch",
+    "exporter",
+    "onnx-spec",
+    "onnxruntime",
+    "inductor",
+    "executorch",
+    "openvino",
+    "device",
+    "harness",
+)
 
 _ORT = re.compile(
     r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
@@ -31,6 +42,7 @@ _HARNESS = re.compile(
     r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs",
     re.I,
 )
+_EXPORT = re.compile(r"torch\.export|data-dependent|GuardOn|UserError|Unsupported:|dynamo", re.I)
 _SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
 
 
@@ -52,6 +64,10 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         if _ORT.search(reason):
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
+    if backend in ("executorch", "openvino"):
+        if _EXPORT.search(reason):
+            return "pytorch"  # torch.export, before the runtime's lowering or conversion
+        return backend
     if backend in ("compile", "aoti", "aoti-cpp"):
         if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
             return "inductor"  # wrong values, or code generation and C++ compilation running away
