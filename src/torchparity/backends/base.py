@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,6 +15,9 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
+
+if TYPE_CHECKING:  # types only: train_loop names this module's PrepareContext
+    from torchparity.train_loop import TrainJob, TrainTrace
 
 
 @dataclass
@@ -111,7 +114,7 @@ class Backend:
         counted in ``prepare_s``, not in the step time."""
         raise NotImplementedError
 
-    def run_training(self, job: Any) -> Any:
+    def run_training(self, job: TrainJob) -> TrainTrace | None:
         """A backend that runs the whole training loop itself (ddp: several
         processes) returns engine/training.TrainTrace here; None (the default)
         runs the in-process loop over :meth:`train_forward`."""

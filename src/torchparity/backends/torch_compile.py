@@ -57,7 +57,7 @@ class CompileBackend(Backend):
         enabled = ctx.cache_dir is not None
         inductor_config.fx_graph_cache = enabled
         functorch_config.enable_autograd_cache = enabled
-        if enabled:
+        if ctx.cache_dir is not None:
             # Read by inductor whenever it opens its cache: set before compiling.
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(ctx.cache_dir / "inductor")
         ctx.notes["cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "") if enabled else ""

@@ -29,7 +29,7 @@ from torchparity.axes.precision import DEFAULT_PRECISIONS, PRECISIONS
 from torchparity.axes.scheduler_env import shard_from_env
 from torchparity.backends import backend_names, get_backend
 from torchparity.cases.case import CASES, SUITES, PluginSpec, RegistryError, load_all, select_cases
-from torchparity.cell.pipeline import RunSettings, apply_thread_settings
+from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.report import compare as compare_mod
 from torchparity.report import export as export_mod
 from torchparity.report import merge

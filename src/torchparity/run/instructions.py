@@ -32,10 +32,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torchparity.axes.matrix import Cell
 from torchparity.cases.case import PluginSpec
+
+if TYPE_CHECKING:
+    from torchparity.cell.context import RunSettings
 
 WARMUP_CALLS = 2
 CALLS = 5
@@ -100,7 +103,7 @@ def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     }
 
 
-def spec_for(settings: Any, plugins: list[PluginSpec]) -> dict[str, Any]:
+def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
     """The JSON-able part of RunSettings the child needs."""
     return {
         "seed": settings.seed,
@@ -115,13 +118,9 @@ def _child(spec_path: str) -> int:
     import torch
 
     from torchparity.cases.case import load_all
-    from torchparity.cell.pipeline import (
-        VERDICT_STAGES,
-        CellState,
-        RunSettings,
-        run_stages,
-        timed_call,
-    )
+    from torchparity.cell.context import RunSettings
+    from torchparity.cell.pipeline import VERDICT_STAGES, CellState, timed_call
+    from torchparity.cell.stages import run_stages
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     torch.set_num_threads(1)  # valgrind serialises threads anyway; one keeps the count stable

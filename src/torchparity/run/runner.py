@@ -26,8 +26,8 @@ from torchparity._core.rundir import RunDir
 from torchparity._core.status import MEASURED_STATUSES, Status
 from torchparity.axes.matrix import Cell
 from torchparity.cases.case import PluginSpec
+from torchparity.cell.context import RunSettings, precheck
 from torchparity.cell.execute import finish_row
-from torchparity.cell.pipeline import RunSettings, precheck
 from torchparity.run import instructions
 from torchparity.run.warm_cells import RoundTask, VerdictTask
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
