@@ -24,7 +24,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends import native_build
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.backends.native_client import NativeRunner
+from torchparity.backends.native_client import NativeRunner, Runner
 from torchparity.backends.options import BackendOption
 from torchparity.cases.outputs import flat_leaves
 from torchparity.timing.measurement import Measurement
@@ -64,7 +64,7 @@ class NativeCall:
     """The prepared callable: inputs to the runner, its flat output leaves back
     on the cell's device (the pipeline names them after eager's)."""
 
-    def __init__(self, runner: NativeRunner, device: torch.device, artifact: Path) -> None:
+    def __init__(self, runner: Runner, device: torch.device, artifact: Path) -> None:
         self.runner, self.device, self.artifact = runner, device, artifact
         self.first: tuple[tuple, list[torch.Tensor]] | None = None  # inputs, leaves of a call
 
