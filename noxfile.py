@@ -1,4 +1,4 @@
-"""nox sessions: tests, tests_latest, bench, fuzz, opinfo, native, report, validate, localize,
+"""nox sessions: tests, tests_latest, bench, bench_deploy, fuzz, opinfo, native, report, validate, localize,
 bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
@@ -192,6 +192,29 @@ cpp = sum(r["status"] == "pass" for k, r in rows.items() if k[3].endswith("-cpp"
 print(f"C++ cells passing: {cpp}; not passing where Python passes: {bad}")
 sys.exit(1 if bad or not cpp else 0)
 """
+
+
+# The deployment runtimes beside eager, ONNX Runtime and the C++ runners (docs/backends.md).
+BENCH_DEPLOY = [
+    "--suite",
+    "models",
+    "--device",
+    "cpu",
+    "--backend",
+    "eager,onnxruntime,executorch,openvino,onnxruntime-node,onnxruntime-web,"
+    "torchscript-cpp,aoti-cpp",
+    "--precision",
+    "fp32,bf16",
+]
+
+
+@nox.session
+def bench_deploy(session: nox.Session) -> None:
+    """Run the models suite on the CPU over eager, ONNX Runtime, ExecuTorch, OpenVINO,
+    onnxruntime-node, onnxruntime-web and the C++ runners at fp32 and bf16 (args after --
+    replace these; the JavaScript backends need node and npm, onnxruntime-web Chromium)."""
+    install(session, "executorch,openvino")
+    session.run("torchparity", "run", *(session.posargs or BENCH_DEPLOY))
 
 
 @nox.session

@@ -62,6 +62,7 @@ class Row(TypedDict, total=False, extra_items=Any):
     host: str
     run_id: str | None
     finished_at: str
+    seed: int  # the input and weight seed of the run
 
 
 # The DESIGN.md row contract, in display order; other columns follow.

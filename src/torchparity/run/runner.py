@@ -174,7 +174,8 @@ def _prepare(plan: RunPlan) -> tuple[RunDir, dict[str, Any]]:
         env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
     run_dir.write_selection(plan.selection)
-    return run_dir, {**current, "run_id": env["run_id"]}  # rows say where they ran
+    # Rows say where they ran (a resume may run elsewhere) and with which seed.
+    return run_dir, {**current, "run_id": env["run_id"], "seed": plan.settings.seed}
 
 
 def resumed_cells(run_dir: RunDir, cells: list[Cell]) -> dict[str, Resumed]:
