@@ -37,7 +37,9 @@ from torchparity._core import stats
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.train_loop import TrainJob, TrainTrace
+from torchparity.cases.case import CASES, loaded_plugins
+from torchparity.train_loop import TrainJob, TrainTrace, spec_of
+from torchparity.verdicts.train_drift import rel_l2
 
 WORLD_SIZE = 2
 RANK_TIMEOUT_S = 600.0
@@ -67,8 +69,6 @@ class DDPBackend(Backend):
         return None if cell.mode == "train" else "ddp trains only: run it with --mode train"
 
     def train_unsupported(self, cell: Cell, precision: Precision) -> str | None:
-        from torchparity.cases.case import CASES
-        from torchparity.train_loop import spec_of
 
         case = CASES.get(cell.case)
         if case is not None and case.batch % WORLD_SIZE:
@@ -89,7 +89,6 @@ class DDPBackend(Backend):
         subclass may register a communication hook (compression, a planted bug)."""
 
     def run_training(self, job: TrainJob) -> TrainTrace | None:
-        from torchparity.cases.case import loaded_plugins
 
         with tempfile.TemporaryDirectory(prefix="torchparity-ddp-") as tmp:
             out = Path(tmp)
@@ -153,7 +152,6 @@ class DDPBackend(Backend):
 
 def collect(out: Path, wall: float, job: TrainJob) -> TrainTrace:
     """Rank 0's trace, with the ranks' agreement and the DDP timing columns."""
-    from torchparity.verdicts.train_drift import rel_l2
 
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
     r0 = ranks[0]

@@ -22,7 +22,7 @@ import torch
 from torchparity.axes.devices import Device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
-from torchparity.backends import native_build
+from torchparity.backends import get_backend, native_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.native_client import NativeRunner, Runner
 from torchparity.backends.options import BackendOption
@@ -90,7 +90,6 @@ class NativeBackend(Backend):
     # artifact runs here; its cache key and directory are ours.
 
     def _python(self) -> Backend:
-        from torchparity.backends import get_backend  # the registry imports backends lazily
 
         assert self.artifact_backend
         return get_backend(self.artifact_backend)

@@ -34,10 +34,12 @@ import torch
 
 from torchparity._core.errors import first_line
 from torchparity._core.row import add_columns
+from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, Tolerance
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.cases.case import load_all
 from torchparity.cases.inputs import tensor_digest
 from torchparity.cases.outputs import flatten
 from torchparity.cases.samples import Sample, SampleSource, SamplesUnavailable
@@ -413,7 +415,6 @@ def _save_worst(cell: Cell, settings: RunSettings, worst: Outcome) -> dict[str, 
     """The worst sample's inputs in ``RUN_DIR/samples/`` and the command replaying it."""
     if settings.output_dir is None or worst.status == Status.PASS:
         return {}
-    from torchparity._core.rundir import RunDir
 
     path = RunDir(settings.output_dir).sample_file(cell.id)  # checked: inside the run directory
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,7 +433,6 @@ def _save_worst(cell: Cell, settings: RunSettings, worst: Outcome) -> dict[str, 
 
 def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
     """Run a saved worst sample again through its backend and print the verdict."""
-    from torchparity.cases.case import load_all
 
     record = torch.load(path, weights_only=True)  # tensors, strings and ints only
     load_all(list(plugins))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from torchparity._core.row import add_columns
+from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
@@ -203,7 +204,6 @@ def _save_outputs(s: CellState) -> None:
     """Outputs into the run directory's outputs/: a convenience, never a verdict."""
     if s.settings.output_dir is None:
         return
-    from torchparity._core.rundir import RunDir
 
     try:
         path = RunDir(s.settings.output_dir).save_outputs(

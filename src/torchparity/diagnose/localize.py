@@ -38,6 +38,7 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from torchparity._core.errors import first_line
+from torchparity._core.rundir import RunDir
 from torchparity.axes.matrix import Cell
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.cases.case import CASES
@@ -554,7 +555,6 @@ def localize_after_cell(cell: Cell, settings: RunSettings, row: dict[str, Any]) 
 
 def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall]) -> dict[str, Any]:
     """The table (.csv, .json) and, with a culprit, its reproducer, into ``run_dir``."""
-    from torchparity._core.rundir import RunDir
 
     rd = RunDir(run_dir)
     record = loc.record()

@@ -23,8 +23,11 @@ import numpy as np
 import torch
 import torch.utils._pytree as pytree
 
-from torchparity._core.files import atomic_write_bytes
+from torchparity._core.files import atomic_write_bytes, atomic_write_text
+from torchparity.cases.case import CASES, register_model
+from torchparity.cases.reference import build_module
 from torchparity.cell.context import CellContext
+from torchparity.diagnose.layer_call import callable_layer
 
 _CONSTANTS = (type(None), bool, int, float, str)
 
@@ -112,7 +115,6 @@ register_layer_case(
     constants={json.dumps(json.dumps({"leaves": constants, "slots": slots}))},
 )
 '''
-    from torchparity._core.files import atomic_write_text
 
     atomic_write_text(script, text)
     return {"script": script.name, "inputs": npz.name, "case": name, "command": command}
@@ -123,9 +125,6 @@ def register_layer_case(
 ) -> Any:
     """Register ``<case>.<path>``: the submodule ``path`` of ``case``'s model
     (rebuilt with ``seed``) on the saved inputs (called by a reproducer file)."""
-    from torchparity.cases.case import CASES, register_model
-    from torchparity.cases.reference import build_module
-    from torchparity.diagnose.layer_call import callable_layer
 
     with np.load(inputs, allow_pickle=False) as data:
         tensors = [torch.from_numpy(np.array(data[f"in{i}"])) for i in range(len(data.files))]

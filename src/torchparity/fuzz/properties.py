@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from torchparity._core import environment
 from torchparity._core.errors import first_line
 from torchparity._core.files import safe_file_stem
 from torchparity._core.row import Row, add_columns
@@ -43,11 +44,13 @@ from torchparity.axes.precision import Precision, get_precision
 from torchparity.backends import get_backend
 from torchparity.backends.base import PrepareContext
 from torchparity.cases.cache_keys import behaviour_probe, case_fingerprint
-from torchparity.cases.case import CASES, Case, load_entry_point_plugins
+from torchparity.cases.case import CASES, Case, load_entry_point_plugins, load_plugin
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import flatten
 from torchparity.cases.reference import Reference, build_module, clone_inputs
+from torchparity.cases.seeds import seeds_for
 from torchparity.cell.context import CellContext, RunSettings, precheck, resolve
+from torchparity.cell.execute import finish_row
 from torchparity.cell.pipeline import NothingToCompare, name_outputs
 from torchparity.verdicts import drift as drift_mod
 
@@ -410,7 +413,6 @@ def replay(
     plugins: list | None = None,
 ) -> dict[str, Any] | None:
     """Run one recorded example again; print and return the divergence (None if it agrees)."""
-    from torchparity.cases.case import load_plugin
 
     load_entry_point_plugins()
     for spec in plugins or []:
@@ -591,7 +593,6 @@ def _check_seeds(checker: Checker, case: Case, target: Target, found: list[dict[
     """Inputs from seed sources (e.g. OpInfo's samples for an op of the same
     name) checked before the search; a divergence on one is a finding as
     any other (fixed inputs: nothing to shrink)."""
-    from torchparity.cases.seeds import seeds_for
 
     for args in seeds_for(case, get_precision(target.precision).dtype):
         try:
@@ -660,8 +661,6 @@ def fuzz_run(
 ) -> tuple[list[dict], list[dict]]:
     """Fuzz every target in turn; stream rows to results.jsonl and divergences
     to divergences.jsonl; return (rows, divergences)."""
-    from torchparity._core import environment
-    from torchparity.cell.execute import finish_row
 
     rd = RunDir(run_dir).create()
     env = environment.collect()

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from torchparity._core.console import robust_standard_streams
+from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
 from torchparity.cases.case import PluginSpec, load_all
 from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.run.warm_cells import WarmCells
@@ -39,7 +40,6 @@ def output_to_worker_log(settings: RunSettings) -> None:
     (the parent's progress line). Without a run directory, nothing changes."""
     if settings.output_dir is None:
         return
-    from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
 
     try:
         fd = RunDir(settings.output_dir).open_worker_log()  # inside the run directory only
