@@ -40,6 +40,8 @@ from torchparity.train_loop import OPTIMIZERS, TrainSettings
 from torchparity.verdicts import expectations
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# compare --fail-on: nothing failed, but some cells' throughput could not be judged (too noisy)
+EXIT_NOT_JUDGED = 3
 
 
 class UsageError(Exception):
@@ -392,7 +394,8 @@ def _add_compare_command(sub: Any) -> None:
         "--fail-on",
         default=None,
         metavar="throughput=N%,instructions=N%,drift,status,noisy",
-        help="exit 1 when a cell regresses in any of these (the CI gate)",
+        help="exit 1 when a cell regresses in any of these (the CI gate); exit 3 when none "
+        "did but some cells' throughput could not be judged at N%% (too noisy)",
     )
     p.add_argument(
         "--out",
@@ -1024,7 +1027,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"torchparity: warning: {warning}", file=sys.stderr)
     print(compare_mod.markdown(comparison, title, gate))
     print(f"compare: {out.compare_md}, {out.compare_html}", file=sys.stderr)
-    return EXIT_FINDINGS if gate is not None and comparison.failed(gate) else EXIT_OK
+    if gate is None:
+        return EXIT_OK
+    outcome = comparison.outcome(gate)
+    return {"failed": EXIT_FINDINGS, "not judged": EXIT_NOT_JUDGED}.get(outcome, EXIT_OK)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -393,28 +393,100 @@ def machine_shift(
     return math.expm1(float(np.median(logs))) if logs else None
 
 
-def change_dispersion(changes: list[CellChange], typical: float | None) -> float | None:
-    """The scatter of the round-judged cells' log throughput changes around
-    their median beyond what their rounds explain: robust sd (1.4826 MAD)
-    with the rounds' share (typical spread x sqrt(2/n)) taken out in quadrature.
-    A pull request moves a few cells, or all by one factor; cells scattered
-    widely around their median mean the machine moved them, each by its own
-    share (what ``--normalize`` cannot cancel)."""
+SEPARATION_K = 6.0  # two groups of cells count as two levels when their medians are this many within-group sds apart
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The cells' log throughput changes read as one level or two: a change to
+    a shared op moves a subset of cells by a common factor while the others
+    stay put. ``steady``: how many cells sit in the group nearest the
+    machine's reference (the calibration workload's change, or none), at
+    ``steady_change``; ``moved`` cells at ``moved_change`` (0 cells: one level)."""
+
+    steady: int
+    steady_change: float
+    moved: int = 0
+    moved_change: float = 0.0
+
+
+def _split(logs: list[float]) -> tuple[int, float]:
+    """Where sorted ``logs`` split best into two runs of values (least
+    within-group sum of squares): the index of the second group's first value, and that sum."""
+    best, where = math.inf, 0
+    for i in range(1, len(logs)):
+        low, high = logs[:i], logs[i:]
+        ss = sum((x - sum(low) / len(low)) ** 2 for x in low)
+        ss += sum((x - sum(high) / len(high)) ** 2 for x in high)
+        if ss < best:
+            best, where = ss, i
+    return where, best
+
+
+def _robust_sd(residuals: list[float]) -> float:
     import numpy as np
 
+    return 1.4826 * float(np.median(np.abs(residuals))) if residuals else 0.0
+
+
+def change_groups(
+    logs: list[float], explained: float, reference: float = 0.0
+) -> tuple[Groups, list[float]]:
+    """(groups, residuals): the changes as two levels when a split leaves
+    groups whose medians lie ``SEPARATION_K`` within-group robust sds (at
+    least ``explained``, the rounds' share) apart, else as one level; each
+    residual is a change minus its group's median. Two groups of noise, or of
+    a machine that moved each cell by its own share, lie closer than that
+    (a split of one spread-out group leaves medians ~3 within-group sds apart)."""
+    import numpy as np
+
+    ordered = sorted(logs)
+    centre = float(np.median(ordered))
+    one = (Groups(len(ordered), math.expm1(centre)), [x - centre for x in ordered])
+    if len(ordered) < 4:
+        return one
+    where, _ = _split(ordered)
+    low, high = ordered[:where], ordered[where:]
+    m_low, m_high = float(np.median(low)), float(np.median(high))
+    residuals = [x - m_low for x in low] + [x - m_high for x in high]
+    # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
+    within = max(_robust_sd([r for r in residuals if r]), explained)
+    if m_high - m_low < SEPARATION_K * within:
+        return one
+    steady, moved = (
+        (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
+    )
+    m_steady, m_moved = float(np.median(steady)), float(np.median(moved))
+    return Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved)), residuals
+
+
+def change_dispersion(
+    changes: list[CellChange], typical: float | None, reference: float = 0.0
+) -> tuple[float | None, Groups | None]:
+    """The scatter of the round-judged cells' log throughput changes around
+    their group's median beyond what their rounds explain: robust sd (1.4826
+    MAD) with the rounds' share (typical spread x sqrt(2/n)) taken out in
+    quadrature; and the groups (``change_groups``). A pull request moves some
+    cells by a common factor (two levels) or all by one (one level); cells
+    scattered widely around their level mean the machine moved them, each by
+    its own share (what ``--normalize`` cannot cancel). ``reference``: the log
+    change the machine itself made (the calibration workload's), which names
+    the steady group."""
     judged = [
         c
         for c in changes
         if c.log_rounds is not None and c.throughput_change is not None and c.throughput_change > -1
     ]
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
-        return None
-    logs = [math.log1p(c.throughput_change) for c in judged]
-    centre = float(np.median(logs))
-    robust_sd = 1.4826 * float(np.median([abs(x - centre) for x in logs]))
+        return None, None
+    import numpy as np
+
+    logs = [math.log1p(c.throughput_change) for c in judged]  # type: ignore[arg-type]
     rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
     explained = typical * math.sqrt(2.0 / max(rounds, 2))
-    return math.sqrt(max(0.0, robust_sd**2 - explained**2))
+    groups, residuals = change_groups(logs, explained, reference)
+    robust_sd = _robust_sd(residuals)
+    return math.sqrt(max(0.0, robust_sd**2 - explained**2)), groups
 
 
 def dispersion_floor(dispersion: float) -> float:
@@ -438,6 +510,7 @@ class Comparison:
         None  # calibration workload, current vs baseline (> 0: slower machine)
     )
     dispersion: float | None = None  # robust sd of the cells' log changes (change_dispersion)
+    groups: Groups | None = None  # the changes as one level or two (change_groups)
 
     def too_noisy(self, gate: Gate | None) -> bool:
         """The runs cannot resolve the gate's throughput threshold: the derived
@@ -456,8 +529,66 @@ class Comparison:
             gate = replace(gate, throughput=None)
         return [(c, why) for c in self.changes if (why := c.regressions(gate))]
 
+    def floor_cause(self) -> str:
+        """What set the throughput floor: the rounds' spread, the machine's
+        speed change, or the cells' scatter."""
+        if self.dispersion is not None and dispersion_floor(self.dispersion) >= self.noise_floor:
+            return (
+                f"the cells' changes scatter {self.dispersion:.1%} (robust sd) around their level"
+            )
+        if (
+            self.machine_shift is not None
+            and not self.normalized
+            and math.expm1(abs(math.log1p(self.machine_shift))) >= self.noise_floor
+        ):
+            return f"the calibration workload's speed changed {self.machine_shift:+.0%} between the runs"
+        return f"round-to-round spread {self.typical_spread or 0.0:.1%}"
+
+    def unjudged(self, gate: Gate | None) -> list[tuple[CellChange, str]]:
+        """The cells whose throughput the gate's threshold could not be judged
+        on, each with why: every timed cell when the runs are too noisy; else
+        the cells measured slower by at least the threshold whose own rounds
+        spread more than their change."""
+        if gate is None or gate.throughput is None:
+            return []
+        if self.too_noisy(gate):
+            why = (
+                f"noise floor {self.noise_floor:.1%} > {gate.throughput:.0%}: {self.floor_cause()}"
+            )
+            return [(c, why) for c in self.changes if c.throughput_change is not None]
+        return [
+            (c, "its rounds spread more than its change")
+            for c in self.changes
+            if c.throughput_verdict == "noisy" and -(c.throughput_change or 0.0) >= gate.throughput
+        ]
+
     def failed(self, gate: Gate) -> bool:
-        return bool(self.regressions(gate)) or (gate.noisy and self.too_noisy(gate))
+        return bool(self.regressions(gate)) or (gate.noisy and bool(self.unjudged(gate)))
+
+    def outcome(self, gate: Gate) -> str:
+        """``failed``, ``not judged`` (nothing failed, but some cells'
+        throughput could not be judged at the threshold) or ``passed``."""
+        if self.failed(gate):
+            return "failed"
+        return "not judged" if self.unjudged(gate) else "passed"
+
+    def gate_line(self, gate: Gate) -> str:
+        """One line: the gate's outcome and, when cells could not be judged, which and why."""
+        outcome = self.outcome(gate)
+        line = f"**Gate: {outcome.upper() if outcome == 'failed' else outcome}**"
+        failing = self.regressions(gate)
+        if failing:
+            line += f": {len(failing)} regressions"
+        unjudged = self.unjudged(gate)
+        if unjudged:
+            names = ", ".join(md_text(c.label) for c, _ in unjudged[:5])
+            more = f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else ""
+            reasons = "; ".join(dict.fromkeys(md_text(why) for _, why in unjudged))
+            line += (
+                f"{';' if failing else ':'} throughput of {len(unjudged)} cells could not be "
+                f"judged at {gate.throughput:.0%} ({names}{more}): {reasons}"
+            )
+        return line
 
     def noise_line(self, gate: Gate | None = None) -> str:
         if self.typical_spread is None:
@@ -482,6 +613,13 @@ class Comparison:
             line += (
                 f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
                 "than their rounds' spread explains: the machine moved them, each by its own share."
+            )
+        if self.groups is not None and self.groups.moved:
+            g = self.groups
+            line += (
+                f" The cells' changes fall in two groups: {g.steady} steady at "
+                f"{g.steady_change:+.1%} and {g.moved} moved together by {g.moved_change:+.1%}; "
+                "the scatter is measured within the groups."
             )
         if self.too_noisy(gate):
             assert gate is not None and gate.throughput is not None
@@ -524,7 +662,9 @@ def compare_runs(
         shift is not None and not normalize
     ):  # cells move with the machine, each by its own share of it
         floor = max(floor, math.expm1(abs(math.log1p(shift))))
-    dispersion = change_dispersion(changes, typical)
+    # The machine's reference level: the calibration workload's change (cancelled by --normalize).
+    reference = math.log1p(shift) if shift is not None and not normalize else 0.0
+    dispersion, groups = change_dispersion(changes, typical, reference)
     if dispersion is not None:
         floor = max(floor, dispersion_floor(dispersion))
     for change in changes:
@@ -570,7 +710,9 @@ def compare_runs(
         warnings.append(
             "an env.json fingerprint is missing; cannot tell whether the machines match"
         )
-    return Comparison(changes, warnings, floor, alpha, typical, normalize, shift, dispersion)
+    return Comparison(
+        changes, warnings, floor, alpha, typical, normalize, shift, dispersion, groups
+    )
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:
@@ -651,7 +793,8 @@ def markdown(
     comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
 ) -> str:
     """The comparison as Markdown (for a CI job summary or a PR comment)."""
-    lines = [f"# {md_text(title)}", "", _counts(comparison), ""]
+    lines = [comparison.gate_line(gate), ""] if gate is not None else []
+    lines += [f"# {md_text(title)}", "", _counts(comparison), ""]
     lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
     if comparison.warnings:
         lines.append("")
@@ -660,7 +803,7 @@ def markdown(
         lines += [noise, ""]
     if gate is not None:
         failing = comparison.regressions(gate)
-        verdict = "FAILED" if comparison.failed(gate) else "passed"
+        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
         noisy = ", too noisy to judge throughput" if comparison.too_noisy(gate) else ""
         lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
         lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
@@ -697,8 +840,10 @@ def html_page(
     if gate is not None:
         failing = comparison.regressions(gate)
         items = "".join(f"<li>{h.esc(c.label)}: {h.esc('; '.join(why))}</li>" for c, why in failing)
-        verdict = "FAILED" if comparison.failed(gate) else "passed"
-        sections.append(h.section(f"Gate: {verdict}", f"<ul>{items}</ul>" if items else "", "gate"))
+        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
+        first = f"<p>{h.esc(comparison.gate_line(gate).replace('**', ''))}</p>"
+        body = first + (f"<ul>{items}</ul>" if items else "")
+        sections.append(h.section(f"Gate: {verdict}", body, "gate"))
     for which, heading in (
         ("status", "Status changes"),
         ("throughput", "Throughput changes"),

@@ -80,13 +80,21 @@ def _verdicts(executor: Executor, plan: RunPlan, group: Group) -> dict[str, dict
     return {cid: ({"row": a, "round": None} if _died(a) else a) for cid, a in answers.items()}
 
 
-def _counted(plan: RunPlan, cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
+def _counted(
+    counter: instructions.Counter | None, cell: Cell, row: dict[str, Any]
+) -> dict[str, Any]:
     """``--count-instructions``: a measured cell's instructions per call,
-    counted in a child process under callgrind after its timing is done."""
-    if not plan.count_instructions or row.get("status") not in MEASURED_STATUSES:
+    counted after its timing by the run's one counting process."""
+    if counter is None or row.get("status") not in MEASURED_STATUSES:
         return row
+    return {**row, **counter.count(cell)}
+
+
+def _counter(plan: RunPlan) -> instructions.Counter | None:
+    if not plan.count_instructions:
+        return None
     spec = instructions.spec_for(plan.settings, plan.plugins)
-    return {**row, **instructions.count(cell, spec, max(plan.timeout, 600.0))}
+    return instructions.Counter(spec, max(plan.timeout, 600.0))
 
 
 def _executor(plan: RunPlan) -> Executor:
@@ -130,14 +138,14 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 runnable.append(cell)
         schedule = Schedule(group_cells(runnable), plan.rounds)
         if runnable:
-            executor = _executor(plan)
+            executor, counter = _executor(plan), _counter(plan)
             try:
                 rounds = max(1, plan.rounds.rounds)
                 schedule.run(
                     lambda g: _verdicts(executor, plan, g),
                     lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
                     lambda cell, row: writer.append(
-                        finish_row(cell, _counted(plan, cell, row), env)
+                        finish_row(cell, _counted(counter, cell, row), env)
                     ),
                     (lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
                     if progress
@@ -145,6 +153,8 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
                 )
             finally:
                 executor.close()
+                if counter is not None:
+                    counter.close()
         if progress and todo:  # in tasks: each group's verdict and timing rounds
             steps = schedule.total_steps or 1
             progress(steps, steps, todo[-1], time.perf_counter() - started)
