@@ -340,9 +340,7 @@ def test_compare_exits_3_and_names_the_cells_it_could_not_judge(cli, tmp_path):
     proc = cli("compare", str(base), str(cur), "--fail-on", "throughput=10%,status")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith(
-        "**Gate: not judged**: throughput of 6 cells could not be judged at 10%"
-    )
+    assert first.startswith("**Gate: not judged**: 6 cells could not be judged (c0 cpu/eager/fp32")
     assert "c0 cpu/eager/fp32" in first and "noise floor" in first and "round-to-round" in first
     # `noisy` in the gate turns the third state into a failure
     proc = cli("compare", str(base), str(cur), "--fail-on", "throughput=10%,noisy")
@@ -358,3 +356,14 @@ def test_compare_exits_1_on_a_broad_regression_and_0_on_identical_code(cli, tmp_
     again = _run_dir(tmp_path / "again", base_rows)
     proc = cli("compare", str(base), str(again), "--fail-on", "throughput=10%")
     assert proc.returncode == 0 and proc.stdout.startswith("**Gate: passed**")
+
+
+def test_instruction_counts_from_different_cpus_are_not_judged():
+    base = {"cell_id": "a", "case": "a", "status": "pass", "instructions_per_call": 1_000_000.0}
+    grew = {**base, "instructions_per_call": 1_300_000.0}
+    gate = compare.Gate(instructions=0.02)
+    same = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "X"})
+    assert same.outcome(gate) == "failed"
+    other = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "Y"})
+    assert other.regressions(gate) == [] and other.outcome(gate) == "not judged"
+    assert "different CPUs (X vs Y)" in other.gate_line(gate)

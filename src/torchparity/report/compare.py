@@ -511,6 +511,8 @@ class Comparison:
     )
     dispersion: float | None = None  # robust sd of the cells' log changes (change_dispersion)
     groups: Groups | None = None  # the changes as one level or two (change_groups)
+    # Why instruction counts of the two runs cannot be compared (different CPUs), or "".
+    instructions_incomparable: str = ""
 
     def too_noisy(self, gate: Gate | None) -> bool:
         """The runs cannot resolve the gate's throughput threshold: the derived
@@ -527,6 +529,8 @@ class Comparison:
         reasons when the runs are too noisy to judge at the gate's threshold)."""
         if self.too_noisy(gate):
             gate = replace(gate, throughput=None)
+        if self.instructions_incomparable:
+            gate = replace(gate, instructions=None)
         return [(c, why) for c in self.changes if (why := c.regressions(gate))]
 
     def floor_cause(self) -> str:
@@ -545,18 +549,23 @@ class Comparison:
         return f"round-to-round spread {self.typical_spread or 0.0:.1%}"
 
     def unjudged(self, gate: Gate | None) -> list[tuple[CellChange, str]]:
-        """The cells whose throughput the gate's threshold could not be judged
-        on, each with why: every timed cell when the runs are too noisy; else
-        the cells measured slower by at least the threshold whose own rounds
+        """The cells the gate could not judge, each with why: every counted
+        cell when the runs ran on different CPUs (instructions); every timed
+        cell when the runs are too noisy for the throughput threshold, else the
+        cells measured slower by at least the threshold whose own rounds
         spread more than their change."""
+        out: list[tuple[CellChange, str]] = []
+        if gate is not None and gate.instructions is not None and self.instructions_incomparable:
+            why = f"instructions: {self.instructions_incomparable}"
+            out += [(c, why) for c in self.changes if c.instructions_change is not None]
         if gate is None or gate.throughput is None:
-            return []
+            return out
         if self.too_noisy(gate):
             why = (
                 f"noise floor {self.noise_floor:.1%} > {gate.throughput:.0%}: {self.floor_cause()}"
             )
-            return [(c, why) for c in self.changes if c.throughput_change is not None]
-        return [
+            return out + [(c, why) for c in self.changes if c.throughput_change is not None]
+        return out + [
             (c, "its rounds spread more than its change")
             for c in self.changes
             if c.throughput_verdict == "noisy" and -(c.throughput_change or 0.0) >= gate.throughput
@@ -567,7 +576,7 @@ class Comparison:
 
     def outcome(self, gate: Gate) -> str:
         """``failed``, ``not judged`` (nothing failed, but some cells'
-        throughput could not be judged at the threshold) or ``passed``."""
+        throughput or instructions could not be judged) or ``passed``."""
         if self.failed(gate):
             return "failed"
         return "not judged" if self.unjudged(gate) else "passed"
@@ -585,8 +594,8 @@ class Comparison:
             more = f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else ""
             reasons = "; ".join(dict.fromkeys(md_text(why) for _, why in unjudged))
             line += (
-                f"{';' if failing else ':'} throughput of {len(unjudged)} cells could not be "
-                f"judged at {gate.throughput:.0%} ({names}{more}): {reasons}"
+                f"{';' if failing else ':'} {len(unjudged)} cells could not be judged "
+                f"({names}{more}): {reasons}"
             )
         return line
 
@@ -710,9 +719,13 @@ def compare_runs(
         warnings.append(
             "an env.json fingerprint is missing; cannot tell whether the machines match"
         )
-    return Comparison(
+    result = Comparison(
         changes, warnings, floor, alpha, typical, normalize, shift, dispersion, groups
     )
+    cpu_b, cpu_c = (baseline_env or {}).get("cpu"), (current_env or {}).get("cpu")
+    if cpu_b and cpu_c and cpu_b != cpu_c:  # MKL, oneDNN and ORT choose code by instruction set
+        result.instructions_incomparable = f"the runs ran on different CPUs ({cpu_b} vs {cpu_c})"
+    return result
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:
