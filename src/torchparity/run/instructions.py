@@ -205,10 +205,16 @@ class Counter:
 
     def count(self, cell: Cell) -> dict[str, Any]:
         """Row columns: ``instructions_per_call`` (and how it was counted), or
-        ``instructions_skip_reason``."""
+        ``instructions_skip_reason``; and ``instructions_s``, the seconds the
+        count added to the run (the counting process's start included)."""
         reason = unavailable(cell.device) or out_of_process(cell.backend)
         if reason:
             return {"instructions_skip_reason": reason}
+        began = time.perf_counter()
+        columns = self._count(cell)
+        return {**columns, "instructions_s": round(time.perf_counter() - began, 3)}
+
+    def _count(self, cell: Cell) -> dict[str, Any]:
         try:
             if self._proc is None:
                 self._start()
