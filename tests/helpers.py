@@ -69,3 +69,31 @@ def write_rows(run_dir: Path, rows: list[dict[str, Any]], append: bool = False) 
     with JsonlWriter(rd.results_jsonl) as writer:
         for row in rows:
             writer.append(row)
+
+
+# The timing columns every measured row carries, each a statistic of its samples.
+TIMING_STATISTICS = (
+    "latency_ms_median",
+    "latency_ms_iqr",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_cv",
+    "outliers",
+    "repeats",
+    "throughput_items_s",
+)
+
+
+def expected_timing(row: dict[str, Any]) -> dict[str, Any]:
+    """The timing statistics a row's raw samples give (``samples_ms`` cut by
+    ``samples_per_round``; one window: one round), recomputed by the one
+    statistics module; the row's batch, or 1 (a multi-sample cell's calls)."""
+    from torchparity._core import stats
+
+    samples = [float(x) / 1e3 for x in row["samples_ms"]]
+    per_round = row.get("samples_per_round") or [len(samples)]
+    assert sum(per_round) == len(samples), row["cell_id"]
+    ends = [sum(per_round[:i]) for i in range(len(per_round) + 1)]
+    rounds = [samples[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
+    columns = stats.latency_columns(rounds, int(row.get("batch") or 1))
+    return {k: columns[k] for k in TIMING_STATISTICS}

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.backend_runs import by_cell, explain, run_rows
-from tests.helpers import DATA, read_rows, run_cli
+from tests.helpers import DATA, TIMING_STATISTICS, expected_timing, read_rows, run_cli
 from torchparity.backends import native_build, tensor_io
 
 NATIVE = DATA / "native_cases.py"
@@ -168,6 +168,8 @@ def _check_cpp_row(row: dict, python_row: dict) -> None:
     assert row["backend_libtorch"] == torch.__version__.split("+")[0]
     assert row["backend_compiler"]
     assert row["latency_ms_median"] > 0 and len(row["samples_ms"]) >= 7
+    # the runner's own samples, summarised by the same statistics as every path
+    assert {k: row[k] for k in TIMING_STATISTICS} == pytest.approx(expected_timing(row))
     assert row["backend_artifact_of"] == python_row["backend"]
 
 

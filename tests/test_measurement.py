@@ -7,13 +7,15 @@ from torchparity.timing.timer import TimingConfig, measure, synced_time_block
 def test_statistics_derive_from_samples():
     m = Measurement(samples_s=[1.0, 2.0, 3.0, 4.0, 100.0], number=10)
     assert m.median == 3.0
-    assert m.q1 == 2.0 and m.q3 == 4.0 and m.iqr == 2.0
-    assert m.outliers == 1
     assert m.iterations == 50
     cols = m.columns(batch=6)
     assert cols["latency_ms_median"] == 3000.0
+    assert cols["latency_ms_iqr"] == 2000.0  # quartiles 2 and 4
+    assert cols["outliers"] == 1
+    assert cols["iterations"] == 50 and cols["number_per_repeat"] == 10
     assert cols["throughput_items_s"] == 2.0
-    assert m.p90 == pytest.approx(61.6)
+    assert cols["latency_ms_p90"] == pytest.approx(61_600.0)
+    assert cols["samples_ms"] == [1000.0, 2000.0, 3000.0, 4000.0, 100_000.0]
 
 
 def test_measure_collects_blocks_and_syncs():

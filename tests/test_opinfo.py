@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import read_rows
+from tests.helpers import TIMING_STATISTICS, expected_timing, read_rows
 from torchparity.suites.opinfo import calls
 
 PLUGIN = ("--plugin", "torchparity.suites.opinfo")  # also an entry point once installed
@@ -76,10 +76,10 @@ def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_pat
         cli, tmp_path / "run", "--case", "opinfo.allclose", "--backend", "eager,torchscript"
     )
     assert proc.returncode == 0, proc.stderr
-    assert {r["backend"]: r["status"] for r in read_rows(tmp_path / "run")} == {
-        "eager": "pass",
-        "torchscript": "pass",
-    }
+    rows = read_rows(tmp_path / "run")
+    assert {r["backend"]: r["status"] for r in rows} == {"eager": "pass", "torchscript": "pass"}
+    for row in rows:  # a multi-sample cell's timing columns are its samples' statistics
+        assert {k: row[k] for k in TIMING_STATISTICS} == pytest.approx(expected_timing(row))
 
 
 def test_the_sampled_selection_caps_samples_per_cell(cli, tmp_path: Path) -> None:

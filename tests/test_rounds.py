@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from torchparity._core.stats import log_spread
 from torchparity.axes.matrix import Cell
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.rounds import (
@@ -16,7 +17,6 @@ from torchparity.timing.rounds import (
     Schedule,
     budget_allows,
     group_cells,
-    log_spread,
     round_timing,
 )
 from torchparity.timing.timer import TimingConfig, measure_interleaved
@@ -58,7 +58,7 @@ def test_budget():
 
 def _result(index, level, n=5):
     return RoundResult(
-        index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_s=1e-4
+        index, [level * (1 + 0.01 * k) for k in range(n)], number=10, calibration_samples_s=[1e-4]
     )
 
 

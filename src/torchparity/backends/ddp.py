@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from torchparity._core import stats
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.base import Backend, PrepareContext
@@ -166,18 +167,16 @@ def collect(out: Path, wall: float, job: Any) -> Any:
         list(r0["sync_s"]),
     )
     spread = max(rel_l2(r["params"], r0["params"]) for r in ranks[1:])
-    sync, local = sorted(r0["sync_s"]), sorted(r0["no_sync_s"])
-    overhead = sync[len(sync) // 2] - local[len(local) // 2]
-    trace.prepare_s = float(r0["startup_s"]) + max(0.0, trace.step_s[0] - sync[len(sync) // 2])
+    sync = stats.median(r0["sync_s"])
+    overhead = sync - stats.median(r0["no_sync_s"])
+    trace.prepare_s = float(r0["startup_s"]) + max(0.0, trace.step_s[0] - sync)
     trace.columns.update(
         ddp_world_size=WORLD_SIZE,
         ddp_backend=str(r0["dist_backend"]),
         ddp_ranks_agree=spread == 0.0,
         ddp_rank_param_spread=spread,
         allreduce_overhead_ms=overhead * 1e3,
-        allreduce_overhead_frac=overhead / sync[len(sync) // 2]
-        if sync[len(sync) // 2] > 0
-        else 0.0,
+        allreduce_overhead_frac=overhead / sync if sync > 0 else 0.0,
         ddp_startup_s=float(r0["startup_s"]),
         ddp_wall_s=wall,
     )

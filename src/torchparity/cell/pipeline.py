@@ -399,7 +399,7 @@ def record_timing(s: CellState, columns: dict[str, Any]) -> None:
 
 def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:
     """A one-window measurement's row columns, its samples included (compare's fallback test reads them)."""
-    return {**measurement.columns(batch), "samples_ms": [x * 1e3 for x in measurement.samples_s]}
+    return measurement.columns(batch)
 
 
 def stage_timing(s: CellState) -> bool:

@@ -22,12 +22,11 @@ rows naming the stage, private input copies):
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+from torchparity._core import stats
 from torchparity._core.status import Status
 from torchparity.axes.devices import get_device
 from torchparity.axes.matrix import Cell
@@ -69,23 +68,18 @@ def train_in_process(
     trace.timing_s = trainer.time_steps(job.min_time, job.steps)
     # A lazily compiling backend compiles in the first step: its excess over a
     # steady step is compile time.
-    trace.prepare_s = prepare_s + max(0.0, trace.step_s[0] - statistics.median(trace.timing_s))
+    trace.prepare_s = prepare_s + max(0.0, trace.step_s[0] - stats.median(trace.timing_s))
     return trace
 
 
 def _timing_columns(trace: TrainTrace, batch: int) -> dict[str, Any]:
+    """One window of optimizer steps: each sample is one step (``stats.latency_columns``)."""
     samples = trace.timing_s or trace.step_s[1:] or trace.step_s
-    median = statistics.median(samples)
-    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [median, median, median]
+    cols = stats.latency_columns([samples], batch)
     return {
-        "latency_ms_median": median * 1e3,  # one optimizer step
-        "latency_ms_iqr": (q[2] - q[0]) * 1e3,
-        "latency_ms_p90": sorted(samples)[min(len(samples) - 1, int(0.9 * len(samples)))] * 1e3,
-        "iterations": len(samples),
-        "steps_per_s": 1.0 / median if median > 0 else math.inf,
-        "throughput_items_s": batch / median if median > 0 else math.inf,
+        **cols,
+        "steps_per_s": stats.per_second(1, stats.median(samples)),
         "first_step_ms": trace.step_s[0] * 1e3,
-        "samples_ms": [x * 1e3 for x in samples],
         "prepare_s": trace.prepare_s,
     }
 

@@ -28,8 +28,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from torchparity._core import stats
 from torchparity._core.status import BAD_STATUSES
 from torchparity.report import html as h
 from torchparity.report.report import CELL_KEYS, markdown_table
@@ -123,7 +125,6 @@ def moderated_p(
     is shrunk toward ``prior_sd`` (the typical spread over all cells) with
     ``prior_dof`` degrees of freedom; with no prior, the plain pooled test.
     0 or 1 when no variance is known at all."""
-    import numpy as np
     from scipy.stats import t as student_t
 
     dof = len(a) + len(b) - 2
@@ -156,7 +157,6 @@ def log_rounds(row: dict[str, Any], normalize: bool) -> list[float] | None:
 
 def pooled_sd(a: list[float], b: list[float]) -> float:
     """Round-to-round spread of two sides (sd of log round medians, pooled)."""
-    import numpy as np
 
     dof = len(a) + len(b) - 2
     if dof < 1:
@@ -269,9 +269,8 @@ def _round_change(
     lb, lc = log_rounds(base, normalize), log_rounds(cur, normalize)
     if lb is None or lc is None:
         return False
-    import numpy as np
 
-    diff = float(np.median(lc) - np.median(lb))  # log latency: > 0 is slower
+    diff = stats.median(lc) - stats.median(lb)  # log latency: > 0 is slower
     change.throughput_change = math.exp(-diff) - 1.0
     change.p_value = moderated_p(
         lb, lc, None
@@ -359,13 +358,12 @@ def derived_noise_floor(
 ) -> tuple[float, float | None]:
     """(floor, typical spread): ``noise_multiple`` times the median
     round-to-round spread over the cells judged on rounds, never below ``minimum``."""
-    import numpy as np
 
     judged = [c for c in changes if c.round_spread is not None]
     if not judged:
         return minimum, None
-    typical = float(np.median([c.round_spread for c in judged]))
-    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    typical = stats.median([c.round_spread for c in judged if c.round_spread is not None])
+    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
     return max(minimum, math.expm1(noise_multiple(rounds) * typical)), typical
 
 
@@ -375,7 +373,6 @@ def machine_shift(
     """How much slower (> 0) or faster (< 0) the machine ran the current run:
     the median over matched cells of the change of their calibration
     workload's median; None when no cell has calibration figures on both sides."""
-    import numpy as np
 
     logs = []
     for key, cur in current.items():
@@ -389,8 +386,8 @@ def machine_shift(
             and min(cal_b) > 0
             and min(cal_c) > 0
         ):
-            logs.append(math.log(float(np.median(cal_c)) / float(np.median(cal_b))))
-    return math.expm1(float(np.median(logs))) if logs else None
+            logs.append(math.log(stats.median(cal_c) / stats.median(cal_b)))
+    return math.expm1(stats.median(logs)) if logs else None
 
 
 SEPARATION_K = 6.0  # two groups of cells count as two levels when their medians are this many within-group sds apart
@@ -424,9 +421,7 @@ def _split(logs: list[float]) -> tuple[int, float]:
 
 
 def _robust_sd(residuals: list[float]) -> float:
-    import numpy as np
-
-    return 1.4826 * float(np.median(np.abs(residuals))) if residuals else 0.0
+    return 1.4826 * stats.median([abs(r) for r in residuals]) if residuals else 0.0
 
 
 def change_groups(
@@ -438,16 +433,14 @@ def change_groups(
     residual is a change minus its group's median. Two groups of noise, or of
     a machine that moved each cell by its own share, lie closer than that
     (a split of one spread-out group leaves medians ~3 within-group sds apart)."""
-    import numpy as np
-
     ordered = sorted(logs)
-    centre = float(np.median(ordered))
+    centre = stats.median(ordered)
     one = (Groups(len(ordered), math.expm1(centre)), [x - centre for x in ordered])
     if len(ordered) < 4:
         return one
     where, _ = _split(ordered)
     low, high = ordered[:where], ordered[where:]
-    m_low, m_high = float(np.median(low)), float(np.median(high))
+    m_low, m_high = stats.median(low), stats.median(high)
     residuals = [x - m_low for x in low] + [x - m_high for x in high]
     # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
     within = max(_robust_sd([r for r in residuals if r]), explained)
@@ -456,7 +449,7 @@ def change_groups(
     steady, moved = (
         (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
     )
-    m_steady, m_moved = float(np.median(steady)), float(np.median(moved))
+    m_steady, m_moved = stats.median(steady), stats.median(moved)
     return Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved)), residuals
 
 
@@ -479,10 +472,8 @@ def change_dispersion(
     ]
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
         return None, None
-    import numpy as np
-
     logs = [math.log1p(c.throughput_change) for c in judged]  # type: ignore[arg-type]
-    rounds = int(np.median([c.rounds or MIN_ROUNDS for c in judged]))
+    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
     explained = typical * math.sqrt(2.0 / max(rounds, 2))
     groups, residuals = change_groups(logs, explained, reference)
     robust_sd = _robust_sd(residuals)

@@ -103,7 +103,7 @@ class WarmCells:
         for state, m in zip(states, found, strict=False):
             self.numbers[state.cell.id] = m.number
             out[state.cell.id] = RoundResult(
-                index, m.samples_s, m.number, m.warmup_calls, calibration.median
+                index, m.samples_s, m.number, m.warmup_calls, calibration.samples_s
             )
         return out
 

@@ -21,10 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
+from torchparity._core import stats
 from torchparity.axes.matrix import Cell
-from torchparity.timing.measurement import Measurement
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.timer import TimingConfig
 
@@ -88,16 +86,11 @@ class RoundResult:
     samples_s: list[float]
     number: int
     warmup_calls: int = 0
-    calibration_s: float | None = None  # the calibration workload's median in the same window
+    # The calibration workload's samples from the same window (its median is derived).
+    calibration_samples_s: list[float] = field(default_factory=list)
     # The cell's backend timed itself (the C++ runner, in its own process): its
     # whole window was round 1, and the schedule times it no more.
     self_timed: bool = False
-
-
-def log_spread(values: Sequence[float]) -> float:
-    """Standard deviation of log(values) (about the relative spread); 0 for fewer than 2."""
-    arr = np.asarray([v for v in values if v > 0], dtype=np.float64)
-    return float(np.log(arr).std(ddof=1)) if len(arr) > 1 else 0.0
 
 
 @dataclass
@@ -113,41 +106,26 @@ class CellRounds:
     def self_timed(self) -> bool:
         return any(r.self_timed for r in self.rounds)
 
-    @property
-    def round_medians_s(self) -> list[float]:
-        return [float(np.median(r.samples_s)) for r in self.rounds if r.samples_s]
-
     def columns(self, batch: int, eager: CellRounds | None = None) -> dict[str, Any]:
-        """Timing columns: the distribution of every sample (IQR, p90, ...),
-        the level as the median of round medians, the round-to-round spread,
-        the calibration figures and, given eager's rounds, the paired speedup."""
-        samples = [s for r in self.rounds for s in r.samples_s]
-        if not samples:
+        """Timing columns (``stats.latency_columns``: the level as the median
+        of round medians, the distribution of every sample), the round
+        columns, the calibration figures and, given eager's rounds, the
+        paired speedup."""
+        rounds_s = [r.samples_s for r in self.rounds]
+        if not any(rounds_s):
             return {}
-        whole = Measurement(
-            samples_s=samples,
-            number=self.rounds[0].number,
-            warmup_calls=sum(r.warmup_calls for r in self.rounds),
-        )
-        cols: dict[str, Any] = whole.columns(batch)
-        medians = self.round_medians_s
-        level = float(np.median(medians))
-        cols.update(
-            {
-                "latency_ms_median": level * 1e3,
-                "throughput_items_s": batch / level if level > 0 else float("inf"),
-                "iterations": sum(r.number * len(r.samples_s) for r in self.rounds),
-                "rounds": len(medians),
-                "round_medians_ms": [m * 1e3 for m in medians],
-                "latency_round_spread": log_spread(medians),
-                "samples_ms": [s * 1e3 for s in samples],
-                "samples_per_round": [len(r.samples_s) for r in self.rounds],
-            }
-        )
-        calibration = [r.calibration_s for r in self.rounds if r.calibration_s]
+        cols: dict[str, Any] = {
+            **stats.latency_columns(rounds_s, batch, [r.number for r in self.rounds]),
+            "number_per_repeat": self.rounds[0].number,
+            "warmup_calls": sum(r.warmup_calls for r in self.rounds),
+            **stats.round_columns(rounds_s),
+        }
+        calibration = [
+            stats.median(r.calibration_samples_s) for r in self.rounds if r.calibration_samples_s
+        ]
         if len(calibration) == len(self.rounds):
             cols["calibration_round_ms"] = [c * 1e3 for c in calibration]
-            cols["calibration_ms"] = float(np.median(calibration)) * 1e3
+            cols["calibration_ms"] = stats.median(calibration) * 1e3
         if eager is not None and eager is not self:
             theirs = {r.index: r.samples_s for r in eager.rounds}
             common = [r for r in self.rounds if r.index in theirs]
