@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # this checkout, installed or not
 
 from torchparity._core.rundir import RunDir  # noqa: E402
 from torchparity.report import compare  # noqa: E402
@@ -97,7 +97,8 @@ def neighbours(count: int):
 
 
 def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The runs use this checkout's code, not whichever torchparity the environment installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
     if slowdown:
         env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
