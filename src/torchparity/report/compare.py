@@ -409,12 +409,15 @@ class Groups:
 
 def _split(logs: list[float]) -> tuple[int, float]:
     """Where sorted ``logs`` split best into two runs of values (least
-    within-group sum of squares): the index of the second group's first value, and that sum."""
-    best, where = math.inf, 0
-    for i in range(1, len(logs)):
-        low, high = logs[:i], logs[i:]
-        ss = sum((x - sum(low) / len(low)) ** 2 for x in low)
-        ss += sum((x - sum(high) / len(high)) ** 2 for x in high)
+    within-group sum of squares, from prefix sums: linear in the cells): the
+    index of the second group's first value, and that sum."""
+    n = len(logs)
+    total, total_sq = sum(logs), sum(x * x for x in logs)
+    best, where, low, low_sq = math.inf, 0, 0.0, 0.0
+    for i in range(1, n):
+        low, low_sq = low + logs[i - 1], low_sq + logs[i - 1] ** 2
+        high, high_sq = total - low, total_sq - low_sq
+        ss = (low_sq - low * low / i) + (high_sq - high * high / (n - i))
         if ss < best:
             best, where = ss, i
     return where, best
