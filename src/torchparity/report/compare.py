@@ -390,7 +390,10 @@ def machine_shift(
     return math.expm1(stats.median(logs)) if logs else None
 
 
-SEPARATION_K = 6.0  # two groups of cells count as two levels when their medians are this many within-group sds apart
+# The cells' scatter counts (raises the floor, or rules out two levels) when significant at this level.
+SCATTER_ALPHA = 0.01
+# Two groups of cells are two levels when their medians lie this many within-group sds apart.
+SEPARATION_K = 5.0
 
 
 @dataclass(frozen=True)
@@ -428,32 +431,63 @@ def _robust_sd(residuals: list[float]) -> float:
 
 
 def change_groups(
-    logs: list[float], explained: float, reference: float = 0.0
-) -> tuple[Groups, list[float]]:
-    """(groups, residuals): the changes as two levels when a split leaves
-    groups whose medians lie ``SEPARATION_K`` within-group robust sds (at
-    least ``explained``, the rounds' share) apart, else as one level; each
-    residual is a change minus its group's median. Two groups of noise, or of
-    a machine that moved each cell by its own share, lie closer than that
-    (a split of one spread-out group leaves medians ~3 within-group sds apart)."""
-    ordered = sorted(logs)
+    logs: list[float], ses: list[float], reference: float = 0.0
+) -> tuple[Groups, list[float], list[float]]:
+    """(groups, residuals, z): the changes (``ses``: each one's standard
+    error from its rounds) as two levels when a split leaves groups whose
+    medians lie ``SEPARATION_K`` within-group robust sds (at least the
+    typical standard error) apart and whose residuals are what the rounds
+    explain (chi-square, ``SCATTER_ALPHA``), else as one level. A residual
+    is a change minus its group's median; z is the residual over its
+    standard error. Two groups of noise, or of a machine that moved each cell
+    by its own share, lie closer than that (a split of one spread-out group
+    leaves medians ~3 within-group sds apart) or scatter within their groups."""
+    pairs = sorted(zip(logs, ses, strict=True))
+    ordered, errors = [x for x, _ in pairs], [e for _, e in pairs]
+
+    def fit(medians: list[float]) -> tuple[list[float], list[float]]:
+        residuals = [x - m for x, m in zip(ordered, medians, strict=True)]
+        return residuals, [
+            r / e if e > 0 else math.inf for r, e in zip(residuals, errors, strict=True)
+        ]
+
     centre = stats.median(ordered)
-    one = (Groups(len(ordered), math.expm1(centre)), [x - centre for x in ordered])
+    one = (Groups(len(ordered), math.expm1(centre)), *fit([centre] * len(ordered)))
     if len(ordered) < 4:
         return one
     where, _ = _split(ordered)
     low, high = ordered[:where], ordered[where:]
     m_low, m_high = stats.median(low), stats.median(high)
-    residuals = [x - m_low for x in low] + [x - m_high for x in high]
+    residuals, z = fit([m_low] * len(low) + [m_high] * len(high))
     # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
-    within = max(_robust_sd([r for r in residuals if r]), explained)
-    if m_high - m_low < SEPARATION_K * within:
-        return one
+    within = max(_robust_sd([r for r in residuals if r]), stats.median(errors))
+    if m_high - m_low < SEPARATION_K * within or not _explained_by_rounds(z, 2):
+        return one  # close, or each group scattered beyond its rounds: not two common factors
     steady, moved = (
         (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
     )
     m_steady, m_moved = stats.median(steady), stats.median(moved)
-    return Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved)), residuals
+    groups = Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved))
+    return groups, residuals, z
+
+
+def median_se(n: int) -> float:
+    """The standard error of the median of ``n`` normal values, in sds: a
+    cell's change is a difference of medians of round medians, which scatter
+    more than means (n = 3: 0.67, not 0.58; many: sqrt(pi / 2n))."""
+    exact = {1: 1.0, 2: math.sqrt(0.5), 3: math.sqrt(0.4487)}
+    return exact.get(n, math.sqrt(math.pi / (2.0 * max(n, 1))))
+
+
+def change_se(change: CellChange, typical: float) -> float:
+    """A cell's standard error of its log change: its round spread shrunk
+    toward the typical one (as the moderated test does), for a difference of
+    two medians of ``rounds`` round medians."""
+    rounds = change.rounds or MIN_ROUNDS
+    dof = 2 * rounds - 2
+    own = change.round_spread if change.round_spread is not None else typical
+    sd = math.sqrt((PRIOR_DOF * typical**2 + dof * own**2) / (PRIOR_DOF + dof))
+    return sd * math.sqrt(2.0) * median_se(rounds)
 
 
 def change_dispersion(
@@ -461,13 +495,14 @@ def change_dispersion(
 ) -> tuple[float | None, Groups | None]:
     """The scatter of the round-judged cells' log throughput changes around
     their group's median beyond what their rounds explain: robust sd (1.4826
-    MAD) with the rounds' share (typical spread x sqrt(2/n)) taken out in
-    quadrature; and the groups (``change_groups``). A pull request moves some
-    cells by a common factor (two levels) or all by one (one level); cells
-    scattered widely around their level mean the machine moved them, each by
-    its own share (what ``--normalize`` cannot cancel). ``reference``: the log
-    change the machine itself made (the calibration workload's), which names
-    the steady group."""
+    MAD) with the rounds' share (the typical standard error of a change)
+    taken out in quadrature, or 0 when a chi-square test finds no scatter
+    beyond the rounds' (``SCATTER_ALPHA``); and the groups
+    (``change_groups``). A pull request moves some cells by a common factor
+    (two levels) or all by one (one level); cells scattered widely around
+    their level mean the machine moved them, each by its own share (what
+    ``--normalize`` cannot cancel). ``reference``: the log change the machine
+    itself made (the calibration workload's), which names the steady group."""
     judged = [
         c
         for c in changes
@@ -476,11 +511,25 @@ def change_dispersion(
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
         return None, None
     logs = [math.log1p(c.throughput_change) for c in judged]  # type: ignore[arg-type]
-    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
-    explained = typical * math.sqrt(2.0 / max(rounds, 2))
-    groups, residuals = change_groups(logs, explained, reference)
-    robust_sd = _robust_sd(residuals)
-    return math.sqrt(max(0.0, robust_sd**2 - explained**2)), groups
+    ses = [change_se(c, typical) for c in judged]
+    groups, residuals, z = change_groups(logs, ses, reference)
+    if _explained_by_rounds(z, 2 if groups.moved else 1):
+        return 0.0, groups
+    explained = stats.median(ses)
+    return math.sqrt(max(0.0, _robust_sd(residuals) ** 2 - explained**2)), groups
+
+
+def _explained_by_rounds(z: list[float], levels: int) -> bool:
+    """Whether residuals over their standard errors (``z``) scatter as the
+    rounds explain (chi-square test at ``SCATTER_ALPHA``): a few cells'
+    robust sd is itself noisy, and three times an unlucky draw would hide
+    real changes."""
+    from scipy.stats import chi2
+
+    dof = len(z) - levels
+    if dof < 1:
+        return False
+    return sum(v * v for v in z) < float(chi2.ppf(1.0 - SCATTER_ALPHA, dof))
 
 
 def dispersion_floor(dispersion: float) -> float:
