@@ -7,8 +7,9 @@ instruction count does not move with load, frequency or preemption.
 One counting process serves the whole run (``Counter``): it starts once
 under ``valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no``,
 imports torch once, and then, for each measured cell the run hands it,
-rebuilds the cell from the artifact and reference caches (nothing is
-unpickled: it prepares the cell as a worker does), switches instrumentation
+rebuilds the cell from the artifact and reference caches up to its
+prepared callable (nothing is unpickled: it prepares the cell as a worker
+does; the verdict stages are the worker's), switches instrumentation
 on, calls it ``WARMUP_CALLS`` times uncounted, collects ``CALLS`` calls
 (``torch._C._valgrind_toggle``, as torch.utils.benchmark does), dumps the
 count to a file of its own and switches instrumentation off again. Without
@@ -55,6 +56,7 @@ from torchparity.cases.case import PluginSpec
 
 WARMUP_CALLS = 2
 CALLS = 5
+PREPARE_STAGES = ("precheck", "build", "reference", "prepare")
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 _CLIENT_C = """#include <valgrind/callgrind.h>
@@ -292,10 +294,12 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
     """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import VERDICT_STAGES, CellState, run_stages, timed_call
+    from torchparity.cell.pipeline import STAGES, CellState, run_stages, timed_call
 
     state = CellState(cell, settings)
-    if not run_stages(state, VERDICT_STAGES):
+    # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
+    stages = tuple((name, stage) for name, stage in STAGES if name in PREPARE_STAGES)
+    if not run_stages(state, stages):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
     call = timed_call(state)
