@@ -377,4 +377,6 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
     alone = instructions.count(
         Cell("tiny_heads", "model", "tiny", "cpu", "fp32", "eager"), spec, 1200
     )
-    assert alone["instructions_per_call"] == pytest.approx(counts["tiny_heads"], rel=0.02), alone
+    assert alone.get("instructions_per_call") == pytest.approx(counts["tiny_heads"], rel=0.02), (
+        alone
+    )
