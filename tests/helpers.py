@@ -71,6 +71,20 @@ def write_rows(run_dir: Path, rows: list[dict[str, Any]], append: bool = False) 
             writer.append(row)
 
 
+# One quick cell per case: cpu, fp32, a short single timing window, in this process.
+QUICK = (
+    "--device", "cpu", "--precision", "fp32", "--min-time", "0.005", "--rounds", "1", "--no-isolate",
+)  # fmt: skip
+
+
+def quick_run(case_file: Path, suite: str, backends: str, out: Path, *extra: str):
+    """``torchparity run`` of ``suite`` from ``case_file`` on ``backends``, QUICK."""
+    return run_cli(
+        "run", "--case-file", str(case_file), "--suite", suite, "--backend", backends,
+        *QUICK, "--out", str(out), *extra,
+    )  # fmt: skip
+
+
 # The timing columns every measured row carries, each a statistic of its samples.
 TIMING_STATISTICS = (
     "latency_ms_median",

@@ -12,12 +12,16 @@ from torchparity.axes.matrix import Cell
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.rounds import (
     CellRounds,
+    Resumed,
     RoundResult,
     RoundsConfig,
     Schedule,
+    Sinks,
     budget_allows,
     group_cells,
     round_timing,
+    timing_column_names,
+    verdict_part,
 )
 from torchparity.timing.timer import TimingConfig, measure_interleaved
 
@@ -380,3 +384,63 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
     assert alone.get("instructions_per_call") == pytest.approx(counts["tiny_heads"], rel=0.02), (
         alone
     )
+
+
+def test_each_verdict_and_round_goes_out_as_soon_as_it_is_known():
+    cells = [_cell("a", "eager"), _cell("a", "onnxruntime"), _cell("b", "eager")]
+    worker = FakeWorker({"eager": 2e-3, "onnxruntime": 1e-3})
+    events = []
+    sinks = Sinks(
+        emit=lambda cell, row: events.append(("final", cell.id, row["rounds"])),
+        partial=lambda cell, row: events.append(("partial", cell.id, row["rounds"])),
+        round_done=lambda cell, result: events.append(("round", cell.id, result.index)),
+    )
+    Schedule(group_cells(cells), RoundsConfig(3, None)).run(
+        worker.verdict, worker.time_round, sinks
+    )
+    # Group a's verdicts are out before group b is even asked.
+    assert events[:4] == [
+        ("round", "a|cpu|fp32|eager", 0),
+        ("partial", "a|cpu|fp32|eager", 1),
+        ("round", "a|cpu|fp32|onnxruntime", 0),
+        ("partial", "a|cpu|fp32|onnxruntime", 1),
+    ]
+    assert sum(1 for e in events if e[0] == "round") == 9
+    assert [e for e in events if e[0] == "final"] == [("final", c.id, 3) for c in cells]
+
+
+def test_an_interrupt_keeps_the_finished_rounds_and_resume_times_only_the_missing_ones():
+    cells = [_cell("a", "eager"), _cell("a", "onnxruntime")]
+    worker = FakeWorker({"eager": 2e-3, "onnxruntime": 1e-3})
+    real_round = worker.time_round
+
+    def interrupted(group, index):
+        if index == 2:
+            raise KeyboardInterrupt
+        return real_round(group, index)
+
+    rows, rounds = {}, {}
+    sinks = Sinks(
+        emit=lambda cell, row: pytest.fail("no final row before the last round"),
+        partial=lambda cell, row: rows.__setitem__(cell.id, row),
+        round_done=lambda cell, result: rounds.setdefault(cell.id, []).append(result),
+    )
+    schedule = Schedule(group_cells(cells), RoundsConfig(3, None))
+    with pytest.raises(KeyboardInterrupt):
+        schedule.run(worker.verdict, interrupted, sinks)
+    assert all(r["rounds"] == 1 and r["timing_partial"] for r in rows.values())
+    assert schedule.flush_partial(sinks.partial) == 2  # rows again, with round 2 in them
+    assert all(r["rounds"] == 2 and r["rounds_planned"] == 3 for r in rows.values())
+    assert "round 3 of 3" in schedule.where
+
+    resumed = {cid: Resumed(verdict_part(rows[cid]), rounds[cid], 2) for cid in rows}
+    assert {"latency_ms_median", "calibration_ms", "speedup_vs_eager"} <= timing_column_names()
+    assert not timing_column_names() & set(resumed[cells[0].id].row)
+    worker.log.clear()
+    final = {}
+    Schedule(group_cells(cells), RoundsConfig(3, None), resumed=resumed).run(
+        worker.verdict, worker.time_round, lambda cell, row: final.__setitem__(cell.id, row)
+    )
+    assert worker.log == [(2, "a", "fp32")]  # no verdict again, only the missing round
+    assert all(r["rounds"] == 3 and "timing_partial" not in r for r in final.values())
+    assert final["a|cpu|fp32|onnxruntime"]["speedup_pairs"] == 15  # paired over all 3 rounds

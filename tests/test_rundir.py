@@ -88,6 +88,56 @@ def test_safe_file_stems_are_plain_and_distinct():
     assert len({s.lower() for s in stems}) == len(names)
 
 
+def _partial(cell_id: str, rounds: int) -> dict:
+    return {"cell_id": cell_id, "status": "pass", "rounds": rounds, "timing_partial": True}
+
+
+def test_a_partial_row_is_superseded_and_compacted_once_final(tmp_path):
+    rd = RunDir(tmp_path).create()
+    with rd.results_writer() as w:
+        w.append(_partial("a", 1))
+        w.append({"cell_id": "b", "status": "error"})
+        w.append(_partial("c", 1))
+    assert rd.done_cell_ids() == {"b"} and set(rd.partial_rows()) == {"a", "c"}
+    assert "a (1 of ? rounds)" in row_mod.partial_timing_note(rd.rows())
+    with rd.results_writer() as w:
+        w.append({"cell_id": "a", "status": "pass", "rounds": 3})
+    assert rd.done_cell_ids() == {"a", "b"}
+    assert rd.compact_results()
+    lines = [json.loads(x) for x in rd.results_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [(r["cell_id"], r.get("rounds")) for r in lines] == [("a", 3), ("b", None), ("c", 1)]
+    assert not rd.compact_results()  # one line per cell already
+
+
+def test_compaction_never_drops_an_unreadable_line(tmp_path):
+    rd = RunDir(tmp_path).create()
+    with rd.results_writer() as w:
+        w.append(_partial("a", 1))
+    with open(rd.results_jsonl, "a", encoding="utf-8") as fh:
+        fh.write("not json\n")
+    with rd.results_writer() as w:
+        w.append({"cell_id": "a", "status": "pass"})
+    assert not rd.compact_results()
+    assert len(rd.results_jsonl.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_rounds_are_read_back_by_cell_and_index_later_wins(tmp_path):
+    from torchparity.timing.rounds import RoundResult
+
+    rd = RunDir(tmp_path).create()
+    first = RoundResult(0, [1e-3, 2e-3], 10, 3, [5e-4, 6e-4])
+    with rd.rounds_writer() as w:
+        w.append(first.record("a"))
+        w.append(RoundResult(1, [1e-3], 10).record("a"))
+        w.append(RoundResult(1, [4e-3], 10).record("a"))  # the same round again: this one
+        w.append({"cell_id": "b", "round": "x"})  # wrong shape: skipped
+    rounds = rd.read_rounds()
+    assert set(rounds) == {"a"} and sorted(rounds["a"]) == [0, 1]
+    assert RoundResult.from_record(rounds["a"][0]) == first
+    assert RoundResult.from_record(rounds["a"][1]).samples_s == [4e-3]
+    assert RoundResult.from_record({"round": 0, "number": 1, "samples_s": ["1"]}) is None
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
 def test_atomic_writes_get_the_umask_mode_not_a_private_one(tmp_path):
     from torchparity._core.files import atomic_write_text

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torchparity.axes.devices import Device, get_device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, get_precision
+from torchparity.cases.call_args import as_positional
 from torchparity.cases.case import Case
 from torchparity.cases.inputs import InputGen, cast_inputs
 from torchparity.cases.outputs import flatten
@@ -97,8 +98,7 @@ def trainable_module(case: Case, seed: int) -> torch.nn.Module:
 
 def step_inputs(case: Case, seed: int, step: int) -> tuple:
     """The deterministic float64/int64 batch of step ``step`` (a new batch each step)."""
-    inputs = case.make_inputs(InputGen(case.name, seed, "train", step), case.batch)
-    return inputs if isinstance(inputs, tuple) else tuple(inputs)
+    return as_positional(case.make_inputs(InputGen(case.name, seed, "train", step), case.batch))
 
 
 def float_leaves(output: Any) -> list[torch.Tensor]:

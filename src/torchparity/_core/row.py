@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, get_type_hints
 
 import pandas as pd
@@ -192,7 +193,34 @@ def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame[LEADING_COLUMNS + rest]
 
 
-def cell_key(row: dict[str, Any]) -> str:
+# A row whose timing has rounds still to come: its verdict is final, its timing
+# columns cover the rounds finished so far (an interrupted run; `--resume`
+# finishes them and writes the cell's row again, which supersedes this one).
+TIMING_PARTIAL = "timing_partial"
+ROUNDS_PLANNED = "rounds_planned"
+
+
+def timing_partial(row: Mapping[str, Any]) -> bool:
+    return row.get(TIMING_PARTIAL) is True
+
+
+def partial_timing_note(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str | None:
+    """One line naming the cells whose timing is partial, or None when none is."""
+    partial = [r for r in rows if timing_partial(r)]
+    if not partial:
+        return None
+    names = ", ".join(
+        f"{cell_key(r)} ({r.get('rounds', '?')} of {r.get(ROUNDS_PLANNED, '?')} rounds)"
+        for r in partial[:limit]
+    )
+    more = f" and {len(partial) - limit} more" if len(partial) > limit else ""
+    return (
+        f"timing partial for {len(partial)} cell(s) of an interrupted run (verdicts final; "
+        f"`torchparity run --resume` finishes them): {names}{more}"
+    )
+
+
+def cell_key(row: Mapping[str, Any]) -> str:
     """The row's cell identity (``cell_id`` when present)."""
     return str(row.get("cell_id") or "|".join(str(row.get(c)) for c in CELL_COLUMNS))
 
@@ -207,4 +235,8 @@ __all__ = [
     "validate",
     "rows_frame",
     "cell_key",
+    "TIMING_PARTIAL",
+    "ROUNDS_PLANNED",
+    "timing_partial",
+    "partial_timing_note",
 ]

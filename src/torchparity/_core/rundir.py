@@ -4,7 +4,12 @@
 <run-dir>/
   env.json          the environment (torchparity._core.environment)
   run.json          the selection, for --resume
-  results.jsonl     one row per cell, appended and fsynced as each completes
+  results.jsonl     rows, appended and fsynced as each is known; a cell's later
+                    line supersedes its earlier one (a verdict with partial timing,
+                    then the row with every round); compacted to one line per cell
+                    when a run completes
+  rounds.jsonl      every finished timing round of every cell (its samples), appended
+                    and fsynced as it finishes: what --resume builds the timing from
   results.csv       summary.md  report.html      rendered (atomically replaced)
   outputs/          each cell's output leaves (.npz, no pickle)
   divergences.jsonl divergences.csv divergences/  fuzz findings (large inputs as .npy)
@@ -43,6 +48,7 @@ from torchparity._core.row import Row
 ENV_JSON = "env.json"
 RUN_JSON = "run.json"
 RESULTS_JSONL = "results.jsonl"
+ROUNDS_JSONL = "rounds.jsonl"
 RESULTS_CSV = "results.csv"
 SUMMARY_MD = "summary.md"
 REPORT_HTML = "report.html"
@@ -210,6 +216,7 @@ class RunDir:
     env_json = property(lambda self: self.path / ENV_JSON)
     run_json = property(lambda self: self.path / RUN_JSON)
     results_jsonl = property(lambda self: self.path / RESULTS_JSONL)
+    rounds_jsonl = property(lambda self: self.path / ROUNDS_JSONL)
     results_csv = property(lambda self: self.path / RESULTS_CSV)
     summary_md = property(lambda self: self.path / SUMMARY_MD)
     report_html = property(lambda self: self.path / REPORT_HTML)
@@ -263,7 +270,42 @@ class RunDir:
         return read_rows(self.results_jsonl)
 
     def done_cell_ids(self) -> set[str]:
-        return {str(r.get("cell_id")) for r in self.rows()}
+        """Cells whose row is final (a row with partial timing is not)."""
+        return {str(r.get("cell_id")) for r in self.rows() if not row_mod.timing_partial(r)}
+
+    def partial_rows(self) -> dict[str, Row]:
+        """Rows whose verdict is final but whose timing has rounds still to come, by cell id."""
+        return {str(r.get("cell_id")): r for r in self.rows() if row_mod.timing_partial(r)}
+
+    def compact_results(self) -> bool:
+        """Rewrite results.jsonl with one line per cell (its last) when a cell
+        has several; never when a line is unreadable (it would be dropped
+        silently). True when rewritten."""
+        contents = read_jsonl(self.results_jsonl)
+        if contents.bad_lines or contents.torn_tail:
+            return False
+        last = {str(r.get("cell_id") or f"#{i}"): r for i, r in enumerate(contents.records)}
+        if len(last) == len(contents.records):
+            return False
+        atomic_write_text(
+            self.results_jsonl, "".join(row_mod.encode(r) + "\n" for r in last.values())
+        )
+        return True
+
+    @contextmanager
+    def rounds_writer(self) -> Iterator[JsonlWriter]:
+        with JsonlWriter(self.rounds_jsonl) as writer:
+            yield writer
+
+    def read_rounds(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """Finished timing rounds by cell id and round index (a later record of
+        the same round wins); records without a cell id and round index are skipped."""
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for record in read_jsonl(self.rounds_jsonl).records:
+            cell, index = record.get("cell_id"), record.get("round")
+            if isinstance(cell, str) and isinstance(index, int) and index >= 0:
+                out.setdefault(cell, {})[index] = record
+        return out
 
     def damage_note(self) -> str | None:
         """One line naming the lines of results.jsonl that could not be read

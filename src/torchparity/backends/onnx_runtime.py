@@ -149,9 +149,15 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime={library_version('onnxruntime')}",
             ],
         )
-        session = load_or_build(
-            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
-        )
+        try:
+            session = load_or_build(
+                ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+            )
+        except Exception as exc:
+            refusal = _dtype_refusal(exc, provider, ctx.precision.dtype)
+            if refusal is None:
+                raise
+            raise refusal from None  # the message carries the checker's line
         names = [i.name for i in session.get_inputs()]
         tensor_inputs = [x for x in example_inputs if isinstance(x, torch.Tensor)]
         if len(names) != len(tensor_inputs):
@@ -172,6 +178,19 @@ class OnnxRuntimeBackend(Backend):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
         return call
+
+
+def _dtype_refusal(exc: Exception, provider: str, dtype: torch.dtype) -> Exception | None:
+    """onnx's shape inference rejecting a bf16 op (Conv, LSTM at the exporter's
+    opset) before ORT sees the graph, said as ORT's own refusal is: the same
+    reason whichever library meets the dtype first."""
+    line = next((x for x in str(exc).splitlines() if "unsupported type: tensor(" in x), None)
+    if line is None:
+        return None
+    return NotImplementedError(
+        f"{provider} has no {dtype} kernel: onnx shape inference rejects the graph first: "
+        f"{line.strip()[:300]}"
+    )
 
 
 def _session_loader(

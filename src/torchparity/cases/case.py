@@ -79,6 +79,9 @@ class Case:
     # An output with no tensor elements is an error (nothing would be compared)
     # unless the case says that empty output is what it expects.
     empty_output_ok: bool = False
+    # A model whose output is all zeros or ignores its inputs is an error (any
+    # backend would match it) unless the case says the constant is what it computes.
+    constant_output_ok: bool = False
 
     def known_failure(self, backend: str, device: str, precision: str) -> KnownFailure | None:
         for mark in self.known_failures:
@@ -130,11 +133,14 @@ def register_model(
     reinit_weights: bool = True,
     description: str = "",
     empty_output_ok: bool = False,
+    constant_output_ok: bool = False,
     train: Any = None,
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
-    expected (otherwise such a cell is an ``error``: nothing was compared).
+    expected (otherwise such a cell is an ``error``: nothing was compared);
+    ``constant_output_ok`` that an all-zero or input-independent output is
+    (otherwise such a cell is an ``error``: any backend would match it).
     ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
     or optimizer for train cells."""
     case = Case(
@@ -150,6 +156,7 @@ def register_model(
         description=description,
         source=_caller_module(),
         empty_output_ok=empty_output_ok,
+        constant_output_ok=constant_output_ok,
         extra={"train": train} if train is not None else {},
     )
     return register_case(case, suites)

@@ -92,15 +92,20 @@ def init_weights(module: torch.nn.Module, *key: object) -> torch.nn.Module:
     """Overwrite a module's float parameters and BatchNorm statistics with
     deterministic values, so weights are the same bits on every platform.
 
-    Constant initialisations (all-ones norm weights, all-zero biases) are kept;
-    other parameters get U(-b, b) with b = 1/sqrt(fan_in), PyTorch's default.
+    Constant initialisations of vectors (all-ones norm weights, all-zero
+    biases, a layer-scale) are kept: they are what the architecture means.
+    An all-zero weight matrix (2 or more dimensions, e.g. a zero-initialised
+    classifier head) is re-drawn: kept, its layer's output would be constant
+    and any backend would match it. Every other parameter gets U(-b, b) with
+    b = 1/sqrt(fan_in), PyTorch's default.
     """
     with torch.no_grad():
         for name, p in module.named_parameters():
             if not p.is_floating_point() or p.numel() == 0:
                 continue
             flat = p.detach().reshape(-1)
-            if bool((flat == flat[0]).all()):
+            zero_matrix = p.dim() >= 2 and not bool(flat.any())
+            if bool((flat == flat[0]).all()) and not zero_matrix:
                 continue
             fan_in = p.shape[1] * math.prod(p.shape[2:]) if p.dim() >= 2 else p.shape[0]
             bound = 1.0 / math.sqrt(max(fan_in, 1))

@@ -20,6 +20,7 @@ import torch
 from torchparity._core import cache
 from torchparity._core.files import atomic_write_bytes
 from torchparity.cases.cache_keys import cell_key
+from torchparity.cases.call_args import as_positional, keyword_call, layout_of
 from torchparity.cases.case import Case
 from torchparity.cases.inputs import InputGen, init_weights, seed_from, tensor_digest
 from torchparity.cases.outputs import flatten
@@ -39,13 +40,17 @@ def build_module(case: Case, seed: int) -> torch.nn.Module:
     module = case.make_module()
     if case.reinit_weights:
         init_weights(module, case.name, seed)
+    layout = layout_of(case.make_inputs(InputGen(case.name, seed, "inputs"), case.batch))
+    if layout is not None:  # keyword inputs: every backend takes the flat positional form
+        module = keyword_call(module, layout)
     return module.eval()
 
 
-def build_inputs(case: Case, seed: int, batch: int | None = None) -> tuple:
-    """The case's inputs as float64 / int64 tensors on CPU, identical everywhere."""
-    inputs = case.make_inputs(InputGen(case.name, seed, "inputs"), batch or case.batch)
-    return inputs if isinstance(inputs, tuple) else tuple(inputs)
+def build_inputs(case: Case, seed: int, batch: int | None = None, draw: str = "") -> tuple:
+    """The case's inputs as float64 / int64 tensors on CPU, identical everywhere
+    (``draw``: another, independent draw, e.g. to test input dependence)."""
+    key = (case.name, seed, "inputs", draw) if draw else (case.name, seed, "inputs")
+    return as_positional(case.make_inputs(InputGen(*key), batch or case.batch))
 
 
 def clone_inputs(inputs: tuple) -> tuple:

@@ -13,7 +13,8 @@ Rules kept here once:
   gets its own copy of the inputs; the row says when a call modified them;
 - every call runs under ``torch.no_grad()`` (the one grad mode), and a graph
   backend's flat leaves are named after eager's outside the timed call;
-- an output with nothing to compare is an ``error`` with a reason, never a pass.
+- an output with nothing to compare, or a reference any output would match
+  (all zeros, independent of the inputs), is an ``error`` with a reason, never a pass.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.cases.cache_keys import case_fingerprint, cell_key
 from torchparity.cases.case import CASES, Case, precision_unsupported
+from torchparity.cases.constant import vacuous_reason
 from torchparity.cases.inputs import cast_inputs, tensor_digest
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten
 from torchparity.cases.reference import (
@@ -267,6 +269,9 @@ def stage_reference(s: CellState) -> bool:
         s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.settings.seed
     )
     s.row["input_digest"] = s.reference.input_digest
+    vacuous = vacuous_reason(s.case, s.module, s.reference, s.case_print, s.settings.seed)
+    if vacuous:
+        raise NothingToCompare(vacuous)
     return True
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from torchparity._core import cache as cache_mod
+from torchparity._core import row as row_mod
 from torchparity._core.console import robust_standard_streams
 from torchparity._core.files import atomic_write_text
 from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked
@@ -33,7 +34,13 @@ from torchparity.report import compare as compare_mod
 from torchparity.report import export as export_mod
 from torchparity.report import merge
 from torchparity.report import report as report_mod
-from torchparity.run.runner import RunPlan, execute_plan, new_run_id, terminal_progress
+from torchparity.run.runner import (
+    RunInterrupted,
+    RunPlan,
+    execute_plan,
+    new_run_id,
+    terminal_progress,
+)
 from torchparity.timing.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET, RoundsConfig
 from torchparity.timing.timer import TimingConfig
 from torchparity.train_loop import OPTIMIZERS, TrainSettings
@@ -835,13 +842,14 @@ def _execute(args: argparse.Namespace, plan: RunPlan) -> int:
             )
     try:
         rows = execute_plan(plan, progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # RunInterrupted: SIGINT or SIGTERM, rows kept
+        where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
         print(
-            f"\ninterrupted; rows so far are in {RunDir(plan.run_dir).results_jsonl}; "
+            f"\ninterrupted{where}; rows so far are in {RunDir(plan.run_dir).results_jsonl}; "
             f"finish with: torchparity run --resume --out {plan.run_dir}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
     paths = report_mod.render(rows, plan.run_dir, RunDir(plan.run_dir).read_env())
     if show:
         print(report_mod.console_table(rows))
@@ -941,11 +949,15 @@ def _fuzz(
 
 
 def _warn_damage(run_dirs: Sequence[Path]) -> None:
-    """One warning line per run whose results.jsonl has lines no reader could use."""
+    """One warning line per run whose results.jsonl has lines no reader could use,
+    and one note per run whose timing is partial (an interrupted run)."""
     for path in run_dirs:
         note = RunDir(path).damage_note()
         if note:
             print(f"torchparity: warning: {note}", file=sys.stderr)
+        partial = row_mod.partial_timing_note(RunDir(path).rows())
+        if partial:
+            print(f"torchparity: note: {path}: {partial}", file=sys.stderr)
 
 
 def cmd_data(args: argparse.Namespace) -> int:

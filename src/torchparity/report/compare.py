@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from torchparity._core import row as row_mod
 from torchparity._core import stats
 from torchparity._core.status import BAD_STATUSES
 from torchparity.report import html as h
@@ -730,6 +731,10 @@ def compare_runs(
             f"{single} cells have no timing rounds on one side (--rounds 1 or an older run): "
             "judged on the samples of one window, which a slow minute moves together"
         )
+    for side, rows in (("baseline", baseline), ("current", current)):
+        note = row_mod.partial_timing_note(rows)
+        if note:  # judged on the rounds they have, fewer than planned
+            warnings.append(f"{side}: {note}")
     if normalize and typical is None:
         warnings.append(
             "--normalize: no cell has calibration figures in both runs; nothing was normalised"

@@ -96,6 +96,9 @@ def benchmark_extra_info(row: dict[str, Any]) -> dict[str, Any]:
         "prepare_s",
         "cell_id",
         "run_id",
+        "timing_partial",  # an interrupted run: fewer rounds than planned
+        "rounds",
+        "rounds_planned",
     )
     return {k: row[k] for k in keys if k in row and _plain(row[k])}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from torchparity._core.row import CELL_COLUMNS, rows_frame
+from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
 from torchparity.report import charts, merge
@@ -293,6 +293,9 @@ def summary_markdown(
     lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
     if absent_devices_line(env):
         lines += [absent_devices_line(env), ""]
+    partial = partial_timing_note(rows)
+    if partial:
+        lines += [partial, ""]
     counts = status_counts(frame)
     if not counts.empty:
         lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
@@ -407,6 +410,9 @@ def _header(
         return h.section(
             "Runs", f"<p>{h.esc(counts)}</p>" + h.table(platforms, "runs", False), "runs"
         )
+    partial = partial_timing_note(rows)
+    if partial:
+        counts += "; " + partial
     env = env or {}
     if absent_devices_line(env):
         counts += "; " + absent_devices_line(env)

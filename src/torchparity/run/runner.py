@@ -1,19 +1,25 @@
 """The run: cells grouped (case, device, precision), each group's verdict and
-timing rounds scheduled round-robin (``rounds``) on one worker at a time, each
-row streamed to disk as its last round completes, with the environment
-recorded beside them; resumable."""
+timing rounds scheduled round-robin (``rounds``) on one worker at a time. Each
+cell's row is on disk as soon as its verdict is known (with partial timing when
+rounds are to come), each finished round too (rounds.jsonl), and the row again
+when its last round is done; the environment is recorded beside them. An
+interrupted run keeps all of it and ``--resume`` measures only what is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torchparity._core import environment
+from torchparity._core import row as row_mod
 from torchparity._core.errors import error_fields
 from torchparity._core.row import Row
 from torchparity._core.rundir import RunDir
@@ -25,7 +31,16 @@ from torchparity.cell.pipeline import RunSettings, precheck
 from torchparity.run import instructions
 from torchparity.run.warm_cells import RoundTask, VerdictTask
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
-from torchparity.timing.rounds import Group, RoundsConfig, Schedule, group_cells
+from torchparity.timing.rounds import (
+    Group,
+    Resumed,
+    RoundResult,
+    RoundsConfig,
+    Schedule,
+    Sinks,
+    group_cells,
+    verdict_part,
+)
 
 
 @dataclass
@@ -103,9 +118,62 @@ def _executor(plan: RunPlan) -> Executor:
     return InProcessExecutor(plan.plugins, plan.settings)
 
 
-def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]:
-    """Run the plan's cells that the run directory does not hold yet and
-    return all rows of the run directory."""
+class RunInterrupted(KeyboardInterrupt):
+    """The run stopped on SIGINT or SIGTERM (SIGHUP, SIGBREAK) after keeping
+    what it had: ``where`` names the step and what is on disk."""
+
+    def __init__(self, signum: int, where: str = "") -> None:
+        super().__init__(where)
+        self.signum = signum
+        self.where = where
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGBREAK") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (and SIGHUP, SIGBREAK) raise ``RunInterrupted`` as SIGINT raises
+    KeyboardInterrupt, so the run's clean-up (the worker killed, the rows kept)
+    runs for them too. Only the main thread can hold signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A second Ctrl-C or SIGTERM while the rows are being kept waits for it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, *_STOP_SIGNALS)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _prepare(plan: RunPlan) -> tuple[RunDir, dict[str, Any]]:
+    """The run directory with env.json and run.json; the env fields rows carry."""
     run_dir = RunDir(plan.run_dir).create()
     current = environment.collect()
     env = run_dir.read_env() or current
@@ -113,52 +181,117 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     if plan.selection.get("absent_devices"):  # `--device present`: one line in the report, no rows
         env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
-    env = {
-        **current,
-        "run_id": env["run_id"],
-    }  # rows say where they ran (a resume may be elsewhere)
     run_dir.write_selection(plan.selection)
+    return run_dir, {**current, "run_id": env["run_id"]}  # rows say where they ran
 
+
+def resumed_cells(run_dir: RunDir, cells: list[Cell]) -> dict[str, Resumed]:
+    """Cells of ``cells`` whose verdict row an interrupted run wrote with partial
+    timing, with the rounds rounds.jsonl holds for them (none: measured again)."""
+    partial = run_dir.partial_rows()
+    stored = run_dir.read_rounds() if partial else {}
+    out: dict[str, Resumed] = {}
+    for cell in cells:
+        row = partial.get(cell.id)
+        rounds = [RoundResult.from_record(r) for r in stored.get(cell.id, {}).values()]
+        kept = [r for r in rounds if r is not None]
+        if row is not None and kept:
+            out[cell.id] = Resumed(verdict_part(dict(row)), kept, int(row.get("rounds") or 0))
+    return out
+
+
+def _prechecked(
+    todo: list[Cell], resumed: dict[str, Resumed], writer: Any, env: dict[str, Any]
+) -> list[Cell]:
+    """The cells to run; those that cannot run here are rows at once, no worker needed."""
+    runnable = []
+    for cell in todo:
+        if cell.id in resumed:  # its verdict is on disk
+            runnable.append(cell)
+            continue
+        try:
+            reason = precheck(cell)
+        except Exception as exc:
+            writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
+            continue
+        if reason:
+            writer.append(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
+        else:
+            runnable.append(cell)
+    return runnable
+
+
+def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]:
+    """Run the plan's cells that the run directory does not hold yet (and the
+    missing rounds of cells an interrupted run left with partial timing);
+    return all rows of the run directory. On SIGINT or SIGTERM the worker is
+    stopped, every verdict and finished round kept, and ``RunInterrupted`` raised."""
+    run_dir, env = _prepare(plan)
     done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
+    resumed = resumed_cells(run_dir, todo)
+    counter = _counter(plan)  # starts its process at the first counted cell
     started = time.perf_counter()
-    with run_dir.results_writer() as writer:
-        runnable = []
-        for cell in todo:  # cells that cannot run here are rows at once, no worker needed
-            try:
-                reason = precheck(cell)
-            except Exception as exc:
-                writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
-                continue
-            if reason:
-                writer.append(
-                    finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env)
-                )
-            else:
-                runnable.append(cell)
-        schedule = Schedule(group_cells(runnable), plan.rounds)
+    with (
+        stop_signals_interrupt(),
+        run_dir.results_writer() as writer,
+        run_dir.rounds_writer() as rounds_out,
+    ):
+        runnable = _prechecked(todo, resumed, writer, env)
+        schedule = Schedule(group_cells(runnable), plan.rounds, resumed=resumed)
+        sinks = Sinks(
+            emit=lambda cell, row: writer.append(
+                finish_row(cell, _counted(counter, cell, row), env)
+            ),
+            partial=lambda cell, row: writer.append(finish_row(cell, row, env)),
+            round_done=lambda cell, result: rounds_out.append(result.record(cell.id)),
+            step=(lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
+            if progress
+            else None,
+        )
         if runnable:
-            executor, counter = _executor(plan), _counter(plan)
             try:
-                rounds = max(1, plan.rounds.rounds)
-                schedule.run(
-                    lambda g: _verdicts(executor, plan, g),
-                    lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
-                    lambda cell, row: writer.append(
-                        finish_row(cell, _counted(counter, cell, row), env)
-                    ),
-                    (lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
-                    if progress
-                    else None,
-                )
+                _run_schedule(plan, schedule, sinks, run_dir)
             finally:
-                executor.close()
                 if counter is not None:
-                    counter.close()
+                    counter.close()  # its valgrind process is in a session of its own
         if progress and todo:  # in tasks: each group's verdict and timing rounds
             steps = schedule.total_steps or 1
             progress(steps, steps, todo[-1], time.perf_counter() - started)
+    run_dir.compact_results()
     return run_dir.rows()
+
+
+def _run_schedule(plan: RunPlan, schedule: Schedule, sinks: Sinks, run_dir: RunDir) -> None:
+    executor = _executor(plan)
+    rounds = max(1, plan.rounds.rounds)
+    try:
+        schedule.run(
+            lambda g: _verdicts(executor, plan, g),
+            lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
+            sinks,
+        )
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM by stop_signals_interrupt
+        with signals_held():
+            executor.close(kill=True)  # first: a worker must not outlive the run
+            assert sinks.partial is not None
+            schedule.flush_partial(sinks.partial)
+        signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
+        raise RunInterrupted(signum, _stopped_at(schedule, run_dir, plan)) from None
+    finally:
+        executor.close()
+
+
+def _stopped_at(schedule: Schedule, run_dir: RunDir, plan: RunPlan) -> str:
+    """Where the run stopped and what it kept, in one line."""
+    wanted = {c.id for c in plan.cells}
+    rows = [r for r in run_dir.rows() if r.get("cell_id") in wanted]
+    partial = sum(1 for r in rows if row_mod.timing_partial(r))
+    finished = sum(len(v) for k, v in run_dir.read_rounds().items() if k in wanted)
+    return (
+        f"stopped during {schedule.where}; kept {len(rows)} of {len(plan.cells)} cells' rows "
+        f"({partial} with partial timing) and {finished} finished timing rounds"
+    )
 
 
 def terminal_progress(stream: Any = None) -> ProgressFn:

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import warnings
 from multiprocessing.connection import Connection
 from typing import Any
@@ -55,9 +56,33 @@ def output_to_worker_log(settings: RunSettings) -> None:
     os.write(2, f"-- worker {os.getpid()} started\n".encode())
 
 
+def _end_own_group() -> None:
+    """Kill this worker and what it started (its process group, POSIX)."""
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(1)
+
+
+def exit_with_parent() -> None:
+    """A thread that ends this worker when the run that started it is gone
+    (kill -9 of the run): its own process group is out of reach of a signal
+    to the run's group, and it must not keep timing for no one."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # waits on the parent's sentinel: returns when the parent exits
+        _end_own_group()
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
     if hasattr(os, "setsid"):  # POSIX: a process group of its own, killed whole on timeout
         os.setsid()
+    exit_with_parent()
     output_to_worker_log(settings)
     faulthandler.enable()  # a segfault's Python stack goes to worker.log
     quiet_warnings()
@@ -110,7 +135,7 @@ class InProcessExecutor:
     def run(self, task: Any, timeout: float | None = None) -> Any:
         return self.warm.handle(task)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         pass
 
 
@@ -176,7 +201,12 @@ class IsolatedExecutor:
             "reason": f"no result within {timeout:g}s; worker killed and replaced",
         }
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Stop the worker: asked to exit, or (``kill``, on an interrupt) killed
+        with its process group at once."""
+        if kill:
+            self._discard(kill=True)
+            return
         if self._conn is not None:
             try:
                 self._conn.send(None)

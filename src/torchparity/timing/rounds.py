@@ -15,6 +15,7 @@ worker side (prepared callables kept warm) is ``warm_cells``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torchparity._core import stats
+from torchparity._core.row import ROUNDS_PLANNED, TIMING_PARTIAL
 from torchparity.axes.matrix import Cell
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.timer import TimingConfig
@@ -92,6 +94,47 @@ class RoundResult:
     # whole window was round 1, and the schedule times it no more.
     self_timed: bool = False
 
+    def record(self, cell_id: str) -> dict[str, Any]:
+        """The line of rounds.jsonl for this round of ``cell_id``."""
+        return {
+            "cell_id": cell_id,
+            "round": self.index,
+            "samples_s": list(self.samples_s),
+            "number": self.number,
+            "warmup_calls": self.warmup_calls,
+            "calibration_samples_s": list(self.calibration_samples_s),
+            "self_timed": self.self_timed,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RoundResult | None:
+        """A round read back from rounds.jsonl; None when the record has the wrong shape."""
+        samples = _floats(record.get("samples_s"))
+        calibration = _floats(record.get("calibration_samples_s", []))
+        number, index = record.get("number"), record.get("round")
+        if samples is None or calibration is None:
+            return None
+        if not isinstance(number, int) or not isinstance(index, int):
+            return None
+        warmup = record.get("warmup_calls")
+        return cls(
+            index,
+            samples,
+            number,
+            warmup if isinstance(warmup, int) else 0,
+            calibration,
+            record.get("self_timed") is True,
+        )
+
+
+def _floats(value: Any) -> list[float] | None:
+    """A JSON list of numbers as floats; None for anything else."""
+    if not isinstance(value, list):
+        return None
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+        return None
+    return [float(x) for x in value]
+
 
 @dataclass
 class CellRounds:
@@ -145,30 +188,76 @@ VerdictFn = Callable[[Group], dict[str, dict[str, Any]]]
 RoundFn = Callable[[Group, int], dict[str, Any]]
 EmitFn = Callable[[Cell, dict[str, Any]], None]
 StepFn = Callable[[int, int, Cell], None]
+RoundDoneFn = Callable[[Cell, RoundResult], None]
+
+
+@functools.cache
+def timing_column_names() -> frozenset[str]:
+    """Every column ``CellRounds.columns`` can write (derived from a full example,
+    so a new timing column is covered without a list to keep in step)."""
+    one = RoundResult(0, [1e-3, 1e-3], 1, 0, [1e-3, 1e-3])
+    return frozenset(CellRounds([one]).columns(1, CellRounds([one])))
+
+
+def verdict_part(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its timing-round columns and partial marker: what a resumed
+    cell's timing is derived onto again."""
+    drop = timing_column_names() | {TIMING_PARTIAL, ROUNDS_PLANNED, "rounds_note"}
+    return {k: v for k, v in row.items() if k not in drop}
+
+
+@dataclass
+class Resumed:
+    """A cell whose verdict an interrupted run wrote, with the rounds it finished."""
+
+    row: dict[str, Any]  # its stored row, timing columns removed (``verdict_part``)
+    rounds: list[RoundResult]
+    shown: int = 0  # rounds its stored row covers
 
 
 @dataclass
 class _Pending:
     cell: Cell
+    group: Group
     row: dict[str, Any]
     rounds: CellRounds
+    shown: int = 0  # rounds covered by the last row written for the cell
+
+    def has(self, index: int) -> bool:
+        return any(r.index == index for r in self.rounds.rounds)
 
 
 def _measured_s(results: Iterable[RoundResult]) -> float:
     return sum(sum(r.samples_s) * r.number for r in results)
 
 
+@dataclass
+class Sinks:
+    """Where results go as soon as they are known: ``emit`` a cell's final row,
+    ``partial`` a row whose verdict is final and whose timing has rounds to come,
+    ``round_done`` each finished timing round."""
+
+    emit: EmitFn
+    partial: EmitFn | None = None
+    round_done: RoundDoneFn | None = None
+    step: StepFn | None = None
+
+
 class Schedule:
     """Round-robin over groups: round 1 (verdict and first timing) over every
     group, then each further round over every group while the time budget
-    lasts. A cell's row is emitted when its last round is done (or at once
-    when it has nothing to time, or when a round crashes it)."""
+    lasts. A cell's verdict goes out at once (``partial``, when rounds are to
+    come) and each round as it finishes (``round_done``); its final row when
+    its last round is done (or at once when it has nothing more to time, or
+    when a round crashes it). ``resumed`` cells (an interrupted run's) skip the
+    verdict and are timed only in the rounds they lack."""
 
     def __init__(
         self,
         groups: Sequence[Group],
         config: RoundsConfig,
         clock: Callable[[], float] = time.perf_counter,
+        resumed: dict[str, Resumed] | None = None,
     ) -> None:
         self.groups = [g for g in groups if g]
         self.config = config
@@ -176,23 +265,46 @@ class Schedule:
         self.pending: dict[str, _Pending] = {}
         self.rounds_done = 0
         self.stopped_by_budget = False
+        self.where = "before the first cell"  # the step in progress, for an interrupt's message
+        for group in self.groups:
+            for cell in group:
+                r = (resumed or {}).get(cell.id)
+                if r is not None and r.rounds:
+                    rounds = CellRounds(sorted(r.rounds, key=lambda x: x.index))
+                    self.pending[cell.id] = _Pending(cell, group, dict(r.row), rounds, r.shown)
 
-    def _emit_cell(self, p: _Pending, group: Group, emit: EmitFn) -> None:
-        eager = next((self.pending.get(c.id) for c in group if c.backend == "eager"), None)
+    def _row(self, p: _Pending, partial: bool = False) -> dict[str, Any]:
+        eager = next((self.pending.get(c.id) for c in p.group if c.backend == "eager"), None)
         row = dict(p.row)
         row.update(p.rounds.columns(int(row.get("batch") or 1), eager.rounds if eager else None))
-        if self.stopped_by_budget:
+        if partial:
+            row.update({TIMING_PARTIAL: True, ROUNDS_PLANNED: self.config.rounds})
+        elif self.stopped_by_budget:
             row["rounds_note"] = (
                 f"time budget of {self.config.time_budget:g}s reached after {self.rounds_done} round(s)"
             )
-        emit(p.cell, row)
+        return row
+
+    def _emit_cell(self, p: _Pending, emit: EmitFn) -> None:
+        emit(p.cell, self._row(p))
 
     def _emit_group(self, group: Group, emit: EmitFn) -> None:
         for cell in group:
             if cell.id in self.pending:
-                self._emit_cell(self.pending[cell.id], group, emit)
+                self._emit_cell(self.pending[cell.id], emit)
         for cell in group:
             self.pending.pop(cell.id, None)
+
+    def flush_partial(self, partial: EmitFn) -> int:
+        """On an interrupt: a row with every finished round for each cell whose
+        last written row covers fewer. Returns how many were written."""
+        written = 0
+        for p in self.pending.values():
+            if len(p.rounds.rounds) > p.shown and not p.rounds.self_timed:
+                partial(p.cell, self._row(p, partial=True))
+                p.shown = len(p.rounds.rounds)
+                written += 1
+        return written
 
     @property
     def total_steps(self) -> int:
@@ -200,28 +312,21 @@ class Schedule:
         return len(self.groups) * max(1, self.config.rounds)
 
     def run(
-        self, verdict: VerdictFn, time_round: RoundFn, emit: EmitFn, step: StepFn | None = None
+        self,
+        verdict: VerdictFn,
+        time_round: RoundFn,
+        emit: EmitFn | Sinks,
+        step: StepFn | None = None,
     ) -> None:
+        sinks = emit if isinstance(emit, Sinks) else Sinks(emit, step=step)
         started = self.clock()
-        total = self.total_steps
-        done = 0
-        first_measured = 0.0
-        for group in self.groups:
-            if step:
-                step(done, total, group[0])
-            done += 1
-            answers = verdict(group)
-            for cell in group:
-                answer = answers.get(cell.id) or {"row": {"status": "error", "reason": "no answer"}}
-                if answer.get("round") is None:
-                    emit(cell, answer["row"])
-                else:
-                    self.pending[cell.id] = _Pending(
-                        cell, answer["row"], CellRounds([answer["round"]])
-                    )
-                    first_measured += _measured_s([answer["round"]])
-            if self.config.rounds <= 1:
-                self._emit_group(group, emit)
+        first_measured = _measured_s(
+            r for p in self.pending.values() for r in p.rounds.rounds if r.index == 0
+        )
+        for done, group in enumerate(self.groups):
+            if sinks.step:
+                sinks.step(done, len(self.groups) * max(1, self.config.rounds), group[0])
+            first_measured += self._verdicts(group, verdict, sinks)
         self.rounds_done = 1
         estimate = 2.0 * first_measured  # a timing-only round: measured time plus warm-ups
         for index in range(1, self.config.rounds):
@@ -229,50 +334,74 @@ class Schedule:
                 self.stopped_by_budget = True
                 break
             began = self.clock()
-            self._round(index, time_round, emit, step, done, total)
-            done += len(self.groups)
+            self._round(index, time_round, sinks, len(self.groups) * index)
             self.rounds_done = index + 1
             estimate = self.clock() - began
         for group in self.groups:  # budget reached, or a single round: what is left
-            self._emit_group(group, emit)
+            self._emit_group(group, sinks.emit)
 
-    def _round(
-        self,
-        index: int,
-        time_round: RoundFn,
-        emit: EmitFn,
-        step: StepFn | None,
-        done: int,
-        total: int,
-    ) -> None:
+    def _verdicts(self, group: Group, verdict: VerdictFn, sinks: Sinks) -> float:
+        """The verdict and round 1 of the group's cells not resumed; their
+        rows go out now. Returns the seconds round 1 measured."""
+        new = tuple(c for c in group if c.id not in self.pending)
+        if not new:
+            return 0.0
+        self.where = f"the verdict and round 1 of {max(1, self.config.rounds)} of {new[0].id}"
+        answers = verdict(new)
+        measured = 0.0
+        for cell in new:
+            answer = answers.get(cell.id) or {"row": {"status": "error", "reason": "no answer"}}
+            first = answer.get("round")
+            if first is None:
+                sinks.emit(cell, answer["row"])
+                continue
+            p = _Pending(cell, group, answer["row"], CellRounds([first]))
+            self.pending[cell.id] = p
+            measured += _measured_s([first])
+            if sinks.round_done:
+                sinks.round_done(cell, first)
+            if self.config.rounds <= 1 or first.self_timed:  # nothing more to time
+                self._emit_cell(self.pending.pop(cell.id), sinks.emit)
+            elif sinks.partial:
+                sinks.partial(cell, self._row(p, partial=True))
+                p.shown = 1
+        return measured
+
+    def _round(self, index: int, time_round: RoundFn, sinks: Sinks, done: int) -> None:
         last = index == self.config.rounds - 1
         for n, group in enumerate(self.groups):
             alive = tuple(
                 c
                 for c in group
-                if c.id in self.pending and not self.pending[c.id].rounds.self_timed
+                if c.id in self.pending
+                and not self.pending[c.id].rounds.self_timed
+                and not self.pending[c.id].has(index)
             )
-            if not alive:
-                continue
-            if step:
-                step(done + n, total, alive[0])
-            answers = time_round(alive, index)
-            for cell in alive:
-                answer = answers.get(cell.id, "no answer")
-                p = self.pending[cell.id]
-                if isinstance(answer, RoundResult):
-                    p.rounds.add(answer)
-                elif isinstance(answer, dict):  # the worker crashed or hung on this cell
-                    p.row.update(
-                        status=answer.get("status", "crash"),
-                        reason=f"timing round {index + 1}: {answer.get('reason', '')}",
-                    )
-                    p.row.update({k: v for k, v in answer.items() if k not in ("status", "reason")})
-                else:
-                    p.row.setdefault("round_errors", []).append(str(answer))
+            if alive:
+                if sinks.step:
+                    sinks.step(done + n, self.total_steps, alive[0])
+                self.where = f"round {index + 1} of {self.config.rounds} of {alive[0].id}"
+                self._take(index, alive, time_round(alive, index), sinks)
             if last:
-                self._emit_group(group, emit)
+                self._emit_group(group, sinks.emit)
             else:
                 for cell in alive:  # a crashed cell is done: its row goes out now
                     if self.pending[cell.id].row.get("status") in ("crash", "timeout"):
-                        self._emit_cell(self.pending.pop(cell.id), group, emit)
+                        self._emit_cell(self.pending.pop(cell.id), sinks.emit)
+
+    def _take(self, index: int, alive: Group, answers: dict[str, Any], sinks: Sinks) -> None:
+        for cell in alive:
+            answer = answers.get(cell.id, "no answer")
+            p = self.pending[cell.id]
+            if isinstance(answer, RoundResult):
+                p.rounds.add(answer)
+                if sinks.round_done:
+                    sinks.round_done(cell, answer)
+            elif isinstance(answer, dict):  # the worker crashed or hung on this cell
+                p.row.update(
+                    status=answer.get("status", "crash"),
+                    reason=f"timing round {index + 1}: {answer.get('reason', '')}",
+                )
+                p.row.update({k: v for k, v in answer.items() if k not in ("status", "reason")})
+            else:
+                p.row.setdefault("round_errors", []).append(str(answer))

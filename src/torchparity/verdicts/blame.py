@@ -5,7 +5,14 @@ Categories (fixed; the expectations file and the report use these names):
 onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
 the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
 (torch.compile's code generation), ``device`` (the hardware or its runtime),
-``harness`` (this suite: its oracle, its input generation, a missing extra).
+``harness`` (this suite: its oracle, its input generation), ``case`` (the
+case or plugin under test: its module or input factory fails to build, or its
+output is vacuous: empty, all zeros, independent of the inputs),
+``environment`` (a missing optional dependency, a library that cannot load).
+
+A failure in a stage that runs before any backend is involved (``build``,
+``reference``) gets the same blame on every backend: it is the case's, or the
+environment's when a library is missing.
 
 An expectations entry names the blame after review; every other non-pass
 row gets the category these rules guess from the backend, the stage and the
@@ -17,7 +24,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CATEGORIES = ("pytorch", "exporter", "onnx-spec", "onnxruntime", "inductor", "device", "harness")
+CATEGORIES = (
+    "pytorch",
+    "exporter",
+    "onnx-spec",
+    "onnxruntime",
+    "inductor",
+    "device",
+    "harness",
+    "case",
+    "environment",
+)
+# Stages that run before any backend is involved: what fails there is the case's.
+CASE_STAGES = ("build", "reference")
 
 _ORT = re.compile(
     r"onnxruntime|\bort\b|could not find an implementation|not_implemented|"
@@ -32,15 +51,41 @@ _HARNESS = re.compile(
     re.I,
 )
 _SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
+_ENVIRONMENT = re.compile(
+    r"ModuleNotFoundError|ImportError|is not installed|No module named|cannot open shared object|"
+    r"DLL load failed|Library not loaded",
+    re.I,
+)
+_ENVIRONMENT_TYPES = ("ModuleNotFoundError", "ImportError")
+
+
+def _environment(row: dict[str, Any], reason: str) -> bool:
+    """A library that is missing or cannot load, whichever stage met it."""
+    return row.get("error_type") in _ENVIRONMENT_TYPES or bool(_ENVIRONMENT.search(reason))
+
+
+def _case_stage(row: dict[str, Any]) -> bool:
+    """Built or referenced before any backend was involved, or an output judged
+    vacuous (empty, constant). A leaf count that differs at the call is not
+    here: a graph that lost an output may be the exporter's doing."""
+    stage = row.get("error_stage")
+    vacuous = row.get("error_type") == "NothingToCompare" and stage != "call"
+    return stage in CASE_STAGES or vacuous
 
 
 def classify(backend: str, row: dict[str, Any]) -> str:
     """The guessed blame of a non-pass row on ``backend``."""
     status = row.get("xfail_of") or row.get("status")
     reason = str(row.get("reason") or "")
+    if status != "skip" and _environment(row, reason):
+        return "environment"
+    if status != "skip" and _case_stage(row):
+        return "case"
     if _HARNESS.search(reason):
         return "harness"
     if status == "skip":
+        if re.search(r"is not installed|no module named", reason, re.I):
+            return "environment"
         if _SKIP_PYTORCH.search(reason):
             return "pytorch"  # the op has no kernel for the dtype: a property of the op
         if re.search(r"^(cuda|mps|cpu)\b|not available|no .*execution provider", reason, re.I):
