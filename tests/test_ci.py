@@ -220,8 +220,8 @@ def test_workflow_gate_step_fails_on_counted_growth_and_warns_when_it_cannot_jud
     summary = tmp_path / "summary.md"
     for instructions, cpu, code, annotation in (
         (1_001_000.0, "X", 0, ""),
-        (1_050_000.0, "X", 1, "::error::**Gate: FAILED**: 1 regressions"),
-        (1_050_000.0, "Y", 0, "::warning::**Gate: not judged**: 1 cells could not be judged"),
+        (1_080_000.0, "X", 1, "::error::**Gate: FAILED**: 1 regressions"),
+        (1_080_000.0, "Y", 0, "::warning::**Gate: not judged**: 1 cells could not be judged"),
     ):
         _counted_run(pr, instructions, cpu)
         proc = _run_step(tmp_path, "Gate on the base branch", summary, **env)

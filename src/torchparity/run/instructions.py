@@ -38,6 +38,7 @@ which virtual machines and containers often lack (this module does not rely on t
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -309,11 +310,16 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
     try:
         for _ in range(WARMUP_CALLS):
             call()
+        # The cyclic collector runs when the process's history says so, not the
+        # cell's: off while counting, so counts do not depend on what came before.
+        gc.collect()
+        gc.disable()
         torch._C._valgrind_toggle()
         collecting = True
         for _ in range(CALLS):
             call()
     finally:
+        gc.enable()
         if collecting:
             torch._C._valgrind_toggle_and_dump_stats()  # collection off, this cell's count dumped
         if library is not None:
