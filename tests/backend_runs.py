@@ -12,7 +12,9 @@ TINY = DATA / "tiny_cases.py"
 UNEXPORTABLE = DATA / "unexportable_cases.py"
 
 
-def run_rows(out: Path, *args: str, timeout: float = 600) -> list[dict[str, Any]]:
+def run_rows(
+    out: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """``torchparity run ... --out OUT`` on CPU (quiet, in-process cells), its rows."""
     proc = run_cli(
         "run",
@@ -26,6 +28,7 @@ def run_rows(out: Path, *args: str, timeout: float = 600) -> list[dict[str, Any]
         str(out),
         *args,
         timeout=timeout,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     return read_rows(out)

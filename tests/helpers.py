@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from torchparity._core.rundir import JsonlWriter, RunDir
+from torchparity.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -39,6 +40,17 @@ def run_cli(
         env=cli_env(env),
         timeout=timeout,
     )
+
+
+def usage_error(capsys: Any, *argv: object) -> str:
+    """The command line in this process (``torchparity.cli.main``) must end in one
+    line on stderr, exit 2, no traceback; returns that line."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchparity: error: "), err
+    return lines[0]
 
 
 def start_cli(*args: str, **popen: Any) -> subprocess.Popen:

@@ -271,7 +271,7 @@ class _Session:
     def install(self, *args: str) -> None:
         self.installs.append(list(args))
 
-    def run(self, *args: str, silent: bool = False) -> str:
+    def run(self, *args: str, silent: bool = False, env: dict | None = None) -> str:
         return self.listed if "pip" in args else ""
 
     def log(self, *args: object) -> None:

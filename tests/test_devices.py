@@ -11,7 +11,7 @@ from torchparity.axes.devices import DEVICES, CUDADevice, DeviceOptions, MPSDevi
 from torchparity.axes.matrix import Cell
 from torchparity.backends import register_backend
 from torchparity.backends.base import Backend
-from torchparity.cell.pipeline import precheck
+from torchparity.cell.context import precheck
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 needs_mps = pytest.mark.skipif(not torch.backends.mps.is_available(), reason="no MPS device here")

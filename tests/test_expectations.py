@@ -138,6 +138,17 @@ def test_malformed_blame_is_refused(tmp_path: Path) -> None:
         ("compile", "vs eager: out: 3/9 elements outside atol", "inductor"),
         ("torchscript", "worst #0 [_op(<(5,) float32>)]: prepare: RuntimeError", "harness"),
         ("eager", "vs fp64 reference: out: 1/4 elements outside", "pytorch"),
+        (
+            "executorch",
+            "prepare: NotImplementedError: the ExecuTorch runtime has no kernel for an operator",
+            "executorch",
+        ),
+        (
+            "executorch",
+            "prepare: UserError: Could not guard on data-dependent expression",
+            "pytorch",
+        ),
+        ("openvino", "vs fp64 reference: out: 2/8 elements outside", "openvino"),
     ],
 )
 def test_blame_rules(backend: str, reason: str, expected: str) -> None:

@@ -22,6 +22,7 @@ from tests.helpers import (
     read_rows,
     run_cli,
     start_cli,
+    usage_error,
     write_env,
     write_rows,
 )
@@ -34,16 +35,6 @@ HOSTILE = DATA / "hostile_cases.py"
 TINY = DATA / "tiny_cases.py"
 NAMES = ["../../../../evil", "/tmp/torchparity-abs-evil", "nan", "a/b"]
 QUICK = ("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--no-isolate")
-
-
-def usage_error(capsys, *argv: str) -> str:
-    """``main(argv)`` must end in one line on stderr, exit 2, no traceback."""
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("torchparity: error: "), err
-    return lines[0]
 
 
 def files_under(root: Path) -> set[Path]:
@@ -380,6 +371,12 @@ def test_bad_numbers_and_paths_are_refused_at_the_parser(tmp_path, capsys):
             "    register_model('hostile_twice', torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n",
             "'hostile_twice' is registered twice in the same file",
         ),
+        ("import sys\nsys.exit(3)\n", "line 2: SystemExit: 3"),
+        (
+            "import torch\nfrom torchparity import register_model\n"
+            "register_model(123, torch.nn.Identity, lambda g, b: (g.normal(b, 2),))\n",
+            "a case name must be non-empty text, not 123",
+        ),
     ],
 )
 def test_case_file_errors_name_the_file_and_line(tmp_path, capsys, source, message):
@@ -546,3 +543,53 @@ def test_library_chatter_goes_to_the_worker_log_not_the_console(tmp_path):
     for line in ("CHATTY-WARNING", "CHATTY-STDOUT", "CHATTY-FD2"):
         assert line in log
     assert [r["status"] for r in read_rows(out)] == ["pass"]
+
+
+# -- exits that tell the truth
+
+
+@pytest.mark.parametrize(
+    "how, code, message",
+    [
+        ("sys.exit", 1, "called sys.exit(0) or os._exit in this process (--no-isolate)"),
+        ("os._exit", 1, "called sys.exit(0) or os._exit in this process (--no-isolate)"),
+        ("interrupt", 130, "interrupted: stopped during"),
+    ],
+)
+def test_a_model_ending_the_process_under_no_isolate_is_a_clear_exit(tmp_path, how, code, message):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run",
+        "--case-file",
+        str(HOSTILE),
+        "--suite",
+        "exits",
+        "--out",
+        str(out),
+        "--quiet",
+        *QUICK,
+        env={"TORCHPARITY_TEST_EXIT": how},
+    )
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "--resume" in proc.stderr, proc.stderr
+    assert [r["case"] for r in read_rows(out)] == ["exits-calm"]  # the finished row is kept
+
+
+def test_no_isolate_refuses_a_timeout_it_cannot_honour(tmp_path, capsys):
+    run = ["run", "--case-file", TINY, "--suite", "tiny", "--out", tmp_path / "o", *QUICK]
+    line = usage_error(capsys, *run, "--timeout", "5")
+    assert "--timeout needs crash isolation" in line and "--no-isolate" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_paths_of_the_wrong_kind_are_one_line(tmp_path, capsys):
+    base, cur = _two_runs(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    assert "is a directory" in usage_error(capsys, "run", "--case-file", tmp_path)
+    assert "is not a directory" in usage_error(capsys, "report", cur, "--out", blocker)
+    assert "is not a directory" in usage_error(capsys, "compare", base, cur, "--out", blocker)
+    assert "is a directory" in usage_error(
+        capsys, "export", cur, "--format", "pytest-benchmark", "--out", tmp_path
+    )
+    assert blocker.read_text(encoding="utf-8") == "x"

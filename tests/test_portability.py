@@ -27,7 +27,7 @@ from torchparity._core import environment
 from torchparity._core.console import make_robust
 from torchparity.axes.matrix import Cell
 from torchparity.cases import reference
-from torchparity.cell.pipeline import RunSettings
+from torchparity.cell.context import RunSettings
 from torchparity.report.report import render
 from torchparity.run.runner import new_run_id
 from torchparity.run.worker import IsolatedExecutor, _describe_exit

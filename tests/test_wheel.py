@@ -76,6 +76,15 @@ def test_the_wheel_installs_one_top_level_package(wheel: Path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"torchparity"}
     assert "torchparity/backends/native_runner/CMakeLists.txt" in names
     assert "torchparity/suites/opinfo/expectations-ci.json" in names
+    # the JavaScript runners: installed with npm from the pinned lock at first use
+    for name in (
+        "package.json",
+        "package-lock.json",
+        "node_runner.mjs",
+        "core.mjs",
+        "web/page.mjs",
+    ):
+        assert f"torchparity/backends/js/{name}" in names
 
 
 def _run(python: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from torchparity.axes.devices import Device, register_device
     from torchparity.backends import register_backend
     from torchparity.backends.base import Backend, PrepareContext
+    from torchparity.backends.options import BackendOption
     from torchparity.cases.case import (
         Case,
         KnownFailure,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Backend": "torchparity.backends.base",
+    "BackendOption": "torchparity.backends.options",
     "Case": "torchparity.cases.case",
     "Device": "torchparity.axes.devices",
     "InputGen": "torchparity.cases.inputs",
@@ -41,6 +43,7 @@ _EXPORTS = {
 }
 __all__ = [
     "Backend",
+    "BackendOption",
     "Case",
     "Device",
     "InputGen",

@@ -37,8 +37,8 @@ from torchparity.axes.matrix import expand
 from torchparity.axes.precision import PRECISIONS, Tolerance
 from torchparity.backends import backend_names
 from torchparity.cases.case import CASES, Case, KnownFailure, PluginSpec, load_all
+from torchparity.cell.context import RunSettings
 from torchparity.cell.execute import finish_row
-from torchparity.cell.pipeline import RunSettings
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
 from torchparity.timing.timer import TimingConfig
 
@@ -117,7 +117,7 @@ def _fmt(value: Any) -> str:
 def drift_table(rows: Sequence[Row], reason_width: int = 90) -> str:
     """A compact fixed-width table of the cells' verdicts and drift (device
     added when the check spans several)."""
-    columns = list(TABLE_COLUMNS)
+    columns: list[str] = list(TABLE_COLUMNS)
     if len({r.get("device") for r in rows}) > 1:
         columns.insert(2, "device")
     cells = [[_fmt(r.get(c))[:reason_width] for c in columns] for r in rows]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
 
 from torchparity.axes.devices import Device, get_device
 from torchparity.axes.matrix import Cell
@@ -366,7 +367,7 @@ def _perturb_module(module: torch.nn.Module, eps: float, *key: object) -> None:
                 )
                 return _Jitter.apply(t, noise, _signs(t, *key, name, calls[0], "bwd"), abs(eps))
 
-            return torch.utils._pytree.tree_map(jitter, out)
+            return pytree.tree_map(jitter, out)
 
         leaf.register_forward_hook(hook)
 
@@ -422,14 +423,25 @@ def sensitivity(case: Case, seed: int, steps: int, optimizer: str) -> dict[str, 
 
 @dataclass
 class TrainJob:
-    """What a backend's own training loop (``Backend.run_training``) needs."""
+    """What a training loop needs beyond the backend's context: the case, the
+    seed, and the run's steps, optimizer and timing window. A backend with
+    its own loop (``Backend.run_training``: ddp) receives this."""
 
-    cell: Cell
+    ctx: PrepareContext  # the cell, its device and precision, the backend's options
     case: Case
-    precision: Precision
-    device: Device
     seed: int
     steps: int
     optimizer: str
     min_time: float
-    ctx: PrepareContext
+
+    @property
+    def cell(self) -> Cell:
+        return self.ctx.cell
+
+    @property
+    def precision(self) -> Precision:
+        return self.ctx.precision
+
+    @property
+    def device(self) -> Device:
+        return self.ctx.device

@@ -59,3 +59,23 @@ class Chatty(torch.nn.Module):
 
 
 register_model("chatty", Chatty, _inputs, suites=["chatty"])
+
+
+class Quitter(torch.nn.Module):
+    """Ends the process the way $TORCHPARITY_TEST_EXIT says (sys.exit, os._exit,
+    interrupt), as a careless script or library would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        how = os.environ.get("TORCHPARITY_TEST_EXIT", "")
+        if how == "sys.exit":
+            sys.exit(0)
+        if how == "os._exit":
+            os._exit(0)
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        return x
+
+
+# "exits": a calm case first, so a row finished before the exit must survive it.
+register_model("exits-calm", _linear, _inputs, batch=2, suites=["exits"])
+register_model("exits-quitter", Quitter, _inputs, suites=["exits"])

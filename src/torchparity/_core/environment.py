@@ -173,5 +173,7 @@ def fingerprint(env: dict[str, Any]) -> str:
 
 
 def row_fields(env: dict[str, Any]) -> dict[str, Any]:
-    """The environment fields repeated on every row so merged CSVs stay self-describing."""
-    return {k: env.get(k) for k in ("os", "torch", "onnxruntime", "host")}
+    """The environment fields repeated on every row so merged CSVs stay
+    self-describing, and the run's seed when ``env`` carries one."""
+    fields = {k: env.get(k) for k in ("os", "torch", "onnxruntime", "host")}
+    return {**fields, "seed": env["seed"]} if "seed" in env else fields

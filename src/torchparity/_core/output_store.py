@@ -77,7 +77,7 @@ def save(path: Path, cell_id: str, names: list[str], leaves: list[torch.Tensor])
         )
     arrays["meta"] = np.array(json.dumps({"cell_id": cell_id, "leaves": meta}))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)  # plain arrays: no pickle
     return atomic_write_bytes(path, buffer.getvalue())
 
 

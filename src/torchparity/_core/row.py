@@ -1,8 +1,8 @@
 """The row: the typed record of one cell's result (DESIGN.md's columns).
 
 Rows stay plain dicts at run time (pandas, JSON and plugins read them as such);
-``Row`` types the known columns for producers and checkers, extra columns are
-allowed. ``validate`` is the boundary check for rows read from disk, so a
+``Row`` types the known columns for producers and checkers, and any other
+column is allowed (``extra_items``: backends and modes add their own). ``validate`` is the boundary check for rows read from disk, so a
 results.jsonl of the wrong shape gives one clear error, never a traceback deep
 inside a renderer. ``encode``/``decode`` are the JSON form (inf and NaN as
 strings, since JSON has neither).
@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict, get_type_hints
+from typing import Any, get_type_hints
 
 import pandas as pd
+from typing_extensions import TypedDict
 
 from torchparity._core.status import STATUSES
 
 
-class Row(TypedDict, total=False):
+class Row(TypedDict, total=False, extra_items=Any):
     # the cell
     case: str
     kind: str
@@ -59,8 +60,9 @@ class Row(TypedDict, total=False):
     torch: str
     onnxruntime: str
     host: str
-    run_id: str
+    run_id: str | None
     finished_at: str
+    seed: int  # the input and weight seed of the run
 
 
 # The DESIGN.md row contract, in display order; other columns follow.
@@ -118,6 +120,12 @@ NUMBER_COLUMNS = frozenset(
 # so a case named "nan" stays a name.
 _KEEP_TEXT = TEXT_COLUMNS | {"leaf_names", "leaf_names_reference"}
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def add_columns(row: Row, columns: Mapping[str, Any]) -> None:
+    """Put ``columns`` (a backend's notes, a mode's own measurements) into ``row``."""
+    for key, value in columns.items():
+        row[key] = value
 
 
 class RowError(ValueError):
@@ -190,7 +198,7 @@ def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if col not in frame.columns:
             frame[col] = None
     rest = [c for c in frame.columns if c not in LEADING_COLUMNS]
-    return frame[LEADING_COLUMNS + rest]
+    return frame.reindex(columns=LEADING_COLUMNS + rest)  # every column exists: a reorder
 
 
 # A row whose timing has rounds still to come: its verdict is final, its timing
@@ -227,6 +235,7 @@ def cell_key(row: Mapping[str, Any]) -> str:
 
 __all__ = [
     "Row",
+    "add_columns",
     "RowError",
     "LEADING_COLUMNS",
     "CELL_COLUMNS",

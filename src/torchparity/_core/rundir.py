@@ -2,8 +2,8 @@
 
 ```
 <run-dir>/
-  env.json          the environment (torchparity._core.environment)
-  run.json          the selection, for --resume
+  env.json          the environment (torchparity._core.environment)   } both carry
+  run.json          the selection, for --resume                      } format_version
   results.jsonl     rows, appended and fsynced as each is known; a cell's later
                     line supersedes its earlier one (a verdict with partial timing,
                     then the row with every round); compacted to one line per cell
@@ -26,7 +26,10 @@
 
 Other modules name none of these files: they ask a ``RunDir``. Reading is
 lenient where a crash can leave damage (a torn last line is skipped and cut
-before the next append) and strict about shape (``RunDirError``).
+before the next append) and strict about shape (``RunDirError``). env.json and
+run.json carry the directory's ``format_version``: a directory written in a
+format this program does not know (a newer torchparity's) is refused, never
+half-read.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
 WORKER_LOG = "worker.log"
+
+# The run directory's format: raise it when a file changes meaning, so an older
+# torchparity refuses a directory it would misread. Files written before the
+# format was versioned read as version 1.
+FORMAT_VERSION = 1
+FORMAT_KEY = "format_version"
 
 
 class RunDirError(Exception):
@@ -175,6 +184,20 @@ class BoundedWriter:
         self._writer.append(self._run_dir.bounded(record))
 
 
+def _check_format(path: Path, version: Any) -> None:
+    """``RunDirError`` unless ``version`` is a format this program reads."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RunDirError(
+            f"{path}: unknown {FORMAT_KEY} {json.dumps(version)[:40]}; "
+            f"this torchparity reads format versions 1 to {FORMAT_VERSION}"
+        )
+    if version > FORMAT_VERSION:
+        raise RunDirError(
+            f"{path} has {FORMAT_KEY} {version}, newer than this torchparity reads "
+            f"(1 to {FORMAT_VERSION}); upgrade torchparity to read it"
+        )
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         import psutil
@@ -248,14 +271,19 @@ class RunDir:
             raise RunDirError(f"{path} is unreadable: {type(exc).__name__}") from None
         if not isinstance(value, dict):
             raise RunDirError(f"{path} must hold a JSON object, not {type(value).__name__}")
+        _check_format(path, value.get(FORMAT_KEY, 1))
         return value
+
+    def _write_object(self, path: Path, value: dict[str, Any], **dump: Any) -> Path:
+        stamped = {**value, FORMAT_KEY: FORMAT_VERSION}
+        return atomic_write_text(path, json.dumps(stamped, **dump) + "\n")
 
     def read_env(self) -> dict[str, Any]:
         """env.json, or {} when the run has none."""
         return self._read_object(self.env_json) if self.env_json.is_file() else {}
 
     def write_env(self, env: dict[str, Any]) -> Path:
-        return atomic_write_text(self.env_json, json.dumps(env, indent=2, sort_keys=True) + "\n")
+        return self._write_object(self.env_json, env, indent=2, sort_keys=True)
 
     def read_selection(self) -> dict[str, Any]:
         if not self.run_json.is_file():
@@ -263,7 +291,7 @@ class RunDir:
         return self._read_object(self.run_json)
 
     def write_selection(self, selection: dict[str, Any]) -> Path:
-        return atomic_write_text(self.run_json, json.dumps(selection, indent=2) + "\n")
+        return self._write_object(self.run_json, selection, indent=2)
 
     # -- results ---------------------------------------------------------------
     def rows(self) -> list[Row]:

@@ -131,8 +131,9 @@ class MPSDevice(Device):
         return {"mps_fallback": mps_fallback_enabled()}
 
     def reset_peak_memory(self) -> None:
-        if hasattr(torch.mps, "reset_peak_memory_stats"):
-            torch.mps.reset_peak_memory_stats()
+        reset = getattr(torch.mps, "reset_peak_memory_stats", None)  # newer torch only
+        if reset is not None:
+            reset()
 
     def peak_memory_mb(self) -> float | None:
         if hasattr(torch.mps, "driver_allocated_memory"):

@@ -21,6 +21,11 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "torchscript-cpp": "torchparity.backends.torchscript_cpp",
     "aoti-cpp": "torchparity.backends.aoti_cpp",
     "ddp": "torchparity.backends.ddp",
+    # deployment runtimes: ExecuTorch, OpenVINO, ONNX Runtime from JavaScript
+    "executorch": "torchparity.backends.executorch_runtime",
+    "openvino": "torchparity.backends.openvino_runtime",
+    "onnxruntime-node": "torchparity.backends.ort_node",
+    "onnxruntime-web": "torchparity.backends.ort_web",
 }
 
 _REGISTERED: dict[str, Backend] = {}

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from torchparity.axes.devices import Device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
+from torchparity.backends.options import BackendOption
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
+
+if TYPE_CHECKING:  # types only: train_loop names this module's PrepareContext
+    from torchparity.train_loop import TrainJob, TrainTrace
 
 
 @dataclass
@@ -51,7 +55,8 @@ class Backend:
     """Base class of every backend. Subclasses set ``name`` and override
     ``prepare``; ``supports`` says up front which cells they cannot serve.
     ``options`` names the ``--backend-option NAME.KEY=VALUE`` keys the backend
-    reads (key -> help); None accepts any key."""
+    reads (key -> a ``BackendOption``, whose type and allowed values are checked
+    before any cell runs, or a help string: any text); None accepts any key."""
 
     name: str = ""
     description: str = ""
@@ -65,7 +70,7 @@ class Backend:
     # The backend whose artifacts (cache key and directory) this one runs, e.g.
     # "torchscript" for torchscript-cpp: both then share one file. None: its own.
     artifact_backend: str | None = None
-    options: dict[str, str] | None = None
+    options: Mapping[str, BackendOption | str] | None = None
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         """None when the cell can run, else the reason it is skipped."""
@@ -111,7 +116,7 @@ class Backend:
         counted in ``prepare_s``, not in the step time."""
         raise NotImplementedError
 
-    def run_training(self, job: Any) -> Any:
+    def run_training(self, job: TrainJob) -> TrainTrace | None:
         """A backend that runs the whole training loop itself (ddp: several
         processes) returns engine/training.TrainTrace here; None (the default)
         runs the in-process loop over :meth:`train_forward`."""

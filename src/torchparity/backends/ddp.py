@@ -37,6 +37,7 @@ from torchparity._core import stats
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.train_loop import TrainJob, TrainTrace
 
 WORLD_SIZE = 2
 RANK_TIMEOUT_S = 600.0
@@ -87,7 +88,7 @@ class DDPBackend(Backend):
         """Called in each rank on the wrapped model before training: a plugin
         subclass may register a communication hook (compression, a planted bug)."""
 
-    def run_training(self, job: Any) -> Any:
+    def run_training(self, job: TrainJob) -> TrainTrace | None:
         from torchparity.cases.case import loaded_plugins
 
         with tempfile.TemporaryDirectory(prefix="torchparity-ddp-") as tmp:
@@ -150,9 +151,8 @@ class DDPBackend(Backend):
                 raise RuntimeError(f"ddp rank {rank} failed: {last}")
 
 
-def collect(out: Path, wall: float, job: Any) -> Any:
+def collect(out: Path, wall: float, job: TrainJob) -> TrainTrace:
     """Rank 0's trace, with the ranks' agreement and the DDP timing columns."""
-    from torchparity.train_loop import TrainTrace
     from torchparity.verdicts.train_drift import rel_l2
 
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]

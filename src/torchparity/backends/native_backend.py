@@ -13,7 +13,7 @@ outputs and the same artifact run from Python on the same inputs.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends import native_build
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.backends.native_client import NativeRunner
+from torchparity.backends.native_client import NativeRunner, Runner
+from torchparity.backends.options import BackendOption
 from torchparity.cases.outputs import flat_leaves
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
@@ -63,7 +64,7 @@ class NativeCall:
     """The prepared callable: inputs to the runner, its flat output leaves back
     on the cell's device (the pipeline names them after eager's)."""
 
-    def __init__(self, runner: NativeRunner, device: torch.device, artifact: Path) -> None:
+    def __init__(self, runner: Runner, device: torch.device, artifact: Path) -> None:
         self.runner, self.device, self.artifact = runner, device, artifact
         self.first: tuple[tuple, list[torch.Tensor]] | None = None  # inputs, leaves of a call
 
@@ -94,7 +95,7 @@ class NativeBackend(Backend):
         return get_backend(self.artifact_backend)
 
     @property
-    def options(self) -> dict[str, str] | None:  # type: ignore[override]
+    def options(self) -> Mapping[str, BackendOption | str] | None:  # type: ignore[override]
         return self._python().options
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:

@@ -15,7 +15,7 @@ import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -73,43 +73,54 @@ def _shut(proc: subprocess.Popen, workdir: Path, stderr: Any) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class NativeRunner:
-    """One runner process serving one artifact on one device."""
+class Runner(Protocol):
+    """What a backend needs of a runner (a process, or a browser page)."""
+
+    info: dict[str, Any]
+
+    def call(self, inputs: Sequence[torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]: ...
+
+    def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement: ...
+
+    def close(self) -> None: ...
+
+
+def time_command(config: TimingConfig) -> str:
+    """The protocol's ``time`` line for ``config``."""
+    numbers = (
+        config.min_time,
+        config.min_repeats,
+        config.max_repeats,
+        config.max_time,
+        config.warmup_time,
+        config.max_warmup_time,
+    )
+    return "time " + " ".join(repr(n) for n in numbers)
+
+
+def measurement(answer: dict[str, Any]) -> Measurement:
+    """A runner's answer to ``time`` as a Measurement."""
+    return Measurement(
+        samples_s=[float(s) for s in answer["samples_s"]],
+        number=int(answer["number"]),
+        warmup_calls=int(answer["warmup_calls"]),
+    )
+
+
+class RunnerProcess:
+    """A child process speaking the runner protocol (docs/native-runner.md),
+    started with ``command`` plus ``--workdir DIR --parent-pid PID``; ``label``
+    names it in errors (e.g. "native runner", "node runner")."""
 
     def __init__(
-        self,
-        binary: Path,
-        kind: str,
-        artifact: Path,
-        device: torch.device,
-        threads: int,
-        interop_threads: int,
+        self, command: Sequence[str], env: dict[str, str] | None = None, label: str = "runner"
     ) -> None:
+        self.label = label
         self.workdir = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
         self._stderr = open(self.workdir / "stderr.log", "wb")
-        command = [
-            str(binary),
-            "--kind",
-            kind,
-            "--artifact",
-            str(artifact),
-            "--workdir",
-            str(self.workdir),
-            "--device",
-            str(device),
-            "--threads",
-            str(threads),
-            "--interop-threads",
-            str(interop_threads),
-            "--parent-pid",
-            str(os.getpid()),
-        ]
+        full = [*command, "--workdir", str(self.workdir), "--parent-pid", str(os.getpid())]
         self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=_runner_env(),
+            full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
         self._finalizer = weakref.finalize(self, _shut, self.proc, self.workdir, self._stderr)
         self.info: dict[str, Any] = self._answer("load")
@@ -134,7 +145,7 @@ class NativeRunner:
                     code = None
                 tail = self._stderr_tail()
                 raise NativeRunnerCrash(
-                    f"native runner {_how_it_died(code)} during {stage}"
+                    f"{self.label} {_how_it_died(code)} during {stage}"
                     + (f"; stderr: {tail}" if tail else "")
                 )
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -156,7 +167,7 @@ class NativeRunner:
     def _put_inputs(self, inputs: Sequence[Any]) -> None:
         tensors = [x for x in inputs]
         if not all(isinstance(x, torch.Tensor) for x in tensors):
-            raise TypeError("the native runner takes tensor inputs only")
+            raise TypeError(f"the {self.label} takes tensor inputs only")
         tensor_io.save(self.workdir / "inputs.bin", tensors)
 
     def call(self, inputs: Sequence[torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
@@ -168,20 +179,35 @@ class NativeRunner:
     def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement:
         """The timing protocol of src/torchparity/timing/timer.py, run inside the runner."""
         self._put_inputs(inputs)
-        numbers = (
-            config.min_time,
-            config.min_repeats,
-            config.max_repeats,
-            config.max_time,
-            config.warmup_time,
-            config.max_warmup_time,
-        )
-        answer = self._command("time " + " ".join(repr(n) for n in numbers), "timing")
-        return Measurement(
-            samples_s=[float(s) for s in answer["samples_s"]],
-            number=int(answer["number"]),
-            warmup_calls=int(answer["warmup_calls"]),
-        )
+        return measurement(self._command(time_command(config), "timing"))
 
     def close(self) -> None:
         self._finalizer()
+
+
+class NativeRunner(RunnerProcess):
+    """One C++ runner process serving one artifact on one device."""
+
+    def __init__(
+        self,
+        binary: Path,
+        kind: str,
+        artifact: Path,
+        device: torch.device,
+        threads: int,
+        interop_threads: int,
+    ) -> None:
+        command = [
+            str(binary),
+            "--kind",
+            kind,
+            "--artifact",
+            str(artifact),
+            "--device",
+            str(device),
+            "--threads",
+            str(threads),
+            "--interop-threads",
+            str(interop_threads),
+        ]
+        super().__init__(command, _runner_env(), "native runner")

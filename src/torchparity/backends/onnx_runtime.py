@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.options import BackendOption
 
 # The execution provider for each device kind.
 PROVIDERS = {
@@ -39,12 +40,25 @@ PROVIDERS = {
 }
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
 OPTIONS = {
-    "opset": "ONNX opset to export (default: the exporter's)",
-    "graph_optimization": "ORT graph optimization level: " + ", ".join(GRAPH_OPTIMIZATION),
-    "intra_op_threads": "ORT intra-op threads (default: torch.get_num_threads())",
-    "inter_op_threads": "ORT inter-op threads (default: torch.get_num_interop_threads())",
-    "allow_spinning": "1: ORT's pool threads spin after each call (ORT's own default); default 0",
+    "opset": BackendOption("ONNX opset to export (default: the exporter's)", "int", minimum=7),
+    "graph_optimization": BackendOption(
+        "ORT graph optimization level (default all)", "choice", GRAPH_OPTIMIZATION
+    ),
+    "intra_op_threads": BackendOption(
+        "ORT intra-op threads (default: torch.get_num_threads(); 0: ORT's)", "int", minimum=0
+    ),
+    "inter_op_threads": BackendOption(
+        "ORT inter-op threads (default: torch.get_num_interop_threads(); 0: ORT's)",
+        "int",
+        minimum=0,
+    ),
+    "allow_spinning": BackendOption(
+        "1: ORT's pool threads spin after each call (ORT's own default); default 0",
+        "choice",
+        ("0", "1"),
+    ),
 }
+T = TypeVar("T")
 _ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
 
 
@@ -112,11 +126,36 @@ class OnnxRuntimeBackend(Backend):
             )
         onnx.checker.check_model(str(path), full_check=True)
 
+    def artifact(
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        ctx: PrepareContext,
+        load: Callable[[Path], T],
+    ) -> T:
+        """The cell's .onnx file, from the cache or exported, passed through
+        ``load`` (which must fail on a torn file). Shared with the JavaScript
+        backends, which hand the same file to ONNX Runtime in Node or a browser."""
+        opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
+        key = artifact_key(
+            ctx,
+            module,
+            [
+                f"dynamo={self.dynamo}",
+                f"opset={opset}",
+                f"onnx={library_version('onnx')}",
+                f"onnxscript={library_version('onnxscript')}",
+                f"onnxruntime={library_version('onnxruntime')}",
+            ],
+        )
+        return load_or_build(
+            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+        )
+
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
 
-        opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
         level_name = str(ctx.options.get("graph_optimization", "all"))
         if level_name not in GRAPH_OPTIMIZATION:
             raise ValueError(
@@ -138,21 +177,8 @@ class OnnxRuntimeBackend(Backend):
         )
 
         load = _session_loader(ctx, level_name, (intra, inter, spinning), provider)
-        key = artifact_key(
-            ctx,
-            module,
-            [
-                f"dynamo={self.dynamo}",
-                f"opset={opset}",
-                f"onnx={library_version('onnx')}",
-                f"onnxscript={library_version('onnxscript')}",
-                f"onnxruntime={library_version('onnxruntime')}",
-            ],
-        )
         try:
-            session = load_or_build(
-                ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
-            )
+            session = self.artifact(module, example_inputs, ctx, load)
         except Exception as exc:
             refusal = _dtype_refusal(exc, provider, ctx.precision.dtype)
             if refusal is None:

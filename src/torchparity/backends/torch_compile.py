@@ -21,13 +21,26 @@ from typing import Any
 import torch
 
 from torchparity.backends.base import Backend, PrepareContext, autocast_context
-from torchparity.backends.torchscript import truthy
+from torchparity.backends.options import BackendOption, truthy
+
+
+def _compilers() -> list[str]:
+    import torch._dynamo  # only when a value is checked: importing dynamo takes a while
+
+    return list(torch._dynamo.list_backends(exclude_tags=()))
+
+
+def _modes() -> list[str]:
+    import torch._inductor
+
+    return list(torch._inductor.list_mode_options())
+
 
 OPTIONS = {
-    "backend": "torch.compile backend (default inductor)",
-    "mode": "torch.compile mode (default: torch's default)",
-    "dynamic": "true/false: dynamic shapes (default: automatic)",
-    "fullgraph": "true/false: a graph break is an error",
+    "backend": BackendOption("torch.compile backend (default inductor)", "choice", _compilers),
+    "mode": BackendOption("torch.compile mode (default: torch's default)", "choice", _modes),
+    "dynamic": BackendOption("dynamic shapes (default: automatic)", "bool"),
+    "fullgraph": BackendOption("a graph break is an error", "bool"),
 }
 
 
@@ -57,7 +70,7 @@ class CompileBackend(Backend):
         enabled = ctx.cache_dir is not None
         inductor_config.fx_graph_cache = enabled
         functorch_config.enable_autograd_cache = enabled
-        if enabled:
+        if ctx.cache_dir is not None:
             # Read by inductor whenever it opens its cache: set before compiling.
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(ctx.cache_dir / "inductor")
         ctx.notes["cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "") if enabled else ""

@@ -20,15 +20,14 @@ from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.options import BackendOption, truthy
 
 T = TypeVar("T")
 
-OPTIONS = {"freeze": "torch.jit.freeze the module", "optimize": "torch.jit.optimize_for_inference"}
-
-
-def truthy(value: Any) -> bool:
-    """An option value as a bool (``--backend-option B.freeze=true``)."""
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+OPTIONS = {
+    "freeze": BackendOption("torch.jit.freeze the module", "bool"),
+    "optimize": BackendOption("torch.jit.optimize_for_inference", "bool"),
+}
 
 
 class TorchScriptBackend(Backend):

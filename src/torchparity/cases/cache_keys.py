@@ -93,7 +93,8 @@ def cell_key(
     seed: int = 0,
 ) -> str:
     """The key of a cached reference (backend ``reference``) or artifact."""
-    opts = ",".join(f"{k}={options[k]}" for k in sorted(options or {}))
+    given = options or {}
+    opts = ",".join(f"{k}={given[k]}" for k in sorted(given))
     return _hash(
         [case_print, input_digest, precision, device, backend, opts, str(seed), versions()], 24
     )

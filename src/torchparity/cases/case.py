@@ -100,6 +100,10 @@ class RegistryError(ValueError):
 
 def register_case(case: Case, suites: Iterable[str] = ()) -> Case:
     """Register ``case`` and add it to each named suite (created on first use)."""
+    if not isinstance(case.name, str) or not case.name.strip():
+        # A name becomes a row's column, a file stem and a CLI argument: text only.
+        shown = repr(case.name)[:60]
+        raise RegistryError(f"a case name must be non-empty text, not {shown}")
     existing = CASES.get(case.name)
     if existing is not None:
         if existing.source == case.source:
@@ -387,7 +391,7 @@ def load_plugin(spec: PluginSpec) -> None:
             raise RegistryError(f"plugin module {target!r}: {type(exc).__name__}: {exc}") from None
         except RegistryError as exc:
             raise RegistryError(f"plugin module {target!r}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit too)
             message = (str(exc).splitlines() or [""])[0][:300]
             raise RegistryError(
                 f"plugin module {target!r}: {type(exc).__name__}: {message}"
@@ -427,7 +431,7 @@ def _exec_case_file(path: Path) -> None:
         raise RegistryError(
             f"case file {path}, line {exc.lineno}: SyntaxError: {exc.msg}"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - the user's code: report it, do not crash
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit too)
         sys.modules.pop(mod_name, None)
         line = next(
             (

@@ -31,7 +31,9 @@ class SampleSource(Protocol):
 
     def samples(self, dtype: torch.dtype, device: str, suite: str) -> list[Sample]:
         """The samples for ``dtype`` (the suite may cap their number)."""
+        ...
 
     def module(self, samples: Sequence[Sample]) -> torch.nn.Module:
         """A module whose forward takes the samples' tensors in order and
         returns a tuple with one output per sample."""
+        ...

@@ -32,15 +32,19 @@ from typing import Any
 
 import torch
 
-from torchparity.axes.devices import get_device
+from torchparity._core.errors import first_line
+from torchparity._core.row import add_columns
+from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
-from torchparity.axes.precision import Precision, Tolerance, get_precision
-from torchparity.backends import get_backend
-from torchparity.backends.base import PrepareContext
-from torchparity.cases.case import CASES, Case
+from torchparity.axes.precision import Precision, Tolerance
+from torchparity.backends.base import Backend, PrepareContext
 from torchparity.cases.inputs import tensor_digest
 from torchparity.cases.outputs import flatten
 from torchparity.cases.samples import Sample, SampleSource, SamplesUnavailable
+from torchparity.cell.context import RunSettings, resolve
+from torchparity.cell.pipeline import timing_columns
+from torchparity.cell.stages import CellRun, Stages, check_precheck
+from torchparity.timing.timer import measure
 from torchparity.verdicts import drift as drift_mod
 
 SAME_ERROR_LIMIT = 3  # samples failing alike before the rest are not retried
@@ -48,6 +52,7 @@ FALLBACK_BUDGET_S = 30.0  # seconds of one-by-one retries after a batch fails
 # Samples per prepared module: OpInfo entries have up to ~1200 samples, and an
 # export or compile of one graph that size costs more than its chunks together.
 MAX_BATCH = 64
+INVALID = "invalid"  # a sample's outcome (not a row's status): eager itself rejects it
 
 
 @dataclass
@@ -55,33 +60,33 @@ class Outcome:
     """What happened to one sample."""
 
     sample: Sample
-    status: str = "pass"  # pass, fail, error, invalid
+    status: str = Status.PASS  # a Status, or "invalid" (eager rejects the sample)
     reason: str = ""
     max_ulp: float = 0.0
     drift: drift_mod.Drift | None = None  # vs fp64 reference (informative for non-eager)
     eager_diff: float = 0.0
 
     def rank(self) -> tuple[int, float]:
-        order = {"error": 3, "fail": 2, "pass": 1, "invalid": 0}[self.status]
+        order = {Status.ERROR: 3, Status.FAIL: 2, Status.PASS: 1, INVALID: 0}[self.status]
         return order, self.max_ulp if math.isfinite(self.max_ulp) else 1e300
 
 
 @dataclass
-class _Batch:
-    """The prepared batch (or per-sample fallbacks) and their outputs."""
+class SamplesState(CellRun):
+    """What the multi-sample stages hand each other; each field is set by the
+    stage named beside it."""
 
-    outputs: dict[int, Any] = field(default_factory=dict)  # sample index -> output
-    errors: dict[int, str] = field(default_factory=dict)  # sample index -> "stage: message"
-    prepared: Any = None  # the batch callable when the whole batch prepared and ran
-    prepare_s: float = 0.0
-    notes: dict[str, Any] = field(default_factory=dict)
+    source: SampleSource = field(init=False, repr=False)  # samples
+    samples: list[Sample] = field(default_factory=list)  # samples
+    eager: dict[int, Any] = field(default_factory=dict)  # reference: index -> eager's output
+    reference: dict[int, Any] = field(default_factory=dict)  # reference: index -> fp64 output
+    valid: list[Sample] = field(default_factory=list)  # reference: the samples eager takes
+    outputs: dict[int, Any] = field(default_factory=dict)  # prepare: index -> backend's output
+    errors: dict[int, str] = field(default_factory=dict)  # prepare: index -> "stage: message"
+    # prepare: the batch callable and its inputs when the whole batch prepared and ran
+    prepared: tuple[Any, tuple] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)  # prepare: the backend's notes
     retries_began: float | None = None
-
-
-def _line(exc: BaseException) -> str:
-    from torchparity._core.errors import first_line  # one wording for every error reason
-
-    return first_line(exc)
 
 
 def _run(module: torch.nn.Module, inputs: tuple) -> Any:
@@ -89,7 +94,7 @@ def _run(module: torch.nn.Module, inputs: tuple) -> Any:
         return module(*inputs)
 
 
-def _per_sample(backend: Any, outputs: Any, chunk: Sequence[Sample], eager: dict) -> list[Any]:
+def _per_sample(backend: Backend, outputs: Any, chunk: Sequence[Sample], eager: dict) -> list[Any]:
     """The backend's outputs of a chunk, one per sample. A graph backend returns
     the flat tensor leaves of the whole chunk (backends/flat.py): they are split
     by the number of tensor leaves eager gave each sample."""
@@ -117,102 +122,70 @@ def _flat_inputs(samples: Sequence[Sample]) -> tuple[torch.Tensor, ...]:
     return tuple(t for s in samples for t in s.inputs)
 
 
-def _context(
-    cell: Cell, precision: Precision, settings: Any, samples: Sequence[Sample]
-) -> PrepareContext:
-    """The pipeline's context and cache key (engine/cache_keys.py) for a chunk of samples."""
-    from torchparity.cell.pipeline import prepare_context
-
-    cache = settings.cache_dir if settings.use_artifact_cache else None
-    case_print = f"{cell.case}|{[s.label for s in samples]}"
-    return prepare_context(
-        cell,
-        get_device(cell.device),
-        precision,
-        cache,
-        case_print,
-        tensor_digest(list(_flat_inputs(samples))),
-        settings.backend_options.get(cell.backend, {}),
-        settings.seed,
-    )
+def _context(s: SamplesState, samples: Sequence[Sample]) -> PrepareContext:
+    """The cell's backend context and cache key for a chunk of samples."""
+    case_print = f"{s.cell.case}|{[x.label for x in samples]}"
+    digest = tensor_digest(list(_flat_inputs(samples)))
+    return s.ctx.prepare_context(case_print, digest, s.ctx.artifact_cache)
 
 
-def _prepare_batch(
-    source: SampleSource,
-    samples: list[Sample],
-    cell: Cell,
-    precision: Precision,
-    settings: Any,
-    eager: dict,
-) -> _Batch:
-    """Prepare and run the samples as one module per chunk of ``MAX_BATCH``;
-    a chunk that fails is retried one sample at a time."""
-    backend = get_backend(cell.backend)
-    tdev = get_device(cell.device).torch_device()
-    batch = _Batch()
+def _prepare_batch(s: SamplesState) -> float:
+    """Prepare and run the valid samples as one module per chunk of ``MAX_BATCH``;
+    a chunk that fails is retried one sample at a time. Returns the seconds spent."""
+    backend, tdev = s.ctx.backend, s.ctx.device.torch_device()
     began = time.perf_counter()
-    chunks = [samples[i : i + MAX_BATCH] for i in range(0, len(samples), MAX_BATCH)]
-    batch.notes["batches"] = len(chunks)
+    chunks = [s.valid[i : i + MAX_BATCH] for i in range(0, len(s.valid), MAX_BATCH)]
+    s.notes["batches"] = len(chunks)
     for chunk in chunks:
         inputs = tuple(x.to(tdev) for x in _flat_inputs(chunk))
-        ctx = _context(cell, precision, settings, chunk)
+        ctx = _context(s, chunk)
         try:
             with torch.no_grad():
-                prepared = backend.prepare(source.module(chunk), inputs, ctx)
-                outputs = _per_sample(backend, backend.run(prepared, inputs), chunk, eager)
+                prepared = backend.prepare(s.source.module(chunk), inputs, ctx)
+                outputs = _per_sample(backend, backend.run(prepared, inputs), chunk, s.eager)
         except Exception as exc:  # find the samples that fail, within a budget of retries
-            batch.notes.setdefault("batch_error", _line(exc))
-            _prepare_each(source, chunk, cell, precision, settings, batch, eager)
+            s.notes.setdefault("batch_error", first_line(exc))
+            _prepare_each(s, chunk)
             continue
         if len(chunks) == 1:  # the one callable of the cell: timed below
-            batch.prepared = (prepared, inputs)
-        batch.outputs.update({s.index: out for s, out in zip(chunk, outputs, strict=True)})
-        batch.notes.update(ctx.notes)
-    batch.prepare_s = time.perf_counter() - began
-    return batch
+            s.prepared = (prepared, inputs)
+        s.outputs.update({x.index: out for x, out in zip(chunk, outputs, strict=True)})
+        s.notes.update(ctx.notes)
+    return time.perf_counter() - began
 
 
-def _prepare_each(
-    source: SampleSource,
-    samples: list[Sample],
-    cell: Cell,
-    precision: Precision,
-    settings: Any,
-    batch: _Batch,
-    eager: dict,
-) -> None:
-    backend = get_backend(cell.backend)
-    tdev = get_device(cell.device).torch_device()
+def _prepare_each(s: SamplesState, samples: list[Sample]) -> None:
+    backend, tdev = s.ctx.backend, s.ctx.device.torch_device()
     last, repeats = "", 0
-    if batch.retries_began is None:  # one budget for all of a cell's retries
-        batch.retries_began = time.perf_counter()
-    began = batch.retries_began
-    for s in samples:
+    if s.retries_began is None:  # one budget for all of a cell's retries
+        s.retries_began = time.perf_counter()
+    began = s.retries_began
+    for sample in samples:
         if repeats >= SAME_ERROR_LIMIT:
-            batch.errors[s.index] = f"{last} (as the {repeats} samples before; not retried)"
+            s.errors[sample.index] = f"{last} (as the {repeats} samples before; not retried)"
             continue
         if time.perf_counter() - began > FALLBACK_BUDGET_S:
-            batch.errors[s.index] = (
-                f"not isolated: the batch failed ({batch.notes.get('batch_error')}) "
+            s.errors[sample.index] = (
+                f"not isolated: the batch failed ({s.notes.get('batch_error')}) "
                 f"and the per-sample retries ran past {FALLBACK_BUDGET_S:g}s"
             )
             continue
-        inputs = tuple(x.to(tdev) for x in s.inputs)
-        ctx = _context(cell, precision, settings, [s])
-        stage = "prepare"
+        inputs = tuple(x.to(tdev) for x in sample.inputs)
+        ctx = _context(s, [sample])
+        step = "prepare"  # the per-sample error says which step failed (not a stage)
         try:
             with torch.no_grad():
-                prepared = backend.prepare(source.module([s]), inputs, ctx)
-                stage = "run"
-                (batch.outputs[s.index],) = _per_sample(
-                    backend, backend.run(prepared, inputs), [s], eager
+                prepared = backend.prepare(s.source.module([sample]), inputs, ctx)
+                step = "run"
+                (s.outputs[sample.index],) = _per_sample(
+                    backend, backend.run(prepared, inputs), [sample], s.eager
                 )
             last, repeats = "", 0
         except Exception as exc:
-            message = f"{stage}: {_line(exc)}"
+            message = f"{step}: {first_line(exc)}"
             repeats = repeats + 1 if message == last else 1
             last = message
-            batch.errors[s.index] = message
+            s.errors[sample.index] = message
 
 
 def _comparable(t: torch.Tensor) -> torch.Tensor:
@@ -260,7 +233,10 @@ def _judge(
             (tuple(t.shape), t.dtype) for t in want
         ]
         if not shapes:
-            outcome.status, outcome.reason = "fail", "output shapes or dtypes differ from eager's"
+            outcome.status, outcome.reason = (
+                Status.FAIL,
+                "output shapes or dtypes differ from eager's",
+            )
         return outcome
     if reference is not None:
         _, ref = _leaves(reference)
@@ -281,12 +257,12 @@ def _judge(
         for name, a, e in zip(names, got, want, strict=False):
             if a.dtype != e.dtype and verdict.passed:
                 outcome.status, outcome.reason = (
-                    "fail",
+                    Status.FAIL,
                     f"{name}: dtype {a.dtype} != eager's {e.dtype}",
                 )
     outcome.max_ulp = float(verdict.columns()["max_ulp"])
     if not verdict.passed:
-        outcome.status, outcome.reason = "fail", f"vs {against}: {verdict.reason}"
+        outcome.status, outcome.reason = Status.FAIL, f"vs {against}: {verdict.reason}"
     return outcome
 
 
@@ -303,7 +279,7 @@ def _eager_and_reference(source: SampleSource, samples: list[Sample]) -> tuple[d
         try:
             eager[s.index] = _run(module, s.inputs)[0]
         except Exception as exc:
-            invalid[s.index] = f"eager rejects the sample: {_line(exc)}"
+            invalid[s.index] = f"eager rejects the sample: {first_line(exc)}"
             continue
         try:
             reference[s.index] = _run(module, _upcast(s.inputs))[0]
@@ -312,72 +288,94 @@ def _eager_and_reference(source: SampleSource, samples: list[Sample]) -> tuple[d
     return eager, reference, invalid
 
 
-def execute_multisample(cell: Cell, case: Case, settings: Any) -> dict[str, Any]:
-    """Run one multi-sample cell and return its row (the pipeline's contract)."""
-    from torchparity._core.errors import error_fields
-    from torchparity.cell.pipeline import timing_columns, tolerance_for
-    from torchparity.timing.timer import measure
-
-    row: dict[str, Any] = {"status": "pass", "reason": "", "batch": 1}
-    stage = "samples"
+def stage_samples(s: SamplesState) -> bool:
+    """The case's samples for the cell's dtype (a source without any: a skip)."""
+    s.row["batch"] = 1
+    add_columns(s.row, s.ctx.configure_device())  # --tf32 etc., as the inference precheck does
+    s.source = s.ctx.case.extra["samples"]
     try:
-        source: SampleSource = case.extra["samples"]
-        precision = get_precision(cell.precision)
-        device = get_device(cell.device)
-        row.update(device.configure(settings.device_options))  # --tf32 etc., as stage_precheck does
-        try:
-            samples = source.samples(precision.dtype, cell.device, cell.suite)
-        except SamplesUnavailable as exc:
-            return {"status": "skip", "reason": str(exc)}
-        stage = "reference"
-        eager, reference, invalid = _eager_and_reference(source, samples)
-        valid = [s for s in samples if s.index in eager]
-        row.update(samples=len(samples), samples_invalid=len(invalid))
-        if not valid:
-            first = next(iter(invalid.values()), "no samples")
-            return {**row, "status": "skip", "reason": f"no valid sample: {first}"}
-        stage = "prepare"
-        tolerance = tolerance_for(case, precision)
-        batch = _prepare_batch(source, valid, cell, precision, settings, eager)
-        row["prepare_s"] = batch.prepare_s
-        row.update({f"backend_{k}": v for k, v in batch.notes.items()})
-        stage = "drift"
-        outcomes = []
-        for s in valid:
-            if s.index in batch.errors:
-                outcomes.append(Outcome(s, "error", batch.errors[s.index], math.inf))
-                continue
-            outcomes.append(
-                _judge(
-                    s,
-                    batch.outputs[s.index],
-                    eager[s.index],
-                    reference.get(s.index),
-                    cell.backend,
-                    precision,
-                    tolerance,
-                )
+        s.samples = s.source.samples(s.ctx.precision.dtype, s.cell.device, s.cell.suite)
+    except SamplesUnavailable as exc:
+        s.row.clear()  # a skip row says only why
+        s.row.update(status=Status.SKIP, reason=str(exc))
+        return False
+    return True
+
+
+def stage_reference(s: SamplesState) -> bool:
+    """Eager at the cell's dtype and the fp64 reference of every sample."""
+    s.eager, s.reference, invalid = _eager_and_reference(s.source, s.samples)
+    s.valid = [x for x in s.samples if x.index in s.eager]
+    s.row["samples"], s.row["samples_invalid"] = len(s.samples), len(invalid)
+    if not s.valid:
+        first = next(iter(invalid.values()), "no samples")
+        s.row.update(status=Status.SKIP, reason=f"no valid sample: {first}")
+        return False
+    return True
+
+
+def stage_prepare(s: SamplesState) -> bool:
+    """The backend's callables for the samples (and their outputs: preparing
+    runs them, so a failing sample is found while the batch is isolated)."""
+    s.row["prepare_s"] = _prepare_batch(s)
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.notes.items()})
+    return True
+
+
+def stage_compare(s: SamplesState) -> bool:
+    """Each sample's verdict; the row has the worst."""
+    outcomes = []
+    for x in s.valid:
+        if x.index in s.errors:
+            outcomes.append(Outcome(x, Status.ERROR, s.errors[x.index], math.inf))
+            continue
+        outcomes.append(
+            _judge(
+                x,
+                s.outputs[x.index],
+                s.eager[x.index],
+                s.reference.get(x.index),
+                s.cell.backend,
+                s.ctx.precision,
+                s.ctx.tolerance,
             )
-        row.update(_summary(outcomes, tolerance))
-        row.update(_save_worst(cell, settings, max(outcomes, key=Outcome.rank)))
-        if batch.prepared is not None:
-            stage = "timing"
-            prepared, inputs = batch.prepared
-            backend = get_backend(cell.backend)
+        )
+    add_columns(s.row, _summary(outcomes, s.ctx.tolerance))
+    add_columns(s.row, _save_worst(s.cell, s.settings, max(outcomes, key=Outcome.rank)))
+    return True
 
-            def call() -> Any:
-                with torch.no_grad():
-                    return backend.run(prepared, inputs)
 
-            row.update(timing_columns(measure(call, device.time_block, settings.timing), 1))
-    except Exception as exc:  # a cell's failure is a finding, not a crash
-        row.update(error_fields(exc, stage))
-    return row
+def stage_timing(s: SamplesState) -> bool:
+    """One window over the batch callable, when the whole batch prepared as one."""
+    if s.prepared is None:
+        return True
+    prepared, inputs = s.prepared
+    backend = s.ctx.backend
+
+    def call() -> Any:
+        with torch.no_grad():
+            return backend.run(prepared, inputs)
+
+    add_columns(s.row, timing_columns(measure(call, s.ctx.device.time_block, s.settings.timing), 1))
+    return True
+
+
+SAMPLE_STAGES: Stages[SamplesState] = (
+    ("precheck", check_precheck),
+    ("samples", stage_samples),
+    ("reference", stage_reference),
+    ("prepare", stage_prepare),
+    ("compare", stage_compare),
+    ("timing", stage_timing),
+)
+
+
+OUTCOME_COUNTS = (Status.PASS, Status.FAIL, Status.ERROR)  # counted in the row
 
 
 def _summary(outcomes: list[Outcome], tolerance: Tolerance) -> dict[str, Any]:
     """The row's verdict and columns from the samples' outcomes."""
-    counts = {k: sum(o.status == k for o in outcomes) for k in ("pass", "fail", "error")}
+    counts = {k: sum(o.status == k for o in outcomes) for k in OUTCOME_COUNTS}
     worst = max(outcomes, key=Outcome.rank)
     row: dict[str, Any] = {f"samples_{k}": n for k, n in counts.items()}
     row.update(
@@ -394,9 +392,15 @@ def _summary(outcomes: list[Outcome], tolerance: Tolerance) -> dict[str, Any]:
         row.update(
             {k: columns[k] for k in ("max_abs_err", "max_rel_err", "cosine", "mismatch_frac")}
         )
-    status = "error" if counts["error"] else "fail" if counts["fail"] else "pass"
+    status = (
+        Status.ERROR
+        if counts[Status.ERROR]
+        else Status.FAIL
+        if counts[Status.FAIL]
+        else Status.PASS
+    )
     row["status"] = status
-    if status != "pass":
+    if status != Status.PASS:
         n = counts[status]
         row["reason"] = (
             f"{n}/{len(outcomes)} samples {status}; worst #{worst.sample.index} "
@@ -405,9 +409,9 @@ def _summary(outcomes: list[Outcome], tolerance: Tolerance) -> dict[str, Any]:
     return row
 
 
-def _save_worst(cell: Cell, settings: Any, worst: Outcome) -> dict[str, Any]:
+def _save_worst(cell: Cell, settings: RunSettings, worst: Outcome) -> dict[str, Any]:
     """The worst sample's inputs in ``RUN_DIR/samples/`` and the command replaying it."""
-    if settings.output_dir is None or worst.status == "pass":
+    if settings.output_dir is None or worst.status == Status.PASS:
         return {}
     from torchparity._core.files import safe_file_stem
     from torchparity._core.rundir import RunDir
@@ -433,40 +437,32 @@ def replay(path: Path, plugins: Sequence[tuple[str, str]] = ()) -> Outcome:
 
     record = torch.load(path, weights_only=True)  # tensors, strings and ints only
     load_all(list(plugins))
-    cell = Cell(**record["cell"])
-    case = CASES[cell.case]
-    precision = get_precision(cell.precision)
-    source: SampleSource = case.extra["samples"]
+    # No caches, no stored outputs: a replay writes nothing.
+    s = SamplesState(Cell(**record["cell"]), RunSettings(use_artifact_cache=False))
+    s.ctx = resolve(s.cell, s.settings)
+    s.source = s.ctx.case.extra["samples"]
     # The source rebuilds the sample's call; the saved tensors replace its inputs.
-    regenerated = source.samples(precision.dtype, cell.device, cell.suite)
-    sample = next(s for s in regenerated if s.index == record["index"])
+    regenerated = s.source.samples(s.ctx.precision.dtype, s.cell.device, s.cell.suite)
+    sample = next(x for x in regenerated if x.index == record["index"])
     sample.inputs = tuple(record["inputs"])
-    eager, reference, invalid = _eager_and_reference(source, [sample])
+    s.eager, s.reference, invalid = _eager_and_reference(s.source, [sample])
     if invalid:
         print(invalid[sample.index])
-        return Outcome(sample, "invalid", invalid[sample.index])
-
-    from torchparity.cell.pipeline import RunSettings
-
-    batch = _Batch()  # no caches, no stored outputs: a replay writes nothing
-    _prepare_each(
-        source, [sample], cell, precision, RunSettings(use_artifact_cache=False), batch, eager
-    )
-    from torchparity.cell.pipeline import tolerance_for
-
-    tolerance = tolerance_for(case, precision)
-    if sample.index in batch.errors:
-        outcome = Outcome(sample, "error", batch.errors[sample.index])
+        return Outcome(sample, INVALID, invalid[sample.index])
+    _prepare_each(s, [sample])
+    if sample.index in s.errors:
+        outcome = Outcome(sample, Status.ERROR, s.errors[sample.index])
     else:
         outcome = _judge(
             sample,
-            batch.outputs[sample.index],
-            eager[sample.index],
-            reference.get(sample.index),
-            cell.backend,
-            precision,
-            tolerance,
+            s.outputs[sample.index],
+            s.eager[sample.index],
+            s.reference.get(sample.index),
+            s.cell.backend,
+            s.ctx.precision,
+            s.ctx.tolerance,
         )
+    cell = s.cell
     print(f"{cell.id} sample #{sample.index} [{sample.label}]: {outcome.status} {outcome.reason}")
     return outcome
 
@@ -479,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     outcome = replay(Path(args[0]))
-    return 0 if outcome.status in ("pass", "invalid") else 1
+    return 0 if outcome.status in (Status.PASS, INVALID) else 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
-"""One cell, start to finish, as a short list of named stages:
+"""An inference cell, start to finish, as named stages (cell/stages.py runs them):
 
     precheck -> build -> reference -> prepare -> call -> compare -> eager -> timing
 
-``execute_cell`` runs them for ``torchparity run`` inside a worker; ``fuzz``
-uses the same rules (precheck, tolerance, cache keys, output naming, exception
-summaries) on many inputs per cell. It never raises for a cell's own failure:
-a stage's exception becomes an ``error`` row naming the stage, so a worker
-survives bad cells.
+``execute_cell`` runs them for ``torchparity run`` inside a worker (a run's
+cells stop before timing and are timed in rounds, run/warm_cells.py);
+``fuzz`` uses the same context and rules (cell/context.py: precheck,
+tolerance, cache keys; output naming here) on many inputs per cell.
 
 Rules kept here once:
 - every consumer (reference, eager, the backend's prepare, call and timing)
@@ -19,24 +18,19 @@ Rules kept here once:
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchparity._core.errors import error_fields
+from torchparity._core.row import add_columns
 from torchparity._core.status import Status
-from torchparity.axes.devices import Device, DeviceOptions, get_device
-from torchparity.axes.matrix import Cell
-from torchparity.axes.precision import Precision, Tolerance, default_tolerance, get_precision
 from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.cases.cache_keys import case_fingerprint, cell_key
-from torchparity.cases.case import CASES, Case, precision_unsupported
+from torchparity.cases.cache_keys import case_fingerprint
+from torchparity.cases.case import Case
 from torchparity.cases.constant import vacuous_reason
 from torchparity.cases.inputs import cast_inputs, tensor_digest
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten
@@ -47,116 +41,13 @@ from torchparity.cases.reference import (
     clone_inputs,
     get_reference,
 )
+from torchparity.cell.stages import CellRun, NothingToCompare, Stages, check_precheck
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.memory import PeakMemory
 from torchparity.timing.timer import TimingConfig, measure
 from torchparity.verdicts import drift as drift_mod
 
-
-@dataclass
-class RunSettings:
-    """Settings shared by every cell of a run (picklable: sent to workers)."""
-
-    seed: int = 0
-    timing: TimingConfig = field(default_factory=TimingConfig)
-    cache_dir: Path | None = None  # reference files and backend artifacts
-    use_artifact_cache: bool = True
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    output_dir: Path | None = None  # the run directory: each cell's outputs go to its outputs/
-    device_options: DeviceOptions = field(default_factory=DeviceOptions)
-    threads: int | None = None  # torch intra-op threads (None: torch's default)
-    # Localization after a cell (verdicts/localize.py): "auto" for failing model
-    # cells, "all" for every model cell, "off".
-    localize: str = "auto"
-    interop_threads: int | None = None
-    train: Any = None  # engine/training.TrainSettings for train cells (None: its defaults)
-
-
-def apply_thread_settings(settings: RunSettings) -> None:
-    """Pin torch's thread pools so every backend runs under the same threads.
-    Inter-op threads can only be set before first use; a failure keeps the default."""
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    if settings.interop_threads:
-        try:
-            torch.set_num_interop_threads(settings.interop_threads)
-        except RuntimeError:
-            pass
-
-
-# -- rules shared by run and fuzz ---------------------------------------------------
-
-
-def train_unsupported(cell: Cell, backend: Backend, precision: Precision) -> str | None:
-    """Why a train cell cannot run, or None (the infer precheck ran first)."""
-    case = CASES.get(cell.case)
-    if case is not None and case.kind != "model":
-        return f"{case.kind} cases have no parameters to train"
-    if precision.name == "fp16":
-        return "pure fp16 training has no fp32 master weights or loss scaling; use amp-fp16"
-    return backend.train_unsupported(cell, precision)
-
-
-def precheck(cell: Cell) -> str | None:
-    """Why the cell cannot run here (device absent, precision or autocast not
-    served by the backend), or None. Cheap: the runner calls it before sending
-    a cell to a worker, fuzz before building a property."""
-    reason = get_device(cell.device).unavailable()
-    if reason:
-        return f"{cell.device}: {reason}"
-    case = CASES.get(cell.case)
-    reason = precision_unsupported(case, cell.precision) if case is not None else None
-    if reason:
-        return reason
-    backend = get_backend(cell.backend)
-    precision = get_precision(cell.precision)
-    if precision.autocast is not None and not backend.supports_autocast:
-        return f"{cell.backend} does not run under autocast ({cell.precision})"
-    if cell.mode == "train":
-        return train_unsupported(cell, backend, precision)
-    return backend.supports(cell, precision)
-
-
-def cast_module(module: torch.nn.Module, device: Device, precision: Precision) -> torch.nn.Module:
-    """A private copy of ``module`` on the cell's device, in the cell's precision."""
-    return copy.deepcopy(module).to(device=device.torch_device(), dtype=precision.dtype)
-
-
-def tolerance_for(case: Case, precision: Precision) -> Tolerance:
-    dtype = precision.compute_dtype
-    return case.tolerances.get(dtype) or default_tolerance(dtype)
-
-
-def policy_for(case: Case) -> str:
-    return "model" if case.kind == "model" else "elementwise"
-
-
-def prepare_context(
-    cell: Cell,
-    device: Device,
-    precision: Precision,
-    cache_dir: Path | None,
-    case_print: str,
-    input_digest: str,
-    options: dict[str, Any],
-    seed: int = 0,
-) -> PrepareContext:
-    """The backend's context: its artifact directory and the cell's cache key
-    (those of the backend whose artifacts it runs, e.g. torchscript for torchscript-cpp)."""
-    owner = get_backend(cell.backend).artifact_backend or cell.backend
-    key = cell_key(case_print, input_digest, cell.precision, cell.device, owner, options, seed)
-    return PrepareContext(
-        cell=cell,
-        device=device,
-        precision=precision,
-        cache_key=key,
-        cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
-        options=options,
-    )
-
-
-class NothingToCompare(Exception):
-    """The outputs hold nothing a verdict could rest on."""
+# -- rules of the inference stages ----------------------------------------------------
 
 
 def name_outputs(backend: Backend, output: Any, reference: Reference) -> Flattened:
@@ -218,100 +109,82 @@ def mutated_inputs(before: tuple, after: tuple) -> list[int]:
 
 
 @dataclass
-class CellState:
-    """What the stages hand each other for one cell."""
+class CellState(CellRun):
+    """What the inference stages hand each other for one cell; each field is
+    set by the stage named beside it."""
 
-    cell: Cell
-    settings: RunSettings
-    row: dict[str, Any] = field(default_factory=lambda: {"status": "pass", "reason": ""})
-    case: Case = None  # type: ignore[assignment]
-    precision: Precision = None  # type: ignore[assignment]
-    device: Device = None  # type: ignore[assignment]
-    backend: Backend = None  # type: ignore[assignment]
-    module: torch.nn.Module = None  # type: ignore[assignment]
-    inputs: tuple = ()  # pristine, float64/int64 on CPU
-    cell_inputs: tuple = ()  # pristine, cast to the cell's precision and device
-    case_print: str = ""
-    reference: Reference = None  # type: ignore[assignment]
-    ctx: PrepareContext = None  # type: ignore[assignment]
-    prepared: Callable[..., Any] = None  # type: ignore[assignment]
-    output: Flattened = None  # type: ignore[assignment]
-    memory: PeakMemory = None  # type: ignore[assignment]
+    module: torch.nn.Module = field(init=False, repr=False)  # build
+    inputs: tuple = ()  # build: pristine, float64/int64 on CPU
+    case_print: str = ""  # build
+    reference: Reference = field(init=False, repr=False)  # reference
+    cell_inputs: tuple = ()  # prepare: pristine, cast to the cell's precision and device
+    prepare_ctx: PrepareContext = field(init=False, repr=False)  # prepare
+    prepared: Callable[..., Any] = field(init=False, repr=False)  # prepare
+    memory: PeakMemory = field(init=False, repr=False)  # prepare
+    output: Flattened = field(init=False, repr=False)  # call
 
     def fresh_inputs(self) -> tuple:
         return clone_inputs(self.cell_inputs)
 
     def cast_module(self) -> torch.nn.Module:
-        return cast_module(self.module, self.device, self.precision)
+        return self.ctx.cast_module(self.module)
 
 
 def stage_precheck(s: CellState) -> bool:
-    reason = precheck(s.cell)
-    if reason:
-        s.row.update(status=Status.SKIP.value, reason=reason)
+    if not check_precheck(s):
         return False
-    s.case, s.precision = CASES[s.cell.case], get_precision(s.cell.precision)
-    s.device, s.backend = get_device(s.cell.device), get_backend(s.cell.backend)
-    s.row["batch"] = s.case.batch
-    s.row.update(s.device.configure(s.settings.device_options))
+    s.row["batch"] = s.ctx.case.batch
+    add_columns(s.row, s.ctx.configure_device())
     return True
 
 
 def stage_build(s: CellState) -> bool:
-    s.module = build_module(s.case, s.settings.seed)
-    s.inputs = build_inputs(s.case, s.settings.seed)
-    s.case_print = case_fingerprint(s.case, s.module)
+    s.module = build_module(s.ctx.case, s.ctx.seed)
+    s.inputs = build_inputs(s.ctx.case, s.ctx.seed)
+    s.case_print = case_fingerprint(s.ctx.case, s.module)
     return True
 
 
 def stage_reference(s: CellState) -> bool:
     s.reference = get_reference(
-        s.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.settings.seed
+        s.ctx.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.ctx.seed
     )
     s.row["input_digest"] = s.reference.input_digest
-    vacuous = vacuous_reason(s.case, s.module, s.reference, s.case_print, s.settings.seed)
+    vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
         raise NothingToCompare(vacuous)
     return True
 
 
 def stage_prepare(s: CellState) -> bool:
-    s.memory = PeakMemory(s.device)
+    device, precision = s.ctx.device, s.ctx.precision
+    s.memory = PeakMemory(device)
     s.memory.start()
-    s.cell_inputs = cast_inputs(clone_inputs(s.inputs), s.precision.dtype, s.device.torch_device())
-    cache = s.settings.cache_dir if s.settings.use_artifact_cache else None
-    options = s.settings.backend_options.get(s.cell.backend, {})
-    s.ctx = prepare_context(
-        s.cell,
-        s.device,
-        s.precision,
-        cache,
-        s.case_print,
-        s.reference.input_digest,
-        options,
-        s.settings.seed,
+    s.cell_inputs = cast_inputs(clone_inputs(s.inputs), precision.dtype, device.torch_device())
+    s.prepare_ctx = s.ctx.prepare_context(
+        s.case_print, s.reference.input_digest, s.ctx.artifact_cache
     )
     module = s.cast_module()
-    s.device.synchronize()
+    device.synchronize()
     began = time.perf_counter()
     with torch.no_grad():
-        s.prepared = s.backend.prepare(module, s.fresh_inputs(), s.ctx)
-    s.device.synchronize()
+        s.prepared = s.ctx.backend.prepare(module, s.fresh_inputs(), s.prepare_ctx)
+    device.synchronize()
     s.row["prepare_s"] = time.perf_counter() - began
-    s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
     return True
 
 
 def stage_call(s: CellState) -> bool:
     inputs = s.fresh_inputs()
     with torch.no_grad():
-        output = s.backend.run(s.prepared, inputs)
-    s.device.synchronize()
+        output = s.ctx.backend.run(s.prepared, inputs)
+    s.ctx.device.synchronize()
     s.memory.pause()  # peak memory: cast, prepare and call; not eager's copy below
     changed = mutated_inputs(s.cell_inputs, inputs)
     if changed:
         s.row["mutates_inputs"] = changed
-    s.output = name_outputs(s.backend, output, s.reference)
+    s.output = name_outputs(s.ctx.backend, output, s.reference)
     s.row["output_digest"] = tensor_digest(s.output.tensors)
     s.row["leaf_names"] = s.output.names
     if s.output.dropped:
@@ -335,26 +208,25 @@ def _save_outputs(s: CellState) -> None:
 
 
 def stage_compare(s: CellState) -> bool:
-    common = check_comparable(s.case, s.output, s.reference)
+    common = check_comparable(s.ctx.case, s.output, s.reference)
     missing = [n for n in s.reference.names if n not in common]
     if missing:
         s.row["missing_leaves"] = missing
     actual = s.output.by_name()
     expected = dict(zip(s.reference.names, s.reference.outputs, strict=True))
     _save_outputs(s)
-    tolerance = tolerance_for(s.case, s.precision)
     drift = drift_mod.compare(
         common,
         [actual[n] for n in common],
         [expected[n] for n in common],
-        s.precision.compute_dtype,
-        tolerance,
-        policy_for(s.case),
+        s.ctx.precision.compute_dtype,
+        s.ctx.tolerance,
+        s.ctx.policy,
     )
-    s.row.update(drift.columns())
+    add_columns(s.row, drift.columns())
     s.row["leaves"] = drift.leaf_records()
     if not drift.passed:
-        s.row.update(status=Status.FAIL.value, reason=drift.reason)
+        s.row.update(status=Status.FAIL, reason=drift.reason)
     return True
 
 
@@ -364,7 +236,7 @@ def stage_eager(s: CellState) -> bool:
         return True
     eager = get_backend("eager")
     with torch.no_grad():
-        out = flatten(eager.prepare(s.cast_module(), (), s.ctx)(*s.fresh_inputs()))
+        out = flatten(eager.prepare(s.cast_module(), (), s.prepare_ctx)(*s.fresh_inputs()))
     theirs = out.by_name()
     common = [n for n in s.output.names if n in theirs]
     s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
@@ -376,7 +248,7 @@ def stage_eager(s: CellState) -> bool:
 def timed_call(s: CellState) -> Callable[[], Any]:
     """The timed region: the backend call on the cell's own copy of the inputs."""
     inputs = s.fresh_inputs()
-    backend, prepared = s.backend, s.prepared
+    backend, prepared = s.ctx.backend, s.prepared
 
     def call() -> Any:
         with torch.no_grad():
@@ -388,18 +260,18 @@ def timed_call(s: CellState) -> Callable[[], Any]:
 def self_timed(s: CellState, config: TimingConfig) -> Measurement | None:
     """A backend whose calls run outside this process (the C++ runner) times
     itself; None for every other backend (the pipeline times ``run``)."""
-    return s.backend.measure(s.prepared, s.fresh_inputs(), config, s.device)
+    return s.ctx.backend.measure(s.prepared, s.fresh_inputs(), config, s.ctx.device)
 
 
 def record_timing(s: CellState, columns: dict[str, Any]) -> None:
     """The timing columns, and what is known once the calls are done: peak
     memory, threads, the backend's notes (recompilations)."""
-    s.row.update(s.memory.stop())
-    s.row.update(columns)
+    add_columns(s.row, s.memory.stop())
+    add_columns(s.row, columns)
     s.row["torch_threads"] = torch.get_num_threads()
     s.row["torch_interop_threads"] = torch.get_num_interop_threads()
-    s.backend.finalize(s.prepared, s.ctx)
-    s.row.update({f"backend_{k}": v for k, v in s.ctx.notes.items()})
+    s.ctx.backend.finalize(s.prepared, s.prepare_ctx)
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
 
 
 def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:
@@ -411,13 +283,13 @@ def stage_timing(s: CellState) -> bool:
     """One window of timing, for cells run whole (``execute_cell``: ``assert_parity``,
     and tasks given as a bare Cell); a run's cells are timed in rounds (``warm_cells``)."""
     measurement = self_timed(s, s.settings.timing) or measure(
-        timed_call(s), s.device.time_block, s.settings.timing
+        timed_call(s), s.ctx.device.time_block, s.settings.timing
     )
-    record_timing(s, timing_columns(measurement, s.case.batch))
+    record_timing(s, timing_columns(measurement, s.ctx.case.batch))
     return True
 
 
-STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
+STAGES: Stages[CellState] = (
     ("precheck", stage_precheck),
     ("build", stage_build),
     ("reference", stage_reference),
@@ -430,27 +302,6 @@ STAGES: tuple[tuple[str, Callable[[CellState], bool]], ...] = (
 
 
 # Everything but the timing: the verdict, and a prepared callable kept for timing rounds.
-VERDICT_STAGES = tuple((name, stage) for name, stage in STAGES if name != "timing")
-
-
-def run_stages(
-    state: CellState, stages: tuple[tuple[str, Callable[[CellState], bool]], ...] = STAGES
-) -> bool:
-    """Run ``stages`` over ``state``; True when every one completed (none
-    skipped, raised or found nothing to compare)."""
-    for name, stage in stages:
-        try:
-            if not stage(state):
-                return False
-        except NothingToCompare as exc:
-            state.row.update(
-                status=Status.ERROR.value,
-                reason=f"{name}: {exc}",
-                error_stage=name,
-                error_type="NothingToCompare",
-            )
-            return False
-        except Exception as exc:  # a cell's failure is a finding, not a crash
-            state.row.update(error_fields(exc, name))
-            return False
-    return True
+VERDICT_STAGES: Stages[CellState] = tuple(
+    (name, stage) for name, stage in STAGES if name != "timing"
+)

@@ -1,14 +1,13 @@
 """Train cells: N optimizer steps from the case's deterministic weights on
 deterministic batches, compared with the same training in fp64 eager on CPU.
 
-A train cell runs these stages (the infer pipeline's rules: precheck, error
-rows naming the stage, private input copies):
+A train cell runs these stages through the one runner (cell/stages.py):
 
-    precheck -> build -> reference -> train -> compare -> timing
+    precheck -> reference -> train -> compare -> timing
 
-- build: the case's module in train mode with dropout probabilities set to 0
-  (dropout's random masks differ between backends by design; BatchNorm trains
-  on batch statistics as usual);
+The module is the case's in train mode with dropout probabilities set to 0
+(dropout's random masks differ between backends by design; BatchNorm trains
+on batch statistics as usual).
 - reference: the same loop in fp64 on CPU with the optimizer's plain
   (for-loop) implementation, cached in memory per case;
 - train: the backend's differentiable forward (``Backend.train_forward``) or
@@ -24,20 +23,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from torchparity._core import stats
+from torchparity._core.row import Row, add_columns
 from torchparity._core.status import Status
-from torchparity.axes.devices import get_device
-from torchparity.axes.matrix import Cell
-from torchparity.axes.precision import get_precision
-from torchparity.backends import get_backend
 from torchparity.backends.base import Backend
-from torchparity.cases.case import CASES
+from torchparity.cell.stages import CellRun, Stages, check_precheck
 from torchparity.train_loop import (
     Trainer,
     TrainJob,
-    TrainSettings,
     TrainTrace,
     reference_training,
     sensitivity,
@@ -47,8 +43,15 @@ from torchparity.train_loop import (
 from torchparity.verdicts.train_drift import compare_training
 
 
-def _settings_train(settings: Any) -> TrainSettings:
-    return settings.train if isinstance(settings.train, TrainSettings) else TrainSettings()
+@dataclass
+class TrainState(CellRun):
+    """What the train stages hand each other; each field is set by the stage named beside it."""
+
+    row: Row = field(default_factory=lambda: Row(status=Status.PASS, reason="", mode="train"))
+    reference: TrainTrace = field(init=False, repr=False)  # reference
+    kappa: dict[str, Any] = field(default_factory=dict)  # reference: the case's sensitivity
+    job: TrainJob = field(init=False, repr=False)  # train
+    trace: TrainTrace = field(init=False, repr=False)  # train
 
 
 def train_in_process(
@@ -84,46 +87,56 @@ def _timing_columns(trace: TrainTrace, batch: int) -> dict[str, Any]:
     }
 
 
-def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
-    from torchparity.cell.pipeline import prepare_context
-
-    train = _settings_train(settings)
-    case, precision = CASES[cell.case], get_precision(cell.precision)
-    device, backend = get_device(cell.device), get_backend(cell.backend)
-    row.update(
-        batch=case.batch,
-        steps=train.steps,
-        optimizer="case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer,
+def stage_precheck(s: TrainState) -> bool:
+    if not check_precheck(s):
+        return False
+    case, train = s.ctx.case, s.ctx.train
+    s.row["batch"], s.row["steps"] = case.batch, train.steps
+    s.row["optimizer"] = (
+        "case" if spec_of(case).optimizer or spec_of(case).lightning else train.optimizer
     )
-    row.update(device.configure(settings.device_options))
-    row["_stage"] = "reference"
-    ref = reference_training(case, settings.seed, train.steps, train.optimizer)
-    kappa = sensitivity(case, settings.seed, train.steps, train.optimizer)
-    row["_stage"] = "train"
-    options = settings.backend_options.get(cell.backend, {})
-    ctx = prepare_context(cell, device, precision, None, case.name, "train", options, settings.seed)
-    job = TrainJob(
-        cell,
-        case,
-        precision,
-        device,
-        settings.seed,
+    add_columns(s.row, s.ctx.configure_device())
+    return True
+
+
+def stage_reference(s: TrainState) -> bool:
+    """The fp64 training on the CPU and how much it moves under perturbation."""
+    case, train = s.ctx.case, s.ctx.train
+    s.reference = reference_training(case, s.ctx.seed, train.steps, train.optimizer)
+    s.kappa = sensitivity(case, s.ctx.seed, train.steps, train.optimizer)
+    return True
+
+
+def stage_train(s: TrainState) -> bool:
+    """The backend's own loop (ddp) or the in-process loop over its forward."""
+    train = s.ctx.train
+    s.job = TrainJob(
+        s.ctx.prepare_context(s.ctx.case.name, "train", None),
+        s.ctx.case,
+        s.ctx.seed,
         train.steps,
         train.optimizer,
-        settings.timing.min_time,
-        ctx,
+        s.settings.timing.min_time,
     )
-    trace = backend.run_training(job) or train_in_process(job, backend)
-    row["_stage"] = "compare"
-    row.update({f"backend_{k}": v for k, v in ctx.notes.items()})
+    s.trace = s.ctx.backend.run_training(s.job) or train_in_process(s.job, s.ctx.backend)
+    return True
+
+
+def stage_compare(s: TrainState) -> bool:
+    """Losses at every step, first-step gradients and updates against the reference."""
+    trace, ref, precision = s.trace, s.reference, s.ctx.precision
+    add_columns(s.row, {f"backend_{k}": v for k, v in s.job.ctx.notes.items()})
     problems, known = trace.columns.pop("_problems", []), trace.columns.pop("_known", None)
-    row.update(trace.columns)
-    row.update(
-        losses=trace.losses,
-        reference_losses=ref.losses,
-        loss_first=trace.losses[0],
-        loss_last=trace.losses[-1],
-        reference_loss_last=ref.losses[-1],
+    add_columns(s.row, trace.columns)
+    add_columns(
+        s.row,
+        {
+            "losses": trace.losses,
+            "reference_losses": ref.losses,
+            "loss_first": trace.losses[0],
+            "loss_last": trace.losses[-1],
+            "reference_loss_last": ref.losses[-1],
+        },
     )
     drift = compare_training(
         trace.losses,
@@ -136,44 +149,31 @@ def _train_and_compare(cell: Cell, settings: Any, row: dict[str, Any]) -> None:
         ref.params0,
         ref.params,
         precision.compute_dtype,
-        kappa,
+        s.kappa,
         precision.dtype,
     )
-    row.update(drift.columns())
+    add_columns(s.row, drift.columns())
     drift.problems.extend(problems)
     if not drift.passed:
         skipped = trace.columns.get("amp_skipped_steps")
-        note = f" ({skipped} of {train.steps} steps skipped by the GradScaler)" if skipped else ""
-        row.update(status=Status.FAIL.value, reason=drift.reason + note)
+        note = f" ({skipped} of {s.job.steps} steps skipped by the GradScaler)" if skipped else ""
+        s.row.update(status=Status.FAIL, reason=drift.reason + note)
         if known:  # a divergence the backend explains (ddp with BatchNorm on CPU)
-            row.update(
-                status=Status.XFAIL.value,
-                xfail_of=Status.FAIL.value,
-                reason=f"known: {known}; was fail: {row['reason']}",
-            )
-    row["_stage"] = "timing"
-    row.update(_timing_columns(trace, case.batch))
+            was = s.row.get("reason", "")
+            s.row.update(status=Status.XFAIL, reason=f"known: {known}; was fail: {was}")
+            s.row["xfail_of"] = Status.FAIL.value
+    return True
 
 
-def execute_train_cell(cell: Cell, settings: Any) -> dict[str, Any]:
-    """One train cell -> its row (without the environment fields); a stage's
-    exception becomes an ``error`` row naming the stage."""
-    from torchparity._core.errors import error_fields
-    from torchparity.cell.pipeline import precheck
+def stage_timing(s: TrainState) -> bool:
+    add_columns(s.row, _timing_columns(s.trace, s.ctx.case.batch))
+    return True
 
-    row: dict[str, Any] = {
-        "status": Status.PASS.value,
-        "reason": "",
-        "mode": "train",
-        "_stage": "precheck",
-    }
-    try:
-        reason = precheck(cell)
-        if reason:
-            row.update(status=Status.SKIP.value, reason=reason)
-        else:
-            _train_and_compare(cell, settings, row)
-    except Exception as exc:  # a cell's failure is a finding, not a crash
-        row.update(error_fields(exc, row["_stage"]))
-    row.pop("_stage", None)
-    return row
+
+TRAIN_STAGES: Stages[TrainState] = (
+    ("precheck", stage_precheck),
+    ("reference", stage_reference),
+    ("train", stage_train),
+    ("compare", stage_compare),
+    ("timing", stage_timing),
+)

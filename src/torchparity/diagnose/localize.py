@@ -38,23 +38,14 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from torchparity._core.errors import first_line
-from torchparity.axes.devices import Device, get_device
 from torchparity.axes.matrix import Cell
-from torchparity.axes.precision import Precision, get_precision
-from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.cases.case import CASES, Case
+from torchparity.cases.case import CASES
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten, tensor_leaves
 from torchparity.cases.reference import build_inputs, build_module, clone_inputs
-from torchparity.cell.pipeline import (
-    CellState,
-    RunSettings,
-    cast_module,
-    precheck,
-    prepare_context,
-    tolerance_for,
-)
+from torchparity.cell.context import CellContext, RunSettings, precheck, resolve
+from torchparity.cell.pipeline import CellState
 from torchparity.diagnose import reproducer
 from torchparity.diagnose.layer_call import callable_layer
 from torchparity.verdicts import drift as drift_mod
@@ -149,9 +140,8 @@ def record_reference(model64: nn.Module, inputs64: tuple) -> tuple[list[LayerCal
     finally:
         for h in handles:
             h.remove()
-    return [
-        calls[p] for p in order if calls[p].outputs is not None and calls[p].outputs.tensors
-    ], out
+    recorded = [calls[p] for p in order]
+    return [c for c in recorded if c.outputs is not None and c.outputs.tensors], out
 
 
 def select_layers(layers: list[LayerCall], cap: int = MAX_LAYERS) -> list[LayerCall]:
@@ -240,38 +230,24 @@ def layer_error(actual: list[torch.Tensor], expected: Flattened, bound: float) -
 
 @dataclass
 class CellSetup:
-    """The cell rebuilt from the registry, as the pipeline builds it."""
+    """The cell's context (cell/context.py) and its module and inputs, built as
+    the pipeline builds them."""
 
-    cell: Cell
-    case: Case
-    precision: Precision
-    device: Device
-    backend: Backend
+    ctx: CellContext
     module: nn.Module  # as built (float32), never modified
     inputs: tuple  # float64/int64 on CPU
-    settings: RunSettings
-    tolerance: Any = None
-    bound: float = 0.0
+    bound: float  # the model policy's relative L2 bound at the cell's tolerance
 
     def context(self, path: str) -> PrepareContext:
         """A fresh context without the artifact cache (taps and single layers
         are not the cell's artifact)."""
-        options = self.settings.backend_options.get(self.cell.backend, {})
-        ctx = prepare_context(
-            self.cell,
-            self.device,
-            self.precision,
-            None,
-            "localize",
-            path,
-            options,
-            self.settings.seed,
-        )
+        ctx = self.ctx.prepare_context("localize", path, None)
         ctx.module_path = path
         return ctx
 
     def cast(self, inputs: tuple) -> tuple:
-        return cast_inputs(clone_inputs(inputs), self.precision.dtype, self.device.torch_device())
+        device = self.ctx.device.torch_device()
+        return cast_inputs(clone_inputs(inputs), self.ctx.precision.dtype, device)
 
     def run(
         self, module: nn.Module, inputs: tuple, path: str, dtypes: list[torch.dtype] | None = None
@@ -279,24 +255,22 @@ class CellSetup:
         """``module`` prepared and called by the cell's backend; its tensor
         leaves. Float inputs are cast to the cell's dtype, or one by one to
         ``dtypes`` (what the layer receives under autocast)."""
-        ctx = self.context(path)
+        ctx, device = self.context(path), self.ctx.device
 
         def fresh() -> tuple:
             if dtypes is None:
                 return self.cast(inputs)
             return tuple(
-                x.to(self.device.torch_device(), d)
+                x.to(device.torch_device(), d)
                 if x.is_floating_point()
-                else x.to(self.device.torch_device())
+                else x.to(device.torch_device())
                 for x, d in zip(inputs, dtypes, strict=True)
             )
 
         with torch.no_grad():
-            prepared = self.backend.prepare(
-                cast_module(module, self.device, self.precision), fresh(), ctx
-            )
-            out = self.backend.run(prepared, fresh())
-        self.device.synchronize()
+            prepared = self.ctx.backend.prepare(self.ctx.cast_module(module), fresh(), ctx)
+            out = self.ctx.backend.run(prepared, fresh())
+        device.synchronize()
         return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
 
 
@@ -309,21 +283,10 @@ def setup_cell(cell: Cell, settings: RunSettings) -> CellSetup:
     reason = precheck(cell)
     if reason:
         raise LocalizeError(f"the cell cannot run here: {reason}")
-    precision, device = get_precision(cell.precision), get_device(cell.device)
-    device.configure(settings.device_options)
-    s = CellSetup(
-        cell,
-        case,
-        precision,
-        device,
-        get_backend(cell.backend),
-        build_module(case, settings.seed),
-        build_inputs(case, settings.seed),
-        settings,
-    )
-    s.tolerance = tolerance_for(case, precision)
-    s.bound = drift_mod.model_limit(s.tolerance, precision.compute_dtype)
-    return s
+    ctx = resolve(cell, settings)
+    ctx.configure_device()
+    bound = drift_mod.model_limit(ctx.tolerance, ctx.precision.compute_dtype)
+    return CellSetup(ctx, build_module(case, ctx.seed), build_inputs(case, ctx.seed), bound)
 
 
 @dataclass
@@ -370,7 +333,7 @@ def accumulated(
     s: CellSetup, layers: list[LayerCall], ref_out: Flattened, loc: Localization
 ) -> dict[str, LayerError]:
     """Each layer's error in the cell's own forward (taps), or {} with a note."""
-    if scripted(s.backend):
+    if scripted(s.ctx.backend):
         loc.notes.append(
             "accumulated: not tapped (a scripted TorchScript graph runs no module hooks); "
             "isolated errors only"
@@ -382,7 +345,7 @@ def accumulated(
         )
     except Exception as exc:  # noqa: BLE001 - a backend that cannot take taps is a finding
         loc.notes.append(
-            f"accumulated: the tapped model failed in {s.cell.backend}: {first_line(exc)}"
+            f"accumulated: the tapped model failed in {s.ctx.cell.backend}: {first_line(exc)}"
         )
         return {}
     loc.backend_notes = {
@@ -392,7 +355,7 @@ def accumulated(
     expected = n_out + sum(len(c.outputs.tensors) for c in layers)  # type: ignore[union-attr]
     if len(flat) != expected:
         loc.notes.append(
-            f"accumulated: {s.cell.backend} returned {len(flat)} tensors where the taps "
+            f"accumulated: {s.ctx.cell.backend} returned {len(flat)} tensors where the taps "
             f"need {expected}; isolated errors only"
         )
         return {}
@@ -404,7 +367,9 @@ def accumulated(
         n = len(call.outputs.tensors)  # type: ignore[union-attr]
         out[call.path] = layer_error(flat[at : at + n], call.outputs, s.bound)  # type: ignore[arg-type]
         at += n
-    if s.backend.name == "compile" and (ctx.notes.get("graph_breaks") or ctx.notes.get("fallback")):
+    if s.ctx.backend.name == "compile" and (
+        ctx.notes.get("graph_breaks") or ctx.notes.get("fallback")
+    ):
         loc.notes.append(
             f"compile: the tapped graph had {ctx.notes.get('graph_breaks', 0)} graph "
             f"break(s){'; ' + str(ctx.notes['fallback']) if ctx.notes.get('fallback') else ''}"
@@ -416,10 +381,11 @@ def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[tor
     """Under autocast a layer receives what upstream ops produced (fp16 from a
     matmul, fp32 from a norm), not the cell's parameter dtype: the dtypes of
     each layer's tensor inputs in an eager forward under the cell's autocast."""
-    if s.precision.autocast is None:
+    precision, device = s.ctx.precision, s.ctx.device
+    if precision.autocast is None:
         return {}
     seen: dict[str, list[torch.dtype]] = {}
-    model = cast_module(s.module, s.device, s.precision)
+    model = s.ctx.cast_module(s.module)
     modules = dict(model.named_modules())
 
     def pre(path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -428,7 +394,7 @@ def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[tor
 
     for call in layers:
         modules[call.path].register_forward_pre_hook(partial(pre, call.path), with_kwargs=True)
-    with torch.no_grad(), torch.autocast(s.device.torch_device().type, dtype=s.precision.autocast):
+    with torch.no_grad(), torch.autocast(device.torch_device().type, dtype=precision.autocast):
         model(*s.cast(s.inputs))
     return seen
 
@@ -444,7 +410,7 @@ def isolated_one(
         flat, _ = s.run(module, tensors, call.path, dtypes)
     except Exception as exc:  # noqa: BLE001
         return LayerError(
-            math.nan, math.nan, f"{s.cell.backend} failed on the layer alone: {first_line(exc)}"
+            math.nan, math.nan, f"{s.ctx.cell.backend} failed on the layer alone: {first_line(exc)}"
         )
     return layer_error(flat, call.outputs, s.bound)  # type: ignore[arg-type]
 
@@ -595,7 +561,7 @@ def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall])
     if loc.culprit is not None:
         call = next(c for c in layers if c.path == loc.culprit)
         try:
-            record["reproducer"] = reproducer.write(rd, s, call, loc)
+            record["reproducer"] = reproducer.write(rd, s.ctx, call, loc)
         except reproducer.ReproducerError as exc:
             record["reproducer_error"] = str(exc)
     paths = rd.write_localization(loc.cell.id, loc.table(), record)

@@ -24,7 +24,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,9 @@ import torch
 
 from torchparity._core.errors import first_line
 from torchparity._core.files import safe_file_stem
+from torchparity._core.row import Row, add_columns
 from torchparity._core.rundir import DIVERGENCES_CSV, RunDir
-from torchparity.axes.devices import get_device
+from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, get_precision
 from torchparity.backends import get_backend
@@ -46,14 +47,8 @@ from torchparity.cases.case import CASES, Case, load_entry_point_plugins
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import flatten
 from torchparity.cases.reference import Reference, build_module, clone_inputs
-from torchparity.cell.pipeline import (
-    NothingToCompare,
-    name_outputs,
-    policy_for,
-    precheck,
-    prepare_context,
-    tolerance_for,
-)
+from torchparity.cell.context import CellContext, RunSettings, precheck, resolve
+from torchparity.cell.pipeline import NothingToCompare, name_outputs
 from torchparity.verdicts import drift as drift_mod
 
 INLINE_VALUES = 32  # inputs with more elements go to an .npy file beside the tables
@@ -111,7 +106,8 @@ def hypothesis_settings(
         deadline=None,
         database=None,
         phases=phases,
-        suppress_health_check=list(HealthCheck),
+        # hypothesis types HealthCheck's members through its metaclass, not as HealthCheck
+        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
         report_multiple_bugs=False,
         print_blob=False,
     )
@@ -166,24 +162,21 @@ class Checker:
     first_round: bool = True
 
     def __post_init__(self) -> None:
-        t = self.target
-        self.precision: Precision = get_precision(t.precision)
-        self.device = get_device(t.device)
-        self.tdev = self.device.torch_device()
-        module = build_module(t.case, 0)
-        self.case_print = case_fingerprint(t.case, module)
+        # The run's defaults (seed 0, no backend options); artifacts under cache_dir.
+        self.ctx: CellContext = resolve(self.target.cell, RunSettings(cache_dir=self.cache_dir))
+        self.precision: Precision = self.ctx.precision
+        self.tdev = self.ctx.device.torch_device()
+        module = build_module(self.ctx.case, self.ctx.seed)
+        self.case_print = case_fingerprint(self.ctx.case, module)
         self.reference_module = copy.deepcopy(module).to(torch.float64)
         self.module = module.to(device=self.tdev, dtype=self.precision.dtype)
-        self.backend = get_backend(t.backend)
+        self.backend = self.ctx.backend
         self.eager = get_backend("eager").prepare(self.module, (), self._ctx(""))
-        self.tolerance = tolerance_for(t.case, self.precision)
+        self.tolerance = self.ctx.tolerance
 
     def _ctx(self, signature: str) -> PrepareContext:
-        """The pipeline's context and cache key, with the input signature as the inputs."""
-        t = self.target
-        return prepare_context(
-            t.cell, self.device, self.precision, self.cache_dir, self.case_print, signature, {}
-        )
+        """The cell's backend context and cache key, with the input signature as the inputs."""
+        return self.ctx.prepare_context(self.case_print, signature, self.cache_dir)
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)
@@ -261,7 +254,7 @@ class Checker:
             expected,
             self.precision.compute_dtype,
             self.tolerance,
-            policy_for(self.target.case),
+            self.ctx.policy,
         )
         metric = (
             max((lf.max_ulp if lf.max_ulp else float(lf.mismatches)) for lf in result.leaves)
@@ -394,7 +387,7 @@ def _save_inputs(record: dict[str, Any], directory: Path, stem: str) -> list[dic
     return described
 
 
-def reproducer(record: dict[str, Any], plugins: list[tuple[str, str]] = ()) -> str:
+def reproducer(record: dict[str, Any], plugins: Sequence[tuple[str, str]] = ()) -> str:
     """A one-line Python command that replays the example and prints both outputs."""
     args = ", ".join(item["expr"] for item in record["inputs"])
     plug = f", plugins={[list(p) for p in plugins]!r}" if plugins else ""
@@ -434,7 +427,7 @@ def replay(
 class TargetResult:
     """What fuzzing one target found: its row and its divergence (if any)."""
 
-    row: dict[str, Any]
+    row: Row
     divergence: dict[str, Any] | None = None
 
 
@@ -443,7 +436,7 @@ def fuzz_target(
     profile: FuzzProfile,
     examples: int | None = None,
     out_dir: Path | None = None,
-    plugins: list[tuple[str, str]] = (),
+    plugins: Sequence[tuple[str, str]] = (),
     cache_dir: Path | None = None,
 ) -> TargetResult:
     """Fuzz one (op, backend, device, precision); never raises for the op's own failures."""
@@ -451,11 +444,13 @@ def fuzz_target(
     from hypothesis import target as steer
 
     case, cell = target.case, target.cell
-    row: dict[str, Any] = {**cell.as_dict(), "status": "pass", "reason": ""}
+    row = Row()
+    add_columns(row, cell.as_dict())
+    row.update(status=Status.PASS, reason="")
     began = time.perf_counter()
     skip = _skip_reason(target)
     if skip:
-        row.update(status="skip", reason=skip)
+        row.update(status=Status.SKIP, reason=skip)
         return TargetResult(row)
     strategy_factory: Callable[[int], Any] | None = case.extra.get("strategy")
     checker: Checker | None = None
@@ -485,41 +480,33 @@ def fuzz_target(
     except Finding:
         pass
     except StrategyError as exc:
-        row.update(status="error", reason=f"strategy: {exc}")
+        row.update(status=Status.ERROR, reason=f"strategy: {exc}")
     except Exception as exc:  # hypothesis errors (unsatisfiable), harness bugs: a row, not a crash
-        row.update(status="error", reason=first_line(exc))
+        row.update(status=Status.ERROR, reason=first_line(exc))
     divergence = None
     if found:
         divergence = found[-1]
         mark = case.known_failure(target.backend, target.device, target.precision)
-        divergence["status"] = "xfail" if mark else "new"
+        divergence["status"] = Status.XFAIL.value if mark else "new"  # a divergence's status
         divergence["known"] = mark.describe() if mark else ""
         stem = f"{case.name}-{target.backend}-{target.device}-{target.precision}"
         divergence["inputs"] = _save_inputs(
             divergence, RunDir(out_dir or Path(".")).divergence_inputs, stem
         )
         divergence["reproducer"] = reproducer(divergence, plugins)
-        row.update(status="fail", reason=divergence["reason"])  # finish_row applies the mark
+        row.update(status=Status.FAIL, reason=divergence["reason"])  # finish_row applies the mark
     elif (
         case.known_failure(target.backend, target.device, target.precision)
-        and row["status"] == "pass"
+        and row.get("status") == Status.PASS
     ):
         row["reason"] = "known failure mark did not reproduce (xpass)"
     if checker is not None:
-        row.update(rounds=rounds, time_budget_s=profile.time_budget_s)
-        row.update(
-            examples=checker.examples,
-            max_ulp=checker.worst,
-            signatures=len(checker.seen),
-            prepared=len(checker.prepared),
-            prepare_s=checker.prepare_s,
-            cache_hits=checker.cache_hits,
-        )
-    row.update(
-        profile=profile.name,
-        wall_s=time.perf_counter() - began,
-        check="vs fp64 reference" if target.backend == "eager" else "vs eager",
-    )
+        row["rounds"], row["time_budget_s"] = rounds, profile.time_budget_s
+        row["examples"], row["max_ulp"] = checker.examples, checker.worst
+        row["signatures"], row["prepared"] = len(checker.seen), len(checker.prepared)
+        row["prepare_s"], row["cache_hits"] = checker.prepare_s, checker.cache_hits
+    row["profile"], row["wall_s"] = profile.name, time.perf_counter() - began
+    row["check"] = "vs fp64 reference" if target.backend == "eager" else "vs eager"
     return TargetResult(row, divergence)
 
 
@@ -664,7 +651,7 @@ def fuzz_run(
     profile: FuzzProfile,
     run_dir: Path,
     examples: int | None = None,
-    plugins: list[tuple[str, str]] = (),
+    plugins: Sequence[tuple[str, str]] = (),
     progress: ProgressFn | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[list[dict], list[dict]]:

@@ -50,10 +50,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torchparity.axes.matrix import Cell
 from torchparity.cases.case import PluginSpec
+
+if TYPE_CHECKING:
+    from torchparity.cell.context import RunSettings
 
 WARMUP_CALLS = 2
 CALLS = 5
@@ -281,7 +284,7 @@ def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         return counter.count(cell)
 
 
-def spec_for(settings: Any, plugins: list[PluginSpec]) -> dict[str, Any]:
+def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
     """The JSON-able part of RunSettings the child needs."""
     return {
         "seed": settings.seed,
@@ -295,7 +298,8 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
     """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import STAGES, CellState, run_stages, timed_call
+    from torchparity.cell.pipeline import STAGES, CellState, timed_call
+    from torchparity.cell.stages import run_stages
 
     state = CellState(cell, settings)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
@@ -334,7 +338,7 @@ def _serve(spec_path: str, library_path: str) -> int:
     import torch
 
     from torchparity.cases.case import load_all
-    from torchparity.cell.pipeline import RunSettings
+    from torchparity.cell.context import RunSettings
 
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # a library's prints must not garble the answers

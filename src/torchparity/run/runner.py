@@ -26,8 +26,8 @@ from torchparity._core.rundir import RunDir
 from torchparity._core.status import MEASURED_STATUSES, Status
 from torchparity.axes.matrix import Cell
 from torchparity.cases.case import PluginSpec
+from torchparity.cell.context import RunSettings, precheck
 from torchparity.cell.execute import finish_row
-from torchparity.cell.pipeline import RunSettings, precheck
 from torchparity.run import instructions
 from torchparity.run.warm_cells import RoundTask, VerdictTask
 from torchparity.run.worker import InProcessExecutor, IsolatedExecutor
@@ -182,7 +182,8 @@ def _prepare(plan: RunPlan) -> tuple[RunDir, dict[str, Any]]:
         env["absent_devices"] = plan.selection["absent_devices"]
     run_dir.write_env(env)
     run_dir.write_selection(plan.selection)
-    return run_dir, {**current, "run_id": env["run_id"]}  # rows say where they ran
+    # Rows say where they ran (a resume may run elsewhere) and with which seed.
+    return run_dir, {**current, "run_id": env["run_id"], "seed": plan.settings.seed}
 
 
 def resumed_cells(run_dir: RunDir, cells: list[Cell]) -> dict[str, Resumed]:

@@ -16,16 +16,16 @@ from typing import Any
 
 from torchparity._core.clock import synced_time_block
 from torchparity.axes.matrix import Cell
+from torchparity.cell.context import RunSettings
 from torchparity.cell.execute import execute_cell, own_path
 from torchparity.cell.pipeline import (
     VERDICT_STAGES,
     CellState,
-    RunSettings,
     record_timing,
-    run_stages,
     self_timed,
     timed_call,
 )
+from torchparity.cell.stages import run_stages
 from torchparity.diagnose.localize import after_cell
 from torchparity.timing.calibration import BLOCK_SCALE, calibration_workload
 from torchparity.timing.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
@@ -95,7 +95,7 @@ class WarmCells:
         fns = [timed_call(s) for s in states] + [self._calibration]
         numbers = [self.numbers.get(s.cell.id) for s in states] + [self.numbers.get("")]
         # Cells of a group share a device: its timer drains it (the calibration is CPU work).
-        timer = states[0].device.time_block
+        timer = states[0].ctx.device.time_block
         scale = [1.0] * len(states) + [BLOCK_SCALE]
         found = measure_interleaved(fns, timer, config, numbers, scale)
         calibration = found[-1]

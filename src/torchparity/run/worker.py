@@ -20,7 +20,7 @@ from typing import Any
 
 from torchparity._core.console import robust_standard_streams
 from torchparity.cases.case import PluginSpec, load_all
-from torchparity.cell.pipeline import RunSettings, apply_thread_settings
+from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.run.warm_cells import WarmCells
 
 

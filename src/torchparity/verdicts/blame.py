@@ -4,7 +4,8 @@ Categories (fixed; the expectations file and the report use these names):
 ``pytorch`` (eager kernels, TorchScript, dynamo), ``exporter`` (torch.onnx and
 onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
 the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
-(torch.compile's code generation), ``device`` (the hardware or its runtime),
+(torch.compile's code generation), ``executorch`` (its lowering, delegates and
+runtime), ``openvino`` (its conversion and CPU plugin), ``device`` (the hardware or its runtime),
 ``harness`` (this suite: its oracle, its input generation), ``case`` (the
 case or plugin under test: its module or input factory fails to build, or its
 output is vacuous: empty, all zeros, independent of the inputs),
@@ -30,6 +31,8 @@ CATEGORIES = (
     "onnx-spec",
     "onnxruntime",
     "inductor",
+    "executorch",
+    "openvino",
     "device",
     "harness",
     "case",
@@ -50,6 +53,7 @@ _HARNESS = re.compile(
     r"unavailable|the onnx graph takes \d+ inputs|dtype this suite runs",
     re.I,
 )
+_EXPORT = re.compile(r"torch\.export|data-dependent|GuardOn|UserError|Unsupported:|dynamo", re.I)
 _SKIP_PYTORCH = re.compile(r"has no \S+ kernel on|runs at .* only|no float", re.I)
 _ENVIRONMENT = re.compile(
     r"ModuleNotFoundError|ImportError|is not installed|No module named|cannot open shared object|"
@@ -84,7 +88,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     if _HARNESS.search(reason):
         return "harness"
     if status == "skip":
-        if re.search(r"is not installed|no module named", reason, re.I):
+        if re.search(r"is not installed|no module named|does not load beside", reason, re.I):
             return "environment"
         if _SKIP_PYTORCH.search(reason):
             return "pytorch"  # the op has no kernel for the dtype: a property of the op
@@ -97,6 +101,10 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         if _ORT.search(reason):
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
+    if backend in ("executorch", "openvino"):
+        if _EXPORT.search(reason):
+            return "pytorch"  # torch.export, before the runtime's lowering or conversion
+        return backend
     if backend in ("compile", "aoti", "aoti-cpp"):
         if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
             return "inductor"  # wrong values, or code generation and C++ compilation running away

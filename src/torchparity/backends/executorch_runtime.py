@@ -1,0 +1,157 @@
+"""ExecuTorch: torch.export -> to_edge_transform_and_lower (XNNPACK partitioner,
+or none for the portable kernels) -> to_executorch() -> a .pte program, cached
+and sealed like every artifact, loaded with executorch.runtime and run through
+its ``forward`` method, as an on-device application would.
+
+Options (``--backend-option executorch.KEY=VALUE``): ``delegate`` (``xnnpack``,
+the default, or ``portable``: no delegate, ExecuTorch's portable kernels only).
+
+The .pte is static: it runs at the example inputs' shapes only, and a call at
+another shape fails loudly in the runtime (a resize error), never silently.
+The row records the delegate, how many of the lowered graph's operator nodes
+XNNPACK took (``backend_delegated_nodes`` / ``backend_delegated_share``), the
+operators left to ExecuTorch's own kernels (``backend_undelegated_ops``) and
+the executorch version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision
+from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
+from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.options import BackendOption
+from torchparity.backends.torch_export import autocast_unsupported, export_program
+
+DELEGATES = ("xnnpack", "portable")
+OPTIONS = {
+    "delegate": BackendOption(
+        "xnnpack (default: XNNPACK delegate) or portable (no delegate)",
+        "choice",
+        ("xnnpack", "portable"),
+    )
+}
+INSTALL_HINT = "pip install 'torchparity[executorch]'"
+
+
+def _missing() -> str | None:
+    # torchao (imported by executorch) warns about each CUDA kernel library a CPU
+    # build cannot load, and torch about its pytree registrations: noise in every run.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import executorch.exir  # noqa: F401
+        import executorch.runtime  # noqa: F401
+    except ImportError as exc:
+        return f"executorch is not installed ({INSTALL_HINT}): {exc}"
+    except Exception as exc:  # the pybinding links libtorch: a torch it was not built for
+        return f"executorch does not load beside torch {torch.__version__}: {exc}"
+    return None
+
+
+def _delegation(edge: Any, notes: dict) -> None:
+    """Record how much of the lowered edge program XNNPACK took, and which
+    operators are left to ExecuTorch's own kernels."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge.exported_program().graph_module)
+    delegated = info.num_delegated_nodes
+    total = delegated + info.num_non_delegated_nodes
+    frame = info.get_operator_delegation_dataframe()
+    left = frame[frame["occurrences_in_non_delegated_graphs"] > 0]["op_type"]
+    notes["delegated_nodes"] = int(delegated)
+    notes["delegated_share"] = round(delegated / total, 4) if total else 0.0
+    notes["undelegated_ops"] = ",".join(
+        sorted(str(op) for op in left if str(op) not in ("Total", "getitem"))
+    )
+
+
+_OPERATOR_MISSING = re.compile(r"error: 0x:?14\b")
+
+
+def _load_method(path: Path, notes: dict) -> Any:
+    """The program's forward method; a missing kernel named as such (the
+    runtime says only "error 0x14")."""
+    from executorch.runtime import Runtime
+
+    try:
+        return Runtime.get().load_program(path).load_method("forward")
+    except RuntimeError as exc:
+        if not _OPERATOR_MISSING.search(str(exc)):
+            raise
+        ops = notes.get("undelegated_ops")
+        raise NotImplementedError(
+            "the ExecuTorch runtime has no kernel for an operator of the program "
+            "(error 0x14 OperatorMissing)"
+            + (f"; operators outside the delegate: {ops}" if ops else "")
+        ) from None
+
+
+def _lower(module: torch.nn.Module, example_inputs: tuple, delegate: str, notes: dict) -> bytes:
+    from executorch.exir import to_edge_transform_and_lower
+
+    partitioners = []
+    if delegate == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    program = export_program(module, example_inputs)
+    # The lowering narrates on stdout and warns per node; the row says what matters.
+    logging.getLogger("executorch").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        edge = to_edge_transform_and_lower(program, partitioner=partitioners)
+        _delegation(edge, notes)
+        return bytes(edge.to_executorch().buffer)
+
+
+class ExecuTorchBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
+    name = "executorch"
+    description = "torch.export -> ExecuTorch (XNNPACK) .pte -> executorch.runtime"
+    options = OPTIONS
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if cell.device != "cpu":
+            return f"the executorch backend runs the .pte on the CPU, not {cell.device}"
+        return autocast_unsupported(precision) or _missing()
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        delegate = str(ctx.options.get("delegate", "xnnpack"))
+        if delegate not in DELEGATES:
+            raise ValueError(f"delegate={delegate!r}; valid: {', '.join(DELEGATES)}")
+        ctx.notes.update(delegate=delegate, executorch=library_version("executorch"))
+        built: dict[str, Any] = {}
+
+        def build(path: Path) -> None:
+            path.write_bytes(_lower(module, example_inputs, delegate, built))
+
+        def load(path: Path) -> Any:
+            return _load_method(path, built)
+
+        key = artifact_key(
+            ctx, module, [f"delegate={delegate}", f"executorch={ctx.notes['executorch']}"]
+        )
+        method = load_or_build(ctx, key, ".pte", build, load)
+        ctx.notes.update(built)  # delegation counts are known when this run lowered it
+
+        def call(*inputs: Any) -> list[torch.Tensor]:
+            return list(method.execute([x.contiguous() for x in inputs]))
+
+        return call
+
+
+BACKEND = ExecuTorchBackend()

@@ -1,0 +1,156 @@
+"""OpenVINO: torch.export -> openvino.convert_model -> openvino.save_model (an
+IR .xml/.bin pair, cached and sealed as one file) -> read back and compiled for
+the CPU plugin with the precision hint set from the cell's precision.
+
+The CPU plugin's default precision depends on the CPU (bf16 where it has
+AVX512-BF16 or AMX, whatever the model's dtype), and a hint it cannot honour
+(f16 on a CPU without fp16) silently becomes another, so the hint is always
+set and the precision that actually ran is read back from the compiled model
+into ``effective_precision`` (row column ``backend_effective_precision``).
+
+Options (``--backend-option openvino.KEY=VALUE``): ``inference_precision``
+(f32, bf16 or f16: the hint; default from the cell: fp32 and fp64 -> f32,
+fp16 -> f16, bf16 -> bf16), ``num_threads`` (the CPU plugin's
+INFERENCE_NUM_THREADS; default torch.get_num_threads()).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchparity.axes.matrix import Cell
+from torchparity.axes.precision import Precision
+from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
+from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.options import BackendOption
+from torchparity.backends.torch_export import autocast_unsupported, export_program
+
+HINTS = ("f32", "bf16", "f16")
+# The hint each cell precision asks for (fp64 runs as f32: the plugin has no f64 kernels).
+DEFAULT_HINT = {
+    torch.float64: "f32",
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.bfloat16: "bf16",
+}
+OPTIONS = {
+    "inference_precision": BackendOption(
+        "the CPU plugin's precision hint (default: the cell's)", "choice", ("f32", "bf16", "f16")
+    ),
+    "num_threads": BackendOption(
+        "INFERENCE_NUM_THREADS (default: torch.get_num_threads())", "int", minimum=1
+    ),
+}
+INSTALL_HINT = "pip install 'torchparity[openvino]'"
+
+
+def _missing() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"openvino is not installed ({INSTALL_HINT}): {exc}"
+    return None
+
+
+def _pack(xml: bytes, weights: bytes) -> bytes:
+    """The IR pair as one cache entry (sealed as one): two lengths, then both parts."""
+    return struct.pack("<QQ", len(xml), len(weights)) + xml + weights
+
+
+def _unpack(data: bytes) -> tuple[bytes, bytes]:
+    xml_len, bin_len = struct.unpack("<QQ", data[:16])
+    if 16 + xml_len + bin_len != len(data):
+        raise ValueError("the OpenVINO cache entry is torn")
+    return data[16 : 16 + xml_len], data[16 + xml_len :]
+
+
+def _save(module: torch.nn.Module, example_inputs: tuple, path: Path) -> None:
+    import openvino as ov
+
+    model = ov.convert_model(export_program(module, example_inputs))
+    xml = path.with_name(path.name + ".xml")
+    try:
+        # Weights as they are: save_model would compress them to fp16 by default.
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        path.write_bytes(_pack(xml.read_bytes(), xml.with_suffix(".bin").read_bytes()))
+    finally:
+        xml.unlink(missing_ok=True)
+        xml.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _to_host(x: torch.Tensor) -> Any:
+    """A CPU tensor as OpenVINO takes it; bf16 as an ov.Tensor of its bits."""
+    import openvino as ov
+
+    x = x.detach().cpu().contiguous()
+    if x.dtype == torch.bfloat16:
+        bits = x.view(torch.int16).numpy()
+        return ov.Tensor(bits, ov.Shape(list(x.shape)), ov.Type.bf16)
+    return x.numpy()
+
+
+def _to_torch(value: Any) -> torch.Tensor:
+    """An output ov.Tensor as a torch tensor (bf16 through its bits)."""
+    import openvino as ov
+
+    if value.element_type == ov.Type.bf16:
+        bits = np.frombuffer(bytes(value.data.view(np.uint8)), dtype=np.int16)
+        return torch.from_numpy(bits.copy()).view(torch.bfloat16).reshape(tuple(value.shape))
+    return torch.from_numpy(np.array(value.data, copy=True))
+
+
+class OpenVinoBackend(Backend):
+    returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
+    name = "openvino"
+    description = "torch.export -> openvino.convert_model -> IR -> compile_model('CPU')"
+    options = OPTIONS
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None:
+        if cell.device != "cpu":
+            return f"the openvino backend compiles for OpenVINO's CPU plugin, not {cell.device}"
+        return autocast_unsupported(precision) or _missing()
+
+    def prepare(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
+    ) -> Callable[..., Any]:
+        import openvino as ov
+
+        hint = str(ctx.options.get("inference_precision") or DEFAULT_HINT[ctx.precision.dtype])
+        if hint not in HINTS:
+            raise ValueError(f"inference_precision={hint!r}; valid: {', '.join(HINTS)}")
+        threads = int(ctx.options.get("num_threads", torch.get_num_threads()))
+        core = ov.Core()
+
+        def load(path: Path) -> Any:
+            xml, weights = _unpack(path.read_bytes())
+            model = core.read_model(xml, ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
+            config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+            return core.compile_model(model, "CPU", config)
+
+        key = artifact_key(ctx, module, [f"openvino={library_version('openvino')}"])
+        compiled = load_or_build(
+            ctx, key, ".ovir", lambda p: _save(module, example_inputs, p), load
+        )
+        ctx.notes.update(
+            openvino=library_version("openvino"),
+            precision_hint=hint,
+            effective_precision=compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            threads=int(compiled.get_property("INFERENCE_NUM_THREADS")),
+        )
+        request = compiled.create_infer_request()
+        count = len(compiled.outputs)
+
+        def call(*inputs: Any) -> list[torch.Tensor]:
+            request.infer([_to_host(x) for x in inputs])
+            return [_to_torch(request.get_output_tensor(i)) for i in range(count)]
+
+        return call
+
+
+BACKEND = OpenVinoBackend()

@@ -1,0 +1,132 @@
+"""What every command shares: the usage error, exit codes, value parsers, the
+plugin options and loading, and reading and locking run directories."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from torchparity._core import cache as cache_mod
+from torchparity._core import row as row_mod
+from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked
+from torchparity.cases.case import PluginSpec, RegistryError, load_all
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# compare --fail-on: nothing failed, but some cells could not be judged (too noisy, other CPUs)
+EXIT_NOT_JUDGED = 3
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  # one line, no usage dump
+        raise UsageError(message)
+
+
+def csv_list(text: str) -> list[str]:
+    """A comma list, each value once (``eager,eager`` runs eager once)."""
+    return list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+
+
+def positive_float(text: str) -> float:
+    """A finite number above zero (0, nan and inf are refused, never defaulted)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def choose(values: list[str], valid: Sequence[str], what: str) -> list[str]:
+    for v in values:
+        if v not in valid:
+            raise UsageError(f"unknown {what} {v!r}; valid: {', '.join(valid)}")
+    return values
+
+
+def warn(message: str) -> None:
+    print(f"torchparity: warning: {message}", file=sys.stderr)
+
+
+# -- case files and plugins ----------------------------------------------------
+
+
+def plugins(args: argparse.Namespace) -> list[PluginSpec]:
+    """``--plugin`` and ``--case-file`` as plugin specs; a case file must be a file."""
+    specs: list[PluginSpec] = [("module", m) for m in args.plugin or []]
+    for path in args.case_file or []:
+        if Path(path).is_dir():
+            raise UsageError(f"case file {path!r} is a directory; --case-file takes a .py file")
+        if not Path(path).is_file():
+            raise UsageError(f"case file {path!r} does not exist")
+        specs.append(("file", str(Path(path).resolve())))
+    return specs
+
+
+def load(specs: list[PluginSpec]) -> None:
+    try:
+        load_all(specs)
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- run directories -----------------------------------------------------------
+
+
+def warn_damage(run_dirs: Sequence[Path]) -> None:
+    """One warning line per run whose results.jsonl has lines no reader could use,
+    and one note per run whose timing is partial (an interrupted run)."""
+    for path in run_dirs:
+        note = RunDir(path).damage_note()
+        if note:
+            warn(note)
+        partial = row_mod.partial_timing_note(RunDir(path).rows())
+        if partial:
+            print(f"torchparity: note: {path}: {partial}", file=sys.stderr)
+
+
+def check_out_dir(path: Path, flag: str = "--out") -> None:
+    """``flag`` must name a directory this process can write (created if missing)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is not a directory")
+    why = cache_mod.check_writable(path)
+    if why:
+        raise UsageError(f"{flag}: {why}")
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """The run directory's lock for the duration of a run (a second run: exit 2)."""
+    check_out_dir(run_dir)
+    try:
+        with RunDir(run_dir).lock():
+            yield
+    except RunDirLocked as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def run_dir_errors(suffix: str = "") -> Iterator[None]:
+    """A run directory that cannot be read (missing, damaged, a newer format) is one line."""
+    try:
+        yield
+    except RunDirError as exc:
+        raise UsageError(f"{exc}{suffix}") from None

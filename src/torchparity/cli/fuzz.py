@@ -1,0 +1,159 @@
+"""``torchparity fuzz``: search for inputs on which backends disagree on ops."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Any
+
+from torchparity._core import cache as cache_mod
+from torchparity._core.rundir import RunDir
+from torchparity.axes.devices import DEVICES
+from torchparity.axes.precision import PRECISIONS
+from torchparity.backends import backend_names
+from torchparity.cases.case import CASES, PluginSpec
+from torchparity.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    choose,
+    csv_list,
+    load,
+    locked,
+    plugins,
+    positive_int,
+)
+from torchparity.cli.options import add_plugin_options
+from torchparity.fuzz import properties as fuzz
+from torchparity.report import report as report_mod
+from torchparity.run.runner import new_run_id, terminal_progress
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "fuzz", help="search for inputs on which backends disagree on ops (hypothesis)"
+    )
+    p.add_argument(
+        "--op",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only ops matching GLOB (repeatable; default: every op)",
+    )
+    p.add_argument(
+        "--backend", type=csv_list, default=["eager"], help="comma list (default: eager)"
+    )
+    p.add_argument("--device", type=csv_list, default=["cpu"], help="comma list (default: cpu)")
+    p.add_argument(
+        "--precision", type=csv_list, default=["fp32"], help="comma list (default: fp32)"
+    )
+    p.add_argument(
+        "--examples",
+        type=positive_int,
+        default=None,
+        help="examples per property (default: the profile's)",
+    )
+    p.add_argument(
+        "--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: reports/<run-id>)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="backend artifacts kept between fuzz runs (default: none; within a run "
+        "each input signature is prepared once)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on any new divergence or error (known ones, marked, are xfail)",
+    )
+    add_plugin_options(p)
+
+
+def _ops(patterns: list[str]) -> list:
+    ops = [c for c in CASES.values() if c.kind == "op"]
+    if not patterns:
+        return ops
+    names = [c.name for c in ops]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise UsageError(f"no op matches {pattern!r}; valid: {', '.join(names) or 'none'}")
+    return [c for c in ops if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+
+
+def plan_fuzz(args: argparse.Namespace) -> tuple[list, Any, Path, list[PluginSpec]]:
+    """Check the fuzz options; return (targets, profile, run dir, plugins)."""
+    specs = plugins(args)
+    load(specs)
+    if args.profile not in fuzz.PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; valid: {', '.join(fuzz.PROFILES)}")
+    ops = _ops(args.op)
+    backends = choose(args.backend, backend_names(), "backend")
+    devices = choose(args.device, list(DEVICES), "device")
+    precisions = choose(args.precision, list(PRECISIONS), "precision")
+    if args.out is not None and RunDir(args.out).has_results():
+        raise UsageError(f"{args.out} already holds results; choose another --out")
+    targets = [
+        fuzz.Target(c, b, d, p) for c in ops for d in devices for b in backends for p in precisions
+    ]
+    run_dir = args.out or Path("reports") / new_run_id()
+    return targets, fuzz.PROFILES[args.profile], run_dir, specs
+
+
+def main(args: argparse.Namespace) -> int:
+    targets, profile, run_dir, specs = plan_fuzz(args)
+    if args.cache_dir is not None and (why := cache_mod.check_writable(args.cache_dir)):
+        raise UsageError(f"--cache-dir: {why}")
+    with locked(run_dir):
+        if RunDir(run_dir).has_results():
+            raise UsageError(f"{run_dir} already holds results; choose another --out")
+        return _fuzz(args, targets, profile, run_dir, specs)
+
+
+def _show(rows: list, found: list, run_dir: Path, html: Path) -> None:
+    print(report_mod.frame_counts_line(rows))
+    if found:
+        table = fuzz.divergences_frame(found)[["op", "backend", "precision", "status", "reason"]]
+        print(report_mod.markdown_table(table))
+    print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {html}")
+
+
+def _fuzz(
+    args: argparse.Namespace, targets: list, profile: Any, run_dir: Path, specs: list[PluginSpec]
+) -> int:
+    show = not args.quiet
+    progress = terminal_progress() if show and sys.stderr.isatty() else None
+    if show:
+        print(
+            f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
+            file=sys.stderr,
+        )
+    try:
+        rows, found = fuzz.fuzz_run(
+            targets,
+            profile,
+            run_dir,
+            args.examples,
+            specs,
+            progress,
+            args.cache_dir.resolve() if args.cache_dir else None,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
+    if show:
+        _show(rows, found, run_dir, paths["html"])
+    findings = any(r.get("status") in ("fail", "error") for r in rows)
+    return EXIT_FINDINGS if args.strict and findings else EXIT_OK

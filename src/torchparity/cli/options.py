@@ -1,0 +1,423 @@
+"""The options of ``torchparity run``, each defined once: its flag, how its text
+is parsed, its default, the run.json key it is stored under, the types run.json
+may hold for it, whether ``--resume`` must see the same value, and its help.
+
+The same table builds the argument parser, writes run.json (``selection.py``),
+checks run.json read back, refuses a ``--resume`` that asks for another run, and
+renders the option table of docs/cli.md (``markdown_table``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchparity._core import cache as cache_mod
+from torchparity.axes.devices import DEVICES
+from torchparity.axes.precision import DEFAULT_PRECISIONS
+from torchparity.cli.common import csv_list, positive_float, positive_int
+from torchparity.timing.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET
+
+_NOT_A_FLAG = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option. ``key`` is its run.json key (None: not stored);
+    several flags may set one key (``--localize``/``--no-localize``), each with
+    its ``const``. ``identity``: part of what the run is (its cells and how they
+    are measured), so ``--resume`` refuses a different value."""
+
+    flag: str
+    help: str
+    key: str | None = None
+    parse: Callable[[str], Any] | None = None  # None: a flag without a value
+    default: Any = None  # when neither the command line nor run.json gives one
+    shown_default: str | None = None  # the default in words, for help and docs
+    const: Any = _NOT_A_FLAG  # a flag's value (parse is None)
+    stored: tuple[type, ...] = ()  # the types run.json may hold under key
+    identity: bool = False
+    repeat: bool = False  # repeatable (a list of values)
+    metavar: str | None = None
+    on_resume: str | None = None  # the docs' --resume column, when not implied by key/identity
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def is_flag(self) -> bool:
+        return self.parse is None
+
+    def flag_value(self) -> Any:
+        return True if self.const is _NOT_A_FLAG else self.const
+
+    def default_text(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.is_flag or self.default is None or self.default is False or self.default == []:
+            return ""
+        if isinstance(self.default, (list, tuple)):
+            return ",".join(str(v) for v in self.default)
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """The option on ``parser``; its argparse default is None, so "not given"
+        is told apart from every value (``--rounds 0`` is a value)."""
+        shown = self.default_text()
+        help_text = f"{self.help} (default: {shown})" if shown else self.help
+        if self.parse is None:
+            parser.add_argument(
+                self.flag, dest=self.dest, action="store_true", default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                self.flag,
+                dest=self.dest,
+                type=self.parse,
+                action="append" if self.repeat else "store",
+                default=None,
+                metavar=self.metavar,
+                help=help_text,
+            )
+
+    def given(self, args: argparse.Namespace) -> Any:
+        """The value the command line gave for this option's key, or None."""
+        value = getattr(args, self.dest, None)
+        if value is None or value is False:
+            return None
+        if self.is_flag:
+            return self.flag_value()
+        return str(value) if isinstance(value, Path) else value
+
+
+RUN_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--suite",
+        "suite to run",
+        "suite",
+        str,
+        "models",
+        stored=(str,),
+        identity=True,
+        metavar="NAME",
+    ),
+    Option(
+        "--case",
+        "only cases matching GLOB (repeatable)",
+        "case",
+        str,
+        [],
+        shown_default="every case of the suite",
+        stored=(list,),
+        identity=True,
+        repeat=True,
+        metavar="GLOB",
+    ),
+    Option(
+        "--backend",
+        "comma list",
+        "backend",
+        csv_list,
+        ["eager"],
+        stored=(list,),
+        identity=True,
+        metavar="B,...",
+    ),
+    Option(
+        "--device",
+        "comma list; 'present': the devices this machine has, absent ones one line, no rows",
+        "device",
+        csv_list,
+        list(DEVICES),
+        shown_default="every device kind; absent ones are skipped",
+        stored=(list,),
+        identity=True,
+        metavar="D,...",
+    ),
+    Option(
+        "--precision",
+        "comma list",
+        "precision",
+        csv_list,
+        list(DEFAULT_PRECISIONS),
+        stored=(list,),
+        identity=True,
+        metavar="P,...",
+    ),
+    Option(
+        "--mode",
+        "infer, train or infer,train (docs/training.md)",
+        "mode",
+        csv_list,
+        ["infer"],
+        stored=(list,),
+        identity=True,
+        metavar="M,...",
+    ),
+    Option(
+        "--seed",
+        "input and weight seed (rows carry it)",
+        "seed",
+        int,
+        0,
+        stored=(int,),
+        identity=True,
+        metavar="N",
+    ),
+    Option(
+        "--backend-option",
+        "an option for one backend, e.g. onnxruntime.opset=18 (repeatable; docs/backends.md)",
+        "backend_option",
+        str,
+        [],
+        stored=(list,),
+        identity=True,
+        repeat=True,
+        metavar="BACKEND.KEY=VALUE",
+    ),
+    Option(
+        "--shard",
+        "run only shard i of n; auto: from a Slurm array or Kubernetes Indexed Job "
+        "(docs/scale-out.md)",
+        "shard",
+        str,
+        None,
+        shown_default="the whole matrix",
+        stored=(str, type(None)),
+        identity=True,
+        metavar="i/n|auto",
+    ),
+    Option(
+        "--train-steps",
+        "optimizer steps a train cell compares",
+        "train_steps",
+        int,
+        3,
+        stored=(int,),
+        identity=True,
+        metavar="N",
+    ),
+    Option(
+        "--optimizer",
+        "train cells' optimizer: sgd, sgd-foreach, sgd-fused, adamw, adamw-foreach, adamw-fused",
+        "optimizer",
+        str,
+        "sgd",
+        stored=(str,),
+        identity=True,
+        metavar="NAME",
+    ),
+    Option(
+        "--min-time",
+        "seconds measured per cell",
+        "min_time",
+        positive_float,
+        0.1,
+        stored=(int, float),
+        identity=True,
+        metavar="SECONDS",
+    ),
+    Option(
+        "--rounds",
+        "timing rounds per cell, interleaved over the run (1: one window)",
+        "rounds",
+        int,
+        DEFAULT_ROUNDS,
+        stored=(int,),
+        identity=True,
+        metavar="N",
+    ),
+    Option(
+        "--threads",
+        "torch intra-op threads in workers",
+        "threads",
+        positive_int,
+        None,
+        shown_default="torch's default",
+        stored=(int, type(None)),
+        identity=True,
+        metavar="N",
+    ),
+    Option(
+        "--count-instructions",
+        "cpu cells: also count user-space instructions per call under valgrind (slow)",
+        "count_instructions",
+        default=False,
+        stored=(bool,),
+        identity=True,
+    ),
+    Option(
+        "--tf32",
+        "cuda: allow TF32 matmuls/convolutions (off by default for conformance)",
+        "tf32",
+        default=False,
+        stored=(bool,),
+        identity=True,
+    ),
+    Option(
+        "--cudnn-benchmark",
+        "cuda: enable cuDNN autotuning",
+        "cudnn_benchmark",
+        default=False,
+        stored=(bool,),
+        identity=True,
+    ),
+    Option(
+        "--mps-fallback",
+        "mps: let unsupported ops fall back to the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)",
+        "mps_fallback",
+        default=False,
+        stored=(bool,),
+        identity=True,
+    ),
+    # How the run is carried out: --resume may change these.
+    Option(
+        "--timeout",
+        "seconds per cell before it (and every process it started) is killed; "
+        "needs crash isolation (not with --no-isolate)",
+        "timeout",
+        positive_float,
+        300.0,
+        stored=(int, float),
+        metavar="SECONDS",
+    ),
+    Option(
+        "--time-budget",
+        "no further timing round starts past this run time (0: none)",
+        "time_budget",
+        float,
+        DEFAULT_TIME_BUDGET,
+        stored=(int, float, type(None)),
+        metavar="SECONDS",
+    ),
+    Option(
+        "--no-isolate",
+        "run cells in this process (no crash isolation, no --timeout)",
+        "isolate",
+        default=True,
+        const=False,
+        stored=(bool,),
+    ),
+    Option(
+        "--no-cache",
+        "no shared cache: artifacts rebuilt, references kept in RUN_DIR/cache",
+        "no_cache",
+        default=False,
+        stored=(bool,),
+    ),
+    Option(
+        "--cache-dir",
+        "reference and backend-artifact cache, shared between runs",
+        "cache_dir",
+        Path,
+        None,
+        shown_default=f"${cache_mod.CACHE_ENV} or the per-user cache directory, docs/security.md",
+        stored=(str, type(None)),
+        metavar="DIR",
+    ),
+    Option(
+        "--localize",
+        "localize every model cell",
+        "localize",
+        default="auto",
+        shown_default="failing model cells only",
+        const="all",
+        stored=(str,),
+    ),
+    Option(
+        "--no-localize",
+        "never localize (faster failing runs)",
+        "localize",
+        default="auto",
+        const="off",
+        stored=(str,),
+    ),
+    # What this invocation does; not stored.
+    Option(
+        "--out", "run directory", parse=Path, shown_default="reports/<run-id>", metavar="RUN_DIR"
+    ),
+    Option("--resume", "finish the missing cells of --out (the same run: see docs/cli.md)"),
+    Option(
+        "--trust-run-plugins",
+        "with --resume: load the case files and plugins run.json names "
+        "(they run as code; default: only those given again)",
+    ),
+    Option("--quiet", "no progress bar, no table"),
+    Option(
+        "--strict",
+        "exit 1 when any cell fails, errors, crashes or times out, differs from the suite's "
+        "expectations (an unexpected pass, a changed status), or no cell was tested",
+    ),
+    Option(
+        "--update-expectations",
+        "rewrite the suite's expectations file from this run (for review)",
+    ),
+)
+
+# The case files and plugins: on run, list, fuzz and explain. run.json stores
+# them as "plugins" (``[kind, target]`` pairs); --resume loads only those given again.
+PLUGIN_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--case-file",
+        "a Python file that registers cases or backends (repeatable)",
+        parse=str,
+        repeat=True,
+        metavar="PATH",
+        on_resume="given again",
+    ),
+    Option(
+        "--plugin",
+        "an importable module that registers cases or backends (repeatable)",
+        parse=str,
+        repeat=True,
+        metavar="MODULE",
+        on_resume="given again",
+    ),
+)
+
+# run.json keys written beside the options: the loaded case files and plugins
+# (``[kind, target]`` pairs) and the devices `--device present` found absent.
+EXTRA_STORED: dict[str, tuple[type, ...]] = {"plugins": (list,), "absent_devices": (dict,)}
+
+
+def stored_keys() -> list[str]:
+    """Every run.json key an option stores, in table order, each once."""
+    return list(dict.fromkeys(o.key for o in RUN_OPTIONS if o.key))
+
+
+def options_for(key: str) -> list[Option]:
+    return [o for o in RUN_OPTIONS if o.key == key]
+
+
+def stored_types() -> dict[str, tuple[type, ...]]:
+    """run.json's schema: key -> the types its value may have."""
+    types = {key: options_for(key)[0].stored for key in stored_keys()}
+    return {**types, **EXTRA_STORED}
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option] = RUN_OPTIONS) -> None:
+    for option in options:
+        option.add_to(parser)
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, PLUGIN_OPTIONS)
+
+
+def markdown_table(options: Sequence[Option] = RUN_OPTIONS + PLUGIN_OPTIONS) -> str:
+    """The option table of docs/cli.md (a test keeps the file equal to this)."""
+    lines = [
+        "| option | run.json key | default | --resume | what |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for o in options:
+        flag = o.flag if o.is_flag else f"{o.flag} {o.metavar or o.dest.upper()}"
+        key = o.key or ("plugins" if o in PLUGIN_OPTIONS else "")
+        resume = o.on_resume or ("must match" if o.identity else ("may change" if o.key else ""))
+        cells = [f"`{flag}`", key, o.default_text(), resume, o.help]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
