@@ -299,11 +299,13 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
     import torch
 
     from torchparity.cell.pipeline import STAGES, CellState, timed_call
-    from torchparity.cell.stages import run_stages
+    from torchparity.cell.stages import Stages, run_stages
 
     state = CellState(cell, settings)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
-    stages = tuple((name, stage) for name, stage in STAGES if name in PREPARE_STAGES)
+    stages: Stages[CellState] = tuple(
+        (name, stage) for name, stage in STAGES if name in PREPARE_STAGES
+    )
     if not run_stages(state, stages):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
