@@ -97,8 +97,9 @@ def test_bf16_says_why_it_cannot_run(tmp_path):
         "onnxruntime",
     )
     (row,) = rows
-    # ONNX Runtime's CPU provider has no bf16 Gemm: the row names the dtype and the op.
-    assert row["status"] == "error", explain(rows)
+    # ONNX Runtime's CPU provider has no bf16 Gemm: a known limitation of the built-in
+    # suites (xfail), whose reason still names the dtype and the op.
+    assert row["status"] == "xfail", explain(rows)
     assert "CPUExecutionProvider has no torch.bfloat16 kernel" in row["reason"]
     assert "Gemm" in row["reason"]
 

@@ -307,3 +307,22 @@ def test_runner_error_names_the_libtorch_error(native_runner, tmp_path):
         assert out.shape == (4, 2)
     finally:
         runner.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell wrapper")
+def test_a_planted_runner_is_rebuilt_and_never_executed(native_runner, tmp_path):
+    """A wrapper script in place of the cached runner (its old seal left, so
+    the digest no longer matches): the runner is rebuilt (minutes) and the
+    cell passes; the wrapper never ran."""
+    planted = native_runner.directory / native_build.EXE
+    marker = tmp_path / "planted-ran"
+    planted.write_text(f"#!/bin/sh\necho ran > '{marker}'\nexec /bin/false\n", encoding="utf-8")
+    planted.chmod(0o755)
+    rows = run_rows(tmp_path / "run", *CASES, "--backend", "torchscript-cpp")
+    (row,) = rows
+    assert not marker.exists(), "the planted runner ran"
+    assert row["status"] == "pass", explain(rows)
+    assert row["backend_runner_build"].startswith("rebuilt (digest mismatch)"), row
+    again = native_build.ensure_runner()  # the new build is sealed: used as is
+    assert not again.built and again.binary.read_bytes() == planted.read_bytes()

@@ -6,10 +6,12 @@ runs code (TorchScript, an exported program, an AOTInductor shared library),
 so a cache directory is untrusted: an entry is loaded only when it carries a
 seal this user's runs wrote.
 
-A seal is a ``<entry>.seal`` JSON file beside the entry: the entry's SHA-256
-and an HMAC-SHA256 over (entry name, SHA-256) keyed by a per-user secret kept
-outside the cache directory (``cache.key`` in the user config directory,
-created 0600). ``open_sealed`` reads the entry's bytes once, checks them, and
+A seal is a ``<entry>.seal`` JSON file beside the entry: the entry's SHA-256,
+the behavioural fingerprint of the model it was made from (see
+cases/cache_keys.py; empty for an entry that has none, such as the native
+runner) and an HMAC-SHA256 over (entry name, SHA-256, fingerprint) keyed by a
+per-user secret kept outside the cache directory (``cache.key`` in the user
+config directory, created 0600). ``open_sealed`` reads the entry's bytes once, checks them, and
 hands the loader a private copy of exactly those bytes, so the file cannot be
 swapped between check and load. An entry without a valid seal is deleted and
 rebuilt; it is never loaded. See docs/security.md for what this protects
@@ -41,6 +43,7 @@ SEAL_SUFFIX = ".seal"
 # Why an entry was not loaded (the row's backend_cache says "rebuilt (<why>)").
 UNTRUSTED = "untrusted"  # no seal, or a seal this user's key did not sign
 MISMATCH = "digest mismatch"  # sealed, but the bytes changed since
+CHANGED = "model changed"  # sealed for a model that computed something else
 
 
 def default_cache_dir() -> Path:
@@ -118,42 +121,57 @@ def user_key() -> bytes:
     )
 
 
-def _mac(name: str, digest: str) -> str:
-    return hmac.new(user_key(), f"{name}\0{digest}".encode(), hashlib.sha256).hexdigest()
+def _mac(name: str, digest: str, fingerprint: str) -> str:
+    message = f"{name}\0{digest}\0{fingerprint}".encode()
+    return hmac.new(user_key(), message, hashlib.sha256).hexdigest()
 
 
 def seal_path(entry: Path) -> Path:
     return entry.with_name(entry.name + SEAL_SUFFIX)
 
 
-def seal(entry: Path, data: bytes) -> None:
-    """Record the digest of ``data`` (the bytes just written to ``entry``), signed
-    with this user's key."""
+def seal(entry: Path, data: bytes, fingerprint: str = "") -> None:
+    """Record the digest of ``data`` (the bytes just written to ``entry``) and the
+    behavioural ``fingerprint`` of what it was made from, signed with this user's key."""
     digest = hashlib.sha256(data).hexdigest()
-    record = {"sha256": digest, "hmac": _mac(entry.name, digest)}
+    record = {
+        "sha256": digest,
+        "fingerprint": fingerprint,
+        "hmac": _mac(entry.name, digest, fingerprint),
+    }
     atomic_write_text(seal_path(entry), json.dumps(record))
 
 
+SEAL_LIMIT = 4096  # bytes: a seal is a short JSON object
+
+
 def _read_seal(entry: Path) -> dict | None:
+    path = seal_path(entry)
+    # Only a regular file is read (a FIFO would block the run), and only its head.
+    if path.is_symlink() or not path.is_file():
+        return None
     try:
-        record = json.loads(seal_path(entry).read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            record = json.loads(fh.read(SEAL_LIMIT + 1)[: SEAL_LIMIT + 1].decode("utf-8"))
     except (OSError, ValueError):
         return None
     ok = isinstance(record, dict) and all(
-        isinstance(record.get(k), str) for k in ("sha256", "hmac")
+        isinstance(record.get(k), str) for k in ("sha256", "fingerprint", "hmac")
     )
     return record if ok else None
 
 
-def verified_bytes(entry: Path) -> tuple[bytes | None, str]:
+def verified_bytes(entry: Path, fingerprint: str = "") -> tuple[bytes | None, str]:
     """``(bytes, "")`` when ``entry`` is a regular file whose seal this user's key
-    signed and whose bytes match it; else ``(None, why)`` with ``UNTRUSTED`` or
-    ``MISMATCH``."""
+    signed for ``fingerprint`` and whose bytes match it; else ``(None, why)``
+    with ``UNTRUSTED``, ``CHANGED`` or ``MISMATCH``."""
     record = _read_seal(entry)
     if record is None or not hmac.compare_digest(
-        record["hmac"], _mac(entry.name, record["sha256"])
+        record["hmac"], _mac(entry.name, record["sha256"], record["fingerprint"])
     ):
         return None, UNTRUSTED
+    if not hmac.compare_digest(record["fingerprint"], fingerprint):
+        return None, CHANGED
     if entry.is_symlink() or not entry.is_file():
         return None, UNTRUSTED
     data = entry.read_bytes()

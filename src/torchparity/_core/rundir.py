@@ -30,14 +30,21 @@ before the next append) and strict about shape (``RunDirError``). env.json and
 run.json carry the directory's ``format_version``: a directory written in a
 format this program does not know (a newer torchparity's) is refused, never
 half-read.
+
+A run writes inside its directory only: every path a write uses is checked
+(``RunDir.inside``) to lie under the directory with no symbolic link on the
+way and no special file (a FIFO) at its end, and ``check_tree`` refuses a
+directory holding such links before a run starts (``RunDirUnsafe``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +74,69 @@ CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
 WORKER_LOG = "worker.log"
+# What a run appends to or writes into: checked before a run starts. (Rendered
+# files, env.json and run.json are replaced by a rename, never written through.)
+WRITTEN_DIRS = (OUTPUTS_DIR, SAMPLES_DIR, DIVERGENCE_INPUTS_DIR, LOCALIZATION_DIR, ERRORS_DIR)
+WRITTEN = (RESULTS_JSONL, DIVERGENCES_JSONL, WORKER_LOG, CACHE_DIR, *WRITTEN_DIRS)
+
+
+LOG_LIMIT_ENV = "TORCHPARITY_WORKER_LOG_LIMIT"  # bytes; default WORKER_LOG_LIMIT
+WORKER_LOG_LIMIT = 50_000_000
+_CUT_MARK = b"-- worker.log: "
+
+
+def log_limit() -> int:
+    try:
+        return max(4096, int(os.environ.get(LOG_LIMIT_ENV, WORKER_LOG_LIMIT)))
+    except ValueError:
+        return WORKER_LOG_LIMIT
+
+
+def cap_log(path: Path, limit: int | None = None) -> int:
+    """Cut ``path`` to its last quarter of ``limit`` bytes (at a line start) when
+    it is over ``limit``, headed by a line saying how many bytes were cut in
+    all; returns the bytes cut now. Writers that append (O_APPEND) go on at the
+    new end. Only a regular file is touched."""
+    limit = limit or log_limit()
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size <= limit:
+            return 0
+        with open(path, "r+b") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(200)
+            fh.seek(max(0, size - limit // 4))
+            tail = fh.read()
+            start = tail.find(b"\n") + 1
+            tail = tail[start:] if 0 < start < len(tail) else tail
+            before = 0
+            if head.startswith(_CUT_MARK):
+                digits = head[len(_CUT_MARK) :].split(b" ", 1)[0]
+                before = int(digits) if digits.isdigit() else 0
+            cut = size - len(tail)
+            mark = (
+                _CUT_MARK
+                + f"{before + cut} bytes of earlier output cut (the log keeps its tail)\n".encode()
+            )
+            fh.seek(0)
+            fh.write(mark + tail)
+            fh.truncate()
+        return cut
+    except OSError:
+        return 0
+
+
+def start_log_cap(path: Path, interval_s: float = 1.0) -> None:
+    """Cap ``path`` every ``interval_s`` seconds from a daemon thread, for the
+    life of this process (a worker whose model prints without end)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            cap_log(path)
+            time.sleep(interval_s)
+
+    threading.Thread(target=watch, name="worker-log-cap", daemon=True).start()
+
 
 # The run directory's format: raise it when a file changes meaning, so an older
 # torchparity refuses a directory it would misread. Files written before the
@@ -81,6 +151,17 @@ class RunDirError(Exception):
 
 class RunDirLocked(RunDirError):
     """Another live process is writing into the run directory."""
+
+
+class RunDirUnsafe(RunDirError):
+    """A path a run would write leads outside the run directory (a symbolic
+    link on the way) or is not a regular file."""
+
+
+def _open_append(path: Path) -> int:
+    """An append-only descriptor on ``path`` that never follows a link at its end."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(path, flags, 0o644)
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -103,7 +184,7 @@ class JsonlWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
-        self._fh = open(path, "a", encoding="utf-8", newline="\n")
+        self._fh = os.fdopen(_open_append(path), "a", encoding="utf-8", newline="\n")
 
     def append(self, record: dict[str, Any]) -> None:
         self._fh.write(row_mod.encode(record) + "\n")
@@ -127,6 +208,7 @@ class JsonlContents:
     records: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: list[int] = field(default_factory=list)  # 1-based line numbers
     torn_tail: bool = False
+    line_numbers: list[int] = field(default_factory=list)  # of each record, 1-based
 
 
 def read_jsonl(path: Path) -> JsonlContents:
@@ -152,26 +234,70 @@ def read_jsonl(path: Path) -> JsonlContents:
             continue
         if isinstance(record, dict):
             out.records.append(record)
+            out.line_numbers.append(number)
         else:
             out.bad_lines.append(number)
     return out
 
 
+def _not_a_row(row: dict[str, Any]) -> str:
+    """Why a JSON object is no row ("" when it is one): a row has a status and
+    names its cell, by ``cell_id`` or by all of the cell columns."""
+    if row.get("status") in (None, ""):
+        return "not a row: no status"
+    missing = [c for c in row_mod.CELL_COLUMNS if row.get(c) in (None, "")]
+    if row.get("cell_id") in (None, "") and missing:
+        return f"not a row: no cell_id, and no {', '.join(missing)}"
+    return ""
+
+
 def read_rows(path: Path) -> list[Row]:
-    """Rows of a results.jsonl (later row of a cell wins); ``RunDirError`` on a
-    row of the wrong shape."""
+    """Rows of a results.jsonl (later row of a cell wins), each bounded as it is
+    read (``bounded_row``); ``RunDirError`` naming the line on a row of the
+    wrong shape (wrong types, no status, or nothing naming its cell)."""
     rows: dict[str, Row] = {}
-    for index, record in enumerate(read_jsonl(path).records):
+    contents = read_jsonl(path)
+    for number, record in zip(contents.line_numbers, contents.records, strict=True):
         try:
-            row = row_mod.decode(record)
+            row = row_mod.decode(bounded_row(record))
+            why = _not_a_row(row)
+            if why:
+                raise row_mod.RowError(why)
         except row_mod.RowError as exc:
-            raise RunDirError(f"{path}: row {index + 1}: {exc}") from None
-        rows[str(row.get("cell_id") or f"#{index}")] = row
+            raise RunDirError(f"{path}: line {number}: {exc}") from None
+        rows[str(row.get("cell_id") or f"#{number}")] = row
     return list(rows.values())
 
 
 REASON_LIMIT = 500  # characters of a row's reason
 TEXT_LIMIT = 20_000  # characters of any other text field (traceback)
+LIST_LIMIT = 100_000  # items of a list field (samples_ms, leaf_names)
+
+
+def _cut(value: str, keep: int) -> str:
+    """``value`` cut to ``keep`` characters, marked, with a digest of the whole so
+    two long names that share a prefix stay distinct."""
+    digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:8]
+    return f"{value[:keep]} [... {len(value) - keep} more characters, sha256 {digest}]"
+
+
+def _bounded_value(key: str, value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        keep = REASON_LIMIT if key == "reason" else TEXT_LIMIT
+        return _cut(value, keep) if len(value) > keep else value
+    if isinstance(value, list) and depth < 4:
+        return [_bounded_value(key, v, depth + 1) for v in value[:LIST_LIMIT]]
+    if isinstance(value, dict) and depth < 4:
+        items = list(value.items())[:LIST_LIMIT]
+        return {k: _bounded_value(k, v, depth + 1) for k, v in items}
+    return value
+
+
+def bounded_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A row read from disk with the writer's bounds applied again (the file
+    may not come from a writer that kept them): reasons cut at ``REASON_LIMIT``
+    characters, other text at ``TEXT_LIMIT``, lists at ``LIST_LIMIT`` items."""
+    return {k: _bounded_value(k, v) for k, v in list(record.items())[:LIST_LIMIT]}
 
 
 class BoundedWriter:
@@ -263,6 +389,45 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
+    # -- write safety ----------------------------------------------------------
+    def inside(self, path: Path, replaced: bool = False) -> Path:
+        """``path`` (a path under the run directory) when writing it stays inside:
+        no component below the directory is a symbolic link or leaves it, and
+        an existing file there is a regular file. Else ``RunDirUnsafe``. A file
+        ``replaced`` by an atomic rename may itself be a link or a FIFO: the
+        rename replaces it, nothing is written through it."""
+        try:
+            relative = Path(path).relative_to(self.path)
+        except ValueError:
+            raise RunDirUnsafe(f"{path} is not inside the run directory {self.path}") from None
+        current = self.path
+        for i, part in enumerate(relative.parts):
+            current = current / part
+            last = i == len(relative.parts) - 1
+            if part in ("..", ".") or (current.is_symlink() and not (replaced and last)):
+                raise RunDirUnsafe(
+                    f"{self.path}: {relative.as_posix()} leads outside the run directory "
+                    f"({current} is a symbolic link); a run writes inside its directory only: "
+                    "remove the link or choose another --out"
+                )
+        if replaced or current.is_symlink():
+            return current
+        if current.exists() and not (current.is_file() or current.is_dir()):
+            raise RunDirUnsafe(
+                f"{self.path}: {relative.as_posix()} is not a regular file; "
+                "remove it or choose another --out"
+            )
+        return current
+
+    def check_tree(self) -> None:
+        """Refuse (``RunDirUnsafe``) a run directory where a file or folder a run
+        writes is a symbolic link or a special file, or holds a link among its files."""
+        for name in WRITTEN:
+            path = self.inside(self.path / name)
+            if path.is_dir() and name in WRITTEN_DIRS:
+                for child in path.iterdir():
+                    self.inside(child)
+
     # -- env.json and run.json -------------------------------------------------
     def _read_object(self, path: Path) -> dict[str, Any]:
         try:
@@ -276,7 +441,9 @@ class RunDir:
 
     def _write_object(self, path: Path, value: dict[str, Any], **dump: Any) -> Path:
         stamped = {**value, FORMAT_KEY: FORMAT_VERSION}
-        return atomic_write_text(path, json.dumps(stamped, **dump) + "\n")
+        return atomic_write_text(
+            self.inside(path, replaced=True), json.dumps(stamped, **dump) + "\n"
+        )
 
     def read_env(self) -> dict[str, Any]:
         """env.json, or {} when the run has none."""
@@ -352,7 +519,7 @@ class RunDir:
 
     @contextmanager
     def results_writer(self) -> Iterator[BoundedWriter]:
-        with JsonlWriter(self.results_jsonl) as writer:
+        with JsonlWriter(self.inside(self.results_jsonl)) as writer:
             yield BoundedWriter(writer, self)
 
     def bounded(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +534,8 @@ class RunDir:
             return record
         stem = safe_file_stem(str(record.get("cell_id") or record.get("case") or "row"))
         path = atomic_write_text(
-            self.errors_dir / f"{stem}.txt", "".join(f"--- {k} ---\n{v}\n" for k, v in long.items())
+            self.inside(self.errors_dir / f"{stem}.txt"),
+            "".join(f"--- {k} ---\n{v}\n" for k, v in long.items()),
         )
         out = dict(record)
         for key, value in long.items():
@@ -382,7 +550,8 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold ``run.lock`` while writing here: a second run into the same
         directory raises ``RunDirLocked`` naming the holder. A lock left by a
-        dead process on this host is taken over."""
+        dead process on this host is taken over. A directory where a run's
+        writes would leave it through a link raises ``RunDirUnsafe``."""
         self.create()
         mine = {
             "pid": os.getpid(),
@@ -406,6 +575,7 @@ class RunDir:
                 json.dump(mine, fh)
             break
         try:
+            self.check_tree()  # before anything is written: links out are refused
             yield
         finally:
             if self._lock_holder().get("pid") == mine["pid"]:
@@ -420,14 +590,14 @@ class RunDir:
 
     @contextmanager
     def divergences_writer(self) -> Iterator[JsonlWriter]:
-        with JsonlWriter(self.divergences_jsonl) as writer:
+        with JsonlWriter(self.inside(self.divergences_jsonl)) as writer:
             yield writer
 
     def write_text(self, name: str, text: str) -> Path:
         """A rendered file (summary.md, report.html, compare.md, ...), atomically."""
         if Path(name).name != name:
             raise ValueError(f"not a plain file name: {name!r}")
-        return atomic_write_text(self.path / name, text)
+        return atomic_write_text(self.inside(self.path / name, replaced=True), text)
 
     def write_csv(self, frame: Any, name: str = RESULTS_CSV) -> Path:
         return self.write_text(name, frame.to_csv(index=False, lineterminator="\n"))
@@ -436,7 +606,7 @@ class RunDir:
     def localization_file(self, cell_id: str, suffix: str) -> Path:
         """``localization/<safe stem of the cell>{suffix}`` (".csv", ".json",
         "-repro.py", "-inputs.npz")."""
-        return self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}"
+        return self.inside(self.localization_dir / f"{safe_file_stem(cell_id)}{suffix}")
 
     def write_localization(
         self, cell_id: str, table: Any, record: dict[str, Any]
@@ -467,6 +637,21 @@ class RunDir:
                 records.append(record)
         return records
 
+    # -- samples/ and worker.log -----------------------------------------------
+    def sample_file(self, cell_id: str) -> Path:
+        """``samples/<safe stem of the cell>.pt``, checked for writing."""
+        return self.inside(self.samples_dir / f"{safe_file_stem(cell_id)}.pt")
+
+    def open_worker_log(self) -> int:
+        """An append-only descriptor on worker.log (checked, never through a link)."""
+        path = self.inside(self.worker_log)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _open_append(path)
+
+    def cap_worker_log(self) -> int:
+        """Keep worker.log under its limit (see ``cap_log``); bytes cut now."""
+        return cap_log(self.worker_log)
+
     # -- outputs/ --------------------------------------------------------------
     def output_file(self, cell_id: str) -> Path:
         return self.outputs_dir / f"{safe_file_stem(cell_id)}.npz"
@@ -488,7 +673,7 @@ class RunDir:
             output_store,  # numpy and torch: only where outputs are touched
         )
 
-        return output_store.save(self.output_file(cell_id), cell_id, names, leaves)
+        return output_store.save(self.inside(self.output_file(cell_id)), cell_id, names, leaves)
 
     def load_outputs(self, file_name: Any) -> list[Any] | None:
         """The stored leaves a row's ``output_file`` names, or None when it names

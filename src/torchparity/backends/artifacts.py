@@ -31,7 +31,7 @@ _SCRATCH: list[str] = []  # temporary directories of --no-cache runs, removed at
 def artifact_key(ctx: PrepareContext, module: torch.nn.Module, extra: Iterable[str] = ()) -> str:
     """The artifact's key: the pipeline's cell key (case code and weights,
     inputs, precision, device, backend, options, library versions; see
-    engine/cache_keys.py), the module as the backend receives it, and the
+    cases/cache_keys.py), the module as the backend receives it, and the
     backend's own ``extra`` facts (route, exporter)."""
     text = "|".join([ctx.cache_key, module_fingerprint(module), *extra])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -54,7 +54,9 @@ def load_or_build(
 ) -> T:
     """The artifact for ``key``: loaded from the cache, or built with
     ``build(path)`` and then loaded, so the deployed form (the file) is always
-    what runs. Records ``cache`` (hit / miss / rebuilt (why) / off) in ``ctx.notes``.
+    what runs. Records ``cache`` (hit / miss / rebuilt (why) / off) in ``ctx.notes``:
+    an entry sealed for another behavioural fingerprint than ``ctx.fingerprint``
+    (the module computes something else now) is "rebuilt (model changed)".
 
     Loading runs code, so a cached entry is loaded only when its seal (written
     by this user's run that built it, see src/torchparity/_core/cache.py) matches its bytes,
@@ -72,7 +74,7 @@ def load_or_build(
     path = ctx.cache_dir / f"{safe_file_stem(ctx.cell.case, 60)}-{key}{suffix}"
     state = "miss"
     if path.exists() or path.is_symlink():
-        data, why = cache.verified_bytes(path)
+        data, why = cache.verified_bytes(path, ctx.fingerprint)
         if data is None:
             state = f"rebuilt ({why})"
         else:
@@ -95,7 +97,7 @@ def load_or_build(
         build(tmp)
         data = tmp.read_bytes()
         os.replace(tmp, path)
-        cache.seal(path, data)
+        cache.seal(path, data, ctx.fingerprint)
     finally:
         tmp.unlink(missing_ok=True)
     ctx.notes["cache"] = state

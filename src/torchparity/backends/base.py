@@ -35,6 +35,9 @@ class PrepareContext:
     precision: Precision
     cache_dir: Path | None = None
     cache_key: str = ""
+    # The module's behavioural fingerprint (cases/cache_keys.py): sealed with each
+    # artifact; an entry sealed for another one is rebuilt ("model changed").
+    fingerprint: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # backend facts for the row
     # The submodule's path in the case's model when localization prepares one

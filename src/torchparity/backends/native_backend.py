@@ -56,7 +56,8 @@ def runner_build(notes: dict[str, Any]) -> native_build.RunnerBuild:
     except native_build.NativeBuildError as exc:
         _BUILD_ERRORS[key] = exc
         raise
-    notes["runner_build"] = f"built in {build.seconds:.1f} s" if build.built else "cached"
+    built = f"rebuilt ({build.rebuilt})" if build.rebuilt else "built"
+    notes["runner_build"] = f"{built} in {build.seconds:.1f} s" if build.built else "cached"
     return build
 
 

@@ -6,10 +6,17 @@ The build happens at first use, inside the first cell's ``prepare`` (so its
 ``prepare_s`` includes it, and only that cell's). Two processes never race:
 the build holds a lock file, works in a private directory and renames the
 finished directory into place; a reader sees a whole runner or none.
+
+The cache is untrusted (docs/security.md): the binary is sealed when built
+(its digest, HMAC-signed with this user's key: src/torchparity/_core/cache.py)
+and checked before every use. What runs is a private copy of exactly the
+bytes checked; a binary without this user's valid seal (a planted wrapper, a
+damaged file) is deleted and rebuilt, never executed.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -18,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from torchparity._core import cache
 
 SOURCE_DIR = Path(__file__).resolve().parent / "native_runner"
 EXE = "torchparity-runner" + (".exe" if sys.platform == "win32" else "")
@@ -55,10 +65,11 @@ class Compiler:
 
 @dataclass(frozen=True)
 class RunnerBuild:
-    binary: Path
+    binary: Path  # what to execute: a private copy of the checked bytes
     built: bool  # False: found in the cache (or a prebuilt binary)
     seconds: float  # build time when built, else 0
     directory: Path
+    rebuilt: str = ""  # why a cached binary was not used (untrusted, digest mismatch)
 
 
 def _safe(text: str) -> str:
@@ -272,6 +283,7 @@ def _build_into(final: Path, source: Path, compiler: Compiler) -> None:
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (stage / "info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        _seal_binary(stage)  # sealed before it appears: a reader never sees it unsealed
         os.replace(stage, final)  # atomic: readers see the whole directory or none
     except NativeBuildError:
         failed = final.with_name(f".failed-{final.name}")  # keep the log for a look
@@ -282,10 +294,55 @@ def _build_into(final: Path, source: Path, compiler: Compiler) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+_COPIES: dict[tuple[str, str], Path] = {}  # (cache directory, digest) -> private copy
+
+
+def _checked_binary(final: Path) -> tuple[Path | None, str]:
+    """A private, executable copy of ``final``'s runner when its seal holds
+    (``(None, why)`` otherwise, the binary then deleted): the copy lives in a
+    directory only this process writes, so the file run is the file checked."""
+    binary = final / EXE
+    data, why = cache.verified_bytes(binary)
+    if data is None:
+        cache.discard(binary)
+        return None, why
+    key = (str(final), hashlib.sha256(data).hexdigest())
+    if key not in _COPIES or not _COPIES[key].is_file():
+        _COPIES[key] = _private_executable(data)
+    return _COPIES[key], ""
+
+
+def _private_executable(data: bytes) -> Path:
+    """``data`` as ``<new 0700 directory>/torchparity-runner`` (mode 0700),
+    removed at exit: the runner keeps its own name, in a place only we write."""
+    directory = Path(tempfile.mkdtemp(prefix="torchparity-runner-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / EXE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def _seal_binary(directory: Path) -> None:
+    """Seal the runner in ``directory`` (the seal names the file, not the
+    directory, so it holds after the staging directory is renamed into place)."""
+    binary = directory / EXE
+    cache.seal(binary, binary.read_bytes())
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def ensure_runner() -> RunnerBuild:
-    """The runner binary, built first when the cache has none. Raises
-    NativeBuildError (the compiler's first error line) when it does not build."""
-    if os.environ.get(ENV_BINARY):
+    """The runner binary, built first when the cache has none (or none this
+    user's runs sealed). Raises NativeBuildError (the compiler's first error
+    line) when it does not build."""
+    if os.environ.get(ENV_BINARY):  # the user's own binary, named by them: not the cache's
         binary = Path(os.environ[ENV_BINARY])
         return RunnerBuild(binary, False, 0.0, binary.parent)
     reason = toolchain_missing()
@@ -295,11 +352,21 @@ def ensure_runner() -> RunnerBuild:
     assert compiler is not None
     source = source_dir()
     final = cache_root() / build_key(compiler, source)
-    if (final / EXE).is_file():
-        return RunnerBuild(final / EXE, False, 0.0, final)
+    why = ""
+    if (final / EXE).exists() or (final / EXE).is_symlink():
+        binary, why = _checked_binary(final)
+        if binary is not None:
+            return RunnerBuild(binary, False, 0.0, final)
     began = time.perf_counter()
     with _locked(final.with_name(final.name + ".lock")):
         if (final / EXE).is_file():  # another process built it while we waited
-            return RunnerBuild(final / EXE, False, 0.0, final)
+            binary, why_now = _checked_binary(final)
+            if binary is not None:
+                return RunnerBuild(binary, False, 0.0, final)
+            why = why or why_now
+        _remove(final)  # nothing of an untrusted build is kept
         _build_into(final, source, compiler)
-    return RunnerBuild(final / EXE, True, time.perf_counter() - began, final)
+        binary, why_now = _checked_binary(final)
+        if binary is None:
+            raise NativeBuildError(f"the runner just built fails its seal check ({why_now})")
+    return RunnerBuild(binary, True, time.perf_counter() - began, final, why)

@@ -2,21 +2,35 @@
 reference and every backend artifact. A key covers the case's code and
 weights, the inputs, the precision, device, backend and its options, the seed
 and the versions of the libraries that produce the cached thing, so an edited
-model or an upgraded exporter is never served a stale entry."""
+model or an upgraded exporter is never served a stale entry.
+
+The key says where the model is defined; the *behavioural fingerprint*
+(``behaviour_probe``) says what it computes: the digest of its fp64 output on
+a small fixed probe input. It is sealed with every cached entry, and an entry
+whose fingerprint differs from the module's now is rebuilt ("model changed"):
+an edit in a helper module the forward calls, a constructor argument that is
+not a parameter, a config value or an environment variable read at build time
+change no file the key covers, but they change the probe's output
+(docs/security.md, "Cache keys")."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.metadata
 import inspect
+import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchparity.cases.inputs import tensor_digest
+from torchparity.cases.call_args import as_positional
+from torchparity.cases.inputs import InputGen, tensor_digest
+from torchparity.cases.outputs import flatten
 
 KEY_LIBRARIES = ("torch", "onnx", "onnxscript", "onnxruntime")
 
@@ -102,3 +116,79 @@ def cell_key(
 
 def _hash(parts: Iterable[str], length: int) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:length]
+
+
+# -- the behavioural fingerprint ------------------------------------------------
+
+PROBE_BATCH = 1  # the probe's batch: small, so probing costs a fraction of a cell
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the module computes, as far as a cache entry needs to know."""
+
+    fingerprint: str  # the digest of the fp64 output on the probe input
+    nondeterministic: str = ""  # why the module does not reproduce itself ("" when it does)
+
+
+_PROBES: dict[str, Probe] = {}
+
+
+def _probe_output(case: Any, module: torch.nn.Module, inputs: tuple) -> list[torch.Tensor]:
+    """The module's fp64 CPU output leaves on ``inputs``: its own copy of the
+    module and of the inputs, one intra-op thread (a reduction's order then does
+    not depend on the run's --threads), no autograd."""
+    probe = copy.deepcopy(module).to(torch.float64)
+    args = tuple(
+        x.detach().clone().to(torch.float64)
+        if isinstance(x, torch.Tensor) and x.is_floating_point()
+        else copy.deepcopy(x)
+        for x in inputs
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return [t.detach().clone() for t in flatten(probe(*args)).tensors]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _max_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> str:
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b, strict=True)):
+        return "outputs of different shapes"
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x.is_floating_point() or x.is_complex():
+            diff = (x - y).abs().nan_to_num(nan=float("inf"))
+            worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
+        elif not torch.equal(x, y):
+            return "different integer outputs"
+    return f"max abs diff {worst:.3g}"
+
+
+def behaviour_probe(case: Any, module: torch.nn.Module) -> Probe:
+    """The module's behavioural fingerprint, computed once per process for each
+    module fingerprint (code, structure, weights): two fp64 calls on a fixed
+    probe input of batch ``PROBE_BATCH``. Two calls that differ make the module
+    non-deterministic: its fingerprint is then new on every probe, so nothing is
+    served from the cache for it. A probe that raises gives a new fingerprint too
+    (the cell's own stages report the failure)."""
+    key = case_fingerprint(case, module)
+    if key in _PROBES:
+        return _PROBES[key]
+    try:
+        # The flat positional form: ``module`` takes keyword inputs that way (call_args.py).
+        inputs = as_positional(case.make_inputs(InputGen(case.name, 0, "probe"), PROBE_BATCH))
+        first = _probe_output(case, module, inputs)
+        second = _probe_output(case, module, inputs)
+    except Exception as exc:  # noqa: BLE001 - unprobed: never matches a cached entry
+        probe = Probe(f"unprobed-{type(exc).__name__}-{uuid.uuid4().hex}")
+    else:
+        digest, again = tensor_digest(first), tensor_digest(second)
+        if digest == again:
+            probe = Probe(digest)
+        else:
+            probe = Probe(f"nondeterministic-{uuid.uuid4().hex}", _max_difference(first, second))
+    _PROBES[key] = probe
+    return probe

@@ -1,9 +1,13 @@
 """The reference: the case in eager, fp64, on CPU, on the same inputs.
 
-Computed once per cache key (engine/cache_keys.py: the case's code and
+Computed once per cache key (cases/cache_keys.py: the case's code and
 weights, the inputs, the library versions), kept in memory and in a sealed file under
 the cache directory so other worker processes load it instead of recomputing
 (a file without this user's seal is recomputed: src/torchparity/_core/cache.py).
+The seal carries the module's behavioural fingerprint (a cheap fp64 probe,
+``cache_keys.behaviour_probe``): a file made for a module that computed
+something else is recomputed ("model changed"), and a module that does not
+reproduce itself is flagged ``nondeterministic``.
 The reference runs on its own copy of the inputs: a model that modifies its
 inputs in place cannot change what later consumers see.
 """
@@ -19,7 +23,7 @@ import torch
 
 from torchparity._core import cache
 from torchparity._core.files import atomic_write_bytes
-from torchparity.cases.cache_keys import cell_key
+from torchparity.cases.cache_keys import behaviour_probe, cell_key
 from torchparity.cases.call_args import as_positional, keyword_call, layout_of
 from torchparity.cases.case import Case
 from torchparity.cases.inputs import InputGen, init_weights, seed_from, tensor_digest
@@ -32,6 +36,9 @@ class Reference:
     outputs: list[torch.Tensor]
     input_digest: str
     dropped: list[str] = field(default_factory=list)  # non-tensor output leaves
+    fingerprint: str = ""  # the module's behavioural fingerprint (cache_keys.Probe)
+    nondeterministic: str = ""  # why two fp64 calls differ ("" when they agree)
+    cache: str = ""  # hit / miss / rebuilt (why) / off: the row's reference_cache
 
 
 def build_module(case: Case, seed: int) -> torch.nn.Module:
@@ -68,7 +75,7 @@ def reference_key(case: Case, case_print: str, digest: str, seed: int) -> str:
     return cell_key(case_print, digest, "fp64", "cpu", "reference", seed=seed)
 
 
-_MEMORY: dict[str, Reference] = {}
+_MEMORY: dict[tuple[str, str], Reference] = {}
 
 
 def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Reference:
@@ -82,13 +89,14 @@ def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Re
     return Reference(out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped)
 
 
-def _load(path: Path) -> Reference | None:
-    """The sealed reference file at ``path``, or None (absent, unsealed, changed,
-    torn): a file this user's runs did not write is never believed."""
-    data, _why = cache.verified_bytes(path)
+def _load(path: Path, fingerprint: str) -> Reference | str:
+    """The sealed reference file at ``path``, or why not (unsealed, made for a
+    model that computed something else, changed, torn): a file this user's runs
+    did not write for this very model is never believed."""
+    data, why = cache.verified_bytes(path, fingerprint)
     if data is None:
         cache.discard(path)
-        return None
+        return why
     try:
         data = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
         return Reference(
@@ -97,8 +105,8 @@ def _load(path: Path) -> Reference | None:
             data["input_digest"],
             list(data.get("dropped", [])),
         )
-    except Exception:  # a corrupt file is recomputed, never trusted
-        return None
+    except Exception as exc:  # a corrupt file is recomputed, never trusted
+        return f"{type(exc).__name__} loading the cached entry"
 
 
 def _save(ref: Reference, path: Path) -> None:
@@ -115,7 +123,32 @@ def _save(ref: Reference, path: Path) -> None:
     )
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
-    cache.seal(path, data)
+    cache.seal(path, data, ref.fingerprint)
+
+
+NONDETERMINISM_HELP = (
+    "make the case deterministic: build it in eval() mode, draw random values "
+    "from a seeded torch.Generator made in the module (not the global RNG), and "
+    'no dropout or sampling in forward (docs/security.md, "A model that does not reproduce itself")'
+)
+
+
+def nondeterminism_fields(ref: Reference) -> dict[str, object]:
+    """The row's verdict for a module that does not reproduce itself at fp64
+    (empty when it does): an ``error`` blamed on the case, since no backend can be
+    judged against a reference that changes from call to call."""
+    if not ref.nondeterministic:
+        return {}
+    return {
+        "status": "error",
+        "reason": (
+            "non-deterministic model: two fp64 eager calls on the same inputs "
+            f"differ ({ref.nondeterministic}); {NONDETERMINISM_HELP}"
+        ),
+        "error_stage": "reference",
+        "error_type": "NonDeterministic",
+        "nondeterministic": True,
+    }
 
 
 def get_reference(
@@ -126,16 +159,29 @@ def get_reference(
     case_print: str,
     seed: int = 0,
 ) -> Reference:
-    """The reference for ``case`` on ``inputs``, from memory, the file cache, or computed."""
+    """The reference for ``case`` on ``inputs``, from memory, the file cache, or
+    computed; ``cache`` says which, ``nondeterministic`` whether the module
+    reproduces itself (then nothing is cached or served for it)."""
     digest = input_digest(inputs)
     key = reference_key(case, case_print, digest, seed)
-    if key in _MEMORY:
-        return _MEMORY[key]
+    probe = behaviour_probe(case, module)
+    if (key, probe.fingerprint) in _MEMORY:
+        return _MEMORY[(key, probe.fingerprint)]
     path = cache_dir / "reference" / f"{key}.pt" if cache_dir else None
-    ref = _load(path) if path is not None and (path.exists() or path.is_symlink()) else None
-    if ref is None:
+    state = "off" if path is None else "miss"
+    ref: Reference | str | None = None
+    if path is not None and (path.exists() or path.is_symlink()):
+        ref = _load(path, probe.fingerprint)
+        state = "hit" if isinstance(ref, Reference) else f"rebuilt ({ref})"
+    if not isinstance(ref, Reference):
         ref = compute_reference(module, inputs, digest)
-        if path is not None:
+        ref.fingerprint = probe.fingerprint
+        if path is not None and not probe.nondeterministic:
             _save(ref, path)
-    _MEMORY[key] = ref
+    ref.fingerprint, ref.nondeterministic, ref.cache = (
+        probe.fingerprint,
+        probe.nondeterministic,
+        state,
+    )
+    _MEMORY[(key, probe.fingerprint)] = ref
     return ref

@@ -413,10 +413,9 @@ def _save_worst(cell: Cell, settings: RunSettings, worst: Outcome) -> dict[str, 
     """The worst sample's inputs in ``RUN_DIR/samples/`` and the command replaying it."""
     if settings.output_dir is None or worst.status == Status.PASS:
         return {}
-    from torchparity._core.files import safe_file_stem
     from torchparity._core.rundir import RunDir
 
-    path = RunDir(settings.output_dir).samples_dir / f"{safe_file_stem(cell.id)}.pt"
+    path = RunDir(settings.output_dir).sample_file(cell.id)  # checked: inside the run directory
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "cell": cell.as_dict(),

@@ -40,6 +40,7 @@ from torchparity.cases.reference import (
     build_module,
     clone_inputs,
     get_reference,
+    nondeterminism_fields,
 )
 from torchparity.cell.stages import CellRun, NothingToCompare, Stages, check_precheck
 from torchparity.timing.measurement import Measurement
@@ -150,6 +151,11 @@ def stage_reference(s: CellState) -> bool:
         s.ctx.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.ctx.seed
     )
     s.row["input_digest"] = s.reference.input_digest
+    s.row["reference_cache"] = s.reference.cache
+    flagged = nondeterminism_fields(s.reference)  # no verdict rests on such a reference
+    if flagged:
+        s.row.update(flagged)
+        return False
     vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
         raise NothingToCompare(vacuous)
@@ -164,6 +170,7 @@ def stage_prepare(s: CellState) -> bool:
     s.prepare_ctx = s.ctx.prepare_context(
         s.case_print, s.reference.input_digest, s.ctx.artifact_cache
     )
+    s.prepare_ctx.fingerprint = s.reference.fingerprint  # artifacts of another model: rebuilt
     module = s.cast_module()
     device.synchronize()
     began = time.perf_counter()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torchparity._core import cache as cache_mod
 from torchparity._core import row as row_mod
-from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked
+from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked, RunDirUnsafe
 from torchparity.cases.case import PluginSpec, RegistryError, load_all
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -114,12 +114,13 @@ def check_out_dir(path: Path, flag: str = "--out") -> None:
 
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
-    """The run directory's lock for the duration of a run (a second run: exit 2)."""
+    """The run directory's lock for the duration of a run (a second run, or a
+    directory whose writes would leave it through a link: exit 2)."""
     check_out_dir(run_dir)
     try:
         with RunDir(run_dir).lock():
             yield
-    except RunDirLocked as exc:
+    except (RunDirLocked, RunDirUnsafe) as exc:
         raise UsageError(str(exc)) from None
 
 

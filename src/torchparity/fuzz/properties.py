@@ -42,7 +42,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, get_precision
 from torchparity.backends import get_backend
 from torchparity.backends.base import PrepareContext
-from torchparity.cases.cache_keys import case_fingerprint
+from torchparity.cases.cache_keys import behaviour_probe, case_fingerprint
 from torchparity.cases.case import CASES, Case, load_entry_point_plugins
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import flatten
@@ -168,6 +168,7 @@ class Checker:
         self.tdev = self.ctx.device.torch_device()
         module = build_module(self.ctx.case, self.ctx.seed)
         self.case_print = case_fingerprint(self.ctx.case, module)
+        self.fingerprint = behaviour_probe(self.ctx.case, module).fingerprint
         self.reference_module = copy.deepcopy(module).to(torch.float64)
         self.module = module.to(device=self.tdev, dtype=self.precision.dtype)
         self.backend = self.ctx.backend
@@ -176,7 +177,9 @@ class Checker:
 
     def _ctx(self, signature: str) -> PrepareContext:
         """The cell's backend context and cache key, with the input signature as the inputs."""
-        return self.ctx.prepare_context(self.case_print, signature, self.cache_dir)
+        ctx = self.ctx.prepare_context(self.case_print, signature, self.cache_dir)
+        ctx.fingerprint = self.fingerprint  # an artifact of another behaviour is rebuilt
+        return ctx
 
     def _prepared(self, inputs: tuple) -> Any:
         signature = tuple((str(x.dtype), tuple(x.shape)) for x in inputs)

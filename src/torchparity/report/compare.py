@@ -914,4 +914,4 @@ def html_page(
             h.section(heading, h.table(_table(comparison, which), f"{which}-changes"), which)
         )
     sections.append(h.section("Every cell", h.table(comparison.frame(), "all-cells"), "all"))
-    return h.page(title, sections)
+    return h.fit_page(title, sections, "")

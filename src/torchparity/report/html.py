@@ -182,3 +182,41 @@ def page(title: str, sections: list[str], subtitle: str = "") -> str:
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1>{sub}{''.join(sections)}<script>{_SCRIPT}</script></body></html>"
     )
+
+
+REPORT_LIMIT = 5_000_000  # bytes of report.html (docs/reports.md), whatever the rows hold
+SHOWN_LIMIT = 300  # characters of one value shown on a page or in summary.md
+TRACE_SHOWN = 4000  # characters of a traceback shown (the full text is in results.jsonl)
+
+
+def shown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` as a page shows them: each text value cut at ``SHOWN_LIMIT``
+    characters (a traceback at ``TRACE_SHOWN``), so a hostile or huge name
+    costs the renderers (tables, charts) a bounded amount of work."""
+
+    def cut(key: str, value: Any) -> Any:
+        keep = TRACE_SHOWN if key == "traceback" else SHOWN_LIMIT
+        if isinstance(value, str) and len(value) > keep:
+            return f"{value[:keep]} [... {len(value) - keep} more characters]"
+        return value
+
+    return [{k: cut(k, v) for k, v in row.items()} for row in rows]
+
+
+def fit_page(title: str, sections: list[str], subtitle: str, limit: int = REPORT_LIMIT) -> str:
+    """The page, under ``limit`` bytes: while it is over, its largest section
+    (after the first, the header) gives way to a line saying so."""
+    sections = list(sections)
+    while True:
+        text = page(title, sections, subtitle=subtitle)
+        size = len(text.encode("utf-8"))
+        if size <= limit or len(sections) < 2:
+            return text
+        largest = max(range(1, len(sections)), key=lambda i: len(sections[i]))
+        if len(sections[largest]) < 200:  # nothing left worth dropping
+            return text
+        sections[largest] = (
+            "<section><p class='muted'>A section of "
+            f"{len(sections[largest].encode('utf-8')) / 1e6:.1f} MB was left out to keep this page "
+            f"under {limit / 1e6:.0f} MB; every row is in results.jsonl and results.csv.</p></section>"
+        )

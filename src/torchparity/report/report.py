@@ -80,7 +80,7 @@ def blame_line(rows: list[dict[str, Any]]) -> str:
 
 def console_table(rows: list[dict[str, Any]]) -> str:
     """Case x (backend, precision) with status and median latency, for the terminal."""
-    frame = rows_frame(rows)
+    frame = rows_frame(h.shown_rows(rows))
     if frame.empty:
         return "(no rows)"
     frame = frame[frame["status"] != "skip"] if (frame["status"] != "skip").any() else frame
@@ -289,6 +289,7 @@ def summary_markdown(
 ) -> str:
     """Short Markdown for CI job summaries: counts by status, failures not
     marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
+    rows = h.shown_rows(rows)
     frame = rows_frame(rows)
     lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
     if absent_devices_line(env):
@@ -569,6 +570,7 @@ def report_html(
     """The self-contained page (no network): header, status matrix, throughput,
     latency, drift, prepare times, errors, cross-platform view (when ``runs``
     holds several run directories), all results."""
+    rows = h.shown_rows(rows)
     frame = rows_frame(rows)
     merged = bool(runs and len(runs) > 1)
     where = ["platform"] if merged and "platform" in frame.columns else []
@@ -603,7 +605,7 @@ def report_html(
             h.section("Cross-platform", note + h.table(cross, "cross-platform"), "cross")
         )
     sections.append(h.section("All results", h.table(frame, "results"), "results"))
-    return h.page("torchparity report", sections, subtitle=frame_counts_line(rows))
+    return h.fit_page("torchparity report", sections, frame_counts_line(rows))
 
 
 def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:

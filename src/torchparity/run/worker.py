@@ -39,13 +39,11 @@ def output_to_worker_log(settings: RunSettings) -> None:
     (the parent's progress line). Without a run directory, nothing changes."""
     if settings.output_dir is None:
         return
-    from torchparity._core.rundir import RunDir
+    from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
 
-    log = RunDir(settings.output_dir).worker_log
     try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:
+        fd = RunDir(settings.output_dir).open_worker_log()  # inside the run directory only
+    except (OSError, RunDirError):
         return  # an unwritable run directory fails later, with a clearer message
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -54,6 +52,7 @@ def output_to_worker_log(settings: RunSettings) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     os.write(2, f"-- worker {os.getpid()} started\n".encode())
+    start_log_cap(RunDir(settings.output_dir).worker_log)  # a model printing without end
 
 
 def _end_own_group() -> None:

@@ -8,7 +8,8 @@ the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
 runtime), ``openvino`` (its conversion and CPU plugin), ``device`` (the hardware or its runtime),
 ``harness`` (this suite: its oracle, its input generation), ``case`` (the
 case or plugin under test: its module or input factory fails to build, or its
-output is vacuous: empty, all zeros, independent of the inputs),
+output is vacuous: empty, all zeros, independent of the inputs, or
+not reproducible: two fp64 calls on the same input differ),
 ``environment`` (a missing optional dependency, a library that cannot load).
 
 A failure in a stage that runs before any backend is involved (``build``,
@@ -81,6 +82,8 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     """The guessed blame of a non-pass row on ``backend``."""
     status = row.get("xfail_of") or row.get("status")
     reason = str(row.get("reason") or "")
+    if row.get("nondeterministic"):
+        return "case"  # eager at fp64 does not reproduce itself: no backend is to blame
     if status != "skip" and _environment(row, reason):
         return "environment"
     if status != "skip" and _case_stage(row):
