@@ -261,10 +261,11 @@ def report(session: nox.Session) -> None:
 @nox.session
 def validate(session: nox.Session) -> None:
     """Check the timing method (benchmarks/validate_timing.py; args after --), then the gate:
-    A/A, A/B with a planted 20% slowdown, speedup repeatability (benchmarks/validate_gate.py)."""
+    A/A, A/B with a planted 20% slowdown, speedup repeatability, for the timing and the
+    instruction gate, and what counting instructions adds to a run (benchmarks/validate_gate.py)."""
     install(session, "dev")
     session.run("python", "benchmarks/validate_timing.py", *session.posargs)
-    session.run("python", "benchmarks/validate_gate.py")
+    session.run("python", "benchmarks/validate_gate.py", "--count-instructions")
 
 
 @nox.session

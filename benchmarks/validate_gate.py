@@ -1,15 +1,16 @@
 """Validate the compare gate and the paired speedup on this machine.
 
     python benchmarks/validate_gate.py [--rounds 3] [--threads 1] [--case GLOB ...] [--out DIR]
-                                       [--neighbours N]
+                                       [--neighbours N] [--slowdown F] [--count-instructions]
 
 Three runs of the same selection (a few models-suite cases plus the cases of
 benchmarks/slowdown_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
 artifact cache:
   A1, A2  identical code;
-  B       TORCHPARITY_PLANTED_SLOWDOWN=1.2: the planted_* cases do 20% more work.
+  B       TORCHPARITY_PLANTED_SLOWDOWN=1.2 (``--slowdown``): the planted_* cases do
+          20% more work.
 
-Then, with the gate `--fail-on throughput=10%`:
+Then, with the gate `--fail-on throughput=10%` (and `instructions=10%`):
   (a) A/A: A1 -> A2, share of measured cells the gate flags (target 0);
   (b) A/B: A2 -> B, share of planted cells flagged (target >= 90%) and
       flags on the untouched cells (target 0);
@@ -18,6 +19,14 @@ Then, with the gate `--fail-on throughput=10%`:
 Each is shown for the round-based gate, the same after dividing by the
 calibration workload (--normalize), and the old one-window U test on the
 samples (for contrast). Prints the table; writes it as CSV under --out.
+
+``--count-instructions`` runs the three with ``run --count-instructions``
+and adds the instruction gate to the table, and the cost of counting: each
+run's wall time and the seconds the counts added (the rows'
+``instructions_s``). The CI target: the models suite over eager and ONNX
+Runtime at fp32 (``--case '*'``) with counts adds under 3 minutes to a run on
+a 2-core machine. Timing figures are only meaningful on a quiet machine (or
+with ``--neighbours`` on purpose); the instruction figures hold on any.
 
 ``--neighbours N`` starts N bursty neighbour processes for the three runs
 (each busy for a random 1-6 s, then idle for a random 1-6 s, seeded): the
@@ -41,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # this checkout, installed or not
 
 from torchparity._core.rundir import RunDir  # noqa: E402
 from torchparity.report import compare  # noqa: E402
@@ -58,6 +67,7 @@ DEFAULT_CASES = [
     "steady_*",
 ]
 GATE = compare.Gate(throughput=0.10)
+INSTRUCTION_GATE = compare.Gate(instructions=0.10)
 
 
 def _neighbour(seed: int) -> None:
@@ -87,7 +97,8 @@ def neighbours(count: int):
 
 
 def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The runs use this checkout's code, not whichever torchparity the environment installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
     if slowdown:
         env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
@@ -118,6 +129,8 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
         str(out),
         "--quiet",
     ]
+    if args.count_instructions:
+        cmd.append("--count-instructions")
     for pattern in args.case:
         cmd += ["--case", pattern]
     print(
@@ -125,8 +138,21 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
         " ".join(cmd[1:]) + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
         flush=True,
     )
+    began = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
-    return RunDir(out).rows()
+    rows = RunDir(out).rows()
+    counted = sum(float(r.get("instructions_s") or 0.0) for r in rows)
+    n = sum(1 for r in rows if r.get("instructions_per_call"))
+    print(
+        f"  {out.name}: {time.perf_counter() - began:.0f} s wall"
+        + (
+            f", of which counting {counted:.0f} s ({n} cells counted)"
+            if args.count_instructions
+            else ""
+        ),
+        flush=True,
+    )
+    return rows
 
 
 def one_window(rows: list[dict]) -> list[dict]:
@@ -138,6 +164,9 @@ def one_window(rows: list[dict]) -> list[dict]:
 
 
 def flagged(base: list[dict], cur: list[dict], method: str) -> tuple[set[str], compare.Comparison]:
+    if method == "instructions":
+        result = compare.compare_runs(base, cur)
+        return {c.case + "/" + c.backend for c, _ in result.regressions(INSTRUCTION_GATE)}, result
     if method == "one window (U test)":
         result = compare.compare_runs(one_window(base), one_window(cur))
     else:
@@ -145,8 +174,9 @@ def flagged(base: list[dict], cur: list[dict], method: str) -> tuple[set[str], c
     return {c.case + "/" + c.backend for c, _ in result.regressions(GATE)}, result
 
 
-def measured(rows: list[dict]) -> set[str]:
-    return {r["case"] + "/" + r["backend"] for r in rows if r.get("throughput_items_s")}
+def measured(rows: list[dict], method: str = "") -> set[str]:
+    column = "instructions_per_call" if method == "instructions" else "throughput_items_s"
+    return {r["case"] + "/" + r["backend"] for r in rows if r.get(column)}
 
 
 def speedup_drift(a: list[dict], b: list[dict]) -> np.ndarray:
@@ -159,15 +189,19 @@ def speedup_drift(a: list[dict], b: list[dict]) -> np.ndarray:
     return np.asarray(drift, dtype=float)
 
 
-def table(a1: list[dict], a2: list[dict], b: list[dict]) -> pd.DataFrame:
-    cells = measured(a1) & measured(a2) & measured(b)
-    planted = {c for c in cells if c.startswith("planted")}
-    untouched = cells - planted
+def table(a1: list[dict], a2: list[dict], b: list[dict], slowdown: str) -> pd.DataFrame:
     rows = []
-    for method in ("rounds", "rounds / calibration", "one window (U test)"):
+    methods = ["rounds", "rounds / calibration", "one window (U test)"]
+    if any(r.get("instructions_per_call") for r in b):
+        methods.insert(0, "instructions")
+    for method in methods:
+        cells = measured(a1, method) & measured(a2, method) & measured(b, method)
+        planted = {c for c in cells if c.startswith("planted")}
+        untouched = cells - planted
         aa, aa_cmp = flagged(a1, a2, method)
         ab, ab_cmp = flagged(a2, b, method)
-        noisy = "; too noisy to judge" if aa_cmp.too_noisy(GATE) else ""
+        timed = method != "instructions"
+        noisy = "; too noisy to judge" if timed and aa_cmp.too_noisy(GATE) else ""
         rows += [
             {
                 "check": "(a) A/A: cells flagged at 10%",
@@ -176,16 +210,16 @@ def table(a1: list[dict], a2: list[dict], b: list[dict]) -> pd.DataFrame:
                 "share": len(aa & cells) / max(len(cells), 1),
                 "target": "0",
                 "met": not (aa & cells),
-                "noise floor": f"{aa_cmp.noise_floor:.1%}",
+                "noise floor": f"{aa_cmp.noise_floor:.1%}" if timed else "",
             },
             {
-                "check": "(b) A/B: planted +20% caught",
+                "check": f"(b) A/B: planted +{float(slowdown) - 1:.0%} caught",
                 "method": method,
                 "figure": f"{len(ab & planted)}/{len(planted)}",
                 "share": len(ab & planted) / max(len(planted), 1),
                 "target": ">= 90%",
                 "met": len(ab & planted) >= 0.9 * len(planted),
-                "noise floor": f"{ab_cmp.noise_floor:.1%}",
+                "noise floor": f"{ab_cmp.noise_floor:.1%}" if timed else "",
             },
             {
                 "check": "(b) A/B: untouched cells flagged",
@@ -226,6 +260,14 @@ def main() -> int:
         metavar="N",
         help="bursty CPU-burning processes beside the runs (default 0)",
     )
+    parser.add_argument(
+        "--slowdown", default="1.2", metavar="F", help="the planted cases' work factor in B"
+    )
+    parser.add_argument(
+        "--count-instructions",
+        action="store_true",
+        help="count instructions per call too: the instruction gate and its cost",
+    )
     args = parser.parse_args()
     args.case = args.case or DEFAULT_CASES
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -234,8 +276,8 @@ def main() -> int:
     with neighbours(args.neighbours):
         a1 = run(out / "A1", cache, args, None)
         a2 = run(out / "A2", cache, args, None)
-        b = run(out / "B", cache, args, "1.2")
-    result = table(a1, a2, b)
+        b = run(out / "B", cache, args, args.slowdown)
+    result = table(a1, a2, b, args.slowdown)
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "gate.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):

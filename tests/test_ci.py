@@ -129,6 +129,35 @@ def _fake_run_dir(path: Path, os_name: str, cases: list[str]) -> None:
     )
 
 
+def _run_step(tmp_path: Path, step: str, summary: Path, **env: str) -> subprocess.CompletedProcess:
+    """A ci.yml step's script run by bash as GitHub runs it, in ``tmp_path``,
+    with ``torchparity`` on PATH (this checkout's CLI under this interpreter)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "torchparity"
+    shim.write_text(
+        f'#!/usr/bin/env bash\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8"
+    )
+    shim.chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(_workflow_step_script(step), encoding="utf-8")
+    full_env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        **env,
+    }
+    return subprocess.run(
+        ["bash", "-e", str(script)],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.skipif(
     os.name == "nt" or not (shutil.which("bash") and shutil.which("find")),
     reason="the workflow's merge step is bash with GNU find (Linux runner)",
@@ -143,33 +172,8 @@ def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     )
     _fake_run_dir(art / "run-models-shard-1-of-2" / "models-shard-1-of-2", "Linux", ["c"])
     _fake_run_dir(art / "run-ubuntu-latest-py3.12" / "fuzz-ubuntu-latest-py3.12", "Linux", ["op"])
-    # `torchparity` on PATH: this checkout's CLI under this interpreter
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "torchparity"
-    shim.write_text(
-        f'#!/usr/bin/env bash\nexec "{sys.executable}" -m torchparity "$@"\n', encoding="utf-8"
-    )
-    shim.chmod(0o755)
-    script = tmp_path / "merge.sh"
-    script.write_text(
-        _workflow_step_script("Merge into one cross-platform report"), encoding="utf-8"
-    )
     summary = tmp_path / "step-summary.md"
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-        "GITHUB_STEP_SUMMARY": str(summary),
-    }
-    proc = subprocess.run(
-        ["bash", "-eo", "pipefail", str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _run_step(tmp_path, "Merge into one cross-platform report", summary)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import pandas as pd
 
@@ -186,6 +190,44 @@ def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     assert text.startswith("Merged 3 benchmark and 1 fuzz run directories.")
     assert (tmp_path / "merged" / "summary.md").read_text(encoding="utf-8") in text
     assert (tmp_path / "merged" / "fuzz" / "summary.md").read_text(encoding="utf-8") in text
+
+
+def _counted_run(path: Path, instructions: float, cpu: str = "X") -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    write_env(path, {"fingerprint": "f", "cpu": cpu})
+    row = {"case": "a", "device": "cpu", "precision": "fp32", "backend": "eager"}
+    write_rows(
+        path,
+        [
+            {
+                **row,
+                "status": "pass",
+                "cell_id": "a|cpu|fp32|eager",
+                "instructions_per_call": instructions,
+            }
+        ],
+    )
+
+
+@pytest.mark.skipif(
+    os.name == "nt" or not shutil.which("bash"), reason="a bash step (Linux runner)"
+)
+def test_workflow_gate_step_fails_on_counted_growth_and_warns_when_it_cannot_judge(tmp_path):
+    base = tmp_path / "baseline" / "smoke-ubuntu-latest-py3.12"
+    pr = tmp_path / "artifacts" / "run-ubuntu-latest-py3.12" / "smoke-ubuntu-latest-py3.12"
+    env = {"BASE_REF": "main", "RUN_NAME": "ubuntu-latest-py3.12"}
+    _counted_run(base, 1_000_000.0)
+    summary = tmp_path / "summary.md"
+    for instructions, cpu, code, annotation in (
+        (1_001_000.0, "X", 0, ""),
+        (1_080_000.0, "X", 1, "::error::**Gate: FAILED**: 1 regressions"),
+        (1_080_000.0, "Y", 0, "::warning::**Gate: not judged**: 1 cells could not be judged"),
+    ):
+        _counted_run(pr, instructions, cpu)
+        proc = _run_step(tmp_path, "Gate on the base branch", summary, **env)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert annotation in proc.stdout
+    assert "## Compared with main" in summary.read_text(encoding="utf-8")
 
 
 def _requirement_lines(path: Path) -> list[str]:

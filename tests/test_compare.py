@@ -54,8 +54,10 @@ def test_noise_floor_hides_small_significant_changes():
 
 
 def test_identical_runs_are_quiet(cli, sample_run, tmp_path):
-    current = _copy(sample_run, tmp_path)
-    proc = cli("compare", str(sample_run), str(current), "--fail-on", "throughput=10%,drift,status")
+    baseline = _copy(sample_run, tmp_path, "baseline")
+    _write_rows(baseline, _steady_rounds(_rows(baseline)))  # this machine's noise aside
+    current = _copy(baseline, tmp_path)
+    proc = cli("compare", str(baseline), str(current), "--fail-on", "throughput=10%,drift,status")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Gate: passed" in proc.stdout and "warning" not in proc.stderr
     assert "slower" not in proc.stdout and "new failure" not in proc.stdout
@@ -287,3 +289,90 @@ def test_instruction_gate_flags_counted_growth_only():
     assert (
         result.regressions(compare.Gate(throughput=0.05)) == []
     )  # no timing, no throughput verdict
+
+
+# -- broad regressions: a subset of cells moved by a common factor ----------------------
+
+
+def _six(rng, changed=0, factor=1.25, noise=0.02):
+    """Two runs of 6 cells (quiet: 2% round noise); in the second, the first
+    ``changed`` cells do ``factor`` times the work."""
+    slow = {i: factor for i in range(changed)}
+    return _synthetic_run(rng, cells=6, noise=noise), _synthetic_run(
+        rng, cells=6, noise=noise, slow=slow
+    )
+
+
+@pytest.mark.parametrize("changed", [1, 3, 5])
+def test_a_change_to_some_of_the_cells_is_caught_not_read_as_scatter(changed):
+    caught = 0
+    for seed in range(10):
+        base, cur = _six(np.random.default_rng(seed), changed)
+        result = compare.compare_runs(base, cur)
+        flagged = sorted(c.case for c, _ in result.regressions(GATE10))
+        assert set(flagged) <= {f"c{i}" for i in range(changed)}, (seed, flagged)  # no false flag
+        if flagged == [f"c{i}" for i in range(changed)]:
+            caught += 1
+            assert result.outcome(GATE10) == "failed"
+            groups = result.groups
+            assert groups is not None
+            if groups.moved:  # read as two levels: the unchanged cells are the steady ones
+                assert groups.steady == 6 - changed
+                assert "fall in two groups" in result.noise_line(GATE10)
+        else:  # never a pass: what the gate cannot resolve it says it could not judge
+            assert result.outcome(GATE10) == "not judged", (seed, result.noise_line(GATE10))
+    assert caught >= 9, caught
+
+
+def test_identical_code_flags_nothing_and_is_one_level():
+    outcomes = []
+    for seed in range(10):
+        base, cur = _six(np.random.default_rng(100 + seed))
+        result = compare.compare_runs(base, cur)
+        assert result.regressions(GATE10) == [], seed
+        assert result.groups is not None and result.groups.moved == 0
+        outcomes.append(result.outcome(GATE10))
+    # Six cells estimate the scatter roughly: one draw in ten may leave the gate unable to judge 10%.
+    assert outcomes.count("passed") >= 9 and "failed" not in outcomes, outcomes
+
+
+def _run_dir(path, rows):
+    write_rows(path, rows)
+    write_env(path, {"fingerprint": "same", "run_id": path.name})
+    return path
+
+
+def test_compare_exits_3_and_names_the_cells_it_could_not_judge(cli, tmp_path):
+    rng = np.random.default_rng(7)
+    base = _run_dir(tmp_path / "base", _synthetic_run(rng, cells=6, noise=0.3))
+    cur = _run_dir(tmp_path / "cur", _synthetic_run(rng, cells=6, noise=0.3))
+    proc = cli("compare", str(base), str(cur), "--fail-on", "throughput=10%,status")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("**Gate: not judged**: 6 cells could not be judged (c0 cpu/eager/fp32")
+    assert "c0 cpu/eager/fp32" in first and "noise floor" in first and "round-to-round" in first
+    # `noisy` in the gate turns the third state into a failure
+    proc = cli("compare", str(base), str(cur), "--fail-on", "throughput=10%,noisy")
+    assert proc.returncode == 1 and proc.stdout.startswith("**Gate: FAILED**")
+
+
+def test_compare_exits_1_on_a_broad_regression_and_0_on_identical_code(cli, tmp_path):
+    base_rows, cur_rows = _six(np.random.default_rng(8), changed=3)
+    base, cur = _run_dir(tmp_path / "base", base_rows), _run_dir(tmp_path / "cur", cur_rows)
+    proc = cli("compare", str(base), str(cur), "--fail-on", "throughput=10%")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("**Gate: FAILED**: 3 regressions")
+    again = _run_dir(tmp_path / "again", base_rows)
+    proc = cli("compare", str(base), str(again), "--fail-on", "throughput=10%")
+    assert proc.returncode == 0 and proc.stdout.startswith("**Gate: passed**")
+
+
+def test_instruction_counts_from_different_cpus_are_not_judged():
+    base = {"cell_id": "a", "case": "a", "status": "pass", "instructions_per_call": 1_000_000.0}
+    grew = {**base, "instructions_per_call": 1_300_000.0}
+    gate = compare.Gate(instructions=0.02)
+    same = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "X"})
+    assert same.outcome(gate) == "failed"
+    other = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "Y"})
+    assert other.regressions(gate) == [] and other.outcome(gate) == "not judged"
+    assert "different CPUs (X vs Y)" in other.gate_line(gate)

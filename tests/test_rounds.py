@@ -327,13 +327,27 @@ def test_instruction_counts_skip_with_a_reason_off_cpu():
     assert "CPU cells" in instructions.unavailable("cuda")
 
 
+def test_instruction_counts_skip_cpp_runner_cells_with_a_reason():
+    from torchparity.axes.matrix import Cell
+    from torchparity.run import instructions
+
+    with instructions.Counter({}, 60) as counter:  # no process starts for a skipped cell
+        row = counter.count(Cell("mlp", "model", "models", "cpu", "fp32", "torchscript-cpp"))
+    assert "process of its own" in row["instructions_skip_reason"]
+    assert instructions.out_of_process("eager") is None
+
+
 @pytest.mark.slow
-def test_instruction_counts_of_a_cpu_cell_under_callgrind(tmp_path):
+def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
+    """Two cells counted by one process agree with a count in a fresh process:
+    the first cell's count does not leak into the second's."""
     from tests.backend_runs import TINY, run_rows
+    from torchparity.axes.matrix import Cell
     from torchparity.run import instructions
 
     if instructions.unavailable("cpu"):
         pytest.skip(instructions.unavailable("cpu"))
+    cache = tmp_path / "cache"
     rows = run_rows(
         tmp_path / "run",
         "--case-file",
@@ -342,14 +356,34 @@ def test_instruction_counts_of_a_cpu_cell_under_callgrind(tmp_path):
         "tiny",
         "--case",
         "tiny_linear",
+        "--case",
+        "tiny_heads",
+        "--backend",
+        "eager",
         "--precision",
         "fp32",
         "--rounds",
         "1",
+        "--cache-dir",
+        str(cache),
         "--count-instructions",
         timeout=3000,
     )
-    assert rows[0]["instructions_per_call"] > 1000, rows[0].get("instructions_skip_reason")
+    counts = {r["case"]: r.get("instructions_per_call") for r in rows}
+    assert all(c and c > 1000 for c in counts.values()), rows
+    assert all(r["instructions_s"] > 0 for r in rows)
+    spec = {
+        "seed": 0,
+        "cache_dir": str(cache),
+        "backend_options": {},
+        "plugins": [["file", str(TINY)]],
+    }
+    alone = instructions.count(
+        Cell("tiny_heads", "model", "tiny", "cpu", "fp32", "eager"), spec, 1200
+    )
+    assert alone.get("instructions_per_call") == pytest.approx(counts["tiny_heads"], rel=0.02), (
+        alone
+    )
 
 
 def test_each_verdict_and_round_goes_out_as_soon_as_it_is_known():

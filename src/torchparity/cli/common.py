@@ -16,6 +16,8 @@ from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked, RunDirUn
 from torchparity.cases.case import PluginSpec, RegistryError, load_all
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# compare --fail-on: nothing failed, but some cells could not be judged (too noisy, other CPUs)
+EXIT_NOT_JUDGED = 3
 
 
 class UsageError(Exception):

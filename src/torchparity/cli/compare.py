@@ -10,6 +10,7 @@ from typing import Any
 from torchparity._core.rundir import RunDir
 from torchparity.cli.common import (
     EXIT_FINDINGS,
+    EXIT_NOT_JUDGED,
     EXIT_OK,
     UsageError,
     check_out_dir,
@@ -31,7 +32,8 @@ def add_parser(sub: Any) -> None:
         "--fail-on",
         default=None,
         metavar="throughput=N%,instructions=N%,drift,status,noisy",
-        help="exit 1 when a cell regresses in any of these (the CI gate)",
+        help="exit 1 when a cell regresses in any of these (the CI gate); exit 3 when none "
+        "did but some cells could not be judged (too noisy for N%%, counts from other CPUs)",
     )
     p.add_argument(
         "--out",
@@ -96,4 +98,7 @@ def main(args: argparse.Namespace) -> int:
         warn(warning)
     print(compare_mod.markdown(comparison, title, fail_on))
     print(f"compare: {out.compare_md}, {out.compare_html}", file=sys.stderr)
-    return EXIT_FINDINGS if fail_on is not None and comparison.failed(fail_on) else EXIT_OK
+    if fail_on is None:
+        return EXIT_OK
+    outcome = comparison.outcome(fail_on)
+    return {"failed": EXIT_FINDINGS, "not judged": EXIT_NOT_JUDGED}.get(outcome, EXIT_OK)

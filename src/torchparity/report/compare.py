@@ -391,27 +391,146 @@ def machine_shift(
     return math.expm1(stats.median(logs)) if logs else None
 
 
-def change_dispersion(changes: list[CellChange], typical: float | None) -> float | None:
-    """The scatter of the round-judged cells' log throughput changes around
-    their median beyond what their rounds explain: robust sd (1.4826 MAD)
-    with the rounds' share (typical spread x sqrt(2/n)) taken out in quadrature.
-    A pull request moves a few cells, or all by one factor; cells scattered
-    widely around their median mean the machine moved them, each by its own
-    share (what ``--normalize`` cannot cancel)."""
+# The cells' scatter counts (raises the floor, or rules out two levels) when significant at this level.
+SCATTER_ALPHA = 0.01
+# Two groups of cells are two levels when their medians lie this many within-group sds apart.
+SEPARATION_K = 5.0
 
+
+@dataclass(frozen=True)
+class Groups:
+    """The cells' log throughput changes read as one level or two: a change to
+    a shared op moves a subset of cells by a common factor while the others
+    stay put. ``steady``: how many cells sit in the group nearest the
+    machine's reference (the calibration workload's change, or none), at
+    ``steady_change``; ``moved`` cells at ``moved_change`` (0 cells: one level)."""
+
+    steady: int
+    steady_change: float
+    moved: int = 0
+    moved_change: float = 0.0
+
+
+def _split(logs: list[float]) -> tuple[int, float]:
+    """Where sorted ``logs`` split best into two runs of values (least
+    within-group sum of squares, from prefix sums: linear in the cells): the
+    index of the second group's first value, and that sum."""
+    n = len(logs)
+    total, total_sq = sum(logs), sum(x * x for x in logs)
+    best, where, low, low_sq = math.inf, 0, 0.0, 0.0
+    for i in range(1, n):
+        low, low_sq = low + logs[i - 1], low_sq + logs[i - 1] ** 2
+        high, high_sq = total - low, total_sq - low_sq
+        ss = (low_sq - low * low / i) + (high_sq - high * high / (n - i))
+        if ss < best:
+            best, where = ss, i
+    return where, best
+
+
+def _robust_sd(residuals: list[float]) -> float:
+    return 1.4826 * stats.median([abs(r) for r in residuals]) if residuals else 0.0
+
+
+def change_groups(
+    logs: list[float], ses: list[float], reference: float = 0.0
+) -> tuple[Groups, list[float], list[float]]:
+    """(groups, residuals, z): the changes (``ses``: each one's standard
+    error from its rounds) as two levels when a split leaves groups whose
+    medians lie ``SEPARATION_K`` within-group robust sds (at least the
+    typical standard error) apart and whose residuals are what the rounds
+    explain (chi-square, ``SCATTER_ALPHA``), else as one level. A residual
+    is a change minus its group's median; z is the residual over its
+    standard error. Two groups of noise, or of a machine that moved each cell
+    by its own share, lie closer than that (a split of one spread-out group
+    leaves medians ~3 within-group sds apart) or scatter within their groups."""
+    pairs = sorted(zip(logs, ses, strict=True))
+    ordered, errors = [x for x, _ in pairs], [e for _, e in pairs]
+
+    def fit(medians: list[float]) -> tuple[list[float], list[float]]:
+        residuals = [x - m for x, m in zip(ordered, medians, strict=True)]
+        return residuals, [
+            r / e if e > 0 else math.inf for r, e in zip(residuals, errors, strict=True)
+        ]
+
+    centre = stats.median(ordered)
+    one = (Groups(len(ordered), math.expm1(centre)), *fit([centre] * len(ordered)))
+    if len(ordered) < 4:
+        return one
+    where, _ = _split(ordered)
+    low, high = ordered[:where], ordered[where:]
+    m_low, m_high = stats.median(low), stats.median(high)
+    residuals, z = fit([m_low] * len(low) + [m_high] * len(high))
+    # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
+    within = max(_robust_sd([r for r in residuals if r]), stats.median(errors))
+    if m_high - m_low < SEPARATION_K * within or not _explained_by_rounds(z, 2):
+        return one  # close, or each group scattered beyond its rounds: not two common factors
+    steady, moved = (
+        (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
+    )
+    m_steady, m_moved = stats.median(steady), stats.median(moved)
+    groups = Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved))
+    return groups, residuals, z
+
+
+def median_se(n: int) -> float:
+    """The standard error of the median of ``n`` normal values, in sds: a
+    cell's change is a difference of medians of round medians, which scatter
+    more than means (n = 3: 0.67, not 0.58; many: sqrt(pi / 2n))."""
+    exact = {1: 1.0, 2: math.sqrt(0.5), 3: math.sqrt(0.4487)}
+    return exact.get(n, math.sqrt(math.pi / (2.0 * max(n, 1))))
+
+
+def change_se(change: CellChange, typical: float) -> float:
+    """A cell's standard error of its log change: its round spread shrunk
+    toward the typical one (as the moderated test does), for a difference of
+    two medians of ``rounds`` round medians."""
+    rounds = change.rounds or MIN_ROUNDS
+    dof = 2 * rounds - 2
+    own = change.round_spread if change.round_spread is not None else typical
+    sd = math.sqrt((PRIOR_DOF * typical**2 + dof * own**2) / (PRIOR_DOF + dof))
+    return sd * math.sqrt(2.0) * median_se(rounds)
+
+
+def change_dispersion(
+    changes: list[CellChange], typical: float | None, reference: float = 0.0
+) -> tuple[float | None, Groups | None]:
+    """The scatter of the round-judged cells' log throughput changes around
+    their group's median beyond what their rounds explain: robust sd (1.4826
+    MAD) with the rounds' share (the typical standard error of a change)
+    taken out in quadrature, or 0 when a chi-square test finds no scatter
+    beyond the rounds' (``SCATTER_ALPHA``); and the groups
+    (``change_groups``). A pull request moves some cells by a common factor
+    (two levels) or all by one (one level); cells scattered widely around
+    their level mean the machine moved them, each by its own share (what
+    ``--normalize`` cannot cancel). ``reference``: the log change the machine
+    itself made (the calibration workload's), which names the steady group."""
     judged = [
         c
         for c in changes
         if c.log_rounds is not None and c.throughput_change is not None and c.throughput_change > -1
     ]
     if len(judged) < 4 or typical is None:  # too few cells to tell scatter from a change
-        return None
-    logs = [math.log1p(c.throughput_change) for c in judged]
-    centre = stats.median(logs)
-    robust_sd = 1.4826 * stats.median([abs(x - centre) for x in logs])
-    rounds = int(stats.median([c.rounds or MIN_ROUNDS for c in judged]))
-    explained = typical * math.sqrt(2.0 / max(rounds, 2))
-    return math.sqrt(max(0.0, robust_sd**2 - explained**2))
+        return None, None
+    logs = [math.log1p(c.throughput_change) for c in judged]  # type: ignore[arg-type]
+    ses = [change_se(c, typical) for c in judged]
+    groups, residuals, z = change_groups(logs, ses, reference)
+    if _explained_by_rounds(z, 2 if groups.moved else 1):
+        return 0.0, groups
+    explained = stats.median(ses)
+    return math.sqrt(max(0.0, _robust_sd(residuals) ** 2 - explained**2)), groups
+
+
+def _explained_by_rounds(z: list[float], levels: int) -> bool:
+    """Whether residuals over their standard errors (``z``) scatter as the
+    rounds explain (chi-square test at ``SCATTER_ALPHA``): a few cells'
+    robust sd is itself noisy, and three times an unlucky draw would hide
+    real changes."""
+    from scipy.stats import chi2
+
+    dof = len(z) - levels
+    if dof < 1:
+        return False
+    return sum(v * v for v in z) < float(chi2.ppf(1.0 - SCATTER_ALPHA, dof))
 
 
 def dispersion_floor(dispersion: float) -> float:
@@ -435,6 +554,9 @@ class Comparison:
         None  # calibration workload, current vs baseline (> 0: slower machine)
     )
     dispersion: float | None = None  # robust sd of the cells' log changes (change_dispersion)
+    groups: Groups | None = None  # the changes as one level or two (change_groups)
+    # Why instruction counts of the two runs cannot be compared (different CPUs), or "".
+    instructions_incomparable: str = ""
 
     def too_noisy(self, gate: Gate | None) -> bool:
         """The runs cannot resolve the gate's throughput threshold: the derived
@@ -451,10 +573,75 @@ class Comparison:
         reasons when the runs are too noisy to judge at the gate's threshold)."""
         if self.too_noisy(gate):
             gate = replace(gate, throughput=None)
+        if self.instructions_incomparable:
+            gate = replace(gate, instructions=None)
         return [(c, why) for c in self.changes if (why := c.regressions(gate))]
 
+    def floor_cause(self) -> str:
+        """What set the throughput floor: the rounds' spread, the machine's
+        speed change, or the cells' scatter."""
+        if self.dispersion is not None and dispersion_floor(self.dispersion) >= self.noise_floor:
+            return (
+                f"the cells' changes scatter {self.dispersion:.1%} (robust sd) around their level"
+            )
+        if (
+            self.machine_shift is not None
+            and not self.normalized
+            and math.expm1(abs(math.log1p(self.machine_shift))) >= self.noise_floor
+        ):
+            return f"the calibration workload's speed changed {self.machine_shift:+.0%} between the runs"
+        return f"round-to-round spread {self.typical_spread or 0.0:.1%}"
+
+    def unjudged(self, gate: Gate | None) -> list[tuple[CellChange, str]]:
+        """The cells the gate could not judge, each with why: every counted
+        cell when the runs ran on different CPUs (instructions); every timed
+        cell when the runs are too noisy for the throughput threshold, else the
+        cells measured slower by at least the threshold whose own rounds
+        spread more than their change."""
+        out: list[tuple[CellChange, str]] = []
+        if gate is not None and gate.instructions is not None and self.instructions_incomparable:
+            why = f"instructions: {self.instructions_incomparable}"
+            out += [(c, why) for c in self.changes if c.instructions_change is not None]
+        if gate is None or gate.throughput is None:
+            return out
+        if self.too_noisy(gate):
+            why = (
+                f"noise floor {self.noise_floor:.1%} > {gate.throughput:.0%}: {self.floor_cause()}"
+            )
+            return out + [(c, why) for c in self.changes if c.throughput_change is not None]
+        return out + [
+            (c, "its rounds spread more than its change")
+            for c in self.changes
+            if c.throughput_verdict == "noisy" and -(c.throughput_change or 0.0) >= gate.throughput
+        ]
+
     def failed(self, gate: Gate) -> bool:
-        return bool(self.regressions(gate)) or (gate.noisy and self.too_noisy(gate))
+        return bool(self.regressions(gate)) or (gate.noisy and bool(self.unjudged(gate)))
+
+    def outcome(self, gate: Gate) -> str:
+        """``failed``, ``not judged`` (nothing failed, but some cells'
+        throughput or instructions could not be judged) or ``passed``."""
+        if self.failed(gate):
+            return "failed"
+        return "not judged" if self.unjudged(gate) else "passed"
+
+    def gate_line(self, gate: Gate) -> str:
+        """One line: the gate's outcome and, when cells could not be judged, which and why."""
+        outcome = self.outcome(gate)
+        line = f"**Gate: {outcome.upper() if outcome == 'failed' else outcome}**"
+        failing = self.regressions(gate)
+        if failing:
+            line += f": {len(failing)} regressions"
+        unjudged = self.unjudged(gate)
+        if unjudged:
+            names = ", ".join(md_text(c.label) for c, _ in unjudged[:5])
+            more = f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else ""
+            reasons = "; ".join(dict.fromkeys(md_text(why) for _, why in unjudged))
+            line += (
+                f"{';' if failing else ':'} {len(unjudged)} cells could not be judged "
+                f"({names}{more}): {reasons}"
+            )
+        return line
 
     def noise_line(self, gate: Gate | None = None) -> str:
         if self.typical_spread is None:
@@ -479,6 +666,13 @@ class Comparison:
             line += (
                 f" The cells' changes scatter around their median {self.dispersion:.1%} (robust sd) more "
                 "than their rounds' spread explains: the machine moved them, each by its own share."
+            )
+        if self.groups is not None and self.groups.moved:
+            g = self.groups
+            line += (
+                f" The cells' changes fall in two groups: {g.steady} steady at "
+                f"{g.steady_change:+.1%} and {g.moved} moved together by {g.moved_change:+.1%}; "
+                "the scatter is measured within the groups."
             )
         if self.too_noisy(gate):
             assert gate is not None and gate.throughput is not None
@@ -521,7 +715,9 @@ def compare_runs(
         shift is not None and not normalize
     ):  # cells move with the machine, each by its own share of it
         floor = max(floor, math.expm1(abs(math.log1p(shift))))
-    dispersion = change_dispersion(changes, typical)
+    # The machine's reference level: the calibration workload's change (cancelled by --normalize).
+    reference = math.log1p(shift) if shift is not None and not normalize else 0.0
+    dispersion, groups = change_dispersion(changes, typical, reference)
     if dispersion is not None:
         floor = max(floor, dispersion_floor(dispersion))
     for change in changes:
@@ -571,7 +767,13 @@ def compare_runs(
         warnings.append(
             "an env.json fingerprint is missing; cannot tell whether the machines match"
         )
-    return Comparison(changes, warnings, floor, alpha, typical, normalize, shift, dispersion)
+    result = Comparison(
+        changes, warnings, floor, alpha, typical, normalize, shift, dispersion, groups
+    )
+    cpu_b, cpu_c = (baseline_env or {}).get("cpu"), (current_env or {}).get("cpu")
+    if cpu_b and cpu_c and cpu_b != cpu_c:  # MKL, oneDNN and ORT choose code by instruction set
+        result.instructions_incomparable = f"the runs ran on different CPUs ({cpu_b} vs {cpu_c})"
+    return result
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:
@@ -652,7 +854,8 @@ def markdown(
     comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
 ) -> str:
     """The comparison as Markdown (for a CI job summary or a PR comment)."""
-    lines = [f"# {md_text(title)}", "", _counts(comparison), ""]
+    lines = [comparison.gate_line(gate), ""] if gate is not None else []
+    lines += [f"# {md_text(title)}", "", _counts(comparison), ""]
     lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
     if comparison.warnings:
         lines.append("")
@@ -661,7 +864,7 @@ def markdown(
         lines += [noise, ""]
     if gate is not None:
         failing = comparison.regressions(gate)
-        verdict = "FAILED" if comparison.failed(gate) else "passed"
+        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
         noisy = ", too noisy to judge throughput" if comparison.too_noisy(gate) else ""
         lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
         lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
@@ -698,8 +901,10 @@ def html_page(
     if gate is not None:
         failing = comparison.regressions(gate)
         items = "".join(f"<li>{h.esc(c.label)}: {h.esc('; '.join(why))}</li>" for c, why in failing)
-        verdict = "FAILED" if comparison.failed(gate) else "passed"
-        sections.append(h.section(f"Gate: {verdict}", f"<ul>{items}</ul>" if items else "", "gate"))
+        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
+        first = f"<p>{h.esc(comparison.gate_line(gate).replace('**', ''))}</p>"
+        body = first + (f"<ul>{items}</ul>" if items else "")
+        sections.append(h.section(f"Gate: {verdict}", body, "gate"))
     for which, heading in (
         ("status", "Status changes"),
         ("throughput", "Throughput changes"),

@@ -2,21 +2,34 @@
 call of a CPU cell, counted by valgrind's callgrind (``--count-instructions``).
 
 On a shared machine a clock measures the neighbours as much as the code; an
-instruction count does not move with load, frequency or preemption. The
-count runs in a child process under ``valgrind --tool=callgrind
---collect-atstart=no``: the child rebuilds the cell from the artifact and
-reference caches (nothing is unpickled: it prepares the cell as a worker
-does), calls it ``WARMUP_CALLS`` times uncounted, then switches collection on
-(``torch._C._valgrind_toggle``, as torch.utils.benchmark does) for ``CALLS``
-calls. Callgrind is slow (~50x, more for the torch import): opt-in, CPU only.
+instruction count does not move with load, frequency or preemption.
+
+One counting process serves the whole run (``Counter``): it starts once
+under ``valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no``,
+imports torch once, and then, for each measured cell the run hands it,
+rebuilds the cell from the artifact and reference caches up to its
+prepared callable (nothing is unpickled: it prepares the cell as a worker
+does; the verdict stages are the worker's), switches instrumentation
+on, calls it ``WARMUP_CALLS`` times uncounted, collects ``CALLS`` calls
+(``torch._C._valgrind_toggle``, as torch.utils.benchmark does), dumps the
+count to a file of its own and switches instrumentation off again. Without
+instrumentation valgrind runs code ~5x slower instead of ~50x, so the torch
+import and each cell's preparation cost a few seconds, not minutes.
+Instrumentation is switched by callgrind's client requests, compiled once
+per run into a tiny shared library from valgrind's ``callgrind.h``; without a
+C compiler or that header the process runs instrumented from the start
+(slower, same counts).
 
 What it sees: every user-space instruction the process retires in the
 counted calls, on every thread (valgrind runs them one at a time), library
 code included (MKL, oneDNN, ONNX Runtime). What it cannot see: memory stalls,
 cache misses, frequency, SMT or preemption (time, not work), kernel time,
-and GPU work (a CUDA or MPS cell is skipped with that reason). Counts of
-JIT-compiled code (TorchScript's profiling executor) are of what valgrind's
-translation ran, which is what the CPU would run.
+and GPU work (a CUDA or MPS cell is skipped with that reason). A C++ runner
+cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process,
+which is not under callgrind: it is skipped with that reason rather than
+counted as the Python side's waiting. Counts of JIT-compiled code
+(TorchScript's profiling executor) are of what valgrind's translation ran,
+which is what the CPU would run.
 
 ``perf stat -e instructions`` would be faster, but needs hardware counters,
 which virtual machines and containers often lack (this module does not rely on them).
@@ -24,13 +37,18 @@ which virtual machines and containers often lack (this module does not rely on t
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +60,13 @@ if TYPE_CHECKING:
 
 WARMUP_CALLS = 2
 CALLS = 5
-_TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+PREPARE_STAGES = ("precheck", "build", "reference", "prepare")
+START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
+_TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
+_CLIENT_C = """#include <valgrind/callgrind.h>
+void tp_start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void tp_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+"""
 
 
 def unavailable(device: str) -> str | None:
@@ -60,47 +84,204 @@ def unavailable(device: str) -> str | None:
     return None
 
 
-def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Row columns: ``instructions_per_call`` (and how it was counted), or
-    ``instructions_skip_reason``. ``spec``: what the child needs to rebuild
-    the cell (seed, cache_dir, backend_options, plugins; the child counts on 1 thread)."""
-    reason = unavailable(cell.device)
-    if reason:
-        return {"instructions_skip_reason": reason}
-    with tempfile.TemporaryDirectory(prefix="torchparity-callgrind-") as tmp:
-        spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "callgrind.out"
-        spec_file.write_text(json.dumps({**spec, "cell": cell.as_dict()}), encoding="utf-8")
+def out_of_process(backend: str) -> str | None:
+    """Why a backend's calls are not instructions of the counting process, or None."""
+    from torchparity.backends import get_backend
+    from torchparity.backends.base import Backend
+
+    if type(get_backend(backend)).measure is not Backend.measure:
+        return (
+            f"{backend} runs its calls in a process of its own (the C++ runner), which is "
+            "not under callgrind; not counted"
+        )
+    return None
+
+
+def client_library(folder: Path) -> Path | None:
+    """The client-request library (start and stop instrumentation),
+    compiled into ``folder``; None without a C compiler or callgrind.h."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    source, lib = folder / "client.c", folder / "client.so"
+    source.write_text(_CLIENT_C, encoding="utf-8")
+    try:
+        done = subprocess.run(
+            [cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(source)],
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return lib if done.returncode == 0 and lib.is_file() else None
+
+
+class Counter:
+    """One process under callgrind that counts cell after cell (see the
+    module's docstring); started at the first ``count``, again after a
+    failure, stopped by ``close``. ``spec``: what it needs to rebuild cells
+    (``spec_for``); ``timeout``: seconds one cell may take."""
+
+    def __init__(self, spec: dict[str, Any], timeout: float) -> None:
+        self.spec = spec
+        self.timeout = timeout
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+        self._library: Path | None = None
+        self.started_s = 0.0  # seconds spent starting counting processes
+
+    def __enter__(self) -> Counter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def folder(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="torchparity-callgrind-")
+            self._library = client_library(Path(self._tmp.name))
+        return Path(self._tmp.name)
+
+    def _start(self) -> None:
+        folder = self.folder
+        (folder / "spec.json").write_text(json.dumps(self.spec), encoding="utf-8")
+        instrument = "no" if self._library else "yes"
         cmd = [
             "valgrind",
             "--tool=callgrind",
+            f"--instr-atstart={instrument}",
             "--collect-atstart=no",
-            f"--callgrind-out-file={out_file}",
+            f"--callgrind-out-file={folder / 'callgrind.out'}",
             sys.executable,
             "-m",
             "torchparity.run.instructions",
-            str(spec_file),
+            str(folder / "spec.json"),
+            str(self._library or ""),
         ]
+        log = (folder / "counter.log").open("ab")
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            start_new_session=True,  # killed whole on a timeout
+        )
+        log.close()
+        self._buffer = b""
+        began = time.perf_counter()
+        ready = self._read(START_ALLOWANCE_S)
+        self.started_s += time.perf_counter() - began
+        if ready != {"ready": True}:
+            raise RuntimeError(f"the counting process did not start: {self._tail()}")
+
+    def _tail(self) -> str:
+        log = self.folder / "counter.log"
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return (lines or ["no output"])[-1][:200]
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        """The process's next answer line; None when it died or took too long."""
+        assert self._proc is not None and self._proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def count(self, cell: Cell) -> dict[str, Any]:
+        """Row columns: ``instructions_per_call`` (and how it was counted), or
+        ``instructions_skip_reason``; and ``instructions_s``, the seconds the
+        count added to the run (the counting process's start included)."""
+        reason = unavailable(cell.device) or out_of_process(cell.backend)
+        if reason:
+            return {"instructions_skip_reason": reason}
+        began = time.perf_counter()
+        columns = self._count(cell)
+        return {**columns, "instructions_s": round(time.perf_counter() - began, 3)}
+
+    def _count(self, cell: Cell) -> dict[str, Any]:
         try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"},
-            )
-        except subprocess.TimeoutExpired:
-            return {"instructions_skip_reason": f"callgrind did not finish within {timeout:g}s"}
-        found = _TOTALS.search(out_file.read_text(encoding="utf-8")) if out_file.is_file() else None
-        if proc.returncode != 0 or found is None:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            if self._proc is None:
+                self._start()
+            assert self._proc is not None and self._proc.stdin is not None
+            self._proc.stdin.write((json.dumps(cell.as_dict()) + "\n").encode())
+            self._proc.stdin.flush()
+        except (OSError, RuntimeError) as exc:
+            self._stop()
+            return {"instructions_skip_reason": f"callgrind run failed: {exc}"[:300]}
+        answer = self._read(self.timeout)
+        if answer is None:
+            code = self._proc.poll()
+            self._stop()
+            self._dumps()  # a half-counted cell's dump must not count for the next one
+            if code is None:
+                return {
+                    "instructions_skip_reason": f"callgrind did not finish within {self.timeout:g}s"
+                }
             return {
-                "instructions_skip_reason": f"callgrind run failed (exit {proc.returncode}): {tail[:200]}"
+                "instructions_skip_reason": f"callgrind run failed (exit {code}): {self._tail()}"
             }
-    return {
-        "instructions_per_call": int(found.group(1)) / CALLS,
-        "instructions_calls": CALLS,
-        "instructions_method": "callgrind Ir (user space)",
-    }
+        found = _TOTALS.findall(self._dumps())
+        if "error" in answer:
+            return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
+        return self._columns(found)
+
+    def _dumps(self) -> str:
+        """The dumps the process wrote since the last call (read, then removed)."""
+        dumps = sorted(self.folder.glob("callgrind.out.*"))
+        text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in dumps)
+        for p in dumps:
+            p.unlink()
+        return text
+
+    @staticmethod
+    def _columns(found: list[str]) -> dict[str, Any]:
+        """Row columns from the counts of one cell's dumps (exactly one expected)."""
+        if len(found) != 1:
+            return {"instructions_skip_reason": f"callgrind wrote {len(found)} counts for one cell"}
+        return {
+            "instructions_per_call": int(found[0]) / CALLS,
+            "instructions_calls": CALLS,
+            "instructions_method": "callgrind Ir (user space)",
+        }
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(30)
+        self._stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One cell's columns, in a counting process of its own (``Counter`` for many)."""
+    with Counter(spec, timeout) as counter:
+        return counter.count(cell)
 
 
 def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
@@ -113,15 +294,56 @@ def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]
     }
 
 
-def _child(spec_path: str) -> int:
-    """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls."""
+def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
+    """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls and dump."""
+    import torch
+
+    from torchparity.cell.pipeline import STAGES, CellState, timed_call
+    from torchparity.cell.stages import Stages, run_stages
+
+    state = CellState(cell, settings)
+    # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
+    stages: Stages[CellState] = tuple(
+        (name, stage) for name, stage in STAGES if name in PREPARE_STAGES
+    )
+    if not run_stages(state, stages):
+        return {"error": str(state.row.get("reason"))[:300]}
+    state.memory.stop()
+    call = timed_call(state)
+    collecting = False
+    if library is not None:
+        library.tp_start()
+    try:
+        for _ in range(WARMUP_CALLS):
+            call()
+        # The cyclic collector runs when the process's history says so, not the
+        # cell's: off while counting, so counts do not depend on what came before.
+        gc.collect()
+        gc.disable()
+        torch._C._valgrind_toggle()
+        collecting = True
+        for _ in range(CALLS):
+            call()
+    finally:
+        gc.enable()
+        if collecting:
+            torch._C._valgrind_toggle_and_dump_stats()  # collection off, this cell's count dumped
+        if library is not None:
+            library.tp_stop()
+    return {"counted": cell.id}
+
+
+def _serve(spec_path: str, library_path: str) -> int:
+    """Inside valgrind: answer one JSON line per cell read from stdin."""
+    import ctypes
+
     import torch
 
     from torchparity.cases.case import load_all
     from torchparity.cell.context import RunSettings
-    from torchparity.cell.pipeline import VERDICT_STAGES, CellState, timed_call
-    from torchparity.cell.stages import run_stages
 
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # a library's prints must not garble the answers
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     torch.set_num_threads(1)  # valgrind serialises threads anyway; one keeps the count stable
     load_all([tuple(p) for p in spec["plugins"]])  # type: ignore[misc]
@@ -131,19 +353,18 @@ def _child(spec_path: str) -> int:
         backend_options=spec["backend_options"],
         threads=1,
     )
-    state = CellState(Cell(**spec["cell"]), settings)
-    if not run_stages(state, VERDICT_STAGES):
-        print(state.row.get("reason"), file=sys.stderr)
-        return 1
-    call = timed_call(state)
-    for _ in range(WARMUP_CALLS):
-        call()
-    torch._C._valgrind_toggle()
-    for _ in range(CALLS):
-        call()
-    torch._C._valgrind_toggle()
+    library = ctypes.CDLL(library_path) if library_path else None
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
+    for line in sys.stdin:
+        try:
+            answer = _count_one(Cell(**json.loads(line)), settings, library)
+        except Exception as exc:  # noqa: BLE001 - the cell's reason, and the next cell
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    sys.exit(_serve(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""))

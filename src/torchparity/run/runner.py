@@ -95,13 +95,21 @@ def _verdicts(executor: Executor, plan: RunPlan, group: Group) -> dict[str, dict
     return {cid: ({"row": a, "round": None} if _died(a) else a) for cid, a in answers.items()}
 
 
-def _counted(plan: RunPlan, cell: Cell, row: dict[str, Any]) -> dict[str, Any]:
+def _counted(
+    counter: instructions.Counter | None, cell: Cell, row: dict[str, Any]
+) -> dict[str, Any]:
     """``--count-instructions``: a measured cell's instructions per call,
-    counted in a child process under callgrind after its timing is done."""
-    if not plan.count_instructions or row.get("status") not in MEASURED_STATUSES:
+    counted after its timing by the run's one counting process."""
+    if counter is None or row.get("status") not in MEASURED_STATUSES:
         return row
+    return {**row, **counter.count(cell)}
+
+
+def _counter(plan: RunPlan) -> instructions.Counter | None:
+    if not plan.count_instructions:
+        return None
     spec = instructions.spec_for(plan.settings, plan.plugins)
-    return {**row, **instructions.count(cell, spec, max(plan.timeout, 600.0))}
+    return instructions.Counter(spec, max(plan.timeout, 600.0))
 
 
 def _executor(plan: RunPlan) -> Executor:
@@ -223,6 +231,7 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
     done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
     resumed = resumed_cells(run_dir, todo)
+    counter = _counter(plan)  # starts its process at the first counted cell
     started = time.perf_counter()
     with (
         stop_signals_interrupt(),
@@ -232,7 +241,9 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
         runnable = _prechecked(todo, resumed, writer, env)
         schedule = Schedule(group_cells(runnable), plan.rounds, resumed=resumed)
         sinks = Sinks(
-            emit=lambda cell, row: writer.append(finish_row(cell, _counted(plan, cell, row), env)),
+            emit=lambda cell, row: writer.append(
+                finish_row(cell, _counted(counter, cell, row), env)
+            ),
             partial=lambda cell, row: writer.append(finish_row(cell, row, env)),
             round_done=lambda cell, result: rounds_out.append(result.record(cell.id)),
             step=(lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
@@ -240,7 +251,11 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
             else None,
         )
         if runnable:
-            _run_schedule(plan, schedule, sinks, run_dir)
+            try:
+                _run_schedule(plan, schedule, sinks, run_dir)
+            finally:
+                if counter is not None:
+                    counter.close()  # its valgrind process is in a session of its own
         if progress and todo:  # in tasks: each group's verdict and timing rounds
             steps = schedule.total_steps or 1
             progress(steps, steps, todo[-1], time.perf_counter() - started)
