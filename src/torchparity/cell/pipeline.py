@@ -155,7 +155,7 @@ def stage_reference(s: CellState) -> bool:
     s.row["reference_cache"] = s.reference.cache
     flagged = nondeterminism_fields(s.reference)  # no verdict rests on such a reference
     if flagged:
-        s.row.update(flagged)
+        add_columns(s.row, flagged)
         return False
     vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
