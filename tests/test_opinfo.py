@@ -120,7 +120,8 @@ def test_guard_gives_a_skip_row_when_the_private_api_changed(
     line = next(x for x in listed.stdout.splitlines() if x.startswith("opinfo "))
     assert "unavailable" in line and "lack" in line
     proc = _run(cli, tmp_path / "run", "--backend", "eager", "--strict")
-    assert proc.returncode == 0, proc.stderr  # a skip is no finding
+    # The skip row is written, and --strict does not pass a run that tested nothing.
+    assert proc.returncode == 1 and "no cell was tested" in proc.stderr, proc.stderr
     (row,) = read_rows(tmp_path / "run")
     assert row["case"] == "opinfo.unavailable" and row["status"] == "skip"
     assert "private API changed" in row["reason"] and row["blame"] == "harness"

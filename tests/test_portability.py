@@ -193,17 +193,19 @@ def test_reference_cache_keys_never_collide(tmp_path):
     modules = {name: torch.nn.Linear(3, 2) for name in ("pair/a", "pair_a", "MLP", "mlp")}
     inputs = (torch.arange(6, dtype=torch.float64).reshape(2, 3),)
     expected = {}
+
+    def case(name: str) -> SimpleNamespace:  # what the reference and its probe read of a case
+        return SimpleNamespace(name=name, batch=2, extra={}, make_inputs=lambda gen, batch: inputs)
+
     for name, module in modules.items():
         expected[name] = reference.get_reference(
-            SimpleNamespace(name=name), module, inputs, tmp_path, case_print=name
+            case(name), module, inputs, tmp_path, case_print=name
         ).outputs[0]
     files = [p.name.lower() for p in (tmp_path / "reference").glob("*.pt")]  # not the .seal files
     assert len(set(files)) == 4, files  # distinct even ignoring case
     reference._MEMORY.clear()  # now read back from the files
     for name, module in modules.items():
-        loaded = reference.get_reference(
-            SimpleNamespace(name=name), module, inputs, tmp_path, case_print=name
-        )
+        loaded = reference.get_reference(case(name), module, inputs, tmp_path, case_print=name)
         assert torch.equal(loaded.outputs[0], expected[name]), name
 
 
