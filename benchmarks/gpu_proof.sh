@@ -34,8 +34,7 @@
 # GPU_PROOF_OPS, GPU_PROOF_TRAIN_CASES, GPU_PROOF_SANITY_CASES (comma lists of
 # case globs), GPU_PROOF_MODEL_SHARDS, GPU_PROOF_OPS_SHARDS, GPU_PROOF_MIN_TIME,
 # GPU_PROOF_WORK (work directory), PYTHON (default python3), TP_MODULE (the
-# module run as `python -m`: torchparity, or harness in a tree from before the
-# src/ layout; found by default), TP_SUITES_PKG (the built-in suites' package,
+# module run as `python -m`; default torchparity), TP_SUITES_PKG (the built-in suites' package,
 # named with --plugin when no entry point names them).
 
 set -u -o pipefail
@@ -46,18 +45,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
 
 PY=${PYTHON:-python3}
-if [ -z "${TP_MODULE:-}" ]; then  # the src/ layout, else a tree from before it
-    if [ -f "$ROOT/src/torchparity/__main__.py" ] || [ ! -f "$ROOT/harness/__main__.py" ]; then
-        TP_MODULE=torchparity
-    else
-        TP_MODULE=harness
-    fi
-fi
-if [ "$TP_MODULE" = harness ]; then
-    TP_SUITES_PKG=${TP_SUITES_PKG:-suites}
-else
-    TP_SUITES_PKG=${TP_SUITES_PKG:-$TP_MODULE.suites}
-fi
+TP_MODULE=${TP_MODULE:-torchparity}
+TP_SUITES_PKG=${TP_SUITES_PKG:-$TP_MODULE.suites}
 export PYTHONPATH="$ROOT/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
