@@ -1,5 +1,5 @@
-"""nox sessions: tests, tests_latest, bench, bench_deploy, fuzz, opinfo, native, report, validate, localize,
-bench_torch, lint (`nox -l`).
+"""nox sessions: tests, tests_latest, bench, bench_deploy, fuzz, opinfo, zoo, zoo_full, native, report,
+validate, localize, bench_torch, lint (`nox -l`).
 
 Every session installs the project from its own files. CI and test
 environments install with the lock constraints/ci.txt: every package at the
@@ -247,6 +247,50 @@ def opinfo(session: nox.Session) -> None:
     at fp32 on the CPU, judged against src/torchparity/suites/opinfo/expectations-ci.json (--strict); args after -- go to `torchparity run`."""
     install(session, "opinfo")  # expecttest: OpInfo's import needs it
     session.run("torchparity", "run", *OPINFO_CI, *session.posargs)
+
+
+# The model zoo (docs/zoo.md). The ci selection: 10 architectures over the main
+# paths, under 10 minutes on 2 cores; the full suite over every CPU path of the matrix.
+ZOO_COMMON = [
+    *("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--rounds", "1"),
+    "--no-localize",  # a failing transformer's layer table costs minutes; `explain` makes it
+]
+ZOO_CI_BACKENDS = "eager,onnxruntime,export,compile"
+ZOO_BACKENDS = "eager,torchscript-trace,onnxruntime,onnxruntime-legacy,export,compile,aoti"
+
+
+def _zoo(session: nox.Session, suite: str, backends: str, out: Path, matrix: Path | None) -> None:
+    """Run ``suite`` with --strict into ``out`` (or the ``--out`` after --), afresh,
+    then write its matrix to ``matrix`` (None: ``zoo.md`` in the run directory)."""
+    install(session, "zoo")
+    args = list(session.posargs)
+    if "--out" in args:
+        out = Path(args.pop(args.index("--out") + 1))
+        args.remove("--out")
+    if out.exists():  # a fresh measurement each time, never mixed with an older one
+        shutil.rmtree(out)
+    selection = ["--suite", suite, "--backend", backends, *ZOO_COMMON, "--strict", "--quiet"]
+    # --strict stops the session on a finding: report.html in the run directory shows
+    # it, and `nox -s report -- DIR --zoo-matrix FILE` writes the matrix all the same.
+    session.run("torchparity", "run", *selection, "--out", str(out), *args)
+    target = matrix or out / "zoo.md"
+    session.run("torchparity", "report", str(out), "--zoo-matrix", str(target))
+
+
+@nox.session
+def zoo(session: nox.Session) -> None:
+    """The model zoo's ci selection (suite zoo-ci, 10 architectures) on eager, ONNX Runtime,
+    export and compile at fp32 on the CPU, --strict against its expectations; the matrix goes
+    to zoo.md in the run directory (default reports/zoo-ci; args after -- go to `torchparity run`)."""
+    _zoo(session, "zoo-ci", ZOO_CI_BACKENDS, ROOT / "reports" / "zoo-ci", None)
+
+
+@nox.session
+def zoo_full(session: nox.Session) -> None:
+    """The whole model zoo on eager, torchscript-trace, both ONNX Runtime exporters, export,
+    compile and aoti at fp32 on the CPU (--strict against its expectations), regenerating
+    docs/zoo.md (default reports/zoo; args after -- go to `torchparity run`)."""
+    _zoo(session, "zoo", ZOO_BACKENDS, ROOT / "reports" / "zoo", ROOT / "docs" / "zoo.md")
 
 
 @nox.session

@@ -24,6 +24,8 @@ SESSIONS = [
     "bench",
     "fuzz",
     "opinfo",
+    "zoo",
+    "zoo_full",
     "native",
     "report",
     "validate",

@@ -129,6 +129,7 @@ def collect() -> dict[str, Any]:
         "onnx": _version("onnx"),
         "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
         "onnxscript": _version("onnxscript"),
+        "transformers": _version("transformers"),  # the zoo suite's models
         "torchparity": _version("torchparity"),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

@@ -358,21 +358,22 @@ _LOADED: set[PluginSpec] = set()
 
 
 # The built-in catalog's entry points (pyproject.toml). Read from a source tree
-# that was never installed (PYTHONPATH=src) no entry point exists, so these are
-# loaded by name, exactly as `--plugin MODULE` would load them.
+# that was never installed (PYTHONPATH=src), or installed before a suite was
+# added, an entry point is missing, so these are loaded by name too, exactly as
+# `--plugin MODULE` would load them.
 BUILTIN_PLUGINS = (
     "torchparity.suites.models",
     "torchparity.suites.ops",
     "torchparity.suites.opinfo",
+    "torchparity.suites.zoo",
 )
 
 
 def load_entry_point_plugins() -> None:
     """Import every module registered under the ``torchparity.plugins`` entry
-    point, and the built-in catalog when torchparity itself is not installed."""
+    point, and each built-in suite the installed metadata does not name."""
     modules = [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
-    if not any(m.startswith("torchparity.suites.") for m in modules):
-        modules += BUILTIN_PLUGINS
+    modules += [m for m in BUILTIN_PLUGINS if m not in modules]
     for module in modules:
         load_plugin(("module", module))
 

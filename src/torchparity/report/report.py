@@ -8,8 +8,6 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +16,11 @@ import pandas as pd
 from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
-from torchparity.report import charts, merge
+from torchparity.report import charts, merge, zoo
 from torchparity.report import html as h
+from torchparity.report.markdown import markdown_table
 
 CELL_KEYS = CELL_COLUMNS
-
-
-def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3g") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    if index:
-        frame = frame.reset_index()
-
-    def text(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if pd.isna(v) else format(v, floatfmt)
-        # Markup in a reason must show as text in a rendered job summary too:
-        # no HTML, and no link or image syntax (a case name is data, not markup).
-        text = html.escape(" ".join(str(v).split()), quote=False)
-        return re.sub(r"([\\`\[\]|])", r"\\\1", text)
-
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(text(v) for v in r) + " |" for r in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
@@ -238,6 +218,8 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     if have.empty:
         return have
     fmt = lambda v: f"{float(v):.2f}" if pd.notna(v) else ""  # noqa: E731
+    # rows written without an interval (older runs, other writers) have no such column
+    absent = pd.Series(float("nan"), index=have.index)
     return pd.DataFrame(
         {
             **{k: have[k] for k in CELL_KEYS},
@@ -245,7 +227,9 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
             "95% interval": [
                 f"{fmt(lo)}-{fmt(hi)}" if pd.notna(lo) else ""
                 for lo, hi in zip(
-                    have.get("speedup_ci_low"), have.get("speedup_ci_high"), strict=True
+                    have.get("speedup_ci_low", absent),
+                    have.get("speedup_ci_high", absent),
+                    strict=True,
                 )
             ],
             "rounds": have.get("rounds"),
@@ -574,7 +558,8 @@ def report_html(
     frame = rows_frame(rows)
     merged = bool(runs and len(runs) > 1)
     where = ["platform"] if merged and "platform" in frame.columns else []
-    sections = [_header(rows, env, runs)]
+    # The zoo's compatibility matrix is what a zoo run is for: it comes first.
+    sections = [s for s in (zoo.html_section(rows),) if s] + [_header(rows, env, runs)]
 
     column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
     sections.append(

@@ -1,0 +1,30 @@
+"""Markdown tables for summary.md, compare.md and docs/zoo.md: one escaping rule."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["markdown_table"]
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3g") -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    if index:
+        frame = frame.reset_index()
+
+    def text(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else format(v, floatfmt)
+        # Markup in a reason must show as text in a rendered job summary too:
+        # no HTML, and no link or image syntax (a case name is data, not markup).
+        text = html.escape(" ".join(str(v).split()), quote=False)
+        return re.sub(r"([\\`\[\]|])", r"\\\1", text)
+
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(text(v) for v in r) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
