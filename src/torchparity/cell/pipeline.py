@@ -163,6 +163,17 @@ def stage_reference(s: CellState) -> bool:
     return True
 
 
+def stage_cached_reference(s: CellState) -> bool:
+    """The reference without its verdicts (determinism, vacuity): for a cell
+    rebuilt after its verdict ran elsewhere (instruction counting), which
+    needs only what keys the artifact. It skips the vacuity check's extra fp64
+    forward, which costs seconds under valgrind."""
+    s.reference = get_reference(
+        s.ctx.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.ctx.seed
+    )
+    return True
+
+
 def stage_prepare(s: CellState) -> bool:
     device, precision = s.ctx.device, s.ctx.precision
     s.memory = PeakMemory(device)
@@ -307,6 +318,14 @@ STAGES: Stages[CellState] = (
     ("timing", stage_timing),
 )
 
+
+# Up to the prepared callable of a cell whose verdict ran elsewhere (run/instructions.py).
+REBUILD_STAGES: Stages[CellState] = (
+    ("precheck", stage_precheck),
+    ("build", stage_build),
+    ("reference", stage_cached_reference),
+    ("prepare", stage_prepare),
+)
 
 # Everything but the timing: the verdict, and a prepared callable kept for timing rounds.
 VERDICT_STAGES: Stages[CellState] = tuple(

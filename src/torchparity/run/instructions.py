@@ -11,10 +11,14 @@ rebuilds the cell from the artifact and reference caches up to its
 prepared callable (nothing is unpickled: it prepares the cell as a worker
 does; the verdict stages are the worker's), switches instrumentation
 on, calls it ``WARMUP_CALLS`` times uncounted, collects ``CALLS`` calls
+(one when a warm call takes over ``SLOW_CALL_S`` under valgrind)
 (``torch._C._valgrind_toggle``, as torch.utils.benchmark does), dumps the
 count to a file of its own and switches instrumentation off again. Without
-instrumentation valgrind runs code ~5x slower instead of ~50x, so the torch
-import and each cell's preparation cost a few seconds, not minutes.
+instrumentation valgrind runs interpreter and library code ~5x slower instead
+of ~50x, so the torch import costs seconds, not minutes; vectorised kernels
+run ~150x slower either way (a 45M-instruction cifar_cnn call: 7 s), so the
+calls themselves are what counting costs. The rebuilt cell skips the
+reference's vacuity check (the worker's verdict), another fp64 forward.
 Instrumentation is switched by callgrind's client requests, compiled once
 per run into a tiny shared library from valgrind's ``callgrind.h``; without a
 C compiler or that header the process runs instrumented from the start
@@ -59,8 +63,11 @@ if TYPE_CHECKING:
     from torchparity.cell.context import RunSettings
 
 WARMUP_CALLS = 2
+# Counted calls: per-call counts of a warm cell agree within 0.3% (seen here:
+# lenet 8.151-8.163M, cifar_cnn 45.459-45.467M), and valgrind runs each call
+# ~150x slower than the CPU, so a slow call is counted once, a quick one 5 times.
 CALLS = 5
-PREPARE_STAGES = ("precheck", "build", "reference", "prepare")
+SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 _CLIENT_C = """#include <valgrind/callgrind.h>
@@ -245,7 +252,7 @@ class Counter:
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
             return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
-        return self._columns(found)
+        return self._columns(found, int(answer.get("calls", CALLS)))
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
@@ -256,13 +263,14 @@ class Counter:
         return text
 
     @staticmethod
-    def _columns(found: list[str]) -> dict[str, Any]:
-        """Row columns from the counts of one cell's dumps (exactly one expected)."""
+    def _columns(found: list[str], calls: int) -> dict[str, Any]:
+        """Row columns from the counts of one cell's dumps (exactly one
+        expected) over ``calls`` counted calls."""
         if len(found) != 1:
             return {"instructions_skip_reason": f"callgrind wrote {len(found)} counts for one cell"}
         return {
-            "instructions_per_call": int(found[0]) / CALLS,
-            "instructions_calls": CALLS,
+            "instructions_per_call": int(found[0]) / calls,
+            "instructions_calls": calls,
             "instructions_method": "callgrind Ir (user space)",
         }
 
@@ -295,34 +303,34 @@ def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]
 
 
 def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
-    """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls and dump."""
+    """Inside valgrind: rebuild the cell, warm it up, count its calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import STAGES, CellState, timed_call
-    from torchparity.cell.stages import Stages, run_stages
+    from torchparity.cell.pipeline import REBUILD_STAGES, CellState, timed_call
+    from torchparity.cell.stages import run_stages
 
     state = CellState(cell, settings)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
-    stages: Stages[CellState] = tuple(
-        (name, stage) for name, stage in STAGES if name in PREPARE_STAGES
-    )
-    if not run_stages(state, stages):
+    if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
     call = timed_call(state)
-    collecting = False
+    collecting, calls = False, CALLS
     if library is not None:
         library.tp_start()
     try:
         for _ in range(WARMUP_CALLS):
+            began = time.perf_counter()
             call()
+        if time.perf_counter() - began > SLOW_CALL_S:
+            calls = 1
         # The cyclic collector runs when the process's history says so, not the
         # cell's: off while counting, so counts do not depend on what came before.
         gc.collect()
         gc.disable()
         torch._C._valgrind_toggle()
         collecting = True
-        for _ in range(CALLS):
+        for _ in range(calls):
             call()
     finally:
         gc.enable()
@@ -330,7 +338,7 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
             torch._C._valgrind_toggle_and_dump_stats()  # collection off, this cell's count dumped
         if library is not None:
             library.tp_stop()
-    return {"counted": cell.id}
+    return {"counted": cell.id, "calls": calls}
 
 
 def _serve(spec_path: str, library_path: str) -> int:
