@@ -256,7 +256,8 @@ def opinfo(session: nox.Session) -> None:
 # The model zoo (docs/zoo.md). The ci selection: 10 architectures over the main
 # paths, under 10 minutes on 2 cores; the full suite over every CPU path of the matrix.
 ZOO_COMMON = [
-    *("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--rounds", "1"),
+    # 2 rounds: the paired speedup over eager needs blocks timed side by side
+    *("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--rounds", "2"),
     "--no-localize",  # a failing transformer's layer table costs minutes; `explain` makes it
 ]
 ZOO_CI_BACKENDS = "eager,onnxruntime,export,compile"

@@ -163,11 +163,16 @@ def build(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[Note]]:
 
 
 def _case_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows in the run's case order (registration order), each case's paths in column order."""
-    first = {}
+    """Rows in the run's case order, each case's paths in column order; the
+    architectures that did not run at all (every cell a skip, written first by
+    the run) come last."""
+    first: dict[Any, int] = {}
+    ran: set[Any] = set()
     for i, r in enumerate(rows):
         first.setdefault(r.get("case"), i)
-    return sorted(rows, key=lambda r: first[r.get("case")])
+        if r.get("status") != "skip":
+            ran.add(r.get("case"))
+    return sorted(rows, key=lambda r: (r.get("case") not in ran, first[r.get("case")]))
 
 
 def _note(notes: list[Note], row: dict[str, Any], key: tuple[str, str], status: str) -> int:

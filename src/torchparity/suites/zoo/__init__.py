@@ -54,6 +54,7 @@ def _register(arch: Arch) -> None:
         arch.inputs,
         suites=[SUITE, CI_SUITE] if arch.ci else [SUITE],
         batch=arch.batch,
+        reinit_weights=arch.reinit_weights,
         tags=("zoo", arch.family, arch.requires, *arch.tags),
         description=f"{arch.family}: {arch.description}",
     )

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from torchparity import InputGen
+from torchparity.cases.inputs import init_weights
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Arch:
     ci: bool = False
     batch: int = 2
     tags: tuple[str, ...] = field(default_factory=tuple)
+    reinit_weights: bool = True  # False: ``build`` draws the weights itself (``calibrated``)
 
 
 def hf(model_class: str, config_class: str, **config: Any) -> Callable[[], torch.nn.Module]:
@@ -82,6 +84,32 @@ def with_cache(build: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Mo
         return CausalLMWithCache(build())
 
     return build_with_cache
+
+
+def calibrated(
+    build: Callable[[], torch.nn.Module], inputs: Callable[[InputGen, int], Any], name: str
+) -> Callable[[], torch.nn.Module]:
+    """``build``'s model with deterministic weights and BatchNorm statistics
+    measured on a calibration batch (in fp64), as a trained network's match its
+    activations. For deep BatchNorm stacks (MobileViT): with random running
+    statistics their offsets swamp the shrinking signal and the output stops
+    depending on the input. The case registers with ``reinit_weights=False``:
+    the weights are drawn here, by torchparity's initialisation."""
+
+    def build_calibrated() -> torch.nn.Module:
+        model = init_weights(build(), "zoo", name).double()
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the calibration batch
+        batch = inputs(InputGen("zoo", name, "calibration"), 8)
+        with torch.no_grad():
+            model.train()(**{k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+        for norm in norms:
+            norm.momentum = 0.1
+        return model.float().eval()
+
+    return build_calibrated
 
 
 def import_name(module: str, attribute: str, **kwargs: Any) -> Callable[[], torch.nn.Module]:

@@ -4,7 +4,7 @@ config of the real model class on 32x32 or 64x64 images."""
 from __future__ import annotations
 
 from torchparity.suites.zoo import inputs
-from torchparity.suites.zoo.arch import Arch, hf
+from torchparity.suites.zoo.arch import Arch, calibrated, hf
 from torchparity.suites.zoo.text import SEQ, SMALL, VOCAB
 
 IMAGE = inputs.image(32)
@@ -78,18 +78,23 @@ VISION = [
     Arch(
         "mobilevit",
         "vision",
-        hf(
-            "MobileViTModel",
-            "MobileViTConfig",
-            image_size=64,
-            patch_size=2,
-            hidden_sizes=[16, 16, 16],
-            neck_hidden_sizes=[8, 8, 16, 16, 16, 16, 32],
-            num_attention_heads=2,
-            mlp_ratio=2.0,
+        calibrated(
+            hf(
+                "MobileViTModel",
+                "MobileViTConfig",
+                image_size=64,
+                patch_size=2,
+                hidden_sizes=[16, 16, 16],
+                neck_hidden_sizes=[8, 8, 16, 16, 16, 16, 32],
+                num_attention_heads=2,
+                mlp_ratio=2.0,
+            ),
+            inputs.image(64),
+            "mobilevit",
         ),
         inputs.image(64),
-        "MobileViT (inverted residuals, unfolded-patch attention)",
+        "MobileViT (inverted residuals, unfolded-patch attention; calibrated BatchNorm)",
+        reinit_weights=False,
     ),
     _vision(
         "mobilenet_v2",
