@@ -102,6 +102,22 @@ class Backend:
         ``run``."""
         return None
 
+    def count_calls(
+        self, prepared: Callable[..., Any], inputs: tuple, warmup: int, calls: int, slow_s: float
+    ) -> int | None:
+        """Instruction counting (``--count-instructions``) for a backend whose
+        calls run in a process of its own: that process, started under
+        callgrind, makes ``warmup`` calls, then ``calls`` calls with collection
+        on (one when a warm-up call took over ``slow_s``) and dumps the count;
+        returns how many calls it counted. The last use of ``prepared``. None
+        (the default): the calls run in this process, which the counter counts."""
+        return None
+
+    def counting_unavailable(self) -> str | None:
+        """Why ``count_calls`` cannot count here (checked before any process
+        starts), or None."""
+        return None
+
     # -- training (engine/training.py; docs/training.md) ------------------------------
     # Whether train cells run on this backend; the others get a skip row.
     trains: bool = False

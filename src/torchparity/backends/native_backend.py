@@ -131,6 +131,20 @@ class NativeBackend(Backend):
         assert isinstance(prepared, NativeCall)
         return prepared.runner.measure(inputs, config)
 
+    def count_calls(
+        self, prepared: Callable[..., Any], inputs: tuple, warmup: int, calls: int, slow_s: float
+    ) -> int | None:
+        """Counted in the runner's process, which the counter started under
+        callgrind (``native_client.ENV_CALLGRIND``); the runner is closed after."""
+        assert isinstance(prepared, NativeCall) and isinstance(prepared.runner, NativeRunner)
+        try:
+            return prepared.runner.count(inputs, warmup, calls, slow_s)
+        finally:
+            prepared.runner.close()
+
+    def counting_unavailable(self) -> str | None:
+        return native_build.callgrind_missing()
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """The same artifact from Python on the same inputs: how far apart the two are."""
         assert isinstance(prepared, NativeCall)

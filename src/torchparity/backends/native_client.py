@@ -24,6 +24,10 @@ from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
 
 PREFIX = "@@torchparity "
+# Set to a callgrind out-file (valgrind's %p allowed) in the instruction
+# counter's process (run/instructions.py): its runners start under callgrind,
+# instrumentation and collection off until the count command turns them on.
+ENV_CALLGRIND = "TORCHPARITY_NATIVE_CALLGRIND"
 
 
 class NativeRunnerError(RuntimeError):
@@ -83,6 +87,22 @@ class Runner(Protocol):
     def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement: ...
 
     def close(self) -> None: ...
+
+
+def under_callgrind(command: list[str]) -> list[str]:
+    """``command`` started under callgrind when ``$TORCHPARITY_NATIVE_CALLGRIND``
+    names an out-file, else as it is."""
+    out_file = os.environ.get(ENV_CALLGRIND)
+    if not out_file:
+        return command
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={out_file}",
+        *command,
+    ]
 
 
 def time_command(config: TimingConfig) -> str:
@@ -210,4 +230,11 @@ class NativeRunner(RunnerProcess):
             "--interop-threads",
             str(interop_threads),
         ]
-        super().__init__(command, _runner_env(), "native runner")
+        super().__init__(under_callgrind(command), _runner_env(), "native runner")
+
+    def count(self, inputs: Sequence[torch.Tensor], warmup: int, calls: int, slow_s: float) -> int:
+        """Instructions counted inside the runner (started under callgrind):
+        ``warmup`` calls, then ``calls`` calls collected (one when a warm-up
+        call took over ``slow_s``) and dumped; how many calls were counted."""
+        self._put_inputs(inputs)
+        return int(self._command(f"count {warmup} {calls} {slow_s!r}", "count")["calls"])

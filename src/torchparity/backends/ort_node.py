@@ -146,6 +146,12 @@ class OrtNodeBackend(NativeBackend):
         )
         return NativeCall(runner, ctx.device.torch_device(), artifact)
 
+    def counting_unavailable(self) -> str | None:
+        return (
+            f"{self.name} runs its calls in a process of its own (Node's, or a browser's), "
+            "which is not under callgrind; not counted"
+        )
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         assert isinstance(prepared, NativeCall)
         prepared.runner.close()

@@ -29,9 +29,15 @@ counted calls, on every thread (valgrind runs them one at a time), library
 code included (MKL, oneDNN, ONNX Runtime). What it cannot see: memory stalls,
 cache misses, frequency, SMT or preemption (time, not work), kernel time,
 and GPU work (a CUDA or MPS cell is skipped with that reason). A C++ runner
-cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process,
-which is not under callgrind: it is skipped with that reason rather than
-counted as the Python side's waiting. Counts of JIT-compiled code
+cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process:
+the counting process rebuilds it as any cell, its runner started under
+callgrind in turn (instrumentation and collection off,
+``native_client.ENV_CALLGRIND``), and the runner itself warms up, collects
+and dumps (its ``count`` command, compiled with callgrind's client requests
+when valgrind's header was found at build time; ``Backend.count_calls``), so
+the Python side's waiting is not what is counted. Without the header the
+cell is skipped with that reason, as are the calls of other processes
+(onnxruntime-node, onnxruntime-web). Counts of JIT-compiled code
 (TorchScript's profiling executor) are of what valgrind's translation ran,
 which is what the CPU would run.
 
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchparity.axes.matrix import Cell
+from torchparity.backends.native_client import ENV_CALLGRIND
 from torchparity.cases.case import PluginSpec
 
 if TYPE_CHECKING:
@@ -70,6 +77,8 @@ CALLS = 5
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
+RUNNER_OUT = "runner-%p.out"  # a C++ runner's callgrind out-file; numbered dumps after it
+RUNNER_OUT_DUMPS = "runner-*.out.*"
 _CLIENT_C = """#include <valgrind/callgrind.h>
 void tp_start(void) { CALLGRIND_START_INSTRUMENTATION; }
 void tp_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
@@ -92,16 +101,21 @@ def unavailable(device: str) -> str | None:
 
 
 def out_of_process(backend: str) -> str | None:
-    """Why a backend's calls are not instructions of the counting process, or None."""
+    """Why a backend whose calls run in a process of its own cannot be counted,
+    or None (its calls are the counting process's, or its own process counts
+    them: the C++ runner)."""
     from torchparity.backends import get_backend
     from torchparity.backends.base import Backend
 
-    if type(get_backend(backend)).measure is not Backend.measure:
+    chosen = get_backend(backend)
+    if type(chosen).measure is Backend.measure:
+        return None
+    if type(chosen).count_calls is Backend.count_calls:
         return (
-            f"{backend} runs its calls in a process of its own (the C++ runner), which is "
-            "not under callgrind; not counted"
+            f"{backend} runs its calls in a process of its own, which is not under "
+            "callgrind; not counted"
         )
-    return None
+    return chosen.counting_unavailable()
 
 
 def client_library(folder: Path) -> Path | None:
@@ -173,7 +187,8 @@ class Counter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            # Its C++ runners start under callgrind too, dumping beside its own.
+            env={**os.environ, "PYTHONWARNINGS": "ignore", ENV_CALLGRIND: str(folder / RUNNER_OUT)},
             start_new_session=True,  # killed whole on a timeout
         )
         log.close()
@@ -256,7 +271,9 @@ class Counter:
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
-        dumps = sorted(self.folder.glob("callgrind.out.*"))
+        # Numbered dumps only: a runner's final dump at its exit (RUNNER_OUT
+        # itself) holds nothing counted and may come late.
+        dumps = sorted([*self.folder.glob("callgrind.out.*"), *self.folder.glob(RUNNER_OUT_DUMPS)])
         text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in dumps)
         for p in dumps:
             p.unlink()
@@ -314,6 +331,12 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
     if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
+    backend = state.ctx.backend
+    counted = backend.count_calls(
+        state.prepared, state.fresh_inputs(), WARMUP_CALLS, CALLS, SLOW_CALL_S
+    )
+    if counted is not None:  # in the backend's own process (the C++ runner)
+        return {"counted": cell.id, "calls": counted}
     call = timed_call(state)
     collecting, calls = False, CALLS
     if library is not None:
