@@ -74,6 +74,8 @@ WARMUP_CALLS = 2
 # lenet 8.151-8.163M, cifar_cnn 45.459-45.467M), and valgrind runs each call
 # ~150x slower than the CPU, so a slow call is counted once, a quick one 5 times.
 CALLS = 5
+# The verdict row's fields that key a rebuilt cell's artifacts (cell/pipeline.py).
+KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
@@ -231,23 +233,26 @@ class Counter:
             if stream is not None:
                 stream.close()
 
-    def count(self, cell: Cell) -> dict[str, Any]:
+    def count(self, cell: Cell, row: dict[str, Any] | None = None) -> dict[str, Any]:
         """Row columns: ``instructions_per_call`` (and how it was counted), or
         ``instructions_skip_reason``; and ``instructions_s``, the seconds the
-        count added to the run (the counting process's start included)."""
+        count added to the run (the counting process's start included).
+        ``row``: the cell's verdict row, whose reference identity keys the
+        rebuilt cell's artifacts (``KNOWN_FIELDS``)."""
         reason = unavailable(cell.device) or out_of_process(cell.backend)
         if reason:
             return {"instructions_skip_reason": reason}
         began = time.perf_counter()
-        columns = self._count(cell)
+        columns = self._count(cell, row or {})
         return {**columns, "instructions_s": round(time.perf_counter() - began, 3)}
 
-    def _count(self, cell: Cell) -> dict[str, Any]:
+    def _count(self, cell: Cell, known: dict[str, Any]) -> dict[str, Any]:
         try:
             if self._proc is None:
                 self._start()
             assert self._proc is not None and self._proc.stdin is not None
-            self._proc.stdin.write((json.dumps(cell.as_dict()) + "\n").encode())
+            task = {"cell": cell.as_dict(), "known": {k: known.get(k) for k in KNOWN_FIELDS}}
+            self._proc.stdin.write((json.dumps(task) + "\n").encode())
             self._proc.stdin.flush()
         except (OSError, RuntimeError) as exc:
             self._stop()
@@ -303,10 +308,12 @@ class Counter:
             self._tmp = None
 
 
-def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def count(
+    cell: Cell, spec: dict[str, Any], timeout: float, row: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One cell's columns, in a counting process of its own (``Counter`` for many)."""
     with Counter(spec, timeout) as counter:
-        return counter.count(cell)
+        return counter.count(cell, row)
 
 
 def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
@@ -319,14 +326,15 @@ def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]
     }
 
 
-def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
-    """Inside valgrind: rebuild the cell, warm it up, count its calls and dump."""
+def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """Inside valgrind: rebuild the cell (keyed by ``known``, the verdict's
+    row fields), warm it up, count its calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import REBUILD_STAGES, CellState, timed_call
+    from torchparity.cell.pipeline import REBUILD_STAGES, RebuiltState, timed_call
     from torchparity.cell.stages import run_stages
 
-    state = CellState(cell, settings)
+    state = RebuiltState(cell, settings, known=known)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
     if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
@@ -389,7 +397,8 @@ def _serve(spec_path: str, library_path: str) -> int:
     answers.flush()
     for line in sys.stdin:
         try:
-            answer = _count_one(Cell(**json.loads(line)), settings, library)
+            task = json.loads(line)
+            answer = _count_one(Cell(**task["cell"]), settings, library, task["known"])
         except Exception as exc:  # noqa: BLE001 - the cell's reason, and the next cell
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         answers.write(json.dumps(answer) + "\n")
