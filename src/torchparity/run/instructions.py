@@ -151,6 +151,7 @@ class Counter:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._ended = False  # the counting process's answers ended (it died)
         self._library: Path | None = None
         self.started_s = 0.0  # seconds spent starting counting processes
 
@@ -194,7 +195,7 @@ class Counter:
             start_new_session=True,  # killed whole on a timeout
         )
         log.close()
-        self._buffer = b""
+        self._buffer, self._ended = b"", False
         began = time.perf_counter()
         ready = self._read(START_ALLOWANCE_S)
         self.started_s += time.perf_counter() - began
@@ -217,6 +218,7 @@ class Counter:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                self._ended = True
                 return None
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
@@ -256,23 +258,30 @@ class Counter:
             self._proc.stdin.flush()
         except (OSError, RuntimeError) as exc:
             self._stop()
-            return {"instructions_skip_reason": f"callgrind run failed: {exc}"[:300]}
+            return _failed(f"callgrind run failed: {exc}")
         answer = self._read(self.timeout)
         if answer is None:
-            code = self._proc.poll()
+            code = self._exit_code()
             self._stop()
             self._dumps()  # a half-counted cell's dump must not count for the next one
             if code is None:
                 return {
                     "instructions_skip_reason": f"callgrind did not finish within {self.timeout:g}s"
                 }
-            return {
-                "instructions_skip_reason": f"callgrind run failed (exit {code}): {self._tail()}"
-            }
+            return _failed(f"callgrind run failed (exit {code}): {self._tail()}", code)
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
-            return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
+            return _failed(f"callgrind run failed: {answer['error']}")
         return self._columns(found, int(answer.get("calls", CALLS)))
+
+    def _exit_code(self) -> int | None:
+        """The counting process's exit code once its answers ended (valgrind
+        still writes its dump as a killed process dies); None while it runs."""
+        assert self._proc is not None
+        if self._ended:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return self._proc.wait(60)
+        return self._proc.poll()
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
@@ -306,6 +315,20 @@ class Counter:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+# What valgrind's SIGILL means (3.19 has no AVX-512): said first, before any truncation.
+_SIGILL = (
+    "valgrind cannot run an instruction of this cell's code (it has no AVX-512; an "
+    "AOTInductor artifact compiled for this CPU uses it)"
+)
+
+
+def _failed(reason: str, code: int | None = None) -> dict[str, Any]:
+    """A failed count's row column, explaining an instruction valgrind cannot run."""
+    if code == -signal.SIGILL or "SIGILL" in reason:
+        reason = f"{_SIGILL}: {reason}"
+    return {"instructions_skip_reason": reason[:300]}
 
 
 def count(
