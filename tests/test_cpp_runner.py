@@ -5,7 +5,6 @@ build or crashes. No time is asserted."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -75,24 +74,6 @@ def test_format_rejects_damaged_files(mutate):
         data += b"\0"
     with pytest.raises(tensor_io.TensorFormatError):
         tensor_io.decode(bytes(data))
-
-
-@pytest.fixture(scope="session")
-def native_runner(tmp_path_factory) -> native_build.RunnerBuild:
-    """The runner, built once for the session into a fresh cache that every
-    command line run by these tests shares."""
-    if native_build.toolchain_missing():
-        pytest.skip(native_build.toolchain_missing())
-    cache = tmp_path_factory.mktemp("native-cache")
-    saved = os.environ.get(native_build.ENV_CACHE)
-    os.environ[native_build.ENV_CACHE] = str(cache)
-    try:
-        yield native_build.ensure_runner()
-    finally:
-        if saved is None:
-            os.environ.pop(native_build.ENV_CACHE, None)
-        else:
-            os.environ[native_build.ENV_CACHE] = saved
 
 
 def test_runner_builds_once_and_is_cached(native_runner):

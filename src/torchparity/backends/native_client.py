@@ -15,7 +15,7 @@ import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import torch
 
@@ -57,19 +57,27 @@ def _runner_env() -> dict[str, str]:
     return env
 
 
-def _shut(proc: subprocess.Popen, workdir: Path, stderr: Any) -> None:
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The child's stdin and stdout (started with both as pipes: never None)."""
+    if proc.stdin is None or proc.stdout is None:
+        raise RuntimeError("the runner process was started without its pipes")
+    return proc.stdin, proc.stdout
+
+
+def _shut(proc: subprocess.Popen[bytes], workdir: Path, stderr: IO[bytes]) -> None:
     """Stop the process and remove its directory (also run by the GC finalizer)."""
+    stdin, stdout = _pipes(proc)
     try:
         if proc.poll() is None:
             try:
-                proc.stdin.write(b"quit\n")
-                proc.stdin.flush()
+                stdin.write(b"quit\n")
+                stdin.flush()
                 proc.wait(timeout=5)
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 proc.kill()
                 proc.wait()
     finally:
-        for stream in (proc.stdin, proc.stdout, stderr):
+        for stream in (stdin, stdout, stderr):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -142,6 +150,7 @@ class RunnerProcess:
         self.proc = subprocess.Popen(
             full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
+        self._stdin, self._stdout = _pipes(self.proc)
         self._finalizer = weakref.finalize(self, _shut, self.proc, self.workdir, self._stderr)
         self.info: dict[str, Any] = self._answer("load")
 
@@ -157,7 +166,7 @@ class RunnerProcess:
         """The next protocol line: its JSON payload, or NativeRunnerError /
         NativeRunnerCrash. Other stdout lines (the model's prints) are kept aside."""
         while True:
-            raw = self.proc.stdout.readline()
+            raw = self._stdout.readline()
             if not raw:
                 try:
                     code = self.proc.wait(timeout=10)
@@ -178,8 +187,8 @@ class RunnerProcess:
 
     def _command(self, line: str, stage: str) -> dict[str, Any]:
         try:
-            self.proc.stdin.write(line.encode("utf-8") + b"\n")
-            self.proc.stdin.flush()
+            self._stdin.write(line.encode("utf-8") + b"\n")
+            self._stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # it died already; _answer says how
         return self._answer(stage)
