@@ -29,9 +29,15 @@ counted calls, on every thread (valgrind runs them one at a time), library
 code included (MKL, oneDNN, ONNX Runtime). What it cannot see: memory stalls,
 cache misses, frequency, SMT or preemption (time, not work), kernel time,
 and GPU work (a CUDA or MPS cell is skipped with that reason). A C++ runner
-cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process,
-which is not under callgrind: it is skipped with that reason rather than
-counted as the Python side's waiting. Counts of JIT-compiled code
+cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process:
+the counting process rebuilds it as any cell, its runner started under
+callgrind in turn (instrumentation and collection off,
+``native_client.ENV_CALLGRIND``), and the runner itself warms up, collects
+and dumps (its ``count`` command, compiled with callgrind's client requests
+when valgrind's header was found at build time; ``Backend.count_calls``), so
+the Python side's waiting is not what is counted. Without the header the
+cell is skipped with that reason, as are the calls of other processes
+(onnxruntime-node, onnxruntime-web). Counts of JIT-compiled code
 (TorchScript's profiling executor) are of what valgrind's translation ran,
 which is what the CPU would run.
 
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchparity.axes.matrix import Cell
+from torchparity.backends.native_client import ENV_CALLGRIND
 from torchparity.cases.case import PluginSpec
 
 if TYPE_CHECKING:
@@ -67,9 +74,13 @@ WARMUP_CALLS = 2
 # lenet 8.151-8.163M, cifar_cnn 45.459-45.467M), and valgrind runs each call
 # ~150x slower than the CPU, so a slow call is counted once, a quick one 5 times.
 CALLS = 5
+# The verdict row's fields that key a rebuilt cell's artifacts (cell/pipeline.py).
+KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
+RUNNER_OUT = "runner-%p.out"  # a C++ runner's callgrind out-file; numbered dumps after it
+RUNNER_OUT_DUMPS = "runner-*.out.*"
 _CLIENT_C = """#include <valgrind/callgrind.h>
 void tp_start(void) { CALLGRIND_START_INSTRUMENTATION; }
 void tp_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
@@ -92,16 +103,21 @@ def unavailable(device: str) -> str | None:
 
 
 def out_of_process(backend: str) -> str | None:
-    """Why a backend's calls are not instructions of the counting process, or None."""
+    """Why a backend whose calls run in a process of its own cannot be counted,
+    or None (its calls are the counting process's, or its own process counts
+    them: the C++ runner)."""
     from torchparity.backends import get_backend
     from torchparity.backends.base import Backend
 
-    if type(get_backend(backend)).measure is not Backend.measure:
+    chosen = get_backend(backend)
+    if type(chosen).measure is Backend.measure:
+        return None
+    if type(chosen).count_calls is Backend.count_calls:
         return (
-            f"{backend} runs its calls in a process of its own (the C++ runner), which is "
-            "not under callgrind; not counted"
+            f"{backend} runs its calls in a process of its own, which is not under "
+            "callgrind; not counted"
         )
-    return None
+    return chosen.counting_unavailable()
 
 
 def client_library(folder: Path) -> Path | None:
@@ -135,6 +151,7 @@ class Counter:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._ended = False  # the counting process's answers ended (it died)
         self._library: Path | None = None
         self.started_s = 0.0  # seconds spent starting counting processes
 
@@ -173,11 +190,12 @@ class Counter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            # Its C++ runners start under callgrind too, dumping beside its own.
+            env={**os.environ, "PYTHONWARNINGS": "ignore", ENV_CALLGRIND: str(folder / RUNNER_OUT)},
             start_new_session=True,  # killed whole on a timeout
         )
         log.close()
-        self._buffer = b""
+        self._buffer, self._ended = b"", False
         began = time.perf_counter()
         ready = self._read(START_ALLOWANCE_S)
         self.started_s += time.perf_counter() - began
@@ -200,6 +218,7 @@ class Counter:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                self._ended = True
                 return None
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
@@ -216,47 +235,59 @@ class Counter:
             if stream is not None:
                 stream.close()
 
-    def count(self, cell: Cell) -> dict[str, Any]:
+    def count(self, cell: Cell, row: dict[str, Any] | None = None) -> dict[str, Any]:
         """Row columns: ``instructions_per_call`` (and how it was counted), or
         ``instructions_skip_reason``; and ``instructions_s``, the seconds the
-        count added to the run (the counting process's start included)."""
+        count added to the run (the counting process's start included).
+        ``row``: the cell's verdict row, whose reference identity keys the
+        rebuilt cell's artifacts (``KNOWN_FIELDS``)."""
         reason = unavailable(cell.device) or out_of_process(cell.backend)
         if reason:
             return {"instructions_skip_reason": reason}
         began = time.perf_counter()
-        columns = self._count(cell)
+        columns = self._count(cell, row or {})
         return {**columns, "instructions_s": round(time.perf_counter() - began, 3)}
 
-    def _count(self, cell: Cell) -> dict[str, Any]:
+    def _count(self, cell: Cell, known: dict[str, Any]) -> dict[str, Any]:
         try:
             if self._proc is None:
                 self._start()
             assert self._proc is not None and self._proc.stdin is not None
-            self._proc.stdin.write((json.dumps(cell.as_dict()) + "\n").encode())
+            task = {"cell": cell.as_dict(), "known": {k: known.get(k) for k in KNOWN_FIELDS}}
+            self._proc.stdin.write((json.dumps(task) + "\n").encode())
             self._proc.stdin.flush()
         except (OSError, RuntimeError) as exc:
             self._stop()
-            return {"instructions_skip_reason": f"callgrind run failed: {exc}"[:300]}
+            return _failed(f"callgrind run failed: {exc}")
         answer = self._read(self.timeout)
         if answer is None:
-            code = self._proc.poll()
+            code = self._exit_code()
             self._stop()
             self._dumps()  # a half-counted cell's dump must not count for the next one
             if code is None:
                 return {
                     "instructions_skip_reason": f"callgrind did not finish within {self.timeout:g}s"
                 }
-            return {
-                "instructions_skip_reason": f"callgrind run failed (exit {code}): {self._tail()}"
-            }
+            return _failed(f"callgrind run failed (exit {code}): {self._tail()}", code)
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
-            return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
+            return _failed(f"callgrind run failed: {answer['error']}")
         return self._columns(found, int(answer.get("calls", CALLS)))
+
+    def _exit_code(self) -> int | None:
+        """The counting process's exit code once its answers ended (valgrind
+        still writes its dump as a killed process dies); None while it runs."""
+        assert self._proc is not None
+        if self._ended:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return self._proc.wait(60)
+        return self._proc.poll()
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
-        dumps = sorted(self.folder.glob("callgrind.out.*"))
+        # Numbered dumps only: a runner's final dump at its exit (RUNNER_OUT
+        # itself) holds nothing counted and may come late.
+        dumps = sorted([*self.folder.glob("callgrind.out.*"), *self.folder.glob(RUNNER_OUT_DUMPS)])
         text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in dumps)
         for p in dumps:
             p.unlink()
@@ -286,10 +317,26 @@ class Counter:
             self._tmp = None
 
 
-def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+# What valgrind's SIGILL means (3.19 has no AVX-512): said first, before any truncation.
+_SIGILL = (
+    "valgrind cannot run an instruction of this cell's code (it has no AVX-512; an "
+    "AOTInductor artifact compiled for this CPU uses it)"
+)
+
+
+def _failed(reason: str, code: int | None = None) -> dict[str, Any]:
+    """A failed count's row column, explaining an instruction valgrind cannot run."""
+    if code == -signal.SIGILL or "SIGILL" in reason:
+        reason = f"{_SIGILL}: {reason}"
+    return {"instructions_skip_reason": reason[:300]}
+
+
+def count(
+    cell: Cell, spec: dict[str, Any], timeout: float, row: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One cell's columns, in a counting process of its own (``Counter`` for many)."""
     with Counter(spec, timeout) as counter:
-        return counter.count(cell)
+        return counter.count(cell, row)
 
 
 def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
@@ -302,18 +349,25 @@ def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]
     }
 
 
-def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
-    """Inside valgrind: rebuild the cell, warm it up, count its calls and dump."""
+def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """Inside valgrind: rebuild the cell (keyed by ``known``, the verdict's
+    row fields), warm it up, count its calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import REBUILD_STAGES, CellState, timed_call
+    from torchparity.cell.pipeline import REBUILD_STAGES, RebuiltState, timed_call
     from torchparity.cell.stages import run_stages
 
-    state = CellState(cell, settings)
+    state = RebuiltState(cell, settings, known=known)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
     if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
+    backend = state.ctx.backend
+    counted = backend.count_calls(
+        state.prepared, state.fresh_inputs(), WARMUP_CALLS, CALLS, SLOW_CALL_S
+    )
+    if counted is not None:  # in the backend's own process (the C++ runner)
+        return {"counted": cell.id, "calls": counted}
     call = timed_call(state)
     collecting, calls = False, CALLS
     if library is not None:
@@ -366,7 +420,8 @@ def _serve(spec_path: str, library_path: str) -> int:
     answers.flush()
     for line in sys.stdin:
         try:
-            answer = _count_one(Cell(**json.loads(line)), settings, library)
+            task = json.loads(line)
+            answer = _count_one(Cell(**task["cell"]), settings, library, task["known"])
         except Exception as exc:  # noqa: BLE001 - the cell's reason, and the next cell
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         answers.write(json.dumps(answer) + "\n")
