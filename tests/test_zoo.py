@@ -120,10 +120,11 @@ def test_calibrated_batchnorm_keeps_a_deep_stack_input_dependent() -> None:
 @pytest.mark.parametrize("name", ["expectations.json", "expectations-ci.json"])
 def test_expectations_name_zoo_cells_with_a_blame_and_a_reason(name: str) -> None:
     from tests.helpers import ROOT
+    from torchparity.cases.case import SUITES, load_plugin
 
+    load_plugin(("module", "torchparity.suites.zoo"))
     entries = expectations.load(ROOT / SUITE_DIR / name)
-    suite = "zoo-ci" if "ci" in name else "zoo"
-    cases = set(_listed(suite))
+    cases = set(SUITES["zoo-ci" if "ci" in name else "zoo"])
     for e in entries:
         assert e.case in cases, e
         assert e.blame in blame.CATEGORIES and e.reason and e.status in expectations.BAD, e
