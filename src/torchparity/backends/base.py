@@ -44,6 +44,9 @@ class PrepareContext:
     # layer alone ("" for the whole model): lets a backend that treats layers
     # differently (a plugin that perturbs one) recognise it.
     module_path: str = ""
+    # int8 precisions: the calibration batches (input tuples, cast like the
+    # cell's inputs) drawn from the case's input factory (backends/quantize.py).
+    calibration: tuple[tuple, ...] = ()
 
 
 def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:
@@ -74,6 +77,9 @@ class Backend:
     # "torchscript" for torchscript-cpp: both then share one file. None: its own.
     artifact_backend: str | None = None
     options: Mapping[str, BackendOption | str] | None = None
+    # The int8 modes (Precision.quant: "static", "dynamic") prepare() serves;
+    # the others get a skip row for the int8 precisions.
+    quantized_modes: tuple[str, ...] = ()
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         """None when the cell can run, else the reason it is skipped."""

@@ -43,6 +43,7 @@ from torchparity.cases.reference import (
     get_reference,
     nondeterminism_fields,
 )
+from torchparity.cell import int8
 from torchparity.cell.stages import CellRun, NothingToCompare, Stages, check_precheck
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.memory import PeakMemory
@@ -52,11 +53,14 @@ from torchparity.verdicts import drift as drift_mod
 # -- rules of the inference stages ----------------------------------------------------
 
 
-def name_outputs(backend: Backend, output: Any, reference: Reference) -> Flattened:
+def name_outputs(
+    backend: Backend, output: Any, reference: Reference, flat: bool = False
+) -> Flattened:
     """The backend's output as named tensor leaves. A graph backend's flat
-    leaves take eager's names; a count that differs is an error that says what
+    leaves (or any int8 cell's: ``flat``, the converted program returns them)
+    take eager's names; a count that differs is an error that says what
     the deployed graph lacks and the usual fix."""
-    if not backend.returns_flat_leaves:
+    if not (backend.returns_flat_leaves or flat):
         return flatten(output)
     leaves = [x for x in flat_leaves(output) if isinstance(x, torch.Tensor)]
     if len(leaves) != len(reference.names):
@@ -171,6 +175,8 @@ def stage_prepare(s: CellState) -> bool:
     s.prepare_ctx = s.ctx.prepare_context(
         s.case_print, s.reference.input_digest, s.ctx.artifact_cache
     )
+    if precision.quant is not None:
+        s.prepare_ctx.calibration = int8.calibration(s.ctx)
     s.prepare_ctx.fingerprint = s.reference.fingerprint  # artifacts of another model: rebuilt
     module = s.cast_module()
     device.synchronize()
@@ -192,7 +198,9 @@ def stage_call(s: CellState) -> bool:
     changed = mutated_inputs(s.cell_inputs, inputs)
     if changed:
         s.row["mutates_inputs"] = changed
-    s.output = name_outputs(s.ctx.backend, output, s.reference)
+    s.output = name_outputs(
+        s.ctx.backend, output, s.reference, flat=s.ctx.precision.quant is not None
+    )
     s.row["output_digest"] = tensor_digest(s.output.tensors)
     s.row["leaf_names"] = s.output.names
     if s.output.dropped:
@@ -214,22 +222,29 @@ def _save_outputs(s: CellState) -> None:
         s.row["output_store_error"] = f"{type(exc).__name__}: {exc}"[:200]
 
 
-def stage_compare(s: CellState) -> bool:
-    common = check_comparable(s.ctx.case, s.output, s.reference)
-    missing = [n for n in s.reference.names if n not in common]
-    if missing:
-        s.row["missing_leaves"] = missing
+def _fp64_drift(s: CellState, common: list[str], policy: str) -> drift_mod.Drift:
+    """The outputs' drift from the fp64 reference on the ``common`` leaves."""
     actual = s.output.by_name()
     expected = dict(zip(s.reference.names, s.reference.outputs, strict=True))
-    _save_outputs(s)
-    drift = drift_mod.compare(
+    return drift_mod.compare(
         common,
         [actual[n] for n in common],
         [expected[n] for n in common],
         s.ctx.precision.compute_dtype,
         s.ctx.tolerance,
-        s.ctx.policy,
+        policy,
     )
+
+
+def stage_compare(s: CellState) -> bool:
+    common = check_comparable(s.ctx.case, s.output, s.reference)
+    missing = [n for n in s.reference.names if n not in common]
+    if missing:
+        s.row["missing_leaves"] = missing
+    _save_outputs(s)
+    if s.ctx.precision.quant is not None:
+        return compare_int8(s, common)
+    drift = _fp64_drift(s, common, s.ctx.policy)
     add_columns(s.row, drift.columns())
     s.row["leaves"] = drift.leaf_records()
     if not drift.passed:
@@ -237,7 +252,34 @@ def stage_compare(s: CellState) -> bool:
     return True
 
 
+def compare_int8(s: CellState, common: list[str]) -> bool:
+    """An int8 cell's verdicts: fidelity to the quantized reference, agreement
+    with fp32 eager (cell/int8.py). The drift from the fp64 reference is kept
+    as facts, not as a verdict; ``tolerance_used`` is fidelity's share of its bounds."""
+    result, extra = int8.judge(
+        s.prepare_ctx,
+        s.cast_module,
+        s.fresh_inputs,
+        s.output,
+        list(s.reference.names),
+        common,
+        s.ctx.tolerance,
+    )
+    drift = _fp64_drift(s, common, "model")
+    add_columns(s.row, drift.columns())
+    add_columns(s.row, extra)
+    add_columns(s.row, result.columns())
+    s.row.update(drift_policy="int8", tolerance_used=result.fidelity_share)
+    s.row["leaves"] = drift.leaf_records()
+    s.row["int8_leaves"] = result.leaf_records()
+    if not result.passed:
+        s.row.update(status=Status.FAIL, reason=result.reason)
+    return True
+
+
 def stage_eager(s: CellState) -> bool:
+    if s.ctx.precision.quant is not None:  # eager at int8 is the quantized reference
+        return True  # compare_int8 recorded eager_max_abs_diff
     if s.cell.backend == "eager":
         s.row["eager_max_abs_diff"] = 0.0
         return True

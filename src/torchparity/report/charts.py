@@ -261,3 +261,93 @@ def latency_distributions(rows: list[dict[str, Any]]) -> str | None:
     ax.set_xlabel("latency per call (ms, log scale)")
     ax.grid(axis="x", linewidth=0.3)
     return _svg(fig)
+
+
+LOSS_FLOOR = 1e-9  # agreement losses below this are drawn at it (log axis)
+TRADEOFF_COLUMNS = ["case", "cell", "speedup_vs_fp32_eager", "agreement_loss", "pareto"]
+
+
+def _pareto(speedup: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Which points no other point beats on both axes (faster and closer, one strictly)."""
+    front = np.ones(len(speedup), dtype=bool)
+    for i in range(len(speedup)):
+        better = (speedup >= speedup[i]) & (loss <= loss[i])
+        strictly = (speedup > speedup[i]) | (loss < loss[i])
+        front[i] = not bool((better & strictly).any())
+    return front
+
+
+def tradeoff_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each measured cell's speedup over fp32 eager at the same case and device
+    (a ratio of median latencies) and its agreement loss, 1 - cosine: against
+    fp32 eager for int8 cells (``agree_cosine``), against the fp64 reference
+    for float cells (``cosine``); ``pareto`` marks each case's front."""
+    if "latency_ms_median" not in frame.columns or "cosine" not in frame.columns:
+        return pd.DataFrame(columns=TRADEOFF_COLUMNS)
+    measured = _measured(frame)
+    measured = measured[pd.to_numeric(measured["latency_ms_median"], errors="coerce") > 0]
+    keys = ["case", "device", *(["platform"] if "platform" in measured.columns else [])]
+    fp32 = measured[(measured["backend"] == "eager") & (measured["precision"] == "fp32")]
+    base = fp32.groupby(keys)["latency_ms_median"].median()
+    cos = pd.to_numeric(measured["cosine"], errors="coerce")
+    if "agree_cosine" in measured.columns:
+        cos = pd.to_numeric(measured["agree_cosine"], errors="coerce").fillna(cos)
+    latency = pd.to_numeric(measured["latency_ms_median"], errors="coerce")
+    fp32_latency = measured.set_index(keys).index.map(lambda k: base.get(k, math.nan))
+    out = pd.DataFrame(
+        {
+            "case": measured["case"].to_numpy(),
+            "cell": cell_column(measured).to_numpy(),
+            "speedup_vs_fp32_eager": np.asarray(fp32_latency, dtype=float) / latency.to_numpy(),
+            "agreement_loss": (1.0 - cos).clip(lower=0.0).to_numpy(),
+        }
+    ).dropna()
+    out["pareto"] = False
+    for _, group in out.groupby("case"):
+        front = _pareto(
+            group["speedup_vs_fp32_eager"].to_numpy(), group["agreement_loss"].to_numpy()
+        )
+        out.loc[group.index, "pareto"] = front
+    return out.sort_values(["case", "agreement_loss"]).reset_index(drop=True)
+
+
+def tradeoff_chart(frame: pd.DataFrame) -> str | None:
+    """Per case: speedup over fp32 eager against agreement loss for every
+    measured (backend, precision) cell, the Pareto front joined and ringed."""
+    table = tradeoff_frame(frame)
+    if table.empty:
+        return None
+    cases = list(dict.fromkeys(table["case"]))
+    ncols = min(3, len(cases))
+    nrows = math.ceil(len(cases) / ncols)
+    labels = sorted(set(table["cell"]))
+    legend_rows = math.ceil(len(labels) / 3)
+    fig = _figure(max(3.2 * ncols, 6.0), 2.8 * nrows + 0.6 + 0.2 * legend_rows)
+    colors = matplotlib.colormaps["tab10"]
+    for k, case in enumerate(cases):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        group = table[table["case"] == case]
+        x = group["agreement_loss"].clip(lower=LOSS_FLOOR).to_numpy()
+        y = group["speedup_vs_fp32_eager"].to_numpy()
+        for xi, yi, cell in zip(x, y, group["cell"], strict=True):
+            ax.scatter([xi], [yi], s=18, color=colors(labels.index(cell) % 10), label=cell)
+        front = group["pareto"].to_numpy()
+        order = np.argsort(x[front])
+        ax.plot(x[front][order], y[front][order], color="#222", linewidth=0.8, linestyle="--")
+        ax.scatter(x[front], y[front], s=70, facecolors="none", edgecolors="#222", linewidths=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="#999", linewidth=0.6)
+        ax.set_title(str(case), fontsize=8)
+        ax.set_xlabel("agreement loss (1 - cosine)", fontsize=7)
+        ax.set_ylabel("speedup over fp32 eager", fontsize=7)
+        ax.grid(linewidth=0.3)
+    handles, names = fig.axes[0].get_legend_handles_labels()
+    seen = dict(zip(names, handles, strict=True))
+    for ax in fig.axes[1:]:
+        h, n = ax.get_legend_handles_labels()
+        seen.update(zip(n, h, strict=True))
+    fig.legend(
+        list(seen.values()), list(seen.keys()), fontsize=7, loc="outside lower center", ncols=3
+    )
+    return _svg(fig)

@@ -471,6 +471,20 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
             "throughput",
         )
     )
+    tradeoff = charts.tradeoff_frame(frame)
+    if not tradeoff.empty:
+        sections.append(
+            h.section(
+                "Speed vs accuracy",
+                "<p class='muted'>per case, every measured cell: speedup over fp32 eager (ratio of "
+                "median latencies, same case and device) against agreement loss, 1 - cosine (int8 "
+                "cells: against fp32 eager; float cells: against the fp64 reference). Ringed and "
+                "joined: the Pareto front (no other cell is both faster and closer).</p>"
+                + h.chart(charts.tradeoff_chart(frame), "Needs eager at fp32 in the run.")
+                + h.table(tradeoff, "tradeoff"),
+                "tradeoff",
+            )
+        )
     sections += _table_section(
         "Python vs C++",
         native_vs_python(frame),
