@@ -269,7 +269,8 @@ def compare_int8(s: CellState, common: list[str]) -> bool:
     add_columns(s.row, drift.columns())
     add_columns(s.row, extra)
     add_columns(s.row, result.columns())
-    s.row.update(drift_policy="int8", tolerance_used=result.fidelity_share)
+    s.row["drift_policy"] = "int8"
+    s.row["tolerance_used"] = result.fidelity_share
     s.row["leaves"] = drift.leaf_records()
     s.row["int8_leaves"] = result.leaf_records()
     if not result.passed:

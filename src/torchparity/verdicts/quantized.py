@@ -20,6 +20,7 @@ A cell passes when both hold; ``int8_failed`` names the verdicts that did not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -182,7 +183,7 @@ class QuantVerdict:
         return "; ".join(parts)
 
     def columns(self) -> dict[str, float | str | None]:
-        def worst(attr: str, pick: type[max] | type[min]) -> float | None:
+        def worst(attr: str, pick: Callable[[list[float]], float]) -> float | None:
             values = [getattr(lf, attr) for lf in self.leaves if getattr(lf, attr) is not None]
             return pick(values) if values else None
 
