@@ -84,11 +84,13 @@ MODEL_REL_L2: dict[torch.dtype, float] = {
 # case overrides them with ``tolerances={torch.int8: Tolerance(...)}``.
 # Fidelity, against the quantized reference (the pt2e-converted model in
 # eager), in quantization steps of the output: a runtime with other integer
-# kernels (fixed-point requantization) may round an intermediate value one
-# step the other way, which a few layers later moves an output by a few steps
-# at some positions, but not on average; a systematic fault (a zero point off
-# by one) moves the mean by a step. Agreement, against fp32 eager: the
-# task-level budget of quantizing at all (SQNR 20 dB is cosine ~0.995).
+# kernels (fixed-point requantization) rounds some values one step the other
+# way (the built-in models on ExecuTorch and ONNX Runtime: at most 1 step,
+# 0.13 on average), but a systematic fault (a zero point off by one) moves
+# the mean by about a step. Dynamic quantization computes activation scales
+# per call in each runtime's own kernel, so the same input lands on slightly
+# different grids and the mean bound is wider. Agreement, against fp32 eager:
+# the task-level budget of quantizing at all (SQNR 20 dB is cosine ~0.995).
 INT8_TOLERANCE = Tolerance(
     atol=0.0,
     rtol=0.0,
@@ -99,16 +101,21 @@ INT8_TOLERANCE = Tolerance(
     min_top1=0.75,
     min_top5=1.0,
 )
+INT8_TOLERANCES: dict[str, Tolerance] = {
+    "static": INT8_TOLERANCE,
+    "dynamic": dataclasses.replace(INT8_TOLERANCE, quant_mean_steps=0.5),
+}
 
 
-def int8_tolerance(override: Tolerance | None) -> Tolerance:
-    """The int8 budget: ``INT8_TOLERANCE`` with a case's set fields in place of its own."""
+def int8_tolerance(override: Tolerance | None, mode: str = "static") -> Tolerance:
+    """The int8 budget of ``mode`` with a case's set fields in place of its own."""
+    default = INT8_TOLERANCES[mode]
     if override is None:
-        return INT8_TOLERANCE
+        return default
     fields = {k: v for k, v in vars(override).items() if v is not None}
     for elementwise in ("atol", "rtol"):  # the float policies' fields; int8 has its own
         fields.pop(elementwise, None)
-    return dataclasses.replace(INT8_TOLERANCE, **fields)
+    return dataclasses.replace(default, **fields)
 
 
 def default_tolerance(dtype: torch.dtype) -> Tolerance:

@@ -14,7 +14,7 @@ class Tolerance:
     leaf); None means the dtype's default in ``MODEL_REL_L2``.
 
     The int8 precisions read the other fields (a case sets them under the key
-    ``torch.int8``; None keeps the default of ``INT8_TOLERANCE``, axes/precision.py):
+    ``torch.int8``; None keeps the default of ``INT8_TOLERANCES``, axes/precision.py):
     fidelity to the quantized reference in output quantization steps
     (``quant_max_steps`` at any element, ``quant_mean_steps`` on average), and
     agreement with fp32 eager (``min_cosine``, ``min_sqnr_db``; ``min_top1`` /

@@ -143,7 +143,7 @@ def cast_module(module: torch.nn.Module, device: Device, precision: Precision) -
 
 def tolerance_for(case: Case, precision: Precision) -> Tolerance:
     if precision.quant is not None:  # a case's int8 budget under torch.int8
-        return int8_tolerance(case.tolerances.get(torch.int8))
+        return int8_tolerance(case.tolerances.get(torch.int8), precision.quant)
     dtype = precision.compute_dtype
     return case.tolerances.get(dtype) or default_tolerance(dtype)
 
