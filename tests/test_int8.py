@@ -140,6 +140,24 @@ def test_int8_dynamic_on_every_backend_that_serves_it(tmp_path):
         assert 0 < row["fidelity_max_steps"] <= INT8_TOLERANCE.quant_max_steps
 
 
+@pytest.mark.slow  # ONNX export and ORT's calibration
+def test_onnxruntime_own_static_quantizer_on_the_same_calibration(tmp_path):
+    _needs_pt2e()
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(CASES), "--suite", "int8", "--case", "int8_classifier"),
+        *("--precision", "int8-static", "--rounds", "1", "--backend", "eager,onnxruntime"),
+        *("--backend-option", "onnxruntime.int8_quantizer=onnxruntime"),
+    )
+    ort = by_cell(rows)["int8_classifier", "int8-static", "onnxruntime"]
+    assert ort["backend_int8_quantizer"] == "onnxruntime", explain(rows)
+    assert "quantize_static(QDQ, per_channel=True" in ort["backend_int8_recipe"]
+    # Another quantizer (MinMax, not the reference's histogram) on the same data:
+    # its own scales, so not bit-equal, yet within the fidelity bounds here.
+    assert ort["status"] == "pass", explain(rows)
+    assert 0 < ort["fidelity_max_steps"] <= INT8_TOLERANCE.quant_max_steps
+
+
 @pytest.mark.slow  # lowering to ExecuTorch and exporting to ONNX: about a minute
 def test_int8_executorch_and_onnxruntime_match_the_quantized_reference(tmp_path):
     _needs_pt2e()
