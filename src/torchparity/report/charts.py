@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -19,8 +19,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from torchparity._core.status import MEASURED_STATUSES
+from torchparity.report import frames as fr
 
-_STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text as <text>, not paths: smaller and selectable
     "svg.hashsalt": "torchparity",  # deterministic ids: same input, same page
     "text.parse_math": False,
@@ -66,7 +70,7 @@ def cell_column(frame: pd.DataFrame) -> pd.Series:
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame["status"].isin(list(MEASURED_STATUSES)) & frame["throughput_items_s"].notna()
-    return frame[ok]
+    return fr.rows(frame, ok)
 
 
 def _barh_groups(
@@ -129,18 +133,18 @@ def _paired_or_ratio(measured: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Non-eager rows with ``speedup`` (and ``low``/``high``): the paired
     ``speedup_vs_eager`` with its interval where the row has it, else the
     ratio of throughputs to eager's at the same case, device and precision."""
-    eager = measured[measured["backend"] == "eager"].groupby(keys)["throughput_items_s"].median()
-    others = measured[measured["backend"] != "eager"]
+    eager = fr.rows(measured, measured["backend"] == "eager")
+    eager = eager.groupby(keys)["throughput_items_s"].median()
+    others = fr.rows(measured, measured["backend"] != "eager")
     if others.empty:
         return others
     base = others.set_index(keys).index.map(lambda k: eager.get(k, math.nan))
     ratio = others["throughput_items_s"].to_numpy(dtype=float) / np.asarray(base, dtype=float)
-    nan = pd.Series(math.nan, index=others.index)
-    paired = pd.to_numeric(others.get("speedup_vs_eager", nan), errors="coerce")
+    paired = fr.numeric(others, "speedup_vs_eager")
     return others.assign(
         speedup=paired.fillna(pd.Series(ratio, index=others.index)),
-        low=pd.to_numeric(others.get("speedup_ci_low", nan), errors="coerce"),
-        high=pd.to_numeric(others.get("speedup_ci_high", nan), errors="coerce"),
+        low=fr.numeric(others, "speedup_ci_low"),
+        high=fr.numeric(others, "speedup_ci_high"),
     )
 
 
@@ -156,7 +160,7 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     others = _paired_or_ratio(measured, keys)
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    others = others[others["speedup"].notna()]
+    others = fr.rows(others, others["speedup"].notna())
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     others = others.assign(column=cell_column(others))
@@ -195,10 +199,10 @@ def speedup_chart(frame: pd.DataFrame) -> str | None:
 
 def drift_heatmap(frame: pd.DataFrame) -> str | None:
     """log10 of max_rel_err per case x device/backend/precision, annotated."""
-    ran = frame[pd.to_numeric(frame["max_rel_err"], errors="coerce").notna()]
+    ran = fr.rows(frame, fr.numeric(frame, "max_rel_err").notna())
     if ran.empty:
         return None
-    values = pd.to_numeric(ran["max_rel_err"], errors="coerce").astype(float)
+    values = fr.numeric(ran, "max_rel_err").astype(float)
     with np.errstate(divide="ignore"):
         logs = np.log10(np.maximum(values.to_numpy(), 1e-20))
     table = ran.assign(column=cell_column(ran), log_err=logs).pivot_table(
