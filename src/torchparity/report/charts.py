@@ -289,29 +289,37 @@ def tradeoff_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if "latency_ms_median" not in frame.columns or "cosine" not in frame.columns:
         return pd.DataFrame(columns=TRADEOFF_COLUMNS)
     measured = _measured(frame)
-    measured = measured[pd.to_numeric(measured["latency_ms_median"], errors="coerce") > 0]
+    measured = fr.rows(measured, fr.numeric(measured, "latency_ms_median") > 0)
     keys = ["case", "device", *(["platform"] if "platform" in measured.columns else [])]
-    fp32 = measured[(measured["backend"] == "eager") & (measured["precision"] == "fp32")]
-    base = fp32.groupby(keys)["latency_ms_median"].median()
-    cos = pd.to_numeric(measured["cosine"], errors="coerce")
-    if "agree_cosine" in measured.columns:
-        cos = pd.to_numeric(measured["agree_cosine"], errors="coerce").fillna(cos)
-    latency = pd.to_numeric(measured["latency_ms_median"], errors="coerce")
-    fp32_latency = measured.set_index(keys).index.map(lambda k: base.get(k, math.nan))
+    eager_fp32 = (fr.column(measured, "backend") == "eager") & (
+        fr.column(measured, "precision") == "fp32"
+    )
+    base = fr.as_series(
+        fr.rows(measured, eager_fp32).groupby(keys)["latency_ms_median"].median()
+    ).to_dict()
+    cos = fr.numeric(measured, "agree_cosine").fillna(fr.numeric(measured, "cosine"))
+    latency = fr.numeric(measured, "latency_ms_median").to_numpy(dtype=float)
+    fp32_latency = np.array(
+        [base.get(tuple(k), math.nan) for k in fr.columns(measured, keys).itertuples(index=False)],
+        dtype=float,
+    )
     out = pd.DataFrame(
         {
-            "case": measured["case"].to_numpy(),
+            "case": fr.column(measured, "case").to_numpy(),
             "cell": cell_column(measured).to_numpy(),
-            "speedup_vs_fp32_eager": np.asarray(fp32_latency, dtype=float) / latency.to_numpy(),
-            "agreement_loss": (1.0 - cos).clip(lower=0.0).to_numpy(),
+            "speedup_vs_fp32_eager": fp32_latency / latency,
+            "agreement_loss": np.clip(1.0 - cos.to_numpy(dtype=float), 0.0, None),
         }
     ).dropna()
-    out["pareto"] = False
-    for _, group in out.groupby("case"):
-        front = _pareto(
-            group["speedup_vs_fp32_eager"].to_numpy(), group["agreement_loss"].to_numpy()
+    pareto = np.zeros(len(out), dtype=bool)
+    cases = out["case"].to_numpy()
+    for case in set(cases):
+        at = cases == case
+        pareto[at] = _pareto(
+            out["speedup_vs_fp32_eager"].to_numpy(dtype=float)[at],
+            out["agreement_loss"].to_numpy(dtype=float)[at],
         )
-        out.loc[group.index, "pareto"] = front
+    out["pareto"] = pareto
     return out.sort_values(["case", "agreement_loss"]).reset_index(drop=True)
 
 
@@ -330,12 +338,12 @@ def tradeoff_chart(frame: pd.DataFrame) -> str | None:
     colors = matplotlib.colormaps["tab10"]
     for k, case in enumerate(cases):
         ax = fig.add_subplot(nrows, ncols, k + 1)
-        group = table[table["case"] == case]
-        x = group["agreement_loss"].clip(lower=LOSS_FLOOR).to_numpy()
-        y = group["speedup_vs_fp32_eager"].to_numpy()
-        for xi, yi, cell in zip(x, y, group["cell"], strict=True):
+        group = fr.rows(table, fr.column(table, "case") == case)
+        x = np.clip(fr.numeric(group, "agreement_loss").to_numpy(dtype=float), LOSS_FLOOR, None)
+        y = fr.numeric(group, "speedup_vs_fp32_eager").to_numpy(dtype=float)
+        for xi, yi, cell in zip(x, y, fr.column(group, "cell"), strict=True):
             ax.scatter([xi], [yi], s=18, color=colors(labels.index(cell) % 10), label=cell)
-        front = group["pareto"].to_numpy()
+        front = fr.column(group, "pareto").to_numpy(dtype=bool)
         order = np.argsort(x[front])
         ax.plot(x[front][order], y[front][order], color="#222", linewidth=0.8, linestyle="--")
         ax.scatter(x[front], y[front], s=70, facecolors="none", edgecolors="#222", linewidths=0.8)

@@ -515,7 +515,8 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
                 "<p class='muted'>per case, every measured cell: speedup over fp32 eager (ratio of "
                 "median latencies, same case and device) against agreement loss, 1 - cosine (int8 "
                 "cells: against fp32 eager; float cells: against the fp64 reference). Ringed and "
-                "joined: the Pareto front (no other cell is both faster and closer).</p>"
+                "joined: the Pareto front (no other cell is both faster and closer); losses below 1e-9 "
+                "are drawn at 1e-9.</p>"
                 + h.chart(charts.tradeoff_chart(frame), "Needs eager at fp32 in the run.")
                 + h.table(tradeoff, "tradeoff"),
                 "tradeoff",
