@@ -174,7 +174,7 @@ def test_int8_executorch_and_onnxruntime_match_the_quantized_reference(tmp_path)
             row = cells[case, "int8-static", backend]
             assert row["status"] == "pass", explain(rows)
             # The same program: at most a step apart where integer kernels round otherwise.
-            assert row["fidelity_max_steps"] <= 1.0 and row["fidelity_mean_steps"] < 0.1
+            assert row["fidelity_max_steps"] < 1.001 and row["fidelity_mean_steps"] < 0.1
             assert row["fidelity_step_source"] == "graph" and row["agree_cosine"] > 0.999
         assert cells[case, "int8-static", "onnxruntime"]["backend_int8_quantizer"] == "pt2e"
     page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
