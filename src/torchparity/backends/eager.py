@@ -14,6 +14,7 @@ class EagerBackend(Backend):
     name = "eager"
     description = "the module called directly (under the pipeline's torch.no_grad)"
     supports_autocast = True
+    shapes = True  # the module itself: every shape it computes
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext

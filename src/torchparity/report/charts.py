@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from torchparity._core.stats import quartiles
 from torchparity._core.status import MEASURED_STATUSES
 
 _STYLE = {
@@ -62,6 +63,16 @@ def cell_column(frame: pd.DataFrame) -> pd.Series:
     if "platform" in frame.columns and frame["platform"].nunique() > 1:
         parts = parts + " @ " + frame["platform"].astype(str)
     return parts
+
+
+def case_label(frame: pd.DataFrame) -> pd.Series:
+    """The case, with ``@ batch N`` for a case measured at several batch sizes
+    (``--batch``): one chart row per batch instead of their median."""
+    if "batch" not in frame.columns:
+        return frame["case"].astype(str)
+    swept = frame.groupby("case")["batch"].transform("nunique") > 1
+    with_batch = frame["case"].astype(str) + " @ batch " + frame["batch"].astype(str)
+    return with_batch.where(swept, frame["case"].astype(str))
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +128,7 @@ def throughput_chart(frame: pd.DataFrame) -> str | None:
     measured = _measured(frame)
     if measured.empty:
         return None
-    table = measured.assign(column=cell_column(measured)).pivot_table(
+    table = measured.assign(column=cell_column(measured), case=case_label(measured)).pivot_table(
         index="case", columns="column", values="throughput_items_s", aggfunc="median"
     )
     fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
@@ -152,6 +163,7 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         "device",
         "precision",
         *(["platform"] if "platform" in measured.columns else []),
+        *(["batch"] if "batch" in measured.columns else []),
     ]
     others = _paired_or_ratio(measured, keys)
     if others.empty:
@@ -159,7 +171,7 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     others = others[others["speedup"].notna()]
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    others = others.assign(column=cell_column(others))
+    others = others.assign(column=cell_column(others), case=case_label(others))
     pivot = [
         others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
         for v in ("speedup", "low", "high")
@@ -261,3 +273,84 @@ def latency_distributions(rows: list[dict[str, Any]]) -> str | None:
     ax.set_xlabel("latency per call (ms, log scale)")
     ax.grid(axis="x", linewidth=0.3)
     return _svg(fig)
+
+
+def _sweep_points(group: pd.DataFrame) -> pd.DataFrame:
+    """Per batch: median latency with its samples' quartiles, and the throughput
+    they imply (batch / latency), sorted by batch."""
+    records = []
+    for _, row in group.iterrows():
+        batch, median_ms = float(row["batch"]), float(row["latency_ms_median"])
+        samples = row.get("samples_ms")
+        q1, q3 = (
+            quartiles([float(s) for s in samples])
+            if isinstance(samples, list) and samples
+            else (median_ms, median_ms)
+        )
+        records.append(
+            {
+                "batch": batch,
+                "latency": median_ms,
+                "lat_lo": min(q1, median_ms),
+                "lat_hi": max(q3, median_ms),
+                "throughput": batch / median_ms * 1e3,
+                "thr_lo": batch / max(q3, median_ms) * 1e3,
+                "thr_hi": batch / max(min(q1, median_ms), 1e-12) * 1e3,
+            }
+        )
+    return pd.DataFrame(records).sort_values("batch")
+
+
+def batch_sweep_charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """For each case measured at several batch sizes (``--batch``): latency and
+    throughput against batch, a line per device/backend/precision, each point
+    with its samples' interquartile range (from ``samples_ms``). (case, SVG) pairs."""
+    frame = pd.DataFrame(rows)
+    needed = {"status", "throughput_items_s", "batch", "latency_ms_median", "case"}
+    if frame.empty or not needed <= set(frame.columns):
+        return []
+    measured = _measured(frame)
+    if measured.empty:
+        return []
+    measured = measured.assign(
+        batch=pd.to_numeric(measured["batch"], errors="coerce"),
+        latency_ms_median=pd.to_numeric(measured["latency_ms_median"], errors="coerce"),
+        column=cell_column(measured),
+    ).dropna(subset=["batch", "latency_ms_median"])
+    out = []
+    for case, rows in measured.groupby("case", sort=True):
+        if rows["batch"].nunique() < 2:
+            continue
+        fig = _figure(8.0, 3.2)
+        latency_ax, throughput_ax = fig.subplots(1, 2)
+        colors = matplotlib.colormaps["tab10"]
+        for j, (label, group) in enumerate(rows.groupby("column", sort=True)):
+            p = _sweep_points(group)
+            style = {"color": colors(j % 10), "marker": "o", "markersize": 3, "capsize": 2}
+            latency_ax.errorbar(
+                p["batch"],
+                p["latency"],
+                yerr=[p["latency"] - p["lat_lo"], p["lat_hi"] - p["latency"]],
+                label=str(label),
+                **style,
+            )
+            throughput_ax.errorbar(
+                p["batch"],
+                p["throughput"],
+                yerr=[p["throughput"] - p["thr_lo"], p["thr_hi"] - p["throughput"]],
+                **style,
+            )
+        for ax, ylabel in (
+            (latency_ax, "latency per call (ms)"),
+            (throughput_ax, "throughput (items/s)"),
+        ):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch (log scale)")
+            ax.set_ylabel(ylabel)
+            ax.grid(linewidth=0.3)
+        latency_ax.set_title(f"{case}: latency", fontsize=9)
+        throughput_ax.set_title(f"{case}: throughput", fontsize=9)
+        latency_ax.legend(fontsize=7, loc="best")
+        out.append((str(case), _svg(fig)))
+    return out
