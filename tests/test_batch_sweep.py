@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pytest
+
 from tests.backend_runs import explain, run_rows
 from tests.helpers import usage_error
 from tests.test_report import open_headless
@@ -45,6 +48,7 @@ def test_bad_batch_lists_are_one_line(capsys: Any) -> None:
     assert "not a whole number" in usage_error(capsys, "run", "--batch", "8,x", "--quiet")
 
 
+@pytest.mark.slow  # 12 timed cells with three exporters, and a browser
 def test_batch_sweep_rows_and_charts_in_a_browser(tmp_path: Path) -> None:
     out = tmp_path / "run"
     rows = run_rows(
@@ -89,3 +93,33 @@ def test_batch_sweep_rows_and_charts_in_a_browser(tmp_path: Path) -> None:
     dom, console = open_headless(page, tmp_path)
     assert console == []
     assert "Batch sweep" in dom and "mlp @ batch 32" in dom and "cpu/onnxruntime/fp32" in dom
+
+
+def _timed(backend: str, batch: int, ms: float) -> dict[str, Any]:
+    return {
+        "case": "m",
+        "device": "cpu",
+        "precision": "fp32",
+        "backend": backend,
+        "mode": "infer",
+        "status": "pass",
+        "batch": batch,
+        "latency_ms_median": ms,
+        "throughput_items_s": batch / ms * 1e3,
+        "samples_ms": [ms * 0.9, ms, ms * 1.2],
+    }
+
+
+def test_sweep_charts_draw_each_backend_and_label_cases_per_batch() -> None:
+    rows = [
+        _timed(b, n, ms * n) for b, ms in (("eager", 1.0), ("onnxruntime", 0.5)) for n in (1, 8)
+    ]
+    rows.append({**_timed("eager", 4, 2.0), "case": "single"})  # one batch only: no sweep chart
+    sweeps = charts.batch_sweep_charts(rows)
+    assert [case for case, _ in sweeps] == ["m"]
+    assert "cpu/eager/fp32" in sweeps[0][1] and "cpu/onnxruntime/fp32" in sweeps[0][1]
+    frame = pd.DataFrame(rows)
+    assert set(charts.case_label(frame)) == {"m @ batch 1", "m @ batch 8", "single"}
+    speed = charts.speedup_table(frame)
+    assert list(speed.index) == ["m @ batch 1", "m @ batch 8"]  # each batch against eager's
+    assert list(speed["cpu/onnxruntime/fp32"]) == [2.0, 2.0]

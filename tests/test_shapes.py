@@ -137,6 +137,7 @@ def test_traced_len_is_a_silent_mismatch_scripted_matches(tmp_path: Path) -> Non
     assert reused == [False, True, True]
 
 
+@pytest.mark.slow  # four ONNX exports and two torch.export runs (~25 s on 2 shared cores)
 def test_onnx_exporters_mismatch_and_drop_the_dim_export_refuses(tmp_path: Path) -> None:
     out = tmp_path / "run"
     by = shape_rows(out, "onnxruntime,onnxruntime-legacy,export")

@@ -165,6 +165,8 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         *(["platform"] if "platform" in measured.columns else []),
         *(["batch"] if "batch" in measured.columns else []),
     ]
+    if "batch" in measured.columns:  # rows without a batch pair with eager's without one
+        measured = measured.assign(batch=measured["batch"].fillna(0))
     others = _paired_or_ratio(measured, keys)
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
