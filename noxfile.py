@@ -161,6 +161,10 @@ BENCH_DEFAULT = [
     "eager,torchscript,onnxruntime,compile",
     "--precision",
     "fp32,bf16",
+    # One thread: round-to-round spread stays a few percent beside a neighbour
+    # (docs/measurement.md, "Threads and OpenMP's wait policy").
+    "--threads",
+    "1",
 ]
 
 

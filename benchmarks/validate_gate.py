@@ -2,6 +2,7 @@
 
     python benchmarks/validate_gate.py [--rounds 3] [--threads 1] [--case GLOB ...] [--out DIR]
                                        [--neighbours N] [--slowdown F] [--count-instructions]
+                                       [--env KEY=VALUE ...]
 
 Three runs of the same selection (a few models-suite cases plus the cases of
 benchmarks/slowdown_cases.py, eager and ONNX Runtime, CPU, fp32), sharing one
@@ -27,6 +28,12 @@ run's wall time and the seconds the counts added (the rows'
 Runtime at fp32 (``--case '*'``) with counts adds under 3 minutes to a run on
 a 2-core machine. Timing figures are only meaningful on a quiet machine (or
 with ``--neighbours`` on purpose); the instruction figures hold on any.
+
+``--threads 0`` times at torch's default thread count; ``--env KEY=VALUE``
+sets a variable for the three runs (``OMP_WAIT_POLICY=PASSIVE``): with
+``--neighbours`` these measure the thread and wait-policy defaults
+(docs/measurement.md). The table's round-spread row is the A/A runs'
+round-to-round spread per cell (median, p90, max).
 
 ``--neighbours N`` starts N bursty neighbour processes for the three runs
 (each busy for a random 1-6 s, then idle for a random 1-6 s, seeded): the
@@ -100,6 +107,7 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
     # The runs use this checkout's code, not whichever torchparity the environment installed.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     env.pop("TORCHPARITY_PLANTED_SLOWDOWN", None)
+    env.update(args.env)
     if slowdown:
         env["TORCHPARITY_PLANTED_SLOWDOWN"] = slowdown
     cmd = [
@@ -117,8 +125,7 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
         "cpu",
         "--precision",
         "fp32",
-        "--threads",
-        str(args.threads),
+        *(["--threads", str(args.threads)] if args.threads else []),
         "--rounds",
         str(args.rounds),
         "--time-budget",
@@ -135,7 +142,9 @@ def run(out: Path, cache: Path, args: argparse.Namespace, slowdown: str | None) 
         cmd += ["--case", pattern]
     print(
         "$",
-        " ".join(cmd[1:]) + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
+        " ".join(cmd[1:])
+        + "".join(f"  ({k}={v})" for k, v in args.env.items())
+        + (f"  (TORCHPARITY_PLANTED_SLOWDOWN={slowdown})" if slowdown else ""),
         flush=True,
     )
     began = time.perf_counter()
@@ -189,6 +198,34 @@ def speedup_drift(a: list[dict], b: list[dict]) -> np.ndarray:
     return np.asarray(drift, dtype=float)
 
 
+def round_spread_row(a1: list[dict], a2: list[dict]) -> dict:
+    """The A/A runs' round-to-round spread: per cell, the pooled sd of the log
+    round medians of both runs (~ the relative spread of one round)."""
+    spreads = np.asarray(
+        [
+            c.round_spread
+            for c in compare.compare_runs(a1, a2).changes
+            if c.round_spread is not None
+        ],
+        dtype=float,
+    )
+    figure = (
+        f"{np.median(spreads):.1%}; {np.quantile(spreads, 0.9):.1%}; {spreads.max():.1%}"
+        f" over {spreads.size} cells"
+        if spreads.size
+        else "no cell with rounds"
+    )
+    return {
+        "check": "(a) A/A: round-to-round spread (median; p90; max)",
+        "method": "rounds",
+        "figure": figure,
+        "share": float(np.median(spreads)) if spreads.size else float("nan"),
+        "target": "small",
+        "met": bool(spreads.size),
+        "noise floor": "",
+    }
+
+
 def table(a1: list[dict], a2: list[dict], b: list[dict], slowdown: str) -> pd.DataFrame:
     rows = []
     methods = ["rounds", "rounds / calibration", "one window (U test)"]
@@ -231,6 +268,7 @@ def table(a1: list[dict], a2: list[dict], b: list[dict], slowdown: str) -> pd.Da
                 "noise floor": "",
             },
         ]
+    rows.append(round_spread_row(a1, a2))
     drift = speedup_drift(a1, a2)
     if drift.size:
         rows.append(
@@ -250,7 +288,16 @@ def table(a1: list[dict], a2: list[dict], b: list[dict], slowdown: str) -> pd.Da
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads in the runs (0: torch's default)"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the three runs (e.g. OMP_WAIT_POLICY=PASSIVE)",
+    )
     parser.add_argument("--case", action="append", default=None, metavar="GLOB")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
@@ -270,6 +317,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.case = args.case or DEFAULT_CASES
+    bad = [e for e in args.env if "=" not in e]
+    if bad:
+        parser.error(f"--env takes KEY=VALUE, not {bad[0]!r}")
+    args.env = dict(e.split("=", 1) for e in args.env)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or ROOT / "reports" / f"validate-gate-{stamp}"
     cache = out / "cache"

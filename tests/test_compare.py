@@ -376,3 +376,51 @@ def test_instruction_counts_from_different_cpus_are_not_judged():
     other = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "Y"})
     assert other.regressions(gate) == [] and other.outcome(gate) == "not judged"
     assert "different CPUs (X vs Y)" in other.gate_line(gate)
+
+
+def _with_cell_scatter(rng, rows, sd):
+    """``rows`` with each cell's whole level moved by its own log-normal factor
+    (sd ``sd``): what a quiet VM does between two back-to-back runs (seen here:
+    untouched cells 2-15% apart while their rounds spread 3%)."""
+    out = []
+    for row in rows:
+        factor = float(np.exp(rng.normal(0, sd)))
+        medians = [m * factor for m in row["round_medians_ms"]]
+        out.append(
+            {
+                **row,
+                "round_medians_ms": medians,
+                "throughput_items_s": 1.0 / float(np.median(medians)),
+            }
+        )
+    return out
+
+
+def test_a_subset_moved_together_is_two_levels_even_when_every_cell_also_moved_a_little():
+    caught = 0
+    for seed in range(10):
+        rng = np.random.default_rng(200 + seed)
+        base = _synthetic_run(rng, cells=8, noise=0.02)
+        cur = _with_cell_scatter(
+            rng, _synthetic_run(rng, cells=8, noise=0.02, slow={i: 1.25 for i in range(4)}), 0.03
+        )
+        result = compare.compare_runs(base, cur)
+        flagged = sorted(c.case for c, _ in result.regressions(GATE10))
+        assert set(flagged) <= {"c0", "c1", "c2", "c3"}, (seed, flagged)  # no false flag
+        assert result.groups is not None and result.groups.moved == 4, (seed, result.groups)
+        caught += flagged == ["c0", "c1", "c2", "c3"]
+    assert caught >= 8, caught
+
+
+def test_a_slowdown_beyond_the_floor_fails_a_run_too_noisy_for_the_threshold():
+    """The floor is above 10% (the cells scatter), yet a cell 80% slower is
+    beyond it: flagged; the cells within the floor are the ones not judged."""
+    rng = np.random.default_rng(7)
+    base = _synthetic_run(rng, cells=12, noise=0.02)
+    cur = _with_cell_scatter(rng, _synthetic_run(rng, cells=12, noise=0.02, slow={0: 1.8}), 0.08)
+    result = compare.compare_runs(base, cur)
+    assert result.too_noisy(GATE10), result.noise_line(GATE10)
+    assert [c.case for c, _ in result.regressions(GATE10)] == ["c0"]
+    assert result.outcome(GATE10) == "failed"
+    assert "c0" not in {c.case for c, _ in result.unjudged(GATE10)}
+    assert len(result.unjudged(GATE10)) == 11

@@ -359,7 +359,7 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
         "--case",
         "tiny_heads",
         "--backend",
-        "eager",
+        "eager,onnxruntime",
         "--precision",
         "fp32",
         "--rounds",
@@ -369,6 +369,31 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
         "--count-instructions",
         timeout=3000,
     )
+    assert all(r.get("behaviour_fingerprint") for r in rows), rows
+    ort = [r for r in rows if r["backend"] == "onnxruntime"]
+    assert all(r.get("instructions_per_call") for r in ort), ort
+    # The counting process keyed its artifacts as the worker did: nothing rebuilt after it.
+    again = run_rows(
+        tmp_path / "again",
+        "--case-file",
+        str(TINY),
+        "--suite",
+        "tiny",
+        "--case",
+        "tiny_linear",
+        "--case",
+        "tiny_heads",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--rounds",
+        "1",
+        "--cache-dir",
+        str(cache),
+    )
+    assert {r["backend_cache"] for r in again} == {"hit"}, again
+    rows = [r for r in rows if r["backend"] == "eager"]
     counts = {r["case"]: r.get("instructions_per_call") for r in rows}
     assert all(c and c > 1000 for c in counts.values()), rows
     assert all(r["instructions_s"] > 0 for r in rows)

@@ -142,6 +142,11 @@ def collect() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # How idle OpenMP threads wait (spin or sleep): under a neighbour that
+        # takes a core, spinning barriers make small cells far slower (docs/measurement.md).
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "kmp_blocktime": os.environ.get("KMP_BLOCKTIME"),
         "host": short_host(),
         "git_sha": git_sha(),
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -438,11 +438,10 @@ def change_groups(
     error from its rounds) as two levels when a split leaves groups whose
     medians lie ``SEPARATION_K`` within-group robust sds (at least the
     typical standard error) apart and whose residuals are what the rounds
-    explain (chi-square, ``SCATTER_ALPHA``), else as one level. A residual
-    is a change minus its group's median; z is the residual over its
-    standard error. Two groups of noise, or of a machine that moved each cell
-    by its own share, lie closer than that (a split of one spread-out group
-    leaves medians ~3 within-group sds apart) or scatter within their groups."""
+    as one level otherwise. A residual is a change minus its group's median;
+    z is the residual over its standard error. Two groups of noise, or of a
+    machine that moved each cell by its own share, lie closer than that (a
+    split of one spread-out group leaves medians ~2-3 within-group sds apart)."""
     pairs = sorted(zip(logs, ses, strict=True))
     ordered, errors = [x for x, _ in pairs], [e for _, e in pairs]
 
@@ -461,9 +460,12 @@ def change_groups(
     m_low, m_high = stats.median(low), stats.median(high)
     residuals, z = fit([m_low] * len(low) + [m_high] * len(high))
     # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
+    # The within-group sd holds the machine's per-cell scatter as well as the
+    # rounds', so a subset moved by a common factor still reads as two levels
+    # when each cell also moved by its own small share (a quiet machine does that).
     within = max(_robust_sd([r for r in residuals if r]), stats.median(errors))
-    if m_high - m_low < SEPARATION_K * within or not _explained_by_rounds(z, 2):
-        return one  # close, or each group scattered beyond its rounds: not two common factors
+    if m_high - m_low < SEPARATION_K * within:
+        return one  # close: one level scattered, not two common factors
     steady, moved = (
         (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
     )
@@ -569,10 +571,10 @@ class Comparison:
         )
 
     def regressions(self, gate: Gate) -> list[tuple[CellChange, list[str]]]:
-        """The cells that fail ``gate``, each with its reasons (no throughput
-        reasons when the runs are too noisy to judge at the gate's threshold)."""
-        if self.too_noisy(gate):
-            gate = replace(gate, throughput=None)
+        """The cells that fail ``gate``, each with its reasons. When the runs
+        are too noisy to judge at the gate's threshold, a cell still fails on
+        throughput when it is significantly slower by more than the noise
+        floor (its verdict ``slower``): beyond both, it is judged."""
         if self.instructions_incomparable:
             gate = replace(gate, instructions=None)
         return [(c, why) for c in self.changes if (why := c.regressions(gate))]
@@ -608,7 +610,11 @@ class Comparison:
             why = (
                 f"noise floor {self.noise_floor:.1%} > {gate.throughput:.0%}: {self.floor_cause()}"
             )
-            return out + [(c, why) for c in self.changes if c.throughput_change is not None]
+            return out + [
+                (c, why)
+                for c in self.changes
+                if c.throughput_change is not None and c.throughput_verdict != "slower"
+            ]
         return out + [
             (c, "its rounds spread more than its change")
             for c in self.changes
@@ -678,8 +684,9 @@ class Comparison:
             assert gate is not None and gate.throughput is not None
             line += (
                 f" **Too noisy to judge throughput at {gate.throughput:.0%}**: these runs cannot "
-                f"tell a {gate.throughput:.0%} change from noise; no throughput regression is "
-                "flagged. Re-run on a quieter machine, with more --rounds, or with --normalize."
+                f"tell a {gate.throughput:.0%} change from noise; only a slowdown beyond the "
+                f"{self.noise_floor:.1%} floor is flagged. Re-run on a quieter machine, with more "
+                "--rounds, or with --normalize."
             )
         return line
 

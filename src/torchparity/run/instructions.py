@@ -11,10 +11,14 @@ rebuilds the cell from the artifact and reference caches up to its
 prepared callable (nothing is unpickled: it prepares the cell as a worker
 does; the verdict stages are the worker's), switches instrumentation
 on, calls it ``WARMUP_CALLS`` times uncounted, collects ``CALLS`` calls
+(one when a warm call takes over ``SLOW_CALL_S`` under valgrind)
 (``torch._C._valgrind_toggle``, as torch.utils.benchmark does), dumps the
 count to a file of its own and switches instrumentation off again. Without
-instrumentation valgrind runs code ~5x slower instead of ~50x, so the torch
-import and each cell's preparation cost a few seconds, not minutes.
+instrumentation valgrind runs interpreter and library code ~5x slower instead
+of ~50x, so the torch import costs seconds, not minutes; vectorised kernels
+run ~150x slower either way (a 45M-instruction cifar_cnn call: 7 s), so the
+calls themselves are what counting costs. The rebuilt cell skips the
+reference's vacuity check (the worker's verdict), another fp64 forward.
 Instrumentation is switched by callgrind's client requests, compiled once
 per run into a tiny shared library from valgrind's ``callgrind.h``; without a
 C compiler or that header the process runs instrumented from the start
@@ -59,8 +63,13 @@ if TYPE_CHECKING:
     from torchparity.cell.context import RunSettings
 
 WARMUP_CALLS = 2
+# Counted calls: per-call counts of a warm cell agree within 0.3% (seen here:
+# lenet 8.151-8.163M, cifar_cnn 45.459-45.467M), and valgrind runs each call
+# ~150x slower than the CPU, so a slow call is counted once, a quick one 5 times.
 CALLS = 5
-PREPARE_STAGES = ("precheck", "build", "reference", "prepare")
+# The verdict row's fields that key a rebuilt cell's artifacts (cell/pipeline.py).
+KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
+SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 _CLIENT_C = """#include <valgrind/callgrind.h>
@@ -209,23 +218,26 @@ class Counter:
             if stream is not None:
                 stream.close()
 
-    def count(self, cell: Cell) -> dict[str, Any]:
+    def count(self, cell: Cell, row: dict[str, Any] | None = None) -> dict[str, Any]:
         """Row columns: ``instructions_per_call`` (and how it was counted), or
         ``instructions_skip_reason``; and ``instructions_s``, the seconds the
-        count added to the run (the counting process's start included)."""
+        count added to the run (the counting process's start included).
+        ``row``: the cell's verdict row, whose reference identity keys the
+        rebuilt cell's artifacts (``KNOWN_FIELDS``)."""
         reason = unavailable(cell.device) or out_of_process(cell.backend)
         if reason:
             return {"instructions_skip_reason": reason}
         began = time.perf_counter()
-        columns = self._count(cell)
+        columns = self._count(cell, row or {})
         return {**columns, "instructions_s": round(time.perf_counter() - began, 3)}
 
-    def _count(self, cell: Cell) -> dict[str, Any]:
+    def _count(self, cell: Cell, known: dict[str, Any]) -> dict[str, Any]:
         try:
             if self._proc is None:
                 self._start()
             assert self._proc is not None and self._proc.stdin is not None
-            self._proc.stdin.write((json.dumps(cell.as_dict()) + "\n").encode())
+            task = {"cell": cell.as_dict(), "known": {k: known.get(k) for k in KNOWN_FIELDS}}
+            self._proc.stdin.write((json.dumps(task) + "\n").encode())
             self._proc.stdin.flush()
         except (OSError, RuntimeError) as exc:
             self._stop()
@@ -245,7 +257,7 @@ class Counter:
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
             return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
-        return self._columns(found)
+        return self._columns(found, int(answer.get("calls", CALLS)))
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
@@ -256,13 +268,14 @@ class Counter:
         return text
 
     @staticmethod
-    def _columns(found: list[str]) -> dict[str, Any]:
-        """Row columns from the counts of one cell's dumps (exactly one expected)."""
+    def _columns(found: list[str], calls: int) -> dict[str, Any]:
+        """Row columns from the counts of one cell's dumps (exactly one
+        expected) over ``calls`` counted calls."""
         if len(found) != 1:
             return {"instructions_skip_reason": f"callgrind wrote {len(found)} counts for one cell"}
         return {
-            "instructions_per_call": int(found[0]) / CALLS,
-            "instructions_calls": CALLS,
+            "instructions_per_call": int(found[0]) / calls,
+            "instructions_calls": calls,
             "instructions_method": "callgrind Ir (user space)",
         }
 
@@ -278,10 +291,12 @@ class Counter:
             self._tmp = None
 
 
-def count(cell: Cell, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def count(
+    cell: Cell, spec: dict[str, Any], timeout: float, row: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One cell's columns, in a counting process of its own (``Counter`` for many)."""
     with Counter(spec, timeout) as counter:
-        return counter.count(cell)
+        return counter.count(cell, row)
 
 
 def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]:
@@ -294,35 +309,36 @@ def spec_for(settings: RunSettings, plugins: list[PluginSpec]) -> dict[str, Any]
     }
 
 
-def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
-    """Inside valgrind: rebuild the cell, warm it up, count ``CALLS`` calls and dump."""
+def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """Inside valgrind: rebuild the cell (keyed by ``known``, the verdict's
+    row fields), warm it up, count its calls and dump."""
     import torch
 
-    from torchparity.cell.pipeline import STAGES, CellState, timed_call
-    from torchparity.cell.stages import Stages, run_stages
+    from torchparity.cell.pipeline import REBUILD_STAGES, RebuiltState, timed_call
+    from torchparity.cell.stages import run_stages
 
-    state = CellState(cell, settings)
+    state = RebuiltState(cell, settings, known=known)
     # Up to the prepared callable: the verdict (call, compare, eager) was the worker's.
-    stages: Stages[CellState] = tuple(
-        (name, stage) for name, stage in STAGES if name in PREPARE_STAGES
-    )
-    if not run_stages(state, stages):
+    if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
     call = timed_call(state)
-    collecting = False
+    collecting, calls = False, CALLS
     if library is not None:
         library.tp_start()
     try:
         for _ in range(WARMUP_CALLS):
+            began = time.perf_counter()
             call()
+        if time.perf_counter() - began > SLOW_CALL_S:
+            calls = 1
         # The cyclic collector runs when the process's history says so, not the
         # cell's: off while counting, so counts do not depend on what came before.
         gc.collect()
         gc.disable()
         torch._C._valgrind_toggle()
         collecting = True
-        for _ in range(CALLS):
+        for _ in range(calls):
             call()
     finally:
         gc.enable()
@@ -330,7 +346,7 @@ def _count_one(cell: Cell, settings: Any, library: Any) -> dict[str, Any]:
             torch._C._valgrind_toggle_and_dump_stats()  # collection off, this cell's count dumped
         if library is not None:
             library.tp_stop()
-    return {"counted": cell.id}
+    return {"counted": cell.id, "calls": calls}
 
 
 def _serve(spec_path: str, library_path: str) -> int:
@@ -358,7 +374,8 @@ def _serve(spec_path: str, library_path: str) -> int:
     answers.flush()
     for line in sys.stdin:
         try:
-            answer = _count_one(Cell(**json.loads(line)), settings, library)
+            task = json.loads(line)
+            answer = _count_one(Cell(**task["cell"]), settings, library, task["known"])
         except Exception as exc:  # noqa: BLE001 - the cell's reason, and the next cell
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         answers.write(json.dumps(answer) + "\n")

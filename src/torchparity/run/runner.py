@@ -102,7 +102,7 @@ def _counted(
     counted after its timing by the run's one counting process."""
     if counter is None or row.get("status") not in MEASURED_STATUSES:
         return row
-    return {**row, **counter.count(cell)}
+    return {**row, **counter.count(cell, row)}
 
 
 def _counter(plan: RunPlan) -> instructions.Counter | None:
