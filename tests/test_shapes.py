@@ -23,6 +23,7 @@ from torchparity.cases.shapes import (
     resize_inputs,
     run_sizes,
 )
+from torchparity.cell.execute import apply_known_failures
 from torchparity.report.shapes import shape_table
 
 BATCH = DynamicDim("batch", {0: 0}, min=2, max=64)
@@ -207,3 +208,33 @@ def test_fuzz_shape_mode_shrinks_to_the_smallest_wrong_shape(tmp_path: Path) -> 
 
 def test_fuzz_mode_is_checked(capsys: Any) -> None:
     assert "valid: infer, shape" in usage_error(capsys, "fuzz", "--mode", "shapes", "--quiet")
+
+
+def test_a_case_known_failure_does_not_hide_a_silent_shape_outcome() -> None:
+    load_all([])
+    cell = Cell("max_pool1d", "op", "shapes-test", "cpu", "fp32", "onnxruntime", "shape", "inside")
+    silent = {"status": "fail", "reason": "silent-static: ...", "shape_outcome": "silent-static"}
+    apply_known_failures(cell, silent)
+    assert silent["status"] == "fail" and silent["expectation"] == "new failure"
+    # The case's mark (ORT's MaxPool and NaN) still covers a fail at the shape it describes.
+    drift = {"status": "fail", "reason": "out: 1/45 elements ...", "shape_outcome": "match"}
+    apply_known_failures(cell, drift)
+    assert drift["status"] == "xfail" and "MaxPool" in drift["reason"]
+
+
+@pytest.mark.slow  # two dynamo ONNX exports
+def test_catalog_ops_found_by_shape_mode(tmp_path: Path) -> None:
+    rows = run_rows(
+        tmp_path / "run", "--suite", "ops", "--case", "adaptive_avg_pool1d", "--case",
+        "max_pool1d", "--mode", "shape", "--backend", "onnxruntime", "--precision", "fp32",
+    )  # fmt: skip
+    by = {(r["case"], r["shape_point"]): r for r in rows}
+    # Built at length 8, the dynamo exporter's adaptive pooling is wrong at length 17.
+    wrong = by[("adaptive_avg_pool1d", "above")]
+    assert (wrong["shape_outcome"], wrong["status"]) == ("silent-mismatch", "fail"), wrong
+    assert wrong["run_shape"] == "batch=5,length=17"
+    # max_pool1d's length, asked to be dynamic, is fixed at 8 in the graph.
+    static = by[("max_pool1d", "inside")]
+    assert (static["shape_outcome"], static["status"]) == ("silent-static", "fail"), static
+    assert "length (input 0 axis 2) fixed at 8" in static["reason"]
+    assert by[("max_pool1d", "below")]["reason"].startswith("no size below the export size 2")

@@ -17,7 +17,7 @@ from torchparity.cases.case import CASES
 from torchparity.cell.context import RunSettings
 from torchparity.cell.multisample import SAMPLE_STAGES, SamplesState
 from torchparity.cell.pipeline import STAGES, CellState
-from torchparity.cell.shapes import SHAPE_STAGES, ShapeState
+from torchparity.cell.shapes import SHAPE_STAGES, SILENT_OUTCOMES, ShapeState
 from torchparity.cell.stages import run_stages
 from torchparity.cell.training import TRAIN_STAGES, TrainState
 from torchparity.verdicts import expectations
@@ -62,7 +62,12 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
 def apply_known_failures(cell: Cell, row: dict[str, Any]) -> None:
     """A fail or error matching a known-failure mark of the case becomes xfail;
     expectations and blame columns (verdicts/expectations.py). In place."""
-    expectations.apply(CASES.get(cell.case), cell, row)
+    case = CASES.get(cell.case)
+    if row.get("shape_outcome") in SILENT_OUTCOMES:
+        # A case's marks describe its cells at the shape they were built at;
+        # an artifact wrong at another shape is a finding of its own.
+        case = None
+    expectations.apply(case, cell, row)
 
 
 def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:

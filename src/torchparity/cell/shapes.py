@@ -52,6 +52,7 @@ from torchparity.timing.memory import PeakMemory
 from torchparity.verdicts import drift as drift_mod
 
 SHAPE_OUTCOMES = ("match", "loud-error", "silent-mismatch", "silent-static")
+SILENT_OUTCOMES = ("silent-mismatch", "silent-static")
 
 
 @dataclass

@@ -28,12 +28,11 @@ from torchparity.cases.reference import build_inputs
 from torchparity.cases.shapes import export_sizes
 from torchparity.cell.context import RunSettings, precheck
 from torchparity.cell.execute import finish_row
-from torchparity.cell.shapes import SHAPE_STAGES, ShapeState
+from torchparity.cell.shapes import SHAPE_STAGES, SILENT_OUTCOMES, ShapeState
 from torchparity.cell.stages import run_stages
 from torchparity.fuzz.properties import FuzzProfile, hypothesis_settings
 from torchparity.strategies import run_shapes
 
-SILENT = ("silent-mismatch", "silent-static")
 FUZZ_POINT = "fuzz"  # the shape_point of a fuzzed cell's id
 
 
@@ -71,7 +70,7 @@ def _search(cell: Cell, settings: RunSettings, profile: FuzzProfile, examples: i
         state = ShapeState(cell, settings, sizes=dict(sizes))
         run_stages(state, SHAPE_STAGES)
         tried.append(state.row)
-        if state.row.get("shape_outcome") in SILENT or state.row.get("status") == "error":
+        if state.row.get("shape_outcome") in SILENT_OUTCOMES or state.row.get("status") == "error":
             raise ShapeFinding(state.row)
 
     try:

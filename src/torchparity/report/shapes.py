@@ -58,7 +58,14 @@ def shape_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                     f"{r.get('run_shape') or r.get('shape_point', '')}: {o}"
                     for r, o in zip(members, outcomes, strict=True)
                 ),
-                "reason": next((str(r.get("reason")) for r in members if r.get("reason")), ""),
+                "reason": next(
+                    (
+                        str(r.get("reason"))
+                        for r, o in zip(members, outcomes, strict=True)
+                        if o == worst
+                    ),
+                    "",
+                ),
             }
         )
     frame = pd.DataFrame(records, columns=COLUMNS)
