@@ -78,20 +78,19 @@ def _search(cell: Cell, settings: RunSettings, profile: FuzzProfile, examples: i
     except ShapeFinding as found:
         return Row(**found.row, shapes_tried=len(tried))
     shapes = "; ".join(dict.fromkeys(str(r.get("run_shape", "")) for r in tried))
-    summary = Row(
+    row = Row(
+        status=Status.PASS,
+        reason="",
+        shape_outcome="match",
         export_shape=",".join(f"{k}={v}" for k, v in export.items()),
-        shapes_tried=len(tried),
         run_shape=shapes,
     )
+    row["shapes_tried"] = len(tried)
     refused = [r for r in tried if r.get("shape_outcome") == "loud-error"]
     if tried and len(refused) == len(tried):  # every shape refused: nothing matched
-        return Row(
-            **summary,
-            status=Status.SKIP,
-            reason=refused[-1].get("reason", ""),
-            shape_outcome="loud-error",
-        )
-    return Row(**summary, status=Status.PASS, reason="", shape_outcome="match")
+        row.update(status=Status.SKIP, reason=refused[-1].get("reason", ""))
+        row["shape_outcome"] = "loud-error"
+    return row
 
 
 def fuzz_shapes(

@@ -320,13 +320,13 @@ def batch_sweep_charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         column=cell_column(measured),
     ).dropna(subset=["batch", "latency_ms_median"])
     out = []
-    for case, rows in measured.groupby("case", sort=True):
-        if rows["batch"].nunique() < 2:
+    for case, of_case in measured.groupby("case", sort=True):
+        if of_case["batch"].nunique() < 2:
             continue
         fig = _figure(8.0, 3.2)
         latency_ax, throughput_ax = fig.subplots(1, 2)
         colors = matplotlib.colormaps["tab10"]
-        for j, (label, group) in enumerate(rows.groupby("column", sort=True)):
+        for j, (label, group) in enumerate(of_case.groupby("column", sort=True)):
             p = _sweep_points(group)
             style = {"color": colors(j % 10), "marker": "o", "markersize": 3, "capsize": 2}
             latency_ax.errorbar(
