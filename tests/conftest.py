@@ -60,3 +60,24 @@ def sample_run(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def native_runner(tmp_path_factory):
+    """The C++ runner, built once for the session into a fresh cache that every
+    command line run by the tests shares (test_cpp_runner.py, the runtime
+    language's end-to-end run)."""
+    from torchparity.backends import native_build
+
+    if native_build.toolchain_missing():
+        pytest.skip(native_build.toolchain_missing())
+    cache = tmp_path_factory.mktemp("native-cache")
+    saved = os.environ.get(native_build.ENV_CACHE)
+    os.environ[native_build.ENV_CACHE] = str(cache)
+    try:
+        yield native_build.ensure_runner()
+    finally:
+        if saved is None:
+            os.environ.pop(native_build.ENV_CACHE, None)
+        else:
+            os.environ[native_build.ENV_CACHE] = saved

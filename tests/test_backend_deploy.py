@@ -45,9 +45,15 @@ def test_executorch_and_openvino_pass_and_record_what_ran(tmp_path):
     fp32, bf16 = cells["mlp", "fp32", "openvino"], cells["mlp", "bf16", "openvino"]
     _check_pass(fp32)
     assert fp32["backend_precision_hint"] == fp32["backend_effective_precision"] == "f32"
+    assert fp32["effective_precision"] == "fp32"  # in torchparity's names
     assert bf16["status"] == "pass", explain(rows)
     assert bf16["backend_precision_hint"] == "bf16"
     assert bf16["backend_effective_precision"] in ("bf16", "f32")  # what this CPU ran
+    assert (
+        bf16["effective_precision"]
+        == {"bf16": "bf16", "f32": "fp32"}[bf16["backend_effective_precision"]]
+    )
+    assert {r["runtime_language"] for r in rows} == {"Python"}
 
 
 @pytest.mark.slow  # lowering alone; the run above covers the backend end to end
@@ -89,6 +95,12 @@ def test_backends_skip_without_their_runtime(tmp_path):
     )
     reasons = {r["backend"]: r["reason"] for r in rows if r["status"] == "skip"}
     assert set(reasons) == {"executorch", "openvino", "onnxruntime-node", "onnxruntime-web"}
+    assert {r["backend"]: r["runtime_language"] for r in rows} == {
+        "executorch": "Python",
+        "openvino": "Python",
+        "onnxruntime-node": "JavaScript",
+        "onnxruntime-web": "JavaScript",
+    }
     assert "pip install 'torchparity[executorch]'" in reasons["executorch"]
     assert "pip install 'torchparity[openvino]'" in reasons["openvino"]
     for name in ("onnxruntime-node", "onnxruntime-web"):
@@ -172,6 +184,7 @@ def test_onnxruntime_node_passes_fp32_fp16_and_int64(js_runners, tmp_path):
         assert row["backend_onnxruntime_node"] == "1.31.1" and row["backend_node"]
     bf16 = cells["mlp", "bf16", "onnxruntime-node"]
     assert bf16["status"] == "skip" and "bfloat16" in bf16["reason"]
+    assert {r["runtime_language"] for r in rows} == {"JavaScript"}
 
 
 def test_onnxruntime_web_passes_in_headless_chromium_with_threads(js_runners, tmp_path):

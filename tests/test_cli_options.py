@@ -13,21 +13,61 @@ import pytest
 from tests.helpers import DATA, ROOT, read_rows, run_cli, usage_error, write_env, write_rows
 from torchparity._core.rundir import FORMAT_VERSION, RunDir
 from torchparity.cli import build_parser
-from torchparity.cli.options import PLUGIN_OPTIONS, RUN_OPTIONS, markdown_table
+from torchparity.cli.options import DOCUMENTED, markdown_table
 
 TINY = DATA / "tiny_cases.py"
 QUICK = ("--device", "cpu", "--min-time", "0.01", "--rounds", "1", "--no-isolate", "--quiet")
 
 
-def test_docs_hold_the_option_table_and_the_parser_every_option():
+@pytest.mark.parametrize("command", ["run", "fuzz", "data"])
+def test_docs_hold_the_option_table_and_the_parser_every_option(command):
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
-    table = re.search(r"<!-- run-options -->\n(.*?)<!-- /run-options -->", text, re.S)
-    assert table is not None and table.group(1) == markdown_table(), (
-        "docs/cli.md's option table is stale; paste torchparity.cli.options.markdown_table()"
+    marker = f"{command}-options"
+    table = re.search(rf"<!-- {marker} -->\n(.*?)<!-- /{marker} -->", text, re.S)
+    assert table is not None and table.group(1) == markdown_table(command), (
+        f"docs/cli.md's {command} option table is stale; paste "
+        f"torchparity.cli.options.markdown_table({command!r})"
     )
-    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
-    flags = {f for a in run._actions for f in a.option_strings} - {"-h", "--help"}
-    assert flags == {o.flag for o in RUN_OPTIONS + PLUGIN_OPTIONS}
+    parser = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    flags = {f for a in parser._actions for f in a.option_strings} - {"-h", "--help"}
+    assert flags == {o.flag for o in DOCUMENTED[command]}
+
+
+def test_fuzz_and_data_take_the_tables_defaults_and_help():
+    parser = build_parser()
+    fuzz = parser.parse_args(["fuzz"])
+    assert (fuzz.op, fuzz.backend, fuzz.device, fuzz.precision) == (
+        [],
+        ["eager"],
+        ["cpu"],
+        ["fp32"],
+    )
+    assert (fuzz.profile, fuzz.examples, fuzz.out, fuzz.quiet, fuzz.strict) == (
+        "ci",
+        None,
+        None,
+        False,
+        False,
+    )
+    again = parser.parse_args(["fuzz", "--op", "neg", "--op", "abs"])
+    assert again.op == ["neg", "abs"] and parser.parse_args(["fuzz"]).op == []  # no shared list
+    data = parser.parse_args(["data", "--workers", "0,1", "--out", "d"])
+    assert (data.workers, data.start_method, data.samples, data.batch, data.epochs) == (
+        ["0", "1"],
+        None,
+        512,
+        64,
+        2,
+    )
+    assert data.out == Path("d")
+    sub = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "examples per property (default: the profile's)" in sub["fuzz"].format_help()
+    assert "num_workers values (default: 0,1,2)" in sub["data"].format_help()
+
+
+def test_a_bad_fuzz_or_data_value_is_one_line(capsys):
+    assert "--examples" in usage_error(capsys, "fuzz", "--examples", "0")
+    assert "--samples" in usage_error(capsys, "data", "--samples", "many")
 
 
 @pytest.fixture(scope="module")

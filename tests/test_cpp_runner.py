@@ -5,7 +5,6 @@ build or crashes. No time is asserted."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -75,24 +74,6 @@ def test_format_rejects_damaged_files(mutate):
         data += b"\0"
     with pytest.raises(tensor_io.TensorFormatError):
         tensor_io.decode(bytes(data))
-
-
-@pytest.fixture(scope="session")
-def native_runner(tmp_path_factory) -> native_build.RunnerBuild:
-    """The runner, built once for the session into a fresh cache that every
-    command line run by these tests shares."""
-    if native_build.toolchain_missing():
-        pytest.skip(native_build.toolchain_missing())
-    cache = tmp_path_factory.mktemp("native-cache")
-    saved = os.environ.get(native_build.ENV_CACHE)
-    os.environ[native_build.ENV_CACHE] = str(cache)
-    try:
-        yield native_build.ensure_runner()
-    finally:
-        if saved is None:
-            os.environ.pop(native_build.ENV_CACHE, None)
-        else:
-            os.environ[native_build.ENV_CACHE] = saved
 
 
 def test_runner_builds_once_and_is_cached(native_runner):
@@ -326,3 +307,61 @@ def test_a_planted_runner_is_rebuilt_and_never_executed(native_runner, tmp_path)
     assert row["backend_runner_build"].startswith("rebuilt (digest mismatch)"), row
     again = native_build.ensure_runner()  # the new build is sealed: used as is
     assert not again.built and again.binary.read_bytes() == planted.read_bytes()
+
+
+def test_count_needs_valgrind_and_says_so(native_runner, tmp_path, monkeypatch):
+    """Outside valgrind the runner refuses to count (rather than answer a
+    count of nothing), says whether it was built to count, and serves on."""
+    from torchparity.backends.native_client import ENV_CALLGRIND, NativeRunner, NativeRunnerError
+
+    monkeypatch.delenv(ENV_CALLGRIND, raising=False)
+    path = tmp_path / "linear.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(path))
+    runner = NativeRunner(native_runner.binary, "torchscript", path, torch.device("cpu"), 1, 1)
+    try:
+        built_to_count = native_build.callgrind_include_dir() is not None
+        assert runner.info["callgrind"] is built_to_count
+        why = "not running under valgrind" if built_to_count else "without valgrind's callgrind.h"
+        with pytest.raises(NativeRunnerError, match=why):
+            runner.count((torch.ones(4, 3),), 2, 5, 0.5)
+        _, (out,) = runner.call((torch.ones(4, 3),))
+        assert out.shape == (4, 2)
+    finally:
+        runner.close()
+
+
+@pytest.mark.slow
+def test_instruction_counts_of_cpp_cells_in_the_runners_own_process(native_runner, tmp_path):
+    """``--count-instructions`` counts a torchscript-cpp cell inside the C++
+    runner (started under callgrind by the run's counting process): the same
+    columns as the Python cell of the same TorchScript file, a count of the
+    same order (the Python side adds its interpreter's work per call)."""
+    from tests.backend_runs import TINY
+    from torchparity.run import instructions
+
+    missing = instructions.unavailable("cpu") or native_build.callgrind_missing()
+    if missing:
+        pytest.skip(missing)
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(TINY), "--suite", "tiny", "--case", "tiny_linear"),
+        *("--backend", "torchscript,torchscript-cpp", "--precision", "fp32", "--rounds", "1"),
+        *("--cache-dir", str(tmp_path / "cache"), "--count-instructions"),
+        timeout=3000,
+    )
+    cells = by_cell(rows)
+    python = cells[("tiny_linear", "fp32", "torchscript")]
+    cpp = cells[("tiny_linear", "fp32", "torchscript-cpp")]
+    assert cpp["status"] == "pass", explain(rows)
+    for row in (python, cpp):
+        assert row["instructions_per_call"] > 1000, row.get("instructions_skip_reason")
+        assert row["instructions_calls"] == instructions.CALLS
+        assert row["instructions_method"] == "callgrind Ir (user space)"
+        assert row["instructions_s"] > 0
+    ratio = cpp["instructions_per_call"] / python["instructions_per_call"]
+    print(
+        f"instructions per call: C++ {cpp['instructions_per_call']:.0f}, "
+        f"Python {python['instructions_per_call']:.0f} (C++/Python {ratio:.2f}); "
+        f"counting added {cpp['instructions_s']:.1f} s to the C++ cell"
+    )
+    assert 0.1 < ratio < 10, (cpp["instructions_per_call"], python["instructions_per_call"])

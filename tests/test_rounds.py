@@ -327,14 +327,25 @@ def test_instruction_counts_skip_with_a_reason_off_cpu():
     assert "CPU cells" in instructions.unavailable("cuda")
 
 
-def test_instruction_counts_skip_cpp_runner_cells_with_a_reason():
+def test_instruction_counts_skip_other_processes_cells_with_a_reason(monkeypatch):
+    """Calls made in a process the counter cannot count are skipped with the
+    reason, before any counting process starts: a Node runner's, and a C++
+    runner's when valgrind's header was not there to build it with."""
     from torchparity.axes.matrix import Cell
+    from torchparity.backends import native_build
     from torchparity.run import instructions
 
-    with instructions.Counter({}, 60) as counter:  # no process starts for a skipped cell
-        row = counter.count(Cell("mlp", "model", "models", "cpu", "fp32", "torchscript-cpp"))
-    assert "process of its own" in row["instructions_skip_reason"]
+    monkeypatch.delenv(native_build.ENV_BINARY, raising=False)
+    monkeypatch.setattr(native_build, "callgrind_include_dir", lambda: None)
+    node = instructions.out_of_process("onnxruntime-node")
+    cpp = instructions.out_of_process("torchscript-cpp")
+    assert node and "process of its own" in node
+    assert cpp and "callgrind.h" in cpp
     assert instructions.out_of_process("eager") is None
+    with instructions.Counter({}, 60) as counter:
+        row = counter.count(Cell("mlp", "model", "models", "cpu", "fp32", "torchscript-cpp"))
+        assert counter._proc is None  # no process starts for a skipped cell
+    assert row == {"instructions_skip_reason": instructions.unavailable("cpu") or cpp}
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ def _check_axes(backends: Sequence[str], precisions: Sequence[str], devices: Seq
 
 def _transient_case(
     name: str,
-    model: Any,
+    model: torch.nn.Module | Callable[[], torch.nn.Module],
     inputs: Any,
     *,
     batch: int | None,

@@ -31,6 +31,8 @@ class Row(TypedDict, total=False, extra_items=Any):
     backend: str
     mode: str
     cell_id: str
+    runtime_language: str  # the language the backend's runtime is called from
+    effective_precision: str  # the precision that ran (the cell's unless the backend says)
     # the verdict
     status: str
     reason: str
@@ -79,6 +81,8 @@ LEADING_COLUMNS: list[str] = [
     "precision",
     "backend",
     "mode",
+    "runtime_language",
+    "effective_precision",
     "status",
     "reason",
     "batch",
@@ -103,6 +107,9 @@ LEADING_COLUMNS: list[str] = [
     "host",
 ]
 CELL_COLUMNS: list[str] = ["case", "device", "precision", "backend"]
+# The languages a backend's runtime is called from (``Backend.runtime_language``),
+# in the order the reports group them; a plugin may name another.
+RUNTIME_LANGUAGES: tuple[str, ...] = ("Python", "C++", "JavaScript")
 TEXT_COLUMNS = frozenset(
     {
         "case",
@@ -113,6 +120,8 @@ TEXT_COLUMNS = frozenset(
         "backend",
         "mode",
         "cell_id",
+        "runtime_language",
+        "effective_precision",
         "status",
         "reason",
         "output_digest",
@@ -248,6 +257,7 @@ __all__ = [
     "RowError",
     "LEADING_COLUMNS",
     "CELL_COLUMNS",
+    "RUNTIME_LANGUAGES",
     "encode",
     "decode",
     "validate",

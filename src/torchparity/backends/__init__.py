@@ -52,4 +52,20 @@ def get_backend(name: str) -> Backend:
     return _REGISTERED[name]
 
 
-__all__ = ["Backend", "PrepareContext", "register_backend", "get_backend", "backend_names"]
+def runtime_language(name: str) -> str | None:
+    """The language backend ``name``'s runtime is called from (``Backend.runtime_language``);
+    None for a name no backend has."""
+    try:
+        return get_backend(name).runtime_language
+    except KeyError:
+        return None
+
+
+__all__ = [
+    "Backend",
+    "PrepareContext",
+    "register_backend",
+    "get_backend",
+    "backend_names",
+    "runtime_language",
+]

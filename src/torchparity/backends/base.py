@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from torchparity._core.row import RUNTIME_LANGUAGES
 from torchparity.axes.devices import Device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
@@ -50,6 +51,25 @@ class PrepareContext:
     # build). A backend that can read its artifact's input signature back puts
     # the requested dims it found static in ``notes["static_dims"]``.
     dynamic: tuple[DynamicDim, ...] = ()
+    # The precision that actually ran, in torchparity's names (fp32, bf16, ...),
+    # when the runtime says it differs or may differ from the cell's (OpenVINO's
+    # CPU plugin); None: the cell's precision ran.
+    effective_precision: str | None = None
+
+    def row_columns(self) -> dict[str, Any]:
+        """The row columns of what the backend reported (``backend_columns``)."""
+        return backend_columns(self.notes, self.effective_precision)
+
+
+def backend_columns(
+    notes: Mapping[str, Any], effective_precision: str | None = None
+) -> dict[str, Any]:
+    """What a backend reported, as row columns: its notes as ``backend_*``, and
+    ``effective_precision`` when it set one."""
+    columns = {f"backend_{k}": v for k, v in notes.items()}
+    if effective_precision is not None:
+        columns["effective_precision"] = effective_precision
+    return columns
 
 
 def autocast_context(ctx: PrepareContext) -> contextlib.AbstractContextManager:
@@ -69,6 +89,10 @@ class Backend:
 
     name: str = ""
     description: str = ""
+    # The language its runtime is called from (one of RUNTIME_LANGUAGES for the
+    # built-in backends): Python, C++ (the native runner) or JavaScript (Node,
+    # the browser). Each row carries it (``runtime_language``); reports group by it.
+    runtime_language: str = RUNTIME_LANGUAGES[0]
     # Whether prepare() honours ``ctx.precision.autocast`` (amp-fp16, amp-bf16);
     # other backends get a skip row for autocast precisions.
     supports_autocast: bool = False
@@ -109,6 +133,22 @@ class Backend:
         process, e.g. the native runner), following ``config`` as
         src/torchparity/timing/timer.py does; None (the default): the pipeline times
         ``run``."""
+        return None
+
+    def count_calls(
+        self, prepared: Callable[..., Any], inputs: tuple, warmup: int, calls: int, slow_s: float
+    ) -> int | None:
+        """Instruction counting (``--count-instructions``) for a backend whose
+        calls run in a process of its own: that process, started under
+        callgrind, makes ``warmup`` calls, then ``calls`` calls with collection
+        on (one when a warm-up call took over ``slow_s``) and dumps the count;
+        returns how many calls it counted. The last use of ``prepared``. None
+        (the default): the calls run in this process, which the counter counts."""
+        return None
+
+    def counting_unavailable(self) -> str | None:
+        """Why ``count_calls`` cannot count here (checked before any process
+        starts), or None."""
         return None
 
     # -- training (engine/training.py; docs/training.md) ------------------------------

@@ -55,8 +55,12 @@ def main(job_path: str, rank_text: str) -> int:
             module, device_ids=[tdev.index] if tdev.type == "cuda" else None
         )
         from torchparity.backends import get_backend
+        from torchparity.backends.ddp import DDPBackend
 
-        get_backend(job.get("backend", "ddp")).configure_ddp(ddp, rank)
+        ddp_backend = get_backend(job.get("backend", "ddp"))
+        if not isinstance(ddp_backend, DDPBackend):  # backends/ddp.py starts ranks for its own
+            raise TypeError(f"backend {ddp_backend.name!r} is not a DDP backend")
+        ddp_backend.configure_ddp(ddp, rank)
         half = case.batch // world
         trainer = Trainer(
             case,

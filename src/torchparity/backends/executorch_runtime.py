@@ -23,7 +23,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +33,9 @@ from torchparity.backends.artifacts import artifact_key, library_version, load_o
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.options import BackendOption
 from torchparity.backends.torch_export import autocast_unsupported, export_program
+
+if TYPE_CHECKING:  # executorch is an optional extra, imported where used
+    from executorch.exir.backend.partitioner import Partitioner
 
 DELEGATES = ("xnnpack", "portable")
 OPTIONS = {
@@ -101,7 +104,7 @@ def _load_method(path: Path, notes: dict) -> Any:
 def _lower(module: torch.nn.Module, example_inputs: tuple, delegate: str, notes: dict) -> bytes:
     from executorch.exir import to_edge_transform_and_lower
 
-    partitioners = []
+    partitioners: list[Partitioner] = []
     if delegate == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 

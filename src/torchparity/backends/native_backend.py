@@ -15,10 +15,11 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
+from torchparity._core.errors import first_line
 from torchparity.axes.devices import Device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
@@ -34,6 +35,7 @@ from torchparity.verdicts.drift import max_abs_diff
 # A failed build is remembered per process: every later cell gets the same
 # error row at once instead of compiling again.
 _BUILD_ERRORS: dict[str, native_build.NativeBuildError] = {}
+T = TypeVar("T")
 
 
 def _checked_zip(path: Path) -> Path:
@@ -61,6 +63,35 @@ def runner_build(notes: dict[str, Any]) -> native_build.RunnerBuild:
     return build
 
 
+@runtime_checkable
+class ArtifactBackend(Protocol):
+    """What a C++ or JavaScript backend needs of the Python backend whose
+    artifact file it runs (torchscript, aoti, onnxruntime)."""
+
+    name: str
+    options: Mapping[str, BackendOption | str] | None
+
+    def supports(self, cell: Cell, precision: Precision) -> str | None: ...
+
+    def artifact(
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        ctx: PrepareContext,
+        load: Callable[[Path], T],
+    ) -> T:
+        """The cell's artifact file, from the cache or built, passed through ``load``."""
+        ...
+
+
+@runtime_checkable
+class LoadableArtifact(ArtifactBackend, Protocol):
+    """An artifact Python can also run (torchscript, aoti): the C++ outputs are
+    compared with it."""
+
+    def load_file(self, path: Path, device: torch.device) -> Callable[..., Any]: ...
+
+
 class NativeCall:
     """The prepared callable: inputs to the runner, its flat output leaves back
     on the cell's device (the pipeline names them after eager's)."""
@@ -85,14 +116,17 @@ class NativeBackend(Backend):
 
     kind = ""  # the runner's --kind
     returns_flat_leaves = True  # the runner flattens outputs as pytree does
+    runtime_language = "C++"
 
     # artifact_backend (set by each subclass): the Python counterpart, whose
     # artifact runs here; its cache key and directory are ours.
 
-    def _python(self) -> Backend:
-
-        assert self.artifact_backend
-        return get_backend(self.artifact_backend)
+    def _python(self) -> ArtifactBackend:
+        """The Python backend whose artifact file this one runs."""
+        python = get_backend(self.artifact_backend or "")
+        if not isinstance(python, ArtifactBackend):
+            raise TypeError(f"backend {python.name!r} builds no artifact file for {self.name}")
+        return python
 
     @property
     def options(self) -> Mapping[str, BackendOption | str] | None:  # type: ignore[override]
@@ -131,6 +165,20 @@ class NativeBackend(Backend):
         assert isinstance(prepared, NativeCall)
         return prepared.runner.measure(inputs, config)
 
+    def count_calls(
+        self, prepared: Callable[..., Any], inputs: tuple, warmup: int, calls: int, slow_s: float
+    ) -> int | None:
+        """Counted in the runner's process, which the counter started under
+        callgrind (``native_client.ENV_CALLGRIND``); the runner is closed after."""
+        assert isinstance(prepared, NativeCall) and isinstance(prepared.runner, NativeRunner)
+        try:
+            return prepared.runner.count(inputs, warmup, calls, slow_s)
+        finally:
+            prepared.runner.close()
+
+    def counting_unavailable(self) -> str | None:
+        return native_build.callgrind_missing()
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """The same artifact from Python on the same inputs: how far apart the two are."""
         assert isinstance(prepared, NativeCall)
@@ -138,16 +186,17 @@ class NativeBackend(Backend):
         if prepared.first is None:
             return
         inputs, leaves = prepared.first
+        python = self._python()
+        if not isinstance(python, LoadableArtifact):
+            return  # nothing in Python loads this artifact: no comparison
         try:
-            loaded = self._python().load_file(prepared.artifact, prepared.device)
+            loaded = python.load_file(prepared.artifact, prepared.device)
             with torch.no_grad():
                 python_leaves = [
                     x for x in flat_leaves(loaded(*inputs)) if isinstance(x, torch.Tensor)
                 ]
         except Exception as exc:  # the C++ row stands; say why Python could not compare
             ctx.notes["python_max_abs_diff"] = None
-            from torchparity._core.errors import first_line  # the pipeline imports backends
-
             ctx.notes["python_error"] = first_line(exc)
             return
         if len(python_leaves) != len(leaves):

@@ -160,6 +160,29 @@ def toolchain_missing() -> str | None:
     return None
 
 
+def callgrind_include_dir() -> Path | None:
+    """The include directory holding valgrind's ``valgrind/callgrind.h`` (the
+    runner's count command is compiled in with it), or None: Python's prefix
+    (a conda environment's valgrind), then the system's."""
+    if sys.platform == "win32":
+        return None
+    for folder in (Path(sys.prefix) / "include", Path("/usr/local/include"), Path("/usr/include")):
+        if (folder / "valgrind" / "callgrind.h").is_file():
+            return folder
+    return None
+
+
+def callgrind_missing() -> str | None:
+    """Why the runner built here cannot count its calls' instructions, or None
+    (a prebuilt runner says so itself when asked to count)."""
+    if os.environ.get(ENV_BINARY) or callgrind_include_dir() is not None:
+        return None
+    return (
+        "the native runner counts instructions only when built with valgrind's "
+        "callgrind.h, which is not installed (apt-get install valgrind, or valgrind-devel)"
+    )
+
+
 def _source_digest(source: Path) -> str:
     digest = hashlib.sha256()
     for name in ("CMakeLists.txt", "runner.cpp"):
@@ -179,6 +202,7 @@ def build_key(compiler: Compiler, source: Path) -> str:
             sys.platform,
             platform.machine(),
             _source_digest(source),
+            str(callgrind_include_dir() or ""),  # valgrind's header installed later: a new build
         ]
     )
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -241,6 +265,7 @@ def _cmake_commands(source: Path, build: Path, compiler: Compiler) -> list[list[
         str(build),
         f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
         "-DCMAKE_BUILD_TYPE=Release",
+        f"-DTP_CALLGRIND_INCLUDE_DIR={callgrind_include_dir() or ''}",
     ]
     if compiler.path and sys.platform != "win32":
         configure.append(f"-DCMAKE_CXX_COMPILER={compiler.path}")

@@ -15,7 +15,7 @@ import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import torch
 
@@ -24,6 +24,10 @@ from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
 
 PREFIX = "@@torchparity "
+# Set to a callgrind out-file (valgrind's %p allowed) in the instruction
+# counter's process (run/instructions.py): its runners start under callgrind,
+# instrumentation and collection off until the count command turns them on.
+ENV_CALLGRIND = "TORCHPARITY_NATIVE_CALLGRIND"
 
 
 class NativeRunnerError(RuntimeError):
@@ -53,19 +57,27 @@ def _runner_env() -> dict[str, str]:
     return env
 
 
-def _shut(proc: subprocess.Popen, workdir: Path, stderr: Any) -> None:
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The child's stdin and stdout (started with both as pipes: never None)."""
+    if proc.stdin is None or proc.stdout is None:
+        raise RuntimeError("the runner process was started without its pipes")
+    return proc.stdin, proc.stdout
+
+
+def _shut(proc: subprocess.Popen[bytes], workdir: Path, stderr: IO[bytes]) -> None:
     """Stop the process and remove its directory (also run by the GC finalizer)."""
+    stdin, stdout = _pipes(proc)
     try:
         if proc.poll() is None:
             try:
-                proc.stdin.write(b"quit\n")
-                proc.stdin.flush()
+                stdin.write(b"quit\n")
+                stdin.flush()
                 proc.wait(timeout=5)
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 proc.kill()
                 proc.wait()
     finally:
-        for stream in (proc.stdin, proc.stdout, stderr):
+        for stream in (stdin, stdout, stderr):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -83,6 +95,22 @@ class Runner(Protocol):
     def measure(self, inputs: Sequence[torch.Tensor], config: TimingConfig) -> Measurement: ...
 
     def close(self) -> None: ...
+
+
+def under_callgrind(command: list[str]) -> list[str]:
+    """``command`` started under callgrind when ``$TORCHPARITY_NATIVE_CALLGRIND``
+    names an out-file, else as it is."""
+    out_file = os.environ.get(ENV_CALLGRIND)
+    if not out_file:
+        return command
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={out_file}",
+        *command,
+    ]
 
 
 def time_command(config: TimingConfig) -> str:
@@ -122,6 +150,7 @@ class RunnerProcess:
         self.proc = subprocess.Popen(
             full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
+        self._stdin, self._stdout = _pipes(self.proc)
         self._finalizer = weakref.finalize(self, _shut, self.proc, self.workdir, self._stderr)
         self.info: dict[str, Any] = self._answer("load")
 
@@ -137,7 +166,7 @@ class RunnerProcess:
         """The next protocol line: its JSON payload, or NativeRunnerError /
         NativeRunnerCrash. Other stdout lines (the model's prints) are kept aside."""
         while True:
-            raw = self.proc.stdout.readline()
+            raw = self._stdout.readline()
             if not raw:
                 try:
                     code = self.proc.wait(timeout=10)
@@ -158,8 +187,8 @@ class RunnerProcess:
 
     def _command(self, line: str, stage: str) -> dict[str, Any]:
         try:
-            self.proc.stdin.write(line.encode("utf-8") + b"\n")
-            self.proc.stdin.flush()
+            self._stdin.write(line.encode("utf-8") + b"\n")
+            self._stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # it died already; _answer says how
         return self._answer(stage)
@@ -210,4 +239,11 @@ class NativeRunner(RunnerProcess):
             "--interop-threads",
             str(interop_threads),
         ]
-        super().__init__(command, _runner_env(), "native runner")
+        super().__init__(under_callgrind(command), _runner_env(), "native runner")
+
+    def count(self, inputs: Sequence[torch.Tensor], warmup: int, calls: int, slow_s: float) -> int:
+        """Instructions counted inside the runner (started under callgrind):
+        ``warmup`` calls, then ``calls`` calls collected (one when a warm-up
+        call took over ``slow_s``) and dumped; how many calls were counted."""
+        self._put_inputs(inputs)
+        return int(self._command(f"count {warmup} {calls} {slow_s!r}", "count")["calls"])

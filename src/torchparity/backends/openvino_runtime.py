@@ -6,7 +6,8 @@ The CPU plugin's default precision depends on the CPU (bf16 where it has
 AVX512-BF16 or AMX, whatever the model's dtype), and a hint it cannot honour
 (f16 on a CPU without fp16) silently becomes another, so the hint is always
 set and the precision that actually ran is read back from the compiled model
-into ``effective_precision`` (row column ``backend_effective_precision``).
+into ``effective_precision``: the row's ``effective_precision`` in torchparity's
+names (fp32, fp16, bf16), and ``backend_effective_precision`` in OpenVINO's.
 
 Options (``--backend-option openvino.KEY=VALUE``): ``inference_precision``
 (f32, bf16 or f16: the hint; default from the cell: fp32 and fp64 -> f32,
@@ -39,6 +40,8 @@ DEFAULT_HINT = {
     torch.float16: "f16",
     torch.bfloat16: "bf16",
 }
+# OpenVINO's element type names -> torchparity's precision names.
+PRECISION_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 OPTIONS = {
     "inference_precision": BackendOption(
         "the CPU plugin's precision hint (default: the cell's)", "choice", ("f32", "bf16", "f16")
@@ -137,12 +140,14 @@ class OpenVinoBackend(Backend):
         compiled = load_or_build(
             ctx, key, ".ovir", lambda p: _save(module, example_inputs, p), load
         )
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         ctx.notes.update(
             openvino=library_version("openvino"),
             precision_hint=hint,
-            effective_precision=compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            effective_precision=ran,
             threads=int(compiled.get_property("INFERENCE_NUM_THREADS")),
         )
+        ctx.effective_precision = PRECISION_NAMES.get(ran, ran)
         request = compiled.create_infer_request()
         count = len(compiled.outputs)
 

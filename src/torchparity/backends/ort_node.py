@@ -19,12 +19,13 @@ and inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from torchparity._core.errors import first_line
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends import js_build
@@ -103,13 +104,14 @@ class OrtNodeBackend(NativeBackend):
     backend's file, timed by the runner (NativeBackend.measure)."""
 
     returns_flat_leaves = True  # the runner returns the graph's outputs in order
+    runtime_language = "JavaScript"  # onnxruntime-web inherits it (the page's JavaScript)
     name = "onnxruntime-node"
     description = "the onnxruntime backend's .onnx file run by onnxruntime-node in a Node process"
     artifact_backend = "onnxruntime"
     option_help = OPTIONS
 
     @property
-    def options(self) -> dict[str, str] | None:  # type: ignore[override]
+    def options(self) -> Mapping[str, BackendOption | str] | None:  # type: ignore[override]
         return self.option_help
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
@@ -146,14 +148,18 @@ class OrtNodeBackend(NativeBackend):
         )
         return NativeCall(runner, ctx.device.torch_device(), artifact)
 
+    def counting_unavailable(self) -> str | None:
+        return (
+            f"{self.name} runs its calls in a process of its own (Node's, or a browser's), "
+            "which is not under callgrind; not counted"
+        )
+
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         assert isinstance(prepared, NativeCall)
         prepared.runner.close()
         try:
             ctx.notes["python_max_abs_diff"] = python_diff(prepared.artifact, prepared)
         except Exception as exc:  # the JavaScript row stands; say why Python could not compare
-            from torchparity._core.errors import first_line
-
             ctx.notes["python_max_abs_diff"] = None
             ctx.notes["python_error"] = first_line(exc)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+import torch.jit._recursive
+import torch.jit._state
 
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
@@ -81,7 +83,10 @@ class TorchScriptBackend(Backend):
                 torch.jit._state._clear_class_state()
                 raise
         # Tracing records Python, so the flattening wrapper traces away.
-        return torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
+        traced = torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
+        if not isinstance(traced, torch.jit.ScriptModule):  # a module traces to a module
+            raise TypeError(f"torch.jit.trace returned {type(traced).__name__}, not a module")
+        return traced
 
     def artifact(
         self,

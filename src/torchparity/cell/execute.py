@@ -13,6 +13,7 @@ from typing import Any
 from torchparity._core import environment
 from torchparity._core.row import Row, add_columns
 from torchparity.axes.matrix import Cell
+from torchparity.backends import runtime_language
 from torchparity.cases.case import CASES
 from torchparity.cell.context import RunSettings
 from torchparity.cell.multisample import SAMPLE_STAGES, SamplesState
@@ -78,6 +79,11 @@ def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
     out = Row()
     add_columns(out, cell.as_dict())
     out["mode"] = columns.pop("mode", cell.mode)
+    language = runtime_language(cell.backend)
+    if language is not None:
+        out["runtime_language"] = language
+    # The precision that ran: the cell's, unless the backend said otherwise.
+    out["effective_precision"] = columns.pop("effective_precision", None) or cell.precision
     out["status"] = columns.pop("status")
     out["reason"] = columns.pop("reason", "")
     add_columns(out, columns)

@@ -38,7 +38,7 @@ from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision, Tolerance
-from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.base import Backend, PrepareContext, backend_columns
 from torchparity.cases.case import load_all
 from torchparity.cases.inputs import tensor_digest
 from torchparity.cases.outputs import flatten
@@ -88,6 +88,7 @@ class SamplesState(CellRun):
     # prepare: the batch callable and its inputs when the whole batch prepared and ran
     prepared: tuple[Any, tuple] | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # prepare: the backend's notes
+    effective_precision: str | None = None  # prepare: the precision that ran, when the backend says
     retries_began: float | None = None
 
 
@@ -153,6 +154,7 @@ def _prepare_batch(s: SamplesState) -> float:
             s.prepared = (prepared, inputs)
         s.outputs.update({x.index: out for x, out in zip(chunk, outputs, strict=True)})
         s.notes.update(ctx.notes)
+        s.effective_precision = ctx.effective_precision or s.effective_precision
     return time.perf_counter() - began
 
 
@@ -320,7 +322,7 @@ def stage_prepare(s: SamplesState) -> bool:
     """The backend's callables for the samples (and their outputs: preparing
     runs them, so a failing sample is found while the batch is isolated)."""
     s.row["prepare_s"] = _prepare_batch(s)
-    add_columns(s.row, {f"backend_{k}": v for k, v in s.notes.items()})
+    add_columns(s.row, backend_columns(s.notes, s.effective_precision))
     return True
 
 

@@ -221,7 +221,7 @@ def stage_prepare(s: CellState) -> bool:
         s.prepared = s.ctx.backend.prepare(module, s.fresh_inputs(), s.prepare_ctx)
     device.synchronize()
     s.row["prepare_s"] = time.perf_counter() - began
-    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
+    add_columns(s.row, s.prepare_ctx.row_columns())
     return True
 
 
@@ -324,7 +324,7 @@ def record_timing(s: CellState, columns: dict[str, Any]) -> None:
     s.row["torch_threads"] = torch.get_num_threads()
     s.row["torch_interop_threads"] = torch.get_num_interop_threads()
     s.ctx.backend.finalize(s.prepared, s.prepare_ctx)
-    add_columns(s.row, {f"backend_{k}": v for k, v in s.prepare_ctx.notes.items()})
+    add_columns(s.row, s.prepare_ctx.row_columns())
 
 
 def timing_columns(measurement: Measurement, batch: int) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def stage_train(s: TrainState) -> bool:
 def stage_compare(s: TrainState) -> bool:
     """Losses at every step, first-step gradients and updates against the reference."""
     trace, ref, precision = s.trace, s.reference, s.ctx.precision
-    add_columns(s.row, {f"backend_{k}": v for k, v in s.job.ctx.notes.items()})
+    add_columns(s.row, s.job.ctx.row_columns())
     problems, known = trace.columns.pop("_problems", []), trace.columns.pop("_known", None)
     add_columns(s.row, trace.columns)
     add_columns(

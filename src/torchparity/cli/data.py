@@ -9,7 +9,8 @@ from typing import Any
 
 from torchparity._core import environment
 from torchparity._core.rundir import RunDir
-from torchparity.cli.common import EXIT_OK, UsageError, choose, csv_list, run_dir_errors
+from torchparity.cli.common import EXIT_OK, UsageError, choose, run_dir_errors
+from torchparity.cli.options import DATA_OPTIONS, add_options
 from torchparity.report import report as report_mod
 from torchparity.run import data_throughput as data
 from torchparity.run.runner import new_run_id
@@ -19,28 +20,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "data", help="DataLoader throughput on a synthetic CIFAR-10 (see docs/training.md)"
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="run directory (default: reports/<run-id>); an existing run gets the rows added",
-    )
-    p.add_argument(
-        "--workers",
-        type=csv_list,
-        default=["0", "1", "2"],
-        help="num_workers values (default 0,1,2)",
-    )
-    p.add_argument(
-        "--start-method",
-        type=csv_list,
-        default=None,
-        help="multiprocessing start methods, or all (default: the OS's default one)",
-    )
-    p.add_argument("--samples", type=int, default=512, help="dataset size (default 512)")
-    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs per configuration (default 2)")
-    p.add_argument("--quiet", action="store_true", help="no table")
+    add_options(p, DATA_OPTIONS, with_defaults=True)
 
 
 def _grid(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:

@@ -22,15 +22,14 @@ from torchparity.cli.common import (
     EXIT_OK,
     UsageError,
     choose,
-    csv_list,
     load,
     locked,
     plugins,
-    positive_int,
 )
-from torchparity.cli.options import add_plugin_options
+from torchparity.cli.options import FUZZ_OPTIONS, add_options, add_plugin_options
 from torchparity.fuzz import properties as fuzz
 from torchparity.fuzz.shapes import FUZZ_POINT, fuzz_shapes
+from torchparity.report import frames
 from torchparity.report import report as report_mod
 from torchparity.report.shapes import shape_table
 from torchparity.run.runner import new_run_id, terminal_progress
@@ -40,52 +39,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "fuzz", help="search for inputs on which backends disagree on ops (hypothesis)"
     )
-    p.add_argument(
-        "--op",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="only ops matching GLOB (repeatable; default: every op)",
-    )
-    p.add_argument(
-        "--backend", type=csv_list, default=["eager"], help="comma list (default: eager)"
-    )
-    p.add_argument("--device", type=csv_list, default=["cpu"], help="comma list (default: cpu)")
-    p.add_argument(
-        "--precision", type=csv_list, default=["fp32"], help="comma list (default: fp32)"
-    )
-    p.add_argument(
-        "--examples",
-        type=positive_int,
-        default=None,
-        help="examples per property (default: the profile's)",
-    )
-    p.add_argument(
-        "--profile", default="ci", help="ci (bounded, derandomized), dev or deep (default ci)"
-    )
-    p.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: reports/<run-id>)"
-    )
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="backend artifacts kept between fuzz runs (default: none; within a run "
-        "each input signature is prepared once)",
-    )
-    p.add_argument(
-        "--mode",
-        default="infer",
-        metavar="MODE",
-        help="infer: op inputs; shape: run shapes within the declared dynamic ranges of "
-        "every case --op matches (docs/shapes.md) (default infer)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 1 on any new divergence or error (known ones, marked, are xfail)",
-    )
+    add_options(p, FUZZ_OPTIONS, with_defaults=True)
     add_plugin_options(p)
 
 
@@ -165,7 +119,8 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
 def _show(rows: list, found: list, run_dir: Path, html: Path) -> None:
     print(report_mod.frame_counts_line(rows))
     if found:
-        table = fuzz.divergences_frame(found)[["op", "backend", "precision", "status", "reason"]]
+        columns = ["op", "backend", "precision", "status", "reason"]
+        table = frames.columns(fuzz.divergences_frame(found), columns)
         print(report_mod.markdown_table(table))
     print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {html}")
 

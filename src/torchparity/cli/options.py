@@ -1,15 +1,18 @@
-"""The options of ``torchparity run``, each defined once: its flag, how its text
-is parsed, its default, the run.json key it is stored under, the types run.json
-may hold for it, whether ``--resume`` must see the same value, and its help.
+"""The options of the commands that take many (``run``, ``fuzz``, ``data``),
+each defined once: its flag, how its text is parsed, its default, the run.json
+key it is stored under, the types run.json may hold for it, whether
+``--resume`` must see the same value, and its help.
 
-The same table builds the argument parser, writes run.json (``selection.py``),
-checks run.json read back, refuses a ``--resume`` that asks for another run, and
-renders the option table of docs/cli.md (``markdown_table``).
+The same tables build the argument parsers and render the option tables of
+docs/cli.md (``markdown_table``); ``run``'s also writes run.json
+(``selection.py``), checks run.json read back and refuses a ``--resume`` that
+asks for another run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +67,17 @@ class Option:
             return ",".join(str(v) for v in self.default)
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
-    def add_to(self, parser: argparse.ArgumentParser) -> None:
-        """The option on ``parser``; its argparse default is None, so "not given"
-        is told apart from every value (``--rounds 0`` is a value)."""
+    def add_to(self, parser: argparse.ArgumentParser, with_default: bool = False) -> None:
+        """The option on ``parser``. Its argparse default is None, so "not given"
+        is told apart from every value (``--rounds 0`` is a value; ``run`` then
+        takes run.json's value or the table's), unless ``with_default``: then
+        the table's default (a command without run.json)."""
         shown = self.default_text()
         help_text = f"{self.help} (default: {shown})" if shown else self.help
+        default = copy.copy(self.default) if with_default else None
         if self.parse is None:
             parser.add_argument(
-                self.flag, dest=self.dest, action="store_true", default=None, help=help_text
+                self.flag, dest=self.dest, action="store_true", default=default, help=help_text
             )
         else:
             parser.add_argument(
@@ -79,7 +85,7 @@ class Option:
                 dest=self.dest,
                 type=self.parse,
                 action="append" if self.repeat else "store",
-                default=None,
+                default=default,
                 metavar=self.metavar,
                 help=help_text,
             )
@@ -93,6 +99,22 @@ class Option:
             return self.flag_value()
         return str(value) if isinstance(value, Path) else value
 
+
+# Options several commands share, defined once.
+_BACKEND = Option(
+    "--backend",
+    "comma list",
+    "backend",
+    csv_list,
+    ["eager"],
+    stored=(list,),
+    identity=True,
+    metavar="B,...",
+)
+_OUT = Option(
+    "--out", "run directory", parse=Path, shown_default="reports/<run-id>", metavar="RUN_DIR"
+)
+_QUIET = Option("--quiet", "no progress bar, no table", default=False)
 
 RUN_OPTIONS: tuple[Option, ...] = (
     Option(
@@ -117,16 +139,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         repeat=True,
         metavar="GLOB",
     ),
-    Option(
-        "--backend",
-        "comma list",
-        "backend",
-        csv_list,
-        ["eager"],
-        stored=(list,),
-        identity=True,
-        metavar="B,...",
-    ),
+    _BACKEND,
     Option(
         "--device",
         "comma list; 'present': the devices this machine has, absent ones one line, no rows",
@@ -349,16 +362,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         stored=(str,),
     ),
     # What this invocation does; not stored.
-    Option(
-        "--out", "run directory", parse=Path, shown_default="reports/<run-id>", metavar="RUN_DIR"
-    ),
+    _OUT,
     Option("--resume", "finish the missing cells of --out (the same run: see docs/cli.md)"),
     Option(
         "--trust-run-plugins",
         "with --resume: load the case files and plugins run.json names "
         "(they run as code; default: only those given again)",
     ),
-    Option("--quiet", "no progress bar, no table"),
+    _QUIET,
     Option(
         "--strict",
         "exit 1 when any cell fails, errors, crashes or times out, differs from the suite's "
@@ -391,6 +402,83 @@ PLUGIN_OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+# ``torchparity fuzz`` (nothing stored: a fuzz run has no run.json).
+FUZZ_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--op",
+        "only ops matching GLOB (repeatable)",
+        parse=str,
+        default=[],
+        shown_default="every op",
+        repeat=True,
+        metavar="GLOB",
+    ),
+    _BACKEND,
+    Option("--device", "comma list", parse=csv_list, default=["cpu"], metavar="D,..."),
+    Option("--precision", "comma list", parse=csv_list, default=["fp32"], metavar="P,..."),
+    Option(
+        "--examples",
+        "examples per property",
+        parse=positive_int,
+        shown_default="the profile's",
+        metavar="N",
+    ),
+    Option(
+        "--profile",
+        "ci (bounded, derandomized), dev or deep",
+        parse=str,
+        default="ci",
+        metavar="NAME",
+    ),
+    _OUT,
+    Option(
+        "--cache-dir",
+        "backend artifacts kept between fuzz runs",
+        parse=Path,
+        shown_default="none; within a run each input signature is prepared once",
+        metavar="DIR",
+    ),
+    Option(
+        "--mode",
+        "infer: op inputs; shape: run shapes within the declared dynamic ranges of every "
+        "case --op matches (docs/shapes.md)",
+        parse=str,
+        default="infer",
+        metavar="MODE",
+    ),
+    _QUIET,
+    Option(
+        "--strict",
+        "exit 1 on any new divergence or error (known ones, marked, are xfail)",
+        default=False,
+    ),
+)
+
+# ``torchparity data`` (docs/training.md).
+DATA_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--out",
+        "run directory; an existing run gets the rows added",
+        parse=Path,
+        shown_default="reports/<run-id>",
+        metavar="RUN_DIR",
+    ),
+    Option(
+        "--workers", "num_workers values", parse=csv_list, default=["0", "1", "2"], metavar="N,..."
+    ),
+    Option(
+        "--start-method",
+        "multiprocessing start methods, or all",
+        parse=csv_list,
+        shown_default="the OS's default one",
+        metavar="M,...|all",
+    ),
+    Option("--samples", "dataset size", parse=int, default=512, metavar="N"),
+    Option("--batch", "batch size", parse=int, default=64, metavar="N"),
+    Option("--epochs", "epochs per configuration", parse=int, default=2, metavar="N"),
+    Option("--quiet", "no table", default=False),
+)
+
 # run.json keys written beside the options: the loaded case files and plugins
 # (``[kind, target]`` pairs) and the devices `--device present` found absent.
 EXTRA_STORED: dict[str, tuple[type, ...]] = {"plugins": (list,), "absent_devices": (dict,)}
@@ -411,25 +499,44 @@ def stored_types() -> dict[str, tuple[type, ...]]:
     return {**types, **EXTRA_STORED}
 
 
-def add_options(parser: argparse.ArgumentParser, options: Sequence[Option] = RUN_OPTIONS) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: Sequence[Option] = RUN_OPTIONS,
+    with_defaults: bool = False,
+) -> None:
+    """``options`` on ``parser``; ``with_defaults``: argparse fills in the table's
+    defaults (``run`` resolves them itself, after run.json: see ``Option.add_to``)."""
     for option in options:
-        option.add_to(parser)
+        option.add_to(parser, with_defaults)
 
 
 def add_plugin_options(parser: argparse.ArgumentParser) -> None:
     add_options(parser, PLUGIN_OPTIONS)
 
 
-def markdown_table(options: Sequence[Option] = RUN_OPTIONS + PLUGIN_OPTIONS) -> str:
-    """The option table of docs/cli.md (a test keeps the file equal to this)."""
-    lines = [
-        "| option | run.json key | default | --resume | what |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for o in options:
+# The option table of each command, as docs/cli.md shows it between
+# ``<!-- NAME-options -->`` markers; run's shows the run.json columns too.
+DOCUMENTED: dict[str, tuple[Option, ...]] = {
+    "run": RUN_OPTIONS + PLUGIN_OPTIONS,
+    "fuzz": FUZZ_OPTIONS + PLUGIN_OPTIONS,
+    "data": DATA_OPTIONS,
+}
+
+
+def markdown_table(command: str = "run") -> str:
+    """The option table of ``command`` in docs/cli.md (a test keeps the file equal to this)."""
+    stored = command == "run"
+    head = ["option", "run.json key", "default", "--resume", "what"]
+    head = head if stored else ["option", "default", "what"]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for o in DOCUMENTED[command]:
         flag = o.flag if o.is_flag else f"{o.flag} {o.metavar or o.dest.upper()}"
-        key = o.key or ("plugins" if o in PLUGIN_OPTIONS else "")
-        resume = o.on_resume or ("must match" if o.identity else ("may change" if o.key else ""))
-        cells = [f"`{flag}`", key, o.default_text(), resume, o.help]
+        cells = [f"`{flag}`", o.default_text(), o.help]
+        if stored:
+            key = o.key or ("plugins" if o in PLUGIN_OPTIONS else "")
+            resume = o.on_resume or (
+                "must match" if o.identity else ("may change" if o.key else "")
+            )
+            cells = [cells[0], key, cells[1], resume, cells[2]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

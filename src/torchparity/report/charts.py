@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -20,8 +20,12 @@ from matplotlib.figure import Figure
 
 from torchparity._core.stats import quartiles
 from torchparity._core.status import MEASURED_STATUSES
+from torchparity.report import frames as fr
 
-_STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text as <text>, not paths: smaller and selectable
     "svg.hashsalt": "torchparity",  # deterministic ids: same input, same page
     "text.parse_math": False,
@@ -68,16 +72,30 @@ def cell_column(frame: pd.DataFrame) -> pd.Series:
 def case_label(frame: pd.DataFrame) -> pd.Series:
     """The case, with ``@ batch N`` for a case measured at several batch sizes
     (``--batch``): one chart row per batch instead of their median."""
+    cases = [str(c) for c in frame["case"]]
     if "batch" not in frame.columns:
-        return frame["case"].astype(str)
-    swept = frame.groupby("case")["batch"].transform("nunique") > 1
-    with_batch = frame["case"].astype(str) + " @ batch " + frame["batch"].astype(str)
-    return with_batch.where(swept, frame["case"].astype(str))
+        return pd.Series(cases, index=frame.index, dtype=object)
+    batches = [_batch_text(b) for b in frame["batch"]]
+    seen: dict[str, set[str]] = {}
+    for case, batch in zip(cases, batches, strict=True):
+        seen.setdefault(case, set()).add(batch)
+    labels = [
+        f"{case} @ batch {batch}" if len(seen[case]) > 1 else case
+        for case, batch in zip(cases, batches, strict=True)
+    ]
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def _batch_text(value: Any) -> str:
+    """A batch size as rows show it (8, not 8.0); empty when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame["status"].isin(list(MEASURED_STATUSES)) & frame["throughput_items_s"].notna()
-    return frame[ok]
+    return fr.rows(frame, ok)
 
 
 def _barh_groups(
@@ -140,18 +158,18 @@ def _paired_or_ratio(measured: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Non-eager rows with ``speedup`` (and ``low``/``high``): the paired
     ``speedup_vs_eager`` with its interval where the row has it, else the
     ratio of throughputs to eager's at the same case, device and precision."""
-    eager = measured[measured["backend"] == "eager"].groupby(keys)["throughput_items_s"].median()
-    others = measured[measured["backend"] != "eager"]
+    eager = fr.rows(measured, measured["backend"] == "eager")
+    eager = eager.groupby(keys)["throughput_items_s"].median()
+    others = fr.rows(measured, measured["backend"] != "eager")
     if others.empty:
         return others
     base = others.set_index(keys).index.map(lambda k: eager.get(k, math.nan))
     ratio = others["throughput_items_s"].to_numpy(dtype=float) / np.asarray(base, dtype=float)
-    nan = pd.Series(math.nan, index=others.index)
-    paired = pd.to_numeric(others.get("speedup_vs_eager", nan), errors="coerce")
+    paired = fr.numeric(others, "speedup_vs_eager")
     return others.assign(
         speedup=paired.fillna(pd.Series(ratio, index=others.index)),
-        low=pd.to_numeric(others.get("speedup_ci_low", nan), errors="coerce"),
-        high=pd.to_numeric(others.get("speedup_ci_high", nan), errors="coerce"),
+        low=fr.numeric(others, "speedup_ci_low"),
+        high=fr.numeric(others, "speedup_ci_high"),
     )
 
 
@@ -170,7 +188,7 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     others = _paired_or_ratio(measured, keys)
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    others = others[others["speedup"].notna()]
+    others = fr.rows(others, others["speedup"].notna())
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     others = others.assign(column=cell_column(others), case=case_label(others))
@@ -209,10 +227,10 @@ def speedup_chart(frame: pd.DataFrame) -> str | None:
 
 def drift_heatmap(frame: pd.DataFrame) -> str | None:
     """log10 of max_rel_err per case x device/backend/precision, annotated."""
-    ran = frame[pd.to_numeric(frame["max_rel_err"], errors="coerce").notna()]
+    ran = fr.rows(frame, fr.numeric(frame, "max_rel_err").notna())
     if ran.empty:
         return None
-    values = pd.to_numeric(ran["max_rel_err"], errors="coerce").astype(float)
+    values = fr.numeric(ran, "max_rel_err").astype(float)
     with np.errstate(divide="ignore"):
         logs = np.log10(np.maximum(values.to_numpy(), 1e-20))
     table = ran.assign(column=cell_column(ran), log_err=logs).pivot_table(
@@ -281,7 +299,7 @@ def _sweep_points(group: pd.DataFrame) -> pd.DataFrame:
     """Per batch: median latency with its samples' quartiles, and the throughput
     they imply (batch / latency), sorted by batch."""
     records = []
-    for _, row in group.iterrows():
+    for row in group.to_dict("records"):
         batch, median_ms = float(row["batch"]), float(row["latency_ms_median"])
         samples = row.get("samples_ms")
         q1, q3 = (

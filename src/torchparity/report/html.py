@@ -10,7 +10,9 @@ the fixed strings below are inserted unescaped.
 from __future__ import annotations
 
 import html
+import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -30,7 +32,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;colo
 h1{font-size:1.5em;margin:.2em 0}h3{font-size:1em;margin:1em 0 .3em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12px;margin:.4em 0}
 td,th{border:1px solid #d0d0d0;padding:2px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}table.sortable th{cursor:pointer;user-select:none}
+th{background:#f3f3f3}th.group{text-align:center;background:#e6e6e6}table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[data-dir=asc]::after{content:" \\25B2"}table.sortable th[data-dir=desc]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.cell{color:#fff;text-align:center;font-weight:600;min-width:3.5em}
@@ -113,18 +115,39 @@ def table(frame: pd.DataFrame, table_id: str, filterable: bool = True, caption: 
     )
 
 
-def status_matrix(frame: pd.DataFrame, column: pd.Series, table_id: str = "status-matrix") -> str:
+def _group_header(columns: list[str], group_of: dict[str, str]) -> str:
+    """A header row spanning each run of columns of one group."""
+    spans = [(g, len(list(run))) for g, run in itertools.groupby(columns, key=group_of.get)]
+    cells = "".join(f"<th colspan='{n}' class='group'>{esc(g)}</th>" for g, n in spans)
+    return f"<tr><th></th>{cells}</tr>"
+
+
+def status_matrix(
+    frame: pd.DataFrame,
+    column: pd.Series,
+    group: pd.Series | None = None,
+    group_order: Sequence[str] = (),
+    table_id: str = "status-matrix",
+) -> str:
     """Case x ``column`` (e.g. device/backend/precision), one coloured cell per
-    row, the reason on hover. Every row appears as exactly one cell."""
+    row, the reason on hover. Every row appears as exactly one cell. With
+    ``group`` (e.g. each row's runtime language), the columns are ordered by
+    group (``group_order``) under a header naming each group."""
     if frame.empty:
         return "<p class='muted'>(no rows)</p>"
     frame = frame.assign(_column=column.to_numpy())
     columns = list(dict.fromkeys(frame["_column"]))
     cases = list(dict.fromkeys(frame["case"]))
-    by_key: dict[tuple[str, str], list[pd.Series]] = {}
+    by_key: dict[tuple[Any, Any], list[pd.Series]] = {}  # (case, column) as the frame holds them
     for _, r in frame.iterrows():
         by_key.setdefault((r["case"], r["_column"]), []).append(r)
-    head = "<th>case</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns)
+    groups = ""
+    if group is not None:
+        group_of = dict(zip(frame["_column"], group.astype(str), strict=True))
+        rank = {g: i for i, g in enumerate(group_order)}
+        columns.sort(key=lambda c: rank.get(group_of[c], len(rank)))  # stable within a group
+        groups = _group_header(columns, group_of)
+    head = groups + "<tr><th>case</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>"
     body = []
     for case in cases:
         tds = [f"<th>{esc(case)}</th>"]
@@ -152,7 +175,7 @@ def status_matrix(frame: pd.DataFrame, column: pd.Series, table_id: str = "statu
     )
     return (
         f"<p class='legend'>{legend}</p><table class='matrix' id='{esc(table_id)}'>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
     )
 
 

@@ -9,6 +9,7 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 from __future__ import annotations
 
 import html
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
 from torchparity.report import charts, merge
+from torchparity.report import frames as fr
 from torchparity.report import html as h
+from torchparity.report import languages as lang
 from torchparity.report.shapes import shape_table
 
 CELL_KEYS = CELL_COLUMNS
@@ -45,7 +48,7 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
 
 
 def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts of each status per mode, backend and precision."""
+    """Counts of each status per runtime language, mode, backend and precision."""
     if frame.empty:
         return pd.DataFrame()
     frame = (
@@ -53,7 +56,9 @@ def status_counts(frame: pd.DataFrame) -> pd.DataFrame:
         if "mode" in frame.columns
         else frame.assign(mode="infer")
     )
-    counts = frame.groupby(["mode", "backend", "precision", "status"]).size().unstack(fill_value=0)
+    keys = [lang.LANGUAGE, "mode", "backend", "precision", "status"]
+    grouped = lang.grouped_by_language(frame).groupby(keys, observed=True)
+    counts = fr.as_frame(grouped.size().unstack(fill_value=0))
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
 
@@ -61,10 +66,12 @@ def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Non-pass cells per backend and blame category (src/torchparity/verdicts/blame.py)."""
     if frame.empty or "blame" not in frame.columns:
         return pd.DataFrame()
-    blamed = frame[(frame["status"] != "pass") & frame["blame"].notna() & (frame["blame"] != "")]
+    blamed = fr.rows(
+        frame, (frame["status"] != "pass") & frame["blame"].notna() & (frame["blame"] != "")
+    )
     if blamed.empty:
         return pd.DataFrame()
-    counts = blamed.groupby(["backend", "blame"]).size().unstack(fill_value=0)
+    counts = fr.as_frame(blamed.groupby(["backend", "blame"]).size().unstack(fill_value=0))
     counts["total"] = counts.sum(axis=1)
     return counts
 
@@ -80,23 +87,38 @@ def blame_line(rows: list[dict[str, Any]]) -> str:
 
 
 def console_table(rows: list[dict[str, Any]]) -> str:
-    """Case x (backend, precision) with status and median latency, for the terminal."""
-    frame = rows_frame(h.shown_rows(rows))
+    """Case x (backend, precision) with status and median latency, for the
+    terminal; the columns grouped under their runtime language."""
+    frame = rows_frame(lang.with_language_columns(h.shown_rows(rows)))
     if frame.empty:
         return "(no rows)"
-    frame = frame[frame["status"] != "skip"] if (frame["status"] != "skip").any() else frame
+    ran = frame["status"] != "skip"
+    frame = fr.rows(frame, ran) if ran.any() else frame
 
     def cell_text(r: pd.Series) -> str:
-        if pd.notna(r["latency_ms_median"]) and r["status"] in MEASURED_STATUSES:
-            return f"{r['status']} {r['latency_ms_median']:.3g}ms"
-        return str(r["status"])
+        text, latency = str(r["status"]), r["latency_ms_median"]
+        if (
+            isinstance(latency, int | float)
+            and not math.isnan(latency)
+            and text in MEASURED_STATUSES
+        ):
+            text = f"{text} {latency:.3g}ms"
+        ran = r["effective_precision"]
+        return f"{text} (ran {ran})" if isinstance(ran, str) and ran != r["precision"] else text
 
     mode = frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
     frame = frame.assign(
         text=frame.apply(cell_text, axis=1),
         column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode,
     )
-    table = frame.pivot_table(index="case", columns="column", values="text", aggfunc="first")
+    table = lang.grouped_by_language(frame).pivot_table(
+        index="case",
+        columns=[lang.LANGUAGE, "column"],
+        values="text",
+        aggfunc="first",
+        observed=True,
+    )
+    table.columns.names = [None, None]  # the language above its backends' columns, no axis names
     counts = frame_counts_line(rows)
     blame = blame_line(rows)
     return table.fillna("").to_string() + "\n\n" + counts + (f"\n{blame}" if blame else "")
@@ -107,8 +129,7 @@ def frame_counts_line(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
-    return pd.to_numeric(frame[column], errors="coerce")
+_numeric = fr.numeric
 
 
 TRAINING_COLUMNS = [
@@ -152,14 +173,14 @@ DATALOADER_COLUMNS = [
 def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Train cells: the three drift metrics beside their bounds, steps/s, compile and all-reduce cost."""
     frame = rows_frame(rows)
-    train = frame[frame["mode"] == "train"]
+    train = fr.rows(frame, frame["mode"] == "train")
     return _cols(train, TRAINING_COLUMNS)
 
 
 def dataloader_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """DataLoader configurations (rows of kind ``data``), fastest first."""
     frame = rows_frame(rows)
-    data = frame[frame["kind"] == "data"]
+    data = fr.rows(frame, frame["kind"] == "data")
     if data.empty:
         return _cols(data, DATALOADER_COLUMNS)
     data = data.assign(samples_s=_numeric(data, "samples_s")).sort_values(
@@ -182,7 +203,7 @@ def _training_sections(rows: list[dict[str, Any]]) -> list[str]:
 
 def fastest_and_slowest(frame: pd.DataFrame) -> pd.DataFrame:
     """Per case, the measured cell with the highest and the lowest throughput."""
-    measured = frame[_numeric(frame, "throughput_items_s").notna()].copy()
+    measured = fr.rows(frame, _numeric(frame, "throughput_items_s").notna()).copy()
     if measured.empty:
         return pd.DataFrame()
     measured["throughput_items_s"] = _numeric(measured, "throughput_items_s")
@@ -207,7 +228,7 @@ def largest_drift(frame: pd.DataFrame, count: int = 10) -> pd.DataFrame:
     """The cells that used most of their tolerance (``tolerance_used``, the
     verdict's own metric over its bound); rows without it (older runs) rank
     by max_rel_err after those that have it."""
-    ran = frame[_numeric(frame, "max_rel_err").notna()]
+    ran = fr.rows(frame, _numeric(frame, "max_rel_err").notna())
     if ran.empty:
         return ran
     used = (
@@ -235,7 +256,7 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """Each backend's paired speedup over eager with its 95% interval."""
     if "speedup_vs_eager" not in frame.columns:
         return pd.DataFrame()
-    have = frame[_numeric(frame, "speedup_vs_eager").notna()]
+    have = fr.rows(frame, _numeric(frame, "speedup_vs_eager").notna())
     if have.empty:
         return have
     fmt = lambda v: f"{float(v):.2f}" if pd.notna(v) else ""  # noqa: E731
@@ -246,7 +267,9 @@ def paired_speedups(frame: pd.DataFrame) -> pd.DataFrame:
             "95% interval": [
                 f"{fmt(lo)}-{fmt(hi)}" if pd.notna(lo) else ""
                 for lo, hi in zip(
-                    have.get("speedup_ci_low"), have.get("speedup_ci_high"), strict=True
+                    fr.column_or_nan(have, "speedup_ci_low"),
+                    fr.column_or_nan(have, "speedup_ci_high"),
+                    strict=True,
                 )
             ],
             "rounds": have.get("rounds"),
@@ -262,15 +285,17 @@ def native_vs_python(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "backend_artifact_of" not in frame.columns:
         return pd.DataFrame()
     keys = [k for k in ("case", "device", "precision", "mode", "platform") if k in frame.columns]
-    measured = frame[_numeric(frame, "latency_ms_median").notna()]
+    measured = fr.rows(frame, _numeric(frame, "latency_ms_median").notna())
+    # Missing key values (no mode in an old row) as "": a NaN in a dict key never matches.
+    measured = measured.assign(**{k: measured[k].fillna("") for k in keys})
     python = measured.set_index([*keys, "backend"])["latency_ms_median"].astype(float)
-    python = python[~python.index.duplicated(keep="last")]
+    python_ms = python.to_dict()  # the last row of a cell wins, as in results.jsonl
     records = []
-    for _, row in measured[measured["backend_artifact_of"].notna()].iterrows():
+    for row in fr.rows(measured, measured["backend_artifact_of"].notna()).to_dict("records"):
         key = (*[row[k] for k in keys], row["backend_artifact_of"])
-        if key not in python.index:
+        if key not in python_ms:
             continue
-        py_ms, cpp_ms = float(python[key]), float(row["latency_ms_median"])
+        py_ms, cpp_ms = float(python_ms[key]), float(row["latency_ms_median"])
         records.append(
             {
                 **{k: row[k] for k in keys},
@@ -290,7 +315,7 @@ def summary_markdown(
 ) -> str:
     """Short Markdown for CI job summaries: counts by status, failures not
     marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
-    rows = h.shown_rows(rows)
+    rows = lang.with_language_columns(h.shown_rows(rows))
     frame = rows_frame(rows)
     lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
     if absent_devices_line(env):
@@ -298,14 +323,22 @@ def summary_markdown(
     partial = partial_timing_note(rows)
     if partial:
         lines += [partial, ""]
+    languages = lang.language_table(frame)
+    if not languages.empty:
+        lines += ["## By runtime language", "", markdown_table(languages), ""]
     counts = status_counts(frame)
     if not counts.empty:
-        lines += ["## Status by backend and precision", "", markdown_table(counts, index=True), ""]
+        lines += [
+            "## Status by backend and precision (grouped by runtime language)",
+            "",
+            markdown_table(counts, index=True),
+            "",
+        ]
     blame = blame_counts(frame)
     if not blame.empty:
         lines += ["## Non-pass cells by blame", "", markdown_table(blame, index=True), ""]
     surprises = (
-        frame[frame["expectation"].isin(["unexpected pass", "changed"])]
+        fr.rows(frame, frame["expectation"].isin(["unexpected pass", "changed"]))
         if "expectation" in frame.columns
         else frame.iloc[0:0]
     )
@@ -313,18 +346,20 @@ def summary_markdown(
         lines += [
             "## Differs from expectations (unexpected passes, changed statuses)",
             "",
-            markdown_table(surprises[[*CELL_KEYS, "status", "expectation", "reason"]].head(50)),
+            markdown_table(
+                _cols(surprises, [*CELL_KEYS, "status", "expectation", "reason"]).head(50)
+            ),
             "",
         ]
     shapes = shape_table(rows)
     if not shapes.empty:
         lines += ["## Shape generalisation (silent-* first)", "", markdown_table(shapes), ""]
-    bad = frame[frame["status"].isin(list(BAD_STATUSES))]
+    bad = fr.rows(frame, frame["status"].isin(list(BAD_STATUSES)))
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
         lines += ["None.", ""]
     else:
-        shown = bad[[*CELL_KEYS, "status", "reason"]].head(50)
+        shown = _cols(bad, [*CELL_KEYS, "status", "reason"]).head(50)
         lines += [markdown_table(shown), ""]
         if len(bad) > 50:
             lines += [f"... and {len(bad) - 50} more in results.csv", ""]
@@ -433,8 +468,7 @@ def _header(
     )
 
 
-def _cols(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    return frame[[c for c in names if c in frame.columns]]
+_cols = fr.columns
 
 
 def _table_section(title: str, table: pd.DataFrame, anchor: str, note: str) -> list[str]:
@@ -447,12 +481,14 @@ def _table_section(title: str, table: pd.DataFrame, anchor: str, note: str) -> l
 def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Throughput and paired speedup, Python vs C++, latency distributions."""
     sections: list[str] = []
-    measured = frame[_numeric(frame, "throughput_items_s").notna()]
+    measured = fr.rows(frame, _numeric(frame, "throughput_items_s").notna())
     speed = charts.speedup_table(frame)
     throughput = _cols(
         measured,
         [
             *CELL_KEYS,
+            lang.LANGUAGE,
+            "effective_precision",
             *where,
             "batch",
             "latency_ms_median",
@@ -511,6 +547,7 @@ def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
         largest_drift(frame, len(frame)),
         [
             *CELL_KEYS,
+            "effective_precision",
             *where,
             "status",
             "tolerance_used",
@@ -535,7 +572,7 @@ def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
             "drift",
         )
     )
-    prepared = frame[_numeric(frame, "prepare_s").notna()]
+    prepared = fr.rows(frame, _numeric(frame, "prepare_s").notna())
     prepared = prepared.assign(prepare_s=_numeric(prepared, "prepare_s")).sort_values(
         "prepare_s", ascending=False
     )
@@ -593,21 +630,13 @@ def report_html(
     """The self-contained page (no network): header, status matrix, throughput,
     latency, drift, prepare times, errors, cross-platform view (when ``runs``
     holds several run directories), all results."""
-    rows = h.shown_rows(rows)
+    rows = lang.with_language_columns(h.shown_rows(rows))
     frame = rows_frame(rows)
     merged = bool(runs and len(runs) > 1)
     where = ["platform"] if merged and "platform" in frame.columns else []
     sections = [_header(rows, env, runs)]
 
-    column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
-    sections.append(
-        h.section(
-            "Status matrix",
-            "<p class='muted'>case x device/backend/precision; hover a cell for its reason.</p>"
-            + h.status_matrix(frame, column),
-            "matrix",
-        )
-    )
+    sections.append(_matrix_section(frame))
 
     sections += _speed_sections(frame, rows, where)
     sections += _drift_sections(frame, rows, where)
@@ -629,6 +658,22 @@ def report_html(
         )
     sections.append(h.section("All results", h.table(frame, "results"), "results"))
     return h.fit_page("torchparity report", sections, frame_counts_line(rows))
+
+
+def _matrix_section(frame: pd.DataFrame) -> str:
+    """The status matrix, its columns grouped by runtime language, and the count per language."""
+    column = charts.cell_column(frame) if not frame.empty else pd.Series(dtype=str)
+    languages = lang.languages_of(frame)
+    matrix = h.status_matrix(frame, column, languages, lang.language_order(languages))
+    return h.section(
+        "Status matrix",
+        "<p class='muted'>case x device/backend/precision, grouped by the runtime language "
+        "the backend is called from; hover a cell for its reason.</p>"
+        + matrix
+        + "<h3>By runtime language</h3>"
+        + h.table(lang.language_table(frame), "languages", False),
+        "matrix",
+    )
 
 
 def _problems(rows: list[dict[str, Any]], where: list[str]) -> str:

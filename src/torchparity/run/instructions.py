@@ -29,9 +29,15 @@ counted calls, on every thread (valgrind runs them one at a time), library
 code included (MKL, oneDNN, ONNX Runtime). What it cannot see: memory stalls,
 cache misses, frequency, SMT or preemption (time, not work), kernel time,
 and GPU work (a CUDA or MPS cell is skipped with that reason). A C++ runner
-cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process,
-which is not under callgrind: it is skipped with that reason rather than
-counted as the Python side's waiting. Counts of JIT-compiled code
+cell (torchscript-cpp, aoti-cpp) runs its calls in the runner's own process:
+the counting process rebuilds it as any cell, its runner started under
+callgrind in turn (instrumentation and collection off,
+``native_client.ENV_CALLGRIND``), and the runner itself warms up, collects
+and dumps (its ``count`` command, compiled with callgrind's client requests
+when valgrind's header was found at build time; ``Backend.count_calls``), so
+the Python side's waiting is not what is counted. Without the header the
+cell is skipped with that reason, as are the calls of other processes
+(onnxruntime-node, onnxruntime-web). Counts of JIT-compiled code
 (TorchScript's profiling executor) are of what valgrind's translation ran,
 which is what the CPU would run.
 
@@ -57,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchparity.axes.matrix import Cell
+from torchparity.backends.native_client import ENV_CALLGRIND
 from torchparity.cases.case import PluginSpec
 
 if TYPE_CHECKING:
@@ -72,6 +79,8 @@ KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
+RUNNER_OUT = "runner-%p.out"  # a C++ runner's callgrind out-file; numbered dumps after it
+RUNNER_OUT_DUMPS = "runner-*.out.*"
 _CLIENT_C = """#include <valgrind/callgrind.h>
 void tp_start(void) { CALLGRIND_START_INSTRUMENTATION; }
 void tp_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
@@ -94,16 +103,21 @@ def unavailable(device: str) -> str | None:
 
 
 def out_of_process(backend: str) -> str | None:
-    """Why a backend's calls are not instructions of the counting process, or None."""
+    """Why a backend whose calls run in a process of its own cannot be counted,
+    or None (its calls are the counting process's, or its own process counts
+    them: the C++ runner)."""
     from torchparity.backends import get_backend
     from torchparity.backends.base import Backend
 
-    if type(get_backend(backend)).measure is not Backend.measure:
+    chosen = get_backend(backend)
+    if type(chosen).measure is Backend.measure:
+        return None
+    if type(chosen).count_calls is Backend.count_calls:
         return (
-            f"{backend} runs its calls in a process of its own (the C++ runner), which is "
-            "not under callgrind; not counted"
+            f"{backend} runs its calls in a process of its own, which is not under "
+            "callgrind; not counted"
         )
-    return None
+    return chosen.counting_unavailable()
 
 
 def client_library(folder: Path) -> Path | None:
@@ -137,6 +151,7 @@ class Counter:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._ended = False  # the counting process's answers ended (it died)
         self._library: Path | None = None
         self.started_s = 0.0  # seconds spent starting counting processes
 
@@ -175,11 +190,12 @@ class Counter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            # Its C++ runners start under callgrind too, dumping beside its own.
+            env={**os.environ, "PYTHONWARNINGS": "ignore", ENV_CALLGRIND: str(folder / RUNNER_OUT)},
             start_new_session=True,  # killed whole on a timeout
         )
         log.close()
-        self._buffer = b""
+        self._buffer, self._ended = b"", False
         began = time.perf_counter()
         ready = self._read(START_ALLOWANCE_S)
         self.started_s += time.perf_counter() - began
@@ -202,6 +218,7 @@ class Counter:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                self._ended = True
                 return None
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
@@ -241,27 +258,36 @@ class Counter:
             self._proc.stdin.flush()
         except (OSError, RuntimeError) as exc:
             self._stop()
-            return {"instructions_skip_reason": f"callgrind run failed: {exc}"[:300]}
+            return _failed(f"callgrind run failed: {exc}")
         answer = self._read(self.timeout)
         if answer is None:
-            code = self._proc.poll()
+            code = self._exit_code()
             self._stop()
             self._dumps()  # a half-counted cell's dump must not count for the next one
             if code is None:
                 return {
                     "instructions_skip_reason": f"callgrind did not finish within {self.timeout:g}s"
                 }
-            return {
-                "instructions_skip_reason": f"callgrind run failed (exit {code}): {self._tail()}"
-            }
+            return _failed(f"callgrind run failed (exit {code}): {self._tail()}", code)
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
-            return {"instructions_skip_reason": f"callgrind run failed: {answer['error']}"[:300]}
+            return _failed(f"callgrind run failed: {answer['error']}")
         return self._columns(found, int(answer.get("calls", CALLS)))
+
+    def _exit_code(self) -> int | None:
+        """The counting process's exit code once its answers ended (valgrind
+        still writes its dump as a killed process dies); None while it runs."""
+        assert self._proc is not None
+        if self._ended:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return self._proc.wait(60)
+        return self._proc.poll()
 
     def _dumps(self) -> str:
         """The dumps the process wrote since the last call (read, then removed)."""
-        dumps = sorted(self.folder.glob("callgrind.out.*"))
+        # Numbered dumps only: a runner's final dump at its exit (RUNNER_OUT
+        # itself) holds nothing counted and may come late.
+        dumps = sorted([*self.folder.glob("callgrind.out.*"), *self.folder.glob(RUNNER_OUT_DUMPS)])
         text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in dumps)
         for p in dumps:
             p.unlink()
@@ -289,6 +315,20 @@ class Counter:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+# What valgrind's SIGILL means (3.19 has no AVX-512): said first, before any truncation.
+_SIGILL = (
+    "valgrind cannot run an instruction of this cell's code (it has no AVX-512; an "
+    "AOTInductor artifact compiled for this CPU uses it)"
+)
+
+
+def _failed(reason: str, code: int | None = None) -> dict[str, Any]:
+    """A failed count's row column, explaining an instruction valgrind cannot run."""
+    if code == -signal.SIGILL or "SIGILL" in reason:
+        reason = f"{_SIGILL}: {reason}"
+    return {"instructions_skip_reason": reason[:300]}
 
 
 def count(
@@ -322,6 +362,12 @@ def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -
     if not run_stages(state, REBUILD_STAGES):
         return {"error": str(state.row.get("reason"))[:300]}
     state.memory.stop()
+    backend = state.ctx.backend
+    counted = backend.count_calls(
+        state.prepared, state.fresh_inputs(), WARMUP_CALLS, CALLS, SLOW_CALL_S
+    )
+    if counted is not None:  # in the backend's own process (the C++ runner)
+        return {"counted": cell.id, "calls": counted}
     call = timed_call(state)
     collecting, calls = False, CALLS
     if library is not None:

@@ -10,6 +10,7 @@
 // answers one line per command read from stdin:
 //   run                  DIR/inputs.bin -> one call -> DIR/outputs.bin
 //   time T R MR MT W MW  DIR/inputs.bin -> warm-up + blocked repeats (harness/engine/timing.py)
+//   count W M S          DIR/inputs.bin -> W warm-up calls, M calls counted by callgrind (under valgrind)
 //   quit                 (or end of input)
 // with "@@torchparity ok {json}" or "@@torchparity error <one line>".
 //   torchparity-runner --roundtrip IN OUT   reads a tensor file, writes it back (format tests)
@@ -40,6 +41,13 @@
 #include <thread>
 #include <vector>
 
+// Instruction counts (the count command) use callgrind's client requests when
+// the build found valgrind's header (CMakeLists.txt); without it the runner
+// builds as before and answers count with an error.
+#ifdef TP_CALLGRIND
+#include <valgrind/callgrind.h>
+#endif
+
 #ifdef _WIN32
 #define NOMINMAX  // windows.h's min/max macros would break std::min/std::max
 #define WIN32_LEAN_AND_MEAN
@@ -59,6 +67,11 @@ namespace {
 const char kMagic[8] = {'T', 'P', 'T', 'E', 'N', 'S', 'O', 'R'};
 const uint32_t kVersion = 1;
 const char* kPrefix = "@@torchparity";
+#ifdef TP_CALLGRIND
+const bool kCallgrind = true;  // built with callgrind's client requests (the count command)
+#else
+const bool kCallgrind = false;
+#endif
 
 // ---------------------------------------------------------------- tensor files
 // Codes are part of the file format: never renumber (docs/native-runner.md).
@@ -312,6 +325,47 @@ class Timer {
   c10::Device device_;
 };
 
+// -------------------------------------------------------- instruction counts
+// Counted inside this process: the harness starts the runner under `valgrind
+// --tool=callgrind --instr-atstart=no --collect-atstart=no`, so the load and
+// everything but the counted calls run uninstrumented (several times faster).
+// Instrumentation goes on for the warm-up calls, collection around the counted
+// calls alone (one when a warm call took over slow_s), then one dump.
+#ifdef TP_CALLGRIND
+struct Collecting {  // collection and instrumentation off again, even on an error
+  bool on = false;
+  ~Collecting() {
+    if (on) CALLGRIND_TOGGLE_COLLECT;
+    CALLGRIND_STOP_INSTRUMENTATION;
+  }
+};
+#endif
+
+int64_t count_calls(Model& model, int64_t warmup, int64_t calls, double slow_s) {
+#ifdef TP_CALLGRIND
+  if (!RUNNING_ON_VALGRIND) throw std::runtime_error("count: the runner is not running under valgrind");
+  Collecting collecting;
+  CALLGRIND_START_INSTRUMENTATION;
+  double last = 0;
+  for (int64_t i = 0; i < warmup; ++i) {
+    const double began = now_s();
+    model.call();
+    last = now_s() - began;
+  }
+  if (last > slow_s) calls = 1;
+  CALLGRIND_TOGGLE_COLLECT;
+  collecting.on = true;
+  for (int64_t i = 0; i < calls; ++i) model.call();
+  CALLGRIND_TOGGLE_COLLECT;
+  collecting.on = false;
+  CALLGRIND_DUMP_STATS;  // this count alone: dumping zeroes the counters
+  return calls;
+#else
+  (void)model, (void)warmup, (void)calls, (void)slow_s;
+  throw std::runtime_error("count: this runner was built without valgrind's callgrind.h");
+#endif
+}
+
 // ---------------------------------------------------------------- protocol
 std::string json_string(const std::string& s) {
   std::ostringstream out;
@@ -405,6 +459,13 @@ std::string handle(const std::string& line, Model& model, const Options& o, cons
     out << "]}";
     return out.str();
   }
+  if (command == "count") {
+    int64_t warmup = 0, calls = 0;
+    double slow_s = 0;
+    if (!(words >> warmup >> calls >> slow_s) || warmup < 1 || calls < 1)
+      throw std::runtime_error("count needs 3 numbers: warm-up calls, counted calls (both >= 1), slow call s");
+    return "{\"calls\": " + std::to_string(count_calls(model, warmup, calls, slow_s)) + "}";
+  }
   throw std::runtime_error("unknown command: " + command);
 }
 
@@ -470,7 +531,7 @@ int serve(const Options& o) {
                TORCH_VERSION_PATCH) "\", \"compiler\": "
         << json_string(TP_COMPILER) << ", \"load_s\": " << (now_s() - began)
         << ", \"threads\": " << at::get_num_threads() << ", \"interop_threads\": " << at::get_num_interop_threads()
-        << "}";
+        << ", \"callgrind\": " << (kCallgrind ? "true" : "false") << "}";
   reply("ready", ready.str());
   std::string line;
   while (std::getline(std::cin, line)) {

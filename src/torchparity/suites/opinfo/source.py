@@ -59,11 +59,17 @@ def _entries() -> dict[str, Any]:
     return {guard.full_name(e): e for e in guard.op_db()}
 
 
-@functools.lru_cache(maxsize=8)  # a worker runs a case's cells back to back
-def _generate(name: str, dtype: torch.dtype, device: str, seed: int) -> list[Any]:
+def _entry(name: str) -> Any:
+    """The OpInfo entry named ``name``; SamplesUnavailable when this torch has none."""
     entry = _entries().get(name)
     if entry is None:
         raise SamplesUnavailable(f"OpInfo {name!r} is not in torch {torch.__version__}'s op_db")
+    return entry
+
+
+@functools.lru_cache(maxsize=8)  # a worker runs a case's cells back to back
+def _generate(name: str, dtype: torch.dtype, device: str, seed: int) -> list[Any]:
+    entry = _entry(name)
     torch.manual_seed(seed)  # make_tensor draws from torch's generator: same samples every run
     samples = list(entry.sample_inputs(device, dtype, requires_grad=False))
     for s in samples:
@@ -95,7 +101,7 @@ class OpInfoSamples:
 
     def samples(self, dtype: torch.dtype, device: str, suite: str) -> list[Sample]:
         try:
-            entry = _entries().get(self.name)
+            entry = _entry(self.name)
             precision = next((p for p, d in FLOAT_DTYPES.items() if d == dtype), "")
             chosen = sample_dtype(self.dtypes.get(device, []), precision)
             if chosen is None:
