@@ -19,6 +19,7 @@ class EagerBackend(Backend):
     description = "the module called directly (under the pipeline's torch.no_grad)"
     supports_autocast = True
     quantized_modes = ("static", "dynamic")
+    shapes = True  # the module itself: every shape it computes
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext

@@ -37,6 +37,13 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.dynamic import (
+    export_dynamic_shapes,
+    input_names,
+    onnx_dynamic_axes,
+    record_signature,
+    session_shapes,
+)
 from torchparity.backends.flat import FlatOutputs
 from torchparity.backends.options import BackendOption
 from torchparity.backends.quantize import quantized_for
@@ -101,6 +108,7 @@ class OnnxRuntimeBackend(Backend):
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
+    shapes = True  # dynamic_shapes (dynamo) or dynamic_axes (legacy); the graph's inputs read back
 
     def __init__(
         self, name: str, dynamo: bool, description: str, quantized_modes: tuple[str, ...] = ()
@@ -124,8 +132,24 @@ class OnnxRuntimeBackend(Backend):
             return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
         return None
 
+    def _dynamism(self, ctx: PrepareContext, count: int) -> dict[str, Any]:
+        """The exporter's keywords for the dims shape mode asks to be dynamic."""
+        if not ctx.dynamic:
+            return {}
+        if self.dynamo:
+            return {"dynamic_shapes": export_dynamic_shapes(ctx.dynamic, count)}
+        return {
+            "input_names": input_names(count),
+            "dynamic_axes": onnx_dynamic_axes(ctx.dynamic, count),
+        }
+
     def _export(
-        self, module: torch.nn.Module, example_inputs: tuple, opset: int | None, path: Path
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        opset: int | None,
+        path: Path,
+        dynamism: dict[str, Any],
     ) -> None:
         import onnx
 
@@ -143,6 +167,7 @@ class OnnxRuntimeBackend(Backend):
                 opset_version=opset,
                 external_data=False,
                 verbose=False,
+                **dynamism,
             )
         onnx.checker.check_model(str(path), full_check=True)
 
@@ -168,8 +193,13 @@ class OnnxRuntimeBackend(Backend):
             build, more = self._int8_build(module, example_inputs, ctx, opset)
             return load_or_build(ctx, artifact_key(ctx, module, facts + more), ".onnx", build, load)
         key = artifact_key(ctx, module, facts)
+        dynamism = self._dynamism(ctx, len(example_inputs))
         return load_or_build(
-            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+            ctx,
+            key,
+            ".onnx",
+            lambda p: self._export(module, example_inputs, opset, p, dynamism),
+            load,
         )
 
     def _int8_build(
@@ -185,7 +215,7 @@ class OnnxRuntimeBackend(Backend):
         if quantizer == "pt2e":
             quantized = quantized_for(module, example_inputs, ctx)
             return (
-                lambda p: self._export(quantized.module, example_inputs, opset, p),
+                lambda p: self._export(quantized.module, example_inputs, opset, p, {}),
                 [f"int8_quantizer={quantizer}", *quantized.key()],
             )
         ctx.notes["int8_recipe"] = ort_recipe(mode)
@@ -194,7 +224,7 @@ class OnnxRuntimeBackend(Backend):
         def build(path: Path) -> None:
             with tempfile.TemporaryDirectory(prefix="torchparity-int8-") as tmp:
                 fp32 = Path(tmp) / "fp32.onnx"
-                self._export(module, example_inputs, opset, fp32)
+                self._export(module, example_inputs, opset, fp32, {})
                 ort_quantize(fp32, path, mode, calibration)
 
         digest = tensor_digest([x for b in calibration for x in b])
@@ -233,6 +263,8 @@ class OnnxRuntimeBackend(Backend):
                 raise
             raise refusal from None  # the message carries the checker's line
         names = [i.name for i in session.get_inputs()]
+        if ctx.dynamic:
+            record_signature(ctx.notes, ctx.dynamic, session_shapes(session))
         tensor_inputs = [x for x in example_inputs if isinstance(x, torch.Tensor)]
         if len(names) != len(tensor_inputs):
             raise RuntimeError(

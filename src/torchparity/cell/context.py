@@ -79,6 +79,18 @@ def train_unsupported(cell: Cell, backend: Backend, precision: Precision) -> str
     return backend.train_unsupported(cell, precision)
 
 
+def shape_unsupported(cell: Cell, backend: Backend) -> str | None:
+    """Why a shape cell cannot run (the infer precheck ran first), or None."""
+    case = CASES.get(cell.case)
+    if case is not None and not case.dynamic:
+        return f"{cell.case} declares no dynamic dims (dynamic=[DynamicDim(...)]; docs/shapes.md)"
+    if not backend.shapes:
+        return (
+            f"{cell.backend} does not take part in shape mode (docs/shapes.md lists those that do)"
+        )
+    return None
+
+
 def precheck(cell: Cell) -> str | None:
     """Why the cell cannot run here (device absent, precision or autocast not
     served by the backend), or None. Cheap: the runner calls it before sending
@@ -100,6 +112,8 @@ def precheck(cell: Cell) -> str | None:
             return reason
     if cell.mode == "train":
         return train_unsupported(cell, backend, precision)
+    if cell.mode == "shape":
+        return backend.supports(cell, precision) or shape_unsupported(cell, backend)
     return backend.supports(cell, precision)
 
 

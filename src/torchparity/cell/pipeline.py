@@ -135,23 +135,30 @@ class CellState(CellRun):
     def cast_module(self) -> torch.nn.Module:
         return self.ctx.cast_module(self.module)
 
+    @property
+    def batch(self) -> int:
+        """Items per call: the cell's batch in a sweep, else the case's."""
+        return self.cell.sweep_batch or self.ctx.case.batch
+
 
 def stage_precheck(s: CellState) -> bool:
     if not check_precheck(s):
         return False
-    s.row["batch"] = s.ctx.case.batch
+    s.row["batch"] = s.batch
     add_columns(s.row, s.ctx.configure_device())
     return True
 
 
 def stage_build(s: CellState) -> bool:
     s.module = build_module(s.ctx.case, s.ctx.seed)
-    s.inputs = build_inputs(s.ctx.case, s.ctx.seed)
+    s.inputs = build_inputs(s.ctx.case, s.ctx.seed, s.cell.sweep_batch or None)
     s.case_print = case_fingerprint(s.ctx.case, s.module)
     return True
 
 
-def stage_reference(s: CellState) -> bool:
+def load_reference(s: CellState) -> bool:
+    """The fp64 reference on ``s.inputs``; False (the row says why) when two
+    fp64 calls disagree, as no verdict rests on such a reference."""
     s.reference = get_reference(
         s.ctx.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.ctx.seed
     )
@@ -161,9 +168,15 @@ def stage_reference(s: CellState) -> bool:
     # (instruction counting under valgrind, where MKL takes other kernels and
     # fp64 bits differ) must key them as this one did.
     s.row["behaviour_fingerprint"] = s.reference.fingerprint
-    flagged = nondeterminism_fields(s.reference)  # no verdict rests on such a reference
+    flagged = nondeterminism_fields(s.reference)
     if flagged:
         add_columns(s.row, flagged)
+        return False
+    return True
+
+
+def stage_reference(s: CellState) -> bool:
+    if not load_reference(s):
         return False
     vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
@@ -307,16 +320,20 @@ def compare_int8(s: CellState, common: list[str]) -> bool:
     return True
 
 
+def eager_outputs(s: CellState) -> Flattened:
+    """Eager's outputs at the cell's device and precision, on the cell's inputs."""
+    eager = get_backend("eager")
+    with torch.no_grad():
+        return flatten(eager.prepare(s.cast_module(), (), s.prepare_ctx)(*s.fresh_inputs()))
+
+
 def stage_eager(s: CellState) -> bool:
     if s.ctx.precision.quant is not None:  # eager at int8 is the quantized reference
         return True  # compare_int8 recorded eager_max_abs_diff
     if s.cell.backend == "eager":
         s.row["eager_max_abs_diff"] = 0.0
         return True
-    eager = get_backend("eager")
-    with torch.no_grad():
-        out = flatten(eager.prepare(s.cast_module(), (), s.prepare_ctx)(*s.fresh_inputs()))
-    theirs = out.by_name()
+    theirs = eager_outputs(s).by_name()
     common = [n for n in s.output.names if n in theirs]
     s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
         [s.output.by_name()[n] for n in common], [theirs[n] for n in common]
@@ -364,7 +381,7 @@ def stage_timing(s: CellState) -> bool:
     measurement = self_timed(s, s.settings.timing) or measure(
         timed_call(s), s.ctx.device.time_block, s.settings.timing
     )
-    record_timing(s, timing_columns(measurement, s.ctx.case.batch))
+    record_timing(s, timing_columns(measurement, s.batch))
     return True
 
 

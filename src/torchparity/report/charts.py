@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from torchparity._core.stats import quartiles
 from torchparity._core.status import MEASURED_STATUSES
 from torchparity.report import frames as fr
 
@@ -66,6 +67,30 @@ def cell_column(frame: pd.DataFrame) -> pd.Series:
     if "platform" in frame.columns and frame["platform"].nunique() > 1:
         parts = parts + " @ " + frame["platform"].astype(str)
     return parts
+
+
+def case_label(frame: pd.DataFrame) -> pd.Series:
+    """The case, with ``@ batch N`` for a case measured at several batch sizes
+    (``--batch``): one chart row per batch instead of their median."""
+    cases = [str(c) for c in frame["case"]]
+    if "batch" not in frame.columns:
+        return pd.Series(cases, index=frame.index, dtype=object)
+    batches = [_batch_text(b) for b in frame["batch"]]
+    seen: dict[str, set[str]] = {}
+    for case, batch in zip(cases, batches, strict=True):
+        seen.setdefault(case, set()).add(batch)
+    labels = [
+        f"{case} @ batch {batch}" if len(seen[case]) > 1 else case
+        for case, batch in zip(cases, batches, strict=True)
+    ]
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def _batch_text(value: Any) -> str:
+    """A batch size as rows show it (8, not 8.0); empty when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +146,7 @@ def throughput_chart(frame: pd.DataFrame) -> str | None:
     measured = _measured(frame)
     if measured.empty:
         return None
-    table = measured.assign(column=cell_column(measured)).pivot_table(
+    table = measured.assign(column=cell_column(measured), case=case_label(measured)).pivot_table(
         index="case", columns="column", values="throughput_items_s", aggfunc="median"
     )
     fig = _figure(7.5, 0.9 + 0.28 * len(table) * max(1, len(table.columns) / 3))
@@ -156,14 +181,17 @@ def speedup_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         "device",
         "precision",
         *(["platform"] if "platform" in measured.columns else []),
+        *(["batch"] if "batch" in measured.columns else []),
     ]
+    if "batch" in measured.columns:  # rows without a batch pair with eager's without one
+        measured = measured.assign(batch=measured["batch"].fillna(0))
     others = _paired_or_ratio(measured, keys)
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     others = fr.rows(others, others["speedup"].notna())
     if others.empty:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    others = others.assign(column=cell_column(others))
+    others = others.assign(column=cell_column(others), case=case_label(others))
     pivot = [
         others.pivot_table(index="case", columns="column", values=v, aggfunc="median", dropna=False)
         for v in ("speedup", "low", "high")
@@ -363,3 +391,84 @@ def tradeoff_chart(frame: pd.DataFrame) -> str | None:
         list(seen.values()), list(seen.keys()), fontsize=7, loc="outside lower center", ncols=3
     )
     return _svg(fig)
+
+
+def _sweep_points(group: pd.DataFrame) -> pd.DataFrame:
+    """Per batch: median latency with its samples' quartiles, and the throughput
+    they imply (batch / latency), sorted by batch."""
+    records = []
+    for row in group.to_dict("records"):
+        batch, median_ms = float(row["batch"]), float(row["latency_ms_median"])
+        samples = row.get("samples_ms")
+        q1, q3 = (
+            quartiles([float(s) for s in samples])
+            if isinstance(samples, list) and samples
+            else (median_ms, median_ms)
+        )
+        records.append(
+            {
+                "batch": batch,
+                "latency": median_ms,
+                "lat_lo": min(q1, median_ms),
+                "lat_hi": max(q3, median_ms),
+                "throughput": batch / median_ms * 1e3,
+                "thr_lo": batch / max(q3, median_ms) * 1e3,
+                "thr_hi": batch / max(min(q1, median_ms), 1e-12) * 1e3,
+            }
+        )
+    return pd.DataFrame(records).sort_values("batch")
+
+
+def batch_sweep_charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """For each case measured at several batch sizes (``--batch``): latency and
+    throughput against batch, a line per device/backend/precision, each point
+    with its samples' interquartile range (from ``samples_ms``). (case, SVG) pairs."""
+    frame = pd.DataFrame(rows)
+    needed = {"status", "throughput_items_s", "batch", "latency_ms_median", "case"}
+    if frame.empty or not needed <= set(frame.columns):
+        return []
+    measured = _measured(frame)
+    if measured.empty:
+        return []
+    measured = measured.assign(
+        batch=pd.to_numeric(measured["batch"], errors="coerce"),
+        latency_ms_median=pd.to_numeric(measured["latency_ms_median"], errors="coerce"),
+        column=cell_column(measured),
+    ).dropna(subset=["batch", "latency_ms_median"])
+    out = []
+    for case, of_case in measured.groupby("case", sort=True):
+        if of_case["batch"].nunique() < 2:
+            continue
+        fig = _figure(8.0, 3.2)
+        latency_ax, throughput_ax = fig.subplots(1, 2)
+        colors = matplotlib.colormaps["tab10"]
+        for j, (label, group) in enumerate(of_case.groupby("column", sort=True)):
+            p = _sweep_points(group)
+            style = {"color": colors(j % 10), "marker": "o", "markersize": 3, "capsize": 2}
+            latency_ax.errorbar(
+                p["batch"],
+                p["latency"],
+                yerr=[p["latency"] - p["lat_lo"], p["lat_hi"] - p["latency"]],
+                label=str(label),
+                **style,
+            )
+            throughput_ax.errorbar(
+                p["batch"],
+                p["throughput"],
+                yerr=[p["throughput"] - p["thr_lo"], p["thr_hi"] - p["throughput"]],
+                **style,
+            )
+        for ax, ylabel in (
+            (latency_ax, "latency per call (ms)"),
+            (throughput_ax, "throughput (items/s)"),
+        ):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch (log scale)")
+            ax.set_ylabel(ylabel)
+            ax.grid(linewidth=0.3)
+        latency_ax.set_title(f"{case}: latency", fontsize=9)
+        throughput_ax.set_title(f"{case}: throughput", fontsize=9)
+        latency_ax.legend(fontsize=7, loc="best")
+        out.append((str(case), _svg(fig)))
+    return out

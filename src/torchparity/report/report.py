@@ -23,6 +23,7 @@ from torchparity.report import charts, merge
 from torchparity.report import frames as fr
 from torchparity.report import html as h
 from torchparity.report import languages as lang
+from torchparity.report.shapes import shape_table
 
 CELL_KEYS = CELL_COLUMNS
 
@@ -350,6 +351,9 @@ def summary_markdown(
             ),
             "",
         ]
+    shapes = shape_table(rows)
+    if not shapes.empty:
+        lines += ["## Shape generalisation (silent-* first)", "", markdown_table(shapes), ""]
     bad = fr.rows(frame, frame["status"].isin(list(BAD_STATUSES)))
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
@@ -522,6 +526,17 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
                 "tradeoff",
             )
         )
+    sweeps = charts.batch_sweep_charts(rows)
+    if sweeps:
+        sections.append(
+            h.section(
+                "Batch sweep",
+                "<p class='muted'>latency and throughput against batch (--batch), a line per "
+                "device/backend/precision; bars: the samples' interquartile range.</p>"
+                + "".join(f"<h3>{h.esc(case)}</h3>" + h.chart(svg, "") for case, svg in sweeps),
+                "batch-sweep",
+            )
+        )
     sections += _table_section(
         "Python vs C++",
         native_vs_python(frame),
@@ -589,6 +604,14 @@ def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
 def _mode_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Training, DataLoader and blame tables, when the run has such rows."""
     return [
+        *_table_section(
+            "Shape generalisation",
+            shape_table(rows),
+            "shapes",
+            "shape mode: each artifact built once at the export shape with its dims declared "
+            "dynamic, run at other shapes, against eager there (docs/shapes.md). silent-mismatch: "
+            "other numbers; silent-static: the asked dynamism dropped; loud-error: refused.",
+        ),
         *_table_section(
             "Training",
             training_table(rows),
