@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         register_op,
     )
     from torchparity.cases.inputs import InputGen
+    from torchparity.cases.shapes import DynamicDim
     from torchparity.cases.tolerance import Tolerance
 
 _EXPORTS = {
@@ -31,6 +32,7 @@ _EXPORTS = {
     "BackendOption": "torchparity.backends.options",
     "Case": "torchparity.cases.case",
     "Device": "torchparity.axes.devices",
+    "DynamicDim": "torchparity.cases.shapes",
     "InputGen": "torchparity.cases.inputs",
     "KnownFailure": "torchparity.cases.case",
     "PrepareContext": "torchparity.backends.base",
@@ -46,6 +48,7 @@ __all__ = [
     "BackendOption",
     "Case",
     "Device",
+    "DynamicDim",
     "InputGen",
     "KnownFailure",
     "PrepareContext",

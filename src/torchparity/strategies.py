@@ -265,3 +265,21 @@ def draw_choice(draw: Any, items: Sequence[Any], shapes: int = 0) -> Any:
     from hypothesis import strategies as st
 
     return draw(st.sampled_from(tuple(pool(items, shapes))))
+
+
+def run_shapes(
+    dims: Sequence[Any], export: dict[str, int], cap: int = 64
+) -> Any:  # hypothesis.strategies.SearchStrategy[dict[str, int]]
+    """Run shapes for shape-mode fuzzing (``torchparity fuzz --mode shape``):
+    each dynamic dim (``torchparity.DynamicDim``) drawn within its declared
+    range and at most ``cap`` (never 0 or 1, exporters specialise those),
+    never its export size, and no two dims equal (pytorch/pytorch#153896).
+    Shrinks toward the smallest sizes."""
+    from hypothesis import strategies as st
+
+    def sizes_of(dim: Any) -> Any:
+        low, high = max(dim.min, 2), min(dim.max, max(cap, export[dim.name] + 1))
+        return st.integers(low, high).filter(lambda n, e=export[dim.name]: n != e)
+
+    drawn = st.fixed_dictionaries({d.name: sizes_of(d) for d in dims})
+    return drawn.filter(lambda s: len(set(s.values())) == len(s))

@@ -57,6 +57,11 @@ class Row(TypedDict, total=False, extra_items=Any):
     eager_max_abs_diff: float
     output_digest: str
     leaf_names: list
+    # shape mode (docs/shapes.md): sizes as "batch=4,seq=16", the outcome
+    shape_point: str
+    export_shape: str
+    run_shape: str
+    shape_outcome: str  # match, loud-error, silent-mismatch, silent-static
     # environment, repeated so merged CSVs stay self-describing
     os: str
     torch: str
@@ -120,6 +125,10 @@ TEXT_COLUMNS = frozenset(
         "status",
         "reason",
         "output_digest",
+        "shape_point",
+        "export_shape",
+        "run_shape",
+        "shape_outcome",
     }
 )
 NUMBER_COLUMNS = frozenset(

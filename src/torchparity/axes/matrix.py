@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from torchparity.cases.case import Case
+from torchparity.cases.shapes import SHAPE_POINTS
 
 
 @dataclass(frozen=True)
@@ -18,17 +20,29 @@ class Cell:
     device: str
     precision: str
     backend: str
-    mode: str = "infer"  # "infer" or "train" (engine/training.py)
+    mode: str = "infer"  # "infer", "train" (cell/training.py) or "shape" (cell/shapes.py)
+    # Shape mode: the run shape relative to the export shape (cases/shapes.py SHAPE_POINTS).
+    shape_point: str = ""
+    # A batch sweep (--batch): the infer cell's batch; 0: the case's own.
+    sweep_batch: int = 0
 
     @property
     def id(self) -> str:
         # Infer ids carry no mode, so run directories written before the mode
-        # axis resume as they are; a train cell's id ends in "|train".
+        # axis resume as they are; a train cell's id ends in "|train", a shape
+        # cell's in "|shape|<point>", a swept cell's in "|batch=<n>".
         base = f"{self.case}|{self.device}|{self.precision}|{self.backend}"
-        return base if self.mode == "infer" else f"{base}|{self.mode}"
+        if self.mode != "infer":
+            base += f"|{self.mode}" + (f"|{self.shape_point}" if self.shape_point else "")
+        return base + (f"|batch={self.sweep_batch}" if self.sweep_batch else "")
 
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        """The cell's fields (``shape_point`` and ``sweep_batch`` only when set)."""
+        out = asdict(self)
+        for unset in ("shape_point", "sweep_batch"):
+            if not out[unset]:
+                del out[unset]
+        return out
 
 
 def expand(
@@ -38,17 +52,28 @@ def expand(
     backends: Sequence[str],
     suite: str = "",
     modes: Sequence[str] = ("infer",),
+    batches: Sequence[int] = (),
 ) -> list[Cell]:
     """Every combination, ordered case-major so per-case work (the reference)
-    is reused by consecutive cells."""
+    is reused by consecutive cells; a shape-mode cell per run-shape point,
+    innermost, so the points of one artifact follow each other; an infer
+    cell per batch of ``batches`` (a sweep; empty: the case's own batch)."""
     return [
-        Cell(case.name, case.kind, suite, device, precision, backend, mode)
+        Cell(case.name, case.kind, suite, device, precision, backend, mode, point, batch)
         for case in cases
         for mode in modes
+        for batch in (_swept(case, batches) if mode == "infer" else (0,))
         for device in devices
         for backend in backends
         for precision in precisions
+        for point in (SHAPE_POINTS if mode == "shape" else ("",))
     ]
+
+
+def _swept(case: Case, batches: Sequence[int]) -> Sequence[int]:
+    """The batches of a sweep for ``case``; a multi-sample case (OpInfo) has its
+    samples' own batches, so it is not swept."""
+    return batches if batches and case.extra.get("samples") is None else (0,)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -21,6 +21,8 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "torchscript-cpp": "torchparity.backends.torchscript_cpp",
     "aoti-cpp": "torchparity.backends.aoti_cpp",
     "ddp": "torchparity.backends.ddp",
+    # int8 dynamic quantization with torchao, in eager (compile serves it too)
+    "torchao": "torchparity.backends.torchao_int8",
     # deployment runtimes: ExecuTorch, OpenVINO, ONNX Runtime from JavaScript
     "executorch": "torchparity.backends.executorch_runtime",
     "openvino": "torchparity.backends.openvino_runtime",

@@ -39,6 +39,7 @@ class AotiBackend(Backend):
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
     name = "aoti"
     description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
+    shapes = True  # the program exported with Dims; its placeholders read back
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         if not hasattr(torch._inductor, "aoti_compile_and_package"):
@@ -56,8 +57,12 @@ class AotiBackend(Backend):
         ``load`` (which must fail on a torn file). Shared with aoti-cpp, which
         hands the same package to the native runner."""
 
+        # Shape mode: the program is exported first, cached package or not, so
+        # its input signature (what the package was compiled from) is recorded.
+        exported = export_program(module, example_inputs, ctx) if ctx.dynamic else None
+
         def build(path: Path) -> None:
-            program = export_program(module, example_inputs)
+            program = exported or export_program(module, example_inputs)
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
 
         return load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)

@@ -32,8 +32,10 @@ def artifact_key(ctx: PrepareContext, module: torch.nn.Module, extra: Iterable[s
     """The artifact's key: the pipeline's cell key (case code and weights,
     inputs, precision, device, backend, options, library versions; see
     cases/cache_keys.py), the module as the backend receives it, and the
-    backend's own ``extra`` facts (route, exporter)."""
-    text = "|".join([ctx.cache_key, module_fingerprint(module), *extra])
+    backend's own ``extra`` facts (route, exporter), and the dynamic dims it
+    was asked to declare (shape mode)."""
+    dynamic = [f"dynamic={d.name}:{d.at}:{d.min}:{d.max}" for d in ctx.dynamic]
+    text = "|".join([ctx.cache_key, module_fingerprint(module), *extra, *dynamic])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

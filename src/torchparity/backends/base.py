@@ -15,6 +15,7 @@ from torchparity.axes.devices import Device
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.options import BackendOption
+from torchparity.cases.shapes import DynamicDim
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
 
@@ -45,6 +46,14 @@ class PrepareContext:
     # layer alone ("" for the whole model): lets a backend that treats layers
     # differently (a plugin that perturbs one) recognise it.
     module_path: str = ""
+    # int8 precisions: the calibration batches (input tuples, cast like the
+    # cell's inputs) drawn from the case's input factory (backends/quantize.py).
+    calibration: tuple[tuple, ...] = ()
+    # Shape mode (cell/shapes.py): the dims to declare dynamic while building
+    # the artifact, the way the backend's users declare them (empty: a static
+    # build). A backend that can read its artifact's input signature back puts
+    # the requested dims it found static in ``notes["static_dims"]``.
+    dynamic: tuple[DynamicDim, ...] = ()
     # The precision that actually ran, in torchparity's names (fp32, bf16, ...),
     # when the runtime says it differs or may differ from the cell's (OpenVINO's
     # CPU plugin); None: the cell's precision ran.
@@ -98,6 +107,12 @@ class Backend:
     # "torchscript" for torchscript-cpp: both then share one file. None: its own.
     artifact_backend: str | None = None
     options: Mapping[str, BackendOption | str] | None = None
+    # The int8 modes (Precision.quant: "static", "dynamic") prepare() serves;
+    # the others get a skip row for the int8 precisions.
+    quantized_modes: tuple[str, ...] = ()
+    # Whether prepare() builds a shape-generic artifact for ``ctx.dynamic``
+    # (shape mode); the other backends get a skip row in shape mode.
+    shapes: bool = False
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         """None when the cell can run, else the reason it is skipped."""

@@ -8,6 +8,10 @@ the default, or ``portable``: no delegate, ExecuTorch's portable kernels only).
 
 The .pte is static: it runs at the example inputs' shapes only, and a call at
 another shape fails loudly in the runtime (a resize error), never silently.
+At the int8 precisions the program lowered is the pt2e-converted one, the
+quantized reference's very program (backends/quantize.py); XNNPACK runs its
+quantized operators in integer arithmetic.
+
 The row records the delegate, how many of the lowered graph's operator nodes
 XNNPACK took (``backend_delegated_nodes`` / ``backend_delegated_share``), the
 operators left to ExecuTorch's own kernels (``backend_undelegated_ops``) and
@@ -32,6 +36,7 @@ from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.options import BackendOption
+from torchparity.backends.quantize import quantized_for
 from torchparity.backends.torch_export import autocast_unsupported, export_program
 
 if TYPE_CHECKING:  # executorch is an optional extra, imported where used
@@ -124,6 +129,7 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     description = "torch.export -> ExecuTorch (XNNPACK) .pte -> executorch.runtime"
     options = OPTIONS
+    quantized_modes = ("static", "dynamic")
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         if cell.device != "cpu":
@@ -138,16 +144,19 @@ class ExecuTorchBackend(Backend):
             raise ValueError(f"delegate={delegate!r}; valid: {', '.join(DELEGATES)}")
         ctx.notes.update(delegate=delegate, executorch=library_version("executorch"))
         built: dict[str, Any] = {}
+        facts = [f"delegate={delegate}", f"executorch={ctx.notes['executorch']}"]
+        program = module
+        if ctx.precision.quant is not None:  # the quantized reference's program, lowered
+            quantized = quantized_for(module, example_inputs, ctx)
+            program, facts = quantized.module, facts + quantized.key()
 
         def build(path: Path) -> None:
-            path.write_bytes(_lower(module, example_inputs, delegate, built))
+            path.write_bytes(_lower(program, example_inputs, delegate, built))
 
         def load(path: Path) -> Any:
             return _load_method(path, built)
 
-        key = artifact_key(
-            ctx, module, [f"delegate={delegate}", f"executorch={ctx.notes['executorch']}"]
-        )
+        key = artifact_key(ctx, module, facts)
         method = load_or_build(ctx, key, ".pte", build, load)
         ctx.notes.update(built)  # delegation counts are known when this run lowered it
 

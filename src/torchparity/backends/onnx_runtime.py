@@ -8,7 +8,14 @@ default when unset), ``graph_optimization`` (disable, basic, extended, all;
 default all), ``intra_op_threads`` / ``inter_op_threads`` (default: torch's
 thread counts, so ORT and eager use the same cores), ``allow_spinning``
 (0 or 1, default 0: ORT's pool threads otherwise spin after each call, and in
-interleaved timing that spin lands on the next block, eager's included).
+interleaved timing that spin lands on the next block, eager's included),
+``int8_quantizer`` (the int8 precisions: ``pt2e``, the default for
+``int8-static``: the quantized reference's converted program exported as a QDQ
+model, so ORT runs the very scales and zero points the reference means; or
+``onnxruntime``, the default for ``int8-dynamic``, whose pt2e form has no ONNX
+export: ORT's own ``quantize_static`` (QDQ, per-channel symmetric int8
+weights, int8 activations, MinMax, on the same calibration batches) or
+``quantize_dynamic`` (per-channel int8 weights) on the fp32 export).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import io
 import logging
 import re
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +37,17 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.dynamic import (
+    export_dynamic_shapes,
+    input_names,
+    onnx_dynamic_axes,
+    record_signature,
+    session_shapes,
+)
 from torchparity.backends.flat import FlatOutputs
 from torchparity.backends.options import BackendOption
+from torchparity.backends.quantize import quantized_for
+from torchparity.cases.inputs import tensor_digest
 
 # The execution provider for each device kind.
 PROVIDERS = {
@@ -57,7 +74,14 @@ OPTIONS = {
         "choice",
         ("0", "1"),
     ),
+    "int8_quantizer": BackendOption(
+        "int8 cells: pt2e (the quantized reference's program as QDQ; default for int8-static) "
+        "or onnxruntime (onnxruntime.quantization; default for int8-dynamic)",
+        "choice",
+        ("pt2e", "onnxruntime"),
+    ),
 }
+INT8_QUANTIZERS = ("pt2e", "onnxruntime")
 T = TypeVar("T")
 _ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
 
@@ -84,11 +108,15 @@ class OnnxRuntimeBackend(Backend):
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
+    shapes = True  # dynamic_shapes (dynamo) or dynamic_axes (legacy); the graph's inputs read back
 
-    def __init__(self, name: str, dynamo: bool, description: str) -> None:
+    def __init__(
+        self, name: str, dynamo: bool, description: str, quantized_modes: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.dynamo = dynamo
         self.description = description
+        self.quantized_modes = quantized_modes
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         if precision.autocast is not None:
@@ -104,8 +132,24 @@ class OnnxRuntimeBackend(Backend):
             return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
         return None
 
+    def _dynamism(self, ctx: PrepareContext, count: int) -> dict[str, Any]:
+        """The exporter's keywords for the dims shape mode asks to be dynamic."""
+        if not ctx.dynamic:
+            return {}
+        if self.dynamo:
+            return {"dynamic_shapes": export_dynamic_shapes(ctx.dynamic, count)}
+        return {
+            "input_names": input_names(count),
+            "dynamic_axes": onnx_dynamic_axes(ctx.dynamic, count),
+        }
+
     def _export(
-        self, module: torch.nn.Module, example_inputs: tuple, opset: int | None, path: Path
+        self,
+        module: torch.nn.Module,
+        example_inputs: tuple,
+        opset: int | None,
+        path: Path,
+        dynamism: dict[str, Any],
     ) -> None:
         import onnx
 
@@ -123,6 +167,7 @@ class OnnxRuntimeBackend(Backend):
                 opset_version=opset,
                 external_data=False,
                 verbose=False,
+                **dynamism,
             )
         onnx.checker.check_model(str(path), full_check=True)
 
@@ -137,20 +182,53 @@ class OnnxRuntimeBackend(Backend):
         ``load`` (which must fail on a torn file). Shared with the JavaScript
         backends, which hand the same file to ONNX Runtime in Node or a browser."""
         opset = int(ctx.options["opset"]) if ctx.options.get("opset") not in (None, "") else None
-        key = artifact_key(
-            ctx,
-            module,
-            [
-                f"dynamo={self.dynamo}",
-                f"opset={opset}",
-                f"onnx={library_version('onnx')}",
-                f"onnxscript={library_version('onnxscript')}",
-                f"onnxruntime={library_version('onnxruntime')}",
-            ],
-        )
+        facts = [
+            f"dynamo={self.dynamo}",
+            f"opset={opset}",
+            f"onnx={library_version('onnx')}",
+            f"onnxscript={library_version('onnxscript')}",
+            f"onnxruntime={library_version('onnxruntime')}",
+        ]
+        if ctx.precision.quant is not None:
+            build, more = self._int8_build(module, example_inputs, ctx, opset)
+            return load_or_build(ctx, artifact_key(ctx, module, facts + more), ".onnx", build, load)
+        key = artifact_key(ctx, module, facts)
+        dynamism = self._dynamism(ctx, len(example_inputs))
         return load_or_build(
-            ctx, key, ".onnx", lambda p: self._export(module, example_inputs, opset, p), load
+            ctx,
+            key,
+            ".onnx",
+            lambda p: self._export(module, example_inputs, opset, p, dynamism),
+            load,
         )
+
+    def _int8_build(
+        self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext, opset: int | None
+    ) -> tuple[Callable[[Path], None], list[str]]:
+        """How to build an int8 cell's QDQ model, and the facts its key adds."""
+        mode = str(ctx.precision.quant)
+        default = "pt2e" if mode == "static" else "onnxruntime"
+        quantizer = str(ctx.options.get("int8_quantizer") or default)
+        if quantizer not in INT8_QUANTIZERS:
+            raise ValueError(f"int8_quantizer={quantizer!r}; valid: {', '.join(INT8_QUANTIZERS)}")
+        ctx.notes["int8_quantizer"] = quantizer
+        if quantizer == "pt2e":
+            quantized = quantized_for(module, example_inputs, ctx)
+            return (
+                lambda p: self._export(quantized.module, example_inputs, opset, p, {}),
+                [f"int8_quantizer={quantizer}", *quantized.key()],
+            )
+        ctx.notes["int8_recipe"] = ort_recipe(mode)
+        calibration = [tuple(x for x in b if isinstance(x, torch.Tensor)) for b in ctx.calibration]
+
+        def build(path: Path) -> None:
+            with tempfile.TemporaryDirectory(prefix="torchparity-int8-") as tmp:
+                fp32 = Path(tmp) / "fp32.onnx"
+                self._export(module, example_inputs, opset, fp32, {})
+                ort_quantize(fp32, path, mode, calibration)
+
+        digest = tensor_digest([x for b in calibration for x in b])
+        return build, [f"int8_quantizer={quantizer}", ort_recipe(mode), f"calibration={digest}"]
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
@@ -185,6 +263,8 @@ class OnnxRuntimeBackend(Backend):
                 raise
             raise refusal from None  # the message carries the checker's line
         names = [i.name for i in session.get_inputs()]
+        if ctx.dynamic:
+            record_signature(ctx.notes, ctx.dynamic, session_shapes(session))
         tensor_inputs = [x for x in example_inputs if isinstance(x, torch.Tensor)]
         if len(names) != len(tensor_inputs):
             raise RuntimeError(
@@ -204,6 +284,60 @@ class OnnxRuntimeBackend(Backend):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
         return call
+
+
+def ort_recipe(mode: str) -> str:
+    """What ``ort_quantize`` does for ``mode``, as the row records it."""
+    if mode == "dynamic":
+        return "quantize_dynamic(per_channel=True, weight_type=QInt8)"
+    return (
+        "quantize_static(QDQ, per_channel=True, weight_type=QInt8 symmetric, "
+        "activation_type=QInt8 asymmetric, MinMax)"
+    )
+
+
+def ort_quantize(source: Path, target: Path, mode: str, calibration: list[tuple]) -> None:
+    """ONNX Runtime's own quantizer on an fp32 model, calibrated (static) on ``calibration``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer logs each node it skips
+    if mode == "dynamic":
+        quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8)
+        return
+    import onnxruntime as ort
+
+    names = [i.name for i in ort.InferenceSession(str(source)).get_inputs()]
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(
+                [
+                    {n: x.detach().cpu().numpy() for n, x in zip(names, b, strict=True)}
+                    for b in calibration
+                ]
+            )
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    quantize_static(
+        source,
+        target,
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
 
 
 def _dtype_refusal(exc: Exception, provider: str, dtype: torch.dtype) -> Exception | None:
@@ -314,4 +448,5 @@ BACKEND = OnnxRuntimeBackend(
     "onnxruntime",
     dynamo=True,
     description="torch.onnx.export(dynamo=True) -> onnx.checker -> onnxruntime.InferenceSession",
+    quantized_modes=("static", "dynamic"),
 )

@@ -6,6 +6,9 @@ Options: ``backend`` (the torch.compile backend, default inductor), ``mode``
 (default, reduce-overhead, max-autotune, ...), ``dynamic`` (true/false; default
 unset = torch's automatic dynamic shapes), ``fullgraph`` (true/false).
 
+At ``int8-dynamic`` the module is first quantized with torchao (backends/torchao_int8.py)
+and then compiled: torchao's int8 dynamic path as inductor runs it.
+
 Caching: torch.compile has no artifact to save here; inductor's own on-disk
 caches (FX graph and AOTAutograd caches) are pointed at the run's cache
 directory, so a later run with the same ``--cache-dir`` skips code generation
@@ -22,6 +25,7 @@ import torch
 
 from torchparity.backends.base import Backend, PrepareContext, autocast_context
 from torchparity.backends.options import BackendOption, truthy
+from torchparity.backends.torchao_int8 import torchao_quantize
 
 
 def _compilers() -> list[str]:
@@ -62,6 +66,7 @@ class CompileBackend(Backend):
     supports_autocast = True
     description = "torch.compile (inductor by default); compile time in prepare_s"
     options = OPTIONS
+    quantized_modes = ("dynamic",)  # torchao's int8 dynamic quantization, compiled
 
     def _configure_caches(self, ctx: PrepareContext) -> None:
         import torch._functorch.config as functorch_config
@@ -92,6 +97,8 @@ class CompileBackend(Backend):
         if "fullgraph" in ctx.options:
             kwargs["fullgraph"] = truthy(ctx.options["fullgraph"])
         ctx.notes.update(compiler=compiler, mode=mode or "default")
+        if ctx.precision.quant is not None:
+            module = torchao_quantize(module, ctx)
         compiled = torch.compile(module, **kwargs)
 
         def call(*inputs: Any) -> Any:

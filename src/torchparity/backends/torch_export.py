@@ -15,14 +15,26 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.dynamic import export_dynamic_shapes, program_shapes, record_signature
 from torchparity.backends.flat import FlatOutputs
 
 
-def export_program(module: torch.nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
-    """The module, wrapped to return flat tensor leaves, exported on the example inputs."""
+def export_program(
+    module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext | None = None
+) -> torch.export.ExportedProgram:
+    """The module, wrapped to return flat tensor leaves, exported on the
+    example inputs; with ``ctx.dynamic`` (shape mode) its dims declared as
+    ``Dim``s, and the program's own input signature recorded in ``ctx.notes``."""
+    dynamic = ctx.dynamic if ctx is not None else ()
+    shapes = export_dynamic_shapes(dynamic, len(example_inputs)) if dynamic else None
     with warnings.catch_warnings():  # advice about the model's code, once per export
         warnings.simplefilter("ignore")
-        return torch.export.export(FlatOutputs(module).eval(), tuple(example_inputs))
+        program = torch.export.export(
+            FlatOutputs(module).eval(), tuple(example_inputs), dynamic_shapes=shapes
+        )
+    if ctx is not None and dynamic:
+        record_signature(ctx.notes, dynamic, program_shapes(program))
+    return program
 
 
 def autocast_unsupported(precision: Precision) -> str | None:
@@ -35,6 +47,7 @@ class ExportBackend(Backend):
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
     name = "export"
     description = "torch.export.export -> torch.export.save/load -> ExportedProgram.module()"
+    shapes = True  # Dim per dynamic dim; the loaded program's placeholders read back
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         return autocast_unsupported(precision)
@@ -44,10 +57,13 @@ class ExportBackend(Backend):
     ) -> Callable[..., Any]:
 
         def build(path: Path) -> None:
-            torch.export.save(export_program(module, example_inputs), str(path))
+            torch.export.save(export_program(module, example_inputs, ctx), str(path))
 
         def load(path: Path) -> torch.nn.Module:
-            return torch.export.load(str(path)).module()
+            program = torch.export.load(str(path))
+            if ctx.dynamic:  # the signature of what runs, cached or not
+                record_signature(ctx.notes, ctx.dynamic, program_shapes(program))
+            return program.module()
 
         program = load_or_build(ctx, artifact_key(ctx, module), ".pt2", build, load)
 

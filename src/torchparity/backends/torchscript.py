@@ -38,6 +38,9 @@ class TorchScriptBackend(Backend):
     returns_flat_leaves = True  # FlatOutputs: the pipeline names the leaves
 
     options = OPTIONS
+    # Shape mode: scripted or traced as users do (nothing to declare); no
+    # input signature in the file to read back.
+    shapes = True
 
     def __init__(self, name: str, route: str, description: str) -> None:
         self.name = name

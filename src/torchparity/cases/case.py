@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from torchparity.cases.inputs import InputGen
+from torchparity.cases.shapes import DynamicDim, check_dims
 from torchparity.cases.tolerance import Tolerance
 
 ENTRY_POINT_GROUP = "torchparity.plugins"
@@ -82,6 +83,8 @@ class Case:
     # A model whose output is all zeros or ignores its inputs is an error (any
     # backend would match it) unless the case says the constant is what it computes.
     constant_output_ok: bool = False
+    # The input dims that may change size (shape mode, cases/shapes.py); none: static.
+    dynamic: tuple[DynamicDim, ...] = ()
 
     def known_failure(self, backend: str, device: str, precision: str) -> KnownFailure | None:
         for mark in self.known_failures:
@@ -139,6 +142,7 @@ def register_model(
     empty_output_ok: bool = False,
     constant_output_ok: bool = False,
     train: Any = None,
+    dynamic: Iterable[DynamicDim] = (),
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
@@ -146,7 +150,8 @@ def register_model(
     ``constant_output_ok`` that an all-zero or input-independent output is
     (otherwise such a cell is an ``error``: any backend would match it).
     ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
-    or optimizer for train cells."""
+    or optimizer for train cells. ``dynamic`` declares the input dims that may
+    change size (``DynamicDim``: batch, sequence, ...; shape mode, docs/shapes.md)."""
     case = Case(
         name=name,
         kind="model",
@@ -162,6 +167,7 @@ def register_model(
         empty_output_ok=empty_output_ok,
         constant_output_ok=constant_output_ok,
         extra={"train": train} if train is not None else {},
+        dynamic=check_dims(list(dynamic)),
     )
     return register_case(case, suites)
 
@@ -274,6 +280,7 @@ def register_op(
     known_failures: Iterable[KnownFailure] = (),
     tags: Iterable[str] = (),
     description: str = "",
+    dynamic: Iterable[DynamicDim] = (),
 ) -> Case:
     """Register an op case.
 
@@ -282,7 +289,8 @@ def register_op(
     (see ``OpStrategy``) the inputs of ``torchparity fuzz``. ``dtypes`` names
     the input dtypes the op accepts (documentation and listing);
     ``precisions`` limits the precision axis (e.g. ``["fp32"]`` for an op
-    without float inputs): other precisions become ``skip`` rows.
+    without float inputs): other precisions become ``skip`` rows; ``dynamic``
+    the input dims that may change size (shape mode, docs/shapes.md).
     """
     n = _arity(fn) if arity is None else arity
     if n not in _FORWARDS:
@@ -305,6 +313,7 @@ def register_op(
             "dtypes": tuple(dtypes),
             "precisions": tuple(precisions) if precisions is not None else None,
         },
+        dynamic=check_dims(list(dynamic)),
     )
     return register_case(case, suites)
 

@@ -20,8 +20,14 @@ import torch
 
 from torchparity.axes.devices import Device, DeviceOptions, get_device
 from torchparity.axes.matrix import Cell
-from torchparity.axes.precision import Precision, Tolerance, default_tolerance, get_precision
-from torchparity.backends import get_backend
+from torchparity.axes.precision import (
+    Precision,
+    Tolerance,
+    default_tolerance,
+    get_precision,
+    int8_tolerance,
+)
+from torchparity.backends import backend_names, get_backend, quantize
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.cases.cache_keys import cell_key
 from torchparity.cases.case import CASES, Case, precision_unsupported
@@ -73,6 +79,18 @@ def train_unsupported(cell: Cell, backend: Backend, precision: Precision) -> str
     return backend.train_unsupported(cell, precision)
 
 
+def shape_unsupported(cell: Cell, backend: Backend) -> str | None:
+    """Why a shape cell cannot run (the infer precheck ran first), or None."""
+    case = CASES.get(cell.case)
+    if case is not None and not case.dynamic:
+        return f"{cell.case} declares no dynamic dims (dynamic=[DynamicDim(...)]; docs/shapes.md)"
+    if not backend.shapes:
+        return (
+            f"{cell.backend} does not take part in shape mode (docs/shapes.md lists those that do)"
+        )
+    return None
+
+
 def precheck(cell: Cell) -> str | None:
     """Why the cell cannot run here (device absent, precision or autocast not
     served by the backend), or None. Cheap: the runner calls it before sending
@@ -88,9 +106,45 @@ def precheck(cell: Cell) -> str | None:
     precision = get_precision(cell.precision)
     if precision.autocast is not None and not backend.supports_autocast:
         return f"{cell.backend} does not run under autocast ({cell.precision})"
+    if precision.quant is not None:
+        reason = int8_unsupported(cell, case, backend, precision)
+        if reason:
+            return reason
     if cell.mode == "train":
         return train_unsupported(cell, backend, precision)
+    if cell.mode == "shape":
+        return backend.supports(cell, precision) or shape_unsupported(cell, backend)
     return backend.supports(cell, precision)
+
+
+def int8_unsupported(
+    cell: Cell, case: Case | None, backend: Backend, precision: Precision
+) -> str | None:
+    """Why an int8 cell cannot run (its quantized reference is the pt2e
+    module on the CPU, for model cases, in inference), or None."""
+    if cell.mode != "infer":
+        return f"{cell.precision} is an inference precision (no {cell.mode} cells)"
+    if case is not None and case.kind != "model":
+        return f"{cell.precision} quantizes models; {case.name} is an {case.kind} case"
+    if cell.device != "cpu":
+        return f"{cell.precision}: the quantized reference (pt2e, XNNPACK) runs on the CPU, not {cell.device}"
+    if precision.quant not in backend.quantized_modes:
+        return f"{cell.backend} does not serve {cell.precision} (int8 cells run on: {', '.join(int8_backends(precision))})"
+    return quantize.missing()
+
+
+def int8_backends(precision: Precision) -> list[str]:
+    """The backends (built-in and registered) that serve ``precision``'s int8
+    mode (a backend module imports its runtime only when it prepares)."""
+    names = []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+        except Exception:  # noqa: BLE001 - a backend that does not load serves nothing here
+            continue
+        if precision.quant in backend.quantized_modes:
+            names.append(name)
+    return names
 
 
 # -- rules every path shares ------------------------------------------------------------
@@ -102,6 +156,8 @@ def cast_module(module: torch.nn.Module, device: Device, precision: Precision) -
 
 
 def tolerance_for(case: Case, precision: Precision) -> Tolerance:
+    if precision.quant is not None:  # a case's int8 budget under torch.int8
+        return int8_tolerance(case.tolerances.get(torch.int8), precision.quant)
     dtype = precision.compute_dtype
     return case.tolerances.get(dtype) or default_tolerance(dtype)
 

@@ -1,6 +1,6 @@
 """One cell, whatever its mode: the entry every run, fuzz target and
 ``assert_parity`` call goes through. It picks the cell's state and stages
-(inference, training, or several samples per cell), runs them through the one
+(inference, training, shape, or several samples per cell), runs them through the one
 runner (cell/stages.py), then finishes the row in contract order.
 """
 
@@ -18,6 +18,7 @@ from torchparity.cases.case import CASES
 from torchparity.cell.context import RunSettings
 from torchparity.cell.multisample import SAMPLE_STAGES, SamplesState
 from torchparity.cell.pipeline import STAGES, CellState
+from torchparity.cell.shapes import SHAPE_STAGES, SILENT_OUTCOMES, ShapeState
 from torchparity.cell.stages import run_stages
 from torchparity.cell.training import TRAIN_STAGES, TrainState
 from torchparity.verdicts import expectations
@@ -27,10 +28,11 @@ AfterStages = Callable[[CellState], None]
 
 
 def own_path(cell: Cell) -> str | None:
-    """ "train" or "samples" for a cell run by its own stages (cell/training.py,
-    cell/multisample.py) in one timing window; None for the inference stages."""
-    if cell.mode == "train":
-        return "train"
+    """ "train", "shape" or "samples" for a cell run by its own stages
+    (cell/training.py, cell/shapes.py: no timing, cell/multisample.py) in one
+    timing window; None for the inference stages."""
+    if cell.mode in ("train", "shape"):
+        return cell.mode
     case = CASES.get(cell.case)
     return "samples" if case is not None and case.extra.get("samples") is not None else None
 
@@ -43,6 +45,10 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
         train = TrainState(cell, settings)
         run_stages(train, TRAIN_STAGES)
         return train.row
+    if path == "shape":
+        shape = ShapeState(cell, settings)
+        run_stages(shape, SHAPE_STAGES)
+        return shape.row
     if path == "samples":
         samples = SamplesState(cell, settings)
         run_stages(samples, SAMPLE_STAGES)
@@ -57,7 +63,12 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
 def apply_known_failures(cell: Cell, row: dict[str, Any]) -> None:
     """A fail or error matching a known-failure mark of the case becomes xfail;
     expectations and blame columns (verdicts/expectations.py). In place."""
-    expectations.apply(CASES.get(cell.case), cell, row)
+    case = CASES.get(cell.case)
+    if row.get("shape_outcome") in SILENT_OUTCOMES:
+        # A case's marks describe its cells at the shape they were built at;
+        # an artifact wrong at another shape is a finding of its own.
+        case = None
+    expectations.apply(case, cell, row)
 
 
 def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:

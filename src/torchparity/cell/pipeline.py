@@ -43,6 +43,7 @@ from torchparity.cases.reference import (
     get_reference,
     nondeterminism_fields,
 )
+from torchparity.cell import int8
 from torchparity.cell.stages import CellRun, NothingToCompare, Stages, check_precheck
 from torchparity.timing.measurement import Measurement
 from torchparity.timing.memory import PeakMemory
@@ -52,11 +53,14 @@ from torchparity.verdicts import drift as drift_mod
 # -- rules of the inference stages ----------------------------------------------------
 
 
-def name_outputs(backend: Backend, output: Any, reference: Reference) -> Flattened:
+def name_outputs(
+    backend: Backend, output: Any, reference: Reference, flat: bool = False
+) -> Flattened:
     """The backend's output as named tensor leaves. A graph backend's flat
-    leaves take eager's names; a count that differs is an error that says what
+    leaves (or any int8 cell's: ``flat``, the converted program returns them)
+    take eager's names; a count that differs is an error that says what
     the deployed graph lacks and the usual fix."""
-    if not backend.returns_flat_leaves:
+    if not (backend.returns_flat_leaves or flat):
         return flatten(output)
     leaves = [x for x in flat_leaves(output) if isinstance(x, torch.Tensor)]
     if len(leaves) != len(reference.names):
@@ -131,23 +135,30 @@ class CellState(CellRun):
     def cast_module(self) -> torch.nn.Module:
         return self.ctx.cast_module(self.module)
 
+    @property
+    def batch(self) -> int:
+        """Items per call: the cell's batch in a sweep, else the case's."""
+        return self.cell.sweep_batch or self.ctx.case.batch
+
 
 def stage_precheck(s: CellState) -> bool:
     if not check_precheck(s):
         return False
-    s.row["batch"] = s.ctx.case.batch
+    s.row["batch"] = s.batch
     add_columns(s.row, s.ctx.configure_device())
     return True
 
 
 def stage_build(s: CellState) -> bool:
     s.module = build_module(s.ctx.case, s.ctx.seed)
-    s.inputs = build_inputs(s.ctx.case, s.ctx.seed)
+    s.inputs = build_inputs(s.ctx.case, s.ctx.seed, s.cell.sweep_batch or None)
     s.case_print = case_fingerprint(s.ctx.case, s.module)
     return True
 
 
-def stage_reference(s: CellState) -> bool:
+def load_reference(s: CellState) -> bool:
+    """The fp64 reference on ``s.inputs``; False (the row says why) when two
+    fp64 calls disagree, as no verdict rests on such a reference."""
     s.reference = get_reference(
         s.ctx.case, s.module, s.inputs, s.settings.cache_dir, s.case_print, s.ctx.seed
     )
@@ -157,9 +168,15 @@ def stage_reference(s: CellState) -> bool:
     # (instruction counting under valgrind, where MKL takes other kernels and
     # fp64 bits differ) must key them as this one did.
     s.row["behaviour_fingerprint"] = s.reference.fingerprint
-    flagged = nondeterminism_fields(s.reference)  # no verdict rests on such a reference
+    flagged = nondeterminism_fields(s.reference)
     if flagged:
         add_columns(s.row, flagged)
+        return False
+    return True
+
+
+def stage_reference(s: CellState) -> bool:
+    if not load_reference(s):
         return False
     vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
@@ -200,6 +217,8 @@ def stage_prepare(s: CellState) -> bool:
     s.prepare_ctx = s.ctx.prepare_context(
         s.case_print, s.reference.input_digest, s.ctx.artifact_cache
     )
+    if precision.quant is not None:
+        s.prepare_ctx.calibration = int8.calibration(s.ctx)
     s.prepare_ctx.fingerprint = s.reference.fingerprint  # artifacts of another model: rebuilt
     module = s.cast_module()
     device.synchronize()
@@ -221,7 +240,9 @@ def stage_call(s: CellState) -> bool:
     changed = mutated_inputs(s.cell_inputs, inputs)
     if changed:
         s.row["mutates_inputs"] = changed
-    s.output = name_outputs(s.ctx.backend, output, s.reference)
+    s.output = name_outputs(
+        s.ctx.backend, output, s.reference, flat=s.ctx.precision.quant is not None
+    )
     s.row["output_digest"] = tensor_digest(s.output.tensors)
     s.row["leaf_names"] = s.output.names
     if s.output.dropped:
@@ -243,22 +264,29 @@ def _save_outputs(s: CellState) -> None:
         s.row["output_store_error"] = f"{type(exc).__name__}: {exc}"[:200]
 
 
-def stage_compare(s: CellState) -> bool:
-    common = check_comparable(s.ctx.case, s.output, s.reference)
-    missing = [n for n in s.reference.names if n not in common]
-    if missing:
-        s.row["missing_leaves"] = missing
+def _fp64_drift(s: CellState, common: list[str], policy: str) -> drift_mod.Drift:
+    """The outputs' drift from the fp64 reference on the ``common`` leaves."""
     actual = s.output.by_name()
     expected = dict(zip(s.reference.names, s.reference.outputs, strict=True))
-    _save_outputs(s)
-    drift = drift_mod.compare(
+    return drift_mod.compare(
         common,
         [actual[n] for n in common],
         [expected[n] for n in common],
         s.ctx.precision.compute_dtype,
         s.ctx.tolerance,
-        s.ctx.policy,
+        policy,
     )
+
+
+def stage_compare(s: CellState) -> bool:
+    common = check_comparable(s.ctx.case, s.output, s.reference)
+    missing = [n for n in s.reference.names if n not in common]
+    if missing:
+        s.row["missing_leaves"] = missing
+    _save_outputs(s)
+    if s.ctx.precision.quant is not None:
+        return compare_int8(s, common)
+    drift = _fp64_drift(s, common, s.ctx.policy)
     add_columns(s.row, drift.columns())
     s.row["leaves"] = drift.leaf_records()
     if not drift.passed:
@@ -266,14 +294,46 @@ def stage_compare(s: CellState) -> bool:
     return True
 
 
+def compare_int8(s: CellState, common: list[str]) -> bool:
+    """An int8 cell's verdicts: fidelity to the quantized reference, agreement
+    with fp32 eager (cell/int8.py). The drift from the fp64 reference is kept
+    as facts, not as a verdict; ``tolerance_used`` is fidelity's share of its bounds."""
+    result, extra = int8.judge(
+        s.prepare_ctx,
+        s.cast_module,
+        s.fresh_inputs,
+        s.output,
+        list(s.reference.names),
+        common,
+        s.ctx.tolerance,
+    )
+    drift = _fp64_drift(s, common, "model")
+    add_columns(s.row, drift.columns())
+    add_columns(s.row, extra)
+    add_columns(s.row, result.columns())
+    s.row["drift_policy"] = "int8"
+    s.row["tolerance_used"] = result.fidelity_share
+    s.row["leaves"] = drift.leaf_records()
+    s.row["int8_leaves"] = result.leaf_records()
+    if not result.passed:
+        s.row.update(status=Status.FAIL, reason=result.reason)
+    return True
+
+
+def eager_outputs(s: CellState) -> Flattened:
+    """Eager's outputs at the cell's device and precision, on the cell's inputs."""
+    eager = get_backend("eager")
+    with torch.no_grad():
+        return flatten(eager.prepare(s.cast_module(), (), s.prepare_ctx)(*s.fresh_inputs()))
+
+
 def stage_eager(s: CellState) -> bool:
+    if s.ctx.precision.quant is not None:  # eager at int8 is the quantized reference
+        return True  # compare_int8 recorded eager_max_abs_diff
     if s.cell.backend == "eager":
         s.row["eager_max_abs_diff"] = 0.0
         return True
-    eager = get_backend("eager")
-    with torch.no_grad():
-        out = flatten(eager.prepare(s.cast_module(), (), s.prepare_ctx)(*s.fresh_inputs()))
-    theirs = out.by_name()
+    theirs = eager_outputs(s).by_name()
     common = [n for n in s.output.names if n in theirs]
     s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
         [s.output.by_name()[n] for n in common], [theirs[n] for n in common]
@@ -321,7 +381,7 @@ def stage_timing(s: CellState) -> bool:
     measurement = self_timed(s, s.settings.timing) or measure(
         timed_call(s), s.ctx.device.time_block, s.settings.timing
     )
-    record_timing(s, timing_columns(measurement, s.ctx.case.batch))
+    record_timing(s, timing_columns(measurement, s.batch))
     return True
 
 

@@ -55,6 +55,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_int_list(text: str) -> list[int]:
+    """A comma list of whole numbers >= 1, each once, in the order given."""
+    return list(dict.fromkeys(positive_int(t) for t in csv_list(text)))
+
+
 def choose(values: list[str], valid: Sequence[str], what: str) -> list[str]:
     for v in values:
         if v not in valid:

@@ -11,9 +11,11 @@ from typing import Any
 from torchparity._core import cache as cache_mod
 from torchparity._core.rundir import RunDir
 from torchparity.axes.devices import DEVICES
+from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import PRECISIONS
 from torchparity.backends import backend_names
 from torchparity.cases.case import CASES, PluginSpec
+from torchparity.cell.context import RunSettings
 from torchparity.cli.common import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
@@ -26,8 +28,10 @@ from torchparity.cli.common import (
 )
 from torchparity.cli.options import FUZZ_OPTIONS, add_options, add_plugin_options
 from torchparity.fuzz import properties as fuzz
+from torchparity.fuzz.shapes import FUZZ_POINT, fuzz_shapes
 from torchparity.report import frames
 from torchparity.report import report as report_mod
+from torchparity.report.shapes import shape_table
 from torchparity.run.runner import new_run_id, terminal_progress
 
 
@@ -39,8 +43,10 @@ def add_parser(sub: Any) -> None:
     add_plugin_options(p)
 
 
-def _ops(patterns: list[str]) -> list:
-    ops = [c for c in CASES.values() if c.kind == "op"]
+def _ops(patterns: list[str], shape: bool = False) -> list:
+    """The op cases matching ``patterns``; in shape mode, every case (op or
+    model) that declares dynamic dims."""
+    ops = [c for c in CASES.values() if (c.dynamic if shape else c.kind == "op")]
     if not patterns:
         return ops
     names = [c.name for c in ops]
@@ -56,7 +62,8 @@ def plan_fuzz(args: argparse.Namespace) -> tuple[list, Any, Path, list[PluginSpe
     load(specs)
     if args.profile not in fuzz.PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; valid: {', '.join(fuzz.PROFILES)}")
-    ops = _ops(args.op)
+    choose([args.mode], ["infer", "shape"], "mode")
+    ops = _ops(args.op, args.mode == "shape")
     backends = choose(args.backend, backend_names(), "backend")
     devices = choose(args.device, list(DEVICES), "device")
     precisions = choose(args.precision, list(PRECISIONS), "precision")
@@ -76,7 +83,37 @@ def main(args: argparse.Namespace) -> int:
     with locked(run_dir):
         if RunDir(run_dir).has_results():
             raise UsageError(f"{run_dir} already holds results; choose another --out")
+        if args.mode == "shape":
+            return _fuzz_shapes(args, targets, profile, run_dir)
         return _fuzz(args, targets, profile, run_dir, specs)
+
+
+def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir: Path) -> int:
+    """Shape mode: one property per case x backend x device x precision over run shapes."""
+    cells = [
+        Cell(
+            t.case.name, t.case.kind, "fuzz", t.device, t.precision, t.backend, "shape", FUZZ_POINT
+        )
+        for t in targets
+    ]
+    cache = args.cache_dir.resolve() if args.cache_dir else None
+    settings = RunSettings(
+        cache_dir=cache, use_artifact_cache=cache is not None, output_dir=run_dir
+    )
+    if not args.quiet:
+        print(
+            f"torchparity fuzz --mode shape: {len(cells)} properties -> {run_dir}", file=sys.stderr
+        )
+    rows = fuzz_shapes(cells, settings, profile, run_dir, args.examples)
+    paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
+    if not args.quiet:
+        print(report_mod.frame_counts_line(rows))
+        table = shape_table(rows)
+        if not table.empty:
+            print(report_mod.markdown_table(table))
+        print(f"report: {paths['html']}")
+    findings = any(r.get("status") in ("fail", "error") for r in rows)
+    return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
 def _show(rows: list, found: list, run_dir: Path, html: Path) -> None:

@@ -67,5 +67,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name:<6} {'available' if reason is None else 'unavailable: ' + reason}")
     else:
         for name, prec in PRECISIONS.items():
-            print(f"{name:<9} {prec.compute_dtype}")
+            quant = f" quantized to int8 ({prec.quant}); fp32 in and out" if prec.quant else ""
+            print(f"{name:<9} {prec.compute_dtype}{quant}")
     return EXIT_OK

@@ -21,7 +21,7 @@ from typing import Any
 from torchparity._core import cache as cache_mod
 from torchparity.axes.devices import DEVICES
 from torchparity.axes.precision import DEFAULT_PRECISIONS
-from torchparity.cli.common import csv_list, positive_float, positive_int
+from torchparity.cli.common import csv_list, positive_float, positive_int, positive_int_list
 from torchparity.timing.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET
 
 _NOT_A_FLAG = object()
@@ -163,13 +163,25 @@ RUN_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--mode",
-        "infer, train or infer,train (docs/training.md)",
+        "comma list of infer, train (docs/training.md), shape (docs/shapes.md)",
         "mode",
         csv_list,
         ["infer"],
         stored=(list,),
         identity=True,
         metavar="M,...",
+    ),
+    Option(
+        "--batch",
+        "infer cells at each of these batch sizes (a batch sweep: a row per size; "
+        "docs/measurement.md)",
+        "batch",
+        positive_int_list,
+        [],
+        shown_default="each case's own",
+        stored=(list,),
+        identity=True,
+        metavar="N,...",
     ),
     Option(
         "--seed",
@@ -425,6 +437,14 @@ FUZZ_OPTIONS: tuple[Option, ...] = (
         parse=Path,
         shown_default="none; within a run each input signature is prepared once",
         metavar="DIR",
+    ),
+    Option(
+        "--mode",
+        "infer: op inputs; shape: run shapes within the declared dynamic ranges of every "
+        "case --op matches (docs/shapes.md)",
+        parse=str,
+        default="infer",
+        metavar="MODE",
     ),
     _QUIET,
     Option(

@@ -127,6 +127,8 @@ def check_numbers(sel: dict, timeout_given: bool) -> None:
         raise UsageError("--rounds must be at least 1 and --time-budget not negative")
     if sel["threads"] is not None and sel["threads"] < 1:
         raise UsageError("--threads must be at least 1")
+    if not all(isinstance(b, int) and b >= 1 for b in sel["batch"]):
+        raise UsageError("--batch takes whole numbers of at least 1, e.g. 1,8,32")
 
 
 def plan_cells(sel: dict) -> tuple[list[Cell], DeviceOptions]:
@@ -140,8 +142,10 @@ def plan_cells(sel: dict) -> tuple[list[Cell], DeviceOptions]:
     devices = choose(devices, list(DEVICES), "device")
     precisions = choose(sel["precision"], list(PRECISIONS), "precision")
     device_options = device_options_for(sel, devices)
-    modes = choose(sel["mode"], ["infer", "train"], "mode")
-    cells = expand(cases, devices, precisions, backends, suite=sel["suite"], modes=modes)
+    modes = choose(sel["mode"], ["infer", "train", "shape"], "mode")
+    cells = expand(
+        cases, devices, precisions, backends, suite=sel["suite"], modes=modes, batches=sel["batch"]
+    )
     if sel["shard"]:
         index, count = resolve_shard(sel)
         cells = shard(cells, index, count)

@@ -107,6 +107,8 @@ def _item_ok(key: str, value: Any) -> bool:
         return (
             isinstance(value, list) and len(value) == 2 and all(isinstance(x, str) for x in value)
         )
+    if key == "batch":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
     return isinstance(value, str)
 
 

@@ -18,6 +18,14 @@ the backend's ``prepare``), then:
 4. the **culprit** is the first layer (completion order) whose isolated error
    exceeds its bound: the model policy's relative L2 bound (``tolerance_for``).
 
+An int8 cell is localized against the quantized reference instead: each
+layer alone is quantized (calibrated on the reference's inputs to it), run by
+the backend and by eager (the quantized reference of that layer), and its
+error counted in the layer output's quantization steps against the int8
+fidelity bounds (``iso_max_steps``, ``iso_mean_steps``; the share is the worse
+of the two). Accumulated errors are not tapped at int8: a tap is one more
+output the quantizer would see, so the tapped program is not the cell's.
+
 Cost is bounded: isolated errors are computed first from the first layer whose
 accumulated error exceeds its bound, then for the rest while the time budget
 lasts; a layer left out says so in its note.
@@ -40,7 +48,9 @@ from torch import nn
 from torchparity._core.errors import first_line
 from torchparity._core.rundir import RunDir
 from torchparity.axes.matrix import Cell
+from torchparity.backends import get_backend
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.quantize import quantized_for
 from torchparity.cases.case import CASES
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten, tensor_leaves
@@ -50,6 +60,7 @@ from torchparity.cell.pipeline import CellState
 from torchparity.diagnose import reproducer
 from torchparity.diagnose.layer_call import callable_layer
 from torchparity.verdicts import drift as drift_mod
+from torchparity.verdicts import quantized as quant_verdict
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 MAX_LAYERS = 48  # layers in a table; beyond it, layers with parameters and top blocks win
@@ -64,6 +75,8 @@ TABLE_COLUMNS = [
     "acc_share",
     "iso_rel_l2",
     "iso_share",
+    "iso_max_steps",
+    "iso_mean_steps",
     "bound",
     "culprit",
     "note",
@@ -187,6 +200,8 @@ class LayerError:
     rel_l2: float
     share: float  # of the bound; inf for NaN/inf or integer mismatches
     note: str = ""
+    max_steps: float | None = None  # int8 cells: the error in quantization steps
+    mean_steps: float | None = None
 
 
 def layer_error(actual: list[torch.Tensor], expected: Flattened, bound: float) -> LayerError:
@@ -251,12 +266,21 @@ class CellSetup:
         return cast_inputs(clone_inputs(inputs), self.ctx.precision.dtype, device)
 
     def run(
-        self, module: nn.Module, inputs: tuple, path: str, dtypes: list[torch.dtype] | None = None
+        self,
+        module: nn.Module,
+        inputs: tuple,
+        path: str,
+        dtypes: list[torch.dtype] | None = None,
+        backend: Backend | None = None,
     ) -> tuple[list[torch.Tensor], PrepareContext]:
-        """``module`` prepared and called by the cell's backend; its tensor
-        leaves. Float inputs are cast to the cell's dtype, or one by one to
-        ``dtypes`` (what the layer receives under autocast)."""
+        """``module`` prepared and called by the cell's backend (or ``backend``);
+        its tensor leaves. Float inputs are cast to the cell's dtype, or one by
+        one to ``dtypes`` (what the layer receives under autocast). An int8
+        cell calibrates on the inputs themselves."""
         ctx, device = self.context(path), self.ctx.device
+        backend = backend or self.ctx.backend
+        if self.ctx.precision.quant is not None:
+            ctx.calibration = (self.cast(inputs),)
 
         def fresh() -> tuple:
             if dtypes is None:
@@ -269,8 +293,8 @@ class CellSetup:
             )
 
         with torch.no_grad():
-            prepared = self.ctx.backend.prepare(self.ctx.cast_module(module), fresh(), ctx)
-            out = self.ctx.backend.run(prepared, fresh())
+            prepared = backend.prepare(self.ctx.cast_module(module), fresh(), ctx)
+            out = backend.run(prepared, fresh())
         device.synchronize()
         return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
 
@@ -286,7 +310,11 @@ def setup_cell(cell: Cell, settings: RunSettings) -> CellSetup:
         raise LocalizeError(f"the cell cannot run here: {reason}")
     ctx = resolve(cell, settings)
     ctx.configure_device()
-    bound = drift_mod.model_limit(ctx.tolerance, ctx.precision.compute_dtype)
+    bound = (
+        drift_mod.model_limit(ctx.tolerance, ctx.precision.compute_dtype)
+        if ctx.precision.quant is None
+        else (ctx.tolerance.quant_max_steps or 0.0)  # int8: shares are of the step bounds
+    )
     return CellSetup(ctx, build_module(case, ctx.seed), build_inputs(case, ctx.seed), bound)
 
 
@@ -416,6 +444,36 @@ def isolated_one(
     return layer_error(flat, call.outputs, s.bound)  # type: ignore[arg-type]
 
 
+def isolated_int8(s: CellSetup, call: LayerCall) -> LayerError:
+    """An int8 cell's layer alone: the backend against the quantized reference
+    of the layer (eager on the same converted program), in quantization steps."""
+    sub = s.module.get_submodule(call.path)
+    module, tensors = callable_layer(sub, call.args, call.kwargs)
+    try:
+        expected, _ = s.run(module, tensors, call.path, backend=get_backend("eager"))
+        actual, _ = s.run(module, tensors, call.path)
+        ctx = s.context(call.path)
+        ctx.calibration = (s.cast(tensors),)
+        steps = quantized_for(s.ctx.cast_module(module), s.cast(tensors), ctx).output_steps
+    except Exception as exc:  # noqa: BLE001
+        return LayerError(
+            math.nan, math.nan, f"{s.ctx.cell.backend} failed on the layer alone: {first_line(exc)}"
+        )
+    if len(actual) != len(expected):
+        return LayerError(math.inf, math.inf, f"{len(actual)} outputs, reference {len(expected)}")
+    tol, worst = s.ctx.tolerance, LayerError(0.0, 0.0, max_steps=0.0, mean_steps=0.0)
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        if not e.is_floating_point():
+            continue
+        leaf = quant_verdict.QuantLeaf(str(i))
+        quant_verdict.fidelity(leaf, a, e, steps[i] if i < len(steps) else None, tol)
+        share = quant_verdict.QuantVerdict([leaf], tol).fidelity_share
+        rel = layer_error([a], Flattened([str(i)], [e.double()], []), 1.0).rel_l2
+        if share >= worst.share:
+            worst = LayerError(rel, share, "", leaf.max_steps, leaf.mean_steps)
+    return worst
+
+
 def isolation_order(
     layers: list[LayerCall], acc: dict[str, LayerError], iso: dict[str, LayerError]
 ) -> int | None:
@@ -450,7 +508,13 @@ def localize(
         )
     if not layers:
         loc.notes.append("no submodule produced a tensor: nothing to localize below the model")
-    acc = accumulated(s, layers, ref_out, loc)
+    quant = s.ctx.precision.quant is not None
+    if quant:
+        loc.notes.append(
+            "int8: each layer alone against its quantized reference, in quantization steps "
+            "(accumulated errors are not tapped: a tap would change the quantized program)"
+        )
+    acc = {} if quant else accumulated(s, layers, ref_out, loc)
     iso: dict[str, LayerError] = {}
     dtypes = autocast_dtypes(s, layers)
     isolating = time.perf_counter()  # the budget is for isolating layers, after the tapped run
@@ -458,7 +522,11 @@ def localize(
         i = isolation_order(layers, acc, iso)
         if i is None:
             break
-        iso[layers[i].path] = isolated_one(s, layers[i], dtypes.get(layers[i].path))
+        iso[layers[i].path] = (
+            isolated_int8(s, layers[i])
+            if quant
+            else isolated_one(s, layers[i], dtypes.get(layers[i].path))
+        )
     loc.culprit = _culprit(layers, iso)
     loc.layers = _rows(layers, acc, iso, loc.culprit, s.bound)
     skipped = [c.path for c in layers if c.path not in iso]
@@ -513,6 +581,8 @@ def _rows(
                 "acc_share": _fmt(a.share) if a else None,
                 "iso_rel_l2": _fmt(b.rel_l2) if b else None,
                 "iso_share": _fmt(b.share) if b else None,
+                "iso_max_steps": _fmt(b.max_steps) if b else None,
+                "iso_mean_steps": _fmt(b.mean_steps) if b else None,
                 "bound": bound,
                 "culprit": call.path == culprit,
                 "note": "; ".join(notes),

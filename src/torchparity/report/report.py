@@ -22,6 +22,7 @@ from torchparity.report import frames as fr
 from torchparity.report import html as h
 from torchparity.report import languages as lang
 from torchparity.report.markdown import markdown_table
+from torchparity.report.shapes import shape_table
 
 CELL_KEYS = CELL_COLUMNS
 
@@ -330,6 +331,9 @@ def summary_markdown(
             ),
             "",
         ]
+    shapes = shape_table(rows)
+    if not shapes.empty:
+        lines += ["## Shape generalisation (silent-* first)", "", markdown_table(shapes), ""]
     bad = fr.rows(frame, frame["status"].isin(list(BAD_STATUSES)))
     lines += ["## New failures (not marked as known)", ""]
     if bad.empty:
@@ -487,6 +491,32 @@ def _speed_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
             "throughput",
         )
     )
+    tradeoff = charts.tradeoff_frame(frame)
+    if not tradeoff.empty:
+        sections.append(
+            h.section(
+                "Speed vs accuracy",
+                "<p class='muted'>per case, every measured cell: speedup over fp32 eager (ratio of "
+                "median latencies, same case and device) against agreement loss, 1 - cosine (int8 "
+                "cells: against fp32 eager; float cells: against the fp64 reference). Ringed and "
+                "joined: the Pareto front (no other cell is both faster and closer); losses below 1e-9 "
+                "are drawn at 1e-9.</p>"
+                + h.chart(charts.tradeoff_chart(frame), "Needs eager at fp32 in the run.")
+                + h.table(tradeoff, "tradeoff"),
+                "tradeoff",
+            )
+        )
+    sweeps = charts.batch_sweep_charts(rows)
+    if sweeps:
+        sections.append(
+            h.section(
+                "Batch sweep",
+                "<p class='muted'>latency and throughput against batch (--batch), a line per "
+                "device/backend/precision; bars: the samples' interquartile range.</p>"
+                + "".join(f"<h3>{h.esc(case)}</h3>" + h.chart(svg, "") for case, svg in sweeps),
+                "batch-sweep",
+            )
+        )
     sections += _table_section(
         "Python vs C++",
         native_vs_python(frame),
@@ -554,6 +584,14 @@ def _drift_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list
 def _mode_sections(frame: pd.DataFrame, rows: list[dict[str, Any]], where: list[str]) -> list[str]:
     """Training, DataLoader and blame tables, when the run has such rows."""
     return [
+        *_table_section(
+            "Shape generalisation",
+            shape_table(rows),
+            "shapes",
+            "shape mode: each artifact built once at the export shape with its dims declared "
+            "dynamic, run at other shapes, against eager there (docs/shapes.md). silent-mismatch: "
+            "other numbers; silent-static: the asked dynamism dropped; loud-error: refused.",
+        ),
         *_table_section(
             "Training",
             training_table(rows),

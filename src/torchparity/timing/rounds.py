@@ -62,11 +62,11 @@ def round_timing(config: TimingConfig, rounds: int) -> TimingConfig:
 
 
 def group_key(cell: Cell) -> tuple[str, ...]:
-    return (cell.case, cell.suite, cell.device, cell.precision, cell.mode)
+    return (cell.case, cell.suite, cell.device, cell.precision, cell.mode, str(cell.sweep_batch))
 
 
 def group_cells(cells: Iterable[Cell]) -> list[tuple[Cell, ...]]:
-    """Cells of the same case, device, precision and mode, in first-seen order,
+    """Cells of the same case, device, precision, mode and batch, in first-seen order,
     eager first within a group (it is every other cell's pair)."""
     groups: dict[tuple[str, ...], list[Cell]] = {}
     for cell in cells:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchparity import register_model
+from torchparity import DynamicDim, register_model
 from torchparity.suites.models.known import ONNX_CPU_BF16, SCRIPTED_DATACLASS_OUTPUT
 
 NUM_ITEMS, BAG, DENSE = 5000, 8, 13
@@ -39,5 +39,9 @@ register_model(
     batch=64,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16, *SCRIPTED_DATACLASS_OUTPUT],
+    dynamic=[
+        DynamicDim("batch", {0: 0, 1: 0}, min=1, max=1024),
+        DynamicDim("bag", {1: 1}, min=1, max=64),
+    ],
     description="EmbeddingBag + MLP recommender; dataclass output",
 )

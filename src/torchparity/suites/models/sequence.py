@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchparity import register_model
+from torchparity import DynamicDim, register_model
 from torchparity.suites.models.known import ONNX_CPU_BF16
 
 VOCAB, SEQ = 1000, 32
@@ -73,6 +73,11 @@ class AttentionBlock(nn.Module):
         return x + self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
+# Any batch and any sequence length (the transformer's learned positions stop at SEQ).
+TOKENS = (DynamicDim("batch", {0: 0}, min=1, max=256), DynamicDim("seq", {0: 1}, min=2, max=256))
+TOKENS_UP_TO_SEQ = (TOKENS[0], DynamicDim("seq", {0: 1}, min=2, max=SEQ))
+
+
 def _ids(gen, batch: int) -> tuple:
     return (gen.integers(0, VOCAB, batch, SEQ),)
 
@@ -84,6 +89,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=TOKENS,
     description="2-layer LSTM text classifier over token ids",
 )
 register_model(
@@ -93,6 +99,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=TOKENS,
     description="bidirectional GRU text classifier over token ids",
 )
 register_model(
@@ -102,6 +109,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=TOKENS_UP_TO_SEQ,
     description="nn.TransformerEncoder over token ids; dict output",
 )
 register_model(
@@ -111,5 +119,6 @@ register_model(
     batch=8,
     suites=["models", "smoke"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=TOKENS,
     description="causal scaled-dot-product attention block",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from torchparity import InputGen, register_model
+from torchparity import DynamicDim, InputGen, register_model
 from torchparity.suites.models.known import ONNX_CPU_BF16
 
 
@@ -145,6 +145,10 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(latent), latent
 
 
+# Every vision model takes any batch (the image size is fixed by its layers).
+BATCH = DynamicDim("batch", {0: 0}, min=1, max=256)
+
+
 def _images(channels: int, size: int):
     def make(gen: InputGen, batch: int) -> tuple:
         return (gen.normal(batch, channels, size, size),)
@@ -159,6 +163,7 @@ register_model(
     batch=32,
     suites=["models", "smoke"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="3-layer MLP, ReLU and GELU",
 )
 register_model(
@@ -168,6 +173,7 @@ register_model(
     batch=16,
     suites=["models", "smoke"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="LeNet-5 CNN on 1x28x28",
 )
 register_model(
@@ -177,6 +183,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="CIFAR-10 convnet on 3x32x32",
 )
 register_model(
@@ -186,6 +193,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="ResNet-8-style, residual blocks with BatchNorm",
 )
 register_model(
@@ -195,6 +203,7 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="depthwise-separable mobile CNN, ReLU6/Hardswish",
 )
 register_model(
@@ -204,5 +213,6 @@ register_model(
     batch=8,
     suites=["models"],
     known_failures=[ONNX_CPU_BF16],
+    dynamic=[BATCH],
     description="conv autoencoder with upsampling; (recon, latent) output",
 )

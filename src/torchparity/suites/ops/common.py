@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchparity import InputGen, KnownFailure, Tolerance, register_op
+from torchparity import DynamicDim, InputGen, KnownFailure, Tolerance, register_op
 from torchparity.strategies import OpStrategy, elementwise
 
 SUITE = "ops"
@@ -37,6 +37,11 @@ EXACT = {
 # Ops without fp16/bf16 CPU kernels in eager (NotImplementedError for 'Half'):
 # their fp16/bf16 cells are skip rows; autocast runs them in fp32.
 NO_HALF_KERNEL = ("fp64", "fp32", "amp-fp16", "amp-bf16")
+# Shape mode: ops over (batch, channels, length) or (batch, rows, features)
+# inputs take any batch and any length / row count (docs/shapes.md).
+BATCH = DynamicDim("batch", {0: 0}, min=1, max=64)
+LENGTH = DynamicDim("length", {0: 2}, min=3, max=256)
+ROWS = DynamicDim("rows", {0: 1}, min=1, max=64)
 # Transcendentals implemented by vector libraries (SLEEF, MLAS) are a few ULP off.
 FEW_ULP = {torch.float32: Tolerance(atol=1e-5, rtol=1e-5)}
 
@@ -52,10 +57,12 @@ def op(
     known: Iterable[KnownFailure] = (),
     tags: Iterable[str] = (),
     exact: bool = False,
+    dynamic: Iterable[DynamicDim] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function as an op of the ``ops`` suite, named
     after the function unless ``name`` is given; ``exact`` asks for bit-exact
-    float outputs (``EXACT``)."""
+    float outputs (``EXACT``); ``dynamic`` the input dims that may change size
+    (shape mode, docs/shapes.md)."""
     if exact:
         tolerances = EXACT
 
@@ -71,6 +78,7 @@ def op(
             tolerances=tolerances,
             known_failures=known,
             tags=tags,
+            dynamic=dynamic,
             description=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
         )
         return fn

@@ -14,12 +14,15 @@ from torchparity.strategies import (
 )
 from torchparity.suites.ops.common import (
     ACCUMULATE,
+    BATCH,
     FEW_ULP,
     GELU_INF,
+    LENGTH,
     NO_HALF_KERNEL,
     ORT_MAXPOOL_NAN,
     ORT_SIGMOID,
     ORT_VS_EAGER_GELU,
+    ROWS,
     chain,
     normal,
     op,
@@ -39,7 +42,7 @@ P3 = single(FLOATS, "any", ((1, 2, 4, 4, 4), (1, 1, 5, 3, 4)))
 P3M = single(FLOATS, "moderate", ((1, 2, 4, 4, 4), (1, 1, 5, 3, 4)))
 
 
-@op(normal((2, 3, 8)), P1, exact=True, known=[ORT_MAXPOOL_NAN])
+@op(normal((2, 3, 8)), P1, exact=True, known=[ORT_MAXPOOL_NAN], dynamic=[BATCH, LENGTH])
 def max_pool1d(x):
     return F.max_pool1d(x, 3, stride=2)
 
@@ -65,6 +68,7 @@ def max_pool3d(x):
     normal((2, 3, 8)),
     single(FLOATS, "moderate", ((2, 3, 8), (1, 1, 5), (1, 2, 7))),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, LENGTH],
 )
 def avg_pool1d(x):
     return F.avg_pool1d(x, 3, stride=2, padding=1)
@@ -90,6 +94,7 @@ def avg_pool3d(x):
     normal((2, 3, 8)),
     single(FLOATS, "moderate", ((2, 3, 8), (1, 2, 7), (1, 1, 5))),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, LENGTH],
 )
 def adaptive_avg_pool1d(x):
     """output size 3 (uneven windows)"""
@@ -147,6 +152,7 @@ def _affine_args(draw, shapes, pool, channels_of):
     normal((2, 3, 8), (8,), (8,)),
     composite(lambda d, s: _affine_args(d, s, ((2, 3, 8), (4, 6), (1, 5)), lambda sh: sh[-1])),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, ROWS],
 )
 def layer_norm(x, w, b):
     return F.layer_norm(x, (x.shape[-1],), w, b, eps=1e-5)
@@ -158,6 +164,7 @@ def layer_norm(x, w, b):
         lambda d, s: _affine_args(d, s, ((2, 4, 5), (1, 6, 3, 3), (3, 2, 4)), lambda sh: sh[1])
     ),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, LENGTH],
 )
 def group_norm(x, w, b):
     """2 groups"""
@@ -168,6 +175,7 @@ def group_norm(x, w, b):
     normal((2, 3, 6)),
     single(FLOATS, N, ((2, 3, 6), (1, 2, 4, 4), (3, 1, 5))),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, LENGTH],
 )
 def instance_norm(x):
     return F.instance_norm(x, eps=1e-5)
@@ -177,6 +185,7 @@ def instance_norm(x):
     normal((2, 3, 8), (8,)),
     composite(lambda d, s: _affine_args(d, s, ((2, 3, 8), (4, 6), (1, 5)), lambda sh: sh[-1])[:2]),
     tolerances=ACCUMULATE,
+    dynamic=[BATCH, ROWS],
 )
 def rms_norm(x, w):
     return F.rms_norm(x, (x.shape[-1],), w, eps=1e-6)
