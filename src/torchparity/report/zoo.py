@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from torchparity.report import frames as fr
 from torchparity.report import html as h
 from torchparity.report.markdown import markdown_table
 
@@ -201,7 +202,7 @@ def counts(rows: list[dict[str, Any]]) -> pd.DataFrame:
     )
     if frame.empty:
         return frame
-    table = frame.groupby(["path", "outcome"]).size().unstack(fill_value=0)
+    table = fr.as_frame(frame.groupby(["path", "outcome"]).size().unstack(fill_value=0))
     order = [b for b in PATH_ORDER if b in table.index] + sorted(set(table.index) - set(PATH_ORDER))
     shown = [s for s in ("pass", "fail", "error", "crash", "timeout", "skip") if s in table.columns]
     return table.reindex(index=order, columns=shown).reset_index()
@@ -214,7 +215,7 @@ def blame_counts(notes: list[Note]) -> pd.DataFrame:
     )
     if frame.empty:
         return frame
-    return frame.groupby("blame").size().rename("cells").reset_index()
+    return fr.as_series(frame.groupby("blame").size()).rename("cells").reset_index()
 
 
 _LEGEND = (

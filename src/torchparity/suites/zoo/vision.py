@@ -3,13 +3,15 @@ config of the real model class on 32x32 or 64x64 images."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from torchparity.suites.zoo import inputs
 from torchparity.suites.zoo.arch import Arch, calibrated, hf
 from torchparity.suites.zoo.text import SEQ, SMALL, VOCAB
 
 IMAGE = inputs.image(32)
 # A ViT-style transformer: 32x32 images in 8x8 patches, width 32, 2 layers.
-VIT = {
+VIT: dict[str, Any] = {
     "image_size": 32,
     "patch_size": 8,
     "hidden_size": 32,
@@ -17,7 +19,8 @@ VIT = {
     "num_attention_heads": 2,
     "intermediate_size": 64,
 }
-STAGES = {"hidden_sizes": [8, 16], "depths": [1, 1]}
+DINO: dict[str, Any] = {k: v for k, v in VIT.items() if k != "intermediate_size"}
+STAGES: dict[str, Any] = {"hidden_sizes": [8, 16], "depths": [1, 1]}
 
 
 def _vision(name: str, model: str, config: str, desc: str, ci: bool = False, **cfg) -> Arch:
@@ -32,7 +35,7 @@ VISION = [
         "Dinov2Model",
         "Dinov2Config",
         "DINOv2 (layer scale, interpolated positions)",
-        **{k: v for k, v in VIT.items() if k != "intermediate_size"},
+        **DINO,
         mlp_ratio=2,
     ),
     _vision(
