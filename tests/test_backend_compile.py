@@ -6,6 +6,7 @@ import pytest
 from tests.backend_runs import DATA, TINY, explain, run_rows
 
 
+@pytest.mark.slow
 def test_inductor_compiles_in_prepare_and_matches_eager(tmp_path):
     rows = run_rows(
         tmp_path / "run",
@@ -27,6 +28,7 @@ def test_inductor_compiles_in_prepare_and_matches_eager(tmp_path):
     assert row["backend_cache"] == "miss" and "backend_fallback" not in row
 
 
+@pytest.mark.slow
 def test_recompilations_are_counted(tmp_path):
     rows = run_rows(
         tmp_path / "run",
@@ -46,6 +48,7 @@ def test_recompilations_are_counted(tmp_path):
     assert row["backend_recompilations"] >= 1, explain(rows)
 
 
+@pytest.mark.slow
 def test_unsupported_modules_fall_back_and_say_so(tmp_path):
     # Dynamo refuses nn.GRU: the model runs eagerly, and the row says why.
     rows = run_rows(

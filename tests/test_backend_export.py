@@ -17,6 +17,7 @@ def test_smoke_suite_fp32_cpu_within_tolerance(tmp_path):
     assert all(r["eager_max_abs_diff"] < 1e-5 for r in rows)
 
 
+@pytest.mark.slow
 def test_nested_outputs_come_back_in_eager_structure(tmp_path):
     rows = run_rows(
         tmp_path / "run",
@@ -38,6 +39,7 @@ def test_nested_outputs_come_back_in_eager_structure(tmp_path):
     assert export["output_digest"] == eager["output_digest"]
 
 
+@pytest.mark.slow
 def test_unexportable_model_is_an_error_row(tmp_path):
     rows = run_rows(
         tmp_path / "run",

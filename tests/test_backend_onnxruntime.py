@@ -62,6 +62,7 @@ def test_options_reach_the_session(tmp_path):
     assert row["backend_ort_allow_spinning"] == 1
 
 
+@pytest.mark.slow
 def test_unexportable_model_is_an_error_row_with_the_exporters_message(tmp_path):
     rows = run_rows(
         tmp_path / "run",
@@ -84,6 +85,7 @@ def test_unexportable_model_is_an_error_row_with_the_exporters_message(tmp_path)
     assert "Failed to export the model" in row["traceback"]
 
 
+@pytest.mark.slow
 def test_bf16_says_why_it_cannot_run(tmp_path):
     rows = run_rows(
         tmp_path / "run",
@@ -104,6 +106,7 @@ def test_bf16_says_why_it_cannot_run(tmp_path):
     assert "Gemm" in row["reason"]
 
 
+@pytest.mark.slow
 def test_second_run_hits_the_cache_and_corrupt_entries_are_rebuilt(tmp_path):
     cache = tmp_path / "cache"
     args = (

@@ -164,6 +164,7 @@ def _run_step(tmp_path: Path, step: str, summary: Path, **env: str) -> subproces
     os.name == "nt" or not (shutil.which("bash") and shutil.which("find")),
     reason="the workflow's merge step is bash with GNU find (Linux runner)",
 )
+@pytest.mark.slow
 def test_workflow_merge_step_merges_every_run_directory(tmp_path):
     art = tmp_path / "artifacts"
     _fake_run_dir(

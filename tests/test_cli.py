@@ -79,6 +79,7 @@ def test_errors_are_rows_and_known_failures_are_xfail(cli, tiny_cases, tmp_path)
     assert strict.returncode == 1
 
 
+@pytest.mark.slow
 def test_shards_union_is_the_whole_matrix(cli, tiny_cases, tmp_path):
     ids = []
     for i in (1, 2):

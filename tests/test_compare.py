@@ -74,6 +74,7 @@ def _steady_rounds(rows):
     return rows
 
 
+@pytest.mark.slow
 def test_two_x_slowdown_and_new_failure_are_flagged(cli, sample_run, tmp_path):
     baseline = _copy(sample_run, tmp_path, "baseline")
     base_rows = _steady_rounds(_rows(baseline))
@@ -342,6 +343,7 @@ def _run_dir(path, rows):
     return path
 
 
+@pytest.mark.slow
 def test_compare_exits_3_and_names_the_cells_it_could_not_judge(cli, tmp_path):
     rng = np.random.default_rng(7)
     base = _run_dir(tmp_path / "base", _synthetic_run(rng, cells=6, noise=0.3))

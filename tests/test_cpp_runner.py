@@ -177,6 +177,7 @@ def test_torchscript_cpp_runs_the_torchscript_file(native_runner, tmp_path):
     assert "Python vs C++" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_aoti_cpp_runs_the_aoti_package(native_runner, tmp_path):
     rows = run_rows(
         tmp_path / "run",

@@ -108,6 +108,7 @@ def test_device_flags_are_stored_for_resume(cli, tiny_cases, tmp_path):
     assert "mps_fallback" in env and "cuda_tf32_matmul" in env
 
 
+@pytest.mark.slow
 def test_a_plugin_device_is_one_more_entry(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
     proc = cli(

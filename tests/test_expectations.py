@@ -65,6 +65,7 @@ def _entries(path: Path) -> dict[str, dict]:
     return {e["case"]: e for e in json.loads(path.read_text("utf-8"))["entries"]}
 
 
+@pytest.mark.slow
 def test_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "expectations.json"
     proc = _run(path, tmp_path / "r1", "--strict")

@@ -96,6 +96,7 @@ def test_cache_dir_reuses_artifacts_between_runs(tmp_path: Path) -> None:
     assert first.row["cache_hits"] == 0 and second.row["cache_hits"] == second.row["prepared"] > 0
 
 
+@pytest.mark.slow
 def test_time_budget_gives_cheap_backends_many_examples(tmp_path: Path) -> None:
     load_all([])
     # A budget far beyond what 12 eager examples cost, even on a loaded machine.

@@ -301,6 +301,7 @@ def test_two_runs_sharing_a_cache_race_cleanly(tmp_path):
         assert len(rows) == 8 and not [r["reason"] for r in rows if r["status"] == "error"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
 def test_timeout_kills_the_processes_a_case_started(tmp_path):
     psutil = pytest.importorskip("psutil")
@@ -516,6 +517,7 @@ def test_fuzz_reproducer_survives_quotes_in_the_path(tmp_path, capsys):
     assert "neg on eager/cpu/fp32: agrees" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_library_chatter_goes_to_the_worker_log_not_the_console(tmp_path):
     """Quiet by default: warnings, prints and C++-level writes of a worker
     land in RUN_DIR/worker.log; the console shows the run's own lines."""

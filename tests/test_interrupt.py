@@ -141,6 +141,7 @@ def test_ctrl_c_after_the_first_verdicts_keeps_them_and_resume_finishes_them(tmp
     _assert_complete_without_duplicates(out, {r["cell_id"] for r in kept})
 
 
+@pytest.mark.slow
 @POSIX
 def test_sigterm_to_the_run_group_stops_its_worker_and_the_report_names_partial_cells(tmp_path):
     out = tmp_path / "run"

@@ -49,6 +49,7 @@ def _lines(path):
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     out = tmp_path / "run"
     proc = start_cli(
@@ -87,6 +88,7 @@ def test_killed_run_resumes_without_duplicates(tiny_cases, tmp_path):
     assert again.returncode == 0 and len(_lines(results)) == 24  # nothing left to do
 
 
+@pytest.mark.slow
 def test_run_refuses_to_overwrite_results(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
     args = [
@@ -111,6 +113,7 @@ def test_run_refuses_to_overwrite_results(cli, tiny_cases, tmp_path):
     assert second.returncode == 2 and "use --resume" in second.stderr
 
 
+@pytest.mark.slow
 def test_peak_memory_and_threads_are_recorded(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
     proc = cli(

@@ -34,6 +34,7 @@ def test_bert_with_keyword_inputs_passes_without_a_wrapper(tmp_path) -> None:
         assert row["leaf_names"] == ["['last_hidden_state']", "['pooler_output']"]
 
 
+@pytest.mark.slow
 def test_positional_and_keyword_inputs_on_graph_backends(tmp_path) -> None:
     backends = "eager,torchscript,onnxruntime"  # export: the test below
     proc = _run(tmp_path / "run", "positional_and_keyword", backends)

@@ -103,6 +103,7 @@ def test_the_reproducer_runs_the_culprit_alone_and_diverges(overflow_run, tmp_pa
         ("torchscript", "not tapped"),  # a scripted graph runs no hooks: isolated errors only
     ],
 )
+@pytest.mark.slow
 def test_explain_names_the_planted_layer_on_graph_backends(overflow_run, backend, note):
     out, _ = overflow_run
     proc = run_cli(

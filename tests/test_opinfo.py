@@ -41,6 +41,7 @@ def fake_opinfo(monkeypatch):
     monkeypatch.setenv("TORCHPARITY_OPINFO_MODULE", "tests.data.fake_opinfo")
 
 
+@pytest.mark.slow
 def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_path: Path) -> None:
     pytest.importorskip("expecttest")
     proc = _run(
@@ -69,6 +70,7 @@ def test_cells_run_every_sample_through_eager_torchscript_onnxruntime(cli, tmp_p
         assert r["samples_pass"] == r["samples"] - r["samples_invalid"]
 
 
+@pytest.mark.slow
 def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_path: Path) -> None:
     """A scripted allclose returns a bool, not a tensor: it counts as eager's 0-d tensor does."""
     pytest.importorskip("expecttest")
@@ -82,6 +84,7 @@ def test_an_op_returning_a_python_bool_compares_through_torchscript(cli, tmp_pat
         assert {k: row[k] for k in TIMING_STATISTICS} == pytest.approx(expected_timing(row))
 
 
+@pytest.mark.slow
 def test_the_sampled_selection_caps_samples_per_cell(cli, tmp_path: Path) -> None:
     """max_pool1d has 864 samples at fp32; opinfo-sampled runs its first 16."""
     pytest.importorskip("expecttest")
@@ -112,6 +115,7 @@ def test_compile_and_a_failing_export_with_reproducer(cli, tmp_path: Path) -> No
         assert Path(onnx["worst_sample_file"]).is_file() and "multisample" in onnx["reproducer"]
 
 
+@pytest.mark.slow
 def test_guard_gives_a_skip_row_when_the_private_api_changed(
     cli, tmp_path: Path, fake_opinfo
 ) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.helpers import read_rows
 from torchparity.cases.case import CASES, exact_in_every_precision, load_all, op_module
 
 
+@pytest.mark.slow
 def test_run_suite_ops_lands_op_rows(cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = cli(

@@ -60,6 +60,7 @@ def test_a_case_may_declare_that_empty_output_is_expected(tmp_path):
     assert [r["status"] for r in rows] == ["pass"], explain(rows)
 
 
+@pytest.mark.slow
 def test_a_model_that_edits_its_inputs_gets_the_same_verdict_in_any_order(tmp_path):
     # One cell alone (the reference computed in the same cell) and after others.
     alone = run_rows(
@@ -187,6 +188,7 @@ CACHE_LEAF = re.compile(r"\['\w+'\]: \w*Cache")
     "backends",
     [GPT2_BACKENDS, pytest.param(["aoti", "onnxruntime-legacy"], marks=pytest.mark.slow)],
 )
+@pytest.mark.slow
 def test_gpt2_with_a_cache_object_in_its_output(tmp_path, backends):
     pytest.importorskip("transformers", reason="transformers is not installed (dev extra)")
     rows = run_rows(

@@ -98,6 +98,7 @@ register_model("chatty", Chatty, lambda gen, batch: (gen.normal(batch, 4),), sui
 """
 
 
+@pytest.mark.slow
 def test_a_model_printing_non_ascii_in_a_spawned_worker_on_cp1252_passes(tmp_path):
     case_file = tmp_path / "chatty_cases.py"
     case_file.write_text(CHATTY_CASE_FILE, encoding="utf-8")

@@ -22,6 +22,7 @@ def test_progress_line_shows_count_eta_and_current_cell():
     assert text.endswith("done" + " " * 56 + "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 def test_progress_bar_on_a_terminal_and_not_elsewhere(tiny_cases, tmp_path, cli):
     import pty

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import DATA, read_rows, run_cli, write_env, write_rows
 from torchparity.report.languages import with_language_columns
 
@@ -31,6 +33,7 @@ def _groups(page: str) -> list[str]:
     return [part.split(">")[1].split("<")[0] for part in matrix.split("class='group'")[1:]]
 
 
+@pytest.mark.slow
 def test_python_and_cpp_backends_are_grouped_by_language(native_runner, tmp_path):
     out = tmp_path / "run"
     proc = run_cli(

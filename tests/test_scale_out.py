@@ -146,6 +146,7 @@ needs_bash = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_bash
 def test_the_slurm_array_script_and_merge_job_run_as_documented(tmp_path):
     shards = tmp_path / "torchparity-shards.sbatch"
@@ -187,6 +188,7 @@ def test_the_slurm_array_script_and_merge_job_run_as_documented(tmp_path):
     assert oct((runs / "cache").stat().st_mode & 0o777) == oct(0o700)  # umask 077: this user only
 
 
+@pytest.mark.slow
 @needs_bash
 def test_the_kubernetes_indexed_job_runs_as_documented(tmp_path):
     yaml = pytest.importorskip("yaml")

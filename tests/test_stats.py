@@ -121,6 +121,7 @@ def test_rounds_and_one_window_agree_on_the_pooled_statistics():
     assert by_rounds["latency_ms_median"] == pytest.approx(5.0)  # median of 2, 8, 5 ms
 
 
+@pytest.mark.slow
 def test_rows_from_the_command_line_derive_their_timing_columns_from_their_samples(
     tmp_path: Path,
 ):

@@ -73,6 +73,7 @@ def test_train_mode_eager_compile_torchscript_and_skips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "optimizer", ["sgd", pytest.param("adamw-foreach", marks=pytest.mark.slow)]
 )
+@pytest.mark.slow
 def test_planted_training_bugs_fail(tmp_path: Path, optimizer: str) -> None:
     rows = run_rows(
         tmp_path / "run",
@@ -102,6 +103,7 @@ def test_planted_training_bugs_fail(tmp_path: Path, optimizer: str) -> None:
     assert all(r["optimizer"] == optimizer for r in train.values())
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_match_single_process_reference(tmp_path: Path) -> None:
     rows = run_rows(
         tmp_path / "run",
@@ -238,6 +240,7 @@ def test_train_usage_errors(tmp_path: Path, args: list[str], message: str) -> No
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="lightning not installed")
 def test_lightning_module_trains_through_its_training_step(tmp_path: Path) -> None:
     rows = run_rows(
