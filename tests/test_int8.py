@@ -108,17 +108,18 @@ def test_int8_quantized_reference_through_the_cli(tmp_path):
     assert "eager, executorch, onnxruntime" in skip["reason"]
 
 
-@pytest.mark.slow  # torchao, and the dynamic recipe on ExecuTorch and ONNX Runtime
+@pytest.mark.slow  # torchao (eager and compiled), and the dynamic recipe on ExecuTorch and ONNX Runtime
 def test_int8_dynamic_on_every_backend_that_serves_it(tmp_path):
     _needs_pt2e()
     rows = run_rows(
         tmp_path / "run",
         *("--case-file", str(CASES), "--suite", "int8", "--rounds", "1"),
         *("--precision", "int8-static,int8-dynamic"),
-        *("--backend", "eager,torchao,executorch,onnxruntime"),
+        *("--backend", "eager,torchao,compile,executorch,onnxruntime"),
     )
     cells = by_cell(rows)
-    assert len(rows) == 16, explain(rows)
+    assert len(rows) == 20, explain(rows)
+    assert cells["int8_classifier", "int8-static", "compile"]["status"] == "skip"
     strict = cells["int8_strict", "int8-static", "eager"]  # the case's own agreement budget
     assert strict["status"] == "fail" and strict["int8_failed"] == "agreement"
     assert strict["reason"].startswith("agreement failed: ") and "< 200" in strict["reason"]
@@ -134,7 +135,9 @@ def test_int8_dynamic_on_every_backend_that_serves_it(tmp_path):
     ort = cells["int8_classifier", "int8-dynamic", "onnxruntime"]
     assert ort["backend_int8_quantizer"] == "onnxruntime"
     assert "quantize_dynamic" in ort["backend_int8_recipe"]
-    for backend in ("torchao", "executorch", "onnxruntime"):
+    compiled = cells["int8_classifier", "int8-dynamic", "compile"]
+    assert "Int8DynamicActivationInt8WeightConfig" in compiled["backend_int8_recipe"]
+    for backend in ("torchao", "compile", "executorch", "onnxruntime"):
         row = cells["int8_classifier", "int8-dynamic", backend]
         assert row["status"] == "pass", explain(rows)
         assert 0 < row["fidelity_max_steps"] <= INT8_TOLERANCE.quant_max_steps
