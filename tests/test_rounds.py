@@ -359,8 +359,7 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
     if instructions.unavailable("cpu"):
         pytest.skip(instructions.unavailable("cpu"))
     cache = tmp_path / "cache"
-    rows = run_rows(
-        tmp_path / "run",
+    tiny = (
         "--case-file",
         str(TINY),
         "--suite",
@@ -369,6 +368,10 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
         "tiny_linear",
         "--case",
         "tiny_heads",
+    )
+    rows = run_rows(
+        tmp_path / "run",
+        *tiny,
         "--backend",
         "eager,onnxruntime",
         "--precision",
@@ -386,14 +389,7 @@ def test_instruction_counts_of_a_run_in_one_counting_process(tmp_path):
     # The counting process keyed its artifacts as the worker did: nothing rebuilt after it.
     again = run_rows(
         tmp_path / "again",
-        "--case-file",
-        str(TINY),
-        "--suite",
-        "tiny",
-        "--case",
-        "tiny_linear",
-        "--case",
-        "tiny_heads",
+        *tiny,
         "--backend",
         "onnxruntime",
         "--precision",
