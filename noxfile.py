@@ -262,12 +262,23 @@ ZOO_COMMON = [
 ]
 ZOO_CI_BACKENDS = "eager,onnxruntime,export,compile"
 ZOO_BACKENDS = "eager,torchscript-trace,onnxruntime,onnxruntime-legacy,export,compile,aoti"
+# The deployment runtimes, after the paths above in the matrix: ExecuTorch and OpenVINO
+# from their extras; the JavaScript ones need node and npm, onnxruntime-web also
+# Chromium (without them their cells are skip rows saying so).
+ZOO_DEPLOY_BACKENDS = "executorch,openvino,onnxruntime-node,onnxruntime-web"
 
 
-def _zoo(session: nox.Session, suite: str, backends: str, out: Path, matrix: Path | None) -> None:
+def _zoo(
+    session: nox.Session,
+    suite: str,
+    backends: str,
+    out: Path,
+    matrix: Path | None,
+    extras: str = "zoo",
+) -> None:
     """Run ``suite`` with --strict into ``out`` (or the ``--out`` after --), afresh,
     then write its matrix to ``matrix`` (None: ``zoo.md`` in the run directory)."""
-    install(session, "zoo")
+    install(session, extras)
     args = list(session.posargs)
     if "--out" in args:
         out = Path(args.pop(args.index("--out") + 1))
@@ -293,9 +304,12 @@ def zoo(session: nox.Session) -> None:
 @nox.session
 def zoo_full(session: nox.Session) -> None:
     """The whole model zoo on eager, torchscript-trace, both ONNX Runtime exporters, export,
-    compile and aoti at fp32 on the CPU (--strict against its expectations), regenerating
-    docs/zoo.md (default reports/zoo; args after -- go to `torchparity run`)."""
-    _zoo(session, "zoo", ZOO_BACKENDS, ROOT / "reports" / "zoo", ROOT / "docs" / "zoo.md")
+    compile, aoti, ExecuTorch, OpenVINO, onnxruntime-node and onnxruntime-web at fp32 on the
+    CPU (--strict against its expectations), regenerating docs/zoo.md (default reports/zoo;
+    args after -- go to `torchparity run`)."""
+    backends = f"{ZOO_BACKENDS},{ZOO_DEPLOY_BACKENDS}"
+    matrix = ROOT / "docs" / "zoo.md"
+    _zoo(session, "zoo", backends, ROOT / "reports" / "zoo", matrix, "zoo,executorch,openvino")
 
 
 @nox.session

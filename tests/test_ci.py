@@ -319,3 +319,39 @@ def test_tests_latest_installs_the_newest_releases_and_writes_the_drift(tmp_path
     assert "-c" not in args and f"torch=={torch}" in args and "--upgrade" in args
     drift = (tmp_path / "drift.md").read_text(encoding="utf-8")
     assert "| numpy |" in drift and "| 999.0 |" in drift and "torch" not in drift
+
+
+class _RecordingSession(_Session):
+    """A session that also records the commands it runs."""
+
+    def __init__(self, bin_dir: Path, posargs: list[str]):
+        super().__init__(bin_dir)
+        self.posargs, self.runs = posargs, []
+
+    def run(self, *args: str, silent: bool = False, env: dict | None = None) -> str:
+        self.runs.append(list(args))
+        return ""
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_zoo_full_adds_the_deployment_runtimes_and_zoo_keeps_its_ci_paths(tmp_path):
+    noxfile = _noxfile()
+    ran = {}
+    for name in ("zoo", "zoo_full"):
+        session = _RecordingSession(tmp_path, ["--out", str(tmp_path / name)])
+        getattr(noxfile, name)(session)
+        (run, report) = session.runs
+        assert run[:2] == ["torchparity", "run"] and _option(run, "--out") == str(tmp_path / name)
+        assert "--strict" in run and report[:3] == ["torchparity", "report", str(tmp_path / name)]
+        ran[name] = (run, session.installs[0][1])
+    ci, full = ran["zoo"], ran["zoo_full"]
+    assert _option(ci[0], "--suite") == "zoo-ci" and ci[1] == ".[zoo]"
+    assert _option(ci[0], "--backend") == "eager,onnxruntime,export,compile"
+    assert _option(full[0], "--suite") == "zoo" and full[1] == ".[zoo,executorch,openvino]"
+    assert _option(full[0], "--backend").split(",") == [
+        *("eager", "torchscript-trace", "onnxruntime", "onnxruntime-legacy", "export"),
+        *("compile", "aoti", "executorch", "openvino", "onnxruntime-node", "onnxruntime-web"),
+    ]

@@ -200,6 +200,48 @@ def test_the_matrix_from_a_small_run_directory(tmp_path) -> None:
     assert counts == "| onnxruntime | 1 | 1 | 0 | 1 |", counts
 
 
+DEPLOY_ROWS = [  # written in another order than the matrix shows them
+    _row("bert", "onnxruntime-web", "skip", blame="environment",
+         reason="no Chromium or Chrome on PATH (or $TORCHPARITY_CHROMIUM) to run onnxruntime-web in"),
+    _row("bert", "openvino", "xfail", xfail_of="fail", blame="openvino", expectation="expected",
+         reason="known: x; was fail: ['logits']: relative L2 error 2e-06 > 9.54e-07",
+         backend_openvino="2026.4.1"),
+    _row("bert", "onnxruntime-node", "pass", tolerance_used=0.2, speedup_vs_eager=3.0,
+         backend_onnxruntime_node="1.23.2", backend_node="v20.20.2"),
+    _row("bert", "executorch", "pass", tolerance_used=0.1, speedup_vs_eager=1.5,
+         backend_executorch="1.5.1"),
+    _row("bert", "aoti", "pass", tolerance_used=0.1, speedup_vs_eager=2.0),
+    _row("bert", "eager", "pass", tolerance_used=0.0, latency_ms_median=1.25),
+    _row("vit", "onnxruntime-web", "pass", tolerance_used=0.3, speedup_vs_eager=0.5,
+         backend_onnxruntime_web="1.23.2", backend_browser="Chromium 156.0.8078.114"),
+]  # fmt: skip
+
+
+def test_the_deployment_runtimes_come_after_the_other_paths_with_their_versions(tmp_path):
+    run = tmp_path / "run"
+    write_rows(run, DEPLOY_ROWS)
+    write_env(run, {"torch": "2.13.0", "transformers": "5.25.0", "python": "3.11.7"})
+    target = tmp_path / "zoo.md"
+    proc = run_cli("report", str(run), "--zoo-matrix", str(target))
+    assert proc.returncode == 0, proc.stderr
+    lines = target.read_text(encoding="utf-8").splitlines()
+    paths = "eager | aoti | executorch | openvino | onnxruntime-node | onnxruntime-web"
+    assert f"| architecture | {paths} |" in lines
+    bert = next(x for x in lines if x.startswith("| bert |"))
+    assert bert == (
+        "| bert | pass · 0 · 1.25 ms | pass · 0.1 · 2x | pass · 0.1 · 1.5x | fail (openvino) \\[1\\]"
+        " | pass · 0.2 · 3x | skip (environment) \\[2\\] |"
+    ), bert
+    assert "| vit |  |  |  |  |  | pass · 0.3 · 0.5x |" in lines
+    assert "| openvino | 0 | 1 | 0 |" in lines and "| onnxruntime-web | 1 | 0 | 1 |" in lines
+    versions = (
+        "torch 2.13.0, transformers 5.25.0, executorch 1.5.1, openvino 2026.4.1, "
+        "onnxruntime-node 1.23.2, node v20.20.2, onnxruntime-web 1.23.2, "
+        "Chromium 156.0.8078.114, python 3.11.7;"
+    )
+    assert versions in lines[4], lines[4]
+
+
 def test_a_cell_in_several_merged_runs_shows_the_last_row() -> None:
     later = _row("bert", "onnxruntime", "fail", blame="onnxruntime", reason="rel_l2 over bound")
     matrix, notes = zoo_report.build([*ROWS, {**later, "platform": "second run"}])

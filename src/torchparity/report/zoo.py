@@ -38,6 +38,16 @@ PATH_ORDER = (
     "onnxruntime-node",
     "onnxruntime-web",
 )
+# The deployment runtimes' versions as their rows record them (env.json holds the
+# Python libraries, not Node's packages or the browser): the label, then the column.
+RUNTIME_VERSIONS = (
+    ("executorch", "backend_executorch"),
+    ("openvino", "backend_openvino"),
+    ("onnxruntime-node", "backend_onnxruntime_node"),
+    ("node", "backend_node"),
+    ("onnxruntime-web", "backend_onnxruntime_web"),
+    ("", "backend_browser"),  # "Chromium 156.0.8078.114" names itself
+)
 CASE_PREFIX = "zoo."
 REASON_SHOWN = 240  # characters of a reason in a note
 
@@ -227,12 +237,27 @@ _LEGEND = (
 )
 
 
+def runtime_versions(rows: list[dict[str, Any]]) -> list[str]:
+    """ "executorch 1.5.1", "node v20.20.2", ...: each deployment runtime's version
+    from the first zoo row that records it (none: the runtime did not run)."""
+    found = []
+    for label, column in RUNTIME_VERSIONS:
+        value = next((r[column] for r in zoo_rows(rows) if r.get(column)), None)
+        if value:
+            found.append(f"{label} {value}".strip())
+    return found
+
+
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any] | None, source: str) -> str:
     """docs/zoo.md: the matrix, counts per path and blame, and the notes."""
     matrix, notes = build(rows)
     env = env or {}
     versions = ", ".join(
-        f"{k} {env[k]}" for k in ("torch", "transformers", "onnxruntime", "python") if env.get(k)
+        [
+            *(f"{k} {env[k]}" for k in ("torch", "transformers", "onnxruntime") if env.get(k)),
+            *runtime_versions(rows),
+            *([f"python {env['python']}"] if env.get("python") else []),
+        ]
     )
     cores = f"{env['cores']} cores" if env.get("cores") else None
     machine = ", ".join(str(v) for v in (env.get("os"), env.get("cpu"), cores) if v)
