@@ -75,6 +75,33 @@ def test_executorch_static_program_fails_loudly_at_another_shape(tmp_path):
             call(torch.randn(7, 16))
 
 
+class _EmptyPast(torch.nn.Module):
+    """A KV cache's first step: an empty past concatenated with the new keys."""
+
+    def forward(self, keys: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros(0), keys], dim=-2)
+
+
+def test_openvino_names_the_operations_it_could_not_convert(tmp_path):
+    _needs("openvino")
+    from torchparity._core.errors import first_line
+    from torchparity.axes.devices import get_device
+    from torchparity.axes.matrix import Cell
+    from torchparity.axes.precision import PRECISIONS
+    from torchparity.backends import PrepareContext, get_backend
+    from torchparity.verdicts.blame import classify
+
+    cell = Cell("empty_past", "model", "test", "cpu", "fp32", "openvino")
+    ctx = PrepareContext(cell, get_device("cpu"), PRECISIONS["fp32"], cache_dir=tmp_path)
+    with pytest.raises(NotImplementedError) as info:
+        get_backend("openvino").prepare(_EmptyPast().eval(), (torch.ones(2, 2, 4, 8),), ctx)
+    line = first_line(info.value)
+    assert line.startswith("NotImplementedError: OpenVINO's PyTorch frontend could not convert")
+    assert "aten.cat.default" in line and "Axis -2 out of the tensor rank range" in line, line
+    assert "Failed operations detailed log" in str(info.value)  # the whole report kept
+    assert classify("openvino", {"status": "error", "reason": f"prepare: {line}"}) == "openvino"
+
+
 def test_backends_skip_without_their_runtime(tmp_path):
     # A directory first on the path whose executorch and openvino fail to
     # import, as on a machine without the extras; a PATH without node and npm.

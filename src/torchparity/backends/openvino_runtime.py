@@ -17,6 +17,7 @@ INFERENCE_NUM_THREADS; default torch.get_num_threads()).
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -73,10 +74,40 @@ def _unpack(data: bytes) -> tuple[bytes, bytes]:
     return data[16 : 16 + xml_len], data[16 + xml_len :]
 
 
+_FAILED_OPS = re.compile(r"Conversion is failed for: (.+)")
+
+
+def conversion_failure(message: str) -> str | None:
+    """One line for a failed conversion: the operations OpenVINO names in its
+    summary and the last line of its detail (the first line of its message says
+    only where in OpenVINO's sources the check failed); None: not that report."""
+    ops = _FAILED_OPS.search(message)
+    if ops is None:
+        return None
+    details = message[: ops.start()].split("Summary:")[0].splitlines()
+    detail = next((x.strip() for x in reversed(details) if x.strip()), "")
+    line = f"OpenVINO's PyTorch frontend could not convert {ops.group(1).strip()}"
+    return f"{line}: {detail}" if detail else line
+
+
+def _convert(module: torch.nn.Module, example_inputs: tuple) -> Any:
+    import openvino as ov
+
+    program = export_program(module, example_inputs)
+    try:
+        return ov.convert_model(program)
+    except Exception as exc:  # OpConversionFailure; its first line names no operation
+        line = conversion_failure(str(exc))
+        if line is None:
+            raise
+        # The whole report stays in the message (the row's traceback) after the line.
+        raise NotImplementedError(f"{line}\n{exc}") from None
+
+
 def _save(module: torch.nn.Module, example_inputs: tuple, path: Path) -> None:
     import openvino as ov
 
-    model = ov.convert_model(export_program(module, example_inputs))
+    model = _convert(module, example_inputs)
     xml = path.with_name(path.name + ".xml")
     try:
         # Weights as they are: save_model would compress them to fp16 by default.
