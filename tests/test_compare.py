@@ -380,6 +380,24 @@ def test_instruction_counts_from_different_cpus_are_not_judged():
     assert "different CPUs (X vs Y)" in other.gate_line(gate)
 
 
+def test_instruction_counts_of_different_kernels_are_not_judged():
+    """Counts taken with another kernel choice (an older torchparity counted
+    the FMA kernels) measure other code: not judged, and said why."""
+    base = {"cell_id": "a", "case": "a", "status": "pass", "instructions_per_call": 1_000_000.0}
+    base = {**base, "instructions_method": "callgrind Ir (user space)"}
+    grew = {**base, "instructions_per_call": 1_300_000.0, "instructions_method": "M2"}
+    gate = compare.Gate(instructions=0.02)
+    other = compare.compare_runs([base], [grew], {"cpu": "X"}, {"cpu": "X"})
+    assert other.regressions(gate) == [] and other.outcome(gate) == "not judged"
+    assert "counted instructions differently (callgrind Ir (user space) vs M2)" in (
+        other.gate_line(gate)
+    )
+    same = compare.compare_runs(
+        [base], [{**grew, "instructions_method": base["instructions_method"]}]
+    )
+    assert same.outcome(gate) == "failed"
+
+
 def _with_cell_scatter(rng, rows, sd):
     """``rows`` with each cell's whole level moved by its own log-normal factor
     (sd ``sd``): what a quiet VM does between two back-to-back runs (seen here:

@@ -357,7 +357,7 @@ def test_instruction_counts_of_cpp_cells_in_the_runners_own_process(native_runne
     for row in (python, cpp):
         assert row["instructions_per_call"] > 1000, row.get("instructions_skip_reason")
         assert row["instructions_calls"] == instructions.CALLS
-        assert row["instructions_method"] == "callgrind Ir (user space)"
+        assert "kernels without FMA: torch's DEFAULT" in row["instructions_method"]
         assert row["instructions_s"] > 0
     ratio = cpp["instructions_per_call"] / python["instructions_per_call"]
     print(

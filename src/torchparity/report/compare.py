@@ -778,9 +778,20 @@ def compare_runs(
         changes, warnings, floor, alpha, typical, normalize, shift, dispersion, groups
     )
     cpu_b, cpu_c = (baseline_env or {}).get("cpu"), (current_env or {}).get("cpu")
+    methods_b, methods_c = _counting_methods(baseline), _counting_methods(current)
     if cpu_b and cpu_c and cpu_b != cpu_c:  # MKL, oneDNN and ORT choose code by instruction set
         result.instructions_incomparable = f"the runs ran on different CPUs ({cpu_b} vs {cpu_c})"
+    elif methods_b and methods_c and methods_b != methods_c:  # other kernels were counted
+        result.instructions_incomparable = (
+            f"the runs counted instructions differently ({', '.join(sorted(methods_b))} "
+            f"vs {', '.join(sorted(methods_c))})"
+        )
     return result
+
+
+def _counting_methods(rows: list[dict[str, Any]]) -> set[str]:
+    """How a run's counted cells were counted (``instructions_method``)."""
+    return {str(r["instructions_method"]) for r in rows if r.get("instructions_method")}
 
 
 def _table(comparison: Comparison, which: str) -> pd.DataFrame:

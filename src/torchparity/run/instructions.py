@@ -15,10 +15,16 @@ on, calls it ``WARMUP_CALLS`` times uncounted, collects ``CALLS`` calls
 (``torch._C._valgrind_toggle``, as torch.utils.benchmark does), dumps the
 count to a file of its own and switches instrumentation off again. Without
 instrumentation valgrind runs interpreter and library code ~5x slower instead
-of ~50x, so the torch import costs seconds, not minutes; vectorised kernels
-run ~150x slower either way (a 45M-instruction cifar_cnn call: 7 s), so the
-calls themselves are what counting costs. The rebuilt cell skips the
-reference's vacuity check (the worker's verdict), another fp64 forward.
+of ~50x, so the torch import costs seconds, not minutes. Valgrind runs every
+lane of a fused multiply-add in a software helper, so the counting process
+asks torch, oneDNN and MKL for their kernels without FMA
+(``FMA_FREE_KERNELS``): a cifar_cnn call takes 0.14 s under callgrind instead
+of 7 s, and the counts are of those kernels (recorded in
+``instructions_method``; ``compare`` does not judge counts of other kernels
+against them). ONNX Runtime has no such switch, so its convolutions still
+run FMA: its largest cells are most of what counting costs. The rebuilt cell
+skips the reference's vacuity check (the worker's verdict), another fp64
+forward.
 Instrumentation is switched by callgrind's client requests, compiled once
 per run into a tiny shared library from valgrind's ``callgrind.h``; without a
 C compiler or that header the process runs instrumented from the start
@@ -51,6 +57,7 @@ import contextlib
 import gc
 import json
 import os
+import platform
 import re
 import select
 import shutil
@@ -71,13 +78,30 @@ if TYPE_CHECKING:
 
 WARMUP_CALLS = 2
 # Counted calls: per-call counts of a warm cell agree within 0.3% (seen here:
-# lenet 8.151-8.163M, cifar_cnn 45.459-45.467M), and valgrind runs each call
-# ~150x slower than the CPU, so a slow call is counted once, a quick one 5 times.
+# lenet 8.151-8.163M, cifar_cnn 67.102-67.107M, its ONNX Runtime cell
+# 27.671-27.682M), and valgrind runs each call ~50-150x slower than the CPU,
+# so a slow call is counted once, a quick one 5 times.
 CALLS = 5
 # The verdict row's fields that key a rebuilt cell's artifacts (cell/pipeline.py).
 KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
+# Valgrind runs each lane of a fused multiply-add (AVX2's FMA) in a software
+# helper, ~100x slower than other vector instructions: a cifar_cnn call took
+# 6.3 s with the AVX2 kernels and 0.06 s with these, under valgrind alone (0.14 s
+# under callgrind).
+# So the counted process picks torch's, oneDNN's and MKL's kernels without FMA;
+# its counts are of those kernels (the CPU's own AVX-512 ones valgrind cannot
+# run at all), the same in every counted run.
+FMA_FREE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "ONEDNN_MAX_CPU_ISA": "AVX",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",  # MKL's AVX-only path is SSE4.2 now (its warning)
+}
 START_ALLOWANCE_S = 600.0  # the counting process's start (torch's import under valgrind)
+METHOD = (
+    "callgrind Ir (user space, kernels without FMA: torch's {aten}, oneDNN's AVX, MKL's SSE4.2)"
+)
+OTHER_METHOD = "callgrind Ir (user space, torch's {aten} kernels)"  # not x86: no FMA switch
 _TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 RUNNER_OUT = "runner-%p.out"  # a C++ runner's callgrind out-file; numbered dumps after it
 RUNNER_OUT_DUMPS = "runner-*.out.*"
@@ -118,6 +142,12 @@ def out_of_process(backend: str) -> str | None:
             "callgrind; not counted"
         )
     return chosen.counting_unavailable()
+
+
+def kernel_choice() -> dict[str, str]:
+    """The counting process's kernel settings: ``FMA_FREE_KERNELS`` on x86
+    (the FMA valgrind runs in software), none elsewhere."""
+    return FMA_FREE_KERNELS if platform.machine().lower() in ("x86_64", "amd64") else {}
 
 
 def client_library(folder: Path) -> Path | None:
@@ -191,7 +221,12 @@ class Counter:
             stdout=subprocess.PIPE,
             stderr=log,
             # Its C++ runners start under callgrind too, dumping beside its own.
-            env={**os.environ, "PYTHONWARNINGS": "ignore", ENV_CALLGRIND: str(folder / RUNNER_OUT)},
+            env={
+                **os.environ,
+                **kernel_choice(),
+                "PYTHONWARNINGS": "ignore",
+                ENV_CALLGRIND: str(folder / RUNNER_OUT),
+            },
             start_new_session=True,  # killed whole on a timeout
         )
         log.close()
@@ -272,7 +307,7 @@ class Counter:
         found = _TOTALS.findall(self._dumps())
         if "error" in answer:
             return _failed(f"callgrind run failed: {answer['error']}")
-        return self._columns(found, int(answer.get("calls", CALLS)))
+        return self._columns(found, int(answer.get("calls", CALLS)), str(answer.get("aten")))
 
     def _exit_code(self) -> int | None:
         """The counting process's exit code once its answers ended (valgrind
@@ -294,15 +329,16 @@ class Counter:
         return text
 
     @staticmethod
-    def _columns(found: list[str], calls: int) -> dict[str, Any]:
+    def _columns(found: list[str], calls: int, aten: str) -> dict[str, Any]:
         """Row columns from the counts of one cell's dumps (exactly one
-        expected) over ``calls`` counted calls."""
+        expected) over ``calls`` counted calls; ``aten``: the CPU
+        capability torch's kernels ran at in the counting process."""
         if len(found) != 1:
             return {"instructions_skip_reason": f"callgrind wrote {len(found)} counts for one cell"}
         return {
             "instructions_per_call": int(found[0]) / calls,
             "instructions_calls": calls,
-            "instructions_method": "callgrind Ir (user space)",
+            "instructions_method": (METHOD if kernel_choice() else OTHER_METHOD).format(aten=aten),
         }
 
     def close(self) -> None:
@@ -366,8 +402,9 @@ def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -
     counted = backend.count_calls(
         state.prepared, state.fresh_inputs(), WARMUP_CALLS, CALLS, SLOW_CALL_S
     )
+    aten = torch.backends.cpu.get_cpu_capability()  # FMA_FREE_KERNELS at work: DEFAULT
     if counted is not None:  # in the backend's own process (the C++ runner)
-        return {"counted": cell.id, "calls": counted}
+        return {"counted": cell.id, "calls": counted, "aten": aten}
     call = timed_call(state)
     collecting, calls = False, CALLS
     if library is not None:
@@ -392,7 +429,7 @@ def _count_one(cell: Cell, settings: Any, library: Any, known: dict[str, Any]) -
             torch._C._valgrind_toggle_and_dump_stats()  # collection off, this cell's count dumped
         if library is not None:
             library.tp_stop()
-    return {"counted": cell.id, "calls": calls}
+    return {"counted": cell.id, "calls": calls, "aten": aten}
 
 
 def _serve(spec_path: str, library_path: str) -> int:
