@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.backend_runs import explain, run_rows
+from tests.helpers import run_cli, usage_error
 from torchparity._core.rundir import RunDir
 from torchparity.cases.shapes import DynamicDim, dims_between
 
@@ -117,6 +118,18 @@ def test_the_shape_reproducer_runs_the_culprit_alone_in_shape_mode(localized, tm
     again = run_rows(tmp_path / "repro", *args, "--no-localize")
     assert [r["shape_outcome"] for r in again] == ["silent-mismatch"] * 3, explain(again)
     assert again[2]["run_shape"] == "batch=9,seq=13"  # the culprit's dims, as the case's
+
+
+def test_explain_localizes_a_shape_cell_of_the_run_on_demand(localized, capsys) -> None:
+    out, rows = localized
+    cell = ("explain", out, "--case", "len_pool_classifier", "--backend", "torchscript-trace")
+    proc = run_cli(*map(str, cell), "--precision", "fp32", "--shape-point", "inside")
+    assert proc.returncode == 0, proc.stderr
+    assert "at batch=5,seq=7 (built at batch=4,seq=6): culprit pool (LenMeanPool)" in proc.stdout
+    inside = rows[("len_pool_classifier", "torchscript-trace", "inside")]
+    assert _record(out, inside["cell_id"])["culprit_run_inputs"] == "[5, 7, 32]"
+    line = usage_error(capsys, *cell, "--precision", "fp32", "--shape-point", "middle")
+    assert "unknown shape point 'middle'; valid: below, inside, above" in line
 
 
 def test_the_legacy_onnx_exporter_is_localized_to_the_same_layer(tmp_path) -> None:

@@ -44,8 +44,15 @@ from torchparity.backends import get_backend
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import Flattened
 from torchparity.cases.reference import clone_inputs
-from torchparity.cases.shapes import DynamicDim, describe_sizes, dims_between
+from torchparity.cases.shapes import (
+    DynamicDim,
+    describe_sizes,
+    dims_between,
+    export_sizes,
+    run_sizes,
+)
 from torchparity.cell.context import RunSettings
+from torchparity.cell.shapes import point_inputs
 from torchparity.diagnose.layer_call import ROOT, callable_layer, layer_module
 from torchparity.diagnose.localize import (
     DEFAULT_BUDGET_S,
@@ -266,8 +273,28 @@ def localize_shape(
 ) -> tuple[Localization, CellSetup, list[LayerCall]]:
     """A shape cell's layer table and culprit; the layers returned are their
     export-shape calls (what a reproducer is built at)."""
-    began = time.perf_counter()
+    return _localize(setup_cell(cell, settings), export_inputs, run_inputs, budget_s)
+
+
+def localize_point(
+    cell: Cell, settings: RunSettings, budget_s: float = DEFAULT_BUDGET_S
+) -> tuple[Localization, CellSetup, list[LayerCall]]:
+    """A shape cell rebuilt from the registry (``explain --shape-point``): the
+    case's inputs, and the run shape of the cell's point."""
     s = setup_cell(cell, settings)
+    dims = s.ctx.case.dynamic
+    try:
+        sizes = run_sizes(dims, export_sizes(s.inputs, dims), cell.shape_point)
+    except ValueError as exc:
+        raise LocalizeError(str(exc)) from exc
+    run_inputs = point_inputs(s.ctx.case, s.ctx.seed, s.inputs, sizes)
+    return _localize(s, s.inputs, run_inputs, budget_s)
+
+
+def _localize(
+    s: CellSetup, export_inputs: tuple, run_inputs: tuple, budget_s: float
+) -> tuple[Localization, CellSetup, list[LayerCall]]:
+    began, cell = time.perf_counter(), s.ctx.cell
     if s.ctx.precision.quant is not None:
         raise LocalizeError("int8 shape cells are not localized (docs/localization.md)")
     run = shape_run(tuple(s.ctx.case.dynamic), export_inputs, run_inputs)
