@@ -29,6 +29,8 @@ output the quantizer would see, so the tapped program is not the cell's.
 Cost is bounded: isolated errors are computed first from the first layer whose
 accumulated error exceeds its bound, then for the rest while the time budget
 lasts; a layer left out says so in its note.
+
+A shape cell is localized by shape_localize.py with these building blocks.
 """
 
 from __future__ import annotations

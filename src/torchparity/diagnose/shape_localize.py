@@ -294,6 +294,7 @@ def localize_point(
 def _localize(
     s: CellSetup, export_inputs: tuple, run_inputs: tuple, budget_s: float
 ) -> tuple[Localization, CellSetup, list[LayerCall]]:
+    """The table of the set-up cell ``s`` between the two input tuples."""
     began, cell = time.perf_counter(), s.ctx.cell
     if s.ctx.precision.quant is not None:
         raise LocalizeError("int8 shape cells are not localized (docs/localization.md)")
