@@ -111,6 +111,10 @@ def shape_rows(out: Path, backends: str, *extra: str) -> dict[tuple[str, str], l
     return by
 
 
+# The first reproduction and the control (len_pool_classifier: tests/test_shape_localize.py).
+THE_TWO = ("--case", "sum_over_len", "--case", "batch_mlp")
+
+
 def outcomes(cells: list[dict[str, Any]]) -> list[str]:
     return [r.get("shape_outcome", r["status"]) for r in cells]
 
@@ -141,7 +145,7 @@ def test_traced_len_is_a_silent_mismatch_scripted_matches(tmp_path: Path) -> Non
 @pytest.mark.slow  # four ONNX exports and two torch.export runs (~25 s on 2 shared cores)
 def test_onnx_exporters_mismatch_and_drop_the_dim_export_refuses(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    by = shape_rows(out, "onnxruntime,onnxruntime-legacy,export")
+    by = shape_rows(out, "onnxruntime,onnxruntime-legacy,export", *THE_TWO)
     legacy = by[("sum_over_len", "onnxruntime-legacy")]
     assert outcomes(legacy) == ["silent-mismatch"] * 3, explain(legacy)
     assert (
@@ -174,7 +178,7 @@ def test_onnx_exporters_mismatch_and_drop_the_dim_export_refuses(tmp_path: Path)
 
 @pytest.mark.slow  # an AOTInductor compile
 def test_aoti_shape_mode_control_and_loud_refusal(tmp_path: Path) -> None:
-    by = shape_rows(tmp_path / "run", "aoti")
+    by = shape_rows(tmp_path / "run", "aoti", *THE_TWO)
     assert outcomes(by[("batch_mlp", "aoti")]) == ["match"] * 3, explain(by[("batch_mlp", "aoti")])
     assert outcomes(by[("sum_over_len", "aoti")]) == ["loud-error"] * 3
 

@@ -169,3 +169,42 @@ def resize_inputs(
         for index, axis in dim.at:
             out[index] = out[index].index_select(axis, picks)
     return tuple(out)
+
+
+def dims_between(
+    export: Sequence[torch.Tensor],
+    run: Sequence[torch.Tensor],
+    known: Mapping[tuple[int, int], DynamicDim],
+) -> tuple[DynamicDim, ...]:
+    """The dynamic dims of inputs seen at two shapes (a layer's inputs at the
+    export and the run shape): every axis whose size differs, grouped by its
+    (export size, run size). A group with a ``known`` dim's sizes (the case's
+    ``batch``, 4 -> 9) takes its name and range; another one (a flattened
+    batch x seq) is ``dim_<export>_<run>``, free from 2 (or less, as seen) to
+    1024 (or more). ``ValueError`` says why the inputs cannot be declared so:
+    their count or ranks differ, or two dims share an export size."""
+    if len(export) != len(run):
+        raise ValueError(
+            f"{len(export)} tensor inputs at the export shape, {len(run)} at the run shape"
+        )
+    axes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for index, (e, r) in enumerate(zip(export, run, strict=True)):
+        if e.dim() != r.dim():
+            raise ValueError(
+                f"input {index} has rank {e.dim()} at the export shape, {r.dim()} at the run shape"
+            )
+        for axis, (a, b) in enumerate(zip(e.shape, r.shape, strict=True)):
+            if a != b:
+                axes.setdefault((int(a), int(b)), []).append((index, axis))
+    dims = tuple(_dim_for(sizes, at, known.get(sizes)) for sizes, at in axes.items())
+    export_sizes(tuple(export), dims)  # refuses two dims with one export size (#153896)
+    return dims
+
+
+def _dim_for(
+    sizes: tuple[int, int], at: list[tuple[int, int]], known: DynamicDim | None
+) -> DynamicDim:
+    if known is not None:
+        return DynamicDim(known.name, at, min=known.min, max=known.max)
+    low, high = min(sizes), max(sizes)
+    return DynamicDim(f"dim_{sizes[0]}_{sizes[1]}", at, min=min(2, low), max=max(1024, high))

@@ -23,7 +23,7 @@ from torchparity.cell.stages import run_stages
 from torchparity.cell.training import TRAIN_STAGES, TrainState
 from torchparity.verdicts import expectations
 
-# What a run does after an inference cell's stages (localization, from the run layer).
+# What a run does after an inference or shape cell's stages (localization, from the run layer).
 AfterStages = Callable[[CellState], None]
 
 
@@ -48,6 +48,8 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
     if path == "shape":
         shape = ShapeState(cell, settings)
         run_stages(shape, SHAPE_STAGES)
+        if after is not None:
+            after(shape)
         return shape.row
     if path == "samples":
         samples = SamplesState(cell, settings)

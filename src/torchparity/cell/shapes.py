@@ -26,7 +26,7 @@ artifact is built once for them (``_BUILT``), with or without the artifact cache
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from torchparity._core.errors import error_fields, first_line
 from torchparity._core.row import add_columns
 from torchparity._core.status import Status
+from torchparity.cases.case import Case
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.reference import clone_inputs, input_digest
 from torchparity.cases.shapes import describe_sizes, export_sizes, resize_inputs, run_sizes
@@ -76,6 +77,12 @@ def _outcome(s: ShapeState, outcome: str, status: Status, reason: str) -> bool:
     return False
 
 
+def point_inputs(case: Case, seed: int, inputs: tuple, sizes: Mapping[str, int]) -> tuple:
+    """The export inputs resampled to a run shape's sizes, as every cell of
+    ``case`` at ``seed`` resamples them (localization rebuilds them so)."""
+    return resize_inputs(inputs, case.dynamic, sizes, (case.name, seed))
+
+
 def stage_shape_build(s: ShapeState) -> bool:
     """The module and the export-shape inputs, then the run shape of the
     cell's point (a skip when the declared range has no such size)."""
@@ -90,7 +97,7 @@ def stage_shape_build(s: ShapeState) -> bool:
     except ValueError as exc:
         s.row.update(status=Status.SKIP, reason=str(exc))
         return False
-    s.inputs = resize_inputs(s.export_inputs, dims, sizes, (s.ctx.case.name, s.ctx.seed))
+    s.inputs = point_inputs(s.ctx.case, s.ctx.seed, s.export_inputs, sizes)
     s.row["run_shape"] = describe_sizes(sizes)
     s.row["run_input_shapes"] = _shapes_text(s.inputs)
     if "batch" in sizes:

@@ -14,6 +14,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import PRECISIONS
 from torchparity.backends import backend_names
 from torchparity.cases.case import CASES, Case
+from torchparity.cases.shapes import SHAPE_POINTS
 from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.cli.backend_options import parse_backend_options
 from torchparity.cli.common import (
@@ -26,6 +27,7 @@ from torchparity.cli.common import (
 )
 from torchparity.cli.options import add_plugin_options
 from torchparity.diagnose import localize as loc_mod
+from torchparity.diagnose.shape_localize import localize_point
 from torchparity.report import report as report_mod
 
 
@@ -38,6 +40,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", required=True)
     p.add_argument("--precision", required=True)
     p.add_argument("--device", default="cpu", help="default cpu")
+    p.add_argument(
+        "--shape-point",
+        default=None,
+        metavar="POINT",
+        help=f"a shape cell (--mode shape): its run-shape point ({', '.join(SHAPE_POINTS)})",
+    )
     p.add_argument(
         "--budget",
         type=float,
@@ -94,13 +102,24 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--budget must be positive")
     settings = _settings(rd, sel)
     apply_thread_settings(settings)
+    if args.shape_point is not None:
+        choose([args.shape_point], list(SHAPE_POINTS), "shape point")
     cell = Cell(
-        case.name, case.kind, str(sel.get("suite") or ""), args.device, args.precision, args.backend
+        case.name,
+        case.kind,
+        str(sel.get("suite") or ""),
+        args.device,
+        args.precision,
+        args.backend,
+        "shape" if args.shape_point else "infer",
+        args.shape_point or "",
     )
+    budget = args.budget or loc_mod.DEFAULT_BUDGET_S
     try:
-        loc, setup, layers = loc_mod.localize(
-            cell, settings, args.budget or loc_mod.DEFAULT_BUDGET_S
-        )
+        if args.shape_point:
+            loc, setup, layers = localize_point(cell, settings, budget)
+        else:
+            loc, setup, layers = loc_mod.localize(cell, settings, budget)
     except loc_mod.LocalizeError as exc:
         raise UsageError(str(exc)) from None
     saved = loc_mod.save(rd.path, loc, setup, layers)

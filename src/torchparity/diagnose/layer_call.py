@@ -9,6 +9,15 @@ import torch
 import torch.utils._pytree as pytree
 from torch import nn
 
+# The model itself as a row of a layer table (shape mode's localization): no
+# submodule can have this name, as every module has a ``forward`` method.
+ROOT = "forward"
+
+
+def layer_module(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at ``path``, or the model itself for ``ROOT``."""
+    return model if path == ROOT else model.get_submodule(path)
+
 
 class Bound(nn.Module):
     """``module`` called with fixed non-tensor arguments (and keyword

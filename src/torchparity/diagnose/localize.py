@@ -29,6 +29,8 @@ output the quantizer would see, so the tapped program is not the cell's.
 Cost is bounded: isolated errors are computed first from the first layer whose
 accumulated error exceeds its bound, then for the rest while the time budget
 lasts; a layer left out says so in its note.
+
+A shape cell is localized by shape_localize.py with these building blocks.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -55,10 +57,10 @@ from torchparity.cases.case import CASES
 from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten, tensor_leaves
 from torchparity.cases.reference import build_inputs, build_module, clone_inputs
+from torchparity.cases.shapes import DynamicDim
 from torchparity.cell.context import CellContext, RunSettings, precheck, resolve
-from torchparity.cell.pipeline import CellState
 from torchparity.diagnose import reproducer
-from torchparity.diagnose.layer_call import callable_layer
+from torchparity.diagnose.layer_call import callable_layer, layer_module
 from torchparity.verdicts import drift as drift_mod
 from torchparity.verdicts import quantized as quant_verdict
 
@@ -265,6 +267,52 @@ class CellSetup:
         device = self.ctx.device.torch_device()
         return cast_inputs(clone_inputs(inputs), self.ctx.precision.dtype, device)
 
+    def fresh(self, inputs: tuple, dtypes: list[torch.dtype] | None = None) -> tuple:
+        """``inputs`` cast to the cell's dtype, or one by one to ``dtypes``
+        (what the layer receives under autocast)."""
+        if dtypes is None:
+            return self.cast(inputs)
+        device = self.ctx.device.torch_device()
+        return tuple(
+            x.to(device, d) if x.is_floating_point() else x.to(device)
+            for x, d in zip(inputs, dtypes, strict=True)
+        )
+
+    def prepare(
+        self,
+        module: nn.Module,
+        inputs: tuple,
+        path: str,
+        dtypes: list[torch.dtype] | None = None,
+        backend: Backend | None = None,
+        dynamic: tuple[DynamicDim, ...] = (),
+    ) -> tuple[Any, PrepareContext]:
+        """``module`` prepared by the cell's backend (or ``backend``) on
+        ``inputs``, with ``dynamic`` declared (shape mode). An int8 cell
+        calibrates on the inputs themselves."""
+        ctx = self.context(path)
+        ctx.dynamic = tuple(dynamic)
+        if self.ctx.precision.quant is not None:
+            ctx.calibration = (self.cast(inputs),)
+        with torch.no_grad():
+            prepared = (backend or self.ctx.backend).prepare(
+                self.ctx.cast_module(module), self.fresh(inputs, dtypes), ctx
+            )
+        return prepared, ctx
+
+    def call(
+        self,
+        prepared: Any,
+        inputs: tuple,
+        dtypes: list[torch.dtype] | None = None,
+        backend: Backend | None = None,
+    ) -> list[torch.Tensor]:
+        """The tensor leaves of ``prepared`` called on ``inputs`` (cast as in ``fresh``)."""
+        with torch.no_grad():
+            out = (backend or self.ctx.backend).run(prepared, self.fresh(inputs, dtypes))
+        self.ctx.device.synchronize()
+        return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)]
+
     def run(
         self,
         module: nn.Module,
@@ -273,30 +321,9 @@ class CellSetup:
         dtypes: list[torch.dtype] | None = None,
         backend: Backend | None = None,
     ) -> tuple[list[torch.Tensor], PrepareContext]:
-        """``module`` prepared and called by the cell's backend (or ``backend``);
-        its tensor leaves. Float inputs are cast to the cell's dtype, or one by
-        one to ``dtypes`` (what the layer receives under autocast). An int8
-        cell calibrates on the inputs themselves."""
-        ctx, device = self.context(path), self.ctx.device
-        backend = backend or self.ctx.backend
-        if self.ctx.precision.quant is not None:
-            ctx.calibration = (self.cast(inputs),)
-
-        def fresh() -> tuple:
-            if dtypes is None:
-                return self.cast(inputs)
-            return tuple(
-                x.to(device.torch_device(), d)
-                if x.is_floating_point()
-                else x.to(device.torch_device())
-                for x, d in zip(inputs, dtypes, strict=True)
-            )
-
-        with torch.no_grad():
-            prepared = backend.prepare(self.ctx.cast_module(module), fresh(), ctx)
-            out = backend.run(prepared, fresh())
-        device.synchronize()
-        return [t for t in flat_leaves(out) if isinstance(t, torch.Tensor)], ctx
+        """``module`` prepared and called on ``inputs``: its tensor leaves."""
+        prepared, ctx = self.prepare(module, inputs, path, dtypes, backend)
+        return self.call(prepared, inputs, dtypes, backend), ctx
 
 
 def setup_cell(cell: Cell, settings: RunSettings) -> CellSetup:
@@ -332,10 +359,15 @@ class Localization:
     tapped_rel_l2: float | None = None  # the tapped model's output error (accumulated run)
     tapped_share: float | None = None
     backend_notes: dict[str, Any] = field(default_factory=dict)
+    # Shape cells: export_shape, run_shape, and the culprit's input shapes and
+    # dims (the record's fields of the same names; the reproducer's shape mode).
+    shape: dict[str, str] = field(default_factory=dict)
+    culprit_dims: tuple[DynamicDim, ...] = ()
 
     def record(self) -> dict[str, Any]:
         return {
             **self.cell.as_dict(),
+            **self.shape,
             "cell_id": self.cell.id,
             "culprit": self.culprit,
             "culprit_op": self.culprit_op,
@@ -377,25 +409,8 @@ def accumulated(
             f"accumulated: the tapped model failed in {s.ctx.cell.backend}: {first_line(exc)}"
         )
         return {}
-    loc.backend_notes = {
-        k: v for k, v in ctx.notes.items() if isinstance(v, str | int | float | bool)
-    }
-    n_out = len(ref_out.tensors)
-    expected = n_out + sum(len(c.outputs.tensors) for c in layers)  # type: ignore[union-attr]
-    if len(flat) != expected:
-        loc.notes.append(
-            f"accumulated: {s.ctx.cell.backend} returned {len(flat)} tensors where the taps "
-            f"need {expected}; isolated errors only"
-        )
-        return {}
-    model_err = layer_error(flat[:n_out], ref_out, s.bound)
-    loc.tapped_rel_l2, loc.tapped_share = model_err.rel_l2, model_err.share
-    out: dict[str, LayerError] = {}
-    at = n_out
-    for call in layers:
-        n = len(call.outputs.tensors)  # type: ignore[union-attr]
-        out[call.path] = layer_error(flat[at : at + n], call.outputs, s.bound)  # type: ignore[arg-type]
-        at += n
+    loc.backend_notes = plain_notes(ctx)
+    out = tap_errors(s, flat, layers, ref_out, loc)
     if s.ctx.backend.name == "compile" and (
         ctx.notes.get("graph_breaks") or ctx.notes.get("fallback")
     ):
@@ -404,6 +419,51 @@ def accumulated(
             f"break(s){'; ' + str(ctx.notes['fallback']) if ctx.notes.get('fallback') else ''}"
         )
     return out
+
+
+def plain_notes(ctx: PrepareContext) -> dict[str, Any]:
+    """The backend's notes that a record keeps (plain values)."""
+    return {k: v for k, v in ctx.notes.items() if isinstance(v, str | int | float | bool)}
+
+
+def split_taps(
+    flat: list[torch.Tensor], ref_out: Flattened, layers: list[LayerCall]
+) -> list[list[torch.Tensor]] | None:
+    """A tapped model's outputs cut into the model's own, then each layer's;
+    None when their count is not the taps'."""
+    counts = [len(ref_out.tensors)] + [len(c.outputs.tensors) for c in layers]  # type: ignore[union-attr]
+    if len(flat) != sum(counts):
+        return None
+    parts, at = [], 0
+    for n in counts:
+        parts.append(flat[at : at + n])
+        at += n
+    return parts
+
+
+def tap_errors(
+    s: CellSetup,
+    flat: list[torch.Tensor],
+    layers: list[LayerCall],
+    ref_out: Flattened,
+    loc: Localization,
+) -> dict[str, LayerError]:
+    """Each layer's error in a tapped run against ``layers``' outputs, and the
+    model's own output error into ``loc``."""
+    parts = split_taps(flat, ref_out, layers)
+    if parts is None:
+        need = len(ref_out.tensors) + sum(len(c.outputs.tensors) for c in layers)  # type: ignore[union-attr]
+        loc.notes.append(
+            f"accumulated: {s.ctx.cell.backend} returned {len(flat)} tensors where the taps "
+            f"need {need}; isolated errors only"
+        )
+        return {}
+    model_err = layer_error(parts[0], ref_out, s.bound)
+    loc.tapped_rel_l2, loc.tapped_share = model_err.rel_l2, model_err.share
+    return {
+        c.path: layer_error(part, c.outputs, s.bound)  # type: ignore[arg-type]
+        for c, part in zip(layers, parts[1:], strict=True)
+    }
 
 
 def autocast_dtypes(s: CellSetup, layers: list[LayerCall]) -> dict[str, list[torch.dtype]]:
@@ -432,7 +492,7 @@ def isolated_one(
     s: CellSetup, call: LayerCall, dtypes: list[torch.dtype] | None = None
 ) -> LayerError:
     """The layer alone, prepared by the backend, on the reference's inputs to it."""
-    sub = s.module.get_submodule(call.path)
+    sub = layer_module(s.module, call.path)
     module, tensors = callable_layer(sub, call.args, call.kwargs)
     # Captured inputs are fp64 (the reference): cast to the cell's dtype (or autocast's).
     try:
@@ -447,7 +507,7 @@ def isolated_one(
 def isolated_int8(s: CellSetup, call: LayerCall) -> LayerError:
     """An int8 cell's layer alone: the backend against the quantized reference
     of the layer (eager on the same converted program), in quantization steps."""
-    sub = s.module.get_submodule(call.path)
+    sub = layer_module(s.module, call.path)
     module, tensors = callable_layer(sub, call.args, call.kwargs)
     try:
         expected, _ = s.run(module, tensors, call.path, backend=get_backend("eager"))
@@ -487,6 +547,24 @@ def isolation_order(
     return next((i for i in order if layers[i].path not in iso), None)
 
 
+def recorded(s: CellSetup, inputs: tuple) -> tuple[list[LayerCall], Flattened]:
+    """``record_reference`` of the cell's model in fp64 on ``inputs``."""
+    model64 = copy.deepcopy(s.module).to(torch.float64)
+    return record_reference(
+        model64, cast_inputs(clone_inputs(inputs), torch.float64, torch.device("cpu"))
+    )
+
+
+def shown_layers(all_layers: list[LayerCall], loc: Localization) -> list[LayerCall]:
+    """``select_layers``, with a note when some are left out."""
+    layers = select_layers(all_layers)
+    if len(layers) < len(all_layers):
+        loc.notes.append(
+            f"{len(all_layers)} layers; {len(layers)} shown (parameters and top blocks first)"
+        )
+    return layers
+
+
 def localize(
     cell: Cell,
     settings: RunSettings,
@@ -497,15 +575,8 @@ def localize(
     began = time.perf_counter()
     s = setup_cell(cell, settings)
     loc = Localization(cell, bound=s.bound)
-    model64 = copy.deepcopy(s.module).to(torch.float64)
-    all_layers, ref_out = record_reference(
-        model64, cast_inputs(clone_inputs(s.inputs), torch.float64, torch.device("cpu"))
-    )
-    layers = select_layers(all_layers)
-    if len(layers) < len(all_layers):
-        loc.notes.append(
-            f"{len(all_layers)} layers; {len(layers)} shown (parameters and top blocks first)"
-        )
+    all_layers, ref_out = recorded(s, s.inputs)
+    layers = shown_layers(all_layers, loc)
     if not layers:
         loc.notes.append("no submodule produced a tensor: nothing to localize below the model")
     quant = s.ctx.precision.quant is not None
@@ -515,20 +586,48 @@ def localize(
             "(accumulated errors are not tapped: a tap would change the quantized program)"
         )
     acc = {} if quant else accumulated(s, layers, ref_out, loc)
-    iso: dict[str, LayerError] = {}
     dtypes = autocast_dtypes(s, layers)
-    isolating = time.perf_counter()  # the budget is for isolating layers, after the tapped run
-    while time.perf_counter() - isolating < budget_s:
+    iso = isolate(
+        layers,
+        acc,
+        budget_s,
+        lambda call: (
+            isolated_int8(s, call) if quant else isolated_one(s, call, dtypes.get(call.path))
+        ),
+    )
+    conclude(loc, layers, acc, iso, budget_s)
+    loc.seconds = time.perf_counter() - began
+    return loc, s, layers
+
+
+def isolate(
+    layers: list[LayerCall],
+    acc: dict[str, LayerError],
+    budget_s: float,
+    one: Callable[[LayerCall], LayerError],
+) -> dict[str, LayerError]:
+    """Isolated errors (``one`` layer at a time) in ``isolation_order``, while
+    ``budget_s`` lasts (counted from here: after the tapped run)."""
+    iso: dict[str, LayerError] = {}
+    began = time.perf_counter()
+    while time.perf_counter() - began < budget_s:
         i = isolation_order(layers, acc, iso)
         if i is None:
             break
-        iso[layers[i].path] = (
-            isolated_int8(s, layers[i])
-            if quant
-            else isolated_one(s, layers[i], dtypes.get(layers[i].path))
-        )
+        iso[layers[i].path] = one(layers[i])
+    return iso
+
+
+def conclude(
+    loc: Localization,
+    layers: list[LayerCall],
+    acc: dict[str, LayerError],
+    iso: dict[str, LayerError],
+    budget_s: float,
+) -> None:
+    """The culprit, the table and the notes about what was left out, into ``loc``."""
     loc.culprit = _culprit(layers, iso)
-    loc.layers = _rows(layers, acc, iso, loc.culprit, s.bound)
+    loc.layers = _rows(layers, acc, iso, loc.culprit, loc.bound)
     skipped = [c.path for c in layers if c.path not in iso]
     if skipped:
         loc.notes.append(f"{len(skipped)} layer(s) not isolated within the {budget_s:g} s budget")
@@ -540,8 +639,6 @@ def localize(
         )
     if loc.culprit is not None:
         loc.culprit_op = next(c.op for c in layers if c.path == loc.culprit)
-    loc.seconds = time.perf_counter() - began
-    return loc, s, layers
 
 
 def _culprit(layers: list[LayerCall], iso: dict[str, LayerError]) -> str | None:
@@ -589,38 +686,6 @@ def _rows(
             }
         )
     return rows
-
-
-# -- after a cell of `torchparity run` ------------------------------------------------
-
-
-def should_localize(mode: str, row: dict[str, Any]) -> bool:
-    if mode == "all":
-        return row.get("status") in ("pass", "fail")
-    return mode == "auto" and row.get("status") == "fail"
-
-
-def after_cell(state: CellState) -> None:
-    """What a run does after an inference cell's stages: localize a model cell when asked."""
-    if state.settings.localize != "off" and state.cell.kind == "model":
-        localize_after_cell(state.cell, state.settings, state.row)
-
-
-def localize_after_cell(cell: Cell, settings: RunSettings, row: dict[str, Any]) -> None:
-    """Localize a finished model cell when the run asks for it, writing the
-    table and reproducer into the run directory and ``culprit`` into the row.
-    Never changes the cell's verdict: a failure here is a ``localize_error``."""
-    if not should_localize(settings.localize, row) or settings.output_dir is None:
-        return
-    try:
-        loc, s, layers = localize(cell, settings)
-        paths = save(settings.output_dir, loc, s, layers)
-        row["culprit"] = loc.culprit or ""
-        row["localization_file"] = paths["csv"].name
-        row["localize_s"] = round(loc.seconds, 3)
-    except Exception as exc:  # noqa: BLE001 - localization must not turn a verdict into a crash
-        row["localize_error"] = first_line(exc)
-        row["localize_traceback"] = traceback.format_exc()[-4000:]
 
 
 def save(run_dir: Any, loc: Localization, s: CellSetup, layers: list[LayerCall]) -> dict[str, Any]:

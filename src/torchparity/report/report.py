@@ -700,7 +700,9 @@ _LOCALIZATION_NOTE = (
     "<p class='muted'>per layer (completion order): relative L2 error vs the fp64 reference "
     "<b>accumulated</b> (fed by the backend's own upstream values) and <b>isolated</b> (the layer "
     "alone, fed the reference's inputs cast to the cell's precision), as a share of the bound; "
-    "the culprit is the first layer whose isolated error exceeds it. See docs/localization.md.</p>"
+    "the culprit is the first layer whose isolated error exceeds it. A shape cell's layers are "
+    "built at the export shape and compared with eager at the run shape. "
+    "See docs/localization.md.</p>"
 )
 
 
@@ -708,6 +710,8 @@ def localization_summary(record: dict[str, Any]) -> str:
     """One paragraph: the culprit (or why none), notes, reproducer, time."""
     cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
     culprit = record.get("culprit")
+    if record.get("run_shape"):  # a shape cell: built at one shape, wrong at another
+        cell += f" at {record['run_shape']} (built at {record.get('export_shape')})"
     lines = [
         f"{cell}: culprit {culprit} ({record.get('culprit_op')})"
         if culprit

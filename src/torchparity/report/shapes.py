@@ -19,6 +19,7 @@ COLUMNS = [
     "worst",
     "outcomes",
     "reason",
+    "culprit",
 ]
 
 
@@ -34,7 +35,8 @@ def _rank(outcome: str) -> int:
 def shape_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One line per (case, backend, device, precision) of the shape-mode rows:
     each run shape's outcome (``batch=9: silent-mismatch``), the worst of them,
-    and the first reason of a non-match; silent-* lines first."""
+    the first reason of a non-match and the localized culprit of each run
+    shape that has one; silent-* lines first."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("mode") == "shape":
@@ -57,6 +59,11 @@ def shape_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "outcomes": "; ".join(
                     f"{r.get('run_shape') or r.get('shape_point', '')}: {o}"
                     for r, o in zip(members, outcomes, strict=True)
+                ),
+                "culprit": "; ".join(
+                    f"{r.get('run_shape')}: {r['culprit']}"
+                    for r in members
+                    if isinstance(r.get("culprit"), str) and r["culprit"]
                 ),
                 "reason": next(
                     (

@@ -26,7 +26,7 @@ from torchparity.cell.pipeline import (
     timed_call,
 )
 from torchparity.cell.stages import run_stages
-from torchparity.diagnose.localize import after_cell
+from torchparity.diagnose.after import after_cell
 from torchparity.timing.calibration import BLOCK_SCALE, calibration_workload
 from torchparity.timing.rounds import DEFAULT_ROUNDS, RoundResult, round_timing
 from torchparity.timing.timer import block_size, measure_interleaved, warm_up
