@@ -51,3 +51,21 @@ def test_a_case_failure_is_the_case_s_on_every_backend(tmp_path) -> None:
 )
 def test_stage_and_type_rules(row: dict, expected: str) -> None:
     assert blame.classify("onnxruntime", row) == expected
+
+
+@pytest.mark.parametrize(
+    ("python_diff", "expected"),
+    [
+        (0.0, "exporter"),  # the same numbers as Python ONNX Runtime: the graph's
+        (1e-7, "exporter"),
+        (4e-3, "onnxruntime"),  # the runner itself is further off: its kernels
+        (None, "exporter"),  # no Python comparison recorded
+    ],
+)
+def test_a_javascript_runner_s_numeric_fail_is_blamed_by_its_distance_to_python(
+    python_diff, expected
+) -> None:
+    row = {"status": "fail", "reason": "['y']: relative L2 error 3e-3 > 1e-5"}
+    row |= {"eager_max_abs_diff": 5e-3, "backend_python_max_abs_diff": python_diff}
+    for backend in ("onnxruntime-node", "onnxruntime-web"):
+        assert blame.classify(backend, row) == expected

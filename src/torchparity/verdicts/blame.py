@@ -101,7 +101,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     if backend.startswith("torchscript") and "[_op(" in reason:
         return "harness"  # the suite's Python wrapper of the op (e.g. OpInfo's lambda), not a torch API
     if backend.startswith("onnxruntime"):
-        if _ORT.search(reason):
+        if _ORT.search(reason) or (status == "fail" and _runner_off(row)):
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
     if backend in ("executorch", "openvino"):
@@ -113,3 +113,14 @@ def classify(backend: str, row: dict[str, Any]) -> str:
             return "inductor"  # wrong values, or code generation and C++ compilation running away
         return "pytorch"  # dynamo tracing, fake tensors, decompositions
     return "pytorch"  # eager, TorchScript, torch.export
+
+
+def _runner_off(row: dict[str, Any]) -> bool:
+    """A Node or browser runner's numbers are further from Python ONNX
+    Runtime's on the same .onnx file than half their distance from eager:
+    the runtime's own kernels (wasm, its JavaScript build), not the graph."""
+    to_python = row.get("backend_python_max_abs_diff")
+    to_eager = row.get("eager_max_abs_diff")
+    if not isinstance(to_python, (int, float)) or not isinstance(to_eager, (int, float)):
+        return False
+    return to_eager > 0 and to_python > 0.5 * to_eager
