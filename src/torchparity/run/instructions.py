@@ -18,8 +18,8 @@ instrumentation valgrind runs interpreter and library code ~5x slower instead
 of ~50x, so the torch import costs seconds, not minutes. Valgrind runs every
 lane of a fused multiply-add in a software helper, so the counting process
 asks torch, oneDNN and MKL for their kernels without FMA
-(``FMA_FREE_KERNELS``): a cifar_cnn call takes 0.14 s under callgrind instead
-of 7 s, and the counts are of those kernels (recorded in
+(``FMA_FREE_KERNELS``): a cifar_cnn call takes 0.10 s under callgrind instead
+of 6.6 s, and the counts are of those kernels (recorded in
 ``instructions_method``; ``compare`` does not judge counts of other kernels
 against them). ONNX Runtime has no such switch, so its convolutions still
 run FMA: its largest cells are most of what counting costs. The rebuilt cell
@@ -77,18 +77,18 @@ if TYPE_CHECKING:
     from torchparity.cell.context import RunSettings
 
 WARMUP_CALLS = 2
-# Counted calls: per-call counts of a warm cell agree within 0.3% (seen here:
-# lenet 8.151-8.163M, cifar_cnn 67.102-67.107M, its ONNX Runtime cell
-# 27.671-27.682M), and valgrind runs each call ~50-150x slower than the CPU,
-# so a slow call is counted once, a quick one 5 times.
+# Counted calls: a warm cell's count barely moves (three counted runs of the
+# models suite: lenet 10.308-10.310M, cifar_cnn 67.091-67.114M, its ONNX Runtime
+# cell 27.667-27.669M), and valgrind runs each call ~50-150x slower than the
+# CPU, so a slow call is counted once, a quick one 5 times.
 CALLS = 5
 # The verdict row's fields that key a rebuilt cell's artifacts (cell/pipeline.py).
 KNOWN_FIELDS = ("input_digest", "behaviour_fingerprint")
 SLOW_CALL_S = 0.5  # a warm-up call slower than this under valgrind: count one call
 # Valgrind runs each lane of a fused multiply-add (AVX2's FMA) in a software
-# helper, ~100x slower than other vector instructions: a cifar_cnn call took
-# 6.3 s with the AVX2 kernels and 0.06 s with these, under valgrind alone (0.14 s
-# under callgrind).
+# helper, ~100x slower than other vector instructions: a warm cifar_cnn call took
+# 6.1 s with the AVX2 kernels and 0.05 s with these under valgrind alone, 6.6 s
+# and 0.10 s under callgrind (benchmarks/valgrind_kernels.py).
 # So the counted process picks torch's, oneDNN's and MKL's kernels without FMA;
 # its counts are of those kernels (the CPU's own AVX-512 ones valgrind cannot
 # run at all), the same in every counted run.
