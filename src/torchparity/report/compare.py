@@ -777,16 +777,29 @@ def compare_runs(
     result = Comparison(
         changes, warnings, floor, alpha, typical, normalize, shift, dispersion, groups
     )
+    result.instructions_incomparable = instructions_incomparable(
+        baseline, current, baseline_env, current_env
+    )
+    return result
+
+
+def instructions_incomparable(
+    baseline: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    baseline_env: dict[str, Any] | None,
+    current_env: dict[str, Any] | None,
+) -> str:
+    """Why two runs' instruction counts measure different code ("" when they do not)."""
     cpu_b, cpu_c = (baseline_env or {}).get("cpu"), (current_env or {}).get("cpu")
-    methods_b, methods_c = _counting_methods(baseline), _counting_methods(current)
     if cpu_b and cpu_c and cpu_b != cpu_c:  # MKL, oneDNN and ORT choose code by instruction set
-        result.instructions_incomparable = f"the runs ran on different CPUs ({cpu_b} vs {cpu_c})"
-    elif methods_b and methods_c and methods_b != methods_c:  # other kernels were counted
-        result.instructions_incomparable = (
+        return f"the runs ran on different CPUs ({cpu_b} vs {cpu_c})"
+    methods_b, methods_c = _counting_methods(baseline), _counting_methods(current)
+    if methods_b and methods_c and methods_b != methods_c:  # other kernels were counted
+        return (
             f"the runs counted instructions differently ({', '.join(sorted(methods_b))} "
             f"vs {', '.join(sorted(methods_c))})"
         )
-    return result
+    return ""
 
 
 def _counting_methods(rows: list[dict[str, Any]]) -> set[str]:
