@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import traceback
 from typing import Any
@@ -9,6 +10,37 @@ from typing import Any
 from torchparity._core.status import Status
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+# OS errors that are the machine's, not any component's: blamed on ``environment``.
+_MACHINE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+
+
+class MachineFault(RuntimeError):
+    """A fault of the machine the run is on (a full or read-only disk, no network, an
+    install that cannot be made), said in words. Raised where torchparity meets one;
+    a row whose ``error_type`` is this is blamed on ``environment``."""
+
+
+def machine_fault(exc: BaseException) -> str | None:
+    """The machine's fault behind ``exc`` in words ("the disk is full: /path"), or
+    None when ``exc`` (or what it chains) is no such OS error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MachineFault):
+            return _message_line(current)
+        if isinstance(current, OSError) and current.errno in _MACHINE_ERRNOS:
+            where = f": {current.filename}" if current.filename else ""
+            return f"{_MACHINE_ERRNOS[current.errno]}{where}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _message_line(exc: BaseException) -> str:
@@ -37,10 +69,18 @@ def first_line(exc: BaseException) -> str:
 
 
 def error_fields(exc: BaseException, stage: str) -> dict[str, Any]:
-    return {
+    """The error columns of a row; a machine's fault leads the reason in words and is
+    kept in ``machine_fault`` (blamed on ``environment``)."""
+    fields = {
         "status": Status.ERROR.value,
         "reason": f"{stage}: {first_line(exc)}",
         "error_type": type(exc).__name__,
         "error_stage": stage,
         "traceback": traceback.format_exc()[-20000:],
     }
+    fault = machine_fault(exc)
+    if fault is not None:
+        fields["machine_fault"] = fault
+        if not isinstance(exc, MachineFault):
+            fields["reason"] = f"{stage}: {fault} ({first_line(exc)})"[:400]
+    return fields

@@ -10,7 +10,10 @@ runtime), ``openvino`` (its conversion and CPU plugin), ``device`` (the hardware
 case or plugin under test: its module or input factory fails to build, or its
 output is vacuous: empty, all zeros, independent of the inputs, or
 not reproducible: two fp64 calls on the same input differ),
-``environment`` (a missing optional dependency, a library that cannot load).
+``litert`` (its converter and interpreter), ``quantization`` (the int8 recipe
+itself: the quantized reference fails the same way), ``environment`` (the
+machine: a missing optional dependency, a library that cannot load, a full or
+read-only disk, no network; ``_core.errors.MachineFault``).
 
 A failure in a stage that runs before any backend is involved (``build``,
 ``reference``) gets the same blame on every backend: it is the case's, or the
@@ -34,6 +37,8 @@ CATEGORIES = (
     "inductor",
     "executorch",
     "openvino",
+    "litert",
+    "quantization",
     "device",
     "harness",
     "case",
@@ -61,12 +66,14 @@ _ENVIRONMENT = re.compile(
     r"DLL load failed|Library not loaded",
     re.I,
 )
-_ENVIRONMENT_TYPES = ("ModuleNotFoundError", "ImportError")
+_ENVIRONMENT_TYPES = ("ModuleNotFoundError", "ImportError", "MachineFault")
 
 
 def _environment(row: dict[str, Any], reason: str) -> bool:
     """A library that is missing or cannot load, whichever stage met it."""
-    return row.get("error_type") in _ENVIRONMENT_TYPES or bool(_ENVIRONMENT.search(reason))
+    if row.get("machine_fault") or row.get("error_type") in _ENVIRONMENT_TYPES:
+        return True
+    return bool(_ENVIRONMENT.search(reason))
 
 
 def _case_stage(row: dict[str, Any]) -> bool:
