@@ -214,6 +214,49 @@ def test_onnxruntime_node_passes_fp32_fp16_and_int64(js_runners, tmp_path):
     assert {r["runtime_language"] for r in rows} == {"JavaScript"}
 
 
+def test_a_0d_output_stays_0d_against_python_onnxruntime(tmp_path):
+    """The Python side of the JavaScript runners' comparison: a 0-d output (a
+    sum) from Python ONNX Runtime keeps its shape, so it equals the runner's."""
+    _needs("onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from torchparity.backends.native_backend import NativeCall
+    from torchparity.backends.ort_node import python_diff
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)],
+        "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    path = tmp_path / "sum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    x = torch.arange(128, dtype=torch.float32).reshape(8, 16) / 4  # sums exactly in any order
+    call = NativeCall(None, torch.device("cpu"), path)  # type: ignore[arg-type]
+    call.first = ((x,), [x.sum()])  # what a runner returned: a 0-d tensor
+    assert python_diff(path, call) == 0.0
+
+
+def test_onnxruntime_node_keeps_0d_outputs_and_output_dtypes(js_runners, tmp_path):
+    """Issue 36's probe: a 0-d output is 0-d from Node too (no difference
+    from Python, the same blame), and a FLOAT output of a fp16 graph fails."""
+    from tests.helpers import DATA
+
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(DATA / "dtype_cases.py"), "--suite", "dtype-probe"),
+        *("--precision", "fp32,fp16", "--backend", "onnxruntime,onnxruntime-node"),
+    )
+    cells = by_cell(rows)
+    node, python = (cells["sigmoid_sum", "fp32", b] for b in ("onnxruntime-node", "onnxruntime"))
+    assert node["backend_python_max_abs_diff"] == 0.0, explain(rows)
+    assert (node["status"], node.get("blame")) == (python["status"], python.get("blame"))
+    overflow = cells["fp16_overflow_sum", "fp16", "onnxruntime-node"]
+    assert overflow["status"] == "fail" and overflow["output_dtype"] == "float32", explain(rows)
+    assert "output dtype float32 where eager at fp16 returns float16" in overflow["reason"]
+
+
 def test_onnxruntime_web_passes_in_headless_chromium_with_threads(js_runners, tmp_path):
     from torchparity.backends.web_runner import find_browser
 

@@ -96,7 +96,9 @@ def python_diff(artifact: Path, call: NativeCall) -> float | None:
     session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     raw = session.run(None, {n: x.cpu().numpy() for n, x in zip(names, inputs, strict=True)})
-    return max_abs_diff(leaves, [torch.from_numpy(np.ascontiguousarray(a)) for a in raw])
+    # np.array, not np.ascontiguousarray: that one makes a 0-d output (a sum) 1-d,
+    # a shape that differs from the runner's () and so an infinite difference.
+    return max_abs_diff(leaves, [torch.from_numpy(np.array(a)) for a in raw])
 
 
 class OrtNodeBackend(NativeBackend):
