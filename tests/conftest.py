@@ -81,3 +81,24 @@ def native_runner(tmp_path_factory):
             os.environ.pop(native_build.ENV_CACHE, None)
         else:
             os.environ[native_build.ENV_CACHE] = saved
+
+
+@pytest.fixture(scope="session")
+def _js_cache_root(tmp_path_factory):
+    """A cache root holding the JavaScript runners, installed once for the
+    session (npm ci from the committed lock)."""
+    from torchparity.backends import js_build
+
+    if js_build.tools_missing():
+        pytest.skip(js_build.tools_missing())
+    root = tmp_path_factory.mktemp("js-cache-root")
+    return root, js_build.ensure_installed(root)
+
+
+@pytest.fixture
+def js_runners(_js_cache_root, monkeypatch):
+    """The session's JavaScript runners; the test's command lines use their
+    cache root (``$TORCHPARITY_CACHE_DIR``), so they find them installed."""
+    root, install = _js_cache_root
+    monkeypatch.setenv("TORCHPARITY_CACHE_DIR", str(root))
+    return install

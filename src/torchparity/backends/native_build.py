@@ -211,9 +211,9 @@ def build_key(compiler: Compiler, source: Path) -> str:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` held for the block (waits for another builder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    """An exclusive lock on ``path`` held for the block (waits for another
+    builder); a symbolic link in the lock's place is removed, never opened through."""
+    with open(cache.open_lock(path), "r+b") as handle:
         if sys.platform == "win32":
             import msvcrt
 
