@@ -197,3 +197,64 @@ def test_a_real_install_with_a_planted_link_is_installed_again_and_passes(js_run
     how = row["backend_runner_install"]
     assert how.startswith("rebuilt (a symbolic link in it: node_modules/onnxruntime-node/dist"), how
     assert not link.is_symlink()
+
+
+def test_no_cache_installs_in_a_private_temporary_directory(tmp_path):
+    """--no-cache: the install goes to a private temporary directory (removed
+    at exit), never the user cache. npm is offline here, so the install fails
+    at once; where it was attempted is what this test looks at."""
+    default, xdg, scratch = tmp_path / "user-cache", tmp_path / "xdg", tmp_path / "tmp"
+    scratch.mkdir()
+    env = {
+        **_offline_npm(tmp_path),
+        "TORCHPARITY_CACHE_DIR": str(default),
+        "XDG_CACHE_HOME": str(xdg),
+        "TMPDIR": str(scratch),
+    }
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run",
+        *("--case-file", str(JS_CASES), "--suite", "js_trust", "--case", "js_first"),
+        *("--backend", "onnxruntime-node", "--no-cache", "--out", str(out), *QUICK),
+        env=env,
+    )
+    rows = read_rows(out)
+    assert len(rows) == 1, proc.stderr
+    assert rows[0]["blame"] == "environment" and "npm error" in rows[0]["reason"], rows[0]
+    assert "need an install, but npm could not reach" in rows[0]["reason"], rows[0]["reason"]
+    assert not list(tmp_path.rglob(js_build.RUNNERS_DIR)), "installed in a cache"
+    assert not [p for p in scratch.iterdir() if p.name.startswith("torchparity-js-")]
+
+
+def test_the_browser_is_served_bytes_checked_when_served(tmp_path):
+    """The page's files are hashed as they are served: one changed after the
+    install's check is refused (500), never sent to the browser."""
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import ThreadingHTTPServer
+
+    from torchparity.backends import web_runner
+
+    install_dir = tmp_path / "install"
+    for name in ("core.mjs", "web/index.html", "web/page.mjs"):
+        (install_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(js_build.SOURCE_DIR / name, install_dir / name)
+    js_build.seal_tree(install_dir)
+    assert js_build.unverified(install_dir) is None
+    install = js_build.JsInstall(install_dir, False, 0.0, manifest=js_build._VERIFIED[install_dir])
+    state = web_runner._State(install, web_runner.served_files(install), b"")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), web_runner._handler(state))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/core.mjs"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.read() == (install_dir / "core.mjs").read_bytes()
+        with open(install_dir / "core.mjs", "a", encoding="utf-8") as fh:
+            fh.write("\nfetch('/stolen');\n")  # after the check, during the run
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=30)
+        assert refused.value.code == 500
+    finally:
+        server.shutdown()
+        server.server_close()

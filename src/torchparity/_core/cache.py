@@ -278,3 +278,24 @@ def open_lock(path: Path) -> int:
             raise OSError(f"{path} is not a regular file; remove it")
         return fd
     raise OSError(f"{path} keeps turning into a symbolic link; not used as a lock")
+
+
+_RUNNER_DIRS: dict[str, Path] = {}
+
+
+def private_dir(prefix: str) -> Path:
+    """A new directory only this process uses (0700), removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def runner_dir(cache_root: Path | None, name: str) -> Path:
+    """Where a runner is built or installed: ``<cache root>/<name>``, the run's
+    one cache; without one (``--no-cache``), a private directory of this
+    process (one per ``name``), removed at exit."""
+    if cache_root is not None:
+        return cache_root / name
+    if name not in _RUNNER_DIRS:
+        _RUNNER_DIRS[name] = private_dir(f"torchparity-{name}-")
+    return _RUNNER_DIRS[name]

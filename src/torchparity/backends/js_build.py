@@ -22,7 +22,6 @@ hashed and matched when they are served.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
@@ -31,7 +30,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,23 +89,10 @@ def tools_missing() -> str | None:
     return None
 
 
-_PRIVATE_ROOTS: list[Path] = []
-
-
 def runners_root(cache_root: Path | None) -> Path:
     """``<cache root>/js-runner``; without a cache root (``--no-cache``), a
     private temporary directory of this process, removed at exit."""
-    if cache_root is not None:
-        return cache_root / RUNNERS_DIR
-    if not _PRIVATE_ROOTS:
-        _PRIVATE_ROOTS.append(_private_dir("torchparity-js-"))
-    return _PRIVATE_ROOTS[0]
-
-
-def _private_dir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))  # 0700, ours alone
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
+    return cache.runner_dir(cache_root, RUNNERS_DIR)
 
 
 def install_key() -> str:
@@ -324,7 +309,7 @@ def node_runner_script(install: JsInstall) -> Path:
     script = _NODE_COPIES.get(install.directory)
     if script is not None and script.is_file():
         return script
-    target = _private_dir("torchparity-node-")
+    target = cache.private_dir("torchparity-node-")
     for name in _node_files(install):
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         if cache.file_sha256(install.directory / name, target / name) != install.manifest[name]:
