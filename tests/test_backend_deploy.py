@@ -147,22 +147,12 @@ def test_onnxruntime_web_skips_without_a_browser(monkeypatch, tmp_path):
     assert reason and reason.startswith("no Chromium or Chrome on PATH"), reason
 
 
-@pytest.fixture(scope="session")
-def js_runners(tmp_path_factory) -> js_build.JsInstall:
-    """The JavaScript runners, installed once for the session (npm ci from the
-    committed lock) into a fresh cache every command line of these tests shares."""
-    if js_build.tools_missing():
-        pytest.skip(js_build.tools_missing())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(js_build.ENV_CACHE, str(tmp_path_factory.mktemp("js-cache")))
-        yield js_build.ensure_installed()
-
-
 def test_js_runners_install_sealed_and_pruned(js_runners):
     assert js_runners.installed and (js_runners.directory / "node_runner.mjs").is_file()
     bins = js_runners.directory / "node_modules" / "onnxruntime-node" / "bin" / "napi-v6"
     assert len([p for p in bins.glob("*/*") if p.is_dir()]) == 1  # this platform's only
-    assert js_build.ensure_installed().installed is False
+    root = js_runners.directory.parent.parent
+    assert js_build.ensure_installed(root).installed is False
     # A file changed after install fails the seal (checked once per process).
     core = js_runners.directory / "core.mjs"
     original = core.read_bytes()
@@ -179,8 +169,9 @@ def test_js_runners_install_sealed_and_pruned(js_runners):
 def test_a_tampered_install_is_installed_again(js_runners):
     js_build._VERIFIED.clear()
     (js_runners.directory / "core.mjs").write_text("process.exit(9)\n", encoding="utf-8")
-    again = js_build.ensure_installed()
-    assert again.installed and "process.exit(9)" not in (again.directory / "core.mjs").read_text()
+    again = js_build.ensure_installed(js_runners.directory.parent.parent)
+    assert again.installed and again.rebuilt == "files changed since install"
+    assert "process.exit(9)" not in (again.directory / "core.mjs").read_text()
 
 
 def test_onnxruntime_node_passes_fp32_fp16_and_int64(js_runners, tmp_path):
