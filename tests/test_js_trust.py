@@ -24,7 +24,7 @@ QUICK = ("--device", "cpu", "--precision", "fp32", "--min-time", "0.01", "--no-i
 # Planted in onnxruntime-common's place: writes the marker the moment Node loads it.
 PLANTED = "require('fs').writeFileSync({marker}, 'planted');\nmodule.exports = {{}};\n"
 
-pytestmark = pytest.mark.skipif(
+needs_node = pytest.mark.skipif(
     js_build.tools_missing() is not None, reason=js_build.tools_missing() or ""
 )
 
@@ -76,6 +76,7 @@ def _node_row(tmp_path: Path, cache_root: Path, env: dict[str, str]) -> dict:
     return row
 
 
+@needs_node
 @pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
 def test_a_symlink_in_the_install_is_refused_and_never_followed(tmp_path):
     marker = tmp_path / "planted-ran"
@@ -139,6 +140,7 @@ def _unshare_prefix() -> list[str]:
     return prefix
 
 
+@needs_node
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mount namespaces are Linux's")
 def test_a_read_only_install_that_needs_rebuilding_is_the_machines_fault(tmp_path):
     cache_root = tmp_path / "cache"
@@ -199,6 +201,7 @@ def test_a_real_install_with_a_planted_link_is_installed_again_and_passes(js_run
     assert not link.is_symlink()
 
 
+@needs_node
 def test_no_cache_installs_in_a_private_temporary_directory(tmp_path):
     """--no-cache: the install goes to a private temporary directory (removed
     at exit), never the user cache. npm is offline here, so the install fails
@@ -258,3 +261,37 @@ def test_the_browser_is_served_bytes_checked_when_served(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_a_lock_file_linked_elsewhere_is_never_written_through(tmp_path):
+    from torchparity.backends.native_build import _locked
+
+    target = tmp_path / "outside" / "target"
+    target.parent.mkdir()
+    lock = tmp_path / "cache" / "js-runner" / "key.lock"
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(target)
+    with _locked(lock):
+        assert lock.is_file() and not lock.is_symlink()
+    assert not target.exists(), "the lock was opened through its link"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_an_artifact_folder_linked_elsewhere_is_replaced_not_written_through(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cache_root = tmp_path / "cache"
+    (cache_root / "artifacts").mkdir(parents=True)
+    (cache_root / "artifacts" / "torchscript-trace").symlink_to(outside, target_is_directory=True)
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run",
+        *("--case-file", str(JS_CASES), "--suite", "js_trust", "--case", "js_first"),
+        *("--backend", "torchscript-trace", "--cache-dir", str(cache_root)),
+        *("--out", str(out), *QUICK),
+    )
+    rows = read_rows(out)
+    assert [r["status"] for r in rows] == ["pass"], (rows, proc.stderr)
+    assert not list(outside.iterdir()), "the artifact was written through the link"
+    assert list((cache_root / "artifacts" / "torchscript-trace").glob("*.pt"))

@@ -47,6 +47,19 @@ def _scratch_dir() -> Path:
     return Path(path)
 
 
+def _unlink_links_below(root: Path | None, folder: Path) -> None:
+    """Remove a symbolic link in place of a folder torchparity makes under the
+    cache root (``artifacts/``, ``artifacts/<backend>/``): writes go inside the
+    one cache, never through a link to elsewhere (the link's target is not touched)."""
+    if root is None or not folder.is_relative_to(root):
+        return
+    current = root
+    for part in folder.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            current.unlink()
+
+
 def load_or_build(
     ctx: PrepareContext,
     key: str,
@@ -72,6 +85,7 @@ def load_or_build(
         build(path)
         ctx.notes["cache"] = "off"
         return load(path)
+    _unlink_links_below(ctx.runner_cache, ctx.cache_dir)
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.cache_dir / f"{safe_file_stem(ctx.cell.case, 60)}-{key}{suffix}"
     state = "miss"
