@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import inspect
 import keyword
-import linecache
 from typing import Any
 
 import torch
 
+from torchparity.cases.call_args import generated_subclass
 from torchparity.cases.outputs import tensor_leaves
 
 # Part of every artifact's key (backends/artifacts.py): what the wrapper is
@@ -73,15 +73,8 @@ def _class_for(names: tuple[str, ...]) -> type[FlatOutputs]:
     if names not in _CLASSES:
         args = ", ".join(names)
         source = f"def forward(self, {args}):\n    return _leaves(self.inner({args}))\n"
-        filename = f"<torchparity FlatOutputs {len(_CLASSES)}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace: dict[str, Any] = {}
-        code = compile(source, filename, "exec")
-        exec(code, {"_leaves": tensor_leaves}, namespace)  # noqa: S102 - our own template
-        _CLASSES[names] = type(
-            "FlatOutputs",
-            (FlatOutputs,),
-            {"forward": namespace["forward"], "input_names": names, "__module__": __name__},
+        _CLASSES[names] = generated_subclass(
+            FlatOutputs, source, len(_CLASSES), {"input_names": names}, {"_leaves": tensor_leaves}
         )
     return _CLASSES[names]
 
