@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from tests.helpers import DATA, ROOT, run_cli
+from tests.helpers import DATA, ROOT, quick_run, run_cli
 
 # The suite never writes to the user's cache or config directory: a session-wide
 # default here (session fixtures and subprocesses inherit it), a fresh cache per test below.
@@ -61,6 +61,23 @@ def sample_run(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+EDGE_BACKENDS = ("eager", "onnxruntime", "export")
+
+
+@pytest.fixture(scope="session")
+def edge_run(tmp_path_factory):
+    """One quick run of tests/data/edge_cases.py (a user's own models at their
+    edges) on ``EDGE_BACKENDS``, its artifacts kept: (run directory, cache
+    directory, the finished process). Shared by the blame and keyword tests."""
+    base = tmp_path_factory.mktemp("edges")
+    backends = ",".join(EDGE_BACKENDS)
+    cache = base / "cache"
+    proc = quick_run(
+        DATA / "edge_cases.py", "edges", backends, base / "run", "--cache-dir", str(cache)
+    )
+    return base / "run", cache, proc
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, EDGE_BACKENDS
 from tests.helpers import quick_run, read_rows
 from torchparity.verdicts import blame
 
@@ -31,9 +31,69 @@ def test_a_case_failure_is_the_case_s_on_every_backend(tmp_path) -> None:
     assert "blame: 8 case, 4 environment" in proc.stdout
 
 
+def test_what_eager_cannot_return_at_the_reference_is_the_case_s_on_every_backend(
+    edge_run,
+) -> None:
+    out, _, proc = edge_run
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["case"], r["backend"]): r for r in read_rows(out)}
+    for case, leaf in (("returns_none", "out: NoneType"), ("returns_float", "out: float")):
+        for backend in EDGE_BACKENDS:
+            row = rows[case, backend]
+            found = (row["status"], row["blame"], row["error_stage"])
+            assert found == ("error", "case", "reference"), row
+            assert f"no output tensors to compare: the module's output is {leaf};" in row["reason"]
+
+
+def test_a_list_of_ints_among_the_inputs_is_a_constant_every_backend_takes(edge_run) -> None:
+    out, _, proc = edge_run
+    rows = [r for r in read_rows(out) if r["case"] == "list_input"]
+    assert {r["backend"]: r["status"] for r in rows} == dict.fromkeys(EDGE_BACKENDS, "pass"), [
+        r.get("reason") for r in rows
+    ]
+
+
+# Where an exception was raised, as a row's traceback says it.
+def _raised_in(path: str) -> str:
+    return f'Traceback (most recent call last):\n  File "{path}", line 9, in call\n    x.detach()\n'
+
+
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
+        # Python's own error inside torchparity's code (its plumbing) is the harness's ...
+        (
+            {
+                "status": "error",
+                "error_stage": "call",
+                "error_type": "AttributeError",
+                "reason": "call: AttributeError: 'list' object has no attribute 'detach'",
+                "traceback": _raised_in("/x/src/torchparity/backends/onnx_runtime.py"),
+            },
+            "harness",
+        ),
+        # ... and inside the exporter, or the case's own forward, it is not.
+        (
+            {
+                "status": "error",
+                "error_stage": "prepare",
+                "error_type": "AttributeError",
+                "traceback": _raised_in("/x/site-packages/torch/onnx/_internal/exporter/_core.py"),
+            },
+            "exporter",
+        ),
+        (
+            {
+                "status": "error",
+                "error_stage": "call",
+                "error_type": "TypeError",
+                "traceback": _raised_in("/home/u/torchparity/tests/data/my_cases.py"),
+            },
+            "exporter",
+        ),
+        # A crash or hang while eager computed the reference: the case's.
+        ({"status": "crash", "error_stage": "reference", "reason": "reference: ..."}, "case"),
+        ({"status": "timeout", "error_stage": "build", "reason": "build: ..."}, "case"),
         ({"status": "error", "error_stage": "build", "error_type": "AttributeError"}, "case"),
         ({"status": "error", "error_stage": "reference", "error_type": "RuntimeError"}, "case"),
         ({"status": "error", "error_stage": "compare", "error_type": "NothingToCompare"}, "case"),

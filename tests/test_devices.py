@@ -149,6 +149,29 @@ def test_autocast_precisions_skip_backends_that_cannot_honour_them():
     assert precheck(Cell("x", "model", "s", "cpu", "amp-bf16", "eager")) is None
 
 
+# Backends whose supports() says why autocast cannot run on them, and what to run instead.
+AUTOCAST_REASONS = {
+    "torchscript": "autocast is not applied inside a TorchScript artifact",
+    "torchscript-trace": "autocast is not applied inside a TorchScript artifact",
+    "export": "autocast is not captured into an exported artifact",
+    "aoti": "autocast is not captured into an exported artifact",
+    "aoti-cpp": "autocast is not captured into an exported artifact",
+    "torchscript-cpp": "autocast is not applied inside a TorchScript artifact",
+    "onnxruntime-web": "autocast has no ONNX equivalent",
+    "executorch": "autocast is not captured into an exported artifact",
+    "openvino": "autocast is not captured into an exported artifact",
+    "onnxruntime": "autocast has no ONNX equivalent",
+    "onnxruntime-legacy": "autocast has no ONNX equivalent",
+    "onnxruntime-node": "autocast has no ONNX equivalent",
+}
+
+
+@pytest.mark.parametrize("backend", sorted(AUTOCAST_REASONS))
+def test_an_autocast_skip_gives_the_backend_s_own_reason(backend):
+    reason = precheck(Cell("x", "model", "s", "cpu", "amp-bf16", backend))
+    assert reason is not None and AUTOCAST_REASONS[backend] in reason, reason
+
+
 def test_autocast_on_cpu_end_to_end(cli, tiny_cases, tmp_path):
     out = tmp_path / "run"
     proc = cli(

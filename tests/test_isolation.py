@@ -12,6 +12,8 @@ from tests.helpers import DATA, read_rows, run_cli, start_cli
 
 
 def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
+    """Each fault is every backend's row of its case, decided by one worker's
+    death: the case's own forward crashed or hung in eager, at the reference."""
     out = tmp_path / "faults"
     proc = cli(
         "run",
@@ -23,6 +25,8 @@ def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
         "cpu",
         "--precision",
         "fp32",
+        "--backend",
+        "eager,torchscript-trace",
         "--timeout",
         "5",
         "--out",
@@ -31,18 +35,27 @@ def test_every_fault_is_one_row_and_the_run_completes(cli, tmp_path):
         "0.01",
     )
     assert proc.returncode == 0, proc.stderr
-    frame = pd.read_csv(out / "results.csv").set_index("case")
-    assert len(frame) == 5
-    assert frame.loc["fault_abort", "status"] == "crash"
-    assert frame.loc["fault_segfault", "status"] == "crash"
-    if sys.platform != "win32":
-        assert "SIGABRT" in frame.loc["fault_abort", "reason"]
-        assert "SIGSEGV" in frame.loc["fault_segfault", "reason"]
-    assert frame.loc["fault_hang", "status"] == "timeout"
-    assert "5s" in frame.loc["fault_hang", "reason"]
-    assert frame.loc["fault_constructor", "status"] == "error"
-    assert "cannot build this model" in frame.loc["fault_constructor", "reason"]
-    assert frame.loc["fault_healthy", "status"] == "pass"  # a replaced worker carries on
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == 5 * 2
+    backends = ("eager", "torchscript-trace")
+    assert set(frame.groupby("case").backend.apply(frozenset)) == {frozenset(backends)}
+    frame = frame.set_index(["case", "backend"])
+    for backend in backends:
+        abort, segfault = frame.loc["fault_abort", backend], frame.loc["fault_segfault", backend]
+        assert abort.status == "crash" and segfault.status == "crash"
+        if sys.platform != "win32":
+            assert "SIGABRT" in abort.reason and "SIGSEGV" in segfault.reason
+        hang = frame.loc["fault_hang", backend]
+        assert hang.status == "timeout" and "no result within 10s" in hang.reason  # 2 cells x 5 s
+        for row in (abort, segfault, hang):
+            assert (row.blame, row.error_stage) == ("case", "reference"), dict(row)
+            assert row.reason.startswith("reference: the case's own forward in eager at fp64")
+        assert frame.loc["fault_constructor", backend].status == "error"
+        assert "cannot build this model" in frame.loc["fault_constructor", backend].reason
+        assert frame.loc["fault_healthy", backend].status == "pass"  # a replaced worker carries on
+    # Decided once: one worker died per faulty case (3), not once more per backend.
+    log = (out / "worker.log").read_text(encoding="utf-8")
+    assert log.count(" started\n") == 1 + 3, log[-2000:]
 
 
 def _lines(path):

@@ -43,6 +43,21 @@ def test_positional_and_keyword_inputs_on_graph_backends(tmp_path) -> None:
     assert len(rows) == 3 and {r["status"] for r in rows} == {"pass"}, rows
 
 
+def test_keyword_inputs_name_the_onnx_graph_s_and_the_exported_program_s_inputs(edge_run) -> None:
+    """A whole-model cell's artifacts, as the run cached them: the ONNX file's
+    graph inputs and the exported program's placeholders carry the keywords."""
+    onnx = pytest.importorskip("onnx")
+    out, cache, proc = edge_run
+    assert proc.returncode == 0, proc.stderr
+    rows = [r for r in read_rows(out) if r["case"] == "keyword_named"]
+    assert {r["status"] for r in rows} == {"pass"}, [r.get("reason") for r in rows]
+    (onnx_file,) = (cache / "artifacts" / "onnxruntime").glob("keyword_named-*.onnx")
+    assert [i.name for i in onnx.load(str(onnx_file)).graph.input] == ["arg0", "scale", "bias"]
+    (pt2,) = (cache / "artifacts" / "export").glob("keyword_named-*.pt2")
+    program = torch.export.load(str(pt2))
+    assert list(program.graph_signature.user_inputs) == ["arg0", "scale", "bias"]
+
+
 class _Masked(torch.nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, shift: float = 0.0) -> torch.Tensor:
         return x * mask + shift

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torchparity.axes.devices import Device, register_device
     from torchparity.backends import register_backend
-    from torchparity.backends.base import Backend, PrepareContext
+    from torchparity.backends.base import Backend
     from torchparity.backends.options import BackendOption
     from torchparity.cases.case import (
         Case,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torchparity.cases.inputs import InputGen
     from torchparity.cases.shapes import DynamicDim
     from torchparity.cases.tolerance import Tolerance
+    from torchparity.prepare_context import PrepareContext
 
 _EXPORTS = {
     "Backend": "torchparity.backends.base",
@@ -35,7 +36,7 @@ _EXPORTS = {
     "DynamicDim": "torchparity.cases.shapes",
     "InputGen": "torchparity.cases.inputs",
     "KnownFailure": "torchparity.cases.case",
-    "PrepareContext": "torchparity.backends.base",
+    "PrepareContext": "torchparity.prepare_context",
     "Tolerance": "torchparity.cases.tolerance",
     "register_backend": "torchparity.backends",
     "register_case": "torchparity.cases.case",

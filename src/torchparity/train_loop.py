@@ -9,7 +9,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +23,8 @@ from torchparity.cases.case import Case
 from torchparity.cases.inputs import InputGen, cast_inputs
 from torchparity.cases.outputs import flatten
 from torchparity.cases.reference import build_module
+from torchparity.prepare_context import PrepareContext
 from torchparity.verdicts.train_drift import sensitivities
-
-if TYPE_CHECKING:  # a type only: backends import this module
-    from torchparity.backends.base import PrepareContext
 
 DEFAULT_STEPS = 3
 

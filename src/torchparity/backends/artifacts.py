@@ -19,6 +19,7 @@ import torch
 from torchparity._core import cache
 from torchparity._core.files import safe_file_stem
 from torchparity.backends.base import PrepareContext
+from torchparity.backends.flat import FORM as FLAT_FORM
 from torchparity.cases.cache_keys import library_version, module_fingerprint
 
 __all__ = ["artifact_key", "library_version", "load_or_build"]
@@ -35,7 +36,7 @@ def artifact_key(ctx: PrepareContext, module: torch.nn.Module, extra: Iterable[s
     backend's own ``extra`` facts (route, exporter), and the dynamic dims it
     was asked to declare (shape mode)."""
     dynamic = [f"dynamic={d.name}:{d.at}:{d.min}:{d.max}" for d in ctx.dynamic]
-    text = "|".join([ctx.cache_key, module_fingerprint(module), *extra, *dynamic])
+    text = "|".join([ctx.cache_key, module_fingerprint(module), FLAT_FORM, *extra, *dynamic])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -5,7 +5,8 @@ fixed is seen (``silent-static``; docs/shapes.md).
 
 - torch.export, the dynamo ONNX exporter and AOTInductor: ``dynamic_shapes``
   with one ``torch.export.Dim(name, min=, max=)`` per declared dim;
-- the legacy ONNX exporter: ``input_names`` and ``dynamic_axes``;
+- the legacy ONNX exporter: ``dynamic_axes`` by input name (the wrapper's
+  parameter names, given to it as ``input_names``);
 - TorchScript (script and trace): nothing to declare; the artifact has no
   input signature to read back.
 """
@@ -22,25 +23,23 @@ from torchparity.cases.shapes import DynamicDim
 Shape = list[Any]  # one input's dims: an int when fixed, a name (str) or None when not
 
 
-def export_dynamic_shapes(dims: Sequence[DynamicDim], count: int) -> dict[str, Any]:
-    """``dynamic_shapes`` for the flat-output wrapper (``forward(self, *inputs)``)
-    called with ``count`` inputs: per input ``{axis: Dim}``, or None."""
+def export_dynamic_shapes(dims: Sequence[DynamicDim], count: int) -> tuple[Any, ...]:
+    """``dynamic_shapes`` for the flat-output wrapper (backends/flat.py: one
+    named parameter per input) called with ``count`` inputs: per input, in
+    order, ``{axis: Dim}``, or None."""
     made = {d.name: torch.export.Dim(d.name, min=d.min, max=d.max) for d in dims}
     per: list[dict[int, Any]] = [{} for _ in range(count)]
     for d in dims:
         for index, axis in d.at:
             per[index][axis] = made[d.name]
-    return {"inputs": tuple(p or None for p in per)}
+    return tuple(p or None for p in per)
 
 
-def input_names(count: int) -> list[str]:
-    """The graph input names the legacy exporter is given in shape mode."""
-    return [f"input_{i}" for i in range(count)]
-
-
-def onnx_dynamic_axes(dims: Sequence[DynamicDim], count: int) -> dict[str, dict[int, str]]:
-    """The legacy exporter's ``dynamic_axes``: input name -> {axis: dim name}."""
-    names = input_names(count)
+def onnx_dynamic_axes(
+    dims: Sequence[DynamicDim], names: Sequence[str]
+) -> dict[str, dict[int, str]]:
+    """The legacy exporter's ``dynamic_axes``: input name (``names``, the
+    graph's, one per input in order) -> {axis: dim name}."""
     axes: dict[str, dict[int, str]] = {}
     for d in dims:
         for index, axis in d.at:

@@ -39,15 +39,15 @@ from torchparity.backends.artifacts import artifact_key, library_version, load_o
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.dynamic import (
     export_dynamic_shapes,
-    input_names,
     onnx_dynamic_axes,
     record_signature,
     session_shapes,
 )
-from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.flat import flat_outputs
 from torchparity.backends.options import BackendOption
 from torchparity.backends.quantize import quantized_for
 from torchparity.cases.inputs import tensor_digest
+from torchparity.cases.shapes import DynamicDim
 
 # The execution provider for each device kind.
 PROVIDERS = {
@@ -132,16 +132,17 @@ class OnnxRuntimeBackend(Backend):
             return f"{provider} is not available in this onnxruntime build (has {', '.join(available)})"
         return None
 
-    def _dynamism(self, ctx: PrepareContext, count: int) -> dict[str, Any]:
-        """The exporter's keywords for the dims shape mode asks to be dynamic."""
-        if not ctx.dynamic:
-            return {}
+    def _naming(
+        self, names: tuple[str, ...], inputs: tuple, dynamic: tuple[DynamicDim, ...]
+    ) -> dict[str, Any]:
+        """The exporter's keywords for the graph's input names (the dynamo
+        exporter takes the wrapper's parameter names itself) and for the dims
+        shape mode asks to be dynamic."""
         if self.dynamo:
-            return {"dynamic_shapes": export_dynamic_shapes(ctx.dynamic, count)}
-        return {
-            "input_names": input_names(count),
-            "dynamic_axes": onnx_dynamic_axes(ctx.dynamic, count),
-        }
+            return {"dynamic_shapes": export_dynamic_shapes(dynamic, len(names))} if dynamic else {}
+        tensors = [n for n, x in zip(names, inputs, strict=True) if isinstance(x, torch.Tensor)]
+        axes = {"dynamic_axes": onnx_dynamic_axes(dynamic, names)} if dynamic else {}
+        return {"input_names": tensors, **axes}
 
     def _export(
         self,
@@ -149,9 +150,12 @@ class OnnxRuntimeBackend(Backend):
         example_inputs: tuple,
         opset: int | None,
         path: Path,
-        dynamism: dict[str, Any],
+        dynamic: tuple[DynamicDim, ...] = (),
     ) -> None:
         import onnx
+
+        wrapped = flat_outputs(module, len(example_inputs)).eval()
+        naming = self._naming(wrapped.input_names, example_inputs, dynamic)
 
         # The exporters narrate each step on stdout and log missing optional
         # libraries (torchvision) on every export; the row says what matters.
@@ -160,14 +164,14 @@ class OnnxRuntimeBackend(Backend):
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                FlatOutputs(module).eval(),
+                wrapped,
                 example_inputs,
                 str(path),
                 dynamo=self.dynamo,
                 opset_version=opset,
                 external_data=False,
                 verbose=False,
-                **dynamism,
+                **naming,
             )
         onnx.checker.check_model(str(path), full_check=True)
 
@@ -193,12 +197,11 @@ class OnnxRuntimeBackend(Backend):
             build, more = self._int8_build(module, example_inputs, ctx, opset)
             return load_or_build(ctx, artifact_key(ctx, module, facts + more), ".onnx", build, load)
         key = artifact_key(ctx, module, facts)
-        dynamism = self._dynamism(ctx, len(example_inputs))
         return load_or_build(
             ctx,
             key,
             ".onnx",
-            lambda p: self._export(module, example_inputs, opset, p, dynamism),
+            lambda p: self._export(module, example_inputs, opset, p, ctx.dynamic),
             load,
         )
 
@@ -215,7 +218,7 @@ class OnnxRuntimeBackend(Backend):
         if quantizer == "pt2e":
             quantized = quantized_for(module, example_inputs, ctx)
             return (
-                lambda p: self._export(quantized.module, example_inputs, opset, p, {}),
+                lambda p: self._export(quantized.module, example_inputs, opset, p),
                 [f"int8_quantizer={quantizer}", *quantized.key()],
             )
         ctx.notes["int8_recipe"] = ort_recipe(mode)
@@ -224,7 +227,7 @@ class OnnxRuntimeBackend(Backend):
         def build(path: Path) -> None:
             with tempfile.TemporaryDirectory(prefix="torchparity-int8-") as tmp:
                 fp32 = Path(tmp) / "fp32.onnx"
-                self._export(module, example_inputs, opset, fp32, {})
+                self._export(module, example_inputs, opset, fp32)
                 ort_quantize(fp32, path, mode, calibration)
 
         digest = tensor_digest([x for b in calibration for x in b])
@@ -399,7 +402,8 @@ def _host_call(
     bits), outputs back to torch tensors on ``device``."""
 
     def call(*inputs: Any) -> list[torch.Tensor]:
-        host = [x.detach().cpu().contiguous() for x in inputs]
+        # Constant inputs (a list of ints) are in the graph, not fed: tensors only.
+        host = [x.detach().cpu().contiguous() for x in inputs if isinstance(x, torch.Tensor)]
         if any(x.dtype == torch.bfloat16 for x in host):
             feed = {n: _ort_value(x) for n, x in zip(names, host, strict=True)}
             raw = [v.numpy() for v in session.run_with_ort_values(None, feed)]

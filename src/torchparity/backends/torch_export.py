@@ -16,21 +16,23 @@ from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.dynamic import export_dynamic_shapes, program_shapes, record_signature
-from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.flat import flat_outputs
 
 
 def export_program(
     module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext | None = None
 ) -> torch.export.ExportedProgram:
-    """The module, wrapped to return flat tensor leaves, exported on the
-    example inputs; with ``ctx.dynamic`` (shape mode) its dims declared as
+    """The module, wrapped to return flat tensor leaves (its inputs named
+    after its forward's parameters), exported on the example inputs; with ``ctx.dynamic`` (shape mode) its dims declared as
     ``Dim``s, and the program's own input signature recorded in ``ctx.notes``."""
     dynamic = ctx.dynamic if ctx is not None else ()
     shapes = export_dynamic_shapes(dynamic, len(example_inputs)) if dynamic else None
     with warnings.catch_warnings():  # advice about the model's code, once per export
         warnings.simplefilter("ignore")
         program = torch.export.export(
-            FlatOutputs(module).eval(), tuple(example_inputs), dynamic_shapes=shapes
+            flat_outputs(module, len(example_inputs)).eval(),
+            tuple(example_inputs),
+            dynamic_shapes=shapes,
         )
     if ctx is not None and dynamic:
         record_signature(ctx.notes, dynamic, program_shapes(program))

@@ -21,7 +21,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
-from torchparity.backends.flat import FlatOutputs
+from torchparity.backends.flat import flat_outputs
 from torchparity.backends.options import BackendOption, truthy
 
 T = TypeVar("T")
@@ -83,7 +83,8 @@ class TorchScriptBackend(Backend):
                 torch.jit._state._clear_class_state()
                 raise
         # Tracing records Python, so the flattening wrapper traces away.
-        traced = torch.jit.trace(FlatOutputs(module), example_inputs, check_trace=False)
+        wrapped = flat_outputs(module, len(example_inputs))
+        traced = torch.jit.trace(wrapped, example_inputs, check_trace=False)
         if not isinstance(traced, torch.jit.ScriptModule):  # a module traces to a module
             raise TypeError(f"torch.jit.trace returned {type(traced).__name__}, not a module")
         return traced

@@ -24,11 +24,12 @@ import linecache
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 _LITERALS = (bool, int, float, str, type(None))
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,18 +118,26 @@ def _forward_source(layout: KeywordLayout) -> str:
     return f"def forward(self, {layout.signature()}):\n    return self.inner({', '.join(call)})\n"
 
 
+def generated_subclass(
+    base: type[T], source: str, number: int, attrs: dict[str, Any], names: dict[str, Any]
+) -> type[T]:
+    """A subclass of ``base`` (named as it, in its module) whose ``forward`` is
+    the one ``source`` (our own template, with ``names`` as its globals)
+    defines, with ``attrs``. The source is registered with ``linecache``, as
+    TorchScript reads a forward's source through it."""
+    filename = f"<torchparity {base.__name__} {number}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), dict(names), namespace)  # noqa: S102
+    body = {"forward": namespace["forward"], "__module__": base.__module__, **attrs}
+    return type(base.__name__, (base,), body)
+
+
 def _class_for(layout: KeywordLayout) -> type[KeywordCall]:
     if layout not in _CLASSES:
         source = _forward_source(layout)
-        filename = f"<torchparity KeywordCall {len(_CLASSES)}>"
-        # TorchScript reads a forward's source through linecache.
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace: dict[str, Any] = {}
-        exec(compile(source, filename, "exec"), {}, namespace)  # noqa: S102 - our own template
-        _CLASSES[layout] = type(
-            "KeywordCall",
-            (KeywordCall,),
-            {"forward": namespace["forward"], "layout": layout, "__module__": __name__},
+        _CLASSES[layout] = generated_subclass(
+            KeywordCall, source, len(_CLASSES), {"layout": layout}, {}
         )
     return _CLASSES[layout]
 

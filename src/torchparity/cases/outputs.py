@@ -21,6 +21,8 @@ class Flattened:
     names: list[str]
     tensors: list[torch.Tensor]
     dropped: list[str] = field(default_factory=list)  # "name: type" of non-tensor leaves
+    # "name: type" of the leaves that were Python numbers (in ``tensors`` as 0-d tensors)
+    numbers: list[str] = field(default_factory=list)
 
     @property
     def numel(self) -> int:
@@ -57,6 +59,7 @@ def flatten(tree: Any) -> Flattened:
     for path, leaf in leaves:
         name = pytree.keystr(path) or "out"
         if isinstance(leaf, bool | int | float):
+            out.numbers.append(f"{name}: {type(leaf).__name__}")
             leaf = torch.tensor(leaf)
         if isinstance(leaf, torch.Tensor):
             out.names.append(name)
@@ -75,3 +78,17 @@ def flat_leaves(value: Any) -> list[Any]:
     """The leaves of a graph backend's flat output (a tuple or list of tensors,
     possibly nested one level by a runtime), in order."""
     return list(pytree.tree_leaves(value))
+
+
+def no_tensor_output(out: Flattened) -> str | None:
+    """Why a module's output (flattened) holds no tensor at all, or None: only
+    None, Python numbers or an empty container. Eager returns it, but no
+    graph can (a number computed from a tensor leaves the graph), and a
+    verdict on it would judge Python's arithmetic, not a backend."""
+    if len(out.tensors) > len(out.numbers):
+        return None
+    what = ", ".join(out.numbers + out.dropped) or "an empty container"
+    return (
+        f"no output tensors to compare: the module's output is {what}; return the tensors "
+        "a deployed model returns (`return y`, not `float(y)`, `y.item()` or nothing)"
+    )

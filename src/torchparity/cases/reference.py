@@ -15,6 +15,7 @@ inputs in place cannot change what later consumers see.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from torchparity.cases.cache_keys import behaviour_probe, cell_key
 from torchparity.cases.call_args import as_positional, keyword_call, layout_of
 from torchparity.cases.case import Case
 from torchparity.cases.inputs import InputGen, init_weights, seed_from, tensor_digest
-from torchparity.cases.outputs import flatten
+from torchparity.cases.outputs import Flattened, flatten
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Reference:
     outputs: list[torch.Tensor]
     input_digest: str
     dropped: list[str] = field(default_factory=list)  # non-tensor output leaves
+    numbers: list[str] = field(default_factory=list)  # leaves that were Python numbers
     fingerprint: str = ""  # the module's behavioural fingerprint (cache_keys.Probe)
     nondeterministic: str = ""  # why two fp64 calls differ ("" when they agree)
     cache: str = ""  # hit / miss / rebuilt (why) / off: the row's reference_cache
@@ -68,7 +70,27 @@ def clone_inputs(inputs: tuple) -> tuple:
 
 
 def input_digest(inputs: tuple) -> str:
-    return tensor_digest([x for x in inputs if isinstance(x, torch.Tensor)])
+    """The inputs' digest: their tensors' bytes, and the values of the constant
+    inputs beside them (a list of ints, a flag) when there are any."""
+    digest = tensor_digest([x for x in inputs if isinstance(x, torch.Tensor)])
+    constants = [
+        f"{i}={_constant_text(x)}" for i, x in enumerate(inputs) if not isinstance(x, torch.Tensor)
+    ]
+    if not constants:
+        return digest  # the digest tensors alone always had: caches stay valid
+    text = "|".join([digest, *constants])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _constant_text(x: object) -> str:
+    """A constant input's value as text, the same in every process: plain
+    values and lists or tuples of them; another object by its type alone
+    (its repr may hold a memory address)."""
+    if isinstance(x, (list, tuple)):
+        return type(x).__name__ + "(" + ",".join(_constant_text(v) for v in x) + ")"
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return repr(x)
+    return type(x).__qualname__
 
 
 def reference_key(case: Case, case_print: str, digest: str, seed: int) -> str:
@@ -86,7 +108,14 @@ def compute_reference(module: torch.nn.Module, inputs: tuple, digest: str) -> Re
     )
     with torch.no_grad():
         out = flatten(ref_module(*ref_inputs))
-    return Reference(out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped)
+    return Reference(
+        out.names, [t.detach().clone() for t in out.tensors], digest, out.dropped, out.numbers
+    )
+
+
+def as_flattened(ref: Reference) -> Flattened:
+    """The reference's output, as the one flattening gave it."""
+    return Flattened(list(ref.names), list(ref.outputs), list(ref.dropped), list(ref.numbers))
 
 
 def _load(path: Path, fingerprint: str) -> Reference | str:
@@ -99,11 +128,14 @@ def _load(path: Path, fingerprint: str) -> Reference | str:
         return why
     try:
         data = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
+        if "numbers" not in data:
+            return "an entry of an older torchparity (no Python-number leaves recorded)"
         return Reference(
             list(data["names"]),
             list(data["outputs"]),
             data["input_digest"],
             list(data.get("dropped", [])),
+            list(data["numbers"]),
         )
     except Exception as exc:  # a corrupt file is recomputed, never trusted
         return f"{type(exc).__name__} loading the cached entry"
@@ -118,6 +150,7 @@ def _save(ref: Reference, path: Path) -> None:
             "outputs": ref.outputs,
             "input_digest": ref.input_digest,
             "dropped": ref.dropped,
+            "numbers": ref.numbers,
         },
         buffer,
     )

@@ -105,7 +105,11 @@ def precheck(cell: Cell) -> str | None:
     backend = get_backend(cell.backend)
     precision = get_precision(cell.precision)
     if precision.autocast is not None and not backend.supports_autocast:
-        return f"{cell.backend} does not run under autocast ({cell.precision})"
+        # The backend's own reason first (what to run instead), the generic one else.
+        return (
+            backend.supports(cell, precision)
+            or f"{cell.backend} does not run under autocast ({cell.precision})"
+        )
     if precision.quant is not None:
         reason = int8_unsupported(cell, case, backend, precision)
         if reason:

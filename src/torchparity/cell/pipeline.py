@@ -34,9 +34,10 @@ from torchparity.cases.cache_keys import case_fingerprint
 from torchparity.cases.case import Case
 from torchparity.cases.constant import vacuous_reason
 from torchparity.cases.inputs import cast_inputs, tensor_digest
-from torchparity.cases.outputs import Flattened, flat_leaves, flatten
+from torchparity.cases.outputs import Flattened, flat_leaves, flatten, no_tensor_output
 from torchparity.cases.reference import (
     Reference,
+    as_flattened,
     build_inputs,
     build_module,
     clone_inputs,
@@ -177,8 +178,14 @@ def load_reference(s: CellState) -> bool:
 
 
 def stage_reference(s: CellState) -> bool:
+    """The reference, and whether it can carry a verdict: what eager cannot
+    return at fp64 (no tensor) is the case's on every backend, decided here,
+    before any backend runs."""
     if not load_reference(s):
         return False
+    nothing = no_tensor_output(as_flattened(s.reference))
+    if nothing:
+        raise NothingToCompare(nothing)
     vacuous = vacuous_reason(s.ctx.case, s.module, s.reference, s.case_print, s.ctx.seed)
     if vacuous:
         raise NothingToCompare(vacuous)

@@ -72,18 +72,44 @@ def check_precheck(s: CellRun) -> bool:
     return True
 
 
+# Where this process is: (cell id, stage) while a stage runs, None between
+# cells. A worker mirrors it where its parent reads it after a crash or a hang
+# (run/worker.py), so the row can say the stage that died: in ``build`` or
+# ``reference`` it is the case's own code, on every backend.
+StageListener = Callable[[tuple[str, str] | None], None]
+_LISTENERS: list[StageListener] = []
+_WHERE: list[tuple[str, str] | None] = [None]
+
+
+def listen_to_stages(listener: StageListener) -> None:
+    """Call ``listener`` with (cell id, stage) as each stage starts, and with
+    what was running before (None between cells) when a cell's stages end."""
+    _LISTENERS.append(listener)
+
+
+def _at(where: tuple[str, str] | None) -> None:
+    _WHERE[0] = where
+    for listener in _LISTENERS:
+        listener(where)
+
+
 def run_stages(state: S, stages: Stages[S]) -> bool:
     """Run ``stages`` over ``state`` in order; True when every one completed
     (none skipped, raised or found nothing to compare)."""
-    for name, stage in stages:
-        try:
-            if not stage(state):
+    outer = _WHERE[0]  # stages run inside a stage (localization) hand back to it
+    try:
+        for name, stage in stages:
+            _at((state.cell.id, name))
+            try:
+                if not stage(state):
+                    return False
+            except NothingToCompare as exc:
+                state.row.update(status=Status.ERROR, reason=f"{name}: {exc}")
+                state.row["error_stage"], state.row["error_type"] = name, "NothingToCompare"
                 return False
-        except NothingToCompare as exc:
-            state.row.update(status=Status.ERROR, reason=f"{name}: {exc}")
-            state.row["error_stage"], state.row["error_type"] = name, "NothingToCompare"
-            return False
-        except Exception as exc:  # a cell's failure is a finding, not a crash
-            add_columns(state.row, error_fields(exc, name))
-            return False
-    return True
+            except Exception as exc:  # a cell's failure is a finding, not a crash
+                add_columns(state.row, error_fields(exc, name))
+                return False
+        return True
+    finally:
+        _at(outer)

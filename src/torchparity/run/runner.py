@@ -73,25 +73,84 @@ def _died(answer: Any) -> bool:
     return isinstance(answer, dict) and answer.get("status") in ("crash", "timeout")
 
 
+Settle = Callable[[dict[str, Any], Group], dict[str, Any] | None]
+
+
 def ask(
-    executor: Executor, make: Callable[[Group], Any], cells: Group, timeout: float
+    executor: Executor,
+    make: Callable[[Group], Any],
+    cells: Group,
+    timeout: float,
+    settle: Settle | None = None,
 ) -> dict[str, Any]:
     """A group task's answer per cell. When the worker crashes or hangs on
-    the group, each cell is asked alone, so the fault costs one cell's row."""
+    the group, ``settle`` may answer for every cell at once (the case's own
+    code died); else each cell is asked alone, so the fault costs one cell's row."""
     answer = executor.run(make(cells), timeout * len(cells))
     if not _died(answer):
         return answer
+    settled = settle(answer, cells) if settle is not None else None
+    if settled is not None:
+        return settled
     if len(cells) == 1:
         return {cells[0].id: answer}
     out: dict[str, Any] = {}
     for cell in cells:
-        out.update(ask(executor, make, (cell,), timeout))
+        out.update(ask(executor, make, (cell,), timeout, settle))
     return out
 
 
-def _verdicts(executor: Executor, plan: RunPlan, group: Group) -> dict[str, dict[str, Any]]:
+# What died, in the words of a row, for a worker that crashed or hung in a stage
+# that runs before any backend is involved.
+_CASE_CODE = {
+    "build": "building the case (its module or its inputs)",
+    "reference": "the case's own forward in eager at fp64 (the reference)",
+}
+CaseKey = tuple[str, int, str]  # what a case's build and reference depend on
+
+
+def _case_key(cell: Cell) -> CaseKey:
+    return (cell.case, cell.sweep_batch, cell.mode)
+
+
+class CaseDeaths:
+    """Cases whose own code crashed or hung the worker while it built them or
+    computed their reference: that row, blamed on the case, is every cell's of
+    the case (each backend's, each device's and precision's), decided once."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.rows: dict[CaseKey, dict[str, Any]] = {}
+
+    def known(self, group: Group) -> dict[str, Any] | None:
+        row = self.rows.get(_case_key(group[0]))
+        return None if row is None else {c.id: dict(row) for c in group}
+
+    def settle(self, answer: dict[str, Any], cells: Group) -> dict[str, Any] | None:
+        """Every cell's row when the worker died in a case stage of one of ``cells``."""
+        where = self.executor.died_in()
+        if where is None or where[1] not in _CASE_CODE:
+            return None
+        dead = next((c for c in cells if c.id == where[0]), None)
+        if dead is None:
+            return None
+        what = "crashed" if answer.get("status") == Status.CRASH else "did not finish"
+        row = {
+            **answer,
+            "reason": f"{where[1]}: {_CASE_CODE[where[1]]} {what}: {answer.get('reason', '')}",
+            "error_stage": where[1],
+        }
+        self.rows[_case_key(dead)] = row
+        return self.known(cells)
+
+
+def _verdicts(
+    executor: Executor, plan: RunPlan, group: Group, deaths: CaseDeaths
+) -> dict[str, dict[str, Any]]:
     rounds = max(1, plan.rounds.rounds)
-    answers = ask(executor, lambda g: VerdictTask(g, rounds), group, plan.timeout)
+    answers = deaths.known(group) or ask(
+        executor, lambda g: VerdictTask(g, rounds), group, plan.timeout, deaths.settle
+    )
     return {cid: ({"row": a, "round": None} if _died(a) else a) for cid, a in answers.items()}
 
 
@@ -266,9 +325,10 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]
 def _run_schedule(plan: RunPlan, schedule: Schedule, sinks: Sinks, run_dir: RunDir) -> None:
     executor = _executor(plan)
     rounds = max(1, plan.rounds.rounds)
+    deaths = CaseDeaths(executor)
     try:
         schedule.run(
-            lambda g: _verdicts(executor, plan, g),
+            lambda g: _verdicts(executor, plan, g, deaths),
             lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
             sinks,
         )

@@ -22,6 +22,7 @@ from torchparity._core.console import robust_standard_streams
 from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
 from torchparity.cases.case import PluginSpec, load_all
 from torchparity.cell.context import RunSettings, apply_thread_settings
+from torchparity.cell.stages import listen_to_stages
 from torchparity.run.warm_cells import WarmCells
 
 
@@ -78,10 +79,28 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _worker_main(conn: Connection, plugins: list[PluginSpec], settings: RunSettings) -> None:
+WHERE_BYTES = 512  # the shared buffer naming the cell and stage a worker runs
+
+
+def _mirror_stages(where: Any) -> None:
+    """Keep "cell id<TAB>stage" in the shared buffer ``where`` as stages start,
+    so the parent can name the stage a crash or hang happened in."""
+
+    def write(at: tuple[str, str] | None) -> None:
+        text = "\t".join(at) if at else ""
+        where.value = text.encode("utf-8", "replace")[: WHERE_BYTES - 1]
+
+    listen_to_stages(write)
+
+
+def _worker_main(
+    conn: Connection, plugins: list[PluginSpec], settings: RunSettings, where: Any = None
+) -> None:
     if hasattr(os, "setsid"):  # POSIX: a process group of its own, killed whole on timeout
         os.setsid()
     exit_with_parent()
+    if where is not None:
+        _mirror_stages(where)
     output_to_worker_log(settings)
     faulthandler.enable()  # a segfault's Python stack goes to worker.log
     quiet_warnings()
@@ -134,6 +153,9 @@ class InProcessExecutor:
     def run(self, task: Any, timeout: float | None = None) -> Any:
         return self.warm.handle(task)
 
+    def died_in(self) -> tuple[str, str] | None:
+        return None  # a crash here ends the run: no row to attribute
+
     def close(self, kill: bool = False) -> None:
         pass
 
@@ -149,11 +171,22 @@ class IsolatedExecutor:
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
+        # The cell and stage the worker is in (written by it, read after it died).
+        self._where: Any = self._ctx.Array("c", WHERE_BYTES, lock=False)
+        self._died_in: tuple[str, str] | None = None
+
+    def died_in(self) -> tuple[str, str] | None:
+        """(cell id, stage) the worker was running when the last task's worker
+        crashed or hung; None when it died between stages, or did not die."""
+        return self._died_in
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
+        self._where.value = b""
         self._proc = self._ctx.Process(
-            target=_worker_main, args=(child, self.plugins, self.settings), daemon=True
+            target=_worker_main,
+            args=(child, self.plugins, self.settings, self._where),
+            daemon=True,
         )
         self._proc.start()
         child.close()
@@ -180,6 +213,7 @@ class IsolatedExecutor:
         ``status``) when the worker died or took longer than ``timeout``
         (default: the executor's)."""
         timeout = self.timeout if timeout is None else timeout
+        self._died_in = None
         try:
             if self._proc is None or not self._proc.is_alive():
                 self._discard(kill=True)
@@ -190,15 +224,21 @@ class IsolatedExecutor:
                 return self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, RuntimeError):
             code = self._discard(kill=False)
+            self._died_in = self._where_now()
             hint = (
                 "; its last output is in worker.log" if self.settings.output_dir is not None else ""
             )
             return {"status": "crash", "reason": _describe_exit(code) + hint, "exit_code": code}
         self._discard(kill=True)
+        self._died_in = self._where_now()
         return {
             "status": "timeout",
             "reason": f"no result within {timeout:g}s; worker killed and replaced",
         }
+
+    def _where_now(self) -> tuple[str, str] | None:
+        cell, _, stage = bytes(self._where.value).decode("utf-8", "replace").partition("\t")
+        return (cell, stage) if stage else None
 
     def close(self, kill: bool = False) -> None:
         """Stop the worker: asked to exit, or (``kill``, on an interrupt) killed

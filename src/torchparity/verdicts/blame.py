@@ -6,7 +6,8 @@ onnxscript's translations), ``onnx-spec`` (the ONNX standard cannot express
 the op's semantics), ``onnxruntime`` (its kernels and session), ``inductor``
 (torch.compile's code generation), ``executorch`` (its lowering, delegates and
 runtime), ``openvino`` (its conversion and CPU plugin), ``device`` (the hardware or its runtime),
-``harness`` (this suite: its oracle, its input generation), ``case`` (the
+``harness`` (this suite: its oracle, its input generation, its plumbing: a
+Python error such as an AttributeError raised in torchparity's own code), ``case`` (the
 case or plugin under test: its module or input factory fails to build, or its
 output is vacuous: empty, all zeros, independent of the inputs, or
 not reproducible: two fp64 calls on the same input differ),
@@ -17,7 +18,10 @@ read-only disk, no network; ``_core.errors.MachineFault``).
 
 A failure in a stage that runs before any backend is involved (``build``,
 ``reference``) gets the same blame on every backend: it is the case's, or the
-environment's when a library is missing.
+environment's when a library is missing. That includes what eager itself
+cannot return at the fp64 reference (no tensor: None, a Python float), and a
+worker that crashed or hung while building the case or computing its
+reference (run/runner.py: every cell of the case gets that row).
 
 An expectations entry names the blame after review; every other non-pass
 row gets the category these rules guess from the backend, the stage and the
@@ -76,6 +80,32 @@ def _environment(row: dict[str, Any], reason: str) -> bool:
     return bool(_ENVIRONMENT.search(reason))
 
 
+# Python's own errors (a bug, not a refusal), raised in torchparity's own code
+# (not a built-in suite's case, not a library it called): a crash of the plumbing.
+_PLUMBING_TYPES = (
+    "AttributeError",
+    "TypeError",
+    "KeyError",
+    "IndexError",
+    "NameError",
+    "UnboundLocalError",
+)
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+', re.M)
+_OWN_CODE = re.compile(
+    r"[/\\]torchparity[/\\](?:(?:_core|axes|backends|cases|cell|cli|diagnose|fuzz|report|run|"
+    r"timing|verdicts)[/\\][^/\\]+|[a-z_]+)\.py$"
+)
+
+
+def _plumbing(row: dict[str, Any]) -> bool:
+    """The error is Python's own (``_PLUMBING_TYPES``) and its innermost frame
+    is in torchparity's code: e.g. a backend's call handling a list input as a tensor."""
+    if row.get("error_type") not in _PLUMBING_TYPES:
+        return False
+    frames = _FRAME.findall(str(row.get("traceback") or ""))
+    return bool(frames) and bool(_OWN_CODE.search(frames[-1]))
+
+
 def _case_stage(row: dict[str, Any]) -> bool:
     """Built or referenced before any backend was involved, or an output judged
     vacuous (empty, constant). A leaf count that differs at the call is not
@@ -95,6 +125,8 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         return "environment"
     if status != "skip" and _case_stage(row):
         return "case"
+    if status != "skip" and _plumbing(row):
+        return "harness"  # torchparity's own code broke on the input it was handed
     if _HARNESS.search(reason):
         return "harness"
     if status == "fail" and _recipe_loses_task(row):
