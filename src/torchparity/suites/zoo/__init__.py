@@ -57,6 +57,7 @@ def _register(arch: Arch) -> None:
         reinit_weights=arch.reinit_weights,
         tags=("zoo", arch.family, arch.requires, *arch.tags),
         description=f"{arch.family}: {arch.description}",
+        generation=arch.generation,
     )
     case.extra["zoo_family"] = arch.family
     reason = unavailable(arch.requires)
