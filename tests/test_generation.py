@@ -120,3 +120,23 @@ def test_eager_fp32_passes_with_speed_columns(tmp_path):
     assert row["tokens_agree"] == 1.0 and row["tie_flips"] == 0 and row["batch"] == 1
     assert row["ttft_ms"] > 0 and row["tpot_ms_p99"] >= row["tpot_ms_p50"] > 0
     assert row["tokens_s"] > 0 and row["max_new_tokens"] == 6
+
+
+def test_paths_without_generation_are_skip_rows_with_a_reason(tmp_path):
+    """export/aoti (not built) and a case without a declaration: skips that say why."""
+    row = generate("gen.tiny", "export", tmp_path)
+    assert row["status"] == "skip" and "not built yet" in row["reason"]
+    from torchparity.axes.matrix import Cell
+    from torchparity.cell.context import precheck
+
+    cell = Cell("zoo.bert", "model", "zoo", "cpu", "fp32", "eager", "generate")
+    __import__("torchparity.suites.zoo")
+    assert "declares no generation" in (precheck(cell) or "")
+
+
+@pytest.mark.slow
+def test_compile_generates_the_reference_tokens(tmp_path):
+    """torch.compile's path (dynamic shapes over the model's cache): minutes on 2 cores."""
+    row = generate("gen.tiny", "compile", tmp_path, batch=1)
+    assert row["status"] == "pass", row["reason"]
+    assert row["tokens_agree"] == 1.0 and row["backend_frames_compiled"] >= 1
