@@ -93,6 +93,7 @@ def test_corrupt_cache_fails_at_its_step(tmp_path):
     assert row["tokens_agree"] < 1.0 and row["cache_kind"] == "dynamic-cache"
     assert row["decode_input_len"] == 1 and row["mode"] == "generate"
     assert row["blame"] != "case"
+    assert row["culprit"].startswith("kv-cache (decode step 2")
 
 
 def test_off_by_one_model_is_the_cases_error(tmp_path):

@@ -87,6 +87,25 @@ def incremental_error(incremental: torch.Tensor, full: torch.Tensor) -> float:
     return float(step_rel_l2(incremental, full).max())
 
 
+def culprit(
+    forced: torch.Tensor, path_full: torch.Tensor, ref_logits: torch.Tensor, bound: float
+) -> str:
+    """Where the path leaves the reference, at the first step beyond the bound:
+    its cache (its own full prefill of the same tokens is right, its incremental
+    logits are not) or its forward (its full prefill is wrong too)."""
+    incremental = step_rel_l2(forced, path_full)
+    full = step_rel_l2(path_full, ref_logits)
+    for step in range(forced.shape[0]):
+        if not float(full[step]) <= bound:
+            return f"forward (step {step}: the path's full prefill differs from the reference)"
+        if not float(incremental[step]) <= bound:
+            return (
+                f"kv-cache (decode step {step}: the path's incremental logits differ from its "
+                "own full prefill, which matches the reference)"
+            )
+    return ""
+
+
 def _prompt_detail(
     b: int, step: int | None, ref_tokens: torch.Tensor, tokens: torch.Tensor
 ) -> dict[str, Any]:
@@ -147,6 +166,7 @@ def judge(
                 "prefill vs incremental: the path's logits decoding one token at a time differ "
                 f"from its own full prefill's (rel. L2 {own:.3g} > bound {bound:.3g})"
             )
+            v.columns["culprit"] = culprit(forced, path_full, ref_logits, bound)
             return v
     flips = _judge_divergences(v, steps, ref_tokens, tokens, ref_margin, abs_err, drift, bound)
     v.columns["tie_flips"] = flips
@@ -156,6 +176,8 @@ def judge(
             f"teacher-forced logits at step {worst}: rel. L2 {float(drift[worst]):.3g} "
             f"> bound {bound:.3g}"
         )
+    if v.status == "fail" and path_full is not None:
+        v.columns["culprit"] = culprit(forced, path_full, ref_logits, bound)
     elif v.status == "pass" and flips:
         v.reason = (
             f"{flips} near-tie flip(s) ({v.columns['tie_detail']}); teacher-forced within bound"
