@@ -113,6 +113,11 @@ def test_near_tie_flip_passes_with_its_margin(tmp_path):
     (record,) = RunDir(tmp_path).generations()
     flipped = [p for p in record["prompts"] if p.get("near_tie")]
     assert flipped and flipped[0]["reference_tokens"] != flipped[0]["path_tokens"]
+    # The report's Generation section: the row, the drift chart, the tokens side by side.
+    from torchparity.report.report import report_html
+
+    page = report_html([row], generations=[record])
+    assert "id='generation'" in page and "<svg" in page and "near-tie at step" in page
 
 
 def test_eager_fp32_passes_with_speed_columns(tmp_path):
