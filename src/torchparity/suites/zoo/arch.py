@@ -39,6 +39,7 @@ class Arch:
     tags: tuple[str, ...] = field(default_factory=tuple)
     reinit_weights: bool = True  # False: ``build`` draws the weights itself (``calibrated``)
     generation: Generation | None = None  # --mode generate (docs/generation.md)
+    generate_ci: bool = False  # in the generate-ci selection (3 decoders, 1 encoder-decoder)
 
 
 def hf(model_class: str, config_class: str, **config: Any) -> Callable[[], torch.nn.Module]:

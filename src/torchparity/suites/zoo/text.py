@@ -103,9 +103,13 @@ ENCODERS = [
 ]
 
 
-def _decoder(name: str, model: str, config: str, desc: str, ci: bool = False, **cfg) -> Arch:
+def _decoder(
+    name: str, model: str, config: str, desc: str, ci: bool = False, gen_ci: bool = False, **cfg
+) -> Arch:
     build = hf(model, config, **{**DECODER, **cfg})
-    return Arch(name, "decoder", build, NO_CACHE, desc, ci=ci, generation=GENERATE)
+    return Arch(
+        name, "decoder", build, NO_CACHE, desc, ci=ci, generation=GENERATE, generate_ci=gen_ci
+    )
 
 
 def _cached(arch: Arch, ci: bool = False) -> Arch:
@@ -138,11 +142,18 @@ GPT2 = Arch(
     "GPT-2 causal LM (learned positions)",
     ci=True,
     generation=GENERATE,  # its end token (255) is ignored: no eos_token_id declared
+    generate_ci=True,
 )
 LLAMA = _decoder(
-    "llama", "LlamaForCausalLM", "LlamaConfig", "Llama causal LM (RoPE, RMSNorm, GQA, SwiGLU)"
+    "llama",
+    "LlamaForCausalLM",
+    "LlamaConfig",
+    "Llama causal LM (RoPE, RMSNorm, GQA, SwiGLU)",
+    gen_ci=True,
 )
-QWEN2 = _decoder("qwen2", "Qwen2ForCausalLM", "Qwen2Config", "Qwen2 causal LM (GQA, qkv bias)")
+QWEN2 = _decoder(
+    "qwen2", "Qwen2ForCausalLM", "Qwen2Config", "Qwen2 causal LM (GQA, qkv bias)", gen_ci=True
+)
 
 DECODERS = [
     GPT2,
@@ -235,6 +246,7 @@ SEQ2SEQ = [
             encoder=encoder_text,
             decoder_start_token_id=0,
         ),
+        generate_ci=True,
     ),
     Arch(
         "bart",
