@@ -118,6 +118,10 @@ def test_near_tie_flip_passes_with_its_margin(tmp_path):
 
     page = report_html([row], generations=[record])
     assert "id='generation'" in page and "<svg" in page and "near-tie at step" in page
+    from torchparity.report.zoo import generation_matrix
+
+    (line,) = generation_matrix([dict(row, suite="generate-ci")]).to_dict("records")
+    assert line["status"] == "pass" and line["tie flips"] == str(row["tie_flips"])
 
 
 def test_eager_fp32_passes_with_speed_columns(tmp_path):
