@@ -3,6 +3,8 @@ cache path, the verdict and the mode end to end."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,17 +16,15 @@ transformers = pytest.importorskip("transformers")
 VOCAB = 64
 
 
+CASES_FILE = Path(__file__).parent / "data" / "generation_cases.py"
+
+
 def tiny_llama() -> torch.nn.Module:
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config)
+    """The data file's tiny Llama (a user's case file, loaded as ``--case-file`` loads it)."""
+    from torchparity.cases.case import CASES, load_plugin
+
+    load_plugin(("file", str(CASES_FILE)))
+    return CASES["gen.tiny"].make_module()
 
 
 def test_prompts_are_left_padded_and_deterministic():
@@ -67,8 +67,6 @@ def test_cache_path_decode_matches_full_prefill():
 
 
 # -- the mode, end to end (in process, through the one cell runner) -----------------
-
-CASES_FILE = __import__("pathlib").Path(__file__).parent / "data" / "generation_cases.py"
 
 
 def generate(
