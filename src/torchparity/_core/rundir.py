@@ -70,13 +70,21 @@ DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
 LOCALIZATION_DIR = "localization"
+GENERATION_DIR = "generation"  # per-prompt detail of generate cells (docs/generation.md)
 CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
 WORKER_LOG = "worker.log"
 # What a run appends to or writes into: checked before a run starts. (Rendered
 # files, env.json and run.json are replaced by a rename, never written through.)
-WRITTEN_DIRS = (OUTPUTS_DIR, SAMPLES_DIR, DIVERGENCE_INPUTS_DIR, LOCALIZATION_DIR, ERRORS_DIR)
+WRITTEN_DIRS = (
+    OUTPUTS_DIR,
+    SAMPLES_DIR,
+    DIVERGENCE_INPUTS_DIR,
+    LOCALIZATION_DIR,
+    ERRORS_DIR,
+    GENERATION_DIR,
+)
 WRITTEN = (RESULTS_JSONL, DIVERGENCES_JSONL, WORKER_LOG, CACHE_DIR, *WRITTEN_DIRS)
 
 
@@ -310,6 +318,24 @@ class BoundedWriter:
         self._writer.append(self._run_dir.bounded(record))
 
 
+def _json_records(folder: Path, key: str) -> list[dict[str, Any]]:
+    """The readable JSON objects of ``folder/*.json`` holding a list under ``key``
+    (regular files only; unreadable or foreign files skipped)."""
+    records: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return records
+    for path in sorted(folder.glob("*.json")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get(key), list):
+            records.append(record)
+    return records
+
+
 def _check_format(path: Path, version: Any) -> None:
     """``RunDirError`` unless ``version`` is a format this program reads."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -381,6 +407,7 @@ class RunDir:
     lock_file = property(lambda self: self.path / LOCK_FILE)
     worker_log = property(lambda self: self.path / WORKER_LOG)
     localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
+    generation_dir = property(lambda self: self.path / GENERATION_DIR)
 
     def has_results(self) -> bool:
         return self.results_jsonl.is_file()
@@ -623,19 +650,19 @@ class RunDir:
 
     def localizations(self) -> list[dict[str, Any]]:
         """Every readable localization record, by cell id; unreadable files skipped."""
-        records = []
-        if not self.localization_dir.is_dir():
-            return records
-        for path in sorted(self.localization_dir.glob("*.json")):
-            if path.is_symlink() or not path.is_file():
-                continue
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("layers"), list):
-                records.append(record)
-        return records
+        return _json_records(self.localization_dir, "layers")
+
+    # -- generation/ -------------------------------------------------------------
+    def write_generation(self, cell_id: str, record: dict[str, Any]) -> Path:
+        """A generate cell's per-prompt detail (tokens, first divergence, margins)
+        and per-step teacher-forced drift, as ``generation/<cell>.json``."""
+        self.inside(self.generation_dir).mkdir(parents=True, exist_ok=True)
+        path = self.inside(self.generation_dir / f"{safe_file_stem(cell_id)}.json")
+        return atomic_write_text(path, row_mod.encode(record) + "\n")
+
+    def generations(self) -> list[dict[str, Any]]:
+        """Every readable generation record; unreadable files skipped."""
+        return _json_records(self.generation_dir, "prompts")
 
     # -- samples/ and worker.log -----------------------------------------------
     def sample_file(self, cell_id: str) -> Path:
