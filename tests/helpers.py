@@ -165,16 +165,24 @@ def _unshare() -> list[str] | None:
 def faulty_fs_missing() -> str | None:
     """Why the faulty-file-system tests cannot run here, or None."""
     if _unshare() is None:
-        return "no private mount namespace here (needs Linux and unshare -m as root, or unshare -rm)"
+        return (
+            "no private mount namespace here (needs Linux and unshare -m as root, or unshare -rm)"
+        )
     return None
 
 
 def run_on_faulty_fs(
-    mounts: list[Tmpfs], *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    mounts: list[Tmpfs],
+    *args: str,
+    keep: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess:
     """The real command line, in a private mount namespace where each of
     ``mounts`` is a fresh tmpfs (full when small, read-only when asked): the
-    machine's faults for real, with nothing outside the namespace touched."""
+    machine's faults for real, with nothing outside the namespace touched.
+    The mounts vanish with the namespace: ``keep`` receives a copy of each
+    (``keep/<i>`` for ``mounts[i]``) when the command has ended."""
     unshare = _unshare()
     assert unshare is not None, faulty_fs_missing()
     lines = ["set -e"]
@@ -184,7 +192,17 @@ def run_on_faulty_fs(
     if any(m.files for m in mounts):
         lines.append(shlex.join([sys.executable, "-c", _WRITE_FILES, *map(_files_arg, mounts)]))
     lines += [f"mount -o remount,ro {shlex.quote(str(m.path))}" for m in mounts if m.read_only]
-    body = "\n".join([*lines, 'exec "$@"'])
+    copies = [
+        f"cp -a {shlex.quote(str(m.path))}/. {shlex.quote(str(keep / str(i)))}"
+        for i, m in enumerate(mounts)
+        if keep is not None
+    ]
+    if keep is not None:
+        copies = [
+            f"mkdir -p {' '.join(shlex.quote(str(keep / str(i))) for i in range(len(mounts)))}",
+            *copies,
+        ]
+    body = "\n".join([*lines, "set +e", '"$@"', "code=$?", *copies, 'exit "$code"'])
     return subprocess.run(
         [*unshare, "sh", "-c", body, "sh", *cli_command(*args)],
         capture_output=True,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from torchparity._core import cache as cache_mod
+from torchparity._core.errors import MachineFault, machine_fault
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.devices import DEVICES, DeviceOptions, prepare_environment
@@ -26,6 +27,7 @@ from torchparity.cli.common import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     UsageError,
     choose,
     load,
@@ -281,6 +283,12 @@ def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
         where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
         print("\n" + _stopped(plan, f"interrupted{where}"), file=sys.stderr)
         return exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
+    except (OSError, MachineFault) as exc:  # a full or read-only --out: rows kept whole
+        fault = machine_fault(exc)
+        if fault is None:
+            raise
+        print(_stopped(plan, f"torchparity: error: the run stopped: {fault}"), file=sys.stderr)
+        return EXIT_USAGE
     except SystemExit as exc:
         if plan.isolate:  # not a cell's: workers run the cells
             raise
