@@ -74,3 +74,25 @@ def test_a_disk_that_fills_during_a_run_stops_it_in_one_line_keeping_whole_rows(
     assert (run / "results.jsonl").read_bytes().endswith(b"\n")
     assert RunDir(run).damage_note() is None
     assert [r["case"] for r in read_rows(run)] == ["a_healthy"]
+
+
+@needs_faulty_fs
+def test_a_full_or_read_only_artifact_folder_is_the_environments_said_in_words(tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("executorch.runtime")
+    artifacts = tmp_path / "cache" / "artifacts"
+    proc = run_on_faulty_fs(
+        # The program fits neither: 16 KiB for OpenVINO's IR, none for ExecuTorch's .pte.
+        [Tmpfs(artifacts / "openvino", size="16k"), Tmpfs(artifacts / "executorch", read_only=True)],
+        "run", "--case-file", str(MACHINE), "--suite", "machine", "--backend", "openvino,executorch",
+        *QUICK, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["backend"]: r for r in read_rows(tmp_path / "run")}
+    for backend, fault in (("openvino", "the disk is full"), ("executorch", "read-only")):
+        row = rows[backend]
+        assert (row["status"], row["blame"]) == ("error", "environment"), row["reason"]
+        assert fault in row["machine_fault"] and str(artifacts / backend) in row["machine_fault"]
+    # OpenVINO's own line says only "iostream error": the cause is said first, its line kept.
+    assert rows["openvino"]["reason"].startswith("prepare: MachineFault: the disk is full: ")
+    assert "basic_ios::clear: iostream error" in rows["openvino"]["reason"]
