@@ -82,14 +82,21 @@ def test_a_full_or_read_only_artifact_folder_is_the_environments_said_in_words(t
     pytest.importorskip("executorch.runtime")
     artifacts = tmp_path / "cache" / "artifacts"
     proc = run_on_faulty_fs(
-        # The program fits neither: 16 KiB for OpenVINO's IR, none for ExecuTorch's .pte.
-        [Tmpfs(artifacts / "openvino", size="16k"), Tmpfs(artifacts / "executorch", read_only=True)],
-        "run", "--case-file", str(MACHINE), "--suite", "machine", "--backend", "openvino,executorch",
+        # The program fits none: 16 KiB for OpenVINO's IR and TorchScript's file (whose
+        # writer in torch aborted the process), none for ExecuTorch's .pte.
+        [
+            Tmpfs(artifacts / "openvino", size="16k"),
+            Tmpfs(artifacts / "torchscript", size="16k"),
+            Tmpfs(artifacts / "executorch", read_only=True),
+        ],
+        "run", "--case-file", str(MACHINE), "--suite", "machine",
+        "--backend", "openvino,torchscript,executorch",
         *QUICK, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--quiet",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = {r["backend"]: r for r in read_rows(tmp_path / "run")}
-    for backend, fault in (("openvino", "the disk is full"), ("executorch", "read-only")):
+    full, read_only = "the disk is full", "read-only"
+    for backend, fault in (("openvino", full), ("torchscript", full), ("executorch", read_only)):
         row = rows[backend]
         assert (row["status"], row["blame"]) == ("error", "environment"), row["reason"]
         assert fault in row["machine_fault"] and str(artifacts / backend) in row["machine_fault"]
