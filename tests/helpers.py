@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +128,99 @@ def expected_timing(row: dict[str, Any]) -> dict[str, Any]:
     rounds = [samples[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
     columns = stats.latency_columns(rounds, int(row.get("batch") or 1))
     return {k: columns[k] for k in TIMING_STATISTICS}
+
+
+# -- A faulty machine: a full or read-only file system, for real ----------------
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs mounted at ``path`` inside a private mount namespace: ``size``
+    (tmpfs's ``size=``: "64k", "1m") bounds it (a full disk), ``read_only``
+    remounts it read-only once ``files`` (name -> bytes) are written into it."""
+
+    path: Path
+    size: str = "1m"
+    read_only: bool = False
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=1)
+def _unshare() -> list[str] | None:
+    """How this machine makes a private mount namespace: ``unshare -m`` as root
+    (CI runs as root, and root ignores chmod), ``unshare -rm`` (a user namespace)
+    otherwise; None where neither works (not Linux, no unshare)."""
+    if sys.platform != "linux" or shutil.which("unshare") is None:
+        return None
+    for command in (["unshare", "-m"], ["unshare", "-rm"]):
+        probe = subprocess.run(
+            [*command, "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt || exit 1"],
+            capture_output=True,
+        )
+        if probe.returncode == 0:
+            return command
+    return None
+
+
+def faulty_fs_missing() -> str | None:
+    """Why the faulty-file-system tests cannot run here, or None."""
+    if _unshare() is None:
+        return (
+            "no private mount namespace here (needs Linux and unshare -m as root, or unshare -rm)"
+        )
+    return None
+
+
+def run_on_faulty_fs(
+    mounts: list[Tmpfs],
+    *args: str,
+    keep: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
+    """The real command line, in a private mount namespace where each of
+    ``mounts`` is a fresh tmpfs (full when small, read-only when asked): the
+    machine's faults for real, with nothing outside the namespace touched.
+    The mounts vanish with the namespace: ``keep`` receives a copy of each
+    (``keep/<i>`` for ``mounts[i]``) when the command has ended."""
+    unshare = _unshare()
+    assert unshare is not None, faulty_fs_missing()
+    lines = ["set -e"]
+    for m in mounts:
+        where = shlex.quote(str(m.path))
+        lines += [f"mkdir -p {where}", f"mount -t tmpfs -o size={m.size} tmpfs {where}"]
+    if any(m.files for m in mounts):
+        lines.append(shlex.join([sys.executable, "-c", _WRITE_FILES, *map(_files_arg, mounts)]))
+    lines += [f"mount -o remount,ro {shlex.quote(str(m.path))}" for m in mounts if m.read_only]
+    copies = [
+        f"cp -a {shlex.quote(str(m.path))}/. {shlex.quote(str(keep / str(i)))}"
+        for i, m in enumerate(mounts)
+        if keep is not None
+    ]
+    if keep is not None:
+        copies = [
+            f"mkdir -p {' '.join(shlex.quote(str(keep / str(i))) for i in range(len(mounts)))}",
+            *copies,
+        ]
+    body = "\n".join([*lines, "set +e", '"$@"', "code=$?", *copies, 'exit "$code"'])
+    return subprocess.run(
+        [*unshare, "sh", "-c", body, "sh", *cli_command(*args)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=cli_env(env),
+        timeout=timeout,
+    )
+
+
+def _files_arg(mount: Tmpfs) -> str:
+    return json.dumps({str(mount.path / k): v.hex() for k, v in mount.files.items()})
+
+
+_WRITE_FILES = (
+    "import json, pathlib, sys\n"
+    "for arg in sys.argv[1:]:\n"
+    "    for name, data in json.loads(arg).items():\n"
+    "        p = pathlib.Path(name); p.parent.mkdir(parents=True, exist_ok=True)\n"
+    "        p.write_bytes(bytes.fromhex(data))\n"
+)

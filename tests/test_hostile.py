@@ -130,6 +130,24 @@ def test_names_stay_names_and_planted_cache_entries_are_never_loaded(tmp_path):
     assert again["nan"]["backend_cache"] == "hit"
 
 
+def test_a_folder_where_a_cached_program_belongs_is_removed_and_rebuilt(tmp_path):
+    pytest.importorskip("executorch.runtime")
+    run = ("run", "--case-file", TINY, "--suite", "tiny", "--case", "tiny_linear")
+    args = (*run, "--backend", "executorch", *QUICK, "--rounds", "1", "--quiet")
+    args += ("--cache-dir", str(tmp_path / "cache"))
+    first = run_cli(*args, "--out", tmp_path / "r1")
+    assert first.returncode == 0, first.stderr
+    (pte,) = (tmp_path / "cache" / "artifacts" / "executorch").glob("*.pte")
+    pte.unlink()
+    (pte / "inside").mkdir(parents=True)  # a folder where the .pte belongs
+    again = run_cli(*args, "--out", tmp_path / "r2")
+    assert again.returncode == 0, again.stderr
+    (row,) = read_rows(tmp_path / "r2")
+    assert row["status"] == "pass", row.get("reason")
+    assert row["backend_cache"] == "rebuilt (untrusted)"
+    assert pte.is_file()  # the folder is gone: later runs are served the rebuilt program
+
+
 def test_an_unwritable_cache_directory_is_one_line(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")

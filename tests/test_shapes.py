@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.backend_runs import explain, run_rows
-from tests.helpers import read_rows, run_cli, usage_error
+from tests.helpers import quick_run, read_rows, run_cli, usage_error
 from torchparity.axes.matrix import Cell, expand
 from torchparity.cases.case import CASES, load_all
 from torchparity.cases.shapes import (
@@ -62,6 +62,59 @@ def test_equal_example_sizes_of_two_dims_are_refused() -> None:
         from torchparity.cases.shapes import check_dims
 
         check_dims([BATCH, DynamicDim("batch", {1: 0})])
+
+
+# A user's case file declaring ``{dims}`` on a [batch 4, seq 6, 3] input.
+DECLARED = """
+import torch
+from torchparity import DynamicDim, register_model
+
+register_model(
+    "declared", lambda: torch.nn.Linear(3, 2), lambda gen, batch: (gen.normal(batch, 6, 3),),
+    batch=4, suites=["declared"], dynamic=[{dims}],
+)
+"""
+
+
+def declared_case(tmp_path: Path, dims: str) -> Path:
+    path = tmp_path / "declared_cases.py"
+    path.write_text(DECLARED.format(dims=dims), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "dims, says",
+    [
+        # Passed on as given, -2 declared nothing: the legacy exporter's graph came out static.
+        ("DynamicDim('seq', {0: -2})", "dynamic dim 'seq': input 0 axis -2 is negative"),
+        ("DynamicDim('batch', {0: 0}, min=0, max=0)", "need 0 <= min < max and max >= 2"),
+        (
+            "DynamicDim('batch', {0: 0}), DynamicDim('rows', {0: 0})",
+            "input 0 axis 0 is declared by two dynamic dims (batch and rows)",
+        ),
+    ],
+)
+def test_a_dynamic_dim_declared_wrong_is_one_line(
+    tmp_path: Path, capsys: Any, dims: str, says: str
+) -> None:
+    line = usage_error(
+        capsys, "run", "--case-file", declared_case(tmp_path, dims), "--suite", "declared",
+        "--mode", "shape", "--backend", "onnxruntime-legacy", "--out", tmp_path / "run", "--quiet",
+    )  # fmt: skip
+    assert says in line, line
+
+
+def test_a_declared_range_without_the_cases_own_size_is_the_cases_error(tmp_path: Path) -> None:
+    case = declared_case(tmp_path, "DynamicDim('batch', {0: 0}, min=2, max=3)")
+    proc = quick_run(case, "declared", "eager", tmp_path / "run", "--mode", "shape", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "run")
+    assert len(rows) == 3 and {(r["status"], r["blame"]) for r in rows} == {("error", "case")}
+    assert all(
+        "the case's own size 4 (its export shape) is outside its declared range [2, 3]"
+        in r["reason"]
+        for r in rows
+    ), explain(rows)
 
 
 def test_resized_inputs_keep_rows_of_different_inputs_together() -> None:

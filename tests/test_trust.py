@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA, read_rows, run_cli
+from tests.helpers import DATA, read_rows, run_cli, write_rows
 
 BEHAVIOUR = DATA / "behaviour_cases.py"
 LOG_LIMIT = "TORCHPARITY_WORKER_LOG_LIMIT"
@@ -382,3 +382,48 @@ def test_cap_keeps_the_tail_of_a_log_and_counts_every_cut(tmp_path):
         second = rd.cap_worker_log()
         head = rd.worker_log.read_bytes().splitlines()[0]
         assert head.startswith(f"-- worker.log: {first + second} bytes".encode()), head
+
+
+DRIFTING = """
+import torch
+
+from torchparity import register_model
+
+SCALE = {scale}
+
+
+class Scaled(torch.nn.Module):
+    def forward(self, x):
+        return x * SCALE
+
+
+register_model("scaled", Scaled, lambda gen, batch: (gen.normal(batch, 4),), suites=["drift"])
+"""
+
+
+def test_a_resume_after_the_model_changed_is_refused_naming_the_case(tmp_path):
+    cases, out = tmp_path / "drift_cases.py", tmp_path / "run"
+    cases.write_text(DRIFTING.format(scale=1.0), encoding="utf-8")
+    first = run_cli(
+        "run", "--case-file", cases, "--suite", "drift", "--backend", "eager",
+        "--precision", "fp32,fp64", "--device", "cpu", "--min-time", "0.005", "--rounds", "1",
+        "--no-isolate", "--quiet", "--out", out,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    rows = read_rows(out)
+    write_rows(out, rows[:1])  # as a run interrupted after its first cell leaves it
+    # The forward reads a module constant: the key's files change, and so does what it computes.
+    cases.write_text(DRIFTING.format(scale=2.0), encoding="utf-8")
+    resume = ("run", "--resume", "--out", out, "--case-file", cases, "--quiet")
+    refused = run_cli(*resume)
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("torchparity: error: --resume: the model of scaled computes something")
+    assert read_rows(out) == rows[:1]  # nothing ran
+    cases.write_text(DRIFTING.format(scale=1.0), encoding="utf-8")  # the model it began with
+    finished = run_cli(*resume)
+    assert finished.returncode == 0, finished.stderr
+    assert {r["behaviour_fingerprint"] for r in read_rows(out)} == {
+        rows[0]["behaviour_fingerprint"]
+    }
+    assert len(read_rows(out)) == 2

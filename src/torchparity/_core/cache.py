@@ -182,9 +182,13 @@ def verified_bytes(entry: Path, fingerprint: str = "") -> tuple[bytes | None, st
 
 
 def discard(entry: Path) -> None:
-    """Remove an entry and its seal (a stale, foreign or torn entry)."""
-    entry.unlink(missing_ok=True)
-    seal_path(entry).unlink(missing_ok=True)
+    """Remove an entry and its seal (a stale, foreign or torn entry), a folder
+    standing where either file belongs included (else every later run fails on it)."""
+    for path in (entry, seal_path(entry)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # never follows a link inside it
+        else:
+            path.unlink(missing_ok=True)
 
 
 _PRIVATE: list[str] = []

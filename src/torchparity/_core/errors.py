@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
+import shutil
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from torchparity._core.status import Status
@@ -41,6 +46,41 @@ def machine_fault(exc: BaseException) -> str | None:
             return f"{_MACHINE_ERRNOS[current.errno]}{where}"
         current = current.__cause__ or current.__context__
     return None
+
+
+FULL_BELOW = 1 << 20  # bytes: a write that failed with less free than this met a full disk
+
+
+def disk_fault(folder: Path) -> str | None:
+    """Why ``folder`` takes no write, in words (its file system is read-only or
+    full, or it is not writable), or None. Asked after a library's write failed
+    without saying why (OpenVINO's "basic_ios::clear: iostream error")."""
+    try:
+        if getattr(os, "ST_RDONLY", 0) and os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"{_MACHINE_ERRNOS[errno.EROFS]}: {folder}"
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free < FULL_BELOW:
+        return f"{_MACHINE_ERRNOS[errno.ENOSPC]}: {folder} ({free} bytes free)"
+    if not os.access(folder, os.W_OK):
+        return f"{_MACHINE_ERRNOS[errno.EACCES]}: {folder}"
+    return None
+
+
+@contextmanager
+def disk_faults(folder: Path) -> Iterator[None]:
+    """Around a library's write into ``folder``: an error that hides the OS's
+    (no errno) is raised again as a ``MachineFault`` naming the cause, chained
+    to the library's, when ``folder`` is then full, read-only or unwritable;
+    any other error passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        fault = None if machine_fault(exc) else disk_fault(folder)
+        if fault is None:
+            raise
+        raise MachineFault(fault) from exc  # the reason quotes the library's line as the cause
 
 
 def _message_line(exc: BaseException) -> str:

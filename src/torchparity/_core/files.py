@@ -28,8 +28,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         # new file would (the umask). The per-user cache's privacy is its 0700 folder.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:
+            exc.filename = str(path)  # a full disk's error names the file it was writing
         raise
     return path
 

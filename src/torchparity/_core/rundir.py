@@ -46,7 +46,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,7 @@ class RunDirUnsafe(RunDirError):
 def _open_append(path: Path) -> int:
     """An append-only descriptor on ``path`` that never follows a link at its end."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows: LF stays LF
     return os.open(path, flags, 0o644)
 
 
@@ -186,21 +187,34 @@ def repair_torn_tail(path: Path) -> int:
 
 
 class JsonlWriter:
-    """Appends records to a JSONL file, one flushed and fsynced line each."""
+    """Appends records to a JSONL file, one fsynced line each, whole or not at
+    all: a write that fails (a full disk) is cut back to the last whole line
+    before the error is raised, so no reader meets half a row."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
-        self._fh = os.fdopen(_open_append(path), "a", encoding="utf-8", newline="\n")
+        self._fd: int | None = _open_append(path)
 
     def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(row_mod.encode(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        assert self._fd is not None, "append after close"
+        data = memoryview((row_mod.encode(record) + "\n").encode("utf-8"))
+        start = os.fstat(self._fd).st_size  # one writer: the run directory is locked
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError as exc:
+            with suppress(OSError):  # else the reader's torn-tail rule applies
+                os.ftruncate(self._fd, start)
+            exc.filename = exc.filename or str(self.path)  # the line names the file
+            raise
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> JsonlWriter:
         return self

@@ -115,6 +115,9 @@ def load_or_build(
         data = tmp.read_bytes()
         os.replace(tmp, path)
         cache.seal(path, data, ctx.fingerprint)
+    except OSError as exc:  # a full disk's write names no file: the entry's is said
+        exc.filename = exc.filename or str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     ctx.notes["cache"] = state

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchparity._core.errors import disk_faults
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
@@ -110,8 +111,11 @@ def _save(module: torch.nn.Module, example_inputs: tuple, path: Path) -> None:
     model = _convert(module, example_inputs)
     xml = path.with_name(path.name + ".xml")
     try:
-        # Weights as they are: save_model would compress them to fp16 by default.
-        ov.save_model(model, str(xml), compress_to_fp16=False)
+        # OpenVINO's writer says only "basic_ios::clear: iostream error" on a full
+        # disk: the folder is asked why, before the partial files are removed.
+        with disk_faults(path.parent):
+            # Weights as they are: save_model would compress them to fp16 by default.
+            ov.save_model(model, str(xml), compress_to_fp16=False)
         path.write_bytes(_pack(xml.read_bytes(), xml.with_suffix(".bin").read_bytes()))
     finally:
         xml.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ program loaded back with torch.export.load (the deployable artifact)."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +68,10 @@ class ExportBackend(Backend):
     ) -> Callable[..., Any]:
 
         def build(path: Path) -> None:
-            torch.export.save(export_program(module, example_inputs, ctx), str(path))
+            # In memory first: torch's file writer aborts the process on a full disk.
+            buffer = io.BytesIO()
+            torch.export.save(export_program(module, example_inputs, ctx), buffer)
+            path.write_bytes(buffer.getvalue())
 
         def load(path: Path) -> torch.nn.Module:
             program = torch.export.load(str(path))

@@ -8,6 +8,7 @@ Options: ``freeze=true`` (torch.jit.freeze), ``optimize=true``
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -112,7 +113,11 @@ class TorchScriptBackend(Backend):
                     converted = torch.jit.optimize_for_inference(converted.eval())
                 elif freeze:
                     converted = torch.jit.freeze(converted.eval())
-                torch.jit.save(converted, str(path))
+                # Saved in memory, written by Python: torch's file writer aborts the
+                # process on a full disk; a Python write raises, naming the cause.
+                buffer = io.BytesIO()
+                torch.jit.save(converted, buffer)
+            path.write_bytes(buffer.getvalue())
 
         key = artifact_key(ctx, module, [self.route, f"freeze={freeze}", f"optimize={optimize}"])
         return load_or_build(ctx, key, ".pt", build, load)

@@ -55,6 +55,21 @@ def build_module(case: Case, seed: int) -> torch.nn.Module:
     return module.eval()
 
 
+def behaviour_now(case: Case, seed: int) -> str | None:
+    """The behavioural fingerprint ``case``'s module has now (what a row's
+    ``behaviour_fingerprint`` records), or None when it has none to compare: the
+    module does not build, or does not reproduce itself (a new value per probe)."""
+    try:
+        probe = behaviour_probe(case, build_module(case, seed))
+    except Exception:  # noqa: BLE001 - the cell's own stages report the failure
+        return None
+    return (
+        None
+        if probe.nondeterministic or probe.fingerprint.startswith("unprobed-")
+        else (probe.fingerprint)
+    )
+
+
 def build_inputs(case: Case, seed: int, batch: int | None = None, draw: str = "") -> tuple:
     """The case's inputs as float64 / int64 tensors on CPU, identical everywhere
     (``draw``: another, independent draw, e.g. to test input dependence)."""

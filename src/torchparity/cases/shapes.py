@@ -48,8 +48,19 @@ class DynamicDim:
             raise ValueError(f"dynamic dim name {name!r} is not an identifier")
         if not pairs:
             raise ValueError(f"dynamic dim {name!r} names no input axis (at=)")
-        if not 0 <= min <= max:
-            raise ValueError(f"dynamic dim {name!r}: need 0 <= min <= max, got {min}..{max}")
+        for index, axis in pairs:
+            if index < 0 or axis < 0:
+                # The exporters take axes as given (dynamic_axes, Dim maps): -2
+                # would declare nothing and the artifact would come out static.
+                raise ValueError(
+                    f"dynamic dim {name!r}: input {index} axis {axis} is negative; "
+                    "count inputs and axes from 0"
+                )
+        if not 0 <= min < max or max < 2:
+            raise ValueError(
+                f"dynamic dim {name!r}: need 0 <= min < max and max >= 2 (a dim of one "
+                f"size, or of sizes 0 and 1 only, is not dynamic), got {min}..{max}"
+            )
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "at", pairs)
         object.__setattr__(self, "min", int(min))
@@ -61,19 +72,27 @@ class DynamicDim:
 
 
 def check_dims(dims: Sequence[DynamicDim]) -> tuple[DynamicDim, ...]:
-    """``dims`` as a tuple; two dims with one name, or one axis claimed twice, is refused."""
+    """``dims`` as a tuple; two dims with one name, or one axis claimed twice
+    (by two dims, or twice by one), is refused, naming them."""
     names = [d.name for d in dims]
     if len(set(names)) != len(names):
         raise ValueError(f"dynamic dims named twice: {', '.join(names)}")
-    axes = [pair for d in dims for pair in d.at]
-    if len(set(axes)) != len(axes):
-        raise ValueError("one input axis is declared by two dynamic dims")
+    owner: dict[tuple[int, int], str] = {}
+    for dim in dims:
+        for index, axis in dim.at:
+            if (index, axis) in owner:
+                raise ValueError(
+                    f"input {index} axis {axis} is declared by two dynamic dims "
+                    f"({owner[index, axis]} and {dim.name}); an axis has one size: declare one"
+                )
+            owner[index, axis] = dim.name
     return tuple(dims)
 
 
 def export_sizes(inputs: tuple, dims: Sequence[DynamicDim]) -> dict[str, int]:
     """Each dim's size in ``inputs`` (the export shape). Every input that
-    carries a dim must agree on its size, and two dims must not share one."""
+    carries a dim must agree on its size, which must lie in the dim's declared
+    range, and two dims must not share one."""
     sizes: dict[str, int] = {}
     for dim in dims:
         seen = set()
@@ -87,7 +106,13 @@ def export_sizes(inputs: tuple, dims: Sequence[DynamicDim]) -> dict[str, int]:
             raise ValueError(
                 f"dynamic dim {dim.name} has several sizes in the inputs: {sorted(seen)}"
             )
-        sizes[dim.name] = seen.pop()
+        size = seen.pop()
+        if not dim.min <= size <= dim.max:  # the artifact is built at this size
+            raise ValueError(
+                f"dynamic dim {dim.name}: the case's own size {size} (its export shape) "
+                f"is outside its declared range [{dim.min}, {dim.max}]"
+            )
+        sizes[dim.name] = size
     clash = _equal_sizes(sizes)
     if clash:
         raise ValueError(

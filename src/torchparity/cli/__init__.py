@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from torchparity._core.console import robust_standard_streams
+from torchparity._core.errors import MachineFault, machine_fault
 from torchparity.cli import compare, data, explain, export, fuzz, report, run
 from torchparity.cli import list as list_command  # not the builtin's name
 from torchparity.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError
@@ -56,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except (OSError, MachineFault) as exc:  # a full or read-only disk: one line, the machine's
+        fault = machine_fault(exc)
+        if fault is None:
+            raise
+        print(f"torchparity: error: {fault}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 __all__ = ["main", "build_parser", "UsageError"]

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from torchparity._core import cache as cache_mod
+from torchparity._core.errors import MachineFault, machine_fault
+from torchparity._core.row import timing_partial
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.devices import DEVICES, DeviceOptions, prepare_environment
@@ -19,13 +21,15 @@ from torchparity.axes.matrix import Cell, expand, parse_shard, shard
 from torchparity.axes.precision import PRECISIONS
 from torchparity.axes.scheduler_env import shard_from_env
 from torchparity.backends import backend_names
-from torchparity.cases.case import PluginSpec, RegistryError, select_cases
+from torchparity.cases.case import CASES, PluginSpec, RegistryError, select_cases
+from torchparity.cases.reference import behaviour_now
 from torchparity.cell.context import RunSettings
 from torchparity.cli.backend_options import parse_backend_options, warn_unselected
 from torchparity.cli.common import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     UsageError,
     choose,
     load,
@@ -220,14 +224,47 @@ def update_expectations(path: Path, rows: list[dict]) -> str:
     )
 
 
+def models_changed(plan: RunPlan, rows: list[dict[str, Any]]) -> list[str]:
+    """Cases with cells still to run whose rows in the run directory record
+    another behavioural fingerprint than the case's module has now."""
+    done = {str(r.get("cell_id")) for r in rows if not timing_partial(r)}
+    todo = {c.case for c in plan.cells if c.id not in done}
+    recorded: dict[str, set[str]] = {}
+    for r in rows:
+        name, fingerprint = r.get("case"), r.get("behaviour_fingerprint")
+        if name in todo and isinstance(fingerprint, str) and fingerprint:
+            recorded.setdefault(str(name), set()).add(fingerprint)
+    changed = []
+    for name, prints in sorted(recorded.items()):
+        now = behaviour_now(CASES[name], plan.settings.seed) if name in CASES else None
+        if now is not None and prints != {now}:
+            changed.append(name)
+    return changed
+
+
+def check_resumable(plan: RunPlan) -> None:
+    """--resume reads the run back before any cell, and refuses to add rows of
+    a model that computes something else now to the rows of the one before."""
+    run_dir = RunDir(plan.run_dir)
+    with run_dir_errors("; cannot resume"):
+        run_dir.read_env()
+        rows = [dict(r) for r in run_dir.rows()]
+    warn_damage([plan.run_dir])
+    changed = models_changed(plan, rows)
+    if changed:
+        raise UsageError(
+            f"--resume: the model of {', '.join(changed)} computes something else than when "
+            f"the run in {plan.run_dir} began (its behaviour fingerprint changed: the case "
+            "file or what it builds was edited); its rows would mix two model versions. "
+            "Restore it, or start another run with another --out"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     plan = plan_run(args)
     with locked(plan.run_dir):
         if args.resume:
-            with run_dir_errors("; cannot resume"):  # what resume reads back, before any cell
-                RunDir(plan.run_dir).read_env()
-                RunDir(plan.run_dir).rows()
-            warn_damage([plan.run_dir])
+            check_resumable(plan)
         elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
             raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
         return execute(args, plan)
@@ -284,6 +321,12 @@ def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
         where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
         print("\n" + _stopped(plan, f"interrupted{where}"), file=sys.stderr)
         return exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
+    except (OSError, MachineFault) as exc:  # a full or read-only --out: rows kept whole
+        fault = machine_fault(exc)
+        if fault is None:
+            raise
+        print(_stopped(plan, f"torchparity: error: the run stopped: {fault}"), file=sys.stderr)
+        return EXIT_USAGE
     except SystemExit as exc:
         if plan.isolate:  # not a cell's: workers run the cells
             raise
