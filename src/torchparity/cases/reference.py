@@ -105,7 +105,7 @@ def _load(path: Path, fingerprint: str) -> Reference | str:
             data["input_digest"],
             list(data.get("dropped", [])),
         )
-    except Exception as exc:  # a corrupt file is recomputed, never trusted
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is recomputed, never trusted
         return f"{type(exc).__name__} loading the cached entry"
 
 

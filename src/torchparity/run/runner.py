@@ -212,7 +212,7 @@ def _prechecked(
             continue
         try:
             reason = precheck(cell)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a precheck that raises is the cell's error row, and the run goes on
             writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
             continue
         if reason:
