@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -300,7 +300,7 @@ def stage_samples(s: SamplesState) -> bool:
     try:
         s.samples = s.source.samples(s.ctx.precision.dtype, s.cell.device, s.cell.suite)
     except SamplesUnavailable as exc:
-        s.row.clear()  # a skip row says only why
+        cast(dict, s.row).clear()  # a skip row says only why
         s.row.update(status=Status.SKIP, reason=str(exc))
         return False
     return True

@@ -680,7 +680,7 @@ def fuzz_run(
                 row.pop(key, None)
             row = finish_row(cell, row, env)  # a known-failure mark turns fail into xfail
             results.append(row)
-            rows.append(row)
+            rows.append(dict(row))
             if outcome.divergence is not None:
                 found.append(outcome.divergence)
                 divergences.append(outcome.divergence)

@@ -76,7 +76,8 @@ def _search(cell: Cell, settings: RunSettings, profile: FuzzProfile, examples: i
     try:
         hypothesis_settings(profile, examples)(given(run_shapes(case.dynamic, export))(check))()
     except ShapeFinding as found:
-        return Row(**found.row, shapes_tried=len(tried))
+        found.row["shapes_tried"] = len(tried)
+        return found.row
     shapes = "; ".join(dict.fromkeys(str(r.get("run_shape", "")) for r in tried))
     row = Row(
         status=Status.PASS,
