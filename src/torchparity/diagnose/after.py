@@ -11,6 +11,7 @@ from typing import Any
 
 from torchparity._core.errors import first_line
 from torchparity._core.row import Row
+from torchparity._core.status import Status
 from torchparity.cell.context import RunSettings
 from torchparity.cell.pipeline import CellState
 from torchparity.cell.shapes import ShapeState
@@ -25,8 +26,8 @@ LOCALIZED_OUTCOMES = ("silent-mismatch", "match")
 
 def should_localize(mode: str, row: Mapping[str, Any]) -> bool:
     if mode == "all":
-        return row.get("status") in ("pass", "fail")
-    return mode == "auto" and row.get("status") == "fail"
+        return row.get("status") in (Status.PASS, Status.FAIL)
+    return mode == "auto" and row.get("status") == Status.FAIL
 
 
 def after_cell(state: CellState) -> None:

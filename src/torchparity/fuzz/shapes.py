@@ -70,7 +70,10 @@ def _search(cell: Cell, settings: RunSettings, profile: FuzzProfile, examples: i
         state = ShapeState(cell, settings, sizes=dict(sizes))
         run_stages(state, SHAPE_STAGES)
         tried.append(state.row)
-        if state.row.get("shape_outcome") in SILENT_OUTCOMES or state.row.get("status") == "error":
+        if (
+            state.row.get("shape_outcome") in SILENT_OUTCOMES
+            or state.row.get("status") == Status.ERROR
+        ):
             raise ShapeFinding(state.row)
 
     try:

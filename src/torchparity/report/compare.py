@@ -33,7 +33,7 @@ import pandas as pd
 from torchparity._core import row as row_mod
 from torchparity._core import stats
 from torchparity._core.environment import FINGERPRINT_FIELDS
-from torchparity._core.status import BAD_STATUSES
+from torchparity._core.status import BAD_STATUSES, Status
 from torchparity.report.compare_stats import (
     ALPHA,
     DRIFT_ABS_FLOOR,
@@ -129,9 +129,9 @@ def _status_verdict(base: str | None, cur: str | None) -> str:
         return "changed"  # one kind of failure for another
     if cur in BAD_STATUSES:
         return "new failure"  # from pass, skip, xfail, another bad status's absence, or a new cell
-    if base in BAD_STATUSES and cur == "pass":
+    if base in BAD_STATUSES and cur == Status.PASS:
         return "fixed"
-    if base == "pass" and cur in ("skip", "xfail", None):
+    if base == Status.PASS and cur in (Status.SKIP, Status.XFAIL, None):
         return "lost coverage"  # a cell that passed no longer runs or is excused
     if base is None:
         return "new cell"

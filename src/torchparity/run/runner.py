@@ -69,7 +69,7 @@ Executor = InProcessExecutor | IsolatedExecutor
 
 
 def _died(answer: Any) -> bool:
-    return isinstance(answer, dict) and answer.get("status") in ("crash", "timeout")
+    return isinstance(answer, dict) and answer.get("status") in (Status.CRASH, Status.TIMEOUT)
 
 
 def ask(

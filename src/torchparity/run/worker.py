@@ -20,6 +20,7 @@ from typing import Any
 
 from torchparity._core.console import robust_standard_streams
 from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
+from torchparity._core.status import Status
 from torchparity.cases.case import PluginSpec, load_all
 from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.run.warm_cells import WarmCells
@@ -193,10 +194,14 @@ class IsolatedExecutor:
             hint = (
                 "; its last output is in worker.log" if self.settings.output_dir is not None else ""
             )
-            return {"status": "crash", "reason": _describe_exit(code) + hint, "exit_code": code}
+            return {
+                "status": Status.CRASH.value,
+                "reason": _describe_exit(code) + hint,
+                "exit_code": code,
+            }
         self._discard(kill=True)
         return {
-            "status": "timeout",
+            "status": Status.TIMEOUT.value,
             "reason": f"no result within {timeout:g}s; worker killed and replaced",
         }
 
