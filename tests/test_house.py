@@ -75,3 +75,11 @@ def test_statuses_are_spelled_only_in_the_status_module():
             if (where, line) not in NOT_STATUSES:
                 spelled.append(f"{where}:{node.lineno}: {line}")
     assert not spelled, "status values spelled outside _core/status.py:\n" + "\n".join(spelled)
+
+
+def test_the_readme_links_every_doc_once_in_its_table():
+    """The README is the door: its documentation table names every docs/*.md."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Documentation", 1)[-1].split("\n## ", 1)[0]
+    linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)\)", table))
+    assert linked == {p.name for p in (ROOT / "docs").glob("*.md")}
