@@ -13,6 +13,9 @@ from tests.helpers import DATA, ROOT, quick_run, run_cli
 _SESSION_HOME = tempfile.mkdtemp(prefix="torchparity-tests-")
 os.environ["TORCHPARITY_CACHE_DIR"] = os.path.join(_SESSION_HOME, "cache")
 os.environ["TORCHPARITY_CONFIG_DIR"] = os.path.join(_SESSION_HOME, "config")
+# A misspelled row column is an error here (the results writer checks every row
+# against the declared columns; workers and CLI subprocesses inherit it).
+os.environ["TORCHPARITY_STRICT_COLUMNS"] = "1"
 atexit.register(shutil.rmtree, _SESSION_HOME, True)
 
 

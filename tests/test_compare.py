@@ -4,10 +4,11 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.helpers import read_env, read_rows, write_env, write_rows
-from torchparity.report import compare
+from torchparity.report import compare, compare_render
 
 _rows = read_rows
 _write_rows = write_rows
@@ -196,7 +197,7 @@ def test_a_run_too_noisy_for_the_threshold_says_so_instead_of_flagging():
     rng = np.random.default_rng(1)
     noisy = compare.compare_runs(_synthetic_run(rng, noise=0.3), _synthetic_run(rng, noise=0.3))
     assert noisy.too_noisy(GATE10) and noisy.regressions(GATE10) == []
-    assert "Too noisy to judge throughput at 10%" in compare.markdown(noisy, gate=GATE10)
+    assert "Too noisy to judge throughput at 10%" in compare_render.markdown(noisy, gate=GATE10)
     assert not noisy.failed(GATE10)
     assert noisy.failed(compare.Gate(throughput=0.10, noisy=True))  # CI may choose to fail instead
     coarse = compare.compare_runs(_synthetic_run(rng, noise=0.1), _synthetic_run(rng, noise=0.1))
@@ -215,7 +216,7 @@ def test_calibration_removes_a_machine_wide_slowdown():
     assert raw.machine_shift == pytest.approx(0.4, rel=0.05)
     assert raw.too_noisy(GATE10) and raw.regressions(GATE10) == []
     assert re.search(
-        r"calibration workload ran (39|40|41)% slower", compare.markdown(raw, gate=GATE10)
+        r"calibration workload ran (39|40|41)% slower", compare_render.markdown(raw, gate=GATE10)
     )
     normalized = compare.compare_runs(base, loaded, normalize=True)
     assert normalized.regressions(GATE10) == [] and normalized.normalized
@@ -235,7 +236,7 @@ def test_cells_scattered_by_the_machine_are_not_judged():
     for normalize in (False, True):
         result = compare.compare_runs(base, scattered, normalize=normalize)
         assert result.too_noisy(GATE10) and result.regressions(GATE10) == []
-        assert "scatter around their median" in compare.markdown(result, gate=GATE10)
+        assert "scatter around their median" in compare_render.markdown(result, gate=GATE10)
 
 
 def test_one_window_rows_fall_back_to_the_u_test_with_a_warning():
@@ -444,3 +445,16 @@ def test_a_slowdown_beyond_the_floor_fails_a_run_too_noisy_for_the_threshold():
     assert result.outcome(GATE10) == "failed"
     assert "c0" not in {c.case for c, _ in result.unjudged(GATE10)}
     assert len(result.unjudged(GATE10)) == 11
+
+
+def test_compare_text_follows_the_tables_one_escaping_rule():
+    """compare.md's headings and lines escape run text as summary.md's tables
+    do (report/markdown.py): a `|` and a `>` too, not only `&` and `<`."""
+    from torchparity.report.markdown import markdown_table, md_text
+
+    text = "x|y <b> & [l](u)"
+    page = compare_render.markdown(compare.compare_runs([], []), title=text)
+    assert f"# {md_text(text)}" in page.splitlines()
+    assert md_text(text) == r"x\|y &lt;b&gt; &amp; \[l\](u)"
+    cell = markdown_table(pd.DataFrame({"case": [text]})).splitlines()[2]
+    assert cell == f"| {md_text(text)} |"

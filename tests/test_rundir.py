@@ -148,3 +148,32 @@ def test_atomic_writes_get_the_umask_mode_not_a_private_one(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_misspelled_column_is_refused_by_the_results_writer(tmp_path):
+    """The suite runs in strict mode (conftest): an undeclared column is an
+    error naming the declared column it is closest to; nothing is written."""
+    assert row_mod.strict_columns()
+    rd = RunDir(tmp_path).create()
+    with rd.results_writer() as w, pytest.raises(row_mod.RowError) as caught:
+        w.append({"cell_id": "a", "status": "pass", "latency_ms_medain": 1.0})
+    assert "'latency_ms_medain' (did you mean 'latency_ms_median'?)" in str(caught.value)
+    assert not rd.rows()
+
+
+def test_declared_and_namespaced_columns_are_written(tmp_path):
+    from torchparity.timing.rounds import timing_column_names
+
+    rd = RunDir(tmp_path).create()
+    row = {"cell_id": "a", "status": "pass", "backend_opset": 18, "plugin_energy_j": 0.5}
+    with rd.results_writer() as w:
+        w.append({**row, **dict.fromkeys(timing_column_names(), 1.0)})
+    assert rd.rows()[0]["plugin_energy_j"] == 0.5
+    assert not row_mod.undeclared_columns(timing_column_names())
+
+
+def test_outside_strict_mode_an_undeclared_column_is_kept():
+    """A user's run never fails over a column name: only strict mode refuses."""
+    row_mod.check_declared({"status": "pass", "my_column": 1}, strict=False)
+    with pytest.raises(row_mod.RowError, match="my_column"):
+        row_mod.check_declared({"status": "pass", "my_column": 1}, strict=True)

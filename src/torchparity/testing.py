@@ -327,7 +327,7 @@ def _run_cells(
     for cell in cells:
         row = finish_row(cell, executor.run(cell), env)
         if ctx and ctx.test:
-            row["test"] = ctx.test  # type: ignore[typeddict-unknown-key]
+            row["test"] = ctx.test
         rows.append(row)
     return rows
 

@@ -157,7 +157,7 @@ def collect() -> dict[str, Any]:
 
 
 # The fields that change what a timing means; host names and times do not.
-_FINGERPRINT_FIELDS = (
+FINGERPRINT_FIELDS = (  # what two comparable runs share (compare names the ones that differ)
     "os",
     "machine",
     "cpu",
@@ -174,7 +174,7 @@ _FINGERPRINT_FIELDS = (
 
 def fingerprint(env: dict[str, Any]) -> str:
     """Two runs whose fingerprints match ran on comparable machines and software."""
-    picked = {k: env.get(k) for k in _FINGERPRINT_FIELDS}
+    picked = {k: env.get(k) for k in FINGERPRINT_FIELDS}
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,8 +1,12 @@
 """The row: the typed record of one cell's result (DESIGN.md's columns).
 
 Rows stay plain dicts at run time (pandas, JSON and plugins read them as such);
-``Row`` types the known columns for producers and checkers, and any other
-column is allowed (``extra_items``: backends and modes add their own). ``validate`` is the boundary check for rows read from disk, so a
+``Row`` declares every column torchparity writes, so a misspelled one is caught:
+statically (a type checker rejects an undeclared key) and at the writer
+(``check_declared``, which raises in strict mode: the test suite turns it on).
+What a plugin adds goes in a namespace (``COLUMN_NAMESPACES``: ``backend_*`` for a
+backend's notes, ``plugin_*`` for anything else); a new built-in column is
+declared here. ``validate`` is the boundary check for rows read from disk, so a
 results.jsonl of the wrong shape gives one clear error, never a traceback deep
 inside a renderer. ``encode``/``decode`` are the JSON form (inf and NaN as
 strings, since JSON has neither).
@@ -10,18 +14,19 @@ strings, since JSON has neither).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, get_type_hints
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict, get_type_hints
 
 import pandas as pd
-from typing_extensions import TypedDict
 
 from torchparity._core.status import STATUSES
 
 
-class Row(TypedDict, total=False, extra_items=Any):
+class Row(TypedDict, total=False):
     # the cell
     case: str
     kind: str
@@ -36,33 +41,202 @@ class Row(TypedDict, total=False, extra_items=Any):
     # the verdict
     status: str
     reason: str
-    # timing
+    error_type: str  # an error row's exception type, and the stage that raised it
+    error_stage: str
+    traceback: str
+    error_file: str  # the full text of fields cut to fit the row (RunDir.bounded)
+    exit_code: int | None  # a crashed worker's
+    machine_fault: str  # a full or read-only disk, said in words (blamed on the environment)
+    xfail_of: str  # the status an expected failure had before the expectation marked it
+    expectation: str  # expected, changed, unexpected pass, new failure, ...
+    expected_status: str
+    blame: str  # DESIGN.md's blame vocabulary, and where the blame came from
+    blame_source: str
+    test: str  # the pytest plugin's test id
+    # timing (timing/measurement.py, timing/rounds.py, _core/stats.py)
     batch: int
+    sweep_batch: int  # a --batch sweep's size
     latency_ms_median: float
     latency_ms_iqr: float
     latency_ms_p90: float
+    latency_ms_p99: float
+    latency_cv: float
+    latency_round_spread: float
+    outliers: int
     iterations: int
+    repeats: int
+    number_per_repeat: int
+    warmup_calls: int
     throughput_items_s: float
     prepare_s: float
     samples_ms: list
-    # drift
+    rounds: int
+    round_medians_ms: list
+    samples_per_round: list
+    rounds_note: str
+    timing_partial: bool  # TIMING_PARTIAL
+    rounds_planned: int  # ROUNDS_PLANNED
+    calibration_ms: float
+    calibration_round_ms: list
+    speedup_vs_eager: float
+    speedup_ci_low: float
+    speedup_ci_high: float
+    speedup_pairs: int
+    torch_threads: int
+    torch_interop_threads: int
+    peak_mem_mb: float | None
+    peak_mem_method: str | None
+    instructions_per_call: float
+    instructions_calls: int
+    instructions_method: str
+    instructions_s: float
+    instructions_skip_reason: str
+    # drift (verdicts/drift.py)
     max_abs_err: float
     max_rel_err: float
     max_ulp: float
+    max_pointwise_rel_err: float
+    max_pointwise_ulp: float
+    rel_l2: float
+    nonfinite_mismatches: int
     cosine: float
     mismatch_frac: float
     atol: float
     rtol: float
     tolerance_used: float
+    drift_policy: str
     eager_max_abs_diff: float
     output_digest: str
-    output_dtype: str  # what the path returned (verdicts/output_dtype.py)
+    output_dtype: str
+    output_file: str
+    output_store_error: str
+    input_digest: str
+    reference_cache: str
+    behaviour_fingerprint: str
+    mutates_inputs: list  # the inputs the backend changed in place
     leaf_names: list
+    leaves: list
+    missing_leaves: list
+    dropped_leaves: list
+    # int8 (verdicts/quantized.py, backends/quantize.py)
+    int8_failed: str
+    int8_leaves: list
+    fidelity_step: float
+    fidelity_step_source: str
+    fidelity_max_steps: float | None
+    fidelity_mean_steps: float | None
+    fidelity_bound_max_steps: float
+    fidelity_bound_mean_steps: float
+    agree_cosine: float | None
+    agree_min_cosine: float
+    agree_sqnr_db: float | None
+    agree_min_sqnr_db: float
+    agree_top1: float | None
+    agree_min_top1: float
+    agree_top5: float | None
+    agree_min_top5: float
+    agree_exact: float | None
+    quant_mode: str
+    quant_quantizer: str
+    quant_activations: str
+    quant_weights: str
+    quant_act_observer: str
+    quant_weight_observer: str
+    quant_calibration_batches: int
+    quant_calibration_draws: str
+    # training (cell/training.py, verdicts/train_drift.py)
+    optimizer: str
+    steps: int
+    steps_per_s: float
+    first_step_ms: float
+    losses: list
+    reference_losses: list
+    loss_first: float
+    loss_last: float
+    reference_loss_last: float
+    loss_max_rel_err: float
+    loss_bound: float
+    grad_rel_err: float
+    grad_bound: float
+    update_rel_err: float
+    update_bound: float
+    param_rel_err: float
+    worst_grad_tensor: str
+    worst_update_tensor: str
+    amp_scale_final: float  # amp-fp16 training's GradScaler
+    amp_unscaled: bool
+    amp_skipped_steps: int
+    ddp_world_size: int  # the ddp backend (backends/ddp.py)
+    ddp_backend: str
+    ddp_ranks_agree: bool
+    ddp_rank_param_spread: float
+    ddp_startup_s: float
+    ddp_wall_s: float
+    allreduce_overhead_ms: float
+    allreduce_overhead_frac: float
+    # multi-sample cells (cell/multisample.py)
+    samples: int
+    samples_invalid: int
+    samples_pass: int
+    samples_fail: int
+    samples_error: int
+    worst_sample: int
+    worst_sample_label: str
+    worst_sample_file: str
+    reproducer: str
     # shape mode (docs/shapes.md): sizes as "batch=4,seq=16", the outcome
     shape_point: str
     export_shape: str
     run_shape: str
     shape_outcome: str  # match, loud-error, silent-mismatch, silent-static
+    export_input_shapes: str
+    run_input_shapes: str
+    run_error: str
+    artifact_reused: bool
+    shapes_tried: int
+    fuzz_s: float
+    # localization (diagnose/after.py)
+    culprit: str
+    localization_file: str
+    localize_s: float
+    localize_error: str
+    localize_traceback: str
+    # fuzz (fuzz/properties.py)
+    profile: str
+    examples: int
+    signatures: int
+    prepared: int
+    cache_hits: int
+    time_budget_s: float
+    wall_s: float
+    check: str
+    # the data loader's rows (run/data_throughput.py)
+    num_workers: int
+    pin_memory: bool
+    pin_memory_effective: bool
+    persistent_workers: bool
+    start_method: str
+    samples_s: float
+    first_batch_s: float | None
+    elapsed_s: float
+    peak_rss_mb: float
+    epochs: int
+    data_checksum: float
+    # generation and serving (declared for the paths being added; docs/measurement.md)
+    tokens_agree: Any
+    first_divergent_step: int | None
+    tie_flips: int | None
+    ttft_ms: float | None
+    tpot_ms_p50: float | None
+    tpot_ms_p99: float | None
+    tokens_s: float | None
+    decode_input_len: int | None
+    cache_kind: str
+    scenario: str
+    qps: float | None
+    loadgen_valid: Any
+    responses_differ: Any
+    batch_invariant: Any
     # environment, repeated so merged CSVs stay self-describing
     os: str
     torch: str
@@ -71,6 +245,55 @@ class Row(TypedDict, total=False, extra_items=Any):
     run_id: str | None
     finished_at: str
     seed: int  # the input and weight seed of the run
+    # the device's facts beyond its namespace (axes/devices.py)
+    cudnn_benchmark: bool
+    cudnn_version: int | None
+    gpu_name: str | None
+
+
+# Where columns that are not built in go: a backend's notes (``PrepareContext.notes``,
+# written as ``backend_<key>``) and anything else a plugin adds (``plugin_<name>``).
+# A device kind's own facts (``Device.configure``, its peak memory) are named after
+# it: registering a device declares ``<device>_`` (``declare_namespace``).
+COLUMN_NAMESPACES: tuple[str, ...] = ("backend_", "plugin_")
+_namespaces: set[str] = set(COLUMN_NAMESPACES)
+
+
+def declare_namespace(prefix: str) -> None:
+    """Accept every column named ``prefix...`` (a device kind's ``<name>_``)."""
+    _namespaces.add(prefix)
+
+
+DECLARED_COLUMNS: frozenset[str] = frozenset(Row.__annotations__)
+# Set to 1 (the test suite does), the results writer refuses an undeclared column.
+STRICT_COLUMNS_ENV = "TORCHPARITY_STRICT_COLUMNS"
+
+
+def undeclared_columns(keys: Iterable[str]) -> list[str]:
+    """The names among ``keys`` that are neither declared in ``Row`` nor in a namespace."""
+    prefixes = tuple(_namespaces)
+    return [k for k in keys if k not in DECLARED_COLUMNS and not k.startswith(prefixes)]
+
+
+def strict_columns() -> bool:
+    return os.environ.get(STRICT_COLUMNS_ENV, "") not in ("", "0")
+
+
+def check_declared(row: Mapping[str, Any], strict: bool | None = None) -> None:
+    """``RowError`` naming each undeclared column (and the declared name it is
+    closest to), in strict mode (``strict``, else $TORCHPARITY_STRICT_COLUMNS)."""
+    if not (strict_columns() if strict is None else strict):
+        return
+    bad = undeclared_columns(row)
+    if bad:
+        hints = []
+        for name in bad:
+            close = difflib.get_close_matches(name, sorted(DECLARED_COLUMNS), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise RowError(
+            f"undeclared row column(s) {', '.join(hints)}: declare it in "
+            f"torchparity/_core/row.py's Row, or name it {' or '.join(n + '*' for n in sorted(_namespaces))}"
+        )
 
 
 # The DESIGN.md row contract, in display order; other columns follow.
@@ -178,20 +401,21 @@ def _restore(value: Any) -> Any:
     return value
 
 
-def encode(row: dict[str, Any]) -> str:
+def encode(row: Mapping[str, Any]) -> str:
     """One JSON line (no newline) for ``row``."""
-    return json.dumps(_clean(row), default=_json_default, ensure_ascii=False)
+    return json.dumps(_clean(dict(row)), default=_json_default, ensure_ascii=False)
 
 
-def decode(obj: Any) -> Row:
+def decode(obj: Any) -> dict[str, Any]:
     """A row from parsed JSON, "nan"/"inf" turned back into floats except in
-    text columns (a case may be named "nan"); ``RowError`` when it is not a row."""
+    text columns (a case may be named "nan"); ``RowError`` when it is not a row.
+    A plain dict: a row read from disk may hold columns this version does not declare."""
     row = validate(obj)
-    return {k: v if k in _KEEP_TEXT else _restore(v) for k, v in row.items()}  # type: ignore[return-value]
+    return {k: v if k in _KEEP_TEXT else _restore(v) for k, v in row.items()}
 
 
-def validate(obj: Any) -> Row:
-    """``obj`` as a Row, after checking the types of the known columns."""
+def validate(obj: Any) -> dict[str, Any]:
+    """``obj`` as a row, after checking the types of the declared columns."""
     if not isinstance(obj, dict):
         raise RowError(f"a row is a JSON object, not {type(obj).__name__}")
     for key in TEXT_COLUMNS & obj.keys():
@@ -204,7 +428,7 @@ def validate(obj: Any) -> Row:
             raise RowError(f"column {key!r} must be a number, not {type(value).__name__}")
     if "status" in obj and obj["status"] not in STATUSES:
         raise RowError(f"unknown status {obj['status']!r} (valid: {', '.join(STATUSES)})")
-    return dict(obj)  # type: ignore[return-value]
+    return dict(obj)
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -255,6 +479,13 @@ def cell_key(row: Mapping[str, Any]) -> str:
 
 __all__ = [
     "Row",
+    "COLUMN_NAMESPACES",
+    "DECLARED_COLUMNS",
+    "STRICT_COLUMNS_ENV",
+    "declare_namespace",
+    "undeclared_columns",
+    "strict_columns",
+    "check_declared",
     "add_columns",
     "RowError",
     "LEADING_COLUMNS",

@@ -45,7 +45,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +53,6 @@ from typing import Any
 
 from torchparity._core import row as row_mod
 from torchparity._core.files import atomic_write_text, safe_file_stem
-from torchparity._core.row import Row
 
 ENV_JSON = "env.json"
 RUN_JSON = "run.json"
@@ -197,7 +196,7 @@ class JsonlWriter:
         repair_torn_tail(path)
         self._fd: int | None = _open_append(path)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Mapping[str, Any]) -> None:
         assert self._fd is not None, "append after close"
         data = memoryview((row_mod.encode(record) + "\n").encode("utf-8"))
         start = os.fstat(self._fd).st_size  # one writer: the run directory is locked
@@ -262,7 +261,7 @@ def read_jsonl(path: Path) -> JsonlContents:
     return out
 
 
-def _not_a_row(row: dict[str, Any]) -> str:
+def _not_a_row(row: Mapping[str, Any]) -> str:
     """Why a JSON object is no row ("" when it is one): a row has a status and
     names its cell, by ``cell_id`` or by all of the cell columns."""
     if row.get("status") in (None, ""):
@@ -273,11 +272,11 @@ def _not_a_row(row: dict[str, Any]) -> str:
     return ""
 
 
-def read_rows(path: Path) -> list[Row]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a results.jsonl (later row of a cell wins), each bounded as it is
     read (``bounded_row``); ``RunDirError`` naming the line on a row of the
     wrong shape (wrong types, no status, or nothing naming its cell)."""
-    rows: dict[str, Row] = {}
+    rows: dict[str, dict[str, Any]] = {}
     contents = read_jsonl(path)
     for number, record in zip(contents.line_numbers, contents.records, strict=True):
         try:
@@ -323,12 +322,14 @@ def bounded_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class BoundedWriter:
-    """The results writer: every row bounded (``RunDir.bounded``) before it is appended."""
+    """The results writer: every row bounded (``RunDir.bounded``) before it is
+    appended, its columns checked against ``Row`` in strict mode (``row.check_declared``)."""
 
     def __init__(self, writer: JsonlWriter, run_dir: RunDir) -> None:
         self._writer, self._run_dir = writer, run_dir
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Mapping[str, Any]) -> None:
+        row_mod.check_declared(record)
         self._writer.append(self._run_dir.bounded(record))
 
 
@@ -502,14 +503,14 @@ class RunDir:
         return self._write_object(self.run_json, selection, indent=2)
 
     # -- results ---------------------------------------------------------------
-    def rows(self) -> list[Row]:
+    def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.results_jsonl)
 
     def done_cell_ids(self) -> set[str]:
         """Cells whose row is final (a row with partial timing is not)."""
         return {str(r.get("cell_id")) for r in self.rows() if not row_mod.timing_partial(r)}
 
-    def partial_rows(self) -> dict[str, Row]:
+    def partial_rows(self) -> dict[str, dict[str, Any]]:
         """Rows whose verdict is final but whose timing has rounds still to come, by cell id."""
         return {str(r.get("cell_id")): r for r in self.rows() if row_mod.timing_partial(r)}
 
@@ -563,7 +564,7 @@ class RunDir:
         with JsonlWriter(self.inside(self.results_jsonl)) as writer:
             yield BoundedWriter(writer, self)
 
-    def bounded(self, record: dict[str, Any]) -> dict[str, Any]:
+    def bounded(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """``record`` with over-long text fields cut (a 5 MiB exception message must
         not make a 10 MB results file); the full text goes to ``errors/``."""
         long = {
@@ -572,7 +573,7 @@ class RunDir:
             if isinstance(v, str) and len(v) > (REASON_LIMIT if k == "reason" else TEXT_LIMIT)
         }
         if not long:
-            return record
+            return dict(record)
         stem = safe_file_stem(str(record.get("cell_id") or record.get("case") or "row"))
         path = atomic_write_text(
             self.inside(self.errors_dir / f"{stem}.txt"),

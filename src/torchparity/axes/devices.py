@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from torchparity._core import row as row_mod
 from torchparity._core.clock import synced_time_block
 
 
@@ -153,6 +154,8 @@ def prepare_environment(options: DeviceOptions) -> None:
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (CPUDevice(), CUDADevice(), MPSDevice())}
+for _name in DEVICES:  # a device's own columns: cuda_tf32, mps_fallback, cuda_peak_mem_mb
+    row_mod.declare_namespace(f"{_name}_")
 
 
 def register_device(device: Device) -> Device:
@@ -160,6 +163,7 @@ def register_device(device: Device) -> Device:
     if not device.name:
         raise ValueError("a device needs a name")
     DEVICES[device.name] = device
+    row_mod.declare_namespace(f"{device.name}_")  # its configure() facts, its peak memory
     return device
 
 

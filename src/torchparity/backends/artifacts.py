@@ -97,7 +97,7 @@ def load_or_build(
         else:
             try:
                 artifact = load(cache.private_copy(data, suffix))
-            except Exception as exc:  # torn or broken though sealed: rebuild it
+            except Exception as exc:  # noqa: BLE001 - torn or broken though sealed: rebuild it
                 state = f"rebuilt ({type(exc).__name__} loading the cached entry)"
             else:
                 ctx.notes["cache"] = "hit"

@@ -63,7 +63,7 @@ def _missing() -> str | None:
         import executorch.runtime  # noqa: F401
     except ImportError as exc:
         return f"executorch is not installed ({INSTALL_HINT}): {exc}"
-    except Exception as exc:  # the pybinding links libtorch: a torch it was not built for
+    except Exception as exc:  # noqa: BLE001 - the pybinding links libtorch: a torch it was not built for
         return f"executorch does not load beside torch {torch.__version__}: {exc}"
     return None
 

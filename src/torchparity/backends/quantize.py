@@ -52,7 +52,7 @@ def missing() -> str | None:
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except ImportError as exc:
         return f"int8 needs torchao and executorch's XNNPACKQuantizer ({INSTALL_HINT}): {exc}"
-    except Exception as exc:  # executorch's pybinding links libtorch
+    except Exception as exc:  # noqa: BLE001 - executorch's pybinding links libtorch
         return f"executorch does not load beside torch {torch.__version__}: {exc}"
     return None
 

@@ -24,6 +24,7 @@ import torch
 
 from torchparity._core import cache
 from torchparity._core.files import atomic_write_bytes
+from torchparity._core.status import Status
 from torchparity.cases.cache_keys import behaviour_probe, cell_key
 from torchparity.cases.call_args import as_positional, keyword_call, layout_of
 from torchparity.cases.case import Case
@@ -152,7 +153,7 @@ def _load(path: Path, fingerprint: str) -> Reference | str:
             list(data.get("dropped", [])),
             list(data["numbers"]),
         )
-    except Exception as exc:  # a corrupt file is recomputed, never trusted
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is recomputed, never trusted
         return f"{type(exc).__name__} loading the cached entry"
 
 
@@ -188,7 +189,7 @@ def nondeterminism_fields(ref: Reference) -> dict[str, object]:
     if not ref.nondeterministic:
         return {}
     return {
-        "status": "error",
+        "status": Status.ERROR.value,
         "reason": (
             "non-deterministic model: two fp64 eager calls on the same inputs "
             f"differ ({ref.nondeterministic}); {NONDETERMINISM_HELP}"

@@ -31,6 +31,6 @@ def seeds_for(case: Case, dtype: torch.dtype) -> list[tuple]:
     for source in SOURCES:
         try:
             seeds += source(case, dtype)
-        except Exception:  # a seed source is a help, never a reason for the property to fail
+        except Exception:  # noqa: BLE001 - a seed source is a help, never a reason for the property to fail
             continue
     return seeds[:MAX_SEEDS]

@@ -7,7 +7,7 @@ runner (cell/stages.py), then finishes the row in contract order.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torchparity._core import environment
@@ -80,7 +80,7 @@ def apply_known_failures(cell: Cell, row: dict[str, Any]) -> None:
     expectations.apply(case, cell, row)
 
 
-def finish_row(cell: Cell, row: dict[str, Any], env: dict[str, Any]) -> Row:
+def finish_row(cell: Cell, row: Mapping[str, Any], env: dict[str, Any]) -> Row:
     """The row in contract order: the cell, the verdict, the measurements, the environment."""
     columns = dict(row)
     columns["status"] = str(columns["status"])  # the plain value from here on (a Status is a str)

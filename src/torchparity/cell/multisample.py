@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -146,7 +146,7 @@ def _prepare_batch(s: SamplesState) -> float:
             with torch.no_grad():
                 prepared = backend.prepare(s.source.module(chunk), inputs, ctx)
                 outputs = _per_sample(backend, backend.run(prepared, inputs), chunk, s.eager)
-        except Exception as exc:  # find the samples that fail, within a budget of retries
+        except Exception as exc:  # noqa: BLE001 - find the samples that fail, within a budget of retries
             s.notes.setdefault("batch_error", first_line(exc))
             _prepare_each(s, chunk)
             continue
@@ -185,7 +185,7 @@ def _prepare_each(s: SamplesState, samples: list[Sample]) -> None:
                     backend, backend.run(prepared, inputs), [sample], s.eager
                 )
             last, repeats = "", 0
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing sample is recorded, then retried within the budget
             message = f"{step}: {first_line(exc)}"
             repeats = repeats + 1 if message == last else 1
             last = message
@@ -282,12 +282,12 @@ def _eager_and_reference(source: SampleSource, samples: list[Sample]) -> tuple[d
         module = source.module([s])
         try:
             eager[s.index] = _run(module, s.inputs)[0]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a sample eager rejects is invalid, not a crash
             invalid[s.index] = f"eager rejects the sample: {first_line(exc)}"
             continue
         try:
             reference[s.index] = _run(module, _upcast(s.inputs))[0]
-        except Exception:  # no fp64 kernel: the sample is judged against eager only
+        except Exception:  # noqa: BLE001 - no fp64 kernel: the sample is judged against eager only
             pass
     return eager, reference, invalid
 
@@ -300,7 +300,7 @@ def stage_samples(s: SamplesState) -> bool:
     try:
         s.samples = s.source.samples(s.ctx.precision.dtype, s.cell.device, s.cell.suite)
     except SamplesUnavailable as exc:
-        s.row.clear()  # a skip row says only why
+        cast(dict, s.row).clear()  # a skip row says only why
         s.row.update(status=Status.SKIP, reason=str(exc))
         return False
     return True

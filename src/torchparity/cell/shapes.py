@@ -122,7 +122,7 @@ def _build(s: ShapeState, key: str) -> tuple[Callable[..., Any], dict[str, Any],
             with torch.no_grad():
                 prepared = s.ctx.backend.prepare(s.cast_module(), example, s.prepare_ctx)
             held = (prepared, dict(s.prepare_ctx.notes), time.perf_counter() - began)
-        except Exception as exc:  # the refusal is the finding; kept for the other points
+        except Exception as exc:  # noqa: BLE001 - the refusal is the finding; kept for the other points
             held = exc
         _BUILT[key] = held
     else:

@@ -107,7 +107,7 @@ def run_stages(state: S, stages: Stages[S]) -> bool:
                 state.row.update(status=Status.ERROR, reason=f"{name}: {exc}")
                 state.row["error_stage"], state.row["error_type"] = name, "NothingToCompare"
                 return False
-            except Exception as exc:  # a cell's failure is a finding, not a crash
+            except Exception as exc:  # noqa: BLE001 - a cell's failure is a finding, not a crash
                 add_columns(state.row, error_fields(exc, name))
                 return False
         return True

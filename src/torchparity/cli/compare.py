@@ -19,7 +19,7 @@ from torchparity.cli.common import (
     warn_damage,
 )
 from torchparity.report import compare as compare_mod
-from torchparity.report import merge
+from torchparity.report import compare_render, merge
 
 
 def add_parser(sub: Any) -> None:
@@ -92,11 +92,11 @@ def main(args: argparse.Namespace) -> int:
     )
     title = f"torchparity compare: {args.baseline.name} -> {args.current.name}"
     out = RunDir(out_path).create()
-    out.write_text(out.compare_md.name, compare_mod.markdown(comparison, title, fail_on))
-    out.write_text(out.compare_html.name, compare_mod.html_page(comparison, title, fail_on))
+    out.write_text(out.compare_md.name, compare_render.markdown(comparison, title, fail_on))
+    out.write_text(out.compare_html.name, compare_render.html_page(comparison, title, fail_on))
     for warning in comparison.warnings:
         warn(warning)
-    print(compare_mod.markdown(comparison, title, fail_on))
+    print(compare_render.markdown(comparison, title, fail_on))
     print(f"compare: {out.compare_md}, {out.compare_html}", file=sys.stderr)
     if fail_on is None:
         return EXIT_OK

@@ -10,6 +10,7 @@ from typing import Any
 
 from torchparity._core import cache as cache_mod
 from torchparity._core.rundir import RunDir
+from torchparity._core.status import Status
 from torchparity.axes.devices import DEVICES
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import PRECISIONS
@@ -112,7 +113,7 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
         if not table.empty:
             print(report_mod.markdown_table(table))
         print(f"report: {paths['html']}")
-    findings = any(r.get("status") in ("fail", "error") for r in rows)
+    findings = any(r.get("status") in (Status.FAIL, Status.ERROR) for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
 
 
@@ -154,5 +155,5 @@ def _fuzz(
     paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
     if show:
         _show(rows, found, run_dir, paths["html"])
-    findings = any(r.get("status") in ("fail", "error") for r in rows)
+    findings = any(r.get("status") in (Status.FAIL, Status.ERROR) for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK

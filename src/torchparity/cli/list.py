@@ -48,7 +48,7 @@ def _backends() -> None:
     for name in backend_names():
         try:
             desc = get_backend(name).description
-        except Exception as exc:  # an uninstalled optional library
+        except Exception as exc:  # noqa: BLE001 - an uninstalled optional library
             desc = f"(unavailable: {exc})"
         print(f"{name:<20} {desc}")
 

@@ -6,10 +6,12 @@ shape_localize.py."""
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torchparity._core.errors import first_line
+from torchparity._core.row import Row
+from torchparity._core.status import Status
 from torchparity.cell.context import RunSettings
 from torchparity.cell.generate import GenerateState
 from torchparity.cell.pipeline import CellState
@@ -24,10 +26,10 @@ Found = tuple[Localization, CellSetup, list[LayerCall]]
 LOCALIZED_OUTCOMES = ("silent-mismatch", "match")
 
 
-def should_localize(mode: str, row: dict[str, Any]) -> bool:
+def should_localize(mode: str, row: Mapping[str, Any]) -> bool:
     if mode == "all":
-        return row.get("status") in ("pass", "fail")
-    return mode == "auto" and row.get("status") == "fail"
+        return row.get("status") in (Status.PASS, Status.FAIL)
+    return mode == "auto" and row.get("status") == Status.FAIL
 
 
 def after_cell(state: CellState | GenerateState) -> None:
@@ -52,9 +54,7 @@ def after_cell(state: CellState | GenerateState) -> None:
     record_localization(settings, row, lambda: localize(state.cell, settings))
 
 
-def record_localization(
-    settings: RunSettings, row: dict[str, Any], find: Callable[[], Found]
-) -> None:
+def record_localization(settings: RunSettings, row: Row, find: Callable[[], Found]) -> None:
     """Write the table and reproducer ``find`` gives into the run directory and
     ``culprit`` into the row. Never changes the cell's verdict: a failure here
     is a ``localize_error``."""

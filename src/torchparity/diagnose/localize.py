@@ -497,7 +497,7 @@ def isolated_one(
     # Captured inputs are fp64 (the reference): cast to the cell's dtype (or autocast's).
     try:
         flat, _ = s.run(module, tensors, call.path, dtypes)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the layer's failure is its row in the table
         return LayerError(
             math.nan, math.nan, f"{s.ctx.cell.backend} failed on the layer alone: {first_line(exc)}"
         )
@@ -515,7 +515,7 @@ def isolated_int8(s: CellSetup, call: LayerCall) -> LayerError:
         ctx = s.context(call.path)
         ctx.calibration = (s.cast(tensors),)
         steps = quantized_for(s.ctx.cast_module(module), s.cast(tensors), ctx).output_steps
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the layer's failure is its row in the table
         return LayerError(
             math.nan, math.nan, f"{s.ctx.cell.backend} failed on the layer alone: {first_line(exc)}"
         )

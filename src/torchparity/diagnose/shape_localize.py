@@ -204,7 +204,7 @@ def _export_note(
     try:
         actual = s.call(prepared, tensors)
         expected, _ = s.run(module, tensors, path, backend=get_backend("eager"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the raise at the export shape is the finding
         return f"at the export shape it raised: {first_line(exc)}"
     err = layer_error(actual, _as_expected(expected, Flattened([], [])), s.bound)
     return f"at the export shape {err.share:.3g} of its bound"
@@ -232,7 +232,7 @@ def isolated_shape(
         )
     try:
         actual = s.call(prepared, run_tensors)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the raise at the run shape is the layer's finding
         return _nan(f"loud-error at the run shape ({_declared(dims)}): {first_line(exc)}")
     expected, _ = s.run(built, run_tensors, call.path, backend=get_backend("eager"))
     err = layer_error(actual, _as_expected(expected, call.outputs), s.bound)  # type: ignore[arg-type]

@@ -196,7 +196,7 @@ class Checker:
                         module, clone_inputs(inputs), ctx
                     )
                 self.cache_hits += ctx.notes.get("cache") == "hit"
-            except Exception as exc:  # an export failure is a finding, remembered per signature
+            except Exception as exc:  # noqa: BLE001 - an export failure is a finding, remembered per signature
                 self.prepared[signature] = exc
             self.prepare_s += time.perf_counter() - began
         return self.prepared[signature]
@@ -486,7 +486,7 @@ def fuzz_target(
         pass
     except StrategyError as exc:
         row.update(status=Status.ERROR, reason=f"strategy: {exc}")
-    except Exception as exc:  # hypothesis errors (unsatisfiable), harness bugs: a row, not a crash
+    except Exception as exc:  # noqa: BLE001 - hypothesis errors (unsatisfiable), harness bugs: a row, not a crash
         row.update(status=Status.ERROR, reason=first_line(exc))
     divergence = None
     if found:
@@ -680,7 +680,7 @@ def fuzz_run(
                 row.pop(key, None)
             row = finish_row(cell, row, env)  # a known-failure mark turns fail into xfail
             results.append(row)
-            rows.append(row)
+            rows.append(dict(row))
             if outcome.divergence is not None:
                 found.append(outcome.divergence)
                 divergences.append(outcome.divergence)

@@ -70,13 +70,17 @@ def _search(cell: Cell, settings: RunSettings, profile: FuzzProfile, examples: i
         state = ShapeState(cell, settings, sizes=dict(sizes))
         run_stages(state, SHAPE_STAGES)
         tried.append(state.row)
-        if state.row.get("shape_outcome") in SILENT_OUTCOMES or state.row.get("status") == "error":
+        if (
+            state.row.get("shape_outcome") in SILENT_OUTCOMES
+            or state.row.get("status") == Status.ERROR
+        ):
             raise ShapeFinding(state.row)
 
     try:
         hypothesis_settings(profile, examples)(given(run_shapes(case.dynamic, export))(check))()
     except ShapeFinding as found:
-        return Row(**found.row, shapes_tried=len(tried))
+        found.row["shapes_tried"] = len(tried)
+        return found.row
     shapes = "; ".join(dict.fromkeys(str(r.get("run_shape", "")) for r in tried))
     row = Row(
         status=Status.PASS,

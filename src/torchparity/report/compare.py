@@ -1,6 +1,7 @@
 """Comparing two runs (baseline, current) cell by cell: throughput change,
-drift change, status change; and the ``--fail-on`` gate that turns
-regressions into a non-zero exit for CI.
+drift change, status change; and what the ``--fail-on`` gate (``gate.py``)
+makes of them for CI. The statistics are in ``compare_stats.py``, the
+Markdown and HTML in ``compare_render.py``.
 
 Throughput is judged on *rounds*, not samples: the samples of one timing
 window are correlated (a slow minute moves them together), so a test that
@@ -24,148 +25,38 @@ fall back to a Mann-Whitney U test on the samples, with a warning.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from torchparity._core import row as row_mod
 from torchparity._core import stats
-from torchparity._core.status import BAD_STATUSES
-from torchparity.report import html as h
-from torchparity.report.report import CELL_KEYS, markdown_table
-
-ALPHA = 0.01  # significance level of the U test (single-window rows)
-ROUND_ALPHA = 0.05  # significance level of the t-test on round medians (few rounds: little power)
-NOISE_FLOOR = 0.05  # relative throughput changes below this are always noise (the floor's minimum)
-DISPERSION_K = (
-    3.0  # the floor is also this many robust sds of the cells' scatter (change_dispersion)
+from torchparity._core.environment import FINGERPRINT_FIELDS
+from torchparity._core.status import BAD_STATUSES, Status
+from torchparity.report.compare_stats import (
+    ALPHA,
+    DRIFT_ABS_FLOOR,
+    DRIFT_FACTOR,
+    MIN_ROUNDS,
+    NOISE_FLOOR,
+    PRIOR_DOF,
+    ROUND_ALPHA,
+    Groups,
+    change_groups,
+    dispersion_floor,
+    explained_by_rounds,
+    log_rounds,
+    median_se,
+    moderated_p,
+    noise_multiple,
+    pooled_sd,
+    robust_sd,
+    u_test,
 )
-NOISE_K = 3.5  # the derived floor: this many standard errors of a difference of round-level means
-PRIOR_DOF = (
-    4.0  # weight of the typical spread in a cell's moderated variance (as 2 extra rounds a side)
-)
-MIN_ROUNDS = 2  # fewer rounds on a side: the single-window fallback
-DRIFT_FACTOR = 2.0  # max_rel_err must grow by more than this factor to count
-DRIFT_ABS_FLOOR = 1e-12  # ... and by more than this much (0 -> 1e-16 is not drift)
-MIN_SAMPLES = 3  # fewer samples on either side: no U test
-
-
-class FailOnError(ValueError):
-    """A malformed ``--fail-on`` value."""
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What ``--fail-on`` turns into a failure: throughput drops of at least
-    ``throughput`` (a fraction; None = not gated), drift regressions, status
-    regressions."""
-
-    throughput: float | None = None
-    drift: bool = False
-    status: bool = False
-    noisy: bool = (
-        False  # fail (rather than pass with a warning) when the runs are too noisy to judge
-    )
-    instructions: float | None = None  # growth of instructions per call (--count-instructions runs)
-
-
-GATE_KINDS = ("throughput=N%", "instructions=N%", "drift", "status", "noisy")
-
-
-def parse_fail_on(text: str) -> Gate:
-    """``"throughput=10%,drift,status"`` -> Gate; ``FailOnError`` names the valid forms."""
-    shares: dict[str, float | None] = {"throughput": None, "instructions": None}
-    drift = status = noisy = False
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, _, value = item.partition("=")
-        name = name.strip().lower()
-        if name in shares:
-            number = value.strip().rstrip("%")
-            try:
-                share = float(number) / 100.0
-            except ValueError:
-                raise FailOnError(
-                    f"bad --fail-on item {item!r}; expected e.g. {name}=10%"
-                ) from None
-            if not 0 < share < 1:
-                raise FailOnError(
-                    f"bad --fail-on item {item!r}; the percentage must be in (0, 100)"
-                )
-            shares[name] = share
-        elif name == "drift" and not value:
-            drift = True
-        elif name == "status" and not value:
-            status = True
-        elif name == "noisy" and not value:
-            noisy = True
-        else:
-            raise FailOnError(f"unknown --fail-on item {item!r}; valid: {', '.join(GATE_KINDS)}")
-    return Gate(shares["throughput"], drift, status, noisy, shares["instructions"])
-
-
-def u_test(baseline: list[float], current: list[float]) -> float | None:
-    """Two-sided Mann-Whitney U p-value (None when a side has too few samples)."""
-    if len(baseline) < MIN_SAMPLES or len(current) < MIN_SAMPLES:
-        return None
-    if set(baseline) == set(current) and len(set(baseline)) == 1:
-        return 1.0  # identical constants: scipy would warn and return nan
-    from scipy.stats import mannwhitneyu  # here, not at the top: scipy.stats takes ~1 s to import
-
-    return float(mannwhitneyu(baseline, current, alternative="two-sided").pvalue)
-
-
-def moderated_p(
-    a: list[float], b: list[float], prior_sd: float | None, prior_dof: float = PRIOR_DOF
-) -> float:
-    """Two-sided p-value of a pooled t-test on ``a`` vs ``b`` whose variance
-    is shrunk toward ``prior_sd`` (the typical spread over all cells) with
-    ``prior_dof`` degrees of freedom; with no prior, the plain pooled test.
-    0 or 1 when no variance is known at all."""
-    from scipy.stats import t as student_t
-
-    dof = len(a) + len(b) - 2
-    own_var = pooled_sd(a, b) ** 2
-    d0 = prior_dof if prior_sd is not None else 0.0
-    var = (d0 * (prior_sd or 0.0) ** 2 + dof * own_var) / (d0 + dof) if d0 + dof > 0 else 0.0
-    diff = float(np.mean(b) - np.mean(a))
-    if var <= 1e-18 * (1.0 + abs(float(np.mean(a)))):  # nothing varies: equal or not, exactly
-        return 1.0 if math.isclose(float(np.mean(a)), float(np.mean(b)), rel_tol=1e-9) else 0.0
-    t = diff / math.sqrt(var * (1.0 / len(a) + 1.0 / len(b)))
-    return float(2.0 * student_t.sf(abs(t), d0 + dof))
-
-
-def log_rounds(row: dict[str, Any], normalize: bool) -> list[float] | None:
-    """log of a row's round medians (each divided by the calibration
-    workload of its window when ``normalize``); None without rounds."""
-    medians = row.get("round_medians_ms")
-    if not isinstance(medians, list) or len(medians) < MIN_ROUNDS:
-        return None
-    values = [float(m) for m in medians]
-    if normalize:
-        cal = row.get("calibration_round_ms")
-        if not isinstance(cal, list) or len(cal) != len(values):
-            return None
-        values = [m / float(c) for m, c in zip(values, cal, strict=True)]
-    if any(not v > 0 for v in values):
-        return None
-    return [math.log(v) for v in values]
-
-
-def pooled_sd(a: list[float], b: list[float]) -> float:
-    """Round-to-round spread of two sides (sd of log round medians, pooled)."""
-
-    dof = len(a) + len(b) - 2
-    if dof < 1:
-        return 0.0
-    ss = float(
-        ((np.asarray(a) - np.mean(a)) ** 2).sum() + ((np.asarray(b) - np.mean(b)) ** 2).sum()
-    )
-    return math.sqrt(ss / dof)
+from torchparity.report.gate import GATE_KINDS, FailOnError, Gate, parse_fail_on
+from torchparity.report.markdown import md_text
+from torchparity.report.report import CELL_KEYS
 
 
 def _float(value: Any) -> float | None:
@@ -238,9 +129,9 @@ def _status_verdict(base: str | None, cur: str | None) -> str:
         return "changed"  # one kind of failure for another
     if cur in BAD_STATUSES:
         return "new failure"  # from pass, skip, xfail, another bad status's absence, or a new cell
-    if base in BAD_STATUSES and cur == "pass":
+    if base in BAD_STATUSES and cur == Status.PASS:
         return "fixed"
-    if base == "pass" and cur in ("skip", "xfail", None):
+    if base == Status.PASS and cur in (Status.SKIP, Status.XFAIL, None):
         return "lost coverage"  # a cell that passed no longer runs or is excused
     if base is None:
         return "new cell"
@@ -347,13 +238,6 @@ def judge(change: CellChange, noise_floor: float, alpha: float = ALPHA) -> None:
         change.throughput_verdict = "unchanged"
 
 
-def noise_multiple(rounds: int) -> float:
-    """How many round-to-round spreads a change must exceed with ``rounds``
-    rounds a side: ``NOISE_K`` standard errors of the difference of two
-    means of ``rounds`` values (3 rounds: 2.9 spreads; 9 rounds: 1.65)."""
-    return NOISE_K * math.sqrt(2.0 / max(rounds, 2))
-
-
 def derived_noise_floor(
     changes: list[CellChange], minimum: float = NOISE_FLOOR
 ) -> tuple[float, float | None]:
@@ -391,97 +275,6 @@ def machine_shift(
     return math.expm1(stats.median(logs)) if logs else None
 
 
-# The cells' scatter counts (raises the floor, or rules out two levels) when significant at this level.
-SCATTER_ALPHA = 0.01
-# Two groups of cells are two levels when their medians lie this many within-group sds apart.
-SEPARATION_K = 5.0
-
-
-@dataclass(frozen=True)
-class Groups:
-    """The cells' log throughput changes read as one level or two: a change to
-    a shared op moves a subset of cells by a common factor while the others
-    stay put. ``steady``: how many cells sit in the group nearest the
-    machine's reference (the calibration workload's change, or none), at
-    ``steady_change``; ``moved`` cells at ``moved_change`` (0 cells: one level)."""
-
-    steady: int
-    steady_change: float
-    moved: int = 0
-    moved_change: float = 0.0
-
-
-def _split(logs: list[float]) -> tuple[int, float]:
-    """Where sorted ``logs`` split best into two runs of values (least
-    within-group sum of squares, from prefix sums: linear in the cells): the
-    index of the second group's first value, and that sum."""
-    n = len(logs)
-    total, total_sq = sum(logs), sum(x * x for x in logs)
-    best, where, low, low_sq = math.inf, 0, 0.0, 0.0
-    for i in range(1, n):
-        low, low_sq = low + logs[i - 1], low_sq + logs[i - 1] ** 2
-        high, high_sq = total - low, total_sq - low_sq
-        ss = (low_sq - low * low / i) + (high_sq - high * high / (n - i))
-        if ss < best:
-            best, where = ss, i
-    return where, best
-
-
-def _robust_sd(residuals: list[float]) -> float:
-    return 1.4826 * stats.median([abs(r) for r in residuals]) if residuals else 0.0
-
-
-def change_groups(
-    logs: list[float], ses: list[float], reference: float = 0.0
-) -> tuple[Groups, list[float], list[float]]:
-    """(groups, residuals, z): the changes (``ses``: each one's standard
-    error from its rounds) as two levels when a split leaves groups whose
-    medians lie ``SEPARATION_K`` within-group robust sds (at least the
-    typical standard error) apart and whose residuals are what the rounds
-    as one level otherwise. A residual is a change minus its group's median;
-    z is the residual over its standard error. Two groups of noise, or of a
-    machine that moved each cell by its own share, lie closer than that (a
-    split of one spread-out group leaves medians ~2-3 within-group sds apart)."""
-    pairs = sorted(zip(logs, ses, strict=True))
-    ordered, errors = [x for x, _ in pairs], [e for _, e in pairs]
-
-    def fit(medians: list[float]) -> tuple[list[float], list[float]]:
-        residuals = [x - m for x, m in zip(ordered, medians, strict=True)]
-        return residuals, [
-            r / e if e > 0 else math.inf for r, e in zip(residuals, errors, strict=True)
-        ]
-
-    centre = stats.median(ordered)
-    one = (Groups(len(ordered), math.expm1(centre)), *fit([centre] * len(ordered)))
-    if len(ordered) < 4:
-        return one
-    where, _ = _split(ordered)
-    low, high = ordered[:where], ordered[where:]
-    m_low, m_high = stats.median(low), stats.median(high)
-    residuals, z = fit([m_low] * len(low) + [m_high] * len(high))
-    # An odd group's median residual is 0 by construction: left out, it cannot shrink the sd.
-    # The within-group sd holds the machine's per-cell scatter as well as the
-    # rounds', so a subset moved by a common factor still reads as two levels
-    # when each cell also moved by its own small share (a quiet machine does that).
-    within = max(_robust_sd([r for r in residuals if r]), stats.median(errors))
-    if m_high - m_low < SEPARATION_K * within:
-        return one  # close: one level scattered, not two common factors
-    steady, moved = (
-        (low, high) if abs(m_low - reference) <= abs(m_high - reference) else (high, low)
-    )
-    m_steady, m_moved = stats.median(steady), stats.median(moved)
-    groups = Groups(len(steady), math.expm1(m_steady), len(moved), math.expm1(m_moved))
-    return groups, residuals, z
-
-
-def median_se(n: int) -> float:
-    """The standard error of the median of ``n`` normal values, in sds: a
-    cell's change is a difference of medians of round medians, which scatter
-    more than means (n = 3: 0.67, not 0.58; many: sqrt(pi / 2n))."""
-    exact = {1: 1.0, 2: math.sqrt(0.5), 3: math.sqrt(0.4487)}
-    return exact.get(n, math.sqrt(math.pi / (2.0 * max(n, 1))))
-
-
 def change_se(change: CellChange, typical: float) -> float:
     """A cell's standard error of its log change: its round spread shrunk
     toward the typical one (as the moderated test does), for a difference of
@@ -516,28 +309,10 @@ def change_dispersion(
     logs = [math.log1p(c.throughput_change) for c in judged]  # type: ignore[arg-type]
     ses = [change_se(c, typical) for c in judged]
     groups, residuals, z = change_groups(logs, ses, reference)
-    if _explained_by_rounds(z, 2 if groups.moved else 1):
+    if explained_by_rounds(z, 2 if groups.moved else 1):
         return 0.0, groups
     explained = stats.median(ses)
-    return math.sqrt(max(0.0, _robust_sd(residuals) ** 2 - explained**2)), groups
-
-
-def _explained_by_rounds(z: list[float], levels: int) -> bool:
-    """Whether residuals over their standard errors (``z``) scatter as the
-    rounds explain (chi-square test at ``SCATTER_ALPHA``): a few cells'
-    robust sd is itself noisy, and three times an unlucky draw would hide
-    real changes."""
-    from scipy.stats import chi2
-
-    dof = len(z) - levels
-    if dof < 1:
-        return False
-    return sum(v * v for v in z) < float(chi2.ppf(1.0 - SCATTER_ALPHA, dof))
-
-
-def dispersion_floor(dispersion: float) -> float:
-    """The relative change ``DISPERSION_K`` robust sds of unexplained scatter amount to."""
-    return math.expm1(DISPERSION_K * dispersion)
+    return math.sqrt(max(0.0, robust_sd(residuals) ** 2 - explained**2)), groups
 
 
 @dataclass
@@ -696,10 +471,6 @@ class Comparison:
         )
 
 
-def _key(row: dict[str, Any]) -> str:
-    return str(row.get("cell_id") or "|".join(str(row.get(k)) for k in CELL_KEYS))
-
-
 def compare_runs(
     baseline: list[dict[str, Any]],
     current: list[dict[str, Any]],
@@ -712,8 +483,8 @@ def compare_runs(
     """Compare two runs' rows cell by cell (cells are matched by cell id).
     ``noise_floor`` is the least floor; cells with rounds are judged against
     the floor derived from the runs' round-to-round spread."""
-    base = {_key(r): r for r in baseline}
-    cur = {_key(r): r for r in current}
+    base = {row_mod.cell_key(r): r for r in baseline}
+    cur = {row_mod.cell_key(r): r for r in current}
     keys = list(dict.fromkeys([*base, *cur]))
     changes = [compare_cell(base.get(k), cur.get(k), noise_floor, alpha, normalize) for k in keys]
     floor, typical = derived_noise_floor(changes, noise_floor)
@@ -750,19 +521,7 @@ def compare_runs(
     if fb and fc and fb != fc:
         diffs = [
             f"{k}: {(baseline_env or {}).get(k)} -> {(current_env or {}).get(k)}"
-            for k in (
-                "os",
-                "machine",
-                "cpu",
-                "cores",
-                "python",
-                "torch",
-                "onnxruntime",
-                "cuda",
-                "gpu",
-                "torch_threads",
-                "torch_interop_threads",
-            )
+            for k in FINGERPRINT_FIELDS
             if (baseline_env or {}).get(k) != (current_env or {}).get(k)
         ]
         warnings.append(
@@ -807,142 +566,21 @@ def _counting_methods(rows: list[dict[str, Any]]) -> set[str]:
     return {str(r["instructions_method"]) for r in rows if r.get("instructions_method")}
 
 
-def _table(comparison: Comparison, which: str) -> pd.DataFrame:
-    rows = []
-    for c in comparison.changes:
-        if which == "throughput" and c.throughput_verdict in ("slower", "faster"):
-            rows.append(
-                {
-                    **{k: getattr(c, k) for k in CELL_KEYS},
-                    "verdict": c.throughput_verdict,
-                    "baseline items/s": c.base_throughput,
-                    "current items/s": c.throughput,
-                    "change": f"{c.throughput_change:+.1%}",
-                    "p": c.p_value,
-                }
-            )
-        elif which == "drift" and c.drift_verdict in ("worse", "better"):
-            rows.append(
-                {
-                    **{k: getattr(c, k) for k in CELL_KEYS},
-                    "verdict": c.drift_verdict,
-                    "baseline max_rel_err": c.base_max_rel_err,
-                    "current max_rel_err": c.max_rel_err,
-                }
-            )
-        elif which == "status" and c.status_verdict not in ("unchanged", ""):
-            rows.append(
-                {
-                    **{k: getattr(c, k) for k in CELL_KEYS},
-                    "verdict": c.status_verdict,
-                    "baseline": c.base_status,
-                    "current": c.status,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _counts(comparison: Comparison) -> str:
-    frame = comparison.frame()
-    if frame.empty:
-        return "no cells"
-    parts = [f"{len(frame)} cells"]
-    for col, verdicts in (
-        ("throughput_verdict", ("slower", "faster", "noisy")),
-        ("drift_verdict", ("worse",)),
-        ("status_verdict", ("new failure", "fixed", "lost coverage")),
-    ):
-        for v in verdicts:
-            n = int((frame[col] == v).sum())
-            if n:
-                parts.append(f"{n} {v if col != 'drift_verdict' else 'with worse drift'}")
-    return ", ".join(parts)
-
-
-def _criteria(comparison: Comparison) -> str:
-    return (
-        f"A throughput change counts when it is significant and at least the noise floor: for cells "
-        f"timed in rounds, a t-test on log round medians, each cell's variance shrunk toward the typical "
-        f"spread (p < {ROUND_ALPHA:g}), and a floor of "
-        f"{NOISE_K:g} standard errors of the typical round-to-round spread (here "
-        f"{comparison.noise_floor:.1%}; never below the change of the calibration workload between the "
-        f"runs, unless --normalize, nor below {DISPERSION_K:g} robust sds of the cells' changes around "
-        f"their median beyond what their rounds explain); a cell whose own rounds spread too much for its change is "
-        f"'noisy'; cells timed in one window, a "
-        f"Mann-Whitney U test on the samples (p < {comparison.alpha:g}). Drift counts when "
-        f"max_rel_err grows more than {DRIFT_FACTOR:g}x."
-    )
-
-
-def md_text(value: object) -> str:
-    """Text from a run (a case name, a reason, an env value) as inert Markdown on
-    one line: no HTML (``<img>``, an unclosed ``<!--``), links or images."""
-    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
-    return re.sub(r"([\\`\[\]])", r"\\\1", text)
-
-
-def markdown(
-    comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
-) -> str:
-    """The comparison as Markdown (for a CI job summary or a PR comment)."""
-    lines = [comparison.gate_line(gate), ""] if gate is not None else []
-    lines += [f"# {md_text(title)}", "", _counts(comparison), ""]
-    lines += [f"> **warning:** {md_text(w)}" for w in comparison.warnings]
-    if comparison.warnings:
-        lines.append("")
-    noise = comparison.noise_line(gate)
-    if noise:
-        lines += [noise, ""]
-    if gate is not None:
-        failing = comparison.regressions(gate)
-        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
-        noisy = ", too noisy to judge throughput" if comparison.too_noisy(gate) else ""
-        lines += [f"**Gate: {verdict}** ({len(failing)} regressions{noisy})", ""]
-        lines += [f"- {md_text(c.label)}: {md_text('; '.join(why))}" for c, why in failing[:50]]
-        lines.append("")
-    for which, heading in (
-        ("status", "Status changes"),
-        ("throughput", "Throughput changes"),
-        ("drift", "Drift changes"),
-    ):
-        table = _table(comparison, which)
-        lines += [f"## {heading}", "", markdown_table(table) if not table.empty else "None.", ""]
-    lines += [_criteria(comparison), ""]
-    return "\n".join(lines)
-
-
-def html_page(
-    comparison: Comparison, title: str = "torchparity compare", gate: Gate | None = None
-) -> str:
-    """The comparison as a self-contained page."""
-    warn = "".join(f"<p class='note'>warning: {h.esc(w)}</p>" for w in comparison.warnings)
-    noise = (
-        f"<p>{h.esc(comparison.noise_line(gate).replace('**', ''))}</p>"
-        if comparison.typical_spread is not None
-        else ""
-    )
-    sections = [
-        h.section(
-            "Summary",
-            f"<p>{h.esc(_counts(comparison))}</p>{warn}{noise}"
-            f"<p class='muted'>{h.esc(_criteria(comparison))}</p>",
-            "summary",
-        )
-    ]
-    if gate is not None:
-        failing = comparison.regressions(gate)
-        items = "".join(f"<li>{h.esc(c.label)}: {h.esc('; '.join(why))}</li>" for c, why in failing)
-        verdict = {"failed": "FAILED"}.get(comparison.outcome(gate), comparison.outcome(gate))
-        first = f"<p>{h.esc(comparison.gate_line(gate).replace('**', ''))}</p>"
-        body = first + (f"<ul>{items}</ul>" if items else "")
-        sections.append(h.section(f"Gate: {verdict}", body, "gate"))
-    for which, heading in (
-        ("status", "Status changes"),
-        ("throughput", "Throughput changes"),
-        ("drift", "Drift changes"),
-    ):
-        sections.append(
-            h.section(heading, h.table(_table(comparison, which), f"{which}-changes"), which)
-        )
-    sections.append(h.section("Every cell", h.table(comparison.frame(), "all-cells"), "all"))
-    return h.fit_page(title, sections, "")
+# The gate and the statistics live in gate.py and compare_stats.py, the
+# rendering in compare_render.py; these names stay importable from here.
+__all__ = [
+    "ALPHA",
+    "GATE_KINDS",
+    "NOISE_FLOOR",
+    "ROUND_ALPHA",
+    "CellChange",
+    "Comparison",
+    "FailOnError",
+    "Gate",
+    "compare_cell",
+    "compare_runs",
+    "instructions_incomparable",
+    "judge",
+    "parse_fail_on",
+    "u_test",
+]

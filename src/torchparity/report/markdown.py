@@ -8,7 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["markdown_table"]
+__all__ = ["markdown_table", "md_text"]
+
+
+def md_text(value: object) -> str:
+    """Text from a run (a case name, a reason, an env value) as inert Markdown on
+    one line, in a table cell or a paragraph alike: markup in a reason must show
+    as text in a rendered job summary too, so no HTML (``<img>``, an unclosed
+    ``<!--``), no link or image syntax, and no ``|`` that would split a cell."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return re.sub(r"([\\`\[\]|])", r"\\\1", text)
 
 
 def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3g") -> str:
@@ -19,10 +28,7 @@ def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3
     def text(v: Any) -> str:
         if isinstance(v, float):
             return "" if pd.isna(v) else format(v, floatfmt)
-        # Markup in a reason must show as text in a rendered job summary too:
-        # no HTML, and no link or image syntax (a case name is data, not markup).
-        text = html.escape(" ".join(str(v).split()), quote=False)
-        return re.sub(r"([\\`\[\]|])", r"\\\1", text)
+        return md_text(v)
 
     head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"

@@ -16,7 +16,7 @@ import pandas as pd
 
 from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
-from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
+from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES, Status
 from torchparity.report import charts, generation, merge, zoo
 from torchparity.report import frames as fr
 from torchparity.report import html as h
@@ -47,7 +47,7 @@ def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "blame" not in frame.columns:
         return pd.DataFrame()
     blamed = fr.rows(
-        frame, (frame["status"] != "pass") & frame["blame"].notna() & (frame["blame"] != "")
+        frame, (frame["status"] != Status.PASS) & frame["blame"].notna() & (frame["blame"] != "")
     )
     if blamed.empty:
         return pd.DataFrame()
@@ -59,7 +59,7 @@ def blame_counts(frame: pd.DataFrame) -> pd.DataFrame:
 def blame_line(rows: list[dict[str, Any]]) -> str:
     """``blame: 12 exporter, 3 pytorch`` over the non-pass cells ('' when none carry one)."""
     counts = pd.Series(
-        [r.get("blame") for r in rows if r.get("status") != "pass" and r.get("blame")]
+        [r.get("blame") for r in rows if r.get("status") != Status.PASS and r.get("blame")]
     )
     if counts.empty:
         return ""
@@ -72,7 +72,7 @@ def console_table(rows: list[dict[str, Any]]) -> str:
     frame = rows_frame(lang.with_language_columns(h.shown_rows(rows)))
     if frame.empty:
         return "(no rows)"
-    ran = frame["status"] != "skip"
+    ran = frame["status"] != Status.SKIP
     frame = fr.rows(frame, ran) if ran.any() else frame
 
     def cell_text(r: pd.Series) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from torchparity._core.status import Status
 from torchparity.report import frames as fr
 from torchparity.report import html as h
 from torchparity.report.markdown import markdown_table
@@ -105,7 +106,7 @@ def path_label(row: dict[str, Any], several: dict[str, bool]) -> str:
 def outcome(row: dict[str, Any]) -> str:
     """What happened, expected or not: an xfail shows the status it stands for."""
     status = str(row.get("status"))
-    return str(row.get("xfail_of") or status) if status == "xfail" else status
+    return str(row.get("xfail_of") or status) if status == Status.XFAIL else status
 
 
 def own_reason(row: dict[str, Any]) -> str:
@@ -159,7 +160,7 @@ def build(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[Note]]:
     for row in _case_order(rows):
         key = (architecture(row), path_label(row, several))
         status = outcome(row)
-        if row.get("status") == "pass":
+        if row.get("status") == Status.PASS:
             text = "pass" + (f" · {measures(row)}" if measures(row) else "")
             if row.get("expectation") == "unexpected pass":
                 text += f" [{_note(notes, row, key, 'pass')}]"
@@ -181,7 +182,7 @@ def _case_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ran: set[Any] = set()
     for i, r in enumerate(rows):
         first.setdefault(r.get("case"), i)
-        if r.get("status") != "skip":
+        if r.get("status") != Status.SKIP:
             ran.add(r.get("case"))
     return sorted(rows, key=lambda r: (r.get("case") not in ran, first[r.get("case")]))
 
@@ -221,7 +222,7 @@ def counts(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def blame_counts(notes: list[Note]) -> pd.DataFrame:
     """Non-pass cells per blame category (an unexpected pass counts as none)."""
     frame = pd.DataFrame(
-        [{"blame": n.blame or "(none)"} for n in notes if n.status != "pass" for _ in n.paths]
+        [{"blame": n.blame or "(none)"} for n in notes if n.status != Status.PASS for _ in n.paths]
     )
     if frame.empty:
         return frame

@@ -22,6 +22,8 @@ import psutil
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from torchparity._core.status import Status
+
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -185,7 +187,7 @@ def data_row(config: LoaderConfig, samples: int, batch: int, epochs: int) -> dic
         "precision": "fp32",
         "backend": "dataloader",
         "mode": "data",
-        "status": "pass",
+        "status": Status.PASS.value,
         "reason": "",
         "batch": batch,
         "num_workers": config.num_workers,
@@ -198,6 +200,6 @@ def data_row(config: LoaderConfig, samples: int, batch: int, epochs: int) -> dic
         if config.pin_memory and not row["pin_memory_effective"]:
             row["reason"] = "pin_memory has no effect without an accelerator"
     except Exception as exc:  # noqa: BLE001 - a configuration's failure is a finding
-        row.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:400])
+        row.update(status=Status.ERROR.value, reason=f"{type(exc).__name__}: {exc}"[:400])
     row["cell_id"] = cell_id(config, samples, batch, epochs)
     return row

@@ -21,7 +21,6 @@ from typing import Any
 from torchparity._core import environment
 from torchparity._core import row as row_mod
 from torchparity._core.errors import error_fields
-from torchparity._core.row import Row
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import MEASURED_STATUSES, Status
 from torchparity.axes.matrix import Cell
@@ -70,7 +69,7 @@ Executor = InProcessExecutor | IsolatedExecutor
 
 
 def _died(answer: Any) -> bool:
-    return isinstance(answer, dict) and answer.get("status") in ("crash", "timeout")
+    return isinstance(answer, dict) and answer.get("status") in (Status.CRASH, Status.TIMEOUT)
 
 
 Settle = Callable[[dict[str, Any], Group], dict[str, Any] | None]
@@ -271,7 +270,7 @@ def _prechecked(
             continue
         try:
             reason = precheck(cell)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a precheck that raises is the cell's error row, and the run goes on
             writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
             continue
         if reason:
@@ -281,7 +280,7 @@ def _prechecked(
     return runnable
 
 
-def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[Row]:
+def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict[str, Any]]:
     """Run the plan's cells that the run directory does not hold yet (and the
     missing rounds of cells an interrupted run left with partial timing);
     return all rows of the run directory. On SIGINT or SIGTERM the worker is

@@ -20,6 +20,7 @@ from typing import Any
 
 from torchparity._core.console import robust_standard_streams
 from torchparity._core.rundir import RunDir, RunDirError, start_log_cap
+from torchparity._core.status import Status
 from torchparity.cases.case import PluginSpec, load_all
 from torchparity.cell.context import RunSettings, apply_thread_settings
 from torchparity.cell.stages import listen_to_stages
@@ -228,11 +229,15 @@ class IsolatedExecutor:
             hint = (
                 "; its last output is in worker.log" if self.settings.output_dir is not None else ""
             )
-            return {"status": "crash", "reason": _describe_exit(code) + hint, "exit_code": code}
+            return {
+                "status": Status.CRASH.value,
+                "reason": _describe_exit(code) + hint,
+                "exit_code": code,
+            }
         self._discard(kill=True)
         self._died_in = self._where_now()
         return {
-            "status": "timeout",
+            "status": Status.TIMEOUT.value,
             "reason": f"no result within {timeout:g}s; worker killed and replaced",
         }
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from torchparity._core import stats
 from torchparity._core.row import ROUNDS_PLANNED, TIMING_PARTIAL
+from torchparity._core.status import Status
 from torchparity.axes.matrix import Cell
 from torchparity.timing.pairing import pair_blocks, paired_speedup
 from torchparity.timing.timer import TimingConfig
@@ -350,7 +351,9 @@ class Schedule:
         answers = verdict(new)
         measured = 0.0
         for cell in new:
-            answer = answers.get(cell.id) or {"row": {"status": "error", "reason": "no answer"}}
+            answer = answers.get(cell.id) or {
+                "row": {"status": Status.ERROR.value, "reason": "no answer"}
+            }
             first = answer.get("round")
             if first is None:
                 sinks.emit(cell, answer["row"])
@@ -386,7 +389,7 @@ class Schedule:
                 self._emit_group(group, sinks.emit)
             else:
                 for cell in alive:  # a crashed cell is done: its row goes out now
-                    if self.pending[cell.id].row.get("status") in ("crash", "timeout"):
+                    if self.pending[cell.id].row.get("status") in (Status.CRASH, Status.TIMEOUT):
                         self._emit_cell(self.pending.pop(cell.id), sinks.emit)
 
     def _take(self, index: int, alive: Group, answers: dict[str, Any], sinks: Sinks) -> None:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from torchparity._core.status import Status
+
 CATEGORIES = (
     "pytorch",
     "exporter",
@@ -121,17 +123,17 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     reason = str(row.get("reason") or "")
     if row.get("nondeterministic"):
         return "case"  # eager at fp64 does not reproduce itself: no backend is to blame
-    if status != "skip" and _environment(row, reason):
+    if status != Status.SKIP and _environment(row, reason):
         return "environment"
-    if status != "skip" and _case_stage(row):
+    if status != Status.SKIP and _case_stage(row):
         return "case"
     if status != "skip" and _plumbing(row):
         return "harness"  # torchparity's own code broke on the input it was handed
     if _HARNESS.search(reason):
         return "harness"
-    if status == "fail" and _recipe_loses_task(row):
+    if status == Status.FAIL and _recipe_loses_task(row):
         return "quantization"
-    if status == "skip":
+    if status == Status.SKIP:
         if re.search(r"is not installed|no module named|does not load beside", reason, re.I):
             return "environment"
         if _SKIP_PYTORCH.search(reason):
@@ -142,7 +144,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
     if backend.startswith("torchscript") and "[_op(" in reason:
         return "harness"  # the suite's Python wrapper of the op (e.g. OpInfo's lambda), not a torch API
     if backend.startswith("onnxruntime"):
-        if _ORT.search(reason) or (status == "fail" and _runner_off(row)):
+        if _ORT.search(reason) or (status == Status.FAIL and _runner_off(row)):
             return "onnxruntime"
         return "exporter"  # export, conversion, checker; and graphs computing other values
     if backend in ("executorch", "openvino"):
@@ -150,7 +152,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
             return "pytorch"  # torch.export, before the runtime's lowering or conversion
         return backend
     if backend in ("compile", "aoti", "aoti-cpp"):
-        if status in ("fail", "timeout", "crash") or _INDUCTOR.search(reason):
+        if status in (Status.FAIL, Status.TIMEOUT, Status.CRASH) or _INDUCTOR.search(reason):
             return "inductor"  # wrong values, or code generation and C++ compilation running away
         return "pytorch"  # dynamo tracing, fake tensors, decompositions
     return "pytorch"  # eager, TorchScript, torch.export

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torchparity._core.status import BAD_STATUSES, Status
 from torchparity.cases.case import Case, KnownFailure
 from torchparity.verdicts import blame as blame_mod
 
-BAD = ("fail", "error", "crash", "timeout")
 STRICT_FINDINGS = ("new failure", "changed", "unexpected pass")
 FILES: dict[str, Path] = {}  # suite -> its expectations file
 _LOADED: dict[str, dict[tuple[str, str, str, str], KnownFailure]] = {}  # suite -> key -> mark
@@ -131,25 +131,25 @@ def apply(case: Case | None, cell: Any, row: dict[str, Any]) -> dict[str, Any]:
     else:
         mark = case.known_failure(backend, device, precision) if case is not None else None
     status = row.get("status")
-    if status in BAD and mark is not None:
+    if status in BAD_STATUSES and mark is not None:
         row["xfail_of"] = status
-        row["status"] = "xfail"
+        row["status"] = Status.XFAIL.value
         row["reason"] = f"{mark.describe()}; was {status}: {row.get('reason', '')}"
         changed = bool(mark.status) and mark.status != status
         row["expectation"] = "changed" if changed else "expected"
-    elif status == "pass" and mark is not None and mark.status:
+    elif status == Status.PASS and mark is not None and mark.status:
         row["expectation"] = "unexpected pass"
         row["reason"] = f"unexpected pass: expected {mark.status} ({mark.reason})"
-    elif status == "pass" and mark is not None:
+    elif status == Status.PASS and mark is not None:
         # A catalog mark is a glob over cells, not a per-cell expectation: its
         # passing cells are noted, not a --strict finding.
         row["expectation"] = "known failure did not reproduce"
-    elif status in BAD:
+    elif status in BAD_STATUSES:
         row["expectation"] = "new failure"
     if mark is not None:
         row["expected_status"] = mark.status or "fail"
-    if row.get("status") != "pass":
-        if mark is not None and mark.blame and row.get("status") == "xfail":
+    if row.get("status") != Status.PASS:
+        if mark is not None and mark.blame and row.get("status") == Status.XFAIL:
             row["blame"], row["blame_source"] = mark.blame, "expectations"
         else:
             row["blame"], row["blame_source"] = blame_mod.classify(backend, row), "rule"
@@ -158,7 +158,11 @@ def apply(case: Case | None, cell: Any, row: dict[str, Any]) -> dict[str, Any]:
 
 def strict_findings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows that fail ``--strict``: bad statuses, changed statuses, unexpected passes."""
-    return [r for r in rows if r.get("status") in BAD or r.get("expectation") in STRICT_FINDINGS]
+    return [
+        r
+        for r in rows
+        if r.get("status") in BAD_STATUSES or r.get("expectation") in STRICT_FINDINGS
+    ]
 
 
 def updated(existing: list[Expectation], rows: Iterable[dict[str, Any]]) -> list[Expectation]:
@@ -168,13 +172,13 @@ def updated(existing: list[Expectation], rows: Iterable[dict[str, Any]]) -> list
     by_key = {e.key(): e for e in existing}
     for row in rows:
         status = row.get("xfail_of") or row.get("status")
-        if status == "skip":
+        if status == Status.SKIP:
             continue  # skips carry their reason in the row; they are not expectations
         matches = [k for k, e in by_key.items() if _covers(e, row)]
         old = by_key.get(matches[0]) if matches else None
         for k in matches:
             del by_key[k]
-        if status not in BAD:
+        if status not in BAD_STATUSES:
             continue
         key = (row["case"], row["backend"], row["precision"], old.device if old else "*")
         if old is not None and old.status == status:

@@ -73,7 +73,7 @@ def op_db() -> tuple[Any, ...]:
     )
     try:
         module = importlib.import_module(module_name())
-    except Exception as exc:  # ImportError, or the private module failing at import
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the private module failing at import
         raise OpInfoUnavailable(
             f"cannot import {module_name()} in {where}: {type(exc).__name__}: {exc}"
         ) from None
