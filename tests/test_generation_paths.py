@@ -1,0 +1,145 @@
+"""The deployment paths of ``--mode generate`` (onnxruntime, openvino, executorch,
+onnxruntime-node), each prepared through its backend's ``prepare_generation``
+and run greedy over left-padded prompts against eager Hugging Face with its
+DynamicCache: every step's logits within fp32 tolerance, one token per
+sequence per decode call, the same tokens."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+STEPS = 8
+
+
+def _needs(module: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+
+
+def _model(name: str) -> torch.nn.Module:
+    """A zoo decoder with a decisive, untied output head (flat logits would
+    make greedy decoding a walk over near-ties)."""
+    _needs("transformers")
+    from torchparity.suites.zoo import text
+
+    torch.manual_seed(0)
+    model = {"gpt2": text.GPT2, "llama": text.LLAMA, "qwen2": text.QWEN2}[name].build()
+    head = model.get_output_embeddings()
+    fresh = torch.nn.Linear(head.in_features, head.out_features, bias=False)
+    with torch.no_grad():
+        fresh.weight.copy_(torch.randn_like(fresh.weight))
+    model.set_output_embeddings(fresh)
+    model.config.tie_word_embeddings = False
+    return model.eval()
+
+
+def _prompts(batch: int = 2) -> SimpleNamespace:
+    """Left-padded prompts of lengths 5 and 3 (batch 2), or the first alone."""
+    ids = torch.tensor([[11, 12, 13, 14, 15], [0, 0, 21, 22, 23]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    return SimpleNamespace(input_ids=ids[:batch], attention_mask=mask[:batch], encoder=None)
+
+
+def _eager(model: torch.nn.Module, prompts: SimpleNamespace, steps: int) -> list[torch.Tensor]:
+    """Eager HF's greedy loop over its DynamicCache (positions from the mask, as
+    ``generate`` computes them): the logits choosing each new token."""
+    import transformers
+
+    from torchparity.backends.past_kv_io import cache_argument, mask_positions
+
+    cache = transformers.DynamicCache(config=model.config)
+    arg = cache_argument(model)
+    mask = prompts.attention_mask
+    with torch.no_grad():
+        out = model(
+            input_ids=prompts.input_ids,
+            attention_mask=mask,
+            position_ids=mask_positions(mask),
+            use_cache=True,
+            **{arg: cache},
+        )
+        logits = [out.logits[:, -1]]
+        positions = mask.sum(dim=1)
+        for _ in range(steps):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = model(
+                input_ids=logits[-1].argmax(-1)[:, None],
+                attention_mask=mask,
+                position_ids=positions[:, None],
+                use_cache=True,
+                **{arg: cache},
+            )
+            positions = positions + 1
+            logits.append(out.logits[:, -1])
+    return logits
+
+
+class _Counting:
+    """Records each decode call's input length: exactly one token per sequence."""
+
+    def __init__(self, path):
+        self.path = path
+        self.decode_lengths: list[tuple[int, ...]] = []
+
+    def run(self, prompts: SimpleNamespace, steps: int) -> list[torch.Tensor]:
+        logits, state = self.path.prefill(prompts)
+        assert logits.shape[:2] == prompts.input_ids.shape
+        out = [logits[:, -1]]
+        for _ in range(steps):
+            tokens = out[-1].argmax(-1)
+            self.decode_lengths.append(tuple(tokens.shape))
+            step, state = self.path.decode(tokens, state)
+            out.append(step)
+        return out
+
+
+def _ctx(backend: str, cache_dir, precision: str = "fp32"):
+    from torchparity.axes.devices import get_device
+    from torchparity.axes.matrix import Cell
+    from torchparity.axes.precision import PRECISIONS
+    from torchparity.backends import PrepareContext
+
+    cell = Cell("zoo.test", "model", "test", "cpu", precision, backend)
+    return PrepareContext(cell, get_device("cpu"), PRECISIONS[precision], cache_dir=cache_dir)
+
+
+def _check(backend: str, name: str, cache_dir, batch: int = 2, steps: int = STEPS) -> dict:
+    from torchparity.backends import get_backend
+
+    model = _model(name)
+    prompts = _prompts(batch)
+    expected = _eager(model, prompts, steps)
+    ctx = _ctx(backend, cache_dir)
+    max_len = prompts.input_ids.shape[1] + steps
+    with torch.no_grad():
+        path = get_backend(backend).prepare_generation(model, prompts, max_len, ctx)
+        counting = _Counting(path)
+        got = counting.run(prompts, steps)
+    assert counting.decode_lengths == [(batch,)] * steps
+    assert getattr(path, "decode_input_len", 1) == 1
+    for step, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert torch.allclose(a.float(), b, atol=1e-4, rtol=1e-4), (step, (a - b).abs().max())
+        assert torch.equal(a.argmax(-1), b.argmax(-1)), step
+    return ctx.notes
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("generation-artifacts")
+
+
+def test_onnxruntime_generates_gpt2_over_past_key_values(cache_dir):
+    _needs("onnxruntime")
+    notes = _check("onnxruntime", "gpt2", cache_dir)
+    assert notes["cache"] == "miss"
+    assert _check("onnxruntime", "gpt2", cache_dir, batch=1)["cache"] == "hit"
+
+
+@pytest.mark.slow
+def test_onnxruntime_generates_llama_over_past_key_values(cache_dir):
+    _needs("onnxruntime")
+    _check("onnxruntime", "llama", cache_dir)
