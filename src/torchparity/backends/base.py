@@ -20,6 +20,7 @@ from torchparity.timing.measurement import Measurement
 from torchparity.timing.timer import TimingConfig
 
 if TYPE_CHECKING:  # types only: train_loop names this module's PrepareContext
+    from torchparity.backends.generation import GenerationPath, LoopPath, Prompts
     from torchparity.train_loop import TrainJob, TrainTrace
 
 
@@ -183,3 +184,23 @@ class Backend:
     def finalize(self, prepared: Callable[..., Any], ctx: PrepareContext) -> None:
         """Called after the cell's calls (run and timing): add to ``ctx.notes``
         what is known only then, e.g. recompilations. Default: nothing."""
+
+    # -- generation (cell/generate.py; docs/generation.md) -----------------------------
+    # Whether generate cells run on this backend; the others get a skip row.
+    generates: bool = False
+
+    def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
+        """None when the backend can run ``case``'s generation at ``precision``,
+        else the reason (a ``skip`` row)."""
+        return None if self.generates else f"{self.name} has no generation path"
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Prompts, max_len: int, ctx: PrepareContext
+    ) -> GenerationPath | LoopPath:
+        """The path's generation over ``model`` (the case's generating module,
+        already at the cell's precision on the cell's device, in eval mode):
+        prefill and one-token decode calls over the path's own cache, or a loop
+        the runtime runs itself. ``prompts`` are the cell's (a static build may
+        size itself by them); ``max_len`` is prompt_len + max_new_tokens (a
+        static cache's size). Called under ``torch.no_grad()``; timed as ``prepare_s``."""
+        raise NotImplementedError

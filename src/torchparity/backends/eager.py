@@ -33,6 +33,20 @@ class EagerBackend(Backend):
 
         return call
 
+    generates = True
+
+    def generation_unsupported(self, case: Any, precision: Any) -> str | None:
+        if precision.quant is not None:
+            return "eager generation at the int8 precisions is not built (docs/generation.md)"
+        return None
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        from torchparity.backends.hf_cache_path import HFCachePath
+
+        return HFCachePath(model, context=lambda: autocast_context(ctx))
+
     trains = True
 
     def train_forward(
