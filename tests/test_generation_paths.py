@@ -7,7 +7,6 @@ sequence per decode call, the same tokens."""
 from __future__ import annotations
 
 import importlib.util
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -37,45 +36,20 @@ def _model(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-def _prompts(batch: int = 2) -> SimpleNamespace:
+def _prompts(batch: int = 2):
     """Left-padded prompts of lengths 5 and 3 (batch 2), or the first alone."""
+    from torchparity.backends.generation import Prompts
+
     ids = torch.tensor([[11, 12, 13, 14, 15], [0, 0, 21, 22, 23]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
-    return SimpleNamespace(input_ids=ids[:batch], attention_mask=mask[:batch], encoder=None)
+    return Prompts(ids, mask).select(slice(0, batch))
 
 
-def _eager(model: torch.nn.Module, prompts: SimpleNamespace, steps: int) -> list[torch.Tensor]:
-    """Eager HF's greedy loop over its DynamicCache (positions from the mask, as
-    ``generate`` computes them): the logits choosing each new token."""
-    import transformers
+def _eager(model: torch.nn.Module, prompts, steps: int) -> list[torch.Tensor]:
+    """Eager's path (the model's own DynamicCache), greedy: the logits choosing each new token."""
+    from torchparity.backends.hf_cache_path import HFCachePath
 
-    from torchparity.backends.past_kv_io import cache_argument, mask_positions
-
-    cache = transformers.DynamicCache(config=model.config)
-    arg = cache_argument(model)
-    mask = prompts.attention_mask
-    with torch.no_grad():
-        out = model(
-            input_ids=prompts.input_ids,
-            attention_mask=mask,
-            position_ids=mask_positions(mask),
-            use_cache=True,
-            **{arg: cache},
-        )
-        logits = [out.logits[:, -1]]
-        positions = mask.sum(dim=1)
-        for _ in range(steps):
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(
-                input_ids=logits[-1].argmax(-1)[:, None],
-                attention_mask=mask,
-                position_ids=positions[:, None],
-                use_cache=True,
-                **{arg: cache},
-            )
-            positions = positions + 1
-            logits.append(out.logits[:, -1])
-    return logits
+    return _Counting(HFCachePath(model)).run(prompts, steps)
 
 
 class _Counting:
@@ -85,7 +59,7 @@ class _Counting:
         self.path = path
         self.decode_lengths: list[tuple[int, ...]] = []
 
-    def run(self, prompts: SimpleNamespace, steps: int) -> list[torch.Tensor]:
+    def run(self, prompts, steps: int) -> list[torch.Tensor]:
         logits, state = self.path.prefill(prompts)
         assert logits.shape[:2] == prompts.input_ids.shape
         out = [logits[:, -1]]
@@ -107,13 +81,16 @@ def _ctx(backend: str, cache_dir, precision: str = "fp32"):
     return PrepareContext(cell, get_device("cpu"), PRECISIONS[precision], cache_dir=cache_dir)
 
 
-def _check(backend: str, name: str, cache_dir, batch: int = 2, steps: int = STEPS) -> dict:
+def _check(
+    backend: str, name: str, cache_dir, batch: int = 2, steps: int = STEPS, **options: str
+) -> dict:
     from torchparity.backends import get_backend
 
     model = _model(name)
     prompts = _prompts(batch)
     expected = _eager(model, prompts, steps)
     ctx = _ctx(backend, cache_dir)
+    ctx.options.update(options)
     max_len = prompts.input_ids.shape[1] + steps
     with torch.no_grad():
         path = get_backend(backend).prepare_generation(model, prompts, max_len, ctx)
@@ -143,3 +120,19 @@ def test_onnxruntime_generates_gpt2_over_past_key_values(cache_dir):
 def test_onnxruntime_generates_llama_over_past_key_values(cache_dir):
     _needs("onnxruntime")
     _check("onnxruntime", "llama", cache_dir)
+
+
+def test_openvino_generates_llama_from_its_state(cache_dir):
+    _needs("openvino")
+    notes = _check("openvino", "llama", cache_dir)
+    assert notes["effective_precision"] == "f32"
+    assert notes["kv_cache_precision"] == "f32"
+
+
+@pytest.mark.slow
+def test_openvino_default_u8_kv_cache_is_what_moves_the_decode_logits(cache_dir):
+    """OpenVINO's CPU plugin quantizes the KV cache to u8 by default: prefill
+    still matches, the decode steps do not (why the fp32 cell asks for f32)."""
+    _needs("openvino")
+    with pytest.raises(AssertionError, match=r"^\(1, "):
+        _check("openvino", "llama", cache_dir, kv_cache_precision="u8")

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from torchparity.backends.hf_cache_path import mask_positions
+
 if TYPE_CHECKING:
     from torchparity.backends.generation import Prompts
 
@@ -103,8 +105,17 @@ class PastKeyValuesIO(torch.nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         import transformers
 
-        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(self.layers)]
-        cache = transformers.DynamicCache(ddp_cache_data=pairs, config=self.model.config)
+        cache = transformers.DynamicCache(config=self.model.config)
+        if len(cache.layers) != self.layers:
+            raise NotImplementedError(
+                f"the model's cache has {len(cache.layers)} layers where its call returned "
+                f"{self.layers}: no past-kv-io form"
+            )
+        for i, layer in enumerate(cache.layers):
+            # The past as the layer's own tensors: ``update`` would first concatenate
+            # them to an empty 1-D tensor, which OpenVINO's frontend cannot convert.
+            layer.lazy_initialization(past[2 * i], past[2 * i + 1])
+            layer.keys, layer.values = past[2 * i], past[2 * i + 1]
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -136,11 +147,6 @@ def dynamic_shapes(geometry: CacheGeometry) -> dict[str, Any]:
         "position_ids": token,
         "past": tuple({0: auto, 2: auto} for _ in range(2 * geometry.layers)),
     }
-
-
-def mask_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Each token's position counted over real tokens only (left padding: 0 there)."""
-    return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
 @dataclass
