@@ -122,6 +122,7 @@ def test_onnxruntime_generates_llama_over_past_key_values(cache_dir):
     _check("onnxruntime", "llama", cache_dir)
 
 
+@pytest.mark.slow  # ~35 s of CPU: the export and conversion
 def test_openvino_generates_llama_from_its_state(cache_dir):
     _needs("openvino")
     notes = _check("openvino", "llama", cache_dir)
@@ -136,3 +137,12 @@ def test_openvino_default_u8_kv_cache_is_what_moves_the_decode_logits(cache_dir)
     _needs("openvino")
     with pytest.raises(AssertionError, match=r"^\(1, "):
         _check("openvino", "llama", cache_dir, kv_cache_precision="u8")
+
+
+@pytest.mark.slow  # ~60 s of CPU: the export and the XNNPACK lowering
+def test_executorch_generates_from_a_static_cache_and_refuses_left_padding(cache_dir):
+    _needs("executorch")
+    notes = _check("executorch", "gpt2", cache_dir, batch=1)
+    assert notes["delegated_nodes"] > 0
+    with pytest.raises(NotImplementedError, match="left-padded batch cannot be served"):
+        _check("executorch", "gpt2", cache_dir, batch=2)
