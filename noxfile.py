@@ -266,6 +266,13 @@ ZOO_BACKENDS = "eager,torchscript-trace,onnxruntime,onnxruntime-legacy,export,co
 # from their extras; the JavaScript ones need node and npm, onnxruntime-web also
 # Chromium (without them their cells are skip rows saying so).
 ZOO_DEPLOY_BACKENDS = "executorch,openvino,onnxruntime-node,onnxruntime-web"
+# Generation parity (docs/generation.md): the generate-ci selection, 16 new tokens per
+# prompt, at fp32 and bf16 over the paths that generate (the others are skip rows).
+GENERATE_CI = [
+    *("--suite", "generate-ci", "--mode", "generate", "--max-new-tokens", "16"),
+    *("--device", "cpu", "--precision", "fp32,bf16", "--min-time", "0.01", "--quiet"),
+    *("--backend", "eager,compile,export,onnxruntime,executorch,openvino"),
+]
 
 
 def _zoo(
@@ -297,8 +304,15 @@ def _zoo(
 def zoo(session: nox.Session) -> None:
     """The model zoo's ci selection (suite zoo-ci, 10 architectures) on eager, ONNX Runtime,
     export and compile at fp32 on the CPU, --strict against its expectations; the matrix goes
-    to zoo.md in the run directory (default reports/zoo-ci; args after -- go to `torchparity run`)."""
+    to zoo.md in the run directory (default reports/zoo-ci; args after -- go to `torchparity run`).
+    Then the generate-ci selection in --mode generate (docs/generation.md) into reports/generate-ci."""
     _zoo(session, "zoo-ci", ZOO_CI_BACKENDS, ROOT / "reports" / "zoo-ci", None)
+    # Generation parity on its ci selection, beside the forward matrix.
+    install(session, "zoo,executorch,openvino")
+    out = ROOT / "reports" / "generate-ci"
+    if out.exists():
+        shutil.rmtree(out)
+    session.run("torchparity", "run", *GENERATE_CI, "--out", str(out))
 
 
 @nox.session

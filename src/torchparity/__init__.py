@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         register_model,
         register_op,
     )
+    from torchparity.cases.generation import Generation
     from torchparity.cases.inputs import InputGen
     from torchparity.cases.shapes import DynamicDim
     from torchparity.cases.tolerance import Tolerance
@@ -33,6 +34,7 @@ _EXPORTS = {
     "Case": "torchparity.cases.case",
     "Device": "torchparity.axes.devices",
     "DynamicDim": "torchparity.cases.shapes",
+    "Generation": "torchparity.cases.generation",
     "InputGen": "torchparity.cases.inputs",
     "KnownFailure": "torchparity.cases.case",
     "PrepareContext": "torchparity.backends.base",
@@ -49,6 +51,7 @@ __all__ = [
     "Case",
     "Device",
     "DynamicDim",
+    "Generation",
     "InputGen",
     "KnownFailure",
     "PrepareContext",

@@ -70,13 +70,21 @@ DIVERGENCE_INPUTS_DIR = "divergences"  # large inputs of fuzz findings (.npy)
 COMPARE_MD = "compare.md"
 COMPARE_HTML = "compare.html"
 LOCALIZATION_DIR = "localization"
+GENERATION_DIR = "generation"  # per-prompt detail of generate cells (docs/generation.md)
 CACHE_DIR = "cache"
 ERRORS_DIR = "errors"
 LOCK_FILE = "run.lock"
 WORKER_LOG = "worker.log"
 # What a run appends to or writes into: checked before a run starts. (Rendered
 # files, env.json and run.json are replaced by a rename, never written through.)
-WRITTEN_DIRS = (OUTPUTS_DIR, SAMPLES_DIR, DIVERGENCE_INPUTS_DIR, LOCALIZATION_DIR, ERRORS_DIR)
+WRITTEN_DIRS = (
+    OUTPUTS_DIR,
+    SAMPLES_DIR,
+    DIVERGENCE_INPUTS_DIR,
+    LOCALIZATION_DIR,
+    ERRORS_DIR,
+    GENERATION_DIR,
+)
 WRITTEN = (RESULTS_JSONL, DIVERGENCES_JSONL, WORKER_LOG, CACHE_DIR, *WRITTEN_DIRS)
 
 
@@ -381,6 +389,7 @@ class RunDir:
     lock_file = property(lambda self: self.path / LOCK_FILE)
     worker_log = property(lambda self: self.path / WORKER_LOG)
     localization_dir = property(lambda self: self.path / LOCALIZATION_DIR)
+    generation_dir = property(lambda self: self.path / GENERATION_DIR)
 
     def has_results(self) -> bool:
         return self.results_jsonl.is_file()
@@ -634,6 +643,30 @@ class RunDir:
             except (OSError, UnicodeDecodeError, ValueError):
                 continue
             if isinstance(record, dict) and isinstance(record.get("layers"), list):
+                records.append(record)
+        return records
+
+    # -- generation/ -------------------------------------------------------------
+    def write_generation(self, cell_id: str, record: dict[str, Any]) -> Path:
+        """A generate cell's per-prompt detail (tokens, first divergence, margins)
+        and per-step teacher-forced drift, as ``generation/<cell>.json``."""
+        self.inside(self.generation_dir).mkdir(parents=True, exist_ok=True)
+        path = self.inside(self.generation_dir / f"{safe_file_stem(cell_id)}.json")
+        return atomic_write_text(path, row_mod.encode(record) + "\n")
+
+    def generations(self) -> list[dict[str, Any]]:
+        """Every readable generation record; unreadable files skipped."""
+        records: list[dict[str, Any]] = []
+        if not self.generation_dir.is_dir():
+            return records
+        for path in sorted(self.generation_dir.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("prompts"), list):
                 records.append(record)
         return records
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from torchparity.cases.case import Case
+from torchparity.cases.generation import generation_of
 from torchparity.cases.shapes import SHAPE_POINTS
 
 
@@ -20,7 +21,8 @@ class Cell:
     device: str
     precision: str
     backend: str
-    mode: str = "infer"  # "infer", "train" (cell/training.py) or "shape" (cell/shapes.py)
+    # "infer", "train" (cell/training.py), "shape" (cell/shapes.py) or "generate" (cell/generate.py)
+    mode: str = "infer"
     # Shape mode: the run shape relative to the export shape (cases/shapes.py SHAPE_POINTS).
     shape_point: str = ""
     # A batch sweep (--batch): the infer cell's batch; 0: the case's own.
@@ -62,12 +64,25 @@ def expand(
         Cell(case.name, case.kind, suite, device, precision, backend, mode, point, batch)
         for case in cases
         for mode in modes
-        for batch in (_swept(case, batches) if mode == "infer" else (0,))
+        for batch in _batches(case, mode, batches)
         for device in devices
         for backend in backends
         for precision in precisions
         for point in (SHAPE_POINTS if mode == "shape" else ("",))
     ]
+
+
+def _batches(case: Case, mode: str, batches: Sequence[int]) -> Sequence[int]:
+    """The batches of ``case``'s cells in ``mode``: a generate cell at batch 1
+    and at the case's generation batch (or each of a sweep's), each its own row."""
+    if mode == "infer":
+        return _swept(case, batches)
+    if mode == "generate":
+        spec = generation_of(case.extra)
+        if batches:
+            return batches
+        return (1, 0) if spec is not None and spec.batch > 1 else (0,)
+    return (0,)
 
 
 def _swept(case: Case, batches: Sequence[int]) -> Sequence[int]:

@@ -65,7 +65,7 @@ class HFCachePath:
         context: Callable[[], Any] | None = None,
     ) -> None:
         self.model = model
-        self.forward = forward or model
+        self.forward = model if forward is None else forward
         self.context = context  # e.g. autocast, entered around every call
         self.seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self.positions = _accepts(model, "position_ids")

@@ -143,6 +143,40 @@ class CompileBackend(Backend):
         ctx.notes["recompilations"] = 0
         return call
 
+    generates = True
+
+    def generation_unsupported(self, case: Any, precision: Any) -> str | None:
+        if precision.quant is not None:
+            return "compile generation at the int8 precisions is not built (docs/generation.md)"
+        return None
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        """The model's forward compiled (dynamic shapes unless ``dynamic`` says
+        otherwise: the sequence grows every step) under eager's cache path;
+        a prefill and two decode calls compile it here, in ``prepare_s``."""
+        import torch._dynamo
+
+        from torchparity.backends.hf_cache_path import HFCachePath
+
+        self._configure_caches(ctx)
+        torch._dynamo.reset()
+        compiler = str(ctx.options.get("backend", "inductor"))
+        dynamic = truthy(ctx.options["dynamic"]) if "dynamic" in ctx.options else True
+        compiled = torch.compile(
+            model, backend=compiler, mode=ctx.options.get("mode") or None, dynamic=dynamic
+        )
+        ctx.notes.update(compiler=compiler, dynamic=dynamic)
+        path = HFCachePath(model, forward=compiled, context=lambda: autocast_context(ctx))
+        frames_before = _counter("frames", "total")
+        logits, state = path.prefill(prompts)
+        logits = logits[:, -1]
+        for _ in range(2):
+            logits, state = path.decode(logits.argmax(-1), state)
+        ctx.notes["frames_compiled"] = _counter("frames", "total") - frames_before
+        return path
+
     trains = True
 
     def train_forward(

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from torchparity.cases.generation import Generation
 from torchparity.cases.inputs import InputGen
 from torchparity.cases.shapes import DynamicDim, check_dims
 from torchparity.cases.tolerance import Tolerance
@@ -143,6 +144,7 @@ def register_model(
     constant_output_ok: bool = False,
     train: Any = None,
     dynamic: Iterable[DynamicDim] = (),
+    generation: Generation | None = None,
 ) -> Case:
     """Register a model case: a module factory plus a deterministic input factory.
     ``empty_output_ok`` declares that an output without tensor elements is
@@ -151,7 +153,9 @@ def register_model(
     (otherwise such a cell is an ``error``: any backend would match it).
     ``train`` (an engine/training.TrainSpec) declares the case's loss, targets
     or optimizer for train cells. ``dynamic`` declares the input dims that may
-    change size (``DynamicDim``: batch, sequence, ...; shape mode, docs/shapes.md)."""
+    change size (``DynamicDim``: batch, sequence, ...; shape mode, docs/shapes.md).
+    ``generation`` (a ``Generation``) declares how the model generates text:
+    its generate cells (``--mode generate``, docs/generation.md)."""
     case = Case(
         name=name,
         kind="model",
@@ -169,6 +173,10 @@ def register_model(
         extra={"train": train} if train is not None else {},
         dynamic=check_dims(list(dynamic)),
     )
+    if generation is not None:
+        if not isinstance(generation, Generation):
+            raise RegistryError(f"{name}: generation= takes a torchparity.Generation")
+        case.extra["generation"] = generation
     return register_case(case, suites)
 
 

@@ -31,6 +31,7 @@ from torchparity.backends import backend_names, get_backend, quantize
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.cases.cache_keys import cell_key
 from torchparity.cases.case import CASES, Case, precision_unsupported
+from torchparity.cases.generation import generation_of
 from torchparity.timing.timer import TimingConfig
 from torchparity.train_loop import TrainSettings
 
@@ -52,6 +53,9 @@ class RunSettings:
     localize: str = "auto"
     interop_threads: int | None = None
     train: TrainSettings | None = None  # for train cells (None: TrainSettings' defaults)
+    # Generate cells (--max-new-tokens): the tokens each prompt generates
+    # (None: the case's declaration's, cell/generate.py).
+    max_new_tokens: int | None = None
 
 
 def apply_thread_settings(settings: RunSettings) -> None:
@@ -114,7 +118,19 @@ def precheck(cell: Cell) -> str | None:
         return train_unsupported(cell, backend, precision)
     if cell.mode == "shape":
         return backend.supports(cell, precision) or shape_unsupported(cell, backend)
+    if cell.mode == "generate":
+        return generation_unsupported(case, backend, precision)
     return backend.supports(cell, precision)
+
+
+def generation_unsupported(case: Case | None, backend: Backend, precision: Precision) -> str | None:
+    """Why a generate cell cannot run (cell/generate.py), or None."""
+    if case is not None and generation_of(case.extra) is None:
+        return (
+            f"{case.name} declares no generation "
+            "(register_model(..., generation=Generation(...)); docs/generation.md)"
+        )
+    return backend.generation_unsupported(case, precision)
 
 
 def int8_unsupported(

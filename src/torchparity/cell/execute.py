@@ -16,6 +16,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.backends import runtime_language
 from torchparity.cases.case import CASES
 from torchparity.cell.context import RunSettings
+from torchparity.cell.generate import GENERATE_STAGES, GenerateState
 from torchparity.cell.multisample import SAMPLE_STAGES, SamplesState
 from torchparity.cell.pipeline import STAGES, CellState
 from torchparity.cell.shapes import SHAPE_STAGES, SILENT_OUTCOMES, ShapeState
@@ -28,10 +29,10 @@ AfterStages = Callable[[CellState], None]
 
 
 def own_path(cell: Cell) -> str | None:
-    """ "train", "shape" or "samples" for a cell run by its own stages
-    (cell/training.py, cell/shapes.py: no timing, cell/multisample.py) in one
-    timing window; None for the inference stages."""
-    if cell.mode in ("train", "shape"):
+    """ "train", "shape", "generate" or "samples" for a cell run by its own
+    stages (cell/training.py, cell/shapes.py: no timing, cell/generate.py,
+    cell/multisample.py) in one timing window; None for the inference stages."""
+    if cell.mode in ("train", "shape", "generate"):
         return cell.mode
     case = CASES.get(cell.case)
     return "samples" if case is not None and case.extra.get("samples") is not None else None
@@ -51,6 +52,10 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
         if after is not None:
             after(shape)
         return shape.row
+    if path == "generate":
+        generate = GenerateState(cell, settings)
+        run_stages(generate, GENERATE_STAGES)
+        return generate.row
     if path == "samples":
         samples = SamplesState(cell, settings)
         run_stages(samples, SAMPLE_STAGES)

@@ -163,7 +163,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--mode",
-        "comma list of infer, train (docs/training.md), shape (docs/shapes.md)",
+        "comma list of infer, train (docs/training.md), shape (docs/shapes.md), "
+        "generate (docs/generation.md)",
         "mode",
         csv_list,
         ["infer"],
@@ -223,6 +224,17 @@ RUN_OPTIONS: tuple[Option, ...] = (
         int,
         3,
         stored=(int,),
+        identity=True,
+        metavar="N",
+    ),
+    Option(
+        "--max-new-tokens",
+        "tokens each prompt of a generate cell generates (docs/generation.md)",
+        "max_new_tokens",
+        int,
+        None,
+        shown_default="each case's declaration (32)",
+        stored=(int, type(None)),
         identity=True,
         metavar="N",
     ),

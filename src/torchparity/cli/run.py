@@ -125,6 +125,8 @@ def check_numbers(sel: dict, timeout_given: bool) -> None:
         raise UsageError("--min-time and --timeout must be positive")
     if sel["rounds"] < 1 or (sel["time_budget"] or 0) < 0:
         raise UsageError("--rounds must be at least 1 and --time-budget not negative")
+    if sel["max_new_tokens"] is not None and sel["max_new_tokens"] < 1:
+        raise UsageError("--max-new-tokens must be at least 1")
     if sel["threads"] is not None and sel["threads"] < 1:
         raise UsageError("--threads must be at least 1")
     if not all(isinstance(b, int) and b >= 1 for b in sel["batch"]):
@@ -142,7 +144,7 @@ def plan_cells(sel: dict) -> tuple[list[Cell], DeviceOptions]:
     devices = choose(devices, list(DEVICES), "device")
     precisions = choose(sel["precision"], list(PRECISIONS), "precision")
     device_options = device_options_for(sel, devices)
-    modes = choose(sel["mode"], ["infer", "train", "shape"], "mode")
+    modes = choose(sel["mode"], ["infer", "train", "shape", "generate"], "mode")
     cells = expand(
         cases, devices, precisions, backends, suite=sel["suite"], modes=modes, batches=sel["batch"]
     )
@@ -174,6 +176,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         output_dir=run_dir,
         localize=sel["localize"],
         train=train,
+        max_new_tokens=sel["max_new_tokens"],
     )
     rounds = RoundsConfig(sel["rounds"], sel["time_budget"] or None)
     return RunPlan(

@@ -472,3 +472,26 @@ def batch_sweep_charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         latency_ax.legend(fontsize=7, loc="best")
         out.append((str(case), _svg(fig)))
     return out
+
+
+def step_lines_chart(
+    series: dict[str, list[float]], ylabel: str, bound: float | None = None
+) -> str | None:
+    """One line per entry of ``series`` over its steps (0, 1, ...), log y;
+    ``bound`` a dashed horizontal line (report/generation.py: teacher-forced drift)."""
+    shown = {k: [v if v > 0 else np.nan for v in vs] for k, vs in series.items() if vs}
+    if not shown:
+        return None
+    fig = _figure(7.0, 3.2)
+    ax = fig.add_subplot()
+    colors = matplotlib.colormaps["tab10"]
+    for j, (label, values) in enumerate(shown.items()):
+        ax.plot(range(len(values)), values, label=label, color=colors(j % 10), linewidth=1.2)
+    if bound is not None and bound > 0:
+        ax.axhline(bound, color="#444", linewidth=0.8, linestyle="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("generated token (step)")
+    ax.set_ylabel(ylabel)
+    ax.grid(linewidth=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _svg(fig)

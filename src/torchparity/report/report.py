@@ -17,7 +17,7 @@ import pandas as pd
 from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
-from torchparity.report import charts, merge, zoo
+from torchparity.report import charts, generation, merge, zoo
 from torchparity.report import frames as fr
 from torchparity.report import html as h
 from torchparity.report import languages as lang
@@ -621,6 +621,7 @@ def report_html(
     env: dict[str, Any] | None = None,
     runs: list[merge.LoadedRun] | None = None,
     localizations: list[dict[str, Any]] | None = None,
+    generations: list[dict[str, Any]] | None = None,
 ) -> str:
     """The self-contained page (no network): header, status matrix, throughput,
     latency, drift, prepare times, errors, cross-platform view (when ``runs``
@@ -636,6 +637,7 @@ def report_html(
 
     sections += _speed_sections(frame, rows, where)
     sections += _drift_sections(frame, rows, where)
+    sections += [s for s in (generation.html_section(rows, generations or []),) if s]
     sections += _mode_sections(frame, rows, where)
     sections.append(h.section("Errors and divergences", _problems(rows, where), "problems"))
     if localizations:
@@ -773,7 +775,10 @@ def render(
 ) -> dict[str, Path]:
     """Write results.csv, summary.md and report.html for one run into ``out_dir``
     (with the localization tables the run directory holds)."""
-    page = report_html(rows, env, localizations=RunDir(out_dir).localizations())
+    run_dir = RunDir(out_dir)
+    page = report_html(
+        rows, env, localizations=run_dir.localizations(), generations=run_dir.generations()
+    )
     return _write_all(rows, out_dir, page, "torchparity run", env)
 
 

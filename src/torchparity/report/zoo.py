@@ -278,11 +278,55 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any] | None, source: str
         markdown_table(counts(rows)) if not counts(rows).empty else "(no zoo rows)",
         "",
     ]
+    generate = generation_matrix(rows)
+    if not generate.empty:
+        lines += ["## Generation", "", _GENERATION_LEGEND, "", markdown_table(generate), ""]
     if not blame_counts(notes).empty:
         lines += ["## Non-pass cells by blame", "", markdown_table(blame_counts(notes)), ""]
     if notes:
         lines += ["## Notes", "", markdown_table(_notes_frame(notes)), ""]
     return "\n".join([*lines, END_MARKER, ""])
+
+
+_GENERATION_LEGEND = (
+    "`--mode generate` cells ([generation.md](generation.md)): per architecture and path "
+    "(backend/precision/batch) the status, the share of tokens equal to the fp64 greedy "
+    "reference's, the first divergent step, near-tie flips, TTFT and TPOT p50 (ms) and decode "
+    "tokens/s."
+)
+GENERATION_COLUMNS = {
+    "tokens_agree": "agree",
+    "first_divergent_step": "first divergence",
+    "tie_flips": "tie flips",
+    "ttft_ms": "TTFT ms",
+    "tpot_ms_p50": "TPOT p50 ms",
+    "tokens_s": "tokens/s",
+}
+
+
+def generation_matrix(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The zoo's generate rows: one line per architecture and path."""
+    lines = []
+    for row in rows:
+        suite = str(row.get("suite") or "")
+        if row.get("mode") != "generate" or not (
+            suite == "zoo" or suite.startswith(("zoo-", "generate"))
+        ):
+            continue
+        line = {
+            "architecture": architecture(row),
+            "path": f"{row.get('backend')}/{row.get('precision')}/b{row.get('batch')}",
+            "status": outcome(row),
+        }
+        for key, label in GENERATION_COLUMNS.items():
+            value = row.get(key)
+            line[label] = (
+                f"{value:.3g}"
+                if isinstance(value, float)
+                else ("" if value is None else str(value))
+            )
+        lines.append(line)
+    return pd.DataFrame(lines)
 
 
 # What follows this line in the target file is written by hand and kept when

@@ -2,8 +2,9 @@
 (tiny configs, random weights, no download) across every deployment path
 (docs/zoo.md).
 
-Suites: ``zoo`` (every architecture) and ``zoo-ci`` (10 of them, sized for
-CI). Each case is ``zoo.<name>`` with keyword inputs as the model's processor
+Suites: ``zoo`` (every architecture), ``zoo-ci`` (10 of them, sized for
+CI) and ``generate-ci`` (3 decoders and 1 encoder-decoder for ``--mode
+generate``, docs/generation.md). Each case is ``zoo.<name>`` with keyword inputs as the model's processor
 would give them. Registering imports no model library: where transformers
 (the ``zoo`` extra), torchvision or timm is not installed, its cases stay
 listed and their cells are skip rows saying so.
@@ -22,6 +23,8 @@ from torchparity.suites.zoo.text import DECODERS, ENCODERS, SEQ2SEQ
 from torchparity.suites.zoo.vision import DETECTION, MULTIMODAL, VISION
 
 SUITE, CI_SUITE = "zoo", "zoo-ci"
+# --mode generate's ci selection (docs/generation.md): 3 decoders and 1 encoder-decoder.
+GENERATE_CI_SUITE = "generate-ci"
 ARCHS: list[Arch] = [
     *ENCODERS,
     *DECODERS,
@@ -52,11 +55,14 @@ def _register(arch: Arch) -> None:
         f"zoo.{arch.name}",
         arch.build,
         arch.inputs,
-        suites=[SUITE, CI_SUITE] if arch.ci else [SUITE],
+        suites=[SUITE]
+        + ([CI_SUITE] if arch.ci else [])
+        + ([GENERATE_CI_SUITE] if arch.generate_ci else []),
         batch=arch.batch,
         reinit_weights=arch.reinit_weights,
         tags=("zoo", arch.family, arch.requires, *arch.tags),
         description=f"{arch.family}: {arch.description}",
+        generation=arch.generation,
     )
     case.extra["zoo_family"] = arch.family
     reason = unavailable(arch.requires)

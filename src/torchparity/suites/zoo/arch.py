@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from torchparity import InputGen
+from torchparity import Generation, InputGen
 from torchparity.cases.inputs import init_weights
 
 
@@ -38,6 +38,8 @@ class Arch:
     batch: int = 2
     tags: tuple[str, ...] = field(default_factory=tuple)
     reinit_weights: bool = True  # False: ``build`` draws the weights itself (``calibrated``)
+    generation: Generation | None = None  # --mode generate (docs/generation.md)
+    generate_ci: bool = False  # in the generate-ci selection (3 decoders, 1 encoder-decoder)
 
 
 def hf(model_class: str, config_class: str, **config: Any) -> Callable[[], torch.nn.Module]:

@@ -3,9 +3,40 @@ family (convolutional feature encoder over raw audio), tiny configs."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from torchparity import Generation, InputGen
 from torchparity.suites.zoo import inputs
 from torchparity.suites.zoo.arch import Arch, hf
 from torchparity.suites.zoo.text import ENCODER_DECODER
+
+WHISPER = {
+    **ENCODER_DECODER,
+    "vocab_size": 256,
+    "num_mel_bins": 16,
+    "max_source_positions": 32,
+    "max_target_positions": 32,
+    "decoder_start_token_id": 1,
+    "pad_token_id": 0,
+}
+
+
+def whisper_features(gen: InputGen, batch: int) -> dict[str, Any]:
+    """Whisper's encoder input: log-mel frames, as ``inputs.log_mel`` draws them."""
+    return {"input_features": gen.uniform(batch, 16, 64, low=-1.0, high=1.0)}
+
+
+# Generation: the decoder from its start token; 64 target positions hold 1 + 32 new tokens.
+WHISPER_GENERATE = Generation(
+    256,
+    model=hf(
+        "WhisperForConditionalGeneration",
+        "WhisperConfig",
+        **{**WHISPER, "max_target_positions": 64},
+    ),
+    encoder=whisper_features,
+    decoder_start_token_id=1,
+)
 
 # A 2-layer convolutional feature encoder: 1600 samples -> 159 frames.
 WAVE = {
@@ -28,20 +59,11 @@ SPEECH = [
     Arch(
         "whisper",
         "audio",
-        hf(
-            "WhisperModel",
-            "WhisperConfig",
-            **ENCODER_DECODER,
-            vocab_size=256,
-            num_mel_bins=16,
-            max_source_positions=32,
-            max_target_positions=32,
-            decoder_start_token_id=1,
-            pad_token_id=0,
-        ),
+        hf("WhisperModel", "WhisperConfig", **WHISPER),
         inputs.log_mel(16, 64, 256, 8, start=1),
         "Whisper encoder-decoder (log-mel convolutions, decoder ids)",
         ci=True,
+        generation=WHISPER_GENERATE,
     ),
     Arch(
         "wav2vec2",

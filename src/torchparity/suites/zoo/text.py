@@ -3,6 +3,9 @@ their output) and encoder-decoders, each a tiny config of the real model class."
 
 from __future__ import annotations
 
+from typing import Any
+
+from torchparity import Generation, InputGen
 from torchparity.suites.zoo import inputs
 from torchparity.suites.zoo.arch import Arch, hf, with_cache
 
@@ -30,6 +33,14 @@ ENCODER_DECODER = {
 }
 NO_CACHE = inputs.text(VOCAB, SEQ, use_cache=False)
 TOKENS = inputs.text(VOCAB, SEQ)
+# Generation (--mode generate): two left-padded prompts of 12 and 7 tokens, greedy.
+GENERATE = Generation(VOCAB)
+
+
+def encoder_text(gen: InputGen, batch: int) -> dict[str, Any]:
+    """An encoder-decoder's encoder prompts (right-padded, as its tokenizer pads them)."""
+    ids, mask = inputs.padded_tokens(gen, batch, VOCAB, 12, 0)
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _encoder(name: str, model: str, config: str, desc: str, pad: int = 0, **cfg) -> Arch:
@@ -92,13 +103,18 @@ ENCODERS = [
 ]
 
 
-def _decoder(name: str, model: str, config: str, desc: str, ci: bool = False, **cfg) -> Arch:
-    return Arch(name, "decoder", hf(model, config, **{**DECODER, **cfg}), NO_CACHE, desc, ci=ci)
+def _decoder(
+    name: str, model: str, config: str, desc: str, ci: bool = False, gen_ci: bool = False, **cfg
+) -> Arch:
+    build = hf(model, config, **{**DECODER, **cfg})
+    return Arch(
+        name, "decoder", build, NO_CACHE, desc, ci=ci, generation=GENERATE, generate_ci=gen_ci
+    )
 
 
 def _cached(arch: Arch, ci: bool = False) -> Arch:
     """The same decoder, returning its KV cache beside the logits."""
-    return Arch(
+    return Arch(  # the cache variant generates as its decoder does: no declaration of its own
         f"{arch.name}_kv_cache",
         "decoder",
         with_cache(arch.build),
@@ -125,11 +141,19 @@ GPT2 = Arch(
     NO_CACHE,
     "GPT-2 causal LM (learned positions)",
     ci=True,
+    generation=GENERATE,  # its end token (255) is ignored: no eos_token_id declared
+    generate_ci=True,
 )
 LLAMA = _decoder(
-    "llama", "LlamaForCausalLM", "LlamaConfig", "Llama causal LM (RoPE, RMSNorm, GQA, SwiGLU)"
+    "llama",
+    "LlamaForCausalLM",
+    "LlamaConfig",
+    "Llama causal LM (RoPE, RMSNorm, GQA, SwiGLU)",
+    gen_ci=True,
 )
-QWEN2 = _decoder("qwen2", "Qwen2ForCausalLM", "Qwen2Config", "Qwen2 causal LM (GQA, qkv bias)")
+QWEN2 = _decoder(
+    "qwen2", "Qwen2ForCausalLM", "Qwen2Config", "Qwen2 causal LM (GQA, qkv bias)", gen_ci=True
+)
 
 DECODERS = [
     GPT2,
@@ -165,6 +189,7 @@ DECODERS = [
         hf("GPTNeoXForCausalLM", "GPTNeoXConfig", **SMALL),  # rotary on a quarter: the default
         NO_CACHE,
         "GPT-NeoX causal LM (partial rotary, parallel residual)",
+        generation=GENERATE,
     ),
     Arch(
         "opt",
@@ -182,6 +207,7 @@ DECODERS = [
         ),
         NO_CACHE,
         "OPT causal LM",
+        generation=GENERATE,
     ),
     Arch(
         "bloom",
@@ -191,39 +217,49 @@ DECODERS = [
         ),
         NO_CACHE,
         "BLOOM causal LM (ALiBi positions)",
+        generation=GENERATE,
     ),
 ]
+
+T5 = {
+    "vocab_size": VOCAB,
+    "d_model": 32,
+    "d_kv": 16,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 2,
+    "decoder_start_token_id": 0,
+}
+BART = {**ENCODER_DECODER, "vocab_size": VOCAB, "max_position_embeddings": 64}
 
 SEQ2SEQ = [
     Arch(
         "t5",
         "seq2seq",
-        hf(
-            "T5Model",
-            "T5Config",
-            vocab_size=VOCAB,
-            d_model=32,
-            d_kv=16,
-            d_ff=64,
-            num_layers=2,
-            num_heads=2,
-            decoder_start_token_id=0,
-        ),
+        hf("T5Model", "T5Config", **T5),
         inputs.seq2seq(VOCAB, SEQ, TARGET, start=0),
         "T5 encoder-decoder (relative position buckets)",
         ci=True,
+        generation=Generation(
+            VOCAB,
+            model=hf("T5ForConditionalGeneration", "T5Config", **T5),
+            encoder=encoder_text,
+            decoder_start_token_id=0,
+        ),
+        generate_ci=True,
     ),
     Arch(
         "bart",
         "seq2seq",
-        hf(
-            "BartModel",
-            "BartConfig",
-            **ENCODER_DECODER,
-            vocab_size=VOCAB,
-            max_position_embeddings=64,
-        ),
+        hf("BartModel", "BartConfig", **BART),
         inputs.seq2seq(VOCAB, SEQ, TARGET, start=2, pad=1),
         "BART encoder-decoder (pad id 1)",
+        generation=Generation(
+            VOCAB,
+            model=hf("BartForConditionalGeneration", "BartConfig", **BART),
+            encoder=encoder_text,
+            decoder_start_token_id=2,
+            pad_token_id=1,
+        ),
     ),
 ]
