@@ -146,3 +146,34 @@ def test_executorch_generates_from_a_static_cache_and_refuses_left_padding(cache
     assert notes["delegated_nodes"] > 0
     with pytest.raises(NotImplementedError, match="left-padded batch cannot be served"):
         _check("executorch", "gpt2", cache_dir, batch=2)
+
+
+def _loop_check(backend: str, name: str, cache_dir, steps: int = STEPS) -> dict:
+    """A LoopPath, greedy then teacher-forced on eager's tokens, against eager."""
+    from torchparity.backends import get_backend
+
+    model = _model(name)
+    prompts = _prompts()
+    expected = torch.stack(_eager(model, prompts, steps))
+    ctx = _ctx(backend, cache_dir)
+    with torch.no_grad():
+        path = get_backend(backend).prepare_generation(model, prompts, 0, ctx)
+        prefill, greedy = path.run_loop(prompts, steps, None)
+        tokens = expected[:-1].argmax(-1).T.contiguous()  # eager's, fed at each call
+        _, forced = path.run_loop(prompts, steps, tokens)
+    assert prefill.shape[:2] == prompts.input_ids.shape
+    assert len(path.last_times["decode_ms"]) == steps  # one call per new token
+    for got in (greedy, forced):
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (got - expected).abs().max()
+    return ctx.notes
+
+
+def test_onnxruntime_node_runs_the_generation_loop_in_javascript(cache_dir):
+    _needs("onnxruntime")
+    from torchparity.backends import js_build
+
+    if js_build.tools_missing():
+        pytest.skip(js_build.tools_missing())
+    notes = _loop_check("onnxruntime-node", "gpt2", cache_dir)
+    assert notes["artifact_of"] == "onnxruntime"

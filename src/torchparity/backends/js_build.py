@@ -36,6 +36,7 @@ SOURCES = (
     "package-lock.json",
     "core.mjs",
     "node_runner.mjs",
+    "generate_runner.mjs",
     "web/index.html",
     "web/page.mjs",
 )
