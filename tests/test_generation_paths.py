@@ -177,3 +177,76 @@ def test_onnxruntime_node_runs_the_generation_loop_in_javascript(cache_dir):
         pytest.skip(js_build.tools_missing())
     notes = _loop_check("onnxruntime-node", "gpt2", cache_dir)
     assert notes["artifact_of"] == "onnxruntime"
+
+
+# -- through the CLI: torchparity run --mode generate --------------------------------
+
+
+def _generate_rows(tmp_path, backends: str, batches: str = "1") -> dict[tuple[str, int], dict]:
+    """``torchparity run --mode generate`` on zoo.gpt2 (4 new tokens): rows by (backend, batch)."""
+    import csv
+
+    from torchparity.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", "--suite", "zoo", "--case", "zoo.gpt2", "--mode", "generate"]
+    argv += ["--backend", backends, "--precision", "fp32", "--device", "cpu"]
+    argv += ["--batch", batches, "--max-new-tokens", "4", "--no-isolate"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    main(argv)
+    with open(out / "results.csv", encoding="utf-8") as f:
+        return {
+            (r["backend"], int(float(r["batch"] or r["sweep_batch"]))): r for r in csv.DictReader(f)
+        }
+
+
+def _passes(row: dict, cache_kind: str) -> None:
+    assert row["status"] == "pass", row["reason"]
+    assert float(row["tokens_agree"]) == 1.0 and row["cache_kind"] == cache_kind
+    assert int(float(row["decode_input_len"])) == 1
+    assert float(row["ttft_ms"]) > 0
+
+
+def test_cli_generate_onnxruntime_and_node(tmp_path):
+    _needs("onnxruntime")
+    from torchparity.backends import js_build
+
+    backends = "onnxruntime" if js_build.tools_missing() else "onnxruntime,onnxruntime-node"
+    rows = _generate_rows(tmp_path, backends)
+    _passes(rows[("onnxruntime", 1)], "past-kv-io")
+    if "node" in backends:
+        node = rows[("onnxruntime-node", 1)]
+        _passes(node, "js-loop")
+        assert float(node["tpot_ms_p50"]) > 0  # Node's own per-call times
+        assert node["backend_cache"] == "hit"  # the onnxruntime path's very file
+
+
+@pytest.mark.slow
+def test_cli_generate_openvino(tmp_path):
+    _needs("openvino")
+    row = _generate_rows(tmp_path, "openvino")[("openvino", 1)]
+    _passes(row, "stateful")
+    assert row["backend_kv_cache_precision"] == "f32"
+
+
+@pytest.mark.slow
+def test_cli_generate_executorch_batch_1_and_a_padded_batch_skip(tmp_path):
+    _needs("executorch")
+    rows = _generate_rows(tmp_path, "executorch", "1,2")
+    _passes(rows[("executorch", 1)], "static-cache")
+    padded = rows[("executorch", 2)]
+    assert padded["status"] == "skip" and "left-padded batch" in padded["reason"]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "executorch", "onnxruntime-node"])
+def test_encoder_decoders_are_skip_rows_on_the_deployment_paths(backend):
+    """t5's generation has no past-kv-io or static-cache form here yet: a skip
+    with that reason before any cell runs, never an error."""
+    __import__("torchparity.suites.zoo")
+    from torchparity.axes.matrix import Cell
+    from torchparity.cell.context import precheck
+
+    reason = precheck(Cell("zoo.t5", "model", "zoo", "cpu", "fp32", backend, "generate"))
+    assert reason, backend
+    if "not installed" not in reason:
+        assert "encoder-decoder" in reason, reason

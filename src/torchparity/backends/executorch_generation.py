@@ -145,9 +145,14 @@ def prepare_executorch_generation(
 ) -> ExecuTorchStaticCachePath:
     """The executorch backend's generation path: the cached static-cache .pte,
     sized for ``prompts``' batch and ``max_len`` positions."""
-    reason = unsupported_model(model) or padding_refusal(prompts)
+    from torchparity.backends.generation import PromptsUnservable
+
+    reason = unsupported_model(model)
     if reason is not None:
         raise NotImplementedError(reason)
+    reason = padding_refusal(prompts)
+    if reason is not None:
+        raise PromptsUnservable(reason)
     batch = int(prompts.input_ids.shape[0])
     notes: dict[str, Any] = {}
     facts = [

@@ -141,7 +141,9 @@ class ExecuTorchBackend(Backend):
     def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
         if precision.quant is not None:
             return "int8 generation on executorch is not built"
-        return autocast_unsupported(precision) or _missing()
+        from torchparity.backends.past_kv_io import case_unsupported
+
+        return autocast_unsupported(precision) or _missing() or case_unsupported(case)
 
     def prepare_generation(
         self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext

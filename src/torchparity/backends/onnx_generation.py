@@ -34,6 +34,7 @@ from torchparity.backends.past_kv_io import (
     DecodeFeed,
     PastKeyValuesIO,
     cache_geometry,
+    case_unsupported,
     dynamic_shapes,
     example_inputs,
     prompt_feed,
@@ -55,15 +56,15 @@ def generation_unsupported_dtype(dtype: torch.dtype) -> str | None:
     return f"the past-kv-io generation graph runs at fp32/fp16 here, not {dtype}"
 
 
-def generation_unsupported(backend: Any, precision: Precision) -> str | None:
-    """Why the onnxruntime backend has no generation at ``precision``, or None."""
+def generation_unsupported(backend: Any, case: Any, precision: Precision) -> str | None:
+    """Why the onnxruntime backend has no generation for ``case`` at ``precision``, or None."""
     if not backend.generates:
         return f"{backend.name}: the past-kv-io export follows the dynamo exporter (onnxruntime)"
     if precision.autocast is not None:
         return "autocast has no ONNX equivalent; export a half model (fp16/bf16) instead"
     if precision.quant is not None:
         return "int8 generation on onnxruntime is not built (the past-kv-io graph is fp32/fp16)"
-    return generation_unsupported_dtype(precision.dtype)
+    return generation_unsupported_dtype(precision.dtype) or case_unsupported(case)
 
 
 def export_past_kv_io(

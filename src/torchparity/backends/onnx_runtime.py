@@ -289,7 +289,7 @@ class OnnxRuntimeBackend(Backend):
     def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
         from torchparity.backends.onnx_generation import generation_unsupported
 
-        return generation_unsupported(self, precision)
+        return generation_unsupported(self, case, precision)
 
     def prepare_generation(
         self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext

@@ -124,7 +124,9 @@ class OrtNodeBackend(NativeBackend):
             return "int8 generation on onnxruntime-node is not built"
         if precision.autocast is not None or precision.dtype != torch.float32:
             return "the Node generation loop runs the fp32 past-kv-io graph only"
-        return js_build.tools_missing()
+        from torchparity.backends.past_kv_io import case_unsupported
+
+        return case_unsupported(case) or js_build.tools_missing()
 
     def prepare_generation(
         self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext

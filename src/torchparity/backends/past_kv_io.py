@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from torchparity.backends.generation import Prompts
 
 
+ENCODER_DECODER = (
+    "the deployment paths' export of an encoder-decoder (an encoder graph and a "
+    "decoder-with-past graph, as optimum exports it) is not built yet; decoder-only LMs only"
+)
+
+
 @dataclass(frozen=True)
 class CacheGeometry:
     """The shape of each layer's cached key and value: [batch, heads, seq, head_dim]
@@ -61,10 +67,18 @@ def unsupported_model(model: torch.nn.Module) -> str | None:
     if config is None or not hasattr(model, "get_output_embeddings"):
         return "the past-kv-io export wraps a Hugging Face causal LM; this module is not one"
     if getattr(config, "is_encoder_decoder", False):
-        return (
-            "the past-kv-io export of an encoder-decoder (an encoder graph and a decoder-with-past "
-            "graph) is not built yet; decoder-only LMs only"
-        )
+        return ENCODER_DECODER
+    return None
+
+
+def case_unsupported(case: Any) -> str | None:
+    """Why a case's generation has no past-kv-io or static-cache form here
+    (checked before any cell runs), or None."""
+    from torchparity.cases.generation import generation_of
+
+    spec = generation_of(getattr(case, "extra", None) or {})
+    if spec is not None and spec.is_encoder_decoder:
+        return ENCODER_DECODER
     return None
 
 
