@@ -141,6 +141,8 @@ class ExecuTorchBackend(Backend):
     def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
         if precision.quant is not None:
             return "int8 generation on executorch is not built"
+        if precision.dtype != torch.float32:
+            return "the static-cache generation program is lowered at fp32 only here"
         from torchparity.backends.past_kv_io import case_unsupported
 
         return autocast_unsupported(precision) or _missing() or case_unsupported(case)

@@ -161,6 +161,8 @@ class OpenVinoBackend(Backend):
     def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
         if precision.quant is not None:
             return "int8 generation on openvino is not built"
+        if precision.dtype not in (torch.float32, torch.bfloat16):
+            return f"the stateful generation model is built at fp32 and bf16, not {precision.dtype}"
         from torchparity.backends.past_kv_io import case_unsupported
 
         return autocast_unsupported(precision) or _missing() or case_unsupported(case)
