@@ -109,6 +109,7 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("generation-artifacts")
 
 
+@pytest.mark.slow  # the CLI test below runs this path end to end by default
 def test_onnxruntime_generates_gpt2_over_past_key_values(cache_dir):
     _needs("onnxruntime")
     notes = _check("onnxruntime", "gpt2", cache_dir)
