@@ -1,4 +1,5 @@
 import atexit
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -63,21 +64,46 @@ def sample_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def native_runner(tmp_path_factory):
-    """The C++ runner, built once for the session into a fresh cache that every
-    command line run by the tests shares (test_cpp_runner.py, the runtime
-    language's end-to-end run)."""
+def _native_build(tmp_path_factory):
+    """The C++ runner, built once for the session into a cache root of its own."""
     from torchparity.backends import native_build
 
     if native_build.toolchain_missing():
         pytest.skip(native_build.toolchain_missing())
-    cache = tmp_path_factory.mktemp("native-cache")
-    saved = os.environ.get(native_build.ENV_CACHE)
-    os.environ[native_build.ENV_CACHE] = str(cache)
-    try:
-        yield native_build.ensure_runner()
-    finally:
-        if saved is None:
-            os.environ.pop(native_build.ENV_CACHE, None)
-        else:
-            os.environ[native_build.ENV_CACHE] = saved
+    return native_build.ensure_runner(tmp_path_factory.mktemp("native-cache-root"))
+
+
+@pytest.fixture
+def native_runner(_native_build, tmp_path):
+    """The session's C++ runner (test_cpp_runner.py, the runtime language's
+    end-to-end run), its sealed build directory copied into the test's cache
+    roots (the default one, and ``tmp_path/cache`` for ``--cache-dir``), so
+    the test's command lines find it built; ``directory`` is the default's copy."""
+    from torchparity.backends import native_build
+
+    name = _native_build.directory.name
+    for root in (tmp_path / "cache", tmp_path / "user-cache"):
+        copy = native_build.runner_root(root) / name
+        shutil.copytree(_native_build.directory, copy)
+    return dataclasses.replace(_native_build, directory=copy)
+
+
+@pytest.fixture(scope="session")
+def _js_cache_root(tmp_path_factory):
+    """A cache root holding the JavaScript runners, installed once for the
+    session (npm ci from the committed lock)."""
+    from torchparity.backends import js_build
+
+    if js_build.tools_missing():
+        pytest.skip(js_build.tools_missing())
+    root = tmp_path_factory.mktemp("js-cache-root")
+    return root, js_build.ensure_installed(root)
+
+
+@pytest.fixture
+def js_runners(_js_cache_root, monkeypatch):
+    """The session's JavaScript runners; the test's command lines use their
+    cache root (``$TORCHPARITY_CACHE_DIR``), so they find them installed."""
+    root, install = _js_cache_root
+    monkeypatch.setenv("TORCHPARITY_CACHE_DIR", str(root))
+    return install

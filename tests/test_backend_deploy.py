@@ -147,22 +147,12 @@ def test_onnxruntime_web_skips_without_a_browser(monkeypatch, tmp_path):
     assert reason and reason.startswith("no Chromium or Chrome on PATH"), reason
 
 
-@pytest.fixture(scope="session")
-def js_runners(tmp_path_factory) -> js_build.JsInstall:
-    """The JavaScript runners, installed once for the session (npm ci from the
-    committed lock) into a fresh cache every command line of these tests shares."""
-    if js_build.tools_missing():
-        pytest.skip(js_build.tools_missing())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(js_build.ENV_CACHE, str(tmp_path_factory.mktemp("js-cache")))
-        yield js_build.ensure_installed()
-
-
 def test_js_runners_install_sealed_and_pruned(js_runners):
     assert js_runners.installed and (js_runners.directory / "node_runner.mjs").is_file()
     bins = js_runners.directory / "node_modules" / "onnxruntime-node" / "bin" / "napi-v6"
     assert len([p for p in bins.glob("*/*") if p.is_dir()]) == 1  # this platform's only
-    assert js_build.ensure_installed().installed is False
+    root = js_runners.directory.parent.parent
+    assert js_build.ensure_installed(root).installed is False
     # A file changed after install fails the seal (checked once per process).
     core = js_runners.directory / "core.mjs"
     original = core.read_bytes()
@@ -179,8 +169,9 @@ def test_js_runners_install_sealed_and_pruned(js_runners):
 def test_a_tampered_install_is_installed_again(js_runners):
     js_build._VERIFIED.clear()
     (js_runners.directory / "core.mjs").write_text("process.exit(9)\n", encoding="utf-8")
-    again = js_build.ensure_installed()
-    assert again.installed and "process.exit(9)" not in (again.directory / "core.mjs").read_text()
+    again = js_build.ensure_installed(js_runners.directory.parent.parent)
+    assert again.installed and again.rebuilt == "files changed since install"
+    assert "process.exit(9)" not in (again.directory / "core.mjs").read_text()
 
 
 def test_onnxruntime_node_passes_fp32_fp16_and_int64(js_runners, tmp_path):
@@ -212,6 +203,49 @@ def test_onnxruntime_node_passes_fp32_fp16_and_int64(js_runners, tmp_path):
     bf16 = cells["mlp", "bf16", "onnxruntime-node"]
     assert bf16["status"] == "skip" and "bfloat16" in bf16["reason"]
     assert {r["runtime_language"] for r in rows} == {"JavaScript"}
+
+
+def test_a_0d_output_stays_0d_against_python_onnxruntime(tmp_path):
+    """The Python side of the JavaScript runners' comparison: a 0-d output (a
+    sum) from Python ONNX Runtime keeps its shape, so it equals the runner's."""
+    _needs("onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from torchparity.backends.native_backend import NativeCall
+    from torchparity.backends.ort_node import python_diff
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)],
+        "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    path = tmp_path / "sum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    x = torch.arange(128, dtype=torch.float32).reshape(8, 16) / 4  # sums exactly in any order
+    call = NativeCall(None, torch.device("cpu"), path)  # type: ignore[arg-type]
+    call.first = ((x,), [x.sum()])  # what a runner returned: a 0-d tensor
+    assert python_diff(path, call) == 0.0
+
+
+def test_onnxruntime_node_keeps_0d_outputs_and_output_dtypes(js_runners, tmp_path):
+    """Issue 36's probe: a 0-d output is 0-d from Node too (no difference
+    from Python, the same blame), and a FLOAT output of a fp16 graph fails."""
+    from tests.helpers import DATA
+
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(DATA / "dtype_cases.py"), "--suite", "dtype-probe"),
+        *("--precision", "fp16", "--backend", "onnxruntime,onnxruntime-node"),
+    )
+    cells = by_cell(rows)
+    node, python = (cells["sigmoid_sum", "fp16", b] for b in ("onnxruntime-node", "onnxruntime"))
+    assert node["backend_python_max_abs_diff"] == 0.0, explain(rows)
+    assert (node["status"], node.get("blame")) == (python["status"], python.get("blame"))
+    overflow = cells["fp16_overflow_sum", "fp16", "onnxruntime-node"]
+    assert overflow["status"] == "fail" and overflow["output_dtype"] == "float32", explain(rows)
+    assert "output dtype float32 where eager at fp16 returns float16" in overflow["reason"]
 
 
 def test_onnxruntime_web_passes_in_headless_chromium_with_threads(js_runners, tmp_path):

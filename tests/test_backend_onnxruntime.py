@@ -147,3 +147,23 @@ def test_models_suite_fp32_cpu(tmp_path):
     passed = [r for r in rows if r["status"] == "pass"]
     assert len(passed) >= 18, explain(rows)
     assert all(r["reason"] for r in rows if r["status"] != "pass")
+
+
+def test_an_output_dtype_other_than_eager_s_fails(tmp_path):
+    """fp16: eager's sum overflows to inf; the ONNX graph ends in a FLOAT
+    output, so its sum does not: the path did not run fp16 end to end."""
+    from tests.helpers import DATA
+
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(DATA / "dtype_cases.py"), "--suite", "dtype-probe"),
+        *("--case", "fp16_overflow_sum", "--precision", "fp16", "--rounds", "1"),
+        *("--backend", "eager,onnxruntime"),
+    )
+    cells = by_cell(rows)
+    eager = cells["fp16_overflow_sum", "fp16", "eager"]
+    assert eager["status"] == "fail" and eager["output_dtype"] == "float16", explain(rows)
+    ort = cells["fp16_overflow_sum", "fp16", "onnxruntime"]
+    assert ort["status"] == "fail" and ort["output_dtype"] == "float32", explain(rows)
+    assert "output dtype float32 where eager at fp16 returns float16" in ort["reason"]
+    assert ort["blame"] == "exporter"

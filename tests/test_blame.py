@@ -69,3 +69,22 @@ def test_a_javascript_runner_s_numeric_fail_is_blamed_by_its_distance_to_python(
     row |= {"eager_max_abs_diff": 5e-3, "backend_python_max_abs_diff": python_diff}
     for backend in ("onnxruntime-node", "onnxruntime-web"):
         assert blame.classify(backend, row) == expected
+
+
+@pytest.mark.parametrize(
+    ("reference_agrees", "failed", "expected"),
+    [
+        (False, "agreement", "quantization"),  # the quantized reference loses the task too
+        (True, "agreement", "executorch"),  # only the runtime's outputs lose it
+        (False, "fidelity,agreement", "executorch"),  # and it does not compute the program
+    ],
+)
+def test_an_int8_agreement_fail_is_the_recipe_s_when_the_reference_fails_too(
+    reference_agrees, failed, expected
+) -> None:
+    row = {"status": "fail", "reason": "agreement failed: y: cosine 0 < 0.99 against fp32 eager"}
+    row |= {"int8_failed": failed, "quant_reference_agrees": reference_agrees}
+    assert blame.classify("executorch", row) == expected
+    assert blame.classify("onnxruntime", row) == (
+        "quantization" if expected == "quantization" else "exporter"
+    )

@@ -80,8 +80,8 @@ def test_runner_builds_once_and_is_cached(native_runner):
     assert native_runner.built and native_runner.binary.is_file()
     assert native_runner.binary.name == native_build.EXE
     assert (native_runner.directory / "info.json").is_file()
-    again = native_build.ensure_runner()
-    assert (again.binary, again.built) == (native_runner.binary, False)
+    again = native_build.ensure_runner(native_runner.directory.parent.parent)
+    assert not again.built and again.binary.read_bytes() == native_runner.binary.read_bytes()
     name = native_runner.directory.name
     assert name.startswith(torch.__version__) and sys.platform in name
     version = subprocess.run(
@@ -226,7 +226,6 @@ def test_build_failure_is_an_error_with_the_compilers_line(native_runner, tmp_pa
         "int main() { return undeclared_thing; }\n", encoding="utf-8"
     )
     monkeypatch.setenv(native_build.ENV_SOURCE, str(source))
-    monkeypatch.setenv(native_build.ENV_CACHE, str(tmp_path / "cache"))
     rows = run_rows(tmp_path / "run", *CASES, "--backend", "torchscript-cpp")
     (row,) = rows
     assert row["status"] == "error"
@@ -306,7 +305,7 @@ def test_a_planted_runner_is_rebuilt_and_never_executed(native_runner, tmp_path)
     assert not marker.exists(), "the planted runner ran"
     assert row["status"] == "pass", explain(rows)
     assert row["backend_runner_build"].startswith("rebuilt (digest mismatch)"), row
-    again = native_build.ensure_runner()  # the new build is sealed: used as is
+    again = native_build.ensure_runner(native_runner.directory.parent.parent)  # sealed: used
     assert not again.built and again.binary.read_bytes() == planted.read_bytes()
 
 

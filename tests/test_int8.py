@@ -76,6 +76,20 @@ def test_verdict_names_what_failed_and_case_budgets_override():
     assert merged.min_sqnr_db == 40.0 and merged.quant_max_steps == INT8_TOLERANCE.quant_max_steps
 
 
+def test_an_integer_leaf_agrees_exactly_or_not_at_all():
+    fp32 = torch.tensor([7, 4, 7, 8, 3, 1, 2, 0, 5, 9])
+    int8 = torch.zeros(10, dtype=torch.int64)  # class 0 for every row
+    verdict = q.judge(["y"], [int8], [int8], [fp32], [None], INT8_TOLERANCE)
+    assert verdict.failed == ["agreement"] and verdict.reference_agreement_failed
+    columns = verdict.columns()
+    assert columns["agree_exact"] == pytest.approx(0.1) and columns["agree_min_exact"] == 0.9
+    assert columns["agree_cosine"] is None and columns["agree_sqnr_db"] is None  # never computed
+    assert columns["fidelity_max_steps"] is None and verdict.fidelity_share == 0.0
+    lenient = int8_tolerance(Tolerance(min_exact=0.05))  # a case's own bound
+    assert q.judge(["y"], [int8], [int8], [fp32], [None], lenient).passed
+    assert q.judge(["y"], [fp32], [int8], [fp32], [None], lenient).failed == ["fidelity"]
+
+
 # -- through the command line ---------------------------------------------------------
 
 
@@ -234,3 +248,55 @@ def test_tradeoff_marks_the_pareto_front_and_renders(tmp_path):
     dom, console = open_headless(page, tmp_path)
     assert console == []
     assert "Speed vs accuracy" in dom and "speedup over fp32 eager" in dom
+
+
+# -- what the probe of issue 36 found ------------------------------------------------
+
+VERDICT_CASES = DATA / "int8_verdict_cases.py"
+
+
+def test_integer_outputs_nothing_quantized_and_a_recipe_that_loses_the_task(tmp_path):
+    """An argmax is judged by exact agreement with fp32 (no cosine, no SQNR
+    never computed); a model the recipe leaves in float is no int8 test; a
+    quantized reference that fails agreement is the recipe's fault."""
+    _needs_pt2e()
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(VERDICT_CASES), "--suite", "int8-probe"),
+        *("--precision", "int8-static", "--backend", "eager", "--rounds", "1"),
+    )
+    cells = {r["case"]: r for r in rows}
+    argmax = cells["faint_argmax"]
+    assert argmax["status"] == "fail" and argmax["int8_failed"] == "agreement", explain(rows)
+    assert 0 <= argmax["agree_exact"] < 0.9 and argmax["agree_min_exact"] == 0.9
+    assert "of integer elements equal fp32 eager's (bound 0.9)" in argmax["reason"]
+    for never_computed in ("agree_cosine", "agree_sqnr_db", "agree_top1", "fidelity_max_steps"):
+        assert argmax.get(never_computed) is None, never_computed
+    assert argmax["blame"] == "quantization" and argmax["quant_reference_agrees"] is False
+    assert argmax["output_dtype"] == "int64"
+    lenient = cells["faint_argmax_lenient"]  # the case's own integer budget
+    assert lenient["status"] == "pass" and lenient["agree_min_exact"] == 0.0, explain(rows)
+    assert 0 <= lenient["agree_exact"] < 0.9  # its own inputs: the same faint model
+    logits = cells["faint_logits"]
+    assert logits["status"] == "fail" and logits["int8_failed"] == "agreement", explain(rows)
+    assert logits["fidelity_max_steps"] == 0.0 and logits["agree_cosine"] == 0.0
+    assert logits["blame"] == "quantization" and logits["agree_exact"] is None
+    nothing = cells["sin_cumsum"]
+    assert nothing["status"] == "error" and nothing["blame"] == "case", explain(rows)
+    assert "no op was quantized" in nothing["reason"]
+    assert "quant_mode" not in nothing and nothing.get("agree_sqnr_db") is None
+
+
+@pytest.mark.slow  # exporting and lowering the quantized program
+def test_a_recipe_that_loses_the_task_is_not_the_runtime_s(tmp_path):
+    _needs_pt2e()
+    rows = run_rows(
+        tmp_path / "run",
+        *("--case-file", str(VERDICT_CASES), "--suite", "int8-probe"),
+        *("--case", "faint_logits", "--case", "faint_argmax", "--rounds", "1"),
+        *("--precision", "int8-static", "--backend", "eager,onnxruntime,executorch"),
+    )
+    assert len(rows) == 6, explain(rows)
+    for row in rows:
+        assert row["status"] == "fail" and row["int8_failed"] == "agreement", explain(rows)
+        assert row["blame"] == "quantization", explain(rows)

@@ -143,10 +143,10 @@ def _plant_runner(tmp_path: Path, source: Path) -> tuple[Path, Path, dict[str, s
     from torchparity._core import cache
     from torchparity.backends import native_build
 
-    env = {native_build.ENV_CACHE: str(tmp_path / "native"), native_build.ENV_SOURCE: str(source)}
+    env = {"TORCHPARITY_CACHE_DIR": str(tmp_path / "cache"), native_build.ENV_SOURCE: str(source)}
     compiler = native_build.find_compiler()
     assert compiler is not None
-    final = tmp_path / "native" / native_build.build_key(compiler, source)
+    final = native_build.runner_root(tmp_path / "cache") / native_build.build_key(compiler, source)
     final.mkdir(parents=True)
     marker = tmp_path / "planted-ran"
     planted = final / native_build.EXE

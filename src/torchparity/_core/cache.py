@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -199,3 +200,102 @@ def private_copy(data: bytes, suffix: str) -> Path:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return Path(path)
+
+
+# -- sealed trees (the JavaScript install) and lock files ---------------------------
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, where links need privileges
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class UnsafeEntry(ValueError):
+    """A symbolic link or special file where a sealed tree holds only regular files."""
+
+
+def tree_files(directory: Path) -> list[str]:
+    """Every regular file under ``directory``, as sorted relative POSIX names.
+    A symbolic link (to a file or a folder) or a special file anywhere in it
+    raises UnsafeEntry naming it: a link is never followed, so what the seal
+    covers is all that is there (a linked folder's files would be loaded unsealed)."""
+    if directory.is_symlink():
+        raise UnsafeEntry(f"{directory.name} is a symbolic link")
+    found: list[str] = []
+    pending = [directory]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                name = Path(entry.path).relative_to(directory).as_posix()
+                if entry.is_symlink():
+                    raise UnsafeEntry(f"a symbolic link in it: {name}")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(name)
+                else:
+                    raise UnsafeEntry(f"a special file in it: {name}")
+    return sorted(found)
+
+
+def file_sha256(path: Path, copy_to: Path | None = None) -> str:
+    """The SHA-256 of the regular file ``path`` (a link at its end is refused:
+    OSError), read once in chunks; with ``copy_to``, the very bytes hashed are
+    also written there (a new file, mode 0600), so the copy is what the digest says."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _BINARY)
+    with os.fdopen(fd, "rb") as src:
+        out = None
+        if copy_to is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
+            out = os.fdopen(os.open(copy_to, flags, 0o600), "wb")
+        try:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+        finally:
+            if out is not None:
+                out.close()
+    return digest.hexdigest()
+
+
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (created if missing), never opened
+    through a symbolic link: a link in its place is removed (its target is not
+    touched) and a regular file made; anything else that is not a regular file
+    is refused (OSError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        if path.is_symlink():
+            path.unlink()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _BINARY, 0o600)
+        except OSError as exc:
+            if path.is_symlink():  # made between the check and the open: once more
+                continue
+            raise exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{path} is not a regular file; remove it")
+        return fd
+    raise OSError(f"{path} keeps turning into a symbolic link; not used as a lock")
+
+
+_RUNNER_DIRS: dict[str, Path] = {}
+
+
+def private_dir(prefix: str) -> Path:
+    """A new directory only this process uses (0700), removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def runner_dir(cache_root: Path | None, name: str) -> Path:
+    """Where a runner is built or installed: ``<cache root>/<name>``, the run's
+    one cache; without one (``--no-cache``), a private directory of this
+    process (one per ``name``), removed at exit."""
+    if cache_root is not None:
+        return cache_root / name
+    if name not in _RUNNER_DIRS:
+        _RUNNER_DIRS[name] = private_dir(f"torchparity-{name}-")
+    return _RUNNER_DIRS[name]

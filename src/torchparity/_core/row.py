@@ -56,6 +56,7 @@ class Row(TypedDict, total=False, extra_items=Any):
     tolerance_used: float
     eager_max_abs_diff: float
     output_digest: str
+    output_dtype: str  # what the path returned (verdicts/output_dtype.py)
     leaf_names: list
     # shape mode (docs/shapes.md): sizes as "batch=4,seq=16", the outcome
     shape_point: str
@@ -125,6 +126,7 @@ TEXT_COLUMNS = frozenset(
         "status",
         "reason",
         "output_digest",
+        "output_dtype",
         "shape_point",
         "export_shape",
         "run_shape",

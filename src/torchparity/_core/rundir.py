@@ -318,6 +318,24 @@ class BoundedWriter:
         self._writer.append(self._run_dir.bounded(record))
 
 
+def _json_records(folder: Path, key: str) -> list[dict[str, Any]]:
+    """The readable JSON objects of ``folder/*.json`` holding a list under ``key``
+    (regular files only; unreadable or foreign files skipped)."""
+    records: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return records
+    for path in sorted(folder.glob("*.json")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get(key), list):
+            records.append(record)
+    return records
+
+
 def _check_format(path: Path, version: Any) -> None:
     """``RunDirError`` unless ``version`` is a format this program reads."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -632,19 +650,7 @@ class RunDir:
 
     def localizations(self) -> list[dict[str, Any]]:
         """Every readable localization record, by cell id; unreadable files skipped."""
-        records = []
-        if not self.localization_dir.is_dir():
-            return records
-        for path in sorted(self.localization_dir.glob("*.json")):
-            if path.is_symlink() or not path.is_file():
-                continue
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("layers"), list):
-                records.append(record)
-        return records
+        return _json_records(self.localization_dir, "layers")
 
     # -- generation/ -------------------------------------------------------------
     def write_generation(self, cell_id: str, record: dict[str, Any]) -> Path:
@@ -656,19 +662,7 @@ class RunDir:
 
     def generations(self) -> list[dict[str, Any]]:
         """Every readable generation record; unreadable files skipped."""
-        records: list[dict[str, Any]] = []
-        if not self.generation_dir.is_dir():
-            return records
-        for path in sorted(self.generation_dir.glob("*.json")):
-            if path.is_symlink() or not path.is_file():
-                continue
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("prompts"), list):
-                records.append(record)
-        return records
+        return _json_records(self.generation_dir, "prompts")
 
     # -- samples/ and worker.log -----------------------------------------------
     def sample_file(self, cell_id: str) -> Path:

@@ -90,7 +90,8 @@ MODEL_REL_L2: dict[torch.dtype, float] = {
 # the mean by about a step. Dynamic quantization computes activation scales
 # per call in each runtime's own kernel, so the same input lands on slightly
 # different grids and the mean bound is wider. Agreement, against fp32 eager:
-# the task-level budget of quantizing at all (SQNR 20 dB is cosine ~0.995).
+# the task-level budget of quantizing at all (SQNR 20 dB is cosine ~0.995);
+# an integer output (an argmax) must equal fp32's at 9 elements in 10.
 INT8_TOLERANCE = Tolerance(
     atol=0.0,
     rtol=0.0,
@@ -100,6 +101,7 @@ INT8_TOLERANCE = Tolerance(
     min_sqnr_db=20.0,
     min_top1=0.75,
     min_top5=1.0,
+    min_exact=0.9,
 )
 INT8_TOLERANCES: dict[str, Tolerance] = {
     "static": INT8_TOLERANCE,

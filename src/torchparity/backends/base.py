@@ -38,6 +38,10 @@ class PrepareContext:
     precision: Precision
     cache_dir: Path | None = None
     cache_key: str = ""
+    # The run's cache root, which also keeps the runners a backend builds or
+    # installs (the C++ runner, the JavaScript packages); None (--no-cache, or no
+    # run): they go to a private temporary directory of the process.
+    runner_cache: Path | None = None
     # The module's behavioural fingerprint (cases/cache_keys.py): sealed with each
     # artifact; an entry sealed for another one is rebuilt ("model changed").
     fingerprint: str = ""

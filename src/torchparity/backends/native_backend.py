@@ -48,18 +48,19 @@ def _checked_zip(path: Path) -> Path:
     return path
 
 
-def runner_build(notes: dict[str, Any]) -> native_build.RunnerBuild:
-    """The runner binary (built now if needed), recording how in ``notes``."""
-    key = native_build.source_dir().as_posix()
+def runner_build(ctx: PrepareContext) -> native_build.RunnerBuild:
+    """The runner binary under the run's cache root (built now if needed),
+    recording how in ``ctx.notes``."""
+    key = f"{native_build.source_dir().as_posix()}|{ctx.runner_cache}"
     if key in _BUILD_ERRORS:
         raise _BUILD_ERRORS[key]
     try:
-        build = native_build.ensure_runner()
+        build = native_build.ensure_runner(ctx.runner_cache)
     except native_build.NativeBuildError as exc:
         _BUILD_ERRORS[key] = exc
         raise
     built = f"rebuilt ({build.rebuilt})" if build.rebuilt else "built"
-    notes["runner_build"] = f"{built} in {build.seconds:.1f} s" if build.built else "cached"
+    ctx.notes["runner_build"] = f"{built} in {build.seconds:.1f} s" if build.built else "cached"
     return build
 
 
@@ -140,7 +141,7 @@ class NativeBackend(Backend):
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:
-        build = runner_build(ctx.notes)
+        build = runner_build(ctx)
         # ctx carries the Python backend's cache key and directory (artifact_backend).
         artifact = self._python().artifact(module, example_inputs, ctx, _checked_zip)
         ctx.notes["artifact_of"] = self.artifact_backend

@@ -1,6 +1,8 @@
 """Building the native runner (src/torchparity/backends/native_runner/) against the
-installed torch, once per torch, compiler, platform and source, into a per-user
-cache shared by every run and process (docs/native-runner.md).
+installed torch, once per torch, compiler, platform and source, under the run's
+cache root (``native-runner/``), shared by every run and process using it
+(docs/native-runner.md); a run without a cache (``--no-cache``) builds into a
+private temporary directory.
 
 The build happens at first use, inside the first cell's ``prepare`` (so its
 ``prepare_s`` includes it, and only that cell's). Two processes never race:
@@ -39,10 +41,9 @@ from torchparity._core import cache
 SOURCE_DIR = Path(__file__).resolve().parent / "native_runner"
 EXE = "torchparity-runner" + (".exe" if sys.platform == "win32" else "")
 # Environment overrides: a prebuilt runner binary (no build, no toolchain
-# needed), another source tree (the build-failure test), another cache root.
+# needed), another source tree (the build-failure test).
 ENV_BINARY = "TORCHPARITY_NATIVE_RUNNER"
 ENV_SOURCE = "TORCHPARITY_NATIVE_RUNNER_SOURCE"
-ENV_CACHE = "TORCHPARITY_NATIVE_CACHE"
 BUILD_TIMEOUT_S = 1800
 
 
@@ -80,17 +81,13 @@ def source_dir() -> Path:
     return Path(os.environ.get(ENV_SOURCE) or SOURCE_DIR)
 
 
-def cache_root() -> Path:
-    """``$TORCHPARITY_NATIVE_CACHE``, else the platform's per-user cache directory."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE])
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "torchparity" / "native-runner"
+RUNNER_DIR = "native-runner"  # under the run's cache root
+
+
+def runner_root(cache_root: Path | None) -> Path:
+    """``<cache root>/native-runner``; without a cache root (``--no-cache``), a
+    private temporary directory of this process, removed at exit."""
+    return cache.runner_dir(cache_root, RUNNER_DIR)
 
 
 def _vswhere() -> Path | None:
@@ -211,9 +208,9 @@ def build_key(compiler: Compiler, source: Path) -> str:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` held for the block (waits for another builder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    """An exclusive lock on ``path`` held for the block (waits for another
+    builder); a symbolic link in the lock's place is removed, never opened through."""
+    with open(cache.open_lock(path), "r+b") as handle:
         if sys.platform == "win32":
             import msvcrt
 
@@ -363,10 +360,11 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def ensure_runner() -> RunnerBuild:
-    """The runner binary, built first when the cache has none (or none this
-    user's runs sealed). Raises NativeBuildError (the compiler's first error
-    line) when it does not build."""
+def ensure_runner(cache_root: Path | None) -> RunnerBuild:
+    """The runner binary under ``cache_root`` (a private temporary directory
+    when None), built first when the cache has none (or none this user's runs
+    sealed). Raises NativeBuildError (the compiler's first error line) when it
+    does not build."""
     if os.environ.get(ENV_BINARY):  # the user's own binary, named by them: not the cache's
         binary = Path(os.environ[ENV_BINARY])
         return RunnerBuild(binary, False, 0.0, binary.parent)
@@ -376,7 +374,7 @@ def ensure_runner() -> RunnerBuild:
     compiler = find_compiler()
     assert compiler is not None
     source = source_dir()
-    final = cache_root() / build_key(compiler, source)
+    final = runner_root(cache_root) / build_key(compiler, source)
     why = ""
     if (final / EXE).exists() or (final / EXE).is_symlink():
         binary, why = _checked_binary(final)

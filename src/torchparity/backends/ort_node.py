@@ -49,18 +49,20 @@ NO_BFLOAT16 = "ONNX Runtime's JavaScript API has no bfloat16 tensor type"
 _INSTALL_ERRORS: dict[str, js_build.JsInstallError] = {}
 
 
-def runner_install(notes: dict[str, Any]) -> js_build.JsInstall:
-    """The installed JavaScript runners (installed now if needed), recorded in ``notes``."""
-    key = js_build.SOURCE_DIR.as_posix()
+def runner_install(ctx: PrepareContext) -> js_build.JsInstall:
+    """The installed JavaScript runners under the run's cache root (installed
+    now if needed), recorded in ``ctx.notes`` (and why a cached one was not used)."""
+    key = f"{js_build.SOURCE_DIR.as_posix()}|{ctx.runner_cache}"
     if key in _INSTALL_ERRORS:
         raise _INSTALL_ERRORS[key]
     try:
-        install = js_build.ensure_installed()
+        install = js_build.ensure_installed(ctx.runner_cache)
     except js_build.JsInstallError as exc:
         _INSTALL_ERRORS[key] = exc
         raise
-    notes["runner_install"] = (
-        f"installed in {install.seconds:.1f} s" if install.installed else "cached"
+    how = f"rebuilt ({install.rebuilt})" if install.rebuilt else "installed"
+    ctx.notes["runner_install"] = (
+        f"{how} in {install.seconds:.1f} s" if install.installed else "cached"
     )
     return install
 
@@ -96,7 +98,9 @@ def python_diff(artifact: Path, call: NativeCall) -> float | None:
     session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     raw = session.run(None, {n: x.cpu().numpy() for n, x in zip(names, inputs, strict=True)})
-    return max_abs_diff(leaves, [torch.from_numpy(np.ascontiguousarray(a)) for a in raw])
+    # np.array, not np.ascontiguousarray: that one makes a 0-d output (a sum) 1-d,
+    # a shape that differs from the runner's () and so an infinite difference.
+    return max_abs_diff(leaves, [torch.from_numpy(np.array(a)) for a in raw])
 
 
 class OrtNodeBackend(NativeBackend):
@@ -141,7 +145,7 @@ class OrtNodeBackend(NativeBackend):
     ) -> tuple[js_build.JsInstall, Path, int]:
         """The installed runners, the onnxruntime backend's .onnx file (its
         cache entry) and the threads the cell asks for."""
-        install = runner_install(ctx.notes)
+        install = runner_install(ctx)
         artifact = self._python().artifact(module, example_inputs, ctx, checked_onnx)
         ctx.notes["artifact_of"] = self.artifact_backend
         return install, artifact, int(ctx.options.get("threads", torch.get_num_threads()))
@@ -152,7 +156,7 @@ class OrtNodeBackend(NativeBackend):
         install, artifact, threads = self.runner_inputs(module, example_inputs, ctx)
         command = [
             "node",
-            str(install.directory / "node_runner.mjs"),
+            str(js_build.node_runner_script(install)),  # a private copy of the checked files
             "--artifact",
             str(artifact),
             "--threads",

@@ -68,11 +68,11 @@ class OrtWebBackend(OrtNodeBackend):
         install, artifact, threads = self.runner_inputs(module, example_inputs, ctx)
         browser = find_browser()
         assert browser is not None  # supports() said so
-        runner = WebRunner(browser, install.directory, artifact.read_bytes(), threads)
-        package = install.directory / "node_modules" / "onnxruntime-web" / "package.json"
+        runner = WebRunner(browser, install, artifact.read_bytes(), threads)
+        package = js_build.verified_read(install, "node_modules/onnxruntime-web/package.json")
         ctx.notes.update(
             browser=browser_version(browser),
-            onnxruntime_web=json.loads(package.read_text(encoding="utf-8"))["version"],
+            onnxruntime_web=json.loads(package)["version"],
             threads_asked=threads,
             threads=runner.info.get("threads"),
             cross_origin_isolated=runner.info.get("cross_origin_isolated"),

@@ -129,6 +129,9 @@ class Quantized:
     # Each output leaf's quantization step (the scale of the dequantize that
     # produces it), None where the graph leaves that output in float.
     output_steps: list[float | None]
+    # How many (de)quantize nodes the conversion put in: 0 when the quantizer
+    # annotated no op of the model, and the cell is no int8 test.
+    quantize_nodes: int = 0
 
     def key(self) -> list[str]:
         """Facts an artifact built from this program is keyed by."""
@@ -151,6 +154,15 @@ def output_steps(graph: torch.fx.GraphModule) -> list[float | None]:
         else:
             steps.append(None)
     return steps
+
+
+def quantize_nodes(graph: torch.fx.GraphModule) -> int:
+    """The converted graph's quantize, dequantize and choose-qparams nodes."""
+    return sum(
+        1
+        for n in graph.graph.nodes
+        if n.op == "call_function" and any(w in str(n.target) for w in ("quantize", "qparams"))
+    )
 
 
 def quantize(
@@ -180,6 +192,7 @@ def quantize(
         recipe(mode, len(calibration)),
         tensor_digest([x for b in calibration for x in b if isinstance(x, torch.Tensor)]),
         output_steps(converted),
+        quantize_nodes(converted),
     )
 
 

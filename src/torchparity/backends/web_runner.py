@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, urlparse
 
 import torch
 
-from torchparity.backends import tensor_io
+from torchparity.backends import js_build, tensor_io
+from torchparity.backends.js_build import JsInstall
 from torchparity.backends.native_client import (
     NativeRunnerCrash,
     NativeRunnerError,
@@ -70,8 +71,9 @@ def browser_version(browser: str) -> str:
 class _State:
     """What the server hands the page and what the page answers."""
 
-    def __init__(self, files: dict[str, Path], model: bytes) -> None:
-        self.files = files  # URL path -> file (the page, core.mjs, onnxruntime-web's dist)
+    def __init__(self, install: JsInstall, files: dict[str, str], model: bytes) -> None:
+        self.install = install
+        self.files = files  # URL path -> install file (the page, core.mjs, onnxruntime-web's dist)
         self.model = model
         self.inputs = b""
         self.outputs = b""
@@ -110,8 +112,13 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             elif path == "/inputs.bin":
                 self._send(state.inputs)
             elif path in state.files:
-                file = state.files[path]
-                self._send(file.read_bytes(), TYPES.get(file.suffix, "application/octet-stream"))
+                name = state.files[path]
+                try:  # the bytes served are the bytes matched against the seal, now
+                    body = js_build.verified_read(state.install, name)
+                except js_build.JsInstallError as exc:
+                    self._send(str(exc).encode(), "text/plain", 500)
+                    return
+                self._send(body, TYPES.get(Path(name).suffix, "application/octet-stream"))
             else:
                 self._send(b"not found", "text/plain", 404)
 
@@ -128,24 +135,27 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def served_files(install: Path) -> dict[str, Path]:
-    """The page, the shared module and onnxruntime-web's dist files, by URL path."""
-    files = {
-        "/index.html": install / "web" / "index.html",
-        "/page.mjs": install / "web" / "page.mjs",
-        "/core.mjs": install / "core.mjs",
-    }
-    dist = install / "node_modules" / "onnxruntime-web" / "dist"
-    files.update({f"/ort/{p.name}": p for p in dist.iterdir() if p.is_file()})
+def served_files(install: JsInstall) -> dict[str, str]:
+    """The page, the shared module and onnxruntime-web's dist files (names in
+    the install's manifest), by URL path."""
+    files = {"/index.html": "web/index.html", "/page.mjs": "web/page.mjs", "/core.mjs": "core.mjs"}
+    dist = "node_modules/onnxruntime-web/dist/"
+    files.update(
+        {
+            f"/ort/{n[len(dist) :]}": n
+            for n in install.manifest
+            if n.startswith(dist) and n.count("/") == 3
+        }
+    )
     return files
 
 
 class WebRunner:
     """One headless Chromium page serving one .onnx model (runner protocol over HTTP)."""
 
-    def __init__(self, browser: str, install: Path, model: bytes, threads: int) -> None:
+    def __init__(self, browser: str, install: JsInstall, model: bytes, threads: int) -> None:
         self.label = "browser runner"
-        self.state = _State(served_files(install), model)
+        self.state = _State(install, served_files(install), model)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

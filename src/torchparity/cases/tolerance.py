@@ -19,7 +19,8 @@ class Tolerance:
     (``quant_max_steps`` at any element, ``quant_mean_steps`` on average), and
     agreement with fp32 eager (``min_cosine``, ``min_sqnr_db``; ``min_top1`` /
     ``min_top5`` for classifier-shaped outputs: the share of rows whose fp32
-    top-1 class is int8's top-1, or among its top 5).
+    top-1 class is int8's top-1, or among its top 5; ``min_exact`` for integer
+    outputs such as an argmax: the share of elements equal to fp32 eager's).
     """
 
     atol: float = 0.0
@@ -31,6 +32,7 @@ class Tolerance:
     min_sqnr_db: float | None = None
     min_top1: float | None = None
     min_top5: float | None = None
+    min_exact: float | None = None
 
 
 __all__ = ["Tolerance"]

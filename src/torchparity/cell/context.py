@@ -202,6 +202,7 @@ def prepare_context(
         precision=precision,
         cache_key=key,
         cache_dir=cache_dir / "artifacts" / owner if cache_dir else None,
+        runner_cache=cache_dir,
         options=options,
     )
 

@@ -25,7 +25,7 @@ from torchparity.cell.training import TRAIN_STAGES, TrainState
 from torchparity.verdicts import expectations
 
 # What a run does after an inference or shape cell's stages (localization, from the run layer).
-AfterStages = Callable[[CellState], None]
+AfterStages = Callable[[Any], None]  # a CellState or a GenerateState
 
 
 def own_path(cell: Cell) -> str | None:
@@ -55,6 +55,8 @@ def execute_cell(cell: Cell, settings: RunSettings, after: AfterStages | None = 
     if path == "generate":
         generate = GenerateState(cell, settings)
         run_stages(generate, GENERATE_STAGES)
+        if after is not None:
+            after(generate)
         return generate.row
     if path == "samples":
         samples = SamplesState(cell, settings)

@@ -22,7 +22,9 @@ from torchparity.cases.inputs import cast_inputs
 from torchparity.cases.outputs import Flattened, flat_leaves, flatten
 from torchparity.cases.reference import build_inputs
 from torchparity.cell.context import CellContext
+from torchparity.cell.stages import NothingToCompare
 from torchparity.verdicts import quantized as verdict
+from torchparity.verdicts.output_dtype import dtype_mismatch
 
 
 def calibration(ctx: CellContext, batches: int = CALIBRATION_BATCHES) -> tuple[tuple, ...]:
@@ -44,12 +46,21 @@ def judge(
     names: list[str],
     common: list[str],
     tolerance: Any,
-) -> tuple[verdict.QuantVerdict, dict[str, Any]]:
+) -> tuple[verdict.QuantVerdict, dict[str, Any], str]:
     """Both int8 verdicts of ``output`` (leaves named ``names``, judged on
     ``common``); ``module()`` is a fresh fp32 copy of the cell's model and
-    ``inputs()`` a fresh copy of its inputs. Also the row's recipe columns and
-    the largest difference from the quantized reference (eager at this precision)."""
+    ``inputs()`` a fresh copy of its inputs. Also the row's recipe columns,
+    the largest difference from the quantized reference (eager at this
+    precision), and the fail reason when an output's dtype is not the
+    reference's (or ``""``). ``NothingToCompare`` when the recipe quantized
+    nothing: such a cell is no int8 test."""
     quantized = quantized_for(module(), inputs(), prepare_ctx)
+    if not quantized.quantize_nodes:
+        raise NothingToCompare(
+            f"no op was quantized: the {quantized.recipe.mode} recipe "
+            f"({quantized.recipe.quantizer}) annotates no op of this model, so the cell "
+            "is no int8 test (its int8 outputs are the fp32 model's)"
+        )
     with torch.no_grad():
         qref = [t for t in flat_leaves(quantized.module(*inputs())) if isinstance(t, torch.Tensor)]
         fp32 = flatten(module()(*inputs())).by_name()
@@ -80,4 +91,11 @@ def judge(
         ),
         default=0.0,
     )
-    return result, extra
+    mismatch = dtype_mismatch(
+        common,
+        [actual[n] for n in common],
+        [qref_by[n] for n in common],
+        prepare_ctx.precision.name,
+        "the quantized reference",
+    )
+    return result, extra, mismatch

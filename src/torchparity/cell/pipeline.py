@@ -49,6 +49,7 @@ from torchparity.timing.measurement import Measurement
 from torchparity.timing.memory import PeakMemory
 from torchparity.timing.timer import TimingConfig, measure
 from torchparity.verdicts import drift as drift_mod
+from torchparity.verdicts.output_dtype import dtype_mismatch, dtype_text
 
 # -- rules of the inference stages ----------------------------------------------------
 
@@ -244,6 +245,7 @@ def stage_call(s: CellState) -> bool:
         s.ctx.backend, output, s.reference, flat=s.ctx.precision.quant is not None
     )
     s.row["output_digest"] = tensor_digest(s.output.tensors)
+    s.row["output_dtype"] = dtype_text(s.output.names, s.output.tensors)
     s.row["leaf_names"] = s.output.names
     if s.output.dropped:
         s.row["dropped_leaves"] = s.output.dropped
@@ -298,7 +300,7 @@ def compare_int8(s: CellState, common: list[str]) -> bool:
     """An int8 cell's verdicts: fidelity to the quantized reference, agreement
     with fp32 eager (cell/int8.py). The drift from the fp64 reference is kept
     as facts, not as a verdict; ``tolerance_used`` is fidelity's share of its bounds."""
-    result, extra = int8.judge(
+    result, extra, dtype_reason = int8.judge(
         s.prepare_ctx,
         s.cast_module,
         s.fresh_inputs,
@@ -317,7 +319,18 @@ def compare_int8(s: CellState, common: list[str]) -> bool:
     s.row["int8_leaves"] = result.leaf_records()
     if not result.passed:
         s.row.update(status=Status.FAIL, reason=result.reason)
+    fail_dtype(s, dtype_reason)
     return True
+
+
+def fail_dtype(s: CellState, reason: str) -> None:
+    """A fail for an output dtype other than eager's (verdicts/output_dtype.py),
+    after any numeric reason the row already has."""
+    if not reason:
+        return
+    if s.row["status"] == Status.FAIL and s.row.get("reason"):
+        reason = f"{s.row['reason']}; {reason}"
+    s.row.update(status=Status.FAIL, reason=reason)
 
 
 def eager_outputs(s: CellState) -> Flattened:
@@ -333,10 +346,16 @@ def stage_eager(s: CellState) -> bool:
     if s.cell.backend == "eager":
         s.row["eager_max_abs_diff"] = 0.0
         return True
-    theirs = eager_outputs(s).by_name()
+    theirs, ours = eager_outputs(s).by_name(), s.output.by_name()
     common = [n for n in s.output.names if n in theirs]
     s.row["eager_max_abs_diff"] = drift_mod.max_abs_diff(
-        [s.output.by_name()[n] for n in common], [theirs[n] for n in common]
+        [ours[n] for n in common], [theirs[n] for n in common]
+    )
+    fail_dtype(
+        s,
+        dtype_mismatch(
+            common, [ours[n] for n in common], [theirs[n] for n in common], s.cell.precision
+        ),
     )
     return True
 

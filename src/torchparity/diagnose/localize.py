@@ -574,6 +574,15 @@ def localize(
     not a model cell or cannot run here."""
     began = time.perf_counter()
     s = setup_cell(cell, settings)
+    return localize_built(s, cell, budget_s, began)
+
+
+def localize_built(
+    s: CellSetup, cell: Cell, budget_s: float = DEFAULT_BUDGET_S, began: float | None = None
+) -> tuple[Localization, CellSetup, list[LayerCall]]:
+    """:func:`localize` over a module and inputs already built (``s``): a
+    generate cell hands its divergent decode step here (generate_localize.py)."""
+    began = time.perf_counter() if began is None else began
     loc = Localization(cell, bound=s.bound)
     all_layers, ref_out = recorded(s, s.inputs)
     layers = shown_layers(all_layers, loc)

@@ -97,6 +97,8 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         return "case"
     if _HARNESS.search(reason):
         return "harness"
+    if status == "fail" and _recipe_loses_task(row):
+        return "quantization"
     if status == "skip":
         if re.search(r"is not installed|no module named|does not load beside", reason, re.I):
             return "environment"
@@ -120,6 +122,15 @@ def classify(backend: str, row: dict[str, Any]) -> str:
             return "inductor"  # wrong values, or code generation and C++ compilation running away
         return "pytorch"  # dynamo tracing, fake tensors, decompositions
     return "pytorch"  # eager, TorchScript, torch.export
+
+
+def _recipe_loses_task(row: dict[str, Any]) -> bool:
+    """An int8 cell that fails agreement with fp32 alone (its fidelity to the
+    quantized reference holds), while the quantized reference itself, eager
+    at int8, fails agreement too: the recipe, not the runtime, lost the task."""
+    if "output dtype" in str(row.get("reason") or ""):
+        return False  # the path also returned another dtype: that is the path's
+    return row.get("int8_failed") == "agreement" and row.get("quant_reference_agrees") is False
 
 
 def _runner_off(row: dict[str, Any]) -> bool:

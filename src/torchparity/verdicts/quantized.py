@@ -12,9 +12,15 @@
   task? Cosine and SQNR (dB) for every float leaf; for classifier-shaped
   leaves (2-D, N rows of C >= 2 scores) the share of rows whose fp32 top-1
   class is int8's top-1, and (C > 5) among its top 5. Budget: ``min_cosine``,
-  ``min_sqnr_db``, ``min_top1``, ``min_top5``.
+  ``min_sqnr_db``, ``min_top1``, ``min_top5``. An integer leaf (an argmax)
+  has no cosine or SQNR: its agreement is ``exact``, the share of elements
+  equal to fp32's (``min_exact``).
 
 A cell passes when both hold; ``int8_failed`` names the verdicts that did not.
+A metric that does not apply to a leaf stays None (an empty column), never a
+perfect score. The quantized reference's own agreement is judged too
+(``reference_agreement_failed``): when it fails, the int8 recipe loses the
+task whatever runtime runs it (blame ``quantization``, verdicts/blame.py).
 """
 
 from __future__ import annotations
@@ -35,14 +41,15 @@ class QuantLeaf:
     """One output leaf's int8 metrics."""
 
     name: str
-    step: float = 0.0
+    step: float | None = None  # None: an integer leaf, judged by equality
     step_source: str = ""  # graph (the output's dequantize) or range (no output quantizer)
-    max_steps: float = 0.0
-    mean_steps: float = 0.0
-    cosine: float = 1.0
-    sqnr_db: float = math.inf
+    max_steps: float | None = None
+    mean_steps: float | None = None
+    cosine: float | None = None  # float leaves only
+    sqnr_db: float | None = None
     top1: float | None = None
     top5: float | None = None
+    exact: float | None = None  # integer leaves only: the share equal to fp32's
     fidelity_reason: str = ""
     agreement_reason: str = ""
 
@@ -68,7 +75,8 @@ def fidelity(
     leaf: QuantLeaf, actual: torch.Tensor, qref: torch.Tensor, step: float | None, tol: Tolerance
 ) -> None:
     """Fill ``leaf``'s fidelity metrics and reason (actual vs the quantized reference)."""
-    leaf.step, leaf.step_source = (step, "graph") if step else (range_step(qref.double()), "range")
+    unit = step or range_step(qref.double())
+    leaf.step, leaf.step_source = unit, ("graph" if step else "range")
     if tuple(actual.shape) != tuple(qref.shape):
         leaf.max_steps = leaf.mean_steps = math.inf
         leaf.fidelity_reason = (
@@ -77,9 +85,9 @@ def fidelity(
         return
     a, e, nonfinite = _finite_pair(actual, qref)
     diff = (a - e).abs()
-    if leaf.step > 0:
-        leaf.max_steps = float(diff.max()) / leaf.step if diff.numel() else 0.0
-        leaf.mean_steps = float(diff.mean()) / leaf.step if diff.numel() else 0.0
+    if unit > 0:
+        leaf.max_steps = float(diff.max()) / unit if diff.numel() else 0.0
+        leaf.mean_steps = float(diff.mean()) / unit if diff.numel() else 0.0
     else:  # a constant reference: any difference is infinitely many steps
         leaf.max_steps = leaf.mean_steps = 0.0 if not bool((diff > 0).any()) else math.inf
     max_ok, mean_ok = tol.quant_max_steps or 0.0, tol.quant_mean_steps or 0.0
@@ -138,10 +146,34 @@ def agreement(leaf: QuantLeaf, actual: torch.Tensor, fp32: torch.Tensor, tol: To
         leaf.agreement_reason = f"{leaf.name}: " + ", ".join(short) + " against fp32 eager"
 
 
+def exact_agreement(
+    leaf: QuantLeaf, actual: torch.Tensor, fp32: torch.Tensor, tol: Tolerance
+) -> None:
+    """Fill an integer leaf's agreement (actual vs fp32 eager): the share of
+    elements equal, as an argmax's classes must be; no cosine, no SQNR."""
+    if tuple(actual.shape) != tuple(fp32.shape):
+        leaf.exact = 0.0
+        leaf.agreement_reason = (
+            f"{leaf.name}: shape {tuple(actual.shape)} != fp32 {tuple(fp32.shape)}"
+        )
+        return
+    equal = actual.detach().cpu().to(fp32.dtype) == fp32.detach().cpu()
+    leaf.exact = float(equal.double().mean()) if equal.numel() else 1.0
+    bound = tol.min_exact
+    if bound is not None and leaf.exact < bound:
+        leaf.agreement_reason = (
+            f"{leaf.name}: {leaf.exact:.3g} of integer elements equal fp32 eager's "
+            f"(bound {bound:g})"
+        )
+
+
 @dataclass
 class QuantVerdict:
     leaves: list[QuantLeaf]
     tolerance: Tolerance
+    # The quantized reference itself fails agreement: the recipe loses the
+    # task, whichever runtime runs the program (None: not judged).
+    reference_agreement_failed: bool | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -159,19 +191,25 @@ class QuantVerdict:
 
     @property
     def fidelity_share(self) -> float:
-        """The worst leaf's fidelity error as a share of its bounds (<= 1 holds)."""
+        """The worst leaf's fidelity error as a share of its bounds (<= 1 holds);
+        an integer leaf counts 0 when equal to the reference, else inf."""
         t = self.tolerance
 
-        def share(value: float, bound: float | None) -> float:
+        def share(value: float | None, bound: float | None) -> float:
+            if value is None:
+                return 0.0
             if bound:
                 return value / bound
             return 0.0 if value == 0 else math.inf
 
-        return max(
-            (max(share(lf.max_steps, t.quant_max_steps), share(lf.mean_steps, t.quant_mean_steps))
-             for lf in self.leaves),
-            default=0.0,
-        )  # fmt: skip
+        def leaf_share(lf: QuantLeaf) -> float:
+            if lf.step is None:  # an integer leaf: equal or not
+                return math.inf if lf.fidelity_reason else 0.0
+            return max(
+                share(lf.max_steps, t.quant_max_steps), share(lf.mean_steps, t.quant_mean_steps)
+            )
+
+        return max((leaf_share(lf) for lf in self.leaves), default=0.0)
 
     @property
     def reason(self) -> str:
@@ -182,7 +220,7 @@ class QuantVerdict:
             parts.append(f"{verdict} failed: {first}")
         return "; ".join(parts)
 
-    def columns(self) -> dict[str, float | str | None]:
+    def columns(self) -> dict[str, float | str | bool | None]:
         def worst(attr: str, pick: Callable[[list[float]], float]) -> float | None:
             values = [getattr(lf, attr) for lf in self.leaves if getattr(lf, attr) is not None]
             return pick(values) if values else None
@@ -193,21 +231,49 @@ class QuantVerdict:
             "fidelity_max_steps": worst("max_steps", max),
             "fidelity_mean_steps": worst("mean_steps", max),
             "fidelity_step": worst("step", min),
-            "fidelity_step_source": ",".join(sorted({lf.step_source for lf in self.leaves})),
+            "fidelity_step_source": ",".join(
+                sorted({lf.step_source for lf in self.leaves if lf.step_source})
+            ),
             "agree_cosine": worst("cosine", min),
             "agree_sqnr_db": worst("sqnr_db", min),
             "agree_top1": worst("top1", min),
             "agree_top5": worst("top5", min),
+            "agree_exact": worst("exact", min),
+            "quant_reference_agrees": (
+                None
+                if self.reference_agreement_failed is None
+                else not self.reference_agreement_failed
+            ),
             "fidelity_bound_max_steps": t.quant_max_steps,
             "fidelity_bound_mean_steps": t.quant_mean_steps,
             "agree_min_cosine": t.min_cosine,
             "agree_min_sqnr_db": t.min_sqnr_db,
             "agree_min_top1": t.min_top1,
             "agree_min_top5": t.min_top5,
+            "agree_min_exact": t.min_exact,
         }
 
     def leaf_records(self) -> list[dict]:
         return [asdict(lf) for lf in self.leaves]
+
+
+def judge_leaf(
+    name: str, actual: torch.Tensor, qref: torch.Tensor, fp32: torch.Tensor,
+    step: float | None, tolerance: Tolerance,
+) -> QuantLeaf:  # fmt: skip
+    """One leaf's fidelity (to ``qref``) and agreement (with ``fp32``); an
+    integer leaf must equal the quantized reference's and agree exactly with fp32's."""
+    leaf = QuantLeaf(name)
+    if not qref.is_floating_point():
+        if tuple(actual.shape) != tuple(qref.shape) or not torch.equal(
+            actual.cpu().to(qref.dtype), qref.cpu()
+        ):
+            leaf.fidelity_reason = f"{name}: integer elements differ from the quantized reference"
+        exact_agreement(leaf, actual, fp32, tolerance)
+    else:
+        fidelity(leaf, actual, qref, step, tolerance)
+        agreement(leaf, actual, fp32, tolerance)
+    return leaf
 
 
 def judge(
@@ -218,19 +284,12 @@ def judge(
     steps: list[float | None],
     tolerance: Tolerance,
 ) -> QuantVerdict:
-    """Both verdicts over the float leaves ``names`` (same order in every list);
-    an integer leaf must equal the quantized reference's."""
-    leaves = []
+    """Both verdicts over the leaves ``names`` (same order in every list), and
+    whether the quantized reference itself agrees with fp32."""
+    leaves, own = [], []
     for i, name in enumerate(names):
-        leaf = QuantLeaf(name)
-        a, q, f = actual[i], qref[i], fp32[i]
-        if not q.is_floating_point():
-            if tuple(a.shape) != tuple(q.shape) or not torch.equal(a.cpu().to(q.dtype), q.cpu()):
-                leaf.fidelity_reason = (
-                    f"{name}: integer elements differ from the quantized reference"
-                )
-        else:
-            fidelity(leaf, a, q, steps[i] if i < len(steps) else None, tolerance)
-            agreement(leaf, a, f, tolerance)
-        leaves.append(leaf)
-    return QuantVerdict(leaves, tolerance)
+        step = steps[i] if i < len(steps) else None
+        leaves.append(judge_leaf(name, actual[i], qref[i], fp32[i], step, tolerance))
+        own.append(judge_leaf(name, qref[i], qref[i], fp32[i], step, tolerance))
+    reference_failed = any(lf.agreement_reason for lf in own)
+    return QuantVerdict(leaves, tolerance, reference_failed)
