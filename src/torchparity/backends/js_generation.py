@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from torchparity.backends import tensor_io
+from torchparity.backends import js_build, tensor_io
 from torchparity.backends.base import PrepareContext
 from torchparity.backends.onnx_generation import generation_artifact, generation_unsupported_dtype
 from torchparity.backends.ort_node import checked_onnx, runner_install
@@ -82,8 +82,10 @@ def prepare_node_generation(
     reason = generation_unsupported_dtype(ctx.precision.dtype)
     if reason is not None or ctx.precision.dtype != torch.float32:
         raise NotImplementedError(reason or "the Node generation loop reads fp32 logits only")
-    install = runner_install(ctx.notes)
+    install = runner_install(ctx)
     artifact, geometry = generation_artifact(model, ctx, checked_onnx)
     ctx.notes.update(artifact_of="onnxruntime", generation_graph="past-kv-io, the loop in Node")
     past = (geometry.past_names("past_key_values"), geometry)
-    return NodeLoopPath(install.directory / "generate_runner.mjs", artifact, past, threads)
+    # Beside node_runner.mjs in the private copy of the checked files: what runs is what was checked.
+    script = js_build.node_runner_script(install).with_name("generate_runner.mjs")
+    return NodeLoopPath(script, artifact, past, threads)
