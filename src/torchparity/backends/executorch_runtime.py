@@ -136,6 +136,24 @@ class ExecuTorchBackend(Backend):
             return f"the executorch backend runs the .pte on the CPU, not {cell.device}"
         return autocast_unsupported(precision) or _missing()
 
+    generates = True  # a static KV cache export (backends/executorch_generation.py)
+
+    def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
+        if precision.quant is not None:
+            return "int8 generation on executorch is not built"
+        if precision.dtype != torch.float32:
+            return "the static-cache generation program is lowered at fp32 only here"
+        from torchparity.backends.past_kv_io import case_unsupported
+
+        return autocast_unsupported(precision) or _missing() or case_unsupported(case)
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        from torchparity.backends.executorch_generation import prepare_executorch_generation
+
+        return prepare_executorch_generation(model, prompts, max_len, ctx)
+
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> Callable[..., Any]:

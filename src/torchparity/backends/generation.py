@@ -15,7 +15,15 @@ import torch
 
 from torchparity.cases.generation import Generation, Prompts
 
-__all__ = ["CACHE_KINDS", "Generation", "GenerationPath", "LoopPath", "Prompts", "is_loop_path"]
+__all__ = [
+    "CACHE_KINDS",
+    "Generation",
+    "GenerationPath",
+    "LoopPath",
+    "Prompts",
+    "PromptsUnservable",
+    "is_loop_path",
+]
 
 # The cache kinds the built-in paths report (a plugin may name its own).
 CACHE_KINDS = ("dynamic-cache", "static-cache", "past-kv-io", "stateful", "js-loop", "recompute")
@@ -56,6 +64,12 @@ class LoopPath(Protocol):
         vocab]) where step logits[i] choose token i+1 (logits[0] is prefill's
         last position)."""
         ...
+
+
+class PromptsUnservable(NotImplementedError):
+    """Raised by ``prepare_generation`` when the path cannot serve these prompts
+    (a static-cache program and a left-padded batch): the cell is a ``skip``
+    with the message as its reason, not an error."""
 
 
 def is_loop_path(path: object) -> bool:

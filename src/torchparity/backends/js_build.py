@@ -45,13 +45,14 @@ SOURCES = (
     "package-lock.json",
     "core.mjs",
     "node_runner.mjs",
+    "generate_runner.mjs",
     "web/index.html",
     "web/page.mjs",
 )
 RUNNERS_DIR = "js-runner"  # under the cache root
 MANIFEST = "manifest.json"
 INSTALL_TIMEOUT_S = 900
-NODE_SCRIPTS = ("node_runner.mjs", "core.mjs", "package.json")
+NODE_SCRIPTS = ("node_runner.mjs", "generate_runner.mjs", "core.mjs", "package.json")
 NODE_PACKAGE = "onnxruntime-node"  # with its dependencies: what Node may load
 
 

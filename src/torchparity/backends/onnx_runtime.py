@@ -117,6 +117,7 @@ class OnnxRuntimeBackend(Backend):
         self.dynamo = dynamo
         self.description = description
         self.quantized_modes = quantized_modes
+        self.generates = dynamo  # the past-kv-io export follows optimum's (dynamo) exporter
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         if precision.autocast is not None:
@@ -287,6 +288,26 @@ class OnnxRuntimeBackend(Backend):
             call = _io_bound(session, names, call(*tensor_inputs))
             ctx.notes["ort_io_binding"] = True
         return call
+
+    def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
+        from torchparity.backends.onnx_generation import generation_unsupported
+
+        return generation_unsupported(self, case, precision)
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        """The past-kv-io graph in a session with the forward cells' options
+        (backends/onnx_generation.py)."""
+        from torchparity.backends.onnx_generation import prepare_onnx_generation
+
+        level = str(ctx.options.get("graph_optimization", "all"))
+        intra = int(ctx.options.get("intra_op_threads", torch.get_num_threads()))
+        inter = int(ctx.options.get("inter_op_threads", torch.get_num_interop_threads()))
+        spinning = str(ctx.options.get("allow_spinning", "0"))
+        provider = PROVIDERS[ctx.cell.device]
+        load = _session_loader(ctx, level, (intra, inter, spinning), provider)
+        return prepare_onnx_generation(model, ctx, load)
 
 
 def ort_recipe(mode: str) -> str:

@@ -48,6 +48,12 @@ OPTIONS = {
     "inference_precision": BackendOption(
         "the CPU plugin's precision hint (default: the cell's)", "choice", ("f32", "bf16", "f16")
     ),
+    "kv_cache_precision": BackendOption(
+        "generation: the CPU plugin's KV_CACHE_PRECISION (default: the hint's; u8 is "
+        "OpenVINO's own default)",
+        "choice",
+        ("f32", "bf16", "f16", "u8"),
+    ),
     "num_threads": BackendOption(
         "INFERENCE_NUM_THREADS (default: torch.get_num_threads())", "int", minimum=1
     ),
@@ -153,6 +159,24 @@ class OpenVinoBackend(Backend):
         if cell.device != "cpu":
             return f"the openvino backend compiles for OpenVINO's CPU plugin, not {cell.device}"
         return autocast_unsupported(precision) or _missing()
+
+    generates = True  # a stateful model (backends/openvino_generation.py)
+
+    def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
+        if precision.quant is not None:
+            return "int8 generation on openvino is not built"
+        if precision.dtype not in (torch.float32, torch.bfloat16):
+            return f"the stateful generation model is built at fp32 and bf16, not {precision.dtype}"
+        from torchparity.backends.past_kv_io import case_unsupported
+
+        return autocast_unsupported(precision) or _missing() or case_unsupported(case)
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        from torchparity.backends.openvino_generation import prepare_openvino_generation
+
+        return prepare_openvino_generation(model, ctx)
 
     def prepare(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext

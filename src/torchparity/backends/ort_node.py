@@ -121,6 +121,25 @@ class OrtNodeBackend(NativeBackend):
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         return js_unsupported(cell, precision) or js_build.tools_missing()
 
+    generates = True  # the loop in Node (backends/js_generation.py)
+
+    def generation_unsupported(self, case: Any, precision: Precision) -> str | None:
+        if precision.quant is not None:
+            return "int8 generation on onnxruntime-node is not built"
+        if precision.autocast is not None or precision.dtype != torch.float32:
+            return "the Node generation loop runs the fp32 past-kv-io graph only"
+        from torchparity.backends.past_kv_io import case_unsupported
+
+        return case_unsupported(case) or js_build.tools_missing()
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        from torchparity.backends.js_generation import prepare_node_generation
+
+        threads = int(ctx.options.get("threads", torch.get_num_threads()))
+        return prepare_node_generation(model, ctx, threads)
+
     def runner_inputs(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext
     ) -> tuple[js_build.JsInstall, Path, int]:

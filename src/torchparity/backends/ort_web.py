@@ -50,6 +50,7 @@ OPTIONS = {
 class OrtWebBackend(OrtNodeBackend):
     returns_flat_leaves = True  # the page returns the graph's outputs in order
     name = "onnxruntime-web"
+    generates = False  # the generation loop runs in Node only (backends/js_generation.py)
     description = (
         "the onnxruntime backend's .onnx file run by onnxruntime-web (wasm) in headless Chromium"
     )

@@ -36,7 +36,7 @@ from torchparity.axes.devices import get_device
 from torchparity.axes.precision import get_precision
 from torchparity.backends import get_backend
 from torchparity.backends.base import PrepareContext
-from torchparity.backends.generation import Prompts, decode_input_len
+from torchparity.backends.generation import Prompts, PromptsUnservable, decode_input_len
 from torchparity.cases.cache_keys import case_fingerprint
 from torchparity.cases.generation import (
     Generation,
@@ -165,9 +165,14 @@ def stage_generate_prepare(s: GenerateState) -> bool:
     model = s.ctx.cast_module(s.module).eval()
     began = time.perf_counter()
     with torch.no_grad():
-        s.path = s.ctx.backend.prepare_generation(
-            model, s.device_prompts(), s.prompts.prompt_len + s.steps, s.prepare_ctx
-        )
+        try:
+            s.path = s.ctx.backend.prepare_generation(
+                model, s.device_prompts(), s.prompts.prompt_len + s.steps, s.prepare_ctx
+            )
+        except PromptsUnservable as exc:  # e.g. a static cache and a left-padded batch
+            s.row.update(s.prepare_ctx.row_columns())
+            s.row.update(status=Status.SKIP, reason=str(exc))
+            return False
     s.row["prepare_s"] = time.perf_counter() - began
     s.row.update(s.prepare_ctx.row_columns())
     s.row["cache_kind"] = getattr(s.path, "cache_kind", "")

@@ -51,6 +51,12 @@ def run_loop(
         elapsed = time.perf_counter() - began
         logits = _host(step_logits)
         tokens = forced if forced is not None else greedy(logits).T.contiguous()
+        # A runtime that times its own calls (the Node loop: performance.now()
+        # around each session.run) reports them; else the loop is timed whole.
+        times = getattr(path, "last_times", None) or {}
+        if "prefill_ms" in times:
+            decode_s = [float(t) / 1e3 for t in times.get("decode_ms", [])]
+            return LoopRun(tokens.cpu(), logits, float(times["prefill_ms"]) / 1e3, decode_s)
         return LoopRun(tokens.cpu(), logits, prefill_s=elapsed)
     with torch.no_grad():
         began = time.perf_counter()
