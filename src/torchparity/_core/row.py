@@ -136,6 +136,8 @@ class Row(TypedDict, total=False):
     agree_top5: float | None
     agree_min_top5: float
     agree_exact: float | None
+    agree_min_exact: float
+    quant_reference_agrees: Any
     quant_mode: str
     quant_quantizer: str
     quant_activations: str
@@ -232,6 +234,20 @@ class Row(TypedDict, total=False):
     tokens_s: float | None
     decode_input_len: int | None
     cache_kind: str
+    max_new_tokens: int
+    prompt_len: int
+    margin_min: float  # the fp64 reference's top-1/top-2 logit margins (decisiveness)
+    margin_p10: float
+    margin_p50: float
+    tf_bound: float  # teacher forcing: the bound, the worst step and its error
+    tf_worst_step: int
+    tf_worst_rel_l2: float
+    tie_detail: str
+    tie_margin: float
+    incremental_rel_l2: float  # prefill vs one-token-at-a-time, the path's and the model's own
+    model_incremental_rel_l2: float
+    generation_file: str
+    timed_loops: int
     scenario: str
     qps: float | None
     loadgen_valid: Any
