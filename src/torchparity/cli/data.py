@@ -9,7 +9,7 @@ from typing import Any
 
 from torchparity._core import environment
 from torchparity._core.rundir import RunDir
-from torchparity.cli.common import EXIT_OK, UsageError, choose, run_dir_errors
+from torchparity.cli.common import EXIT_OK, UsageError, check_out_dir, choose, run_dir_errors
 from torchparity.cli.options import DATA_OPTIONS, add_options
 from torchparity.report import report as report_mod
 from torchparity.run import data_throughput as data
@@ -41,6 +41,8 @@ def _grid(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
 
 def main(args: argparse.Namespace) -> int:
     workers, methods = _grid(args)
+    if args.out is not None:
+        check_out_dir(args.out)
     run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
     with run_dir_errors():
         env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
@@ -56,6 +58,6 @@ def main(args: argparse.Namespace) -> int:
     rows = run_dir.rows()
     paths = report_mod.render(rows, run_dir.path, env)
     if not args.quiet:
-        print(report_mod.markdown_table(report_mod.dataloader_table(rows)))
+        print(report_mod.markdown_table(report_mod.dataloader_table(rows), escape=False))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
     return EXIT_OK

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from torchparity._core import cache as cache_mod
+from torchparity._core.console import plural
 from torchparity._core.rundir import RunDir
 from torchparity.axes.devices import DEVICES
 from torchparity.axes.matrix import Cell
@@ -25,6 +26,7 @@ from torchparity.cli.common import (
     load,
     locked,
     plugins,
+    valid_names,
 )
 from torchparity.cli.options import FUZZ_OPTIONS, add_options, add_plugin_options
 from torchparity.fuzz import properties as fuzz
@@ -52,7 +54,7 @@ def _ops(patterns: list[str], shape: bool = False) -> list:
     names = [c.name for c in ops]
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise UsageError(f"no op matches {pattern!r}; valid: {', '.join(names) or 'none'}")
+            raise UsageError(f"no op matches {pattern!r}; {valid_names(pattern, names)}")
     return [c for c in ops if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
 
 
@@ -102,7 +104,8 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
     )
     if not args.quiet:
         print(
-            f"torchparity fuzz --mode shape: {len(cells)} properties -> {run_dir}", file=sys.stderr
+            f"torchparity fuzz --mode shape: {plural(len(cells), 'property')} -> {run_dir}",
+            file=sys.stderr,
         )
     rows = fuzz_shapes(cells, settings, profile, run_dir, args.examples)
     paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
@@ -110,7 +113,7 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
         print(report_mod.frame_counts_line(rows))
         table = shape_table(rows)
         if not table.empty:
-            print(report_mod.markdown_table(table))
+            print(report_mod.markdown_table(table, escape=False))
         print(f"report: {paths['html']}")
     findings = any(r.get("status") in ("fail", "error") for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
@@ -121,7 +124,7 @@ def _show(rows: list, found: list, run_dir: Path, html: Path) -> None:
     if found:
         columns = ["op", "backend", "precision", "status", "reason"]
         table = frames.columns(fuzz.divergences_frame(found), columns)
-        print(report_mod.markdown_table(table))
+        print(report_mod.markdown_table(table, escape=False))
     print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {html}")
 
 
@@ -132,7 +135,7 @@ def _fuzz(
     progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
         print(
-            f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
+            f"torchparity fuzz: {plural(len(targets), 'property')}, profile {profile.name} -> {run_dir}",
             file=sys.stderr,
         )
     try:

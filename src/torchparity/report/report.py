@@ -8,12 +8,15 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from torchparity._core.console import plural
 from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES
@@ -297,7 +300,7 @@ def summary_markdown(
     marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
     rows = lang.with_language_columns(h.shown_rows(rows))
     frame = rows_frame(rows)
-    lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
+    lines = [f"# {title}", "", f"{plural(len(frame), 'cell')}: {frame_counts_line(rows)}", ""]
     if absent_devices_line(env):
         lines += [absent_devices_line(env), ""]
     partial = partial_timing_note(rows)
@@ -411,7 +414,7 @@ _ENV_HEADER = [
 def _header(
     rows: list[dict[str, Any]], env: dict[str, Any] | None, runs: list[merge.LoadedRun] | None
 ) -> str:
-    counts = f"{len(rows)} cells: {frame_counts_line(rows)}"
+    counts = f"{plural(len(rows), 'cell')}: {frame_counts_line(rows)}"
     if runs and len(runs) > 1:
         platforms = pd.DataFrame(
             [
@@ -706,8 +709,20 @@ _LOCALIZATION_NOTE = (
 )
 
 
-def localization_summary(record: dict[str, Any]) -> str:
-    """One paragraph: the culprit (or why none), notes, reproducer, time."""
+def shown_path(path: Path) -> str:
+    """``path`` as a person at this working directory types it: relative when
+    that is shorter, quoted when it holds a space."""
+    text = str(path.resolve())
+    with contextlib.suppress(ValueError):  # another drive (Windows): the absolute path
+        relative = os.path.relpath(path)
+        text = relative if len(relative) < len(text) else text
+    return f'"{text}"' if " " in text else text
+
+
+def localization_summary(record: dict[str, Any], where: Path | None = None) -> str:
+    """One paragraph: the culprit (or why none), notes, reproducer, time.
+    ``where``: the directory of the reproducer's files, so that the command
+    printed works from the current directory."""
     cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
     culprit = record.get("culprit")
     if record.get("run_shape"):  # a shape cell: built at one shape, wrong at another
@@ -731,9 +746,12 @@ def localization_summary(record: dict[str, Any]) -> str:
         lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
     repro = record.get("reproducer")
     if isinstance(repro, dict):
-        lines.append(
-            f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}"
-        )
+        script, command = str(repro.get("script")), str(repro.get("command"))
+        if where is not None:
+            shown = shown_path(where / script)
+            command = command.replace(f"--case-file {script}", f"--case-file {shown}")
+            script = shown
+        lines.append(f"reproducer: {script} ({repro.get('inputs')}): {command}")
     if isinstance(record.get("seconds"), int | float):
         lines.append(f"localized in {record['seconds']:.1f} s")
     return "\n".join(lines)
