@@ -15,6 +15,7 @@ from torchparity._core import cache as cache_mod
 from torchparity._core import row as row_mod
 from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked, RunDirUnsafe
 from torchparity.cases.case import CASES, PluginSpec, RegistryError, load_all
+from torchparity.run import library_log
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # compare --fail-on: nothing failed, but some cells could not be judged (too noisy, other CPUs)
@@ -114,12 +115,25 @@ def plugins(args: argparse.Namespace) -> list[PluginSpec]:
 def load(specs: list[PluginSpec]) -> list[str]:
     """Load the built-in suites, then ``specs``; the names of the cases ``specs`` registered."""
     try:
-        load_all([])
-        before = set(CASES)
-        load_all(specs)
+        with library_log.capturing():  # what their libraries print at import: worker.log
+            load_all(specs)
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
-    return [name for name in CASES if name not in before]
+    return registered_by(specs)
+
+
+def registered_by(specs: list[PluginSpec]) -> list[str]:
+    """The cases the case files and plugin modules of ``specs`` registered."""
+    files = {str(Path(t).resolve()) for k, t in specs if k == "file"}
+    modules = {t for k, t in specs if k == "module"}
+
+    def theirs(source: str) -> bool:  # a case's source: its case file's path, or its module
+        file = (
+            source if source.endswith(".py") else getattr(sys.modules.get(source), "__file__", None)
+        )
+        return source in modules or (file is not None and str(Path(file).resolve()) in files)
+
+    return [name for name, case in CASES.items() if theirs(case.source)]
 
 
 # -- run directories -----------------------------------------------------------

@@ -13,6 +13,7 @@ from torchparity.cli.common import EXIT_OK, UsageError, check_out_dir, choose, r
 from torchparity.cli.options import DATA_OPTIONS, add_options
 from torchparity.report import report as report_mod
 from torchparity.run import data_throughput as data
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import new_run_id
 
 
@@ -49,8 +50,11 @@ def main(args: argparse.Namespace) -> int:
         done = run_dir.done_cell_ids() if run_dir.has_results() else set()
     env.setdefault("run_id", run_dir.path.name)
     run_dir.write_env(env)
-    with run_dir.results_writer() as writer:
-        for config in data.default_grid(workers, methods):
+    grid = list(data.default_grid(workers, methods))
+    progress = LogProgress("data")  # a line at a steady interval, also where no terminal is
+    with run_dir.results_writer() as writer, progress:
+        for index, config in enumerate(grid):
+            progress(index, len(grid))
             if data.cell_id(config, args.samples, args.batch, args.epochs) in done:
                 continue  # measured already: a resumed directory keeps its rows
             row = data.data_row(config, args.samples, args.batch, args.epochs)

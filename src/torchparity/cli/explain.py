@@ -30,6 +30,7 @@ from torchparity.cli.options import Once, add_plugin_options
 from torchparity.diagnose import localize as loc_mod
 from torchparity.diagnose.shape_localize import localize_point
 from torchparity.report import report as report_mod
+from torchparity.run.progress import LogProgress
 
 
 def add_parser(sub: Any) -> None:
@@ -121,10 +122,11 @@ def main(args: argparse.Namespace) -> int:
     )
     budget = args.budget or loc_mod.DEFAULT_BUDGET_S
     try:
-        if args.shape_point:
-            loc, setup, layers = localize_point(cell, settings, budget)
-        else:
-            loc, setup, layers = loc_mod.localize(cell, settings, budget)
+        with LogProgress("explain", budget=budget):  # a line at a steady interval
+            if args.shape_point:
+                loc, setup, layers = localize_point(cell, settings, budget)
+            else:
+                loc, setup, layers = loc_mod.localize(cell, settings, budget)
     except loc_mod.LocalizeError as exc:
         raise UsageError(str(exc)) from None
     saved = loc_mod.save(rd.path, loc, setup, layers)

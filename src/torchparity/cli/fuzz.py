@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from torchparity.fuzz.shapes import FUZZ_POINT, fuzz_shapes
 from torchparity.report import frames
 from torchparity.report import report as report_mod
 from torchparity.report.shapes import shape_table
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import new_run_id, terminal_progress
 
 
@@ -132,22 +134,24 @@ def _fuzz(
     args: argparse.Namespace, targets: list, profile: Any, run_dir: Path, specs: list[PluginSpec]
 ) -> int:
     show = not args.quiet
-    progress = terminal_progress() if show and sys.stderr.isatty() else None
+    log = LogProgress("fuzz") if show and not sys.stderr.isatty() else None
+    progress = terminal_progress() if show and sys.stderr.isatty() else log
     if show:
         print(
             f"torchparity fuzz: {plural(len(targets), 'property')}, profile {profile.name} -> {run_dir}",
             file=sys.stderr,
         )
     try:
-        rows, found = fuzz.fuzz_run(
-            targets,
-            profile,
-            run_dir,
-            args.examples,
-            specs,
-            progress,
-            args.cache_dir.resolve() if args.cache_dir else None,
-        )
+        with log or contextlib.nullcontext():
+            rows, found = fuzz.fuzz_run(
+                targets,
+                profile,
+                run_dir,
+                args.examples,
+                specs,
+                progress,
+                args.cache_dir.resolve() if args.cache_dir else None,
+            )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}",

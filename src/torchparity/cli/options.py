@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from torchparity._core import cache as cache_mod
-from torchparity.axes.devices import DEVICES
 from torchparity.axes.precision import DEFAULT_PRECISIONS
 from torchparity.cli.common import (
     backend_option_list,
@@ -190,11 +189,11 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _BACKEND,
     Option(
         "--device",
-        "comma list; 'present': the devices this machine has, absent ones one line, no rows",
+        "comma list of cpu, cuda, mps; 'present': the devices this machine has, the absent "
+        "ones named in one line (no rows); a device named but absent: skip rows saying why",
         "device",
         csv_list,
-        list(DEVICES),
-        shown_default="every device kind; absent ones are skipped",
+        ["present"],
         stored=(list,),
         identity=True,
         metavar="D,...",

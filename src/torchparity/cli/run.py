@@ -8,6 +8,7 @@ import contextlib
 import fnmatch
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,7 +40,10 @@ from torchparity.cli.common import (
 from torchparity.cli.options import add_options, add_plugin_options
 from torchparity.cli.selection import selection
 from torchparity.report import report as report_mod
+from torchparity.run.library_log import LibraryLog
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import (
+    Phases,
     RunInterrupted,
     RunPlan,
     execute_plan,
@@ -267,16 +271,23 @@ def update_expectations(path: Path, rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    plan = plan_run(args)
-    with locked(plan.run_dir):
-        if args.resume:
-            with run_dir_errors("; cannot resume"):  # what resume reads back, before any cell
-                RunDir(plan.run_dir).read_env()
-                RunDir(plan.run_dir).rows()
-            warn_damage([plan.run_dir])
-        elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
-            raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
-        return execute(args, plan)
+    phases = Phases()  # the wall time counts from here: planning is "other"
+    with LibraryLog() as library_log:  # libraries' warnings and logs: worker.log
+        plan = plan_run(args)
+        with locked(plan.run_dir):
+            library_log.attach(RunDir(plan.run_dir).open_worker_log())
+            return _locked_main(args, plan, phases)
+
+
+def _locked_main(args: argparse.Namespace, plan: RunPlan, phases: Phases) -> int:
+    if args.resume:
+        with run_dir_errors("; cannot resume"):  # what resume reads back, before any cell
+            RunDir(plan.run_dir).read_env()
+            RunDir(plan.run_dir).rows()
+        warn_damage([plan.run_dir])
+    elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
+        raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
+    return execute(args, plan, phases)
 
 
 def _announce(plan: RunPlan) -> None:
@@ -321,11 +332,24 @@ def _stopped(plan: RunPlan, why: str) -> str:
     )
 
 
-def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
+def _progress(show: bool, cells: int) -> tuple[Any, Any]:
+    """(progress function, what counts finished rows): a bar on a terminal; on
+    anything else (a CI log, a pipe) a line at a steady interval."""
+    if not show:
+        return None, contextlib.nullcontext()
+    if sys.stderr.isatty():
+        return terminal_progress(), contextlib.nullcontext()
+    log = LogProgress("run", cells)
+    return log, log
+
+
+def _run_cells(plan: RunPlan, show: bool, phases: Phases) -> list[dict[str, Any]] | int:
     """The run's rows, or the exit code of a run that stopped early."""
+    progress, ticking = _progress(show, len(plan.cells))
+    on_row = progress.row if isinstance(progress, LogProgress) else None
     try:
-        with exits_raise(plan.isolate):
-            return [dict(row) for row in execute_plan(plan, progress)]
+        with exits_raise(plan.isolate), ticking:
+            return [dict(row) for row in execute_plan(plan, progress, on_row, phases)]
     except KeyboardInterrupt as exc:  # RunInterrupted: SIGINT or SIGTERM, rows kept
         where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
         print("\n" + _stopped(plan, f"interrupted{where}"), file=sys.stderr)
@@ -352,19 +376,22 @@ def untested_line(rows: list[dict]) -> str | None:
     return f"strict: no cell was tested ({what})"
 
 
-def execute(args: argparse.Namespace, plan: RunPlan) -> int:
+def execute(args: argparse.Namespace, plan: RunPlan, phases: Phases | None = None) -> int:
     expectations_path = expectations_file(args, plan)
     show = not args.quiet
-    progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
         _announce(plan)
-    rows = _run_cells(plan, progress)
+    phases = phases or Phases()
+    rows = _run_cells(plan, show, phases)
     if isinstance(rows, int):
         return rows
+    began = time.perf_counter()
     paths = report_mod.render(rows, plan.run_dir, RunDir(plan.run_dir).read_env())
+    phases.rendering_s += time.perf_counter() - began
     if show:
         print(report_mod.console_table(rows))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
+        print(phases.line(), file=sys.stderr)
     if expectations_path is not None:
         print(update_expectations(expectations_path, rows), file=sys.stderr)
     if not args.strict:

@@ -90,9 +90,14 @@ def console_table(rows: list[dict[str, Any]]) -> str:
         return f"{text} (ran {ran})" if isinstance(ran, str) and ran != r["precision"] else text
 
     mode = frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
+    # A batch sweep's cells differ only in their batch (``|batch=N`` ends the id).
+    ids = frame["cell_id"] if "cell_id" in frame.columns else pd.Series("", index=frame.index)
+    swept = ids.map(
+        lambda c: "/" + c.rsplit("|", 1)[1] if isinstance(c, str) and "|batch=" in c else ""
+    )
     frame = frame.assign(
         text=frame.apply(cell_text, axis=1),
-        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode,
+        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode + swept,
     )
     table = lang.grouped_by_language(frame).pivot_table(
         index="case",
@@ -104,7 +109,36 @@ def console_table(rows: list[dict[str, Any]]) -> str:
     table.columns.names = [None, None]  # the language above its backends' columns, no axis names
     counts = frame_counts_line(rows)
     blame = blame_line(rows)
-    return table.fillna("").to_string() + "\n\n" + counts + (f"\n{blame}" if blame else "")
+    reasons = reason_lines(rows)
+    return (
+        table.fillna("").to_string()
+        + "\n\n"
+        + counts
+        + (f"\n{blame}" if blame else "")
+        + "".join(f"\n{line}" for line in reasons)
+    )
+
+
+def reason_lines(rows: list[dict[str, Any]], shown: int = 8, width: int = 160) -> list[str]:
+    """The reasons of the cells that did not pass (skips aside), grouped: how many
+    cells, their status and backends, the reason's first line; the most frequent
+    ``shown`` groups, then how many more (summary.md has every row)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        status = str(r.get("status") or "")
+        if status in ("pass", "skip"):
+            continue
+        reason = (str(r.get("reason") or "").strip().splitlines() or ["(no reason recorded)"])[0]
+        groups.setdefault((status, reason), []).append(str(r.get("backend") or "?"))
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    lines = []
+    for (status, reason), backends in ordered[:shown]:
+        where = ", ".join(dict.fromkeys(backends))
+        text = f"  {len(backends)} {status} ({where}): {reason}"
+        lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    if len(ordered) > shown:
+        lines.append(f"  ... {len(ordered) - shown} more reasons: see summary.md")
+    return ["reasons:", *lines] if lines else []
 
 
 def frame_counts_line(rows: list[dict[str, Any]]) -> str:
