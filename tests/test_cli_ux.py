@@ -126,6 +126,15 @@ def test_bad_input_is_one_line_naming_the_closest(capsys, tmp_path, ux_run):
     assert "unknown case 'lenett'; closest: lenet" in line
 
 
+def test_isolate_overrides_a_stored_no_isolate_on_resume(tmp_path):
+    out = tmp_path / "r"
+    RunDir(out).create().write_selection({"suite": ["ux_a"], "isolate": False, "plugins": []})
+    parse = build_parser().parse_args
+    assert selection(parse(["run", "--resume", "--out", str(out)]))["isolate"] is False
+    assert selection(parse(["run", "--resume", "--isolate", "--out", str(out)]))["isolate"] is True
+
+
+@pytest.mark.slow  # two runs, one with a worker; the option itself: the test above
 def test_an_aborted_no_isolate_run_resumes_isolated(tmp_path):
     out = tmp_path / "abort"
     common = ("--case-file", str(FAULTS), "--suite", "faults", "--case", "fault_abort", *FAST)
@@ -168,6 +177,16 @@ def test_the_reproducer_command_works_from_here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = report_mod.localization_summary(record, where).splitlines()[-1]
     assert '--case-file "run dir/localization/mlp-repro.py"'.replace("/", os.sep) in line
+
+
+@pytest.mark.filterwarnings("ignore:ux library")
+def test_the_announcement_counts_in_words(capsys, tmp_path):
+    args = build_parser().parse_args(
+        ["run", "--case-file", str(UX), "--case", "ux_ok", "--precision", "fp32", "--device",
+         "cpu", *FAST, "--out", str(tmp_path / "one")]
+    )  # fmt: skip
+    run_command._announce(run_command.plan_run(args))
+    assert f"torchparity: 1 cell -> {tmp_path / 'one'}" in capsys.readouterr().err
 
 
 def test_help_and_counts_read_as_prose():
