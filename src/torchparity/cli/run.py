@@ -9,7 +9,7 @@ import fnmatch
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -175,7 +175,7 @@ def select(sel: dict, file_cases: list[str]) -> tuple[list[tuple[str, Case]], st
     return pairs, note
 
 
-def plan_cells(sel: dict, file_cases: list[str] = ()) -> tuple[list[Cell], DeviceOptions, str]:
+def plan_cells(sel: dict, file_cases: Sequence[str] = ()) -> tuple[list[Cell], DeviceOptions, str]:
     """The selection's cells (this shard's), every axis value checked; and the
     line saying what was selected when no --suite was."""
     pairs, note = select(sel, list(file_cases))
