@@ -54,6 +54,8 @@ def sample_run(tmp_path_factory):
         str(REPORT_CASES),
         "--suite",
         "report_demo",
+        "--device",
+        "cpu,cuda,mps",  # cuda and mps named: their skip rows are part of the sample
         "--precision",
         "fp32,fp16",
         "--min-time",

@@ -14,6 +14,8 @@ def test_run_tiny_suite_end_to_end(cli, tiny_cases, tmp_path):
         str(tiny_cases),
         "--suite",
         "tiny",
+        "--device",
+        "cpu,cuda,mps",  # named: an absent one is a skip row per cell
         "--out",
         str(out),
         "--min-time",

@@ -1,4 +1,5 @@
-"""The console: standard streams that never crash on characters they cannot encode.
+"""The console: standard streams that never crash on characters they cannot encode,
+and counts written as people write them (``plural``).
 
 A Windows console or pipe often encodes as cp1252; a case name, a reason or an
 error message with a character outside it (``≈``, ``→``, CJK) would otherwise
@@ -27,3 +28,12 @@ def robust_standard_streams() -> None:
     """Apply ``make_robust`` to stdout and stderr (called once by the CLI)."""
     make_robust(sys.stdout)
     make_robust(sys.stderr)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 cell``, ``2 cells``, ``3 properties``: counts as people write them."""
+    if count == 1:
+        return f"{count} {word}"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return f"{count} {word[:-1]}ies"
+    return f"{count} {word}{'es' if word.endswith(('s', 'x', 'ch', 'sh')) else 's'}"

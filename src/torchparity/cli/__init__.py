@@ -33,8 +33,17 @@ COMMANDS = {
 }
 
 
+DESCRIPTION = (
+    "Benchmark and conformance suite for PyTorch deployment paths: run cases on "
+    "backends, devices and precisions, judge each output against an fp64 reference, "
+    "time it, and report why a cell fails. Options that take a list take comma lists "
+    "and may be repeated. Each command's options: torchparity COMMAND --help; "
+    "all of them: docs/cli.md."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="torchparity", description=(__doc__ or "").splitlines()[0])
+    parser = Parser(prog="torchparity", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
         module.add_parser(sub)

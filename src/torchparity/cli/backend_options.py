@@ -38,6 +38,12 @@ def parse_backend_options(texts: Sequence[str]) -> dict[str, dict[str, str]]:
             raise UsageError(f"malformed --backend-option {text!r}; expected BACKEND.KEY=VALUE")
         choose([backend], backend_names(), "backend")
         _check(backend, key, value.strip())
+        earlier = options.get(backend, {}).get(key)
+        if earlier is not None and earlier != value.strip():
+            raise UsageError(
+                f"--backend-option {backend}.{key} given twice ({earlier!r} and "
+                f"{value.strip()!r}); it takes one value"
+            )
         options.setdefault(backend, {})[key] = value.strip()
     return options
 

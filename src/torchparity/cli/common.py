@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import math
 import sys
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,8 @@ from pathlib import Path
 from torchparity._core import cache as cache_mod
 from torchparity._core import row as row_mod
 from torchparity._core.rundir import RunDir, RunDirError, RunDirLocked, RunDirUnsafe
-from torchparity.cases.case import PluginSpec, RegistryError, load_all
+from torchparity.cases.case import CASES, PluginSpec, RegistryError, load_all
+from torchparity.run import library_log
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # compare --fail-on: nothing failed, but some cells could not be judged (too noisy, other CPUs)
@@ -32,6 +34,18 @@ class Parser(argparse.ArgumentParser):
 def csv_list(text: str) -> list[str]:
     """A comma list, each value once (``eager,eager`` runs eager once)."""
     return list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+
+
+def backend_option_list(text: str) -> list[str]:
+    """``a.k=1,b.k=2`` -> ``["a.k=1", "b.k=2"]``; a piece without ``=`` belongs to
+    the value before it (``a.k=x,y`` is one option whose value holds a comma)."""
+    out: list[str] = []
+    for piece in text.split(","):
+        if out and "=" not in piece:
+            out[-1] += "," + piece
+        elif piece.strip():
+            out.append(piece.strip())
+    return list(dict.fromkeys(out))
 
 
 def positive_float(text: str) -> float:
@@ -67,6 +81,18 @@ def choose(values: list[str], valid: Sequence[str], what: str) -> list[str]:
     return values
 
 
+def valid_names(wanted: str, names: Sequence[str], listed: int = 12) -> str:
+    """``valid: a, b`` when ``names`` are few; else the few closest to ``wanted``
+    (difflib) and how many there are, so one line stays readable."""
+    if len(names) <= listed:
+        return f"valid: {', '.join(names) or 'none'}"
+    plain = wanted.strip("*?[]")  # a glob's letters are what a reader typed
+    close = difflib.get_close_matches(plain, names, n=5, cutoff=0.4)
+    close = close or [n for n in names if plain and plain.lower() in n.lower()][:5]
+    shown = f"closest: {', '.join(close)}; " if close else ""
+    return f"{shown}{len(names)} in all (torchparity list)"
+
+
 def warn(message: str) -> None:
     print(f"torchparity: warning: {message}", file=sys.stderr)
 
@@ -86,11 +112,28 @@ def plugins(args: argparse.Namespace) -> list[PluginSpec]:
     return specs
 
 
-def load(specs: list[PluginSpec]) -> None:
+def load(specs: list[PluginSpec]) -> list[str]:
+    """Load the built-in suites, then ``specs``; the names of the cases ``specs`` registered."""
     try:
-        load_all(specs)
+        with library_log.capturing():  # what their libraries print at import: worker.log
+            load_all(specs)
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
+    return registered_by(specs)
+
+
+def registered_by(specs: list[PluginSpec]) -> list[str]:
+    """The cases the case files and plugin modules of ``specs`` registered."""
+    files = {str(Path(t).resolve()) for k, t in specs if k == "file"}
+    modules = {t for k, t in specs if k == "module"}
+
+    def theirs(source: str) -> bool:  # a case's source: its case file's path, or its module
+        file = (
+            source if source.endswith(".py") else getattr(sys.modules.get(source), "__file__", None)
+        )
+        return source in modules or (file is not None and str(Path(file).resolve()) in files)
+
+    return [name for name, case in CASES.items() if theirs(case.source)]
 
 
 # -- run directories -----------------------------------------------------------

@@ -9,10 +9,11 @@ from typing import Any
 
 from torchparity._core import environment
 from torchparity._core.rundir import RunDir
-from torchparity.cli.common import EXIT_OK, UsageError, choose, run_dir_errors
+from torchparity.cli.common import EXIT_OK, UsageError, check_out_dir, choose, run_dir_errors
 from torchparity.cli.options import DATA_OPTIONS, add_options
 from torchparity.report import report as report_mod
 from torchparity.run import data_throughput as data
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import new_run_id
 
 
@@ -41,14 +42,19 @@ def _grid(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
 
 def main(args: argparse.Namespace) -> int:
     workers, methods = _grid(args)
+    if args.out is not None:
+        check_out_dir(args.out)
     run_dir = RunDir(args.out or Path("reports") / new_run_id()).create()
     with run_dir_errors():
         env = run_dir.read_env() if run_dir.env_json.is_file() else environment.collect()
         done = run_dir.done_cell_ids() if run_dir.has_results() else set()
     env.setdefault("run_id", run_dir.path.name)
     run_dir.write_env(env)
-    with run_dir.results_writer() as writer:
-        for config in data.default_grid(workers, methods):
+    grid = list(data.default_grid(workers, methods))
+    progress = LogProgress("data")  # a line at a steady interval, also where no terminal is
+    with run_dir.results_writer() as writer, progress:
+        for index, config in enumerate(grid):
+            progress(index, len(grid))
             if data.cell_id(config, args.samples, args.batch, args.epochs) in done:
                 continue  # measured already: a resumed directory keeps its rows
             row = data.data_row(config, args.samples, args.batch, args.epochs)
@@ -56,6 +62,6 @@ def main(args: argparse.Namespace) -> int:
     rows = run_dir.rows()
     paths = report_mod.render(rows, run_dir.path, env)
     if not args.quiet:
-        print(report_mod.markdown_table(report_mod.dataloader_table(rows)))
+        print(report_mod.markdown_table(report_mod.dataloader_table(rows), escape=False))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
     return EXIT_OK

@@ -24,11 +24,13 @@ from torchparity.cli.common import (
     load,
     plugins,
     run_dir_errors,
+    valid_names,
 )
-from torchparity.cli.options import add_plugin_options
+from torchparity.cli.options import Once, add_plugin_options
 from torchparity.diagnose import localize as loc_mod
 from torchparity.diagnose.shape_localize import localize_point
 from torchparity.report import report as report_mod
+from torchparity.run.progress import LogProgress
 
 
 def add_parser(sub: Any) -> None:
@@ -36,13 +38,15 @@ def add_parser(sub: Any) -> None:
         "explain", help="localize a model cell of a run: per-layer error and culprit"
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--case", required=True)
-    p.add_argument("--backend", required=True)
-    p.add_argument("--precision", required=True)
-    p.add_argument("--device", default="cpu", help="default cpu")
+    # One cell: each option takes one value (a second, different one is refused).
+    p.add_argument("--case", required=True, action=Once)
+    p.add_argument("--backend", required=True, action=Once)
+    p.add_argument("--precision", required=True, action=Once)
+    p.add_argument("--device", default="cpu", action=Once, help="default cpu")
     p.add_argument(
         "--shape-point",
         default=None,
+        action=Once,
         metavar="POINT",
         help=f"a shape cell (--mode shape): its run-shape point ({', '.join(SHAPE_POINTS)})",
     )
@@ -50,6 +54,7 @@ def add_parser(sub: Any) -> None:
         "--budget",
         type=float,
         default=None,
+        action=Once,
         metavar="SECONDS",
         help="time for isolating layers one by one (default 60)",
     )
@@ -68,7 +73,8 @@ def _case(args: argparse.Namespace, sel: dict) -> Case:
             if stored
             else ""
         )
-        raise UsageError(f"unknown case {args.case!r}{hint}")
+        models = [c.name for c in CASES.values() if c.kind == "model"]
+        raise UsageError(f"unknown case {args.case!r}; {valid_names(args.case, models)}{hint}")
     if case.kind != "model":
         raise UsageError(f"{args.case} is an op; explain localizes model cells")
     return case
@@ -116,17 +122,18 @@ def main(args: argparse.Namespace) -> int:
     )
     budget = args.budget or loc_mod.DEFAULT_BUDGET_S
     try:
-        if args.shape_point:
-            loc, setup, layers = localize_point(cell, settings, budget)
-        else:
-            loc, setup, layers = loc_mod.localize(cell, settings, budget)
+        with LogProgress("explain", budget=budget):  # a line at a steady interval
+            if args.shape_point:
+                loc, setup, layers = localize_point(cell, settings, budget)
+            else:
+                loc, setup, layers = loc_mod.localize(cell, settings, budget)
     except loc_mod.LocalizeError as exc:
         raise UsageError(str(exc)) from None
     saved = loc_mod.save(rd.path, loc, setup, layers)
     if rd.has_results():
         with run_dir_errors(f"; the table is in {saved['csv']}"):
             report_mod.render(rd.rows(), rd.path, rd.read_env())
-    print(report_mod.markdown_table(loc.table()))
-    print(report_mod.localization_summary(saved["record"]))
+    print(report_mod.markdown_table(loc.table(), escape=False))
+    print(report_mod.localization_summary(saved["record"], rd.localization_dir))
     print(f"table: {saved['csv']}")
     return EXIT_OK

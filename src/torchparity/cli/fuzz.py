@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import sys
 from pathlib import Path
 from typing import Any
 
 from torchparity._core import cache as cache_mod
+from torchparity._core.console import plural
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.devices import DEVICES
@@ -26,6 +28,7 @@ from torchparity.cli.common import (
     load,
     locked,
     plugins,
+    valid_names,
 )
 from torchparity.cli.options import FUZZ_OPTIONS, add_options, add_plugin_options
 from torchparity.fuzz import properties as fuzz
@@ -33,6 +36,7 @@ from torchparity.fuzz.shapes import FUZZ_POINT, fuzz_shapes
 from torchparity.report import frames
 from torchparity.report import report as report_mod
 from torchparity.report.shapes import shape_table
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import new_run_id, terminal_progress
 
 
@@ -53,7 +57,7 @@ def _ops(patterns: list[str], shape: bool = False) -> list:
     names = [c.name for c in ops]
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise UsageError(f"no op matches {pattern!r}; valid: {', '.join(names) or 'none'}")
+            raise UsageError(f"no op matches {pattern!r}; {valid_names(pattern, names)}")
     return [c for c in ops if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
 
 
@@ -103,7 +107,8 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
     )
     if not args.quiet:
         print(
-            f"torchparity fuzz --mode shape: {len(cells)} properties -> {run_dir}", file=sys.stderr
+            f"torchparity fuzz --mode shape: {plural(len(cells), 'property')} -> {run_dir}",
+            file=sys.stderr,
         )
     rows = fuzz_shapes(cells, settings, profile, run_dir, args.examples)
     paths = report_mod.render(rows, run_dir, RunDir(run_dir).read_env())
@@ -111,7 +116,7 @@ def _fuzz_shapes(args: argparse.Namespace, targets: list, profile: Any, run_dir:
         print(report_mod.frame_counts_line(rows))
         table = shape_table(rows)
         if not table.empty:
-            print(report_mod.markdown_table(table))
+            print(report_mod.markdown_table(table, escape=False))
         print(f"report: {paths['html']}")
     findings = any(r.get("status") in (Status.FAIL, Status.ERROR) for r in rows)
     return EXIT_FINDINGS if args.strict and findings else EXIT_OK
@@ -122,7 +127,7 @@ def _show(rows: list, found: list, run_dir: Path, html: Path) -> None:
     if found:
         columns = ["op", "backend", "precision", "status", "reason"]
         table = frames.columns(fuzz.divergences_frame(found), columns)
-        print(report_mod.markdown_table(table))
+        print(report_mod.markdown_table(table, escape=False))
     print(f"divergences: {RunDir(run_dir).divergences_csv} ({len(found)})\nreport:      {html}")
 
 
@@ -130,22 +135,24 @@ def _fuzz(
     args: argparse.Namespace, targets: list, profile: Any, run_dir: Path, specs: list[PluginSpec]
 ) -> int:
     show = not args.quiet
-    progress = terminal_progress() if show and sys.stderr.isatty() else None
+    log = LogProgress("fuzz") if show and not sys.stderr.isatty() else None
+    progress = terminal_progress() if show and sys.stderr.isatty() else log
     if show:
         print(
-            f"torchparity fuzz: {len(targets)} properties, profile {profile.name} -> {run_dir}",
+            f"torchparity fuzz: {plural(len(targets), 'property')}, profile {profile.name} -> {run_dir}",
             file=sys.stderr,
         )
     try:
-        rows, found = fuzz.fuzz_run(
-            targets,
-            profile,
-            run_dir,
-            args.examples,
-            specs,
-            progress,
-            args.cache_dir.resolve() if args.cache_dir else None,
-        )
+        with log or contextlib.nullcontext():
+            rows, found = fuzz.fuzz_run(
+                targets,
+                profile,
+                run_dir,
+                args.examples,
+                specs,
+                progress,
+                args.cache_dir.resolve() if args.cache_dir else None,
+            )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; properties so far are in {RunDir(run_dir).results_jsonl}",

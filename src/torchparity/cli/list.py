@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from torchparity._core.console import plural
 from torchparity.axes.devices import DEVICES
 from torchparity.axes.precision import PRECISIONS
 from torchparity.backends import backend_names, get_backend
 from torchparity.cases.case import CASES, SUITES, RegistryError, select_cases
 from torchparity.cli.common import EXIT_OK, UsageError, load, plugins
-from torchparity.cli.options import add_plugin_options
+from torchparity.cli.options import LIST_OPTIONS, add_options, add_plugin_options
 
 WHAT = ["cases", "suites", "backends", "devices", "precisions"]
 
@@ -18,16 +19,16 @@ WHAT = ["cases", "suites", "backends", "devices", "precisions"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("list", help="list cases, suites, backends, devices or precisions")
     p.add_argument("what", nargs="?", default="cases", choices=WHAT)
-    p.add_argument("--suite")
+    add_options(p, LIST_OPTIONS, with_defaults=True)
     add_plugin_options(p)
 
 
-def _cases(suite: str | None) -> None:
+def _cases(suites: list[str]) -> None:
     try:
-        cases = select_cases(suite)
+        cases = [c for s in suites or [None] for c in select_cases(s)]
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
-    for c in cases:
+    for c in {c.name: c for c in cases}.values():
         print(f"{c.name:<28} {c.kind:<6} {c.description}")
 
 
@@ -40,7 +41,7 @@ def _suites() -> None:
         print(
             f"{name:<{width}} unavailable: {why}"
             if why
-            else f"{name:<{width}} {len(members)} cases"
+            else f"{name:<{width}} {plural(len(members), 'case')}"
         )
 
 

@@ -19,12 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from torchparity._core import cache as cache_mod
-from torchparity.axes.devices import DEVICES
 from torchparity.axes.precision import DEFAULT_PRECISIONS
-from torchparity.cli.common import csv_list, positive_float, positive_int, positive_int_list
+from torchparity.cli.common import (
+    backend_option_list,
+    csv_list,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
 from torchparity.timing.rounds import DEFAULT_ROUNDS, DEFAULT_TIME_BUDGET
 
 _NOT_A_FLAG = object()
+LIST_PARSERS: tuple[Callable[[str], list], ...] = (
+    csv_list,
+    positive_int_list,
+    backend_option_list,
+)
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,18 @@ class Option:
     const: Any = _NOT_A_FLAG  # a flag's value (parse is None)
     stored: tuple[type, ...] = ()  # the types run.json may hold under key
     identity: bool = False
-    repeat: bool = False  # repeatable (a list of values)
     metavar: str | None = None
     on_resume: str | None = None  # the docs' --resume column, when not implied by key/identity
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def many(self) -> bool:
+        """A list-valued option (its parser gives a list): comma lists and
+        repetition, accumulated, on every command."""
+        return self.parse in LIST_PARSERS
 
     @property
     def is_flag(self) -> bool:
@@ -84,7 +99,7 @@ class Option:
                 self.flag,
                 dest=self.dest,
                 type=self.parse,
-                action="append" if self.repeat else "store",
+                action=Accumulate if self.many else Once,
                 default=default,
                 metavar=self.metavar,
                 help=help_text,
@@ -98,6 +113,38 @@ class Option:
         if self.is_flag:
             return self.flag_value()
         return str(value) if isinstance(value, Path) else value
+
+
+def _given_before(namespace: argparse.Namespace, dest: str) -> bool:
+    """Whether this parse has set ``dest`` already (a default does not count)."""
+    given = vars(namespace).setdefault("_given", set())
+    before = dest in given
+    given.add(dest)
+    return before
+
+
+class Accumulate(argparse.Action):
+    """A list-valued option: ``--x a,b --x c`` is ``[a, b, c]`` (each once); a
+    value given replaces the default rather than adding to it."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        before = (
+            list(getattr(namespace, self.dest) or []) if _given_before(namespace, self.dest) else []
+        )
+        setattr(namespace, self.dest, list(dict.fromkeys([*before, *values])))
+
+
+class Once(argparse.Action):
+    """A one-value option: a second, different value would silently replace the
+    first, so it is refused (one line, exit 2)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if _given_before(namespace, self.dest) and getattr(namespace, self.dest) != values:
+            parser.error(
+                f"{option_string} takes one value; given {getattr(namespace, self.dest)} "
+                f"and {values}"
+            )
+        setattr(namespace, self.dest, values)
 
 
 # Options several commands share, defined once.
@@ -119,34 +166,34 @@ _QUIET = Option("--quiet", "no progress bar, no table", default=False)
 RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "--suite",
-        "suite to run",
+        "suites to run",
         "suite",
-        str,
-        "models",
-        stored=(str,),
+        csv_list,
+        [],
+        shown_default="models; the cases of --case-file when it registers some",
+        stored=(list, str),  # a str: run.json written before several suites
         identity=True,
-        metavar="NAME",
+        metavar="NAME,...",
     ),
     Option(
         "--case",
-        "only cases matching GLOB (repeatable)",
+        "only cases matching these globs",
         "case",
-        str,
+        csv_list,
         [],
-        shown_default="every case of the suite",
+        shown_default="every case of the suites",
         stored=(list,),
         identity=True,
-        repeat=True,
-        metavar="GLOB",
+        metavar="GLOB,...",
     ),
     _BACKEND,
     Option(
         "--device",
-        "comma list; 'present': the devices this machine has, absent ones one line, no rows",
+        "comma list of cpu, cuda, mps; 'present': the devices this machine has, the absent "
+        "ones named in one line (no rows); a device named but absent: skip rows saying why",
         "device",
         csv_list,
-        list(DEVICES),
-        shown_default="every device kind; absent ones are skipped",
+        ["present"],
         stored=(list,),
         identity=True,
         metavar="D,...",
@@ -196,14 +243,13 @@ RUN_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--backend-option",
-        "an option for one backend, e.g. onnxruntime.opset=18 (repeatable; docs/backends.md)",
+        "an option for one backend, e.g. onnxruntime.opset=18 (docs/backends.md)",
         "backend_option",
-        str,
+        backend_option_list,
         [],
         stored=(list,),
         identity=True,
-        repeat=True,
-        metavar="BACKEND.KEY=VALUE",
+        metavar="BACKEND.KEY=VALUE,...",
     ),
     Option(
         "--shard",
@@ -332,6 +378,16 @@ RUN_OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
     ),
     Option(
+        "--isolate",
+        "run cells in worker processes, with crash isolation (with --resume: "
+        "finish a --no-isolate run isolated)",
+        "isolate",
+        default=True,
+        shown_default="on",
+        const=True,
+        stored=(bool,),
+    ),
+    Option(
         "--no-isolate",
         "run cells in this process (no crash isolation, no --timeout)",
         "isolate",
@@ -398,18 +454,16 @@ RUN_OPTIONS: tuple[Option, ...] = (
 PLUGIN_OPTIONS: tuple[Option, ...] = (
     Option(
         "--case-file",
-        "a Python file that registers cases or backends (repeatable)",
-        parse=str,
-        repeat=True,
-        metavar="PATH",
+        "Python files that register cases or backends",
+        parse=csv_list,
+        metavar="PATH,...",
         on_resume="given again",
     ),
     Option(
         "--plugin",
-        "an importable module that registers cases or backends (repeatable)",
-        parse=str,
-        repeat=True,
-        metavar="MODULE",
+        "importable modules that register cases or backends",
+        parse=csv_list,
+        metavar="MODULE,...",
         on_resume="given again",
     ),
 )
@@ -418,12 +472,11 @@ PLUGIN_OPTIONS: tuple[Option, ...] = (
 FUZZ_OPTIONS: tuple[Option, ...] = (
     Option(
         "--op",
-        "only ops matching GLOB (repeatable)",
-        parse=str,
+        "only ops matching these globs",
+        parse=csv_list,
         default=[],
         shown_default="every op",
-        repeat=True,
-        metavar="GLOB",
+        metavar="GLOB,...",
     ),
     _BACKEND,
     Option("--device", "comma list", parse=csv_list, default=["cpu"], metavar="D,..."),
@@ -463,6 +516,18 @@ FUZZ_OPTIONS: tuple[Option, ...] = (
         "--strict",
         "exit 1 on any new divergence or error (known ones, marked, are xfail)",
         default=False,
+    ),
+)
+
+# ``torchparity list``.
+LIST_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--suite",
+        "only these suites' cases",
+        parse=csv_list,
+        default=[],
+        shown_default="every case",
+        metavar="NAME,...",
     ),
 )
 

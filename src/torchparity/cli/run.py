@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from torchparity._core import cache as cache_mod
+from torchparity._core.console import plural
 from torchparity._core.errors import MachineFault, machine_fault
 from torchparity._core.row import timing_partial
 from torchparity._core.rundir import RunDir
@@ -21,7 +24,7 @@ from torchparity.axes.matrix import Cell, expand, parse_shard, shard
 from torchparity.axes.precision import PRECISIONS
 from torchparity.axes.scheduler_env import shard_from_env
 from torchparity.backends import backend_names
-from torchparity.cases.case import CASES, PluginSpec, RegistryError, select_cases
+from torchparity.cases.case import CASES, SUITES, Case, PluginSpec, RegistryError, suite_cases
 from torchparity.cases.reference import behaviour_now
 from torchparity.cell.context import RunSettings
 from torchparity.cli.backend_options import parse_backend_options, warn_unselected
@@ -35,12 +38,16 @@ from torchparity.cli.common import (
     load,
     locked,
     run_dir_errors,
+    valid_names,
     warn_damage,
 )
 from torchparity.cli.options import add_options, add_plugin_options
 from torchparity.cli.selection import selection
 from torchparity.report import report as report_mod
+from torchparity.run.library_log import LibraryLog
+from torchparity.run.progress import LogProgress
 from torchparity.run.runner import (
+    Phases,
     RunInterrupted,
     RunPlan,
     execute_plan,
@@ -137,33 +144,74 @@ def check_numbers(sel: dict, timeout_given: bool) -> None:
         raise UsageError("--batch takes whole numbers of at least 1, e.g. 1,8,32")
 
 
-def plan_cells(sel: dict) -> tuple[list[Cell], DeviceOptions]:
-    """The selection's cells (this shard's), every axis value checked."""
+def _suite_pool(suites: list[str], file_cases: list[str]) -> tuple[list[tuple[str, Case]], str]:
+    """(suite, case) for every case of ``suites``; with none named, the cases the
+    case files register (with a line saying so), else the models suite."""
+    if not suites and file_cases:
+        pool = [(_first_suite(name), CASES[name]) for name in file_cases]
+        names = ", ".join(file_cases[:5]) + (", ..." if len(file_cases) > 5 else "")
+        return (
+            pool,
+            f"no --suite given: the {plural(len(pool), 'case')} the case files register ({names})",
+        )
     try:
-        cases = select_cases(sel["suite"], sel["case"])
+        return [(s, c) for s in suites or ["models"] for c in suite_cases(s)], ""
     except RegistryError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _first_suite(case: str) -> str:
+    return next((s for s, members in SUITES.items() if case in members), "")
+
+
+def select(sel: dict, file_cases: list[str]) -> tuple[list[tuple[str, Case]], str]:
+    """The selection's (suite, case) pairs, each case once (in its first suite),
+    filtered by ``--case``; and the line that says what no --suite selected."""
+    pool, note = _suite_pool(sel["suite"], file_cases)
+    unique = list({c.name: (s, c) for s, c in reversed(pool)}.items())[::-1]
+    pairs = [pair for _, pair in unique]
+    patterns = sel["case"]
+    names = [c.name for _, c in pairs]
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(n, p) for n in names):
+            where = f"suite {', '.join(sel['suite'])}" if sel["suite"] else "the selection"
+            raise UsageError(f"no case matches {p!r} in {where}; {valid_names(p, names)}")
+    if patterns:
+        pairs = [(s, c) for s, c in pairs if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    return pairs, note
+
+
+def plan_cells(sel: dict, file_cases: Sequence[str] = ()) -> tuple[list[Cell], DeviceOptions, str]:
+    """The selection's cells (this shard's), every axis value checked; and the
+    line saying what was selected when no --suite was."""
+    pairs, note = select(sel, list(file_cases))
     backends = choose(sel["backend"], backend_names(), "backend")
     devices, sel["absent_devices"] = present_devices(sel["device"])
     devices = choose(devices, list(DEVICES), "device")
     precisions = choose(sel["precision"], list(PRECISIONS), "precision")
     device_options = device_options_for(sel, devices)
     modes = choose(sel["mode"], ["infer", "train", "shape", "generate"], "mode")
-    cells = expand(
-        cases, devices, precisions, backends, suite=sel["suite"], modes=modes, batches=sel["batch"]
-    )
+    cells = [
+        cell
+        for suite, case in pairs
+        for cell in expand(
+            [case], devices, precisions, backends, suite=suite, modes=modes, batches=sel["batch"]
+        )
+    ]
     if sel["shard"]:
         index, count = resolve_shard(sel)
         cells = shard(cells, index, count)
-    return cells, device_options
+    return cells, device_options, note
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
     sel = selection(args)
     plugins: list[PluginSpec] = [(str(k), str(t)) for k, t in sel["plugins"]]
-    load(plugins)
+    file_cases = load(plugins)
     check_numbers(sel, args.timeout is not None)
-    cells, device_options = plan_cells(sel)
+    cells, device_options, note = plan_cells(sel, file_cases)
+    if note and not args.quiet:
+        print(f"torchparity: {note}", file=sys.stderr)
     prepare_environment(device_options)  # before any worker starts torch
     train = train_settings(sel)
     backend_options = parse_backend_options(sel["backend_option"])
@@ -200,7 +248,12 @@ def expectations_file(args: argparse.Namespace, plan: RunPlan) -> Path | None:
     """The suite's expectations file when --update-expectations asks for it."""
     if not args.update_expectations:
         return None
-    suite = str(plan.selection.get("suite") or "")
+    suites = plan.selection.get("suite") or ["models"]
+    if len(suites) != 1:
+        raise UsageError(
+            f"--update-expectations rewrites one suite's file; --suite names {len(suites)}"
+        )
+    suite = suites[0]
     path = expectations.FILES.get(suite)
     if path is None:
         with_files = ", ".join(sorted(expectations.FILES)) or "none"
@@ -219,7 +272,7 @@ def update_expectations(path: Path, rows: list[dict]) -> str:
     expectations.save(path, after, str(torch_version))
     old, new = set(before), set(after)
     return (
-        f"expectations: {len(after)} entries ({len(new - old)} new or changed, "
+        f"expectations: {plural(len(after), 'entry')} ({len(new - old)} new or changed, "
         f"{len(old - new)} removed) -> {path}"
     )
 
@@ -261,17 +314,24 @@ def check_resumable(plan: RunPlan) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    plan = plan_run(args)
-    with locked(plan.run_dir):
-        if args.resume:
-            check_resumable(plan)
-        elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
-            raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
-        return execute(args, plan)
+    phases = Phases()  # the wall time counts from here: planning is "other"
+    with LibraryLog() as library_log:  # libraries' warnings and logs: worker.log
+        plan = plan_run(args)
+        with locked(plan.run_dir):
+            library_log.attach(RunDir(plan.run_dir).open_worker_log())
+            return _locked_main(args, plan, phases)
+
+
+def _locked_main(args: argparse.Namespace, plan: RunPlan, phases: Phases) -> int:
+    if args.resume:
+        check_resumable(plan)
+    elif RunDir(plan.run_dir).has_results():  # a run that finished while we planned
+        raise UsageError(f"{plan.run_dir} already holds results; use --resume or another --out")
+    return execute(args, plan, phases)
 
 
 def _announce(plan: RunPlan) -> None:
-    print(f"torchparity: {len(plan.cells)} cells -> {plan.run_dir}", file=sys.stderr)
+    print(f"torchparity: {plural(len(plan.cells), 'cell')} -> {plan.run_dir}", file=sys.stderr)
     absent = plan.selection.get("absent_devices") or {}
     if absent:
         print(
@@ -312,11 +372,24 @@ def _stopped(plan: RunPlan, why: str) -> str:
     )
 
 
-def _run_cells(plan: RunPlan, progress: Any) -> list[dict[str, Any]] | int:
+def _progress(show: bool, cells: int) -> tuple[Any, Any]:
+    """(progress function, what counts finished rows): a bar on a terminal; on
+    anything else (a CI log, a pipe) a line at a steady interval."""
+    if not show:
+        return None, contextlib.nullcontext()
+    if sys.stderr.isatty():
+        return terminal_progress(), contextlib.nullcontext()
+    log = LogProgress("run", cells)
+    return log, log
+
+
+def _run_cells(plan: RunPlan, show: bool, phases: Phases) -> list[dict[str, Any]] | int:
     """The run's rows, or the exit code of a run that stopped early."""
+    progress, ticking = _progress(show, len(plan.cells))
+    on_row = progress.row if isinstance(progress, LogProgress) else None
     try:
-        with exits_raise(plan.isolate):
-            return [dict(row) for row in execute_plan(plan, progress)]
+        with exits_raise(plan.isolate), ticking:
+            return [dict(row) for row in execute_plan(plan, progress, on_row, phases)]
     except KeyboardInterrupt as exc:  # RunInterrupted: SIGINT or SIGTERM, rows kept
         where = f": {exc.where}" if isinstance(exc, RunInterrupted) and exc.where else ""
         print("\n" + _stopped(plan, f"interrupted{where}"), file=sys.stderr)
@@ -343,23 +416,28 @@ def untested_line(rows: list[dict]) -> str | None:
     """--strict: a run that tested nothing (every cell skipped, or no cell) is no evidence."""
     if any(r.get("status") != Status.SKIP.value for r in rows):
         return None
-    what = f"all {len(rows)} cells were skipped" if rows else "the selection holds no cell"
+    what = (
+        f"all {plural(len(rows), 'cell')} were skipped" if rows else "the selection holds no cell"
+    )
     return f"strict: no cell was tested ({what})"
 
 
-def execute(args: argparse.Namespace, plan: RunPlan) -> int:
+def execute(args: argparse.Namespace, plan: RunPlan, phases: Phases | None = None) -> int:
     expectations_path = expectations_file(args, plan)
     show = not args.quiet
-    progress = terminal_progress() if show and sys.stderr.isatty() else None
     if show:
         _announce(plan)
-    rows = _run_cells(plan, progress)
+    phases = phases or Phases()
+    rows = _run_cells(plan, show, phases)
     if isinstance(rows, int):
         return rows
+    began = time.perf_counter()
     paths = report_mod.render(rows, plan.run_dir, RunDir(plan.run_dir).read_env())
+    phases.rendering_s += time.perf_counter() - began
     if show:
         print(report_mod.console_table(rows))
         print(f"results: {paths['csv']}\nreport:  {paths['html']}")
+        print(phases.line(), file=sys.stderr)
     if expectations_path is not None:
         print(update_expectations(expectations_path, rows), file=sys.stderr)
     if not args.strict:
@@ -369,7 +447,7 @@ def execute(args: argparse.Namespace, plan: RunPlan) -> int:
     if findings and not args.quiet:
         kinds = sorted({str(r.get("expectation") or r.get("status")) for r in findings})
         print(
-            f"strict: {len(findings)} cells differ from expectations ({', '.join(kinds)})",
+            f"strict: {plural(len(findings), 'cell')} differ from expectations ({', '.join(kinds)})",
             file=sys.stderr,
         )
     if untested:  # said even with --quiet: nothing else explains the exit code

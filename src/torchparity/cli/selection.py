@@ -49,7 +49,14 @@ def _value(key: str, args: argparse.Namespace, stored: dict[str, Any]) -> Any:
         raise UsageError(f"{' and '.join(given)} contradict each other")
     if given:
         return next(iter(given.values()))
-    value = stored.get(key, options[0].default)
+    return stored_value(options[0], stored.get(key, options[0].default))
+
+
+def stored_value(option: Option, value: Any) -> Any:
+    """A run.json value as today's option holds it: a list-valued option's list
+    (a copy), also where an older run.json stored one string (``"suite": "models"``)."""
+    if option.many and isinstance(value, str):
+        return [value]
     return list(value) if isinstance(value, list) else value
 
 
@@ -85,7 +92,7 @@ def differences(args: argparse.Namespace, stored: dict[str, Any]) -> list[str]:
             value = option.given(args)
             if not option.identity or value is None:
                 continue
-            was = stored.get(key, option.default)
+            was = stored_value(option, stored.get(key, option.default))
             if _comparable(option, value) != _comparable(option, was):
                 shown = option.flag if option.is_flag else f"{option.flag} {_shown(value)}"
                 out.append(f"{shown} (run.json: {_shown(was)})")

@@ -8,12 +8,15 @@ cross-platform view in ``merge``; this module decides what goes on the page.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from torchparity._core.console import plural
 from torchparity._core.row import CELL_COLUMNS, partial_timing_note, rows_frame
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import BAD_STATUSES, MEASURED_STATUSES, STATUSES, Status
@@ -87,9 +90,14 @@ def console_table(rows: list[dict[str, Any]]) -> str:
         return f"{text} (ran {ran})" if isinstance(ran, str) and ran != r["precision"] else text
 
     mode = frame["mode"].map(lambda m: f"/{m}" if isinstance(m, str) and m != "infer" else "")
+    # A batch sweep's cells differ only in their batch (``|batch=N`` ends the id).
+    ids = frame["cell_id"] if "cell_id" in frame.columns else pd.Series("", index=frame.index)
+    swept = ids.map(
+        lambda c: "/" + c.rsplit("|", 1)[1] if isinstance(c, str) and "|batch=" in c else ""
+    )
     frame = frame.assign(
         text=frame.apply(cell_text, axis=1),
-        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode,
+        column=frame["backend"] + "/" + frame["device"] + "/" + frame["precision"] + mode + swept,
     )
     table = lang.grouped_by_language(frame).pivot_table(
         index="case",
@@ -101,7 +109,36 @@ def console_table(rows: list[dict[str, Any]]) -> str:
     table.columns.names = [None, None]  # the language above its backends' columns, no axis names
     counts = frame_counts_line(rows)
     blame = blame_line(rows)
-    return table.fillna("").to_string() + "\n\n" + counts + (f"\n{blame}" if blame else "")
+    reasons = reason_lines(rows)
+    return (
+        table.fillna("").to_string()
+        + "\n\n"
+        + counts
+        + (f"\n{blame}" if blame else "")
+        + "".join(f"\n{line}" for line in reasons)
+    )
+
+
+def reason_lines(rows: list[dict[str, Any]], shown: int = 8, width: int = 160) -> list[str]:
+    """The reasons of the cells that did not pass (skips aside), grouped: how many
+    cells, their status and backends, the reason's first line; the most frequent
+    ``shown`` groups, then how many more (summary.md has every row)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        status = str(r.get("status") or "")
+        if status in ("pass", "skip"):
+            continue
+        reason = (str(r.get("reason") or "").strip().splitlines() or ["(no reason recorded)"])[0]
+        groups.setdefault((status, reason), []).append(str(r.get("backend") or "?"))
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    lines = []
+    for (status, reason), backends in ordered[:shown]:
+        where = ", ".join(dict.fromkeys(backends))
+        text = f"  {len(backends)} {status} ({where}): {reason}"
+        lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    if len(ordered) > shown:
+        lines.append(f"  ... {len(ordered) - shown} more reasons: see summary.md")
+    return ["reasons:", *lines] if lines else []
 
 
 def frame_counts_line(rows: list[dict[str, Any]]) -> str:
@@ -297,7 +334,7 @@ def summary_markdown(
     marked known, worst drifts, paired speedups, fastest and slowest cell per case."""
     rows = lang.with_language_columns(h.shown_rows(rows))
     frame = rows_frame(rows)
-    lines = [f"# {title}", "", f"{len(frame)} cells: {frame_counts_line(rows)}", ""]
+    lines = [f"# {title}", "", f"{plural(len(frame), 'cell')}: {frame_counts_line(rows)}", ""]
     if absent_devices_line(env):
         lines += [absent_devices_line(env), ""]
     partial = partial_timing_note(rows)
@@ -411,7 +448,7 @@ _ENV_HEADER = [
 def _header(
     rows: list[dict[str, Any]], env: dict[str, Any] | None, runs: list[merge.LoadedRun] | None
 ) -> str:
-    counts = f"{len(rows)} cells: {frame_counts_line(rows)}"
+    counts = f"{plural(len(rows), 'cell')}: {frame_counts_line(rows)}"
     if runs and len(runs) > 1:
         platforms = pd.DataFrame(
             [
@@ -708,8 +745,20 @@ _LOCALIZATION_NOTE = (
 )
 
 
-def localization_summary(record: dict[str, Any]) -> str:
-    """One paragraph: the culprit (or why none), notes, reproducer, time."""
+def shown_path(path: Path) -> str:
+    """``path`` as a person at this working directory types it: relative when
+    that is shorter, quoted when it holds a space."""
+    text = str(path.resolve())
+    with contextlib.suppress(ValueError):  # another drive (Windows): the absolute path
+        relative = os.path.relpath(path)
+        text = relative if len(relative) < len(text) else text
+    return f'"{text}"' if " " in text else text
+
+
+def localization_summary(record: dict[str, Any], where: Path | None = None) -> str:
+    """One paragraph: the culprit (or why none), notes, reproducer, time.
+    ``where``: the directory of the reproducer's files, so that the command
+    printed works from the current directory."""
     cell = "/".join(str(record.get(k)) for k in ("case", "device", "backend", "precision"))
     culprit = record.get("culprit")
     if record.get("run_shape"):  # a shape cell: built at one shape, wrong at another
@@ -733,9 +782,12 @@ def localization_summary(record: dict[str, Any]) -> str:
         lines.append(f"the tapped model's own output: {float(share):.3g} of its bound{hint}")
     repro = record.get("reproducer")
     if isinstance(repro, dict):
-        lines.append(
-            f"reproducer: {repro.get('script')} ({repro.get('inputs')}): {repro.get('command')}"
-        )
+        script, command = str(repro.get("script")), str(repro.get("command"))
+        if where is not None:
+            shown = shown_path(where / script)
+            command = command.replace(f"--case-file {script}", f"--case-file {shown}")
+            script = shown
+        lines.append(f"reproducer: {script} ({repro.get('inputs')}): {command}")
     if isinstance(record.get("seconds"), int | float):
         lines.append(f"localized in {record['seconds']:.1f} s")
     return "\n".join(lines)

@@ -65,6 +65,60 @@ def new_run_id() -> str:
 ProgressFn = Callable[[int, int, Cell, float], None]
 
 
+@dataclass
+class Phases:
+    """Where a run's wall time went, as it measured it: the backends' prepare
+    (export, compile, session creation: the rows' ``prepare_s``), the rest of
+    the verdict tasks (reference, outputs, comparison, localization), the
+    timing rounds, and what the caller adds (rendering)."""
+
+    prepare_s: float = 0.0
+    verdict_s: float = 0.0  # verdict tasks' wall time, prepare and round 1 included
+    round1_s: float = 0.0  # the timed calls of round 1, which verdict tasks measure
+    timing_s: float = 0.0
+    rendering_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        value = row.get("prepare_s")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            self.prepare_s += float(value)
+
+    def add_round(self, result: RoundResult) -> None:
+        if result.index == 0:
+            self.round1_s += sum(result.samples_s) * result.number
+
+    def timed(self, attr: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, its wall time added to ``attr``."""
+
+        def run(*args: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                setattr(self, attr, getattr(self, attr) + time.perf_counter() - began)
+
+        return run
+
+    def line(self) -> str:
+        """``phases: prepare/compile 12.0 s, verdicts 3.1 s, ...`` over the wall time so far."""
+        total = time.perf_counter() - self.started
+        prepare = min(self.prepare_s, self.verdict_s) if self.verdict_s else self.prepare_s
+        round1 = min(self.round1_s, self.verdict_s - prepare) if self.verdict_s else 0.0
+        verdicts = max(self.verdict_s - prepare - round1, 0.0)
+        timing = self.timing_s + round1
+        known = prepare + verdicts + timing + self.rendering_s
+        parts = [
+            ("prepare/compile", prepare),
+            ("verdicts", verdicts),
+            ("timing", timing),
+            ("rendering", self.rendering_s),
+            ("other", max(total - known, 0.0)),
+        ]
+        shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts)
+        return f"phases: {shown} (wall {total:.1f} s)"
+
+
 Executor = InProcessExecutor | IsolatedExecutor
 
 
@@ -260,7 +314,10 @@ def resumed_cells(run_dir: RunDir, cells: list[Cell]) -> dict[str, Resumed]:
 
 
 def _prechecked(
-    todo: list[Cell], resumed: dict[str, Resumed], writer: Any, env: dict[str, Any]
+    todo: list[Cell],
+    resumed: dict[str, Resumed],
+    keep: Callable[[dict[str, Any]], None],
+    env: dict[str, Any],
 ) -> list[Cell]:
     """The cells to run; those that cannot run here are rows at once, no worker needed."""
     runnable = []
@@ -271,20 +328,33 @@ def _prechecked(
         try:
             reason = precheck(cell)
         except Exception as exc:  # noqa: BLE001 - a precheck that raises is the cell's error row, and the run goes on
-            writer.append(finish_row(cell, error_fields(exc, "precheck"), env))
+            keep(finish_row(cell, error_fields(exc, "precheck"), env))
             continue
         if reason:
-            writer.append(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
+            keep(finish_row(cell, {"status": Status.SKIP.value, "reason": reason}, env))
         else:
             runnable.append(cell)
     return runnable
 
 
-def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+def _round_kept(out: Any, cell: Cell, result: RoundResult, phases: Phases | None) -> None:
+    out.append(result.record(cell.id))
+    if phases is not None:
+        phases.add_round(result)
+
+
+def execute_plan(
+    plan: RunPlan,
+    progress: ProgressFn | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    phases: Phases | None = None,
+) -> list[dict[str, Any]]:
     """Run the plan's cells that the run directory does not hold yet (and the
     missing rounds of cells an interrupted run left with partial timing);
-    return all rows of the run directory. On SIGINT or SIGTERM the worker is
-    stopped, every verdict and finished round kept, and ``RunInterrupted`` raised."""
+    return all rows of the run directory. ``on_row`` sees each cell's final
+    row as it is kept; ``phases`` gets the time of each part. On SIGINT or
+    SIGTERM the worker is stopped, every verdict and finished round kept, and
+    ``RunInterrupted`` raised."""
     run_dir, env = _prepare(plan)
     done = run_dir.done_cell_ids()
     todo = [c for c in plan.cells if c.id not in done]
@@ -296,21 +366,27 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict
         run_dir.results_writer() as writer,
         run_dir.rounds_writer() as rounds_out,
     ):
-        runnable = _prechecked(todo, resumed, writer, env)
+
+        def keep(row: dict[str, Any]) -> None:
+            writer.append(row)
+            if phases is not None:
+                phases.add_row(row)
+            if on_row is not None:
+                on_row(row)
+
+        runnable = _prechecked(todo, resumed, keep, env)
         schedule = Schedule(group_cells(runnable), plan.rounds, resumed=resumed)
         sinks = Sinks(
-            emit=lambda cell, row: writer.append(
-                finish_row(cell, _counted(counter, cell, row), env)
-            ),
+            emit=lambda cell, row: keep(finish_row(cell, _counted(counter, cell, row), env)),
             partial=lambda cell, row: writer.append(finish_row(cell, row, env)),
-            round_done=lambda cell, result: rounds_out.append(result.record(cell.id)),
+            round_done=lambda cell, result: _round_kept(rounds_out, cell, result, phases),
             step=(lambda i, n, cell: progress(i, n, cell, time.perf_counter() - started))
             if progress
             else None,
         )
         if runnable:
             try:
-                _run_schedule(plan, schedule, sinks, run_dir)
+                _run_schedule(plan, schedule, sinks, run_dir, phases or Phases())
             finally:
                 if counter is not None:
                     counter.close()  # its valgrind process is in a session of its own
@@ -321,14 +397,19 @@ def execute_plan(plan: RunPlan, progress: ProgressFn | None = None) -> list[dict
     return run_dir.rows()
 
 
-def _run_schedule(plan: RunPlan, schedule: Schedule, sinks: Sinks, run_dir: RunDir) -> None:
+def _run_schedule(
+    plan: RunPlan, schedule: Schedule, sinks: Sinks, run_dir: RunDir, phases: Phases
+) -> None:
     executor = _executor(plan)
     rounds = max(1, plan.rounds.rounds)
     deaths = CaseDeaths(executor)
     try:
         schedule.run(
-            lambda g: _verdicts(executor, plan, g, deaths),
-            lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
+            phases.timed("verdict_s", lambda g: _verdicts(executor, plan, g, deaths)),
+            phases.timed(
+                "timing_s",
+                lambda g, i: ask(executor, lambda c: RoundTask(c, i, rounds), g, plan.timeout),
+            ),
             sinks,
         )
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM by stop_signals_interrupt
