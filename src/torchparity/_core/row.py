@@ -247,6 +247,9 @@ class Row(TypedDict, total=False):
     incremental_rel_l2: float  # prefill vs one-token-at-a-time, the path's and the model's own
     model_incremental_rel_l2: float
     generation_file: str
+    incremental_check: str
+    localize_note: str  # why a generate cell was not localized
+    generation_culprit: str  # the verdict's culprit when a layer is the localizer's
     timed_loops: int
     scenario: str
     qps: float | None

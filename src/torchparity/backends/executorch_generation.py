@@ -52,11 +52,12 @@ def static_cache_module(model: torch.nn.Module, batch: int, max_len: int) -> tor
     for the wrapper's check, then restored)."""
     from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
-    config = model.generation_config
+    hf: Any = model  # a transformers PreTrainedModel (nn.Module's attributes type as Tensor)
+    config = hf.generation_config
     saved = (config.use_cache, config.cache_implementation)
     config.use_cache, config.cache_implementation = True, "static"
     try:
-        return TorchExportableModuleWithStaticCache(model, batch, max_len, model.device).eval()
+        return TorchExportableModuleWithStaticCache(hf, batch, max_len, hf.device).eval()
     finally:
         config.use_cache, config.cache_implementation = saved
 

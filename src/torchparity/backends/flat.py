@@ -60,7 +60,7 @@ def forward_names(module: torch.nn.Module, count: int) -> tuple[str, ...]:
             else None
         )
         ok = p is not None and p.name.isidentifier() and not keyword.iskeyword(p.name)
-        names.append(p.name if ok and p.name not in _RESERVED else f"input_{i}")
+        names.append(p.name if p is not None and ok and p.name not in _RESERVED else f"input_{i}")
     if len(set(names)) < len(names):  # input_<i> beside a parameter of that very name
         return tuple(f"input_{i}" for i in range(count))
     return tuple(names)

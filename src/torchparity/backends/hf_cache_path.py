@@ -43,7 +43,8 @@ def new_cache(model: torch.nn.Module) -> Any:
         return transformers.EncoderDecoderCache(
             transformers.DynamicCache(), transformers.DynamicCache()
         )
-    return transformers.DynamicCache(config=model.config)
+    config: Any = model.config  # a transformers config (nn.Module's attributes type as Tensor)
+    return transformers.DynamicCache(config=config)
 
 
 def mask_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ class HFCachePath:
         forward: Callable[..., Any] | None = None,
         context: Callable[[], Any] | None = None,
     ) -> None:
-        self.model = model
+        self.model: Any = model  # a transformers model: its attributes are not nn.Module's
         self.forward = model if forward is None else forward
         self.context = context  # e.g. autocast, entered around every call
         self.seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))

@@ -92,8 +92,9 @@ def cache_geometry(model: torch.nn.Module) -> CacheGeometry:
     """The model's cache layout, read from one call on a two-token prompt."""
     import transformers
 
-    ids = torch.zeros(1, 2, dtype=torch.int64, device=model.device)
-    cache = transformers.DynamicCache(config=model.config)
+    hf: Any = model  # a transformers model (nn.Module's attributes type as Tensor)
+    ids = torch.zeros(1, 2, dtype=torch.int64, device=hf.device)
+    cache = transformers.DynamicCache(config=hf.config)
     with torch.no_grad():
         out = model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
     tensors = _present(out)
@@ -106,7 +107,7 @@ class PastKeyValuesIO(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, geometry: CacheGeometry) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a transformers model: its attributes are not nn.Module's
         self.layers = geometry.layers
         self.cache_arg = cache_argument(model)
 
@@ -125,7 +126,8 @@ class PastKeyValuesIO(torch.nn.Module):
                 f"the model's cache has {len(cache.layers)} layers where its call returned "
                 f"{self.layers}: no past-kv-io form"
             )
-        for i, layer in enumerate(cache.layers):
+        layers: list[Any] = list(cache.layers)  # full-attention layers (checked above)
+        for i, layer in enumerate(layers):
             # The past as the layer's own tensors: ``update`` would first concatenate
             # them to an empty 1-D tensor, which OpenVINO's frontend cannot convert.
             layer.lazy_initialization(past[2 * i], past[2 * i + 1])

@@ -24,7 +24,7 @@ import linecache
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -130,7 +130,7 @@ def generated_subclass(
     namespace: dict[str, Any] = {}
     exec(compile(source, filename, "exec"), dict(names), namespace)  # noqa: S102
     body = {"forward": namespace["forward"], "__module__": base.__module__, **attrs}
-    return type(base.__name__, (base,), body)
+    return cast("type[T]", type(base.__name__, (base,), body))
 
 
 def _class_for(layout: KeywordLayout) -> type[KeywordCall]:

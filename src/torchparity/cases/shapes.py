@@ -43,7 +43,9 @@ class DynamicDim:
         min: int = 2,  # noqa: A002 - the declared range reads as min/max
         max: int = 1024,  # noqa: A002
     ) -> None:
-        pairs = tuple(sorted(at.items() if isinstance(at, Mapping) else at))
+        pairs: tuple[tuple[int, int], ...] = tuple(
+            sorted(at.items() if isinstance(at, Mapping) else at)  # type: ignore[arg-type]
+        )
         if not name.isidentifier():
             raise ValueError(f"dynamic dim name {name!r} is not an identifier")
         if not pairs:

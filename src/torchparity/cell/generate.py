@@ -30,6 +30,7 @@ import torch
 
 from torchparity._core import stats
 from torchparity._core.errors import first_line
+from torchparity._core.row import add_columns
 from torchparity._core.rundir import RunDir
 from torchparity._core.status import Status
 from torchparity.axes.devices import get_device
@@ -148,7 +149,7 @@ def reference_for(s: GenerateState) -> GenerateReference:
 
 def stage_generate_reference(s: GenerateState) -> bool:
     s.reference = reference_for(s)
-    s.row.update(verdict_mod.margin_summary(s.reference.run.logits))
+    add_columns(s.row, verdict_mod.margin_summary(s.reference.run.logits))
     if s.reference.error:
         s.row.update(status=Status.ERROR, reason=s.reference.error)
         s.row["error_stage"], s.row["error_type"] = "reference", "NonFiniteReference"
@@ -170,11 +171,11 @@ def stage_generate_prepare(s: GenerateState) -> bool:
                 model, s.device_prompts(), s.prompts.prompt_len + s.steps, s.prepare_ctx
             )
         except PromptsUnservable as exc:  # e.g. a static cache and a left-padded batch
-            s.row.update(s.prepare_ctx.row_columns())
+            add_columns(s.row, s.prepare_ctx.row_columns())
             s.row.update(status=Status.SKIP, reason=str(exc))
             return False
     s.row["prepare_s"] = time.perf_counter() - began
-    s.row.update(s.prepare_ctx.row_columns())
+    add_columns(s.row, s.prepare_ctx.row_columns())
     s.row["cache_kind"] = getattr(s.path, "cache_kind", "")
     s.row["decode_input_len"] = decode_input_len(s.path)
     if s.row["decode_input_len"] > 1:
@@ -213,7 +214,7 @@ def stage_generate_compare(s: GenerateState) -> bool:
         ref.run.tokens, ref.run.logits, s.free.tokens, s.forced.logits, bound, ref.full, s.path_full
     )
     s.verdict = v
-    s.row.update(v.columns)
+    add_columns(s.row, v.columns)
     if v.status != "pass":
         s.row.update(status=Status(v.status), reason=v.reason)
         if v.error_stage:
@@ -252,7 +253,7 @@ def stage_generate_timing(s: GenerateState) -> bool:
         len(runs) < MIN_TIMED_LOOPS or time.perf_counter() - began < s.settings.timing.min_time
     ):
         runs.append(run_loop(s.path, prompts, s.steps, sync=sync))
-    s.row.update(speed_columns(runs, s.batch))
+    add_columns(s.row, speed_columns(runs, s.batch))
     return True
 
 

@@ -335,8 +335,8 @@ def fail_dtype(s: CellState, reason: str) -> None:
     after any numeric reason the row already has."""
     if not reason:
         return
-    if s.row["status"] == Status.FAIL and s.row.get("reason"):
-        reason = f"{s.row['reason']}; {reason}"
+    if s.row.get("status") == Status.FAIL and s.row.get("reason"):
+        reason = f"{s.row.get('reason')}; {reason}"
     s.row.update(status=Status.FAIL, reason=reason)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from torchparity.report import charts
+from torchparity.report import frames as fr
 from torchparity.report import html as h
 
 COLUMNS = [
@@ -51,7 +52,7 @@ def generation_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(shown)
     if frame.empty:
         return frame
-    return frame[[c for c in COLUMNS if c in frame.columns]]
+    return fr.columns(frame, [c for c in COLUMNS if c in frame.columns])
 
 
 def _label(record: dict[str, Any]) -> str:

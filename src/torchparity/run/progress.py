@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -56,7 +57,7 @@ class LogProgress:
     def __call__(self, done: int, total: int, cell: Any = None, elapsed: float = 0.0) -> None:
         self.done, self.total = done, total
 
-    def row(self, row: dict[str, Any]) -> None:
+    def row(self, row: Mapping[str, Any]) -> None:
         self.cells_done += 1
         self.failed += str(row.get("status")) in BAD_STATUSES
 

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ class Phases:
     rendering_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
-    def add_row(self, row: dict[str, Any]) -> None:
+    def add_row(self, row: Mapping[str, Any]) -> None:
         value = row.get("prepare_s")
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             self.prepare_s += float(value)
@@ -316,7 +316,7 @@ def resumed_cells(run_dir: RunDir, cells: list[Cell]) -> dict[str, Resumed]:
 def _prechecked(
     todo: list[Cell],
     resumed: dict[str, Resumed],
-    keep: Callable[[dict[str, Any]], None],
+    keep: Callable[[Mapping[str, Any]], None],
     env: dict[str, Any],
 ) -> list[Cell]:
     """The cells to run; those that cannot run here are rows at once, no worker needed."""
@@ -346,7 +346,7 @@ def _round_kept(out: Any, cell: Cell, result: RoundResult, phases: Phases | None
 def execute_plan(
     plan: RunPlan,
     progress: ProgressFn | None = None,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[Mapping[str, Any]], None] | None = None,
     phases: Phases | None = None,
 ) -> list[dict[str, Any]]:
     """Run the plan's cells that the run directory does not hold yet (and the
@@ -367,7 +367,7 @@ def execute_plan(
         run_dir.rounds_writer() as rounds_out,
     ):
 
-        def keep(row: dict[str, Any]) -> None:
+        def keep(row: Mapping[str, Any]) -> None:
             writer.append(row)
             if phases is not None:
                 phases.add_row(row)
