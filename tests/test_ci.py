@@ -343,7 +343,12 @@ def test_zoo_full_adds_the_deployment_runtimes_and_zoo_keeps_its_ci_paths(tmp_pa
     for name in ("zoo", "zoo_full"):
         session = _RecordingSession(tmp_path, ["--out", str(tmp_path / name)])
         getattr(noxfile, name)(session)
-        (run, report) = session.runs
+        (run, report, *generate) = session.runs
+        if name == "zoo":  # then generation parity on its ci selection
+            (gen,) = generate
+            assert _option(gen, "--suite") == "generate-ci" and _option(gen, "--mode") == "generate"
+        else:
+            assert not generate
         assert run[:2] == ["torchparity", "run"] and _option(run, "--out") == str(tmp_path / name)
         assert "--strict" in run and report[:3] == ["torchparity", "report", str(tmp_path / name)]
         ran[name] = (run, session.installs[0][1])

@@ -258,7 +258,7 @@ def test_explain_taps_other_backends(overflow_run, backend):
                 "--precision",
                 "fp16",
             ],
-            "unknown case 'planted_overflow'; the run loaded",
+            "unknown case 'planted_overflow'; closest:",
         ),
         (
             ["explain", "{run}", "--case", "add", "--backend", "eager", "--precision", "fp32"],

@@ -65,7 +65,7 @@ def test_train_mode_eager_compile_torchscript_and_skips(tmp_path: Path) -> None:
         and scaled["amp_skipped_steps"] == 0
         and scaled["amp_scale_final"] > 0
     )
-    assert "torchscript" in train[("tiny_linear", "amp-fp16", "torchscript")]["reason"]
+    assert "torchscript" in train[("tiny_linear", "amp-fp16", "torchscript")]["reason"].lower()
     report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "Training" in report and "cpu/eager/fp32/train" in report
 

@@ -113,6 +113,7 @@ class Row(TypedDict, total=False):
     input_digest: str
     reference_cache: str
     behaviour_fingerprint: str
+    nondeterministic: str  # why two fp64 calls of the case differ (the case's blame)
     mutates_inputs: list  # the inputs the backend changed in place
     leaf_names: list
     leaves: list

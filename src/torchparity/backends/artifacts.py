@@ -116,7 +116,8 @@ def load_or_build(
         os.replace(tmp, path)
         cache.seal(path, data, ctx.fingerprint)
     except OSError as exc:  # a full disk's write names no file: the entry's is said
-        exc.filename = exc.filename or str(path)
+        if exc.errno is not None:  # a real I/O error, not a builder's OSError (inspect's)
+            exc.filename = exc.filename or str(path)
         raise
     finally:
         tmp.unlink(missing_ok=True)

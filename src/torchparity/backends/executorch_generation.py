@@ -28,7 +28,7 @@ import torch
 
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import PrepareContext
-from torchparity.backends.executorch_runtime import _delegation, _load_method
+from torchparity.backends.executorch_program import _delegation, _load_method
 from torchparity.backends.past_kv_io import unsupported_model
 
 if TYPE_CHECKING:

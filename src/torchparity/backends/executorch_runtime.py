@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
+from torchparity.backends.executorch_program import _delegation, _load_method
 from torchparity.backends.options import BackendOption
 from torchparity.backends.quantize import quantized_for
 from torchparity.backends.torch_export import autocast_unsupported, export_program
@@ -66,44 +66,6 @@ def _missing() -> str | None:
     except Exception as exc:  # noqa: BLE001 - the pybinding links libtorch: a torch it was not built for
         return f"executorch does not load beside torch {torch.__version__}: {exc}"
     return None
-
-
-def _delegation(edge: Any, notes: dict) -> None:
-    """Record how much of the lowered edge program XNNPACK took, and which
-    operators are left to ExecuTorch's own kernels."""
-    from executorch.devtools.backend_debug import get_delegation_info
-
-    info = get_delegation_info(edge.exported_program().graph_module)
-    delegated = info.num_delegated_nodes
-    total = delegated + info.num_non_delegated_nodes
-    frame = info.get_operator_delegation_dataframe()
-    left = frame[frame["occurrences_in_non_delegated_graphs"] > 0]["op_type"]
-    notes["delegated_nodes"] = int(delegated)
-    notes["delegated_share"] = round(delegated / total, 4) if total else 0.0
-    notes["undelegated_ops"] = ",".join(
-        sorted(str(op) for op in left if str(op) not in ("Total", "getitem"))
-    )
-
-
-_OPERATOR_MISSING = re.compile(r"error: 0x:?14\b")
-
-
-def _load_method(path: Path, notes: dict) -> Any:
-    """The program's forward method; a missing kernel named as such (the
-    runtime says only "error 0x14")."""
-    from executorch.runtime import Runtime
-
-    try:
-        return Runtime.get().load_program(path).load_method("forward")
-    except RuntimeError as exc:
-        if not _OPERATOR_MISSING.search(str(exc)):
-            raise
-        ops = notes.get("undelegated_ops")
-        raise NotImplementedError(
-            "the ExecuTorch runtime has no kernel for an operator of the program "
-            "(error 0x14 OperatorMissing)"
-            + (f"; operators outside the delegate: {ops}" if ops else "")
-        ) from None
 
 
 def _lower(module: torch.nn.Module, example_inputs: tuple, delegate: str, notes: dict) -> bytes:

@@ -24,7 +24,6 @@ import torch
 from torchparity.backends import js_build, tensor_io
 from torchparity.backends.base import PrepareContext
 from torchparity.backends.onnx_generation import generation_artifact, generation_unsupported_dtype
-from torchparity.backends.ort_node import checked_onnx, runner_install
 
 if TYPE_CHECKING:
     from torchparity.backends.generation import Prompts
@@ -75,14 +74,17 @@ class NodeLoopPath:
 
 
 def prepare_node_generation(
-    model: torch.nn.Module, ctx: PrepareContext, threads: int
+    model: torch.nn.Module,
+    ctx: PrepareContext,
+    threads: int,
+    install: js_build.JsInstall,
+    checked_onnx: Any,
 ) -> NodeLoopPath:
     """The onnxruntime-node backend's generation path: the installed runner
     scripts and the onnxruntime path's past-kv-io file."""
     reason = generation_unsupported_dtype(ctx.precision.dtype)
     if reason is not None or ctx.precision.dtype != torch.float32:
         raise NotImplementedError(reason or "the Node generation loop reads fp32 logits only")
-    install = runner_install(ctx)
     artifact, geometry = generation_artifact(model, ctx, checked_onnx)
     ctx.notes.update(artifact_of="onnxruntime", generation_graph="past-kv-io, the loop in Node")
     past = (geometry.past_names("past_key_values"), geometry)

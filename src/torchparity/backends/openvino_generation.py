@@ -33,7 +33,7 @@ import torch
 
 from torchparity.backends.artifacts import artifact_key, library_version, load_or_build
 from torchparity.backends.base import PrepareContext
-from torchparity.backends.openvino_runtime import (
+from torchparity.backends.openvino_io import (
     DEFAULT_HINT,
     HINTS,
     PRECISION_NAMES,

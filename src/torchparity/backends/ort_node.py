@@ -138,7 +138,8 @@ class OrtNodeBackend(NativeBackend):
         from torchparity.backends.js_generation import prepare_node_generation
 
         threads = int(ctx.options.get("threads", torch.get_num_threads()))
-        return prepare_node_generation(model, ctx, threads)
+        # the install and the .onnx check passed in: js_generation never imports this module
+        return prepare_node_generation(model, ctx, threads, runner_install(ctx), checked_onnx)
 
     def runner_inputs(
         self, module: torch.nn.Module, example_inputs: tuple, ctx: PrepareContext

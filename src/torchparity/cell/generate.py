@@ -215,14 +215,14 @@ def stage_generate_compare(s: GenerateState) -> bool:
     )
     s.verdict = v
     add_columns(s.row, v.columns)
-    if v.status != "pass":
+    if v.status != Status.PASS:
         s.row.update(status=Status(v.status), reason=v.reason)
         if v.error_stage:
             s.row["error_stage"], s.row["error_type"] = v.error_stage, "IncrementalMismatch"
     elif v.reason:
         s.row["reason"] = v.reason
     _write_detail(s, v)
-    return v.status != "error"
+    return v.status != Status.ERROR
 
 
 def _write_detail(s: GenerateState, v: verdict_mod.GenerationVerdict) -> None:

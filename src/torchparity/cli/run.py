@@ -67,11 +67,15 @@ def add_parser(sub: Any) -> None:
 
 
 def present_devices(devices: list[str]) -> tuple[list[str], dict[str, str]]:
-    """``["present"]`` -> the available device kinds and {absent kind: why}; other lists unchanged."""
-    if devices != ["present"]:
+    """``present`` (alone or among others) -> the available device kinds in its place,
+    and {absent kind: why}; a list without it is unchanged."""
+    if "present" not in devices:
         return devices, {}
     reasons = {name: dev.unavailable() for name, dev in DEVICES.items()}
-    return [n for n, r in reasons.items() if r is None], {n: r for n, r in reasons.items() if r}
+    here = [n for n, r in reasons.items() if r is None]
+    chosen = [n for d in devices for n in (here if d == "present" else [d])]
+    absent = {n: r for n, r in reasons.items() if r and n not in chosen}
+    return list(dict.fromkeys(chosen)), absent
 
 
 def device_options_for(sel: dict, devices: list[str]) -> DeviceOptions:

@@ -126,7 +126,7 @@ def reason_lines(rows: list[dict[str, Any]], shown: int = 8, width: int = 160) -
     groups: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         status = str(r.get("status") or "")
-        if status in ("pass", "skip"):
+        if status in (Status.PASS, Status.SKIP):
             continue
         reason = (str(r.get("reason") or "").strip().splitlines() or ["(no reason recorded)"])[0]
         groups.setdefault((status, reason), []).append(str(r.get("backend") or "?"))

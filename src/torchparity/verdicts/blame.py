@@ -127,7 +127,7 @@ def classify(backend: str, row: dict[str, Any]) -> str:
         return "environment"
     if status != Status.SKIP and _case_stage(row):
         return "case"
-    if status != "skip" and _plumbing(row):
+    if status != Status.SKIP and _plumbing(row):
         return "harness"  # torchparity's own code broke on the input it was handed
     if _HARNESS.search(reason):
         return "harness"

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from torchparity._core.status import Status
+
 # The fp64 model's incremental logits against its own full prefill: reassociation
 # (attention over other lengths) moves bits, a cache fault moves logits by O(1).
 MODEL_INCREMENTAL_BOUND = 1e-9
@@ -42,7 +44,7 @@ TIE_REACH = 2.0
 class GenerationVerdict:
     """The row's verdict, its generation columns and the per-prompt detail."""
 
-    status: str = "pass"
+    status: str = Status.PASS
     reason: str = ""
     error_stage: str = ""  # set for an error (the case's: "reference")
     columns: dict[str, Any] = field(default_factory=dict)
@@ -149,7 +151,7 @@ def judge(
         own = incremental_error(ref_logits, model_full)
         v.columns["model_incremental_rel_l2"] = own
         if not own <= MODEL_INCREMENTAL_BOUND:
-            v.status, v.error_stage = "error", "reference"
+            v.status, v.error_stage = Status.ERROR, "reference"
             v.reason = (
                 "the model's own cache path differs from its full path: in fp64 eager, the "
                 "logits from decoding one token at a time differ from one full prefill's "
@@ -161,7 +163,7 @@ def judge(
         own = incremental_error(forced, path_full)
         v.columns["incremental_rel_l2"] = own
         if not own <= bound:
-            v.status = "fail"
+            v.status = Status.FAIL
             v.reason = (
                 "prefill vs incremental: the path's logits decoding one token at a time differ "
                 f"from its own full prefill's (rel. L2 {own:.3g} > bound {bound:.3g})"
@@ -170,15 +172,15 @@ def judge(
             return v
     flips = _judge_divergences(v, steps, ref_tokens, tokens, ref_margin, abs_err, drift, bound)
     v.columns["tie_flips"] = flips
-    if v.status == "pass" and not float(drift[worst]) <= bound:
-        v.status = "fail"
+    if v.status == Status.PASS and not float(drift[worst]) <= bound:
+        v.status = Status.FAIL
         v.reason = (
             f"teacher-forced logits at step {worst}: rel. L2 {float(drift[worst]):.3g} "
             f"> bound {bound:.3g}"
         )
-    if v.status == "fail" and path_full is not None:
+    if v.status == Status.FAIL and path_full is not None:
         v.columns["culprit"] = culprit(forced, path_full, ref_logits, bound)
-    elif v.status == "pass" and flips:
+    elif v.status == Status.PASS and flips:
         v.reason = (
             f"{flips} near-tie flip(s) ({v.columns['tie_detail']}); teacher-forced within bound"
         )
@@ -213,8 +215,8 @@ def _judge_divergences(
         if tie:
             flips += 1
             ties.append(said)
-        elif v.status == "pass":
-            v.status = "fail"
+        elif v.status == Status.PASS:
+            v.status = Status.FAIL
             v.reason = (
                 f"generation diverges at {said}: beyond a near-tie "
                 f"(margin > {TIE_REACH:g} x error, or step rel. L2 {float(drift[step]):.3g} "
