@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import SAMPLE_RUN_CELLS
+from tests.helpers import run_cli
 from torchparity.store.local import SCHEMA_VERSION, StoreError, add_run, stored_rows
 
 
@@ -57,3 +58,16 @@ def test_two_writers_at_once_keep_both_runs(sample_run, tmp_path):
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert len(stored_rows(store)) == 2 * SAMPLE_RUN_CELLS
+
+
+def test_store_add_cli(sample_run, tmp_path):
+    store = tmp_path / "s" / "store.sqlite"
+    first = run_cli("store", "add", str(sample_run), "--store", str(store))
+    assert first.returncode == 0, first.stderr
+    assert "added" in first.stdout
+    again = run_cli("store", "add", str(sample_run), "--store", str(store))
+    assert "already stored" in again.stdout
+    bad = run_cli("store", "add", str(tmp_path / "nothing"), "--store", str(store))
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert len(stored_rows(store)) == SAMPLE_RUN_CELLS

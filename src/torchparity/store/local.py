@@ -87,3 +87,19 @@ def stored_rows(store: Path) -> list[dict[str, Any]]:
         return [{**json.loads(r), "env": json.loads(e)} for r, e in con.execute(query)]
     finally:
         con.close()
+
+
+def default_store() -> Path:
+    """The user's data folder by platform convention (``TORCHPARITY_STORE`` overrides)."""
+    import os
+    import sys
+
+    if os.environ.get("TORCHPARITY_STORE"):
+        return Path(os.environ["TORCHPARITY_STORE"])
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "torchparity" / "store.sqlite"
