@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from torchparity._core.console import robust_standard_streams
 from torchparity._core.errors import MachineFault, machine_fault
-from torchparity.cli import compare, data, explain, export, fuzz, report, run
+from torchparity.cli import compare, data, explain, export, fuzz, report, run, store
 from torchparity.cli import list as list_command  # not the builtin's name
 from torchparity.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError
 
@@ -30,6 +30,7 @@ COMMANDS = {
     "report": report,
     "export": export,
     "compare": compare,
+    "store": store,
 }
 
 

@@ -1,0 +1,1 @@
+"""The results store: every row of every run, with the versions that made it."""
