@@ -115,3 +115,24 @@ def prepare_export_generation(model: torch.nn.Module, ctx: PrepareContext) -> Pr
     program, geometry = program_artifact(model, ctx)
     ctx.notes.update(exporter="torch.export", generation_graph="past-kv-io (one program)")
     return ProgramPastKVPath(program.module(), geometry, ctx.device.torch_device())
+
+
+def prepare_aoti_generation(model: torch.nn.Module, ctx: PrepareContext) -> ProgramPastKVPath:
+    """The aoti backend's generation path: the same past-kv-io program compiled
+    with AOTInductor into a .pt2 package (cached and sealed as the forward
+    cells' packages are), run as ``aoti_load_package``'s model."""
+    reason = unsupported_model(model)
+    if reason is not None:
+        raise NotImplementedError(reason)
+    geometry = cache_geometry(model)
+
+    def build(path: Path) -> None:
+        program = export_past_kv_io(model, geometry)
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+    key = artifact_key(ctx, model, ["generation=past-kv-io"])
+    runner = load_or_build(
+        ctx, key, ".pt2", build, lambda p: torch._inductor.aoti_load_package(str(p))
+    )
+    ctx.notes.update(exporter="torch.export", generation_graph="past-kv-io (AOTInductor package)")
+    return ProgramPastKVPath(runner, geometry, ctx.device.torch_device())
