@@ -251,3 +251,20 @@ def test_encoder_decoders_are_skip_rows_on_the_deployment_paths(backend):
     assert reason, backend
     if "not installed" not in reason:
         assert "encoder-decoder" in reason, reason
+
+
+def test_export_generates_gpt2_over_past_key_values(cache_dir):
+    """torch.export's program of the past-kv-io form, prefill and one-token decode;
+    the second prepare loads the cached, sealed .pt2."""
+    notes = _check("export", "gpt2", cache_dir, steps=4)
+    assert notes["cache"] == "miss"
+    assert _check("export", "gpt2", cache_dir, batch=1, steps=4)["cache"] == "hit"
+
+
+@pytest.mark.slow  # AOTInductor compiles C++ (minutes on 2 cores)
+def test_aoti_generates_gpt2_over_past_key_values(cache_dir):
+    """The past-kv-io program compiled with AOTInductor; the second prepare
+    loads the cached package instead of compiling again."""
+    notes = _check("aoti", "gpt2", cache_dir, steps=4)
+    assert notes["cache"] == "miss"
+    assert _check("aoti", "gpt2", cache_dir, batch=1, steps=4)["cache"] == "hit"

@@ -15,6 +15,7 @@ import torch
 
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
+from torchparity.backends import export_generation
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.torch_export import autocast_unsupported, export_program
@@ -41,13 +42,15 @@ class AotiBackend(Backend):
     description = "AOTInductor: torch.export -> aoti_compile_and_package -> aoti_load_package"
     shapes = True  # the program exported with Dims; its placeholders read back
 
+    generates = True
+
     def generation_unsupported(self, case: Any, precision: Any) -> str | None:
-        # A prefill and a decode program over the cache as explicit tensors is
-        # this path's generation; it is not built yet (docs/generation.md, issue 38).
-        return (
-            "not built yet: the generation path of aoti (a prefill and a decode program "
-            "with the KV cache as inputs and outputs; docs/generation.md)"
-        )
+        return _compiler_missing() or export_generation.generation_unsupported(case, precision)
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        return export_generation.prepare_aoti_generation(model, ctx)
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         if not hasattr(torch._inductor, "aoti_compile_and_package"):

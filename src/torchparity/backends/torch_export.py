@@ -14,6 +14,7 @@ import torch
 
 from torchparity.axes.matrix import Cell
 from torchparity.axes.precision import Precision
+from torchparity.backends import export_generation
 from torchparity.backends.artifacts import artifact_key, load_or_build
 from torchparity.backends.base import Backend, PrepareContext
 from torchparity.backends.dynamic import export_dynamic_shapes, program_shapes, record_signature
@@ -52,13 +53,15 @@ class ExportBackend(Backend):
     description = "torch.export.export -> torch.export.save/load -> ExportedProgram.module()"
     shapes = True  # Dim per dynamic dim; the loaded program's placeholders read back
 
+    generates = True
+
     def generation_unsupported(self, case: Any, precision: Any) -> str | None:
-        # A prefill and a decode program over the cache as explicit tensors is
-        # this path's generation; it is not built yet (docs/generation.md, issue 38).
-        return (
-            "not built yet: the generation path of export (a prefill and a decode program "
-            "with the KV cache as inputs and outputs; docs/generation.md)"
-        )
+        return export_generation.generation_unsupported(case, precision)
+
+    def prepare_generation(
+        self, model: torch.nn.Module, prompts: Any, max_len: int, ctx: PrepareContext
+    ) -> Any:
+        return export_generation.prepare_export_generation(model, ctx)
 
     def supports(self, cell: Cell, precision: Precision) -> str | None:
         return autocast_unsupported(precision)
