@@ -155,9 +155,9 @@ def test_eager_fp32_passes_with_speed_columns(tmp_path):
 
 
 def test_paths_without_generation_are_skip_rows_with_a_reason(tmp_path):
-    """export/aoti (not built) and a case without a declaration: skips that say why."""
-    row = generate("gen.tiny", "export", tmp_path)
-    assert row["status"] == "skip" and "not built yet" in row["reason"]
+    """A backend with no generation path and a case without a declaration: skips that say why."""
+    row = generate("gen.tiny", "torchscript", tmp_path)
+    assert row["status"] == "skip" and "has no generation path" in row["reason"], row["reason"]
     from torchparity.axes.matrix import Cell
     from torchparity.cell.context import precheck
 
